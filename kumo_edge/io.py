@@ -1,0 +1,670 @@
+"""Raster input and output.
+
+Reading: :class:`Raster` opens anything GDAL reads (GeoTIFF, ENVI ``.hdr``/``.img``, ...),
+finds the band wavelengths, converts stored values to reflectance and yields the scene as row
+strips (windowed reads; the whole scene is never in memory).
+
+Where the wavelengths come from, first found wins:
+
+1. an explicit list given by the caller (``wavelengths=``, CLI ``--wavelengths``);
+2. the ENVI header (``wavelength``, ``fwhm``, ``wavelength units``);
+3. GDAL's ``IMAGERY`` metadata domain (``CENTRAL_WAVELENGTH_UM``, ``FWHM_UM``);
+4. a per-band ``wavelength`` tag in nm (or in ``wavelength_units``) and optional ``fwhm``;
+5. a band description that names a wavelength, e.g. ``"B2 blue 482nm"``.
+
+When no FWHM is known it is estimated from the centre spacing (logged).
+
+Reflectance: ``stored * scale + offset`` with scale/offset from the caller, else GDAL band
+scale/offset, else the ENVI ``reflectance scale factor``. Floating-point rasters without any
+scale are taken as reflectance already; integer rasters without one are refused (a DN is not a
+reflectance). Values are checked (no NaN/inf in valid pixels, within [-0.5, 2] after scaling,
+else the scale is wrong) and clipped to [0, 1].
+
+No-data: the declared nodata value (any band equal to it makes the pixel invalid), GDAL
+mask/alpha bands, and, when nothing is declared (``nodata="auto"``), pixels whose bands are
+all exactly 0, the fill value of Landsat and most L1 products. ``nodata=None`` disables the
+fill rule; ``nodata=<number>`` or ``"nan"`` overrides the file.
+
+Writing: :class:`GeoTiffWriter` writes tiled, compressed GeoTIFFs strip by strip under a
+temporary name and renames it only once every row has been written, keeping CRS, transform,
+nodata and wavelengths (as GDAL ``IMAGERY`` metadata and as ``wavelength`` tags in nm).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import rasterio
+from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from .bands import BandSet
+from .errors import (
+    BandCountError,
+    DataTypeError,
+    InvalidDataError,
+    MissingWavelengthsError,
+    OutputExistsError,
+    RasterReadError,
+    RasterWriteError,
+    ShapeError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Default number of rows per strip.
+DEFAULT_STRIP_LINES = 256
+#: Scaled values outside this range mean the scale/offset is wrong, not that the scene is odd.
+REFLECTANCE_SANITY_RANGE = (-0.5, 2.0)
+
+_NM_IN_TEXT = re.compile(r"(\d{3,5}(?:\.\d+)?)\s*nm\b", re.IGNORECASE)
+_ACCEPTED_KINDS = "biuf"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+NodataSpec = float | str | None
+
+
+def _unit_to_nm(unit: str | None, values: Sequence[float]) -> list[float]:
+    """Convert wavelengths to nm from a unit name, or guess the unit from the magnitude."""
+    u = (unit or "").strip().lower()
+    if u in ("nanometers", "nanometer", "nm"):
+        factor = 1.0
+    elif u in ("micrometers", "micrometer", "microns", "micron", "um", "µm"):
+        factor = 1000.0
+    elif u in ("millimeters", "mm"):
+        factor = 1e6
+    else:  # unknown: below 30 can only be micrometres
+        factor = 1000.0 if max(values) < 30 else 1.0
+    return [float(v) * factor for v in values]
+
+
+def _parse_envi_header(path: Path) -> dict[str, str]:
+    """Key/value pairs of an ENVI header, braces joined onto one line."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    out: dict[str, str] = {}
+    key = None
+    buf: list[str] = []
+    depth = 0
+    for line in text.splitlines():
+        if key is None:
+            if "=" not in line:
+                continue
+            k, v = line.split("=", 1)
+            key, v = k.strip().lower(), v.strip()
+            buf, depth = [v], v.count("{") - v.count("}")
+        else:
+            buf.append(line.strip())
+            depth += line.count("{") - line.count("}")
+        if depth <= 0:
+            out[key] = " ".join(buf).strip().strip("{}").strip()
+            key = None
+    return out
+
+
+def _envi_list(value: str) -> list[float]:
+    return [float(x) for x in value.replace("\n", " ").split(",") if x.strip()]
+
+
+def _estimate_fwhm(centers: Sequence[float]) -> tuple[float, ...]:
+    c = np.asarray(centers, dtype=np.float64)
+    if c.size == 1:
+        return (10.0,)
+    order = np.argsort(c)
+    gaps = np.diff(c[order])
+    left = np.concatenate([[gaps[0]], gaps])
+    right = np.concatenate([gaps, [gaps[-1]]])
+    est = np.empty_like(c)
+    est[order] = np.maximum(np.minimum(left, right), 1.0)
+    return tuple(float(x) for x in est)
+
+
+@dataclass
+class Strip:
+    """A block of consecutive full-width rows.
+
+    Attributes:
+        row: Index of the first row in the raster.
+        data: ``(bands, n, width)`` float32 reflectance in [0, 1]; invalid pixels are 0.
+        valid: ``(n, width)`` bool, True where every band holds data.
+    """
+
+    row: int
+    data: npt.NDArray[np.float32]
+    valid: npt.NDArray[np.bool_]
+
+
+def _find_envi_header(path: Path) -> Path | None:
+    for cand in (path.with_suffix(".hdr"), Path(str(path) + ".hdr")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+class Raster:
+    """A raster opened for strip-wise reading.
+
+    Args:
+        path: Any raster GDAL reads.
+        wavelengths: Band centres in nm, overriding the file's metadata (one per band).
+        fwhm: Band FWHM in nm (one per band); estimated from spacing when unknown.
+        scale: Multiplier from stored value to reflectance (scalar or one per band).
+        offset: Added after scaling (scalar or one per band).
+        nodata: ``"auto"`` (declared nodata, else all-zero fill), ``None`` (declared only),
+            a number, or ``"nan"``.
+
+    Raises:
+        RasterReadError: The file is missing, unreadable or not a raster.
+        DataTypeError: The stored type is not integer or floating point.
+        BandCountError: Explicit wavelengths/scales do not match the band count.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        wavelengths: Sequence[float] | None = None,
+        fwhm: Sequence[float] | None = None,
+        scale: float | Sequence[float] | None = None,
+        offset: float | Sequence[float] | None = None,
+        nodata: NodataSpec = "auto",
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise RasterReadError(f"{self.path}: no such file")
+        try:
+            self._ds = rasterio.open(self.path)
+        except (RasterioError, OSError) as exc:
+            raise RasterReadError(f"{self.path}: cannot be read as a raster ({_short(exc)})") from None
+        try:
+            self._setup(wavelengths, fwhm, scale, offset, nodata)
+        except BaseException:
+            self._ds.close()
+            raise
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _setup(self, wavelengths, fwhm, scale, offset, nodata) -> None:  # noqa: ANN001
+        ds = self._ds
+        self.width: int = ds.width
+        self.height: int = ds.height
+        self.count: int = ds.count
+        self.crs = ds.crs
+        self.transform = ds.transform
+        self.dtype = np.dtype(ds.dtypes[0])
+        if len(set(ds.dtypes)) != 1:
+            raise DataTypeError(f"{self.path}: bands have mixed dtypes {sorted(set(ds.dtypes))}; convert to one type")
+        if self.dtype.kind not in _ACCEPTED_KINDS:
+            raise DataTypeError(
+                f"{self.path}: stored type {self.dtype} is not supported; use an integer or floating-point raster"
+            )
+        self.descriptions: tuple[str, ...] = tuple(d or "" for d in ds.descriptions)
+        hdr = _find_envi_header(self.path) if ds.driver == "ENVI" else None
+        self._envi = _parse_envi_header(hdr) if hdr else {}
+
+        self.band_set: BandSet | None
+        self.wavelength_source: str
+        self.band_set, self.wavelength_source = self._find_bands(wavelengths, fwhm)
+
+        self.scale, self.offset, self.scale_source = self._find_scale(scale, offset)
+
+        declared = ds.nodata
+        if nodata == "auto":
+            self.nodata = declared
+            self.zero_fill = declared is None
+        elif nodata is None:
+            self.nodata, self.zero_fill = declared, False
+        elif isinstance(nodata, str):
+            if nodata.lower() != "nan":
+                raise ValueError(f"`nodata` must be a number, 'nan', 'auto' or None, got {nodata!r}")
+            self.nodata, self.zero_fill = float("nan"), False
+        else:
+            self.nodata, self.zero_fill = float(nodata), False
+        flags = ds.mask_flag_enums[0] if ds.count else []
+        self._mask_band = any(f in (MaskFlags.per_dataset, MaskFlags.alpha) for f in flags) and not any(
+            f == MaskFlags.nodata for f in flags
+        )
+
+    def _find_bands(self, wavelengths, fwhm) -> tuple[BandSet | None, str]:  # noqa: ANN001
+        n = self.count
+        names = tuple(d.split()[0] if d else "" for d in self.descriptions)
+        if wavelengths is not None:
+            wl = [float(w) for w in wavelengths]
+            if len(wl) != n:
+                raise BandCountError(f"`wavelengths` has {len(wl)} values but {self.path.name} has {n} bands")
+            fw = [float(f) for f in fwhm] if fwhm is not None else list(_estimate_fwhm(wl))
+            if len(fw) != n:
+                raise BandCountError(f"`fwhm` has {len(fw)} values but {self.path.name} has {n} bands")
+            return BandSet(tuple(wl), tuple(fw), names), "caller"
+        if fwhm is not None:
+            raise ValueError("`fwhm` needs `wavelengths` too")
+        # 2. ENVI header
+        if "wavelength" in self._envi:
+            unit = self._envi.get("wavelength units")
+            wl = _unit_to_nm(unit, _envi_list(self._envi["wavelength"]))
+            fw = _unit_to_nm(unit, _envi_list(self._envi["fwhm"])) if "fwhm" in self._envi else None
+            if len(wl) == n and (fw is None or len(fw) == n):
+                return BandSet(tuple(wl), tuple(fw or _estimate_fwhm(wl)), names), "ENVI header"
+            logger.warning("%s: ENVI header lists %d wavelengths for %d bands; ignored", self.path, len(wl), n)
+        # 3. GDAL IMAGERY domain
+        ds = self._ds
+        imag = [ds.tags(b, ns="IMAGERY") for b in range(1, n + 1)]
+        if all("CENTRAL_WAVELENGTH_UM" in t for t in imag):
+            wl = [float(t["CENTRAL_WAVELENGTH_UM"]) * 1000.0 for t in imag]
+            if all("FWHM_UM" in t for t in imag):
+                fw = [float(t["FWHM_UM"]) * 1000.0 for t in imag]
+            else:
+                fw = list(_estimate_fwhm(wl))
+            return BandSet(tuple(wl), tuple(fw), names), "GDAL IMAGERY metadata"
+        # 4. per-band wavelength tags
+        tags = [ds.tags(b) for b in range(1, n + 1)]
+        if all("wavelength" in t for t in tags):
+            try:
+                wl = [
+                    _unit_to_nm(t.get("wavelength_units", "nm"), [float(t["wavelength"])])[0] for t in tags
+                ]
+                fw = (
+                    [_unit_to_nm(t.get("wavelength_units", "nm"), [float(t["fwhm"])])[0] for t in tags]
+                    if all("fwhm" in t for t in tags)
+                    else list(_estimate_fwhm(wl))
+                )
+                return BandSet(tuple(wl), tuple(fw), names), "band wavelength tags"
+            except ValueError:
+                logger.warning("%s: unparseable `wavelength` band tags; ignored", self.path)
+        # 5. band descriptions
+        found = [_NM_IN_TEXT.search(d) for d in self.descriptions]
+        if n and all(found):
+            wl = [float(m.group(1)) for m in found if m]
+            return BandSet(tuple(wl), _estimate_fwhm(wl), names), "band descriptions"
+        return None, "none"
+
+    def _find_scale(self, scale, offset):  # noqa: ANN001, ANN202
+        n = self.count
+
+        def per_band(v: float | Sequence[float], what: str) -> npt.NDArray[np.float64]:
+            arr = np.atleast_1d(np.asarray(v, dtype=np.float64))
+            if arr.size == 1:
+                arr = np.repeat(arr, n)
+            if arr.size != n:
+                raise BandCountError(f"`{what}` has {arr.size} values but {self.path.name} has {n} bands")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"`{what}` must be finite, got {v}")
+            return arr
+
+        if scale is not None or offset is not None:
+            return per_band(1.0 if scale is None else scale, "scale"), per_band(0.0 if offset is None else offset, "offset"), "caller"
+        ds = self._ds
+        if any(s != 1.0 for s in ds.scales) or any(o != 0.0 for o in ds.offsets):
+            return per_band(ds.scales, "scale"), per_band(ds.offsets, "offset"), "GDAL scale/offset"
+        if "reflectance scale factor" in self._envi:
+            f = float(self._envi["reflectance scale factor"])
+            return per_band(1.0 / f, "scale"), per_band(0.0, "offset"), "ENVI reflectance scale factor"
+        if self.dtype.kind == "f":
+            return per_band(1.0, "scale"), per_band(0.0, "offset"), "none (float, taken as reflectance)"
+        return None, None, "none"
+
+    # -- public -----------------------------------------------------------------------------
+    @property
+    def bands(self) -> BandSet:
+        """The band set; raises :class:`MissingWavelengthsError` when the file has none."""
+        if self.band_set is None:
+            raise MissingWavelengthsError(
+                f"{self.path.name} carries no band wavelengths; supply them with --wavelengths "
+                "(Python: wavelengths=[...]), an ENVI header `wavelength = {...}`, GDAL IMAGERY "
+                "CENTRAL_WAVELENGTH_UM band metadata, or a per-band `wavelength` tag in nm"
+            )
+        return self.band_set
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        """CRS, transform and size, for writers."""
+        return {"crs": self.crs, "transform": self.transform, "width": self.width, "height": self.height}
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> Raster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read_raw(self, row: int, nrows: int, col: int = 0, ncols: int | None = None) -> npt.NDArray[Any]:
+        """Stored values of a window, ``(bands, nrows, ncols)`` in the file's dtype."""
+        ncols = self.width - col if ncols is None else ncols
+        if row < 0 or col < 0 or nrows < 0 or ncols < 0 or row + nrows > self.height or col + ncols > self.width:
+            raise ShapeError(
+                f"window rows {row}:{row + nrows}, cols {col}:{col + ncols} lies outside "
+                f"{self.path.name} ({self.height} x {self.width})"
+            )
+        try:
+            return self._ds.read(window=Window(col, row, ncols, nrows))
+        except (RasterioError, OSError) as exc:
+            raise RasterReadError(
+                f"{self.path}: reading rows {row}-{row + nrows - 1} failed, the file may be truncated or corrupt ({_short(exc)})"
+            ) from None
+
+    def valid_of(self, raw: npt.NDArray[Any], row: int = 0, col: int = 0) -> npt.NDArray[np.bool_]:
+        """``(n, w)`` bool validity of a raw window read at (row, col)."""
+        valid = np.ones(raw.shape[1:], dtype=bool)
+        nd = self.nodata
+        if nd is not None:
+            if isinstance(nd, float) and math.isnan(nd):
+                valid &= ~np.isnan(raw).any(axis=0)
+            else:
+                valid &= ~(raw == raw.dtype.type(nd) if _representable(nd, raw.dtype) else np.zeros_like(raw, bool)).any(axis=0)
+        if self.zero_fill:
+            valid &= (raw != 0).any(axis=0)
+        if self._mask_band:
+            try:
+                m = self._ds.read_masks(1, window=Window(col, row, raw.shape[2], raw.shape[1]))
+            except (RasterioError, OSError) as exc:
+                raise RasterReadError(f"{self.path}: reading the mask band failed ({_short(exc)})") from None
+            valid &= m > 0
+        return valid
+
+    def to_reflectance(self, raw: npt.NDArray[Any], valid: npt.NDArray[np.bool_], row: int = 0) -> npt.NDArray[np.float32]:
+        """Stored values -> float32 reflectance in [0, 1]; invalid pixels become 0.
+
+        Raises:
+            InvalidDataError: No scale for integer data, NaN/inf in valid pixels, or values far
+                outside the reflectance range (a wrong scale).
+        """
+        if self.scale is None or self.offset is None:
+            raise InvalidDataError(
+                f"{self.path.name} stores {self.dtype} values with no scale/offset metadata; give the "
+                "conversion to reflectance with --scale/--offset (e.g. --scale 1e-4 for reflectance x 10000)"
+            )
+        out = raw.astype(np.float32, copy=True)
+        out *= self.scale.astype(np.float32)[:, None, None]
+        out += self.offset.astype(np.float32)[:, None, None]
+        out[:, ~valid] = 0.0
+        if self.dtype.kind == "f":
+            bad = ~np.isfinite(out)
+            if bad.any():
+                r = int(np.argwhere(bad.any(axis=(0, 2)))[0, 0]) + row
+                raise InvalidDataError(
+                    f"{self.path.name}: NaN or infinite values at row {r} in pixels not marked no-data; "
+                    "declare them no-data with --nodata nan (Python: nodata='nan')"
+                )
+        lo, hi = REFLECTANCE_SANITY_RANGE
+        vmin, vmax = (float(out.min()), float(out.max())) if out.size else (0.0, 0.0)
+        if vmin < lo or vmax > hi:
+            raise InvalidDataError(
+                f"{self.path.name}: values {vmin:.4g}..{vmax:.4g} after scaling ({self.scale_source}) are not "
+                f"reflectance; check --scale/--offset"
+            )
+        np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+    def read_strip(self, row: int, nrows: int) -> Strip:
+        """Rows ``row .. row + nrows - 1`` as reflectance (see :class:`Strip`)."""
+        raw = self.read_raw(row, nrows)
+        valid = self.valid_of(raw, row)
+        return Strip(row, self.to_reflectance(raw, valid, row), valid)
+
+    def strips(self, lines: int = DEFAULT_STRIP_LINES) -> Iterator[Strip]:
+        """The scene as consecutive strips of ``lines`` rows (the last may be shorter)."""
+        if lines < 1:
+            raise ValueError(f"`lines` must be >= 1, got {lines}")
+        for row in range(0, self.height, lines):
+            yield self.read_strip(row, min(lines, self.height - row))
+
+    def raw_strips(self, lines: int = DEFAULT_STRIP_LINES) -> Iterator[tuple[int, npt.NDArray[Any], npt.NDArray[np.bool_]]]:
+        """``(row, raw, valid)`` for consecutive strips of stored values."""
+        if lines < 1:
+            raise ValueError(f"`lines` must be >= 1, got {lines}")
+        for row in range(0, self.height, lines):
+            raw = self.read_raw(row, min(lines, self.height - row))
+            yield row, raw, self.valid_of(raw, row)
+
+    def valid_mask(self, lines: int = DEFAULT_STRIP_LINES) -> npt.NDArray[np.bool_]:
+        """``(height, width)`` bool validity of the whole scene, read strip by strip."""
+        out = np.empty((self.height, self.width), dtype=bool)
+        for row, _raw, valid in self.raw_strips(lines):
+            out[row : row + valid.shape[0]] = valid
+        return out
+
+
+def open_raster(path: str | os.PathLike[str], **kwargs: Any) -> Raster:
+    """Open a raster for reading; see :class:`Raster` for the keyword arguments."""
+    return Raster(path, **kwargs)
+
+
+def _representable(value: float, dtype: np.dtype) -> bool:
+    if dtype.kind == "f":
+        return True
+    info = np.iinfo(dtype)
+    return float(value).is_integer() and info.min <= value <= info.max
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Refuse an existing output unless ``overwrite``; check that its folder exists."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise OutputExistsError(f"{p} exists; pass --overwrite (Python: overwrite=True) to replace it")
+    if not p.parent.exists():
+        raise RasterWriteError(f"{p.parent}: the output folder does not exist")
+    return p
+
+
+class GeoTiffWriter:
+    """Write a GeoTIFF strip by strip, atomically.
+
+    The file is written under a temporary name in the destination folder and renamed to
+    ``path`` by :meth:`close` once every row has been written; on an error (or a missing row)
+    the temporary file is deleted and nothing appears at ``path``.
+
+    Args:
+        path: Destination ``.tif``.
+        width, height, count: Raster size and band count.
+        dtype: Stored type (e.g. ``"float32"``, ``"uint8"``, ``"uint16"``).
+        crs, transform: Georeferencing (``None`` for none).
+        nodata: Nodata value to declare, or ``None``.
+        bands: Band set to record (``IMAGERY`` metadata + ``wavelength`` tags), or ``None``.
+        descriptions: Band descriptions.
+        tags: Dataset-level tags.
+        band_tags: Extra per-band tags, one dict per band.
+        scales, offsets: GDAL scale/offset to declare.
+        overwrite: Replace an existing file.
+        compress: GDAL compression (``"deflate"``, ``"lzw"``, ``"none"``).
+        blocksize: Tile size (multiple of 16).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        width: int,
+        height: int,
+        count: int,
+        dtype: str | np.dtype,
+        crs: Any = None,
+        transform: Any = None,
+        nodata: float | None = None,
+        bands: BandSet | None = None,
+        descriptions: Sequence[str] | None = None,
+        tags: dict[str, Any] | None = None,
+        band_tags: Sequence[dict[str, Any]] | None = None,
+        scales: Sequence[float] | None = None,
+        offsets: Sequence[float] | None = None,
+        overwrite: bool = False,
+        compress: str = "deflate",
+        blocksize: int = 256,
+        photometric: str | None = None,
+    ) -> None:
+        self.path = check_output_path(path, overwrite)
+        if width < 1 or height < 1 or count < 1:
+            raise ShapeError(f"cannot write a {count} x {height} x {width} raster")
+        if bands is not None and len(bands) != count:
+            raise BandCountError(f"`bands` has {len(bands)} bands but the raster has {count}")
+        self.width, self.height, self.count = width, height, count
+        self.dtype = np.dtype(dtype)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._rows = np.zeros(height, dtype=bool)
+        self._closed = False
+        block = blocksize if (width >= blocksize and height >= blocksize) else None
+        kwargs: dict[str, Any] = dict(
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=count,
+            dtype=self.dtype.name,
+            crs=crs,
+            transform=transform,
+            nodata=nodata,
+            BIGTIFF="IF_SAFER",
+        )
+        if compress and compress.lower() != "none":
+            kwargs["compress"] = compress
+            if self.dtype.kind == "f":
+                kwargs["predictor"] = 3
+            elif self.dtype.itemsize > 1:
+                kwargs["predictor"] = 2
+        if block:
+            kwargs.update(tiled=True, blockxsize=block, blockysize=block)
+        if photometric:
+            kwargs["photometric"] = photometric
+        if count > 1:
+            kwargs["interleave"] = "pixel" if count <= 4 else "band"
+        try:
+            self._ds = rasterio.open(self._tmp, "w", **kwargs)
+            if bands is not None:
+                for b, (c, f) in enumerate(zip(bands.centers_nm, bands.fwhm_nm, strict=True), start=1):
+                    self._ds.update_tags(b, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=f"{c / 1000:.6g}", FWHM_UM=f"{f / 1000:.6g}")
+                    self._ds.update_tags(b, wavelength=f"{c:.6g}", fwhm=f"{f:.6g}", wavelength_units="nm")
+            if descriptions is not None:
+                for b, d in enumerate(descriptions, start=1):
+                    self._ds.set_band_description(b, d)
+            if tags:
+                self._ds.update_tags(**{k: str(v) for k, v in tags.items()})
+            for b, t in enumerate(band_tags or (), start=1):
+                self._ds.update_tags(b, **{k: str(v) for k, v in t.items()})
+            if scales is not None:
+                self._ds.scales = tuple(scales)
+            if offsets is not None:
+                self._ds.offsets = tuple(offsets)
+        except (RasterioError, OSError) as exc:
+            self._discard()
+            raise RasterWriteError(f"{self.path}: cannot create ({_short(exc)})") from None
+
+    def write(self, data: npt.NDArray[Any], row: int) -> None:
+        """Write ``(count, n, width)`` data at rows ``row .. row + n - 1``."""
+        if self._closed:
+            raise RasterWriteError(f"{self.path}: writer already closed")
+        if data.ndim == 2:
+            data = data[None]
+        if data.ndim != 3 or data.shape[0] != self.count or data.shape[2] != self.width:
+            raise ShapeError(
+                f"strip has shape {data.shape}; expected ({self.count}, n, {self.width}) for {self.path.name}"
+            )
+        n = data.shape[1]
+        if row < 0 or row + n > self.height:
+            raise ShapeError(f"rows {row}:{row + n} lie outside {self.path.name} (height {self.height})")
+        if data.dtype != self.dtype:
+            if self.dtype.kind in "iu" and data.dtype.kind == "f":
+                raise DataTypeError(f"strip is {data.dtype} but {self.path.name} stores {self.dtype}; convert first")
+            data = data.astype(self.dtype)
+        try:
+            self._ds.write(data, window=Window(0, row, self.width, n))
+        except (RasterioError, OSError) as exc:
+            self.abort()
+            raise RasterWriteError(f"{self.path}: write failed ({_short(exc)})") from None
+        self._rows[row : row + n] = True
+
+    @property
+    def complete(self) -> bool:
+        """True once every row has been written."""
+        return bool(self._rows.all())
+
+    def close(self) -> Path:
+        """Finish the file and move it to its final name.
+
+        Raises:
+            RasterWriteError: Rows are missing or the file could not be finished; nothing is left
+                at ``path``.
+        """
+        if self._closed:
+            return self.path
+        if not self.complete:
+            missing = int((~self._rows).sum())
+            self.abort()
+            raise RasterWriteError(f"{self.path}: {missing} of {self.height} rows were never written; output discarded")
+        try:
+            self._ds.close()
+            os.chmod(self._tmp, 0o666 & ~_UMASK)
+            os.replace(self._tmp, self.path)
+        except (RasterioError, OSError) as exc:
+            self._discard()
+            raise RasterWriteError(f"{self.path}: cannot finish the file ({_short(exc)})") from None
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the output."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._ds.close()
+        except Exception:  # noqa: BLE001 - already failing; the file is deleted anyway
+            pass
+        self._discard()
+
+    def _discard(self) -> None:
+        self._closed = True
+        for p in (self._tmp, Path(str(self._tmp) + ".aux.xml")):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> GeoTiffWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_geotiff(path: str | os.PathLike[str], data: npt.NDArray[Any], **kwargs: Any) -> Path:
+    """Write a whole ``(bands, rows, cols)`` array atomically; kwargs as :class:`GeoTiffWriter`."""
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise ShapeError(f"`data` must be (bands, rows, cols), got shape {data.shape}")
+    with GeoTiffWriter(
+        path, width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=kwargs.pop("dtype", data.dtype), **kwargs
+    ) as w:
+        w.write(data, 0)
+    return Path(path)
+
+
+__all__ = [
+    "DEFAULT_STRIP_LINES",
+    "GeoTiffWriter",
+    "Raster",
+    "Strip",
+    "check_output_path",
+    "open_raster",
+    "write_geotiff",
+]
