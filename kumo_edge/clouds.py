@@ -68,7 +68,7 @@ class CloudParams:
     diffuse_fraction: float = 0.15
     cloud_tau: float = 0.02
     thick_transmittance: float = 0.2
-    shadow_threshold: float = 0.8
+    shadow_threshold: float = 0.9
     shadows: bool = True
 
     def __post_init__(self) -> None:

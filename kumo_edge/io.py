@@ -449,6 +449,9 @@ def _representable(value: float, dtype: np.dtype) -> bool:
 
 
 def _short(exc: BaseException) -> str:
+    """First line of an exception's message, preferring the GDAL error that caused it."""
+    while exc.__cause__ is not None and str(exc).startswith("Read failed"):
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny georeferenced rasters written with our own writer and with rasterio,
+plus the bundled (real) sample scene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from kumo_edge.bands import BandSet
+from kumo_edge.cli import sample_scene_path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CRS = "EPSG:32633"
+TRANSFORM = from_origin(500000.0, 4600000.0, 30.0, 30.0)
+BANDS4 = BandSet((490.0, 560.0, 665.0, 842.0), (65.0, 35.0, 30.0, 115.0), ("blue", "green", "red", "nir"))
+
+
+def rotated_footprint(rows: int, cols: int, angle_deg: float = 12.0, margin: float = 0.12) -> np.ndarray:
+    """A bool mask of a rotated rectangle, like a Landsat scene's footprint."""
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    cy, cx = rows / 2, cols / 2
+    a = np.radians(angle_deg)
+    u = (xx - cx) * np.cos(a) + (yy - cy) * np.sin(a)
+    v = -(xx - cx) * np.sin(a) + (yy - cy) * np.cos(a)
+    return (np.abs(u) < cols * (0.5 - margin)) & (np.abs(v) < rows * (0.5 - margin))
+
+
+def make_raster(path: Path, data: np.ndarray, **kw) -> Path:
+    """Write ``data`` (bands, rows, cols) with rasterio directly (not our writer)."""
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype.name, crs=CRS, transform=TRANSFORM)
+    profile.update(kw)
+    with rasterio.open(path, "w", **profile) as d:
+        d.write(data)
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def refl4(rng: np.random.Generator) -> np.ndarray:
+    """(4, 90, 110) float32 reflectance with spatial structure."""
+    yy, xx = np.mgrid[0:90, 0:110]
+    base = 0.15 + 0.04 * np.sin(yy / 7.0) + 0.04 * np.cos(xx / 11.0)
+    cube = np.stack([base * f for f in (0.8, 1.0, 1.1, 2.0)]) + rng.normal(0, 0.005, (4, 90, 110))
+    return np.clip(cube, 0, 1).astype(np.float32)
+
+
+@pytest.fixture
+def tagged_file(tmp_path: Path, refl4: np.ndarray) -> Path:
+    """uint16 reflectance x 10000, GDAL scale 1e-4, per-band `wavelength` tags, nodata 0."""
+    p = tmp_path / "tagged.tif"
+    stored = np.round(refl4 * 10000).astype(np.uint16)
+    stored[:, :5, :7] = 0
+    with rasterio.open(p, "w", driver="GTiff", width=110, height=90, count=4, dtype="uint16", crs=CRS, transform=TRANSFORM, nodata=0) as d:
+        d.write(stored)
+        d.scales = (1e-4,) * 4
+        d.offsets = (0.0,) * 4
+        for b, c in enumerate(BANDS4.centers_nm, start=1):
+            d.update_tags(b, wavelength=str(c))
+    return p
+
+
+@pytest.fixture
+def sample_path() -> Path:
+    return sample_scene_path()
+
+
+@pytest.fixture
+def footprint_file(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, np.ndarray]:
+    """A 3-band uint16 raster 700 x 800 with a rotated footprint and 0 fill, no nodata declared
+    (like ../shared/data/landsat8)."""
+    valid = rotated_footprint(700, 800, 14.0, 0.08)
+    data = rng.integers(5000, 20000, size=(3, 700, 800), dtype=np.uint16)
+    data[:, ~valid] = 0
+    p = make_raster(tmp_path / "footprint.tif", data, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    return p, valid

@@ -1,0 +1,189 @@
+"""The CLI end to end: run commands, reopen outputs, check pixels and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from conftest import SHARED, make_raster
+from kumo_edge.cli import cli
+from kumo_edge.io import Raster
+from test_tiling import _best_grid_numpy
+
+
+def run(*args: str, ok: bool = True):  # noqa: ANN201
+    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert r.exit_code == 0, r.output + r.stderr
+    return r
+
+
+def one_line_error(r) -> str:  # noqa: ANN001
+    assert r.exit_code == 1
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+def no_partials(folder: Path) -> bool:
+    return not any("partial" in p.name for p in folder.iterdir())
+
+
+def test_info_text_and_json(sample_path: Path) -> None:
+    r = run("info", sample_path)
+    assert "489 x 443 px, 6 bands, uint16" in r.output
+    assert "835.0 nm" in r.output and "GDAL IMAGERY metadata" in r.output
+    d = json.loads(run("info", "--json", sample_path).output)
+    with Raster(sample_path) as ras:
+        expected = ras.valid_mask().mean()
+    assert d["valid_fraction"] == pytest.approx(expected)
+    assert 0.5 < d["valid_fraction"] < 0.8  # the rotated footprint leaves no-data borders
+    assert [b["wavelength_nm"] for b in d["band_list"]][:4] == [483.0, 560.0, 662.0, 835.0]
+
+
+def test_info_wavelength_override(tmp_path: Path) -> None:
+    p = make_raster(tmp_path / "p.tif", np.full((2, 8, 8), 0.2, np.float32))
+    assert "unknown" in run("info", p).output
+    r = run("info", p, "--wavelengths", "550,650")
+    assert "550.0 nm" in r.output and "from caller" in r.output
+    e = run("info", p, "--wavelengths", "550", ok=False)
+    assert "has 1 values but p.tif has 2 bands" in one_line_error(e)
+    e = run("info", p, "--wavelengths", "a,b", ok=False)
+    assert e.exit_code == 2
+
+
+def test_tile_footprint(tmp_path: Path, footprint_file) -> None:  # noqa: ANN001
+    src, valid = footprint_file
+    out = tmp_path / "tiles"
+    r = run("tile", src, out, "--size", "128")
+    index = json.loads((out / "tiles.json").read_text())
+    best, _ = _best_grid_numpy(valid, 128, 128)
+    assert index["count"] == best == len(list(out.glob("*.tif")))
+    assert f"{best} tiles" in r.output
+    with rasterio.open(src) as s:
+        src_transform = s.transform
+    for t in index["tiles"]:
+        with rasterio.open(out / t["file"]) as ds:
+            data = ds.read()
+            assert ds.crs.to_epsg() == 32633
+            assert ds.transform.c == src_transform.c + 30 * t["col"] and ds.transform.f == src_transform.f - 30 * t["row"]
+        assert (data != 0).any(axis=0).all()  # no fill pixel in any tile
+        assert valid[t["row"] : t["row"] + 128, t["col"] : t["col"] + 128].all()
+    assert no_partials(tmp_path)
+
+
+def test_tile_keeps_values_and_wavelengths(tmp_path: Path, tagged_file: Path) -> None:
+    out = tmp_path / "t"
+    run("tile", tagged_file, out, "--size", "32", "--stride", "16")
+    index = json.loads((out / "tiles.json").read_text())
+    assert index["stride"] == 16 and index["count"] > 4
+    t = index["tiles"][0]
+    with rasterio.open(tagged_file) as s:
+        ref = s.read(window=((t["row"], t["row"] + 32), (t["col"], t["col"] + 32)))
+    with Raster(out / t["file"]) as r:
+        np.testing.assert_array_equal(r.read_raw(0, 32), ref)
+        assert r.bands.centers_nm == (490.0, 560.0, 665.0, 842.0)
+        assert r.scale_source == "GDAL scale/offset"
+
+
+def test_tile_refuses_existing_output(tmp_path: Path, footprint_file) -> None:  # noqa: ANN001
+    src, _ = footprint_file
+    out = tmp_path / "tiles"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    e = run("tile", src, out, ok=False)
+    assert "--overwrite" in one_line_error(e)
+    assert (out / "keep.txt").read_text() == "mine"
+    run("tile", src, out, "--size", "200", "--overwrite")
+    assert not (out / "keep.txt").exists() and (out / "tiles.json").exists()
+
+
+def test_tile_truncated_input_leaves_nothing(tmp_path: Path, footprint_file) -> None:  # noqa: ANN001
+    src, _ = footprint_file
+    cut = tmp_path / "cut.tif"
+    shutil.copy(src, cut)
+    os.truncate(cut, cut.stat().st_size * 2 // 3)
+    e = run("tile", cut, tmp_path / "tiles", ok=False)
+    assert "truncated or corrupt" in one_line_error(e)
+    assert not (tmp_path / "tiles").exists() and no_partials(tmp_path)
+
+
+def test_synth_outputs(tmp_path: Path, sample_path: Path) -> None:
+    out = tmp_path / "cloudy.tif"
+    r = run("synth", sample_path, out, "--cover", "0.5", "--seed", "3", "--strip-lines", "100")
+    assert "thin cloud" in r.output
+    truth, tau = tmp_path / "cloudy.truth.tif", tmp_path / "cloudy.tau550.tif"
+    with Raster(sample_path) as s:
+        clear = s.read_strip(0, s.height)
+    with Raster(out, nodata=-9999) as c:
+        assert c.bands.centers_nm == (483.0, 560.0, 662.0, 835.0, 1648.0, 2206.0)
+        assert c.crs == s.crs and c.transform == s.transform
+        cloudy = c.read_strip(0, c.height)
+    np.testing.assert_array_equal(cloudy.valid, clear.valid)
+    with rasterio.open(truth) as t:
+        mask = t.read(1)
+    with rasterio.open(tau) as t:
+        tau550 = t.read(1)
+    assert (mask[~clear.valid] == 0).all()
+    cloud = (mask == 2) | (mask == 3)
+    assert 0.3 < cloud[clear.valid].mean() < 0.7
+    # clouds brighten the blue band; clear pixels are untouched
+    assert cloudy.data[0][cloud].mean() > clear.data[0][cloud].mean() + 0.1
+    # "clear" truth: below the cloud threshold and less than 10 % shading (the model's definition)
+    np.testing.assert_allclose(cloudy.data[:, mask == 1], clear.data[:, mask == 1], rtol=0.1, atol=0.03)
+    assert (tau550[cloud] > 0).all()
+    with rasterio.open(out) as ds:
+        assert json.loads(ds.tags()["CLOUD_PARAMS"])["cover"] == 0.5
+    e = run("synth", sample_path, out, ok=False)
+    assert "--overwrite" in one_line_error(e)
+
+
+def test_synth_bad_inputs_leave_no_output(tmp_path: Path) -> None:
+    plain = make_raster(tmp_path / "plain.tif", np.full((3, 40, 40), 0.2, np.float32))
+    e = run("synth", plain, tmp_path / "o.tif", ok=False)
+    assert "carries no band wavelengths" in one_line_error(e)
+    nan = np.full((3, 300, 40), 0.2, np.float32)
+    nan[:, 290, 5] = np.nan  # late in the file: the first strip has already been written
+    p = make_raster(tmp_path / "nan.tif", nan)
+    e = run("synth", p, tmp_path / "o.tif", "--wavelengths", "480,560,660", ok=False)
+    assert "NaN" in one_line_error(e)
+    dn = make_raster(tmp_path / "dn.tif", np.full((3, 40, 40), 7000, np.uint16))
+    e = run("synth", dn, tmp_path / "o.tif", "--wavelengths", "480,560,660", ok=False)
+    assert "--scale" in one_line_error(e)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dn.tif", "nan.tif", "plain.tif"]
+
+
+def test_demo(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = run("demo", "--out", out)
+    assert "PSNR" in r.output and "SAM" in r.output
+    for name in ("cloudy.tif", "truth.tif", "tau550.tif", "demo.png"):
+        assert (out / name).stat().st_size > 1000
+    with rasterio.open(out / "demo.png") as png:
+        assert png.count == 3 and png.width > 3 * 489
+    e = run("demo", "--out", out, ok=False)
+    assert "--overwrite" in one_line_error(e)
+
+
+@pytest.mark.skipif(not (SHARED / "landsat8").is_dir(), reason="../shared/data not present")
+def test_tile_real_landsat8_rotated_scene(tmp_path: Path) -> None:
+    src = SHARED / "landsat8" / "LC08_L1TP_224078_20200518_B2B3B4.tif"
+    out = tmp_path / "l8"
+    run("tile", src, out, "--size", "256")
+    index = json.loads((out / "tiles.json").read_text())
+    with Raster(src) as r:
+        valid = r.valid_mask()
+    from kumo_edge.tiling import footprint_tiles
+
+    assert index["count"] == len(footprint_tiles(valid, 256)) >= 39
+    for t in index["tiles"]:
+        with rasterio.open(out / t["file"]) as ds:
+            assert (ds.read() != 0).any(axis=0).all()

@@ -1,0 +1,44 @@
+"""The flight package must import and run its CLI without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_blocked(code: str) -> subprocess.CompletedProcess[str]:
+    prelude = "import sys; sys.modules['torch'] = None\n"
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_import_without_torch() -> None:
+    r = _run_blocked(
+        "import kumo_edge, kumo_edge.cli, kumo_edge.io, kumo_edge.tiling, kumo_edge.clouds, kumo_edge.metrics\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "print('ok')"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_blocking_torch_really_blocks() -> None:
+    # guards the test above: with the block in place, importing torch must fail
+    r = _run_blocked("import torch")
+    assert r.returncode != 0
+    assert "ModuleNotFoundError" in r.stderr or "ImportError" in r.stderr
+
+
+def test_cli_runs_without_torch() -> None:
+    r = _run_blocked("from kumo_edge.cli import main\nmain(['info', '--help'])")
+    assert r.returncode == 0, r.stderr
+    assert "RASTER" in r.stdout
+
+
+def test_core_dependencies_are_the_flight_set() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = sorted(d.split(">")[0].split("=")[0].split("<")[0].strip() for d in deps)
+    assert names == ["click", "numba", "numpy", "onnxruntime", "rasterio", "tqdm"]

@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from conftest import BANDS4, CRS, TRANSFORM, make_raster
+from kumo_edge.bands import BandSet
+from kumo_edge.errors import (
+    BandCountError,
+    DataTypeError,
+    InvalidDataError,
+    MissingWavelengthsError,
+    OutputExistsError,
+    RasterReadError,
+    RasterWriteError,
+    ShapeError,
+)
+from kumo_edge.io import GeoTiffWriter, Raster, write_geotiff
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "partial" in p.name)
+
+
+# -- wavelengths ----------------------------------------------------------------------------
+def test_wavelengths_from_band_tags_and_scale(tagged_file: Path, refl4: np.ndarray) -> None:
+    with Raster(tagged_file) as r:
+        assert r.wavelength_source == "band wavelength tags"
+        assert r.bands.centers_nm == BANDS4.centers_nm
+        assert r.scale_source == "GDAL scale/offset"
+        s = r.read_strip(0, 90)
+    assert not s.valid[:5, :7].any() and s.valid[5:, 7:].all()
+    np.testing.assert_allclose(s.data[:, 5:, 7:], refl4[:, 5:, 7:], atol=6e-5)
+    assert (s.data[:, :5, :7] == 0).all()
+
+
+def test_wavelengths_from_imagery_domain_written_by_our_writer(tmp_path: Path, refl4: np.ndarray) -> None:
+    p = write_geotiff(tmp_path / "w.tif", refl4, crs=CRS, transform=TRANSFORM, nodata=-1.0, bands=BANDS4)
+    with rasterio.open(p) as ds:  # what GDAL tools see
+        assert ds.tags(4, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"] == "0.842"
+        assert ds.tags(4, ns="IMAGERY")["FWHM_UM"] == "0.115"
+        assert ds.tags(2)["wavelength"] == "560" and ds.tags(2)["wavelength_units"] == "nm"
+        assert ds.crs.to_epsg() == 32633 and ds.transform == TRANSFORM and ds.nodata == -1.0
+    with Raster(p) as r:
+        assert r.wavelength_source == "GDAL IMAGERY metadata"
+        assert r.bands.centers_nm == BANDS4.centers_nm and r.bands.fwhm_nm == BANDS4.fwhm_nm
+        np.testing.assert_array_equal(r.read_strip(0, 90).data, refl4)
+
+
+def test_wavelengths_from_envi_header(tmp_path: Path, refl4: np.ndarray) -> None:
+    p = tmp_path / "cube.img"
+    with rasterio.open(p, "w", driver="ENVI", width=110, height=90, count=4, dtype="int16", crs=CRS, transform=TRANSFORM) as d:
+        d.write(np.round(refl4 * 10000).astype(np.int16))
+    hdr = p.with_suffix(".hdr")
+    text = hdr.read_text()
+    text += "wavelength units = Micrometers\nwavelength = {\n 0.49, 0.56,\n 0.665, 0.842}\nfwhm = {0.065, 0.035, 0.03, 0.115}\nreflectance scale factor = 10000\n"
+    hdr.write_text(text)
+    with Raster(p) as r:
+        assert r.wavelength_source == "ENVI header"
+        np.testing.assert_allclose(r.bands.centers, BANDS4.centers)
+        np.testing.assert_allclose(r.bands.fwhm, BANDS4.fwhm)
+        assert r.scale_source in ("ENVI reflectance scale factor", "GDAL scale/offset")
+        np.testing.assert_allclose(r.read_strip(10, 20).data, refl4[:, 10:30], atol=6e-5)
+
+
+def test_wavelengths_from_descriptions(tmp_path: Path) -> None:
+    p = make_raster(tmp_path / "d.tif", np.ones((2, 8, 8), np.float32) * 0.2)
+    with rasterio.open(p, "r+") as d:
+        d.set_band_description(1, "B2 blue 482nm")
+        d.set_band_description(2, "B3 green 561 nm")
+    with Raster(p) as r:
+        assert r.wavelength_source == "band descriptions"
+        assert r.bands.centers_nm == (482.0, 561.0)
+        assert r.bands.names == ("B2", "B3")
+
+
+def test_explicit_wavelengths_override(tagged_file: Path) -> None:
+    with Raster(tagged_file, wavelengths=[1, 2, 3, 4], fwhm=[1, 1, 1, 1]) as r:
+        assert r.wavelength_source == "caller" and r.bands.centers_nm == (1.0, 2.0, 3.0, 4.0)
+    with pytest.raises(BandCountError, match="`wavelengths` has 3 values but tagged.tif has 4 bands"):
+        Raster(tagged_file, wavelengths=[1, 2, 3])
+
+
+def test_missing_wavelengths_names_the_ways(tmp_path: Path) -> None:
+    p = make_raster(tmp_path / "plain.tif", np.ones((3, 8, 8), np.float32) * 0.1)
+    with Raster(p) as r:
+        assert r.band_set is None
+        with pytest.raises(MissingWavelengthsError) as e:
+            r.bands
+    msg = str(e.value)
+    for way in ("--wavelengths", "ENVI header", "CENTRAL_WAVELENGTH_UM", "`wavelength` tag"):
+        assert way in msg
+
+
+# -- reflectance, nodata, bad values --------------------------------------------------------
+def test_integer_without_scale_is_refused(tmp_path: Path) -> None:
+    p = make_raster(tmp_path / "dn.tif", np.full((2, 8, 8), 9000, np.uint16))
+    with Raster(p) as r:
+        with pytest.raises(InvalidDataError, match="--scale"):
+            r.read_strip(0, 8)
+    with Raster(p, scale=2e-5, offset=-0.1) as r:
+        np.testing.assert_allclose(r.read_strip(0, 8).data, 0.08, rtol=1e-5)
+
+
+def test_wrong_scale_is_detected(tagged_file: Path) -> None:
+    with Raster(tagged_file, scale=1.0) as r:
+        with pytest.raises(InvalidDataError, match="not reflectance"):
+            r.read_strip(0, 10)
+
+
+def test_nan_is_an_error_unless_declared(tmp_path: Path) -> None:
+    data = np.full((2, 20, 20), 0.3, np.float32)
+    data[1, 12, 3] = np.nan
+    p = make_raster(tmp_path / "nan.tif", data)
+    with Raster(p) as r:
+        assert next(r.strips(10)).valid.all()  # the first strip is clean
+        with pytest.raises(InvalidDataError, match="row 12.*--nodata nan"):
+            list(r.strips(10))
+    with Raster(p, nodata="nan") as r:
+        s = r.read_strip(0, 20)
+        assert not s.valid[12, 3] and s.valid.sum() == 399
+
+
+def test_complex_dtype_is_refused(tmp_path: Path) -> None:
+    p = make_raster(tmp_path / "c.tif", np.ones((1, 4, 4), np.complex64))
+    with pytest.raises(DataTypeError, match="complex64"):
+        Raster(p)
+
+
+def test_declared_nodata_any_band(tmp_path: Path) -> None:
+    data = np.full((3, 6, 6), 0.2, np.float32)
+    data[2, 1, 1] = -99999
+    p = make_raster(tmp_path / "nd.tif", data, nodata=-99999)
+    with Raster(p) as r:
+        v = r.valid_mask()
+    assert not v[1, 1] and v.sum() == 35
+
+
+def test_zero_fill_auto_and_off(tmp_path: Path) -> None:
+    data = np.full((2, 6, 6), 100, np.uint16)
+    data[:, 0, :] = 0
+    data[0, 1, 1] = 0  # one band zero only: still valid
+    p = make_raster(tmp_path / "z.tif", data)
+    with Raster(p) as r:
+        assert r.valid_mask().sum() == 30
+    with Raster(p, nodata=None) as r:
+        assert r.valid_mask().all()
+
+
+def test_strips_match_whole_read(sample_path: Path) -> None:
+    with Raster(sample_path) as r:
+        whole = r.read_strip(0, r.height)
+        parts = list(r.strips(100))
+    assert [s.row for s in parts] == [0, 100, 200, 300, 400]
+    np.testing.assert_array_equal(np.concatenate([s.data for s in parts], axis=1), whole.data)
+    np.testing.assert_array_equal(np.concatenate([s.valid for s in parts], axis=0), whole.valid)
+
+
+def test_sample_scene_is_real_and_described(sample_path: Path) -> None:
+    assert sample_path.stat().st_size < 10 * 2**20
+    with Raster(sample_path) as r:
+        assert r.count == 6 and r.crs is not None
+        assert r.bands.names == ("B1", "B2", "B3", "B4", "B5", "B7")
+        assert r.bands.centers_nm[3] == 835.0
+        s = r.read_strip(150, 100)
+    veg = s.data[:, s.valid]
+    # real vegetated land: NIR above red on average (a synthetic ramp would not do this)
+    assert veg[3].mean() > veg[2].mean() * 1.3
+    assert 0.02 < veg.mean() < 0.5
+
+
+def test_unreadable_and_truncated_files(tmp_path: Path, sample_path: Path) -> None:
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a raster" * 50)
+    with pytest.raises(RasterReadError, match="cannot be read as a raster"):
+        Raster(junk)
+    with pytest.raises(RasterReadError, match="no such file"):
+        Raster(tmp_path / "missing.tif")
+    cut = tmp_path / "cut.tif"
+    shutil.copy(sample_path, cut)
+    os.truncate(cut, cut.stat().st_size // 2)
+    with pytest.raises(RasterReadError, match="truncated or corrupt"):
+        with Raster(cut) as r:
+            for _ in r.strips():
+                pass
+
+
+def test_read_raw_window_bounds(sample_path: Path) -> None:
+    with Raster(sample_path) as r:
+        with pytest.raises(ShapeError, match="outside"):
+            r.read_raw(400, 100)
+
+
+# -- writer ---------------------------------------------------------------------------------
+def test_writer_strips_are_atomic(tmp_path: Path, refl4: np.ndarray) -> None:
+    out = tmp_path / "o.tif"
+    w = GeoTiffWriter(out, width=110, height=90, count=4, dtype="float32", crs=CRS, transform=TRANSFORM, bands=BANDS4)
+    w.write(refl4[:, :50], 0)
+    assert not out.exists()  # nothing visible until complete
+    w.write(refl4[:, 50:], 50)
+    w.close()
+    assert _leftovers(tmp_path) == []
+    with rasterio.open(out) as ds:
+        np.testing.assert_array_equal(ds.read(), refl4)
+        assert oct(out.stat().st_mode & 0o777) != "0o600"
+
+
+def test_writer_discards_incomplete_output(tmp_path: Path, refl4: np.ndarray) -> None:
+    out = tmp_path / "o.tif"
+    w = GeoTiffWriter(out, width=110, height=90, count=4, dtype="float32")
+    w.write(refl4[:, :50], 0)
+    with pytest.raises(RasterWriteError, match="40 of 90 rows were never written"):
+        w.close()
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_writer_discards_on_exception(tmp_path: Path, refl4: np.ndarray) -> None:
+    out = tmp_path / "o.tif"
+    with pytest.raises(RuntimeError):
+        with GeoTiffWriter(out, width=110, height=90, count=4, dtype="float32") as w:
+            w.write(refl4[:, :50], 0)
+            raise RuntimeError("sensor died")
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_writer_refuses_existing_and_bad_strips(tmp_path: Path, refl4: np.ndarray) -> None:
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        GeoTiffWriter(out, width=110, height=90, count=4, dtype="float32")
+    assert out.read_bytes() == b"precious"
+    w = GeoTiffWriter(out, width=110, height=90, count=4, dtype="uint16", overwrite=True)
+    with pytest.raises(ShapeError, match=r"expected \(4, n, 110\)"):
+        w.write(refl4[:3], 0)
+    with pytest.raises(DataTypeError, match="convert first"):
+        w.write(refl4, 0)
+    w.abort()
+    assert out.read_bytes() == b"precious"
+
+
+def test_writer_unwritable_location(tmp_path: Path) -> None:
+    with pytest.raises(RasterWriteError, match="does not exist"):
+        GeoTiffWriter(tmp_path / "nope" / "o.tif", width=4, height=4, count=1, dtype="uint8")
+    with pytest.raises(BandCountError):
+        GeoTiffWriter(tmp_path / "o.tif", width=4, height=4, count=2, dtype="uint8", bands=BandSet((500.0,), (10.0,)))

@@ -1,0 +1,151 @@
+"""numba tiling kernels against plain-numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import rotated_footprint
+from kumo_edge.errors import DataTypeError, ShapeError
+from kumo_edge.tiling import (
+    BlendAccumulator,
+    axis_origins,
+    blend_tiles,
+    blend_weights,
+    extract_tiles,
+    footprint_tiles,
+    inference_origins,
+    tile_image,
+)
+
+
+def _best_grid_numpy(valid: np.ndarray, size: int, stride: int) -> tuple[int, set[tuple[int, int]]]:
+    """Brute force: every grid offset, every tile checked pixel by pixel."""
+    h, w = valid.shape
+    best, best_set = -1, set()
+    for oy in range(stride):
+        for ox in range(stride):
+            tiles = {
+                (y, x)
+                for y in range(oy, h - size + 1, stride)
+                for x in range(ox, w - size + 1, stride)
+                if valid[y : y + size, x : x + size].all()
+            }
+            if len(tiles) > best:
+                best, best_set = len(tiles), tiles
+    return best, best_set
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_footprint_grid_is_optimal(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(40, 90, size=2)
+    valid = rotated_footprint(h, w, float(rng.uniform(-30, 30)), float(rng.uniform(0.02, 0.15)))
+    valid[rng.random((h, w)) < 0.002] = False  # a few scattered holes
+    size = int(rng.integers(6, 16))
+    stride = size if seed % 2 else int(rng.integers(3, size))
+    g = footprint_tiles(valid, size, stride)
+    best, _ = _best_grid_numpy(valid, size, stride)
+    assert len(g) == best
+    for y, x in g.origins:
+        assert valid[y : y + size, x : x + size].all()
+        assert (y - g.offset[0]) % stride == 0 and (x - g.offset[1]) % stride == 0
+    assert g.counts.max() == best
+
+
+def test_footprint_rotated_scene_counts() -> None:
+    valid = rotated_footprint(700, 800, 14.0, 0.08)
+    g = footprint_tiles(valid, 128)
+    best, tiles = _best_grid_numpy(valid, 128, 128)
+    assert len(g) == best >= 12
+    assert {tuple(o) for o in g.origins.tolist()} <= {(y, x) for y in range(700) for x in range(800)}
+
+
+def test_footprint_input_checks() -> None:
+    with pytest.raises(ShapeError):
+        footprint_tiles(np.ones((2, 3, 4), bool), 2)
+    with pytest.raises(DataTypeError):
+        footprint_tiles(np.ones((10, 10), np.float32), 2)
+    with pytest.raises(ValueError, match="stride"):
+        footprint_tiles(np.ones((10, 10), bool), 4, 0)
+
+
+def test_axis_origins_cover_and_align() -> None:
+    o = axis_origins(1000, 256, 16)
+    assert o[0] == 0 and o[-1] == 1000 - 256
+    assert (np.diff(o)[:-1] == 224).all() and np.diff(o)[-1] <= 224
+    assert axis_origins(100, 256, 16).tolist() == [0]
+    assert axis_origins(256, 256, 16).tolist() == [0]
+    with pytest.raises(ValueError, match="halo"):
+        axis_origins(500, 64, 32)
+
+
+def test_extract_matches_numpy(rng: np.random.Generator) -> None:
+    img = rng.random((5, 300, 420), dtype=np.float32)
+    origins = inference_origins(300, 420, 64, 8)
+    tiles = extract_tiles(img, origins, 64)
+    ref = np.stack([img[:, y : y + 64, x : x + 64] for y, x in origins])
+    np.testing.assert_array_equal(tiles, ref)
+
+
+def test_extract_checks() -> None:
+    img = np.zeros((2, 50, 50), np.float32)
+    with pytest.raises(ShapeError, match="does not fit"):
+        extract_tiles(img, np.array([[0, 40]]), 16)
+    with pytest.raises(DataTypeError, match="float32"):
+        extract_tiles(img.astype(np.float64), np.array([[0, 0]]), 16)
+    with pytest.raises(ShapeError, match="out"):
+        extract_tiles(img, np.array([[0, 0]]), 16, out=np.empty((2, 2, 16, 16), np.float32))
+
+
+def test_blend_weights_partition_of_unity() -> None:
+    size, halo = 64, 8
+    w = blend_weights(size, halo)[size // 2]  # 1-D profile (the centre row is 1 x profile)
+    step = size - 2 * halo
+    # two neighbours overlapping by 2*halo: their 1-D tapers sum to one across the overlap
+    np.testing.assert_allclose(w[step:] + w[: size - step], 1.0, atol=1e-6)
+    assert w.min() > 0 and w[size // 2] == 1.0
+
+
+def test_blend_reconstructs_image_without_seams(rng: np.random.Generator) -> None:
+    img = rng.random((3, 333, 290), dtype=np.float32)
+    tiles, origins, shape = tile_image(img, 96, 12)
+    out = blend_tiles(tiles, origins, *shape, 12)
+    np.testing.assert_allclose(out, img, atol=1e-6)
+
+
+def test_blend_matches_numpy_reference(rng: np.random.Generator) -> None:
+    rows, cols, size, halo = 150, 170, 48, 6
+    origins = inference_origins(rows, cols, size, halo)
+    tiles = rng.random((len(origins), 2, size, size), dtype=np.float32)
+    out = blend_tiles(tiles, origins, rows, cols, halo)
+    w = blend_weights(size, halo).astype(np.float64)
+    acc = np.zeros((2, rows, cols))
+    ws = np.zeros((rows, cols))
+    for t, (y, x) in zip(tiles, origins, strict=True):
+        acc[:, y : y + size, x : x + size] += w * t
+        ws[y : y + size, x : x + size] += w
+    np.testing.assert_allclose(out, acc / ws, rtol=1e-5, atol=1e-6)
+    # effective weights sum to one: blending constant tiles gives the constant
+    const = blend_tiles(np.full_like(tiles, 0.25), origins, rows, cols, halo)
+    np.testing.assert_allclose(const, 0.25, rtol=1e-6)
+
+
+def test_small_image_is_padded_not_refused(rng: np.random.Generator) -> None:
+    img = rng.random((4, 100, 100), dtype=np.float32)
+    tiles, origins, shape = tile_image(img, 256, 16)
+    assert tiles.shape == (1, 4, 256, 256) and shape == (256, 256)
+    np.testing.assert_array_equal(tiles[0, :, :100, :100], img)
+    np.testing.assert_array_equal(tiles[0, :, 100:, :100][:, :10], img[:, 98:88:-1])  # reflection
+    out = blend_tiles(tiles, origins, *shape, 16)[:, :100, :100]
+    np.testing.assert_allclose(out, img, atol=1e-6)
+    one_row = tile_image(img[:, :1], 32, 4)[0]
+    assert one_row.shape == (4, 4, 32, 32)
+
+
+def test_accumulator_checks() -> None:
+    acc = BlendAccumulator(2, 40, 40, 16, 2)
+    with pytest.raises(ShapeError):
+        acc.add(np.zeros((1, 3, 16, 16), np.float32), np.array([[0, 0]]))
+    with pytest.raises(ShapeError, match="2 tiles but 1 origins"):
+        acc.add(np.zeros((2, 2, 16, 16), np.float32), np.array([[0, 0]]))
