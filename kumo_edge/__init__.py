@@ -22,7 +22,7 @@ from .config import SensorProfile, load_profiles, profile_names, sensor_profile
 from .errors import KumoError
 from .io import GeoTiffWriter, Raster, Strip, open_raster, write_geotiff
 from .tiling import (
-    BlendAccumulator,
+    GridBlender,
     blend_tiles,
     extract_tiles,
     footprint_tiles,
@@ -32,11 +32,11 @@ from .tiling import (
 
 __all__ = [
     "BandSet",
-    "BlendAccumulator",
     "CloudField",
     "CloudParams",
     "CloudResult",
     "GeoTiffWriter",
+    "GridBlender",
     "KumoError",
     "Raster",
     "SensorProfile",

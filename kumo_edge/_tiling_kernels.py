@@ -64,38 +64,41 @@ def extract(img, ys, xs, size, out):
 
 
 @nb.njit(parallel=True, cache=True)
-def accumulate(acc, wsum, tiles, ys, xs, weight):
-    """acc[:, y, x] += weight * tile, wsum[y, x] += weight, for every tile; rows in parallel.
+def blend_grid(tiles, ys, xs, wy, wx, out):
+    """Blend a product grid of tiles with separable, pre-normalised weights.
 
-    acc is (C, H, W), wsum (H, W), tiles (N, C, T, T), weight (T, T). Tiles may overlap:
-    each output row belongs to one thread, so there is no race.
+    tiles (K*M, C, T, T) row-major over ys (K,) x xs (M,); wy (K, T), wx (M, T) normalised so
+    that the weights covering any pixel sum to one; out (C, H, W) is overwritten. Each output
+    row belongs to one thread and is zeroed, then accumulated while it is in cache.
     """
-    c = acc.shape[0]
-    h = acc.shape[1]
-    t = weight.shape[0]
-    n = ys.shape[0]
+    c = out.shape[0]
+    h = out.shape[1]
+    w = out.shape[2]
+    t = wx.shape[1]
+    k_n = ys.shape[0]
+    m_n = xs.shape[0]
     for y in nb.prange(h):
-        for i in range(n):
-            r = y - ys[i]
+        wrow = np.empty(t, dtype=np.float32)
+        first = True
+        for k in range(k_n):
+            r = y - ys[k]
             if r < 0 or r >= t:
                 continue
-            x0 = xs[i]
-            for x in range(t):
-                wgt = weight[r, x]
-                wsum[y, x0 + x] += wgt
+            a = wy[k, r]
+            if first:  # the first tile row to cover y: clear the output row once
                 for b in range(c):
-                    acc[b, y, x0 + x] += wgt * tiles[i, b, r, x]
-
-
-@nb.njit(parallel=True, cache=True)
-def normalise(acc, wsum, out):
-    """out = acc / wsum (where wsum > 0, else 0)."""
-    c = acc.shape[0]
-    h = acc.shape[1]
-    w = acc.shape[2]
-    for y in nb.prange(h):
-        for x in range(w):
-            s = wsum[y, x]
-            inv = 1.0 / s if s > 0 else 0.0
+                    out[b, y, :] = 0.0
+                first = False
+            for m in range(m_n):
+                x0 = xs[m]
+                i = k * m_n + m
+                for x in range(t):
+                    wrow[x] = a * wx[m, x]
+                for b in range(c):
+                    dst = out[b, y, x0 : x0 + t]
+                    src = tiles[i, b, r]
+                    for x in range(t):
+                        dst[x] += wrow[x] * src[x]
+        if first:
             for b in range(c):
-                out[b, y, x] = acc[b, y, x] * inv
+                out[b, y, :] = 0.0

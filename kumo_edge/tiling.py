@@ -11,10 +11,10 @@ Three jobs, each a validating front over a numba kernel in :mod:`kumo_edge._tili
   image for a model, with ``halo`` pixels of context on each side (stride
   ``size - 2 * halo``; the last tile is aligned to the far edge). Images smaller than a tile
   are padded by reflection (:func:`pad_to`), never refused.
-* :func:`blend_weights` / :func:`blend_tiles` -- recombination of tile outputs with a
+* :class:`GridBlender` / :func:`blend_tiles` -- recombination of tile outputs with a
   separable sin^2 taper across each overlap. Across an overlap of ``2 * halo`` the tapers of two
-  neighbours sum to exactly one; everywhere the accumulated weights are divided out, so the
-  effective weights at every pixel sum to one and no seam shows.
+  neighbours sum to exactly one; each axis's weights are divided by their sum beforehand
+  (:func:`axis_weights`), so the effective weights at every pixel sum to one and no seam shows.
 
 Arrays are ``(band, row, col)`` float32; masks are bool or uint8.
 """
@@ -175,61 +175,104 @@ def _check_origins(origins: npt.NDArray, rows: int, cols: int, size: int) -> npt
 
 
 # -- blending -------------------------------------------------------------------------------
-def blend_weights(size: int, halo: int) -> npt.NDArray[np.float32]:
-    """``(size, size)`` float32 separable taper: sin^2 over the ``2*halo`` pixels at each edge,
-    1 inside, never below :data:`MIN_WEIGHT`. ``halo=0`` gives uniform weights."""
+def taper(size: int, halo: int) -> npt.NDArray[np.float64]:
+    """``(size,)`` 1-D taper: sin^2 over the ``2*halo`` pixels at each end, 1 inside, never below
+    :data:`MIN_WEIGHT`. ``halo=0`` gives ones."""
     _check_size(size, halo)
     if halo == 0:
-        return np.ones((size, size), dtype=np.float32)
+        return np.ones(size)
     d = np.minimum(np.arange(size), np.arange(size)[::-1]) + 0.5
     t = np.clip(d / (2 * halo), 0.0, 1.0)
-    w1 = np.maximum(np.sin(0.5 * np.pi * t) ** 2, MIN_WEIGHT)
+    return np.maximum(np.sin(0.5 * np.pi * t) ** 2, MIN_WEIGHT)
+
+
+def blend_weights(size: int, halo: int) -> npt.NDArray[np.float32]:
+    """``(size, size)`` float32 separable taper (outer product of :func:`taper`), unnormalised."""
+    w1 = taper(size, halo)
     return np.outer(w1, w1).astype(np.float32)
 
 
-class BlendAccumulator:
-    """Weighted sum of tile outputs over a ``(bands, rows, cols)`` canvas.
+def axis_weights(length: int, starts: npt.NDArray[np.int64], size: int, halo: int) -> npt.NDArray[np.float32]:
+    """``(len(starts), size)`` float32 tapers divided by their sum at every position of the axis,
+    so that the weights of the tiles covering any position sum to one."""
+    w1 = taper(size, halo)
+    total = np.zeros(length)
+    for s in starts:
+        total[s : s + size] += w1
+    if (total[: int(starts.max()) + size] <= 0).any():
+        raise ShapeError("the tile starts leave gaps on the axis")
+    return np.stack([w1 / total[s : s + size] for s in starts]).astype(np.float32)
 
-    Add tiles with :meth:`add`, read the blended image with :meth:`result`. The stream runtime
-    keeps one per strip; whole-image processing uses one for the whole image.
+
+class GridBlender:
+    """Blends a grid of overlapping tile outputs into an image, seamlessly.
+
+    The tiles form a product grid (every row start with every column start, row-major, as
+    :func:`inference_origins` gives them). The 2-D weight is the outer product of 1-D tapers,
+    so the sum of weights at any pixel is the product of the per-axis sums; dividing each axis
+    by its own sum in advance makes the effective weights sum to exactly one with no
+    normalisation pass, and the kernel streams the tiles once.
+
+    Args:
+        rows, cols: Output size (the padded size if the image was padded).
+        size, halo: Tile side and halo.
+        row_starts, col_starts: Tile starts per axis (default :func:`axis_origins`).
     """
 
-    def __init__(self, bands: int, rows: int, cols: int, size: int, halo: int) -> None:
-        self.acc = np.zeros((bands, rows, cols), dtype=np.float32)
-        self.wsum = np.zeros((rows, cols), dtype=np.float32)
-        self.size = size
-        self.weight = blend_weights(size, halo)
+    def __init__(
+        self,
+        rows: int,
+        cols: int,
+        size: int,
+        halo: int,
+        row_starts: npt.NDArray[np.int64] | None = None,
+        col_starts: npt.NDArray[np.int64] | None = None,
+    ) -> None:
+        self.rows, self.cols, self.size, self.halo = rows, cols, size, halo
+        self.row_starts = axis_origins(rows, size, halo) if row_starts is None else np.asarray(row_starts, np.int64)
+        self.col_starts = axis_origins(cols, size, halo) if col_starts is None else np.asarray(col_starts, np.int64)
+        for starts, length, name in ((self.row_starts, rows, "row"), (self.col_starts, cols, "col")):
+            if starts.ndim != 1 or starts.size == 0 or starts.min() < 0 or starts.max() + size > length:
+                raise ShapeError(f"{name} starts must lie in [0, {length - size}], got {starts.tolist()}")
+        self.wy = axis_weights(rows, self.row_starts, size, halo)
+        self.wx = axis_weights(cols, self.col_starts, size, halo)
 
-    def add(self, tiles: npt.NDArray[np.float32], origins: npt.NDArray[np.int64]) -> None:
-        """Accumulate ``(N, bands, size, size)`` tiles at ``(N, 2)`` origins."""
-        if tiles.ndim != 4 or tiles.shape[1] != self.acc.shape[0] or tiles.shape[2:] != (self.size, self.size):
-            raise ShapeError(
-                f"`tiles` must be (N, {self.acc.shape[0]}, {self.size}, {self.size}), got {tiles.shape}"
-            )
+    @property
+    def origins(self) -> npt.NDArray[np.int64]:
+        """``(N, 2)`` row-major ``(row, col)`` origins of the tiles :meth:`blend` expects."""
+        yy, xx = np.meshgrid(self.row_starts, self.col_starts, indexing="ij")
+        return np.stack([yy.ravel(), xx.ravel()], axis=1)
+
+    def blend(self, tiles: npt.NDArray[np.float32], out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+        """Blend ``(N, bands, size, size)`` float32 tiles (order of :attr:`origins`) into
+        ``(bands, rows, cols)``; pixels no tile covers are 0."""
+        n = self.row_starts.size * self.col_starts.size
+        if not isinstance(tiles, np.ndarray) or tiles.ndim != 4 or tiles.shape[0] != n or tiles.shape[2:] != (self.size, self.size):
+            raise ShapeError(f"`tiles` must be ({n}, bands, {self.size}, {self.size}), got {getattr(tiles, 'shape', None)}")
         if tiles.dtype != np.float32:
             raise DataTypeError(f"`tiles` must be float32, got {tiles.dtype}")
-        origins = _check_origins(origins, self.acc.shape[1], self.acc.shape[2], self.size)
-        if origins.shape[0] != tiles.shape[0]:
-            raise ShapeError(f"{tiles.shape[0]} tiles but {origins.shape[0]} origins")
-        _k.accumulate(self.acc, self.wsum, np.ascontiguousarray(tiles), origins[:, 0].copy(), origins[:, 1].copy(), self.weight)
-
-    def result(self, out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
-        """The blended image; pixels no tile covered are 0."""
+        shape = (tiles.shape[1], self.rows, self.cols)
         if out is None:
-            out = np.empty_like(self.acc)
-        _k.normalise(self.acc, self.wsum, out)
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ShapeError(f"`out` must be a C-contiguous float32 array of shape {shape}")
+        _k.blend_grid(np.ascontiguousarray(tiles), self.row_starts, self.col_starts, self.wy, self.wx, out)
         return out
 
 
 def blend_tiles(
     tiles: npt.NDArray[np.float32], origins: npt.NDArray[np.int64], rows: int, cols: int, halo: int
 ) -> npt.NDArray[np.float32]:
-    """Blend ``(N, bands, size, size)`` tile outputs into a ``(bands, rows, cols)`` image."""
-    if tiles.ndim != 4:
-        raise ShapeError(f"`tiles` must be (N, bands, size, size), got {tiles.shape}")
-    acc = BlendAccumulator(tiles.shape[1], rows, cols, tiles.shape[2], halo)
-    acc.add(tiles, origins)
-    return acc.result()
+    """Blend ``(N, bands, size, size)`` tile outputs at a product grid of ``origins`` (row-major,
+    as :func:`inference_origins` gives) into a ``(bands, rows, cols)`` image."""
+    if not isinstance(tiles, np.ndarray) or tiles.ndim != 4:
+        raise ShapeError(f"`tiles` must be (N, bands, size, size), got {getattr(tiles, 'shape', None)}")
+    origins = _check_origins(origins, rows, cols, tiles.shape[2])
+    ys, xs = np.unique(origins[:, 0]), np.unique(origins[:, 1])
+    blender = GridBlender(rows, cols, tiles.shape[2], halo, ys, xs)
+    if origins.shape != (ys.size * xs.size, 2) or not np.array_equal(origins, blender.origins):
+        raise ShapeError("`origins` must be a full row-major grid (as inference_origins gives)")
+    return blender.blend(tiles)
 
 
 def tile_image(img: npt.NDArray[np.float32], size: int, halo: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], tuple[int, int]]:

@@ -8,7 +8,8 @@ import pytest
 from conftest import rotated_footprint
 from kumo_edge.errors import DataTypeError, ShapeError
 from kumo_edge.tiling import (
-    BlendAccumulator,
+    GridBlender,
+    axis_weights,
     axis_origins,
     blend_tiles,
     blend_weights,
@@ -119,6 +120,7 @@ def test_blend_matches_numpy_reference(rng: np.random.Generator) -> None:
     origins = inference_origins(rows, cols, size, halo)
     tiles = rng.random((len(origins), 2, size, size), dtype=np.float32)
     out = blend_tiles(tiles, origins, rows, cols, halo)
+    # reference: accumulate unnormalised weights and divide by their sum
     w = blend_weights(size, halo).astype(np.float64)
     acc = np.zeros((2, rows, cols))
     ws = np.zeros((rows, cols))
@@ -143,9 +145,24 @@ def test_small_image_is_padded_not_refused(rng: np.random.Generator) -> None:
     assert one_row.shape == (4, 4, 32, 32)
 
 
-def test_accumulator_checks() -> None:
-    acc = BlendAccumulator(2, 40, 40, 16, 2)
+def test_axis_weights_sum_to_one() -> None:
+    starts = axis_origins(500, 64, 8)
+    w = axis_weights(500, starts, 64, 8)
+    total = np.zeros(500)
+    for s, row in zip(starts, w, strict=True):
+        total[s : s + 64] += row
+    np.testing.assert_allclose(total, 1.0, rtol=1e-6)
+
+
+def test_blender_checks() -> None:
+    b = GridBlender(40, 40, 16, 2)
+    n = len(b.origins)
     with pytest.raises(ShapeError):
-        acc.add(np.zeros((1, 3, 16, 16), np.float32), np.array([[0, 0]]))
-    with pytest.raises(ShapeError, match="2 tiles but 1 origins"):
-        acc.add(np.zeros((2, 2, 16, 16), np.float32), np.array([[0, 0]]))
+        b.blend(np.zeros((n, 2, 8, 8), np.float32))
+    with pytest.raises(DataTypeError):
+        b.blend(np.zeros((n, 2, 16, 16), np.float64))
+    with pytest.raises(ShapeError, match="row starts"):
+        GridBlender(40, 40, 16, 2, row_starts=np.array([0, 30]))
+    tiles = np.zeros((n, 1, 16, 16), np.float32)
+    with pytest.raises(ShapeError, match="full row-major grid"):
+        blend_tiles(tiles, b.origins[::-1], 40, 40, 2)

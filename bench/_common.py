@@ -1,0 +1,79 @@
+"""Shared benchmark plumbing: environment record, timing with warm-up, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Versions, CPU and thread settings of this run."""
+    import numba
+    import onnxruntime
+    import rasterio
+
+    import kumo_edge
+
+    return {
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+        "versions": {
+            "kumo_edge": kumo_edge.__version__,
+            "numpy": np.__version__,
+            "numba": numba.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "rasterio": rasterio.__version__,
+        },
+    }
+
+
+def time_it(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median/p95/min seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {
+        "n": repeats,
+        "median_s": statistics.median(times),
+        "p95_s": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
+        "min_s": times[0],
+    }
+
+
+def write_json(doc: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
