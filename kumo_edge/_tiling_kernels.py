@@ -73,7 +73,6 @@ def blend_grid(tiles, ys, xs, wy, wx, out):
     """
     c = out.shape[0]
     h = out.shape[1]
-    w = out.shape[2]
     t = wx.shape[1]
     k_n = ys.shape[0]
     m_n = xs.shape[0]

@@ -116,11 +116,6 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class _OneLine(click.ClickException):
-    def format_message(self) -> str:
-        return " ".join(self.message.split())
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="kumo-edge")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug and tracebacks).")
@@ -146,14 +141,14 @@ def raster_info(r: Raster, lines: int = DEFAULT_STRIP_LINES) -> dict[str, Any]:
     bands = r.band_set
     return {
         "path": str(r.path),
-        "driver": r._ds.driver,
+        "driver": r.driver,
         "width": r.width,
         "height": r.height,
         "bands": r.count,
         "dtype": r.dtype.name,
         "crs": r.crs.to_string() if r.crs else None,
         "pixel_size": [abs(r.transform.a), abs(r.transform.e)],
-        "bounds": list(r._ds.bounds),
+        "bounds": list(r.bounds),
         "nodata": None if r.nodata is None else (str(r.nodata) if isinstance(r.nodata, float) and math.isnan(r.nodata) else r.nodata),
         "zero_fill_is_nodata": r.zero_fill,
         "scale_source": r.scale_source,
@@ -273,11 +268,12 @@ def _write_tiles(r: Raster, grid: Any, tmp: Path) -> dict[str, Any]:
     tiles = []
     scales = None if r.scale_source != "GDAL scale/offset" else list(r.scale)
     offsets = None if r.scale_source != "GDAL scale/offset" else list(r.offset)
-    nodata = r._ds.nodata
-    rows = sorted({int(y) for y in grid.origins[:, 0]})
+    nodata = r.declared_nodata
+    by_row: dict[int, list[int]] = {}
+    for y, x in grid.origins.tolist():
+        by_row.setdefault(y, []).append(x)
     with _progress(len(grid), "tiles", unit="tile") as bar:
-        for y in rows:
-            xs = [int(x) for yy, x in grid.origins if yy == y]
+        for y, xs in by_row.items():
             x0, x1 = min(xs), max(xs) + size
             block = r.read_raw(y, size, x0, x1 - x0)
             for x in xs:

@@ -326,6 +326,21 @@ class Raster:
         return self.band_set
 
     @property
+    def driver(self) -> str:
+        """GDAL driver short name, e.g. ``"GTiff"``."""
+        return str(self._ds.driver)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(left, bottom, right, top)`` in CRS units."""
+        return tuple(self._ds.bounds)  # type: ignore[return-value]
+
+    @property
+    def declared_nodata(self) -> float | None:
+        """The nodata value the file declares (before any override)."""
+        return self._ds.nodata
+
+    @property
     def profile(self) -> dict[str, Any]:
         """CRS, transform and size, for writers."""
         return {"crs": self.crs, "transform": self.transform, "width": self.width, "height": self.height}
@@ -361,8 +376,8 @@ class Raster:
         if nd is not None:
             if isinstance(nd, float) and math.isnan(nd):
                 valid &= ~np.isnan(raw).any(axis=0)
-            else:
-                valid &= ~(raw == raw.dtype.type(nd) if _representable(nd, raw.dtype) else np.zeros_like(raw, bool)).any(axis=0)
+            elif _representable(nd, raw.dtype):  # a value the type cannot hold marks nothing
+                valid &= ~(raw == raw.dtype.type(nd)).any(axis=0)
         if self.zero_fill:
             valid &= (raw != 0).any(axis=0)
         if self._mask_band:

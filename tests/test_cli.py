@@ -12,9 +12,10 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from conftest import SHARED, make_raster
 from kumo_edge.cli import cli
 from kumo_edge.io import Raster
+
+from conftest import SHARED, make_raster
 from test_tiling import _best_grid_numpy
 
 

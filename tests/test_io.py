@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import BANDS4, CRS, TRANSFORM, make_raster
 from kumo_edge.bands import BandSet
 from kumo_edge.errors import (
     BandCountError,
@@ -21,6 +20,8 @@ from kumo_edge.errors import (
     ShapeError,
 )
 from kumo_edge.io import GeoTiffWriter, Raster, write_geotiff
+
+from conftest import BANDS4, CRS, TRANSFORM, make_raster
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -91,7 +92,7 @@ def test_missing_wavelengths_names_the_ways(tmp_path: Path) -> None:
     with Raster(p) as r:
         assert r.band_set is None
         with pytest.raises(MissingWavelengthsError) as e:
-            r.bands
+            _ = r.bands
     msg = str(e.value)
     for way in ("--wavelengths", "ENVI header", "CENTRAL_WAVELENGTH_UM", "`wavelength` tag"):
         assert way in msg

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import rotated_footprint
 from kumo_edge.errors import DataTypeError, ShapeError
 from kumo_edge.tiling import (
     GridBlender,
-    axis_weights,
     axis_origins,
+    axis_weights,
     blend_tiles,
     blend_weights,
     extract_tiles,
@@ -18,6 +17,8 @@ from kumo_edge.tiling import (
     inference_origins,
     tile_image,
 )
+
+from conftest import rotated_footprint
 
 
 def _best_grid_numpy(valid: np.ndarray, size: int, stride: int) -> tuple[int, set[tuple[int, int]]]:
