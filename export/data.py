@@ -242,7 +242,9 @@ class CloudyTiles:
             clear = np.rot90(clear, int(rng.integers(4)), axes=(1, 2))
             if rng.random() < 0.5:
                 clear = clear[:, :, ::-1]
-            clear = clear * np.float32(rng.uniform(0.8, 1.2))
+            # brightness and a small per-band gain: sensors, seasons and calibrations differ
+            gain = rng.uniform(0.6, 1.6) * rng.normal(1.0, 0.05, size=(clear.shape[0], 1, 1))
+            clear = clear * gain.astype(np.float32)
         clear = np.ascontiguousarray(np.clip(clear, 0, 1), dtype=np.float32)
         params = self.ranges.draw(rng, s.gsd_m)
         field = CloudField(params, t, t, int(rng.integers(2**31)))
