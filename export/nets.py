@@ -133,7 +133,7 @@ class UNet(nn.Module):
         for up, dec, skip in zip(self.ups, self.dec, reversed(skips[:-1]), strict=True):
             h = dec(torch.cat([up(h), skip], dim=1))
         c = self.cfg.out_ch
-        xc = x if x.shape[1] == c else x[:, :c]  # no copy in the usual in_ch == out_ch case
+        xc = x if self.cfg.in_ch == c else x[:, :c]  # no copy in the usual in_ch == out_ch case
         head = self.head(h)
         if self.cfg.head == "affine_lowres":
             d = head[:, :c] * F.avg_pool2d(xc, 2) + head[:, c:]

@@ -175,7 +175,21 @@ def raster_info(r: Raster, lines: int = DEFAULT_STRIP_LINES) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @handle_errors
 def info(raster: str, wavelengths, fwhm, scale, offset, nodata, as_json: bool) -> None:  # noqa: ANN001
-    """Describe RASTER: size, CRS, bands with wavelengths, no-data rule, valid fraction."""
+    """Describe RASTER: size, CRS, bands with wavelengths, no-data rule, valid fraction.
+
+    Given a model (.onnx), print its contract instead: band set, tile, halo, outputs, metrics.
+    """
+    if raster.lower().endswith(".onnx"):
+        from .runtime import load_model
+
+        c = load_model(raster).contract
+        if as_json:
+            click.echo(json.dumps({k: v for k, v in c.to_metadata().items()}, indent=2))
+        else:
+            click.echo(raster)
+            for line in c.describe():
+                click.echo("  " + line)
+        return
     with _open(raster, wavelengths, fwhm, scale, offset, nodata) as r:
         d = raster_info(r)
     if as_json:

@@ -1,0 +1,135 @@
+"""Export a trained checkpoint to ONNX with the Kumo Edge contract in ``metadata_props``.
+
+    python -m export.onnx_export runs/detector_rgbn/best.pt kumo_edge/models/rgbn/detector.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from export.nets import CloudDetector, DetectorConfig, Probabilities, UNet, UNetConfig
+from export.train import BAND_SETS, TrainConfig, band_set, generator_config
+from kumo_edge.runtime import ModelContract
+
+OPSET = 17
+DEFAULT_TILE = 256
+DEFAULT_HALO = 16
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def build_from_checkpoint(ckpt: dict) -> tuple[torch.nn.Module, TrainConfig]:
+    """The network of a checkpoint, weights loaded, in eval mode."""
+    raw = dict(ckpt["config"])
+    for k in ("widths", "val", "test", "ignore_tau"):
+        if k in raw and isinstance(raw[k], list):
+            raw[k] = tuple(raw[k])
+    cfg = TrainConfig(**raw)
+    n = len(band_set(cfg.bands))
+    if cfg.task == "detector":
+        net: torch.nn.Module = CloudDetector(DetectorConfig(n, cfg.resolved_widths()))
+    else:
+        net = UNet(UNetConfig(**ckpt["net"])) if "net" in ckpt else UNet(generator_config(cfg, n))
+    net.load_state_dict(ckpt["model"])
+    return net.eval(), cfg
+
+
+def contract_for(net: torch.nn.Module, cfg: TrainConfig, tile: int, halo: int, metrics: dict | None = None, precision: str = "fp32") -> ModelContract:
+    bands = band_set(cfg.bands)
+    depth = len(cfg.resolved_widths())
+    return ModelContract(
+        kind=cfg.task,
+        band_set=cfg.bands if cfg.bands in BAND_SETS else cfg.bands,
+        bands=bands,
+        tile=tile,
+        halo=halo,
+        multiple=2**depth,
+        input_scaling={"type": "reflectance", "scale": 1.0, "offset": 0.0, "range": [0.0, 1.0]},
+        classes=("clear", "thin", "thick", "shadow") if cfg.task == "detector" else (),
+        precision=precision,
+        opset=OPSET,
+        git_sha=git_sha(),
+        training={k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items() if k != "extra"},
+        metrics=metrics or {},
+    )
+
+
+def to_onnx(net: torch.nn.Module, n_bands: int, tile: int = DEFAULT_TILE) -> onnx.ModelProto:
+    """Trace ``net`` to an ONNX model with dynamic batch and spatial axes."""
+    net = net.eval()
+    wrapped = Probabilities(net) if isinstance(net, CloudDetector) else net
+    f = io.BytesIO()
+    torch.onnx.export(
+        wrapped,
+        torch.zeros(1, n_bands, tile, tile),
+        f,
+        opset_version=OPSET,
+        input_names=["reflectance"],
+        output_names=["probabilities" if isinstance(net, CloudDetector) else "clear"],
+        dynamic_axes={"reflectance": {0: "n", 2: "h", 3: "w"}, "probabilities" if isinstance(net, CloudDetector) else "clear": {0: "n", 2: "h", 3: "w"}},
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    return onnx.load_from_string(f.getvalue())
+
+
+def write_model(model: onnx.ModelProto, contract: ModelContract, path: Path) -> Path:
+    """Attach the contract and save (atomically)."""
+    del model.metadata_props[:]
+    for k, v in contract.to_metadata().items():
+        p = model.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".onnx.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def export_checkpoint(ckpt_path: Path, out: Path, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO, metrics: dict | None = None) -> Path:
+    ckpt = torch.load(ckpt_path, weights_only=False, map_location="cpu")
+    net, cfg = build_from_checkpoint(ckpt)
+    n = len(band_set(cfg.bands))
+    model = to_onnx(net, n, tile)
+    return write_model(model, contract_for(net, cfg, tile, halo, metrics), out)
+
+
+def parity(net: torch.nn.Module, onnx_path: Path, n_bands: int, size: int = 64, seed: int = 0) -> float:
+    """Largest absolute difference between torch and ONNX Runtime outputs on random reflectance."""
+    from kumo_edge.runtime import load_model
+
+    x = np.random.default_rng(seed).random((2, n_bands, size, size), dtype=np.float32)
+    m = load_model(onnx_path)
+    with torch.no_grad():
+        t = net.eval()(torch.from_numpy(x))
+        if isinstance(net, CloudDetector):
+            t = torch.softmax(t, 1)
+    return float(np.abs(t.numpy() - m.run(x)).max())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    ap.add_argument("--halo", type=int, default=DEFAULT_HALO)
+    a = ap.parse_args()
+    p = export_checkpoint(a.checkpoint, a.out, a.tile, a.halo)
+    print(p)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""ONNX Runtime sessions and the model contract.
+
+A Kumo Edge model is an ONNX file whose ``metadata_props`` carry the contract written by
+``export/`` (keys prefixed ``kumo.``): what it is (``kind``: detector or generator), the band
+set it expects (centre wavelengths and FWHM in nm), the input scaling (reflectance in [0, 1]),
+the tile size and halo it was built for, the spatial multiple its input sides must respect,
+the class names of a detector, and provenance (opset, training configuration, git SHA,
+measured metrics, precision). :func:`load_model` reads the contract, refuses files that lack
+it, and :meth:`Model.check_bands` refuses data whose band set differs.
+
+Execution providers: ``cpu`` (default), ``cuda`` and ``tensorrt`` (ONNX Runtime's CUDA and
+TensorRT execution providers, from the ``onnxruntime-gpu`` package with TensorRT on a Jetson or
+a CUDA machine). Asking for a provider this onnxruntime build lacks is an error, never a
+silent fall-back to the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from .bands import BandSet
+from .errors import BandCountError, DataTypeError, KumoError, ModelContractError, ShapeError
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "kumo."
+FORMAT_VERSION = "1"
+_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+#: Largest difference (nm) between a model's band centre and the data's that still matches.
+WAVELENGTH_TOLERANCE_NM = 0.5
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a model expects and what it returns (parsed from the ONNX metadata)."""
+
+    kind: str
+    band_set: str
+    bands: BandSet
+    tile: int
+    halo: int
+    multiple: int
+    input_scaling: dict[str, Any]
+    classes: tuple[str, ...] = ()
+    precision: str = "fp32"
+    opset: int = 0
+    git_sha: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], source: str = "model") -> ModelContract:
+        if meta.get(PREFIX + "format_version") is None:
+            raise ModelContractError(f"{source} carries no Kumo Edge contract (no `kumo.*` metadata); export it with export/")
+        try:
+            wl = json.loads(meta[PREFIX + "wavelengths_nm"])
+            fw = json.loads(meta[PREFIX + "fwhm_nm"])
+            kind = meta[PREFIX + "kind"]
+            if kind not in ("detector", "generator"):
+                raise ModelContractError(f"{source}: unknown model kind {kind!r}")
+            return cls(
+                kind=kind,
+                band_set=meta.get(PREFIX + "band_set", ""),
+                bands=BandSet(tuple(wl), tuple(fw), tuple(json.loads(meta.get(PREFIX + "band_names", "[]")))),
+                tile=int(meta[PREFIX + "tile"]),
+                halo=int(meta[PREFIX + "halo"]),
+                multiple=int(meta.get(PREFIX + "multiple", "1")),
+                input_scaling=json.loads(meta[PREFIX + "input_scaling"]),
+                classes=tuple(json.loads(meta.get(PREFIX + "classes", "[]"))),
+                precision=meta.get(PREFIX + "precision", "fp32"),
+                opset=int(meta.get(PREFIX + "opset", "0")),
+                git_sha=meta.get(PREFIX + "git_sha", ""),
+                training=json.loads(meta.get(PREFIX + "training_config", "{}")),
+                metrics=json.loads(meta.get(PREFIX + "metrics", "{}")),
+                extra={k[len(PREFIX) :]: v for k, v in meta.items() if k.startswith(PREFIX)},
+            )
+        except KeyError as exc:
+            raise ModelContractError(f"{source}: the contract lacks `{exc.args[0]}`") from None
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, KumoError):
+                raise
+            raise ModelContractError(f"{source}: unreadable contract ({exc})") from None
+
+    def to_metadata(self) -> dict[str, str]:
+        """The ``metadata_props`` that encode this contract."""
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "band_set": self.band_set,
+            "wavelengths_nm": json.dumps(list(self.bands.centers_nm)),
+            "fwhm_nm": json.dumps(list(self.bands.fwhm_nm)),
+            "band_names": json.dumps(list(self.bands.names)),
+            "tile": str(self.tile),
+            "halo": str(self.halo),
+            "multiple": str(self.multiple),
+            "input_scaling": json.dumps(self.input_scaling),
+            "classes": json.dumps(list(self.classes)),
+            "precision": self.precision,
+            "opset": str(self.opset),
+            "git_sha": self.git_sha,
+            "training_config": json.dumps(self.training),
+            "metrics": json.dumps(self.metrics),
+        }
+        return {PREFIX + k: v for k, v in meta.items()}
+
+    def describe(self) -> list[str]:
+        b = self.bands
+        lines = [
+            f"kind        {self.kind} ({self.precision})",
+            f"band set    {self.band_set}: {len(b)} bands, {b.centers.min():.0f}-{b.centers.max():.0f} nm",
+            f"input       (N, {len(b)}, H, W) float32 reflectance in [0, 1]; H, W multiples of {self.multiple}",
+            f"tiles       {self.tile} x {self.tile}, halo {self.halo}",
+        ]
+        if self.classes:
+            lines.append(f"output      (N, {len(self.classes)}, H, W) probabilities: {', '.join(self.classes)}")
+        else:
+            lines.append(f"output      (N, {len(b)}, H, W) float32 reflectance")
+        lines.append(f"opset       {self.opset}   git {self.git_sha[:12] or '-'}")
+        if self.metrics:
+            lines.append("metrics     " + json.dumps(self.metrics)[:300])
+        return lines
+
+
+def available_providers() -> list[str]:
+    """Short names of the execution providers this onnxruntime build offers."""
+    have = set(ort.get_available_providers())
+    return [k for k, v in _PROVIDERS.items() if v in have]
+
+
+def resolve_providers(names: list[str] | None) -> list[str]:
+    """Map short names (cpu, cuda, tensorrt) to ONNX Runtime providers; unavailable -> error."""
+    names = names or ["cpu"]
+    have = set(ort.get_available_providers())
+    out = []
+    for n in names:
+        key = n.lower()
+        if key not in _PROVIDERS:
+            raise KumoError(f"unknown execution provider {n!r}; choose from {', '.join(_PROVIDERS)}")
+        full = _PROVIDERS[key]
+        if full not in have:
+            raise KumoError(
+                f"execution provider {n!r} is not available in this onnxruntime build ({', '.join(sorted(have))}); "
+                "install onnxruntime-gpu (with TensorRT for 'tensorrt') on a machine with a CUDA device"
+            )
+        out.append(full)
+    if "CPUExecutionProvider" not in out:
+        out.append("CPUExecutionProvider")  # for operators the accelerator does not take
+    return out
+
+
+class Model:
+    """A loaded model: an ONNX Runtime session plus its contract.
+
+    Args:
+        path: The ``.onnx`` file.
+        providers: Short provider names in priority order (default ``["cpu"]``).
+        threads: Intra-op threads (default: ONNX Runtime's choice).
+
+    Raises:
+        ModelContractError: The file is missing, corrupt, or lacks the contract.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], providers: list[str] | None = None, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelContractError(f"{self.path}: no such model file")
+        prov = resolve_providers(providers)
+        so = ort.SessionOptions()
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=prov)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own zoo of errors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelContractError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.contract = ModelContract.from_metadata(meta, str(self.path))
+        self.input_name = self.session.get_inputs()[0].name
+        self.providers = self.session.get_providers()
+
+    def check_bands(self, bands: BandSet) -> None:
+        """Refuse data whose band set is not the model's (resample first)."""
+        want = self.contract.bands
+        if len(bands) != len(want):
+            raise BandCountError(
+                f"{self.path.name} expects {len(want)} bands ({want.centers.min():.0f}-{want.centers.max():.0f} nm, "
+                f"band set {self.contract.band_set!r}) but the data has {len(bands)}; resample the data to the model's band set"
+            )
+        diff = np.abs(bands.centers - want.centers)
+        if diff.max() > WAVELENGTH_TOLERANCE_NM:
+            i = int(np.argmax(diff))
+            raise ModelContractError(
+                f"{self.path.name}: band {i + 1} is at {bands.centers[i]:.1f} nm but the model expects {want.centers[i]:.1f} nm; "
+                "resample the data to the model's band set"
+            )
+
+    def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Run on ``(N, C, H, W)`` float32 reflectance; returns the model's output."""
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4:
+            raise ShapeError(f"`batch` must be (N, C, H, W), got {getattr(batch, 'shape', type(batch).__name__)}")
+        if batch.dtype != np.float32:
+            raise DataTypeError(f"`batch` must be float32, got {batch.dtype}")
+        c = self.contract
+        if batch.shape[1] != len(c.bands):
+            raise BandCountError(f"`batch` has {batch.shape[1]} channels but {self.path.name} expects {len(c.bands)}")
+        if batch.shape[2] % c.multiple or batch.shape[3] % c.multiple:
+            raise ShapeError(f"tile sides must be multiples of {c.multiple}, got {batch.shape[2]} x {batch.shape[3]}")
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
+
+
+def load_model(path: str | os.PathLike[str], providers: list[str] | None = None, threads: int | None = None) -> Model:
+    """Load a model and its contract; see :class:`Model`."""
+    return Model(path, providers, threads)
+
+
+def read_contract(path: str | os.PathLike[str]) -> ModelContract:
+    """The contract of a model file, without building an inference session for it."""
+    return load_model(path).contract
+
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def shipped_models() -> dict[str, dict[str, Path]]:
+    """``{band_set: {"detector": path, "generator": path}}`` of the models in the package."""
+    out: dict[str, dict[str, Path]] = {}
+    if MODELS_DIR.is_dir():
+        for d in sorted(p for p in MODELS_DIR.iterdir() if p.is_dir()):
+            files = {k: d / f"{k}.onnx" for k in ("detector", "generator") if (d / f"{k}.onnx").exists()}
+            if files:
+                out[d.name] = files
+    return out

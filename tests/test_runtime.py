@@ -1,0 +1,124 @@
+"""Model contract, loading, refusal of mismatches; torch <-> ONNX parity (needs the train extra)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kumo_edge.bands import BandSet
+from kumo_edge.config import sensor_profile
+from kumo_edge.errors import (
+    BandCountError,
+    DataTypeError,
+    KumoError,
+    ModelContractError,
+    ShapeError,
+)
+from kumo_edge.runtime import ModelContract, load_model, resolve_providers
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from export.nets import CloudDetector, DetectorConfig, UNet, UNetConfig  # noqa: E402
+from export.onnx_export import contract_for, parity, to_onnx, write_model  # noqa: E402
+from export.train import TrainConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("models")
+    out = {}
+    for task, net, bands in (
+        ("generator", UNet(UNetConfig(4, 4, (8, 12, 16))), "rgbn"),
+        ("detector", CloudDetector(DetectorConfig(4, (4, 8))), "rgbn"),
+    ):
+        # non-trivial weights: perturb the zero-initialised head and the BN statistics
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        net.train()
+        net(torch.rand(4, 4, 32, 32))
+        net.eval()
+        cfg = TrainConfig(task=task, bands=bands, widths=(8, 12, 16) if task == "generator" else (4, 8))
+        path = write_model(to_onnx(net, 4, 64), contract_for(net, cfg, 64, 8, {"psnr": 30.0}), d / f"{task}.onnx")
+        out[task] = path
+        out[task + "_net"] = net  # type: ignore[assignment]
+    return out
+
+
+def test_contract_roundtrip(models: dict) -> None:  # noqa: ANN001
+    m = load_model(models["generator"])
+    c = m.contract
+    assert c.kind == "generator" and c.band_set == "rgbn"
+    assert c.bands.centers_nm == sensor_profile("rgbn").bands.centers_nm
+    assert (c.tile, c.halo, c.multiple) == (64, 8, 8)
+    assert c.metrics == {"psnr": 30.0}
+    assert ModelContract.from_metadata(c.to_metadata()) == c
+    d = load_model(models["detector"]).contract
+    assert d.classes == ("clear", "thin", "thick", "shadow")
+
+
+def test_parity_torch_vs_onnx(models: dict) -> None:  # noqa: ANN001
+    assert parity(models["generator_net"], models["generator"], 4) < 1e-5
+    assert parity(models["detector_net"], models["detector"], 4) < 1e-5
+
+
+def test_detector_outputs_probabilities(models: dict) -> None:  # noqa: ANN001
+    m = load_model(models["detector"])
+    p = m.run(np.random.default_rng(0).random((3, 4, 32, 48), dtype=np.float32))
+    assert p.shape == (3, 4, 32, 48)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+
+
+def test_band_mismatch_is_refused(models: dict) -> None:  # noqa: ANN001
+    m = load_model(models["generator"])
+    m.check_bands(sensor_profile("rgbn").bands)
+    with pytest.raises(BandCountError, match="expects 4 bands.*has 32"):
+        m.check_bands(sensor_profile("satellogic-hsi").bands)
+    shifted = BandSet((490.0, 560.0, 665.0, 865.0), (65.0, 35.0, 30.0, 20.0))
+    with pytest.raises(ModelContractError, match="band 4 is at 865.0 nm"):
+        m.check_bands(shifted)
+    with pytest.raises(BandCountError):
+        m.run(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(ShapeError, match="multiples of 8"):
+        m.run(np.zeros((1, 4, 30, 32), np.float32))
+    with pytest.raises(DataTypeError):
+        m.run(np.zeros((1, 4, 32, 32), np.float64))
+
+
+def test_corrupt_and_foreign_models(tmp_path: Path, models: dict) -> None:  # noqa: ANN001
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(models["generator"].read_bytes()[:300])
+    with pytest.raises(ModelContractError, match="not a loadable ONNX model"):
+        load_model(bad)
+    with pytest.raises(ModelContractError, match="no such model file"):
+        load_model(tmp_path / "none.onnx")
+    plain = onnx.load(str(models["generator"]))
+    del plain.metadata_props[:]
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    with pytest.raises(ModelContractError, match="no Kumo Edge contract"):
+        load_model(tmp_path / "plain.onnx")
+
+
+def test_unavailable_provider_is_an_error() -> None:
+    with pytest.raises(KumoError, match="not available"):
+        resolve_providers(["tensorrt"])
+    with pytest.raises(KumoError, match="unknown execution provider"):
+        resolve_providers(["tpu"])
+    assert resolve_providers(None) == ["CPUExecutionProvider"]
+
+
+def test_cli_info_prints_contract(models: dict) -> None:  # noqa: ANN001
+    from click.testing import CliRunner
+
+    from kumo_edge.cli import cli
+
+    r = CliRunner().invoke(cli, ["info", str(models["detector"])])
+    assert r.exit_code == 0, r.output
+    assert "detector (fp32)" in r.output and "clear, thin, thick, shadow" in r.output
+    j = json.loads(CliRunner().invoke(cli, ["info", "--json", str(models["generator"])]).output)
+    assert j["kumo.kind"] == "generator"
