@@ -60,10 +60,11 @@ DEFAULT_SPLITS = {
     "rgbn": {"val": ["s2_eolearn_4", "ben_57_38"], "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach"]},
     "rgb": {"val": ["s2_eolearn_4", "ben_57_38"], "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach", "landsat8_224077"]},
 }
-#: Real L8 Biome patches held out for testing the detector (one per land type, both kinds of snow/ice
-#: kept apart: SnowIce_11 tests, SnowIce_00 trains) and for validation.
-REAL_TEST = ["Barren_11_0207", "Forest_08_0805", "GrassCrops_02_0608", "Shrubland_02_1021", "SnowIce_11_1123", "Urban_01_0609", "Water_02_1010", "Wetlands_07_1826"]
-REAL_VAL = ["Barren_10_0206", "Forest_07_1209", "Water_01_0922", "Wetlands_01_0416"]
+#: Real L8 Biome patches held out for testing the detector: one per land type. SnowIce_00 (clear
+#: snow and ice, no cloud) is the snow test: the detector never sees clear snow from the real set.
+REAL_TEST = ["Barren_11_0207", "Forest_08_0805", "GrassCrops_02_0608", "Shrubland_02_1021", "SnowIce_00_1415", "Urban_01_0609", "Water_02_1010", "Wetlands_07_1826"]
+#: Real patches for validation (model selection): mixed cloud / clear / shadow content.
+REAL_VAL = ["Barren_03_0207", "Forest_00_1008", "GrassCrops_01_0413", "Water_01_0922"]
 
 
 def band_set(name: str) -> BandSet:
