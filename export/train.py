@@ -301,11 +301,15 @@ def _maybe_resume(out: Path, resume: bool, model: torch.nn.Module, opt: torch.op
 
 
 # -- generator ---------------------------------------------------------------------------------
-def sam_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """Mean spectral angle (radians) between pixel spectra."""
+def sam_loss(pred: torch.Tensor, true: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean spectral angle (radians) between pixel spectra, over pixels where ``keep`` (N, 1, H, W) is 1."""
     dot = (pred * true).sum(1)
     den = pred.norm(dim=1) * true.norm(dim=1) + 1e-6
-    return torch.acos(torch.clamp(dot / den, -1 + 1e-6, 1 - 1e-6)).mean()
+    angle = torch.acos(torch.clamp(dot / den, -1 + 1e-6, 1 - 1e-6))
+    if keep is None:
+        return angle.mean()
+    k = keep[:, 0]
+    return (angle * k).sum() / (k.sum() + 1)
 
 
 def generator_scores(model: UNet, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> dict[str, float]:
@@ -348,7 +352,9 @@ def train_generator(cfg: TrainConfig, resume: bool = False, init: dict | None = 
     rng = np.random.default_rng([cfg.seed, step])
     ds = CloudyTiles(splits["train"], cfg.tile, 4096, seed=cfg.seed)
     batches = _batches(ds, cfg.batch, rng)
-    val = fixed_set(splits["val"] or splits["test"], cfg, seed=10_000 + cfg.seed)
+    # model selection never looks at the test scenes: without validation scenes, it uses
+    # fixed tiles of the training scenes with clouds the training never draws (another seed)
+    val = fixed_set(splits["val"] or splits["train"], cfg, seed=10_000 + cfg.seed)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"generator {cfg.bands}", disable=None)
     t0 = time.time()
     while step < cfg.steps:
@@ -363,7 +369,7 @@ def train_generator(cfg: TrainConfig, resume: bool = False, init: dict | None = 
             ld.backward()
             opt_d.step()
         l1 = (keep * (fake - y).abs()).sum() / (keep.sum() * y.shape[1] + 1)
-        ls = sam_loss(fake * keep, y * keep)
+        ls = sam_loss(fake, y, keep)
         loss = cfg.lambda_l1 * l1 + cfg.lambda_sam * ls
         if use_gan:
             loss = loss + cfg.lambda_adv * ((d(x, fake) - 1) ** 2).mean()

@@ -1,0 +1,128 @@
+"""Held-out evaluation of exported (ONNX) models: what the flight runtime would actually run.
+
+Generator: PSNR, SSIM and SAM per tile on fixed synthetic clouds over the held-out TEST scenes
+(thick-cloud pixels, which the runtime flags rather than restores, are left out of PSNR/SAM),
+against the cloudy input as the do-nothing baseline.
+
+Detector: cloud (thin + thick) vs not-cloud pixel scores on held-out synthetic test scenes and
+on the held-out real L8 Biome patches (per land type), tile-level "too cloudy to downlink"
+decisions (> 70 % cloud), and the same scores for a simple spectral threshold test
+(bright and white: mean visible reflectance above 0.3 and whiteness below 0.7, the first
+pass of Fmask-like tests) so that the CNN is compared with the obvious alternative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from export.data import CloudyTiles, Scene, real_cloud_patches
+from kumo_edge import metrics
+from kumo_edge.bands import BandSet, resample, resampling_matrix
+from kumo_edge.runtime import load_model
+
+DROP_FRACTION = 0.7
+
+
+def _test_tiles(scenes: Sequence[Scene], n: int, tile: int, seed: int) -> dict[str, np.ndarray]:
+    ds = CloudyTiles(scenes, tile, n, seed=seed, augment=False)
+    items = [ds[i] for i in range(n)]
+    return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+
+def eval_generator(onnx_path: Path, scenes: Sequence[Scene], n: int = 96, tile: int = 64, seed: int = 20_000) -> dict:
+    m = load_model(onnx_path, threads=2)
+    t = _test_tiles(scenes, n, tile, seed)
+    pred = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
+    rows = []
+    for i in range(n):
+        keep = t["classes"][i] != 2
+        if keep.sum() < 16:
+            continue
+        cloudy_frac = float(np.isin(t["classes"][i], (1, 3)).mean())
+        rows.append(
+            (
+                min(metrics.psnr(pred[i], t["clear"][i], mask=keep), 60.0),
+                min(metrics.psnr(t["cloudy"][i], t["clear"][i], mask=keep), 60.0),
+                metrics.ssim(pred[i], t["clear"][i]),
+                metrics.ssim(t["cloudy"][i], t["clear"][i]),
+                metrics.sam(pred[i], t["clear"][i], mask=keep),
+                metrics.sam(t["cloudy"][i], t["clear"][i], mask=keep),
+                cloudy_frac,
+            )
+        )
+    a = np.array(rows)
+    return {
+        "scenes": [s.name for s in scenes],
+        "tiles": len(rows),
+        "tile": tile,
+        "psnr": float(a[:, 0].mean()),
+        "psnr_input": float(a[:, 1].mean()),
+        "ssim": float(a[:, 2].mean()),
+        "ssim_input": float(a[:, 3].mean()),
+        "sam_deg": float(a[:, 4].mean()),
+        "sam_input_deg": float(a[:, 5].mean()),
+    }
+
+
+def threshold_test(cube: np.ndarray, bands: BandSet) -> np.ndarray:
+    """Bright-and-white cloud test on any band set with visible bands."""
+    vis = [i for i, c in enumerate(bands.centers) if 440 <= c <= 700]
+    v = cube[vis]
+    mean = v.mean(0)
+    whiteness = np.abs(v - mean).sum(0) / np.maximum(mean, 1e-6)
+    return (mean > 0.3) & (whiteness < 0.7)
+
+
+def _scores(pred: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> dict:
+    d = metrics.detection(pred[ok], truth[ok])
+    return {"accuracy": d.accuracy, "false_positive_rate": d.false_positive_rate, "f1": d.f1, "iou": d.iou, "pixels": d.n}
+
+
+def eval_detector(onnx_path: Path, scenes: Sequence[Scene], real_names: Sequence[str], n: int = 96, tile: int = 64, seed: int = 20_000) -> dict:
+    m = load_model(onnx_path, threads=2)
+    bands = m.contract.bands
+    out: dict = {}
+    if scenes:
+        t = _test_tiles(scenes, n, tile, seed)
+        prob = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
+        pred = prob[:, 1:3].sum(1) > 0.5
+        truth = np.isin(t["classes"], (1, 2))
+        ok = np.ones_like(truth)
+        thr = np.stack([threshold_test(c, bands) for c in t["cloudy"]])
+        tiles_pred = pred.mean((1, 2)) > DROP_FRACTION
+        tiles_true = truth.mean((1, 2)) > DROP_FRACTION
+        td = metrics.detection(tiles_pred, tiles_true)
+        out["synthetic"] = {
+            "scenes": [s.name for s in scenes],
+            "cnn": _scores(pred, truth, ok),
+            "threshold_test": _scores(thr, truth, ok),
+            "tile_drop_decision": {"accuracy": td.accuracy, "false_positive_rate": td.false_positive_rate, "tiles": td.n},
+        }
+    patches = [p for p in real_cloud_patches() if p["name"] in real_names] if real_names else []
+    if patches:
+        mtx = resampling_matrix(patches[0]["bands"], bands)
+        per = {}
+        allp, allt, allthr = [], [], []
+        for p in patches:
+            x = np.clip(resample(p["cube"], mtx), 0, 1)[None]
+            prob = m.run(x)[0]
+            pred = prob[1:3].sum(0) > 0.5
+            truth = np.isin(p["classes"], (1, 2))
+            ok = p["classes"] >= 0
+            thr = threshold_test(x[0], bands)
+            per[p["name"]] = {"land": p["land"], "cloud_fraction": float(truth[ok].mean()), "cnn": _scores(pred, truth, ok), "threshold_test": _scores(thr, truth, ok)}
+            allp.append(pred[ok])
+            allt.append(truth[ok])
+            allthr.append(thr[ok])
+        pred_all, truth_all, thr_all = (np.concatenate(v) for v in (allp, allt, allthr))
+        everything = np.ones_like(truth_all)
+        out["real_l8biome"] = {
+            "patches": list(per),
+            "cnn": _scores(pred_all, truth_all, everything),
+            "threshold_test": _scores(thr_all, truth_all, everything),
+            "per_patch": per,
+        }
+    return out

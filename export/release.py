@@ -1,0 +1,130 @@
+"""Build the shipped models of a band set from trained checkpoints, evaluate them on held-out
+scenes, and write their model cards.
+
+    python -m export.release --bands hsi32
+
+Reads ``runs/detector_<bands>/best.pt``, ``runs/generator_<bands>/best.pt`` (the unpruned
+parent) and ``runs/generator_<bands>_p50/best.pt`` (pruned + fine-tuned, ``export/prune.py``);
+writes FP32 exports to ``export/artifacts/<bands>/`` and the shipped INT8 models with their JSON
+cards to ``kumo_edge/models/<bands>/``. The held-out metrics go into the cards and into the ONNX
+contract (``kumo.metrics``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import torch
+
+from export.evaluate import eval_detector, eval_generator
+from export.nets import count_macs, count_params
+from export.onnx_export import build_from_checkpoint, export_checkpoint, git_sha
+from export.quantize import calibration_batches, quantize_model
+from export.train import REAL_TEST, band_set, load_scenes
+
+ROOT = Path(__file__).resolve().parents[1]
+ART = ROOT / "export" / "artifacts"
+SHIP = ROOT / "kumo_edge" / "models"
+
+
+def _set_metrics(path: Path, metrics: dict) -> None:
+    m = onnx.load(str(path))
+    for p in m.metadata_props:
+        if p.key == "kumo.metrics":
+            p.value = json.dumps(metrics)
+    onnx.save(m, str(path))
+
+
+def _card(kind: str, bands: str, ckpt_path: Path, shipped: Path, lineage: dict, metrics: dict, splits: dict, command: str) -> dict:
+    ck = torch.load(ckpt_path, weights_only=False, map_location="cpu")
+    net, cfg = build_from_checkpoint(ck)
+    n = len(band_set(bands))
+    b = band_set(bands)
+    return {
+        "name": f"{bands}/{kind}",
+        "kind": kind,
+        "band_set": bands,
+        "bands": {"centers_nm": list(b.centers_nm), "fwhm_nm": list(b.fwhm_nm)},
+        "file": shipped.name,
+        "size_bytes": shipped.stat().st_size,
+        "precision": "int8" if "int8" in lineage.get("shipped", "") else "fp32",
+        "parameters": count_params(net),
+        "macs_per_256_tile": count_macs(net, (1, n, 256, 256)),
+        "training": {
+            "command": command,
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
+            "checkpoint_step": ck.get("step"),
+            "scenes": {k: [s.name for s in v] for k, v in splits.items()},
+            "scene_sources": sorted({s.source for v in splits.values() for s in v}),
+            "real_test_patches": REAL_TEST if kind == "detector" else [],
+        },
+        "lineage": lineage,
+        "metrics": metrics,
+        "git_sha": git_sha(),
+        "limits": "Synthetic clouds over small real clear scenes; see docs for what the numbers mean.",
+    }
+
+
+def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
+    art = ART / bands
+    ship = SHIP / bands
+    art.mkdir(parents=True, exist_ok=True)
+    ship.mkdir(parents=True, exist_ok=True)
+    splits, _ = load_scenes(__import__("export.train", fromlist=["TrainConfig"]).TrainConfig(bands=bands))
+    test = splits["test"]
+    calib = calibration_batches(bands)
+
+    det_ck = ROOT / "runs" / f"detector_{bands}" / "best.pt"
+    if det_ck.exists():
+        fp = export_checkpoint(det_ck, art / "detector_fp32.onnx")
+        q = quantize_model(fp, ship / "detector.onnx", calib, int8_ops)
+        m_fp = eval_detector(fp, test, REAL_TEST)
+        m_q = eval_detector(q, test, REAL_TEST)
+        metrics = {"held_out_int8": m_q, "held_out_fp32": m_fp}
+        _set_metrics(q, {k: v for k, v in m_q.items() if k != "per_patch"})
+        card = _card("detector", bands, det_ck, q, {"fp32": str(fp.relative_to(ROOT)), "shipped": "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"}, metrics, splits, f"kumo-edge-train detector --bands {bands}")
+        (ship / "detector.json").write_text(json.dumps(card, indent=2))
+        print("detector", json.dumps({k: v.get("cnn") for k, v in m_q.items()}, indent=1))
+
+    par_ck = ROOT / "runs" / f"generator_{bands}" / "best.pt"
+    pr_ck = ROOT / "runs" / f"generator_{bands}_p50" / "best.pt"
+    if par_ck.exists():
+        parent = export_checkpoint(par_ck, art / "generator_parent_fp32.onnx")
+        m_parent = eval_generator(parent, test)
+        lineage = {"parent_fp32": str(parent.relative_to(ROOT))}
+        metrics = {"held_out_parent_fp32": m_parent}
+        src_ck = par_ck
+        if pr_ck.exists():
+            pruned = export_checkpoint(pr_ck, art / "generator_pruned_fp32.onnx")
+            metrics["held_out_pruned_fp32"] = eval_generator(pruned, test)
+            lineage["pruned_fp32"] = str(pruned.relative_to(ROOT))
+            src_ck, src = pr_ck, pruned
+        else:
+            src = parent
+        q = quantize_model(src, ship / "generator.onnx", calib, int8_ops)
+        metrics["held_out_shipped_int8"] = eval_generator(q, test)
+        lineage["shipped"] = "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"
+        _set_metrics(q, metrics["held_out_shipped_int8"])
+        card = _card("generator", bands, src_ck, q, lineage, metrics, splits, f"kumo-edge-train generator --bands {bands} && python -m export.prune runs/generator_{bands}/best.pt --out runs/generator_{bands}_p50")
+        (ship / "generator.json").write_text(json.dumps(card, indent=2))
+        print("generator", json.dumps({k: {kk: round(vv, 3) for kk, vv in v.items() if isinstance(vv, float)} for k, v in metrics.items()}, indent=1))
+    for f in ship.glob("*.tmp"):
+        f.unlink()
+    shutil.rmtree(art / "__pycache__", ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bands", required=True)
+    ap.add_argument("--ops", default="Conv")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    release(a.bands, tuple(a.ops.split(",")))
+
+
+if __name__ == "__main__":
+    main()
