@@ -141,6 +141,11 @@ def available_providers() -> list[str]:
     return [k for k, v in _PROVIDERS.items() if v in have]
 
 
+def trt_cache_dir() -> Path:
+    """Where ONNX Runtime's TensorRT provider caches engines (``KUMO_TRT_CACHE`` overrides)."""
+    return Path(os.environ.get("KUMO_TRT_CACHE", Path.home() / ".cache" / "kumo-edge" / "trt"))
+
+
 def resolve_providers(names: list[str] | None) -> list[str]:
     """Map short names (cpu, cuda, tensorrt) to ONNX Runtime providers; unavailable -> error."""
     names = names or ["cpu"]
@@ -178,7 +183,12 @@ class Model:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelContractError(f"{self.path}: no such model file")
-        prov = resolve_providers(providers)
+        prov: list[Any] = list(resolve_providers(providers))
+        if "TensorrtExecutionProvider" in prov:
+            cache = trt_cache_dir()
+            cache.mkdir(parents=True, exist_ok=True)
+            opts = {"trt_fp16_enable": True, "trt_int8_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+            prov[prov.index("TensorrtExecutionProvider")] = ("TensorrtExecutionProvider", opts)
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = int(threads)
