@@ -39,7 +39,55 @@ def tiling_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def models_table(cards: list[dict]) -> str:
+    """The README "Models" table, from the model cards shipped in kumo_edge/models/."""
+    lines = [
+        "| model | bands | file | size | params | MMAC / 256 tile | held-out metrics (test scenes / patches) |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for c in cards:
+        m = c["metrics"]
+        if c["kind"] == "generator":
+            q = m.get("held_out_shipped_int8", {})
+            metric = (
+                f"PSNR {q.get('psnr', float('nan')):.2f} dB (cloudy input {q.get('psnr_input', float('nan')):.2f}), "
+                f"SAM {q.get('sam_deg', float('nan')):.2f} deg (input {q.get('sam_input_deg', float('nan')):.2f}), "
+                f"SSIM {q.get('ssim', float('nan')):.3f}"
+            )
+        else:
+            q = m.get("held_out_int8", {})
+            parts = []
+            if "synthetic" in q:
+                parts.append(f"synthetic acc {q['synthetic']['cnn']['accuracy']:.3f} / FPR {q['synthetic']['cnn']['false_positive_rate']:.3f}")
+            if "real_l8biome" in q:
+                parts.append(f"real L8 Biome acc {q['real_l8biome']['cnn']['accuracy']:.3f} / FPR {q['real_l8biome']['cnn']['false_positive_rate']:.3f}")
+            metric = "; ".join(parts)
+        lines.append(
+            f"| `{c['name']}` | {len(c['bands']['centers_nm'])} | `{c['file']}` ({c['precision']}) | {c['size_bytes'] / 1e6:.2f} MB | "
+            f"{c['parameters']:,} | {c['macs_per_256_tile'] / 1e6:.0f} | {metric} |"
+        )
+    return "\n".join(lines)
+
+
+def models_bench_table(doc: dict) -> str:
+    r = doc["results"]
+    env = doc["environment"]
+    lines = [
+        f"Band set `{doc['bands']}`, one 256 x 256 tile, batch 1, ONNX Runtime CPU with {env['ort_threads']} threads; medians of "
+        f"{next(iter(r.values()))['n']} alternating runs; {env['cpu']}, {env['date_utc'][:10]}.",
+        "",
+        "| model | ms / tile (median) | p95 | file |",
+        "|---|---:|---:|---:|",
+    ]
+    for k, v in r.items():
+        lines.append(f"| {k} | {v['median_ms']:.2f} | {v['p95_ms']:.2f} | {v['file_mb']:.2f} MB |" if "file_mb" in v else f"| {k} | {v['median_ms']:.2f} | {v['p95_ms']:.2f} | |")
+    lines.append("")
+    lines += [f"- {k}: **{v:.2f}x**" for k, v in doc["ratios"].items()]
+    return "\n".join(lines)
+
+
 TABLES = {"tiling": ("tiling.json", tiling_table)}
+MODELS_DIR = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
 
 
 def render() -> dict[str, str]:
@@ -48,6 +96,11 @@ def render() -> dict[str, str]:
         p = RESULTS / fname
         if p.exists():
             out[name] = fn(json.loads(p.read_text()))
+    cards = [json.loads(p.read_text()) for p in sorted(MODELS_DIR.glob("*/*.json"))]
+    if cards:
+        out["models"] = models_table(cards)
+    for p in sorted(RESULTS.glob("models_*.json")):
+        out[p.stem.replace("_", "-")] = models_bench_table(json.loads(p.read_text()))
     return out
 
 
@@ -56,7 +109,8 @@ def update_readme(tables: dict[str, str], path: Path = README) -> None:
     for name, table in tables.items():
         pat = re.compile(rf"(<!-- bench:{name} -->\n)(?:.*?\n)?(<!-- /bench:{name} -->)", re.S)
         if not pat.search(text):
-            raise SystemExit(f"README has no <!-- bench:{name} --> block")
+            print(f"note: README has no <!-- bench:{name} --> block; table not inserted")
+            continue
         text = pat.sub(lambda m, t=table: m.group(1) + t + "\n" + m.group(2), text)
     path.write_text(text)
 
