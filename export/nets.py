@@ -55,6 +55,33 @@ def _up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+class EncoderDecoder(nn.Module):
+    """The trunk shared by the generator and the detector: level ``i`` a strided 3x3 block then a
+    3x3 block at 1/2**(i+1) resolution; the decoder up-samples and merges each skip with a 3x3
+    block. :meth:`features` returns the half-resolution features of width ``widths[0]``."""
+
+    def __init__(self, in_ch: int, widths: tuple[int, ...], norm: str, upsample: str, down_act: str) -> None:
+        super().__init__()
+        self.down = nn.ModuleList()
+        cin = in_ch
+        for ch in widths:
+            self.down.append(nn.Sequential(conv_block(cin, ch, norm, 2, down_act), conv_block(ch, ch, norm, 1, down_act)))
+            cin = ch
+        levels = range(len(widths) - 1, 0, -1)
+        self.ups = nn.ModuleList(Up(widths[i], upsample) for i in levels)
+        self.dec = nn.ModuleList(conv_block(widths[i] + widths[i - 1], widths[i - 1], norm) for i in levels)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for d in self.down:
+            h = d(h)
+            skips.append(h)
+        for up, dec, skip in zip(self.ups, self.dec, reversed(skips[:-1]), strict=True):
+            h = dec(torch.cat([up(h), skip], dim=1))
+        return h
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Shape of a :class:`UNet`: ``widths[i]`` channels at 1/2**(i+1) resolution."""
@@ -82,7 +109,7 @@ class UNetConfig:
         return asdict(self)
 
 
-class UNet(nn.Module):
+class UNet(EncoderDecoder):
     """Encoder-decoder with skips. Level ``i`` runs at 1/2**(i+1) of the input resolution: the
     stem is strided and no convolution runs at full resolution, so compute stays small on wide
     hyperspectral inputs and the memory-bound full-resolution work is a resize and a few
@@ -106,32 +133,16 @@ class UNet(nn.Module):
     """
 
     def __init__(self, cfg: UNetConfig) -> None:
-        super().__init__()
+        super().__init__(cfg.in_ch, cfg.widths, cfg.norm, cfg.upsample, "lrelu")
         self.cfg = cfg
         w = cfg.widths
-        self.down = nn.ModuleList()
-        cin = cfg.in_ch
-        for ch in w:
-            self.down.append(nn.Sequential(conv_block(cin, ch, cfg.norm, 2, "lrelu"), conv_block(ch, ch, cfg.norm, 1, "lrelu")))
-            cin = ch
-        self.ups = nn.ModuleList()
-        self.dec = nn.ModuleList()
-        for i in range(cfg.depth - 1, 0, -1):
-            self.ups.append(Up(w[i], cfg.upsample))
-            self.dec.append(conv_block(w[i] + w[i - 1], w[i - 1], cfg.norm))
         n_out = 2 * cfg.out_ch if cfg.head.startswith("affine") else cfg.out_ch
         self.head = nn.Conv2d(w[0], n_out, 3, 1, 1)
         nn.init.zeros_(self.head.weight)  # start as the identity (affine/residual)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        h = x
-        for d in self.down:
-            h = d(h)
-            skips.append(h)
-        for up, dec, skip in zip(self.ups, self.dec, reversed(skips[:-1]), strict=True):
-            h = dec(torch.cat([up(h), skip], dim=1))
+        h = self.features(x)
         c = self.cfg.out_ch
         xc = x if self.cfg.in_ch == c else x[:, :c]  # no copy in the usual in_ch == out_ch case
         head = self.head(h)
@@ -158,34 +169,19 @@ class DetectorConfig:
         return asdict(self)
 
 
-class CloudDetector(nn.Module):
+class CloudDetector(EncoderDecoder):
     """Small VGG-style fully convolutional detector: a strided encoder of 3x3 convolutions, a
     light decoder with skips, per-pixel logits for clear / thin / thick / shadow at half
     resolution, resized bilinearly to the input size. ``forward`` returns logits; the exported
     model returns softmax probabilities (:class:`Probabilities`)."""
 
     def __init__(self, cfg: DetectorConfig) -> None:
-        super().__init__()
+        super().__init__(cfg.in_ch, cfg.widths, "batch", "bilinear", "relu")
         self.cfg = cfg
-        w = cfg.widths
-        self.down = nn.ModuleList()
-        cin = cfg.in_ch
-        for ch in w:
-            self.down.append(nn.Sequential(conv_block(cin, ch, "batch", 2), conv_block(ch, ch, "batch")))
-            cin = ch
-        self.ups = nn.ModuleList(Up(w[i], "bilinear") for i in range(len(w) - 1, 0, -1))
-        self.dec = nn.ModuleList(conv_block(w[i] + w[i - 1], w[i - 1], "batch") for i in range(len(w) - 1, 0, -1))
-        self.head = nn.Conv2d(w[0], cfg.classes, 1)
+        self.head = nn.Conv2d(cfg.widths[0], cfg.classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        h = x
-        for d in self.down:
-            h = d(h)
-            skips.append(h)
-        for up, dec, skip in zip(self.ups, self.dec, reversed(skips[:-1]), strict=True):
-            h = dec(torch.cat([up(h), skip], dim=1))
-        return F.interpolate(self.head(h), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return _up2(self.head(self.features(x)))
 
 
 class Probabilities(nn.Module):
