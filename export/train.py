@@ -57,8 +57,11 @@ BAND_SETS = {"hsi32": "satellogic-hsi", "rgbn": "rgbn", "rgb": "rgb"}
 #: Default scene splits for the built-in catalogue (by scene; see export.data).
 DEFAULT_SPLITS = {
     "hsi32": {"val": [], "test": ["rosis_beach"]},
-    "rgbn": {"val": ["s2_eolearn_4", "ben_57_38"], "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach"]},
-    "rgb": {"val": ["s2_eolearn_4", "ben_57_38"], "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach", "landsat8_224077"]},
+    # ben_57_38 is a bright winter (snow) patch: with no SWIR band, snow and cloud look alike in
+    # rgb/rgbn, so it is a held-out hard case, not a validation scene (it would steer model
+    # selection towards doing nothing)
+    "rgbn": {"val": ["s2_eolearn_4", "ben_56_35"], "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach", "ben_57_38"]},
+    "rgb": {"val": ["s2_eolearn_4", "ben_56_35"], "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach", "ben_57_38", "landsat8_224077"]},
 }
 #: Real L8 Biome patches held out for testing the detector: one per land type. SnowIce_00 (clear
 #: snow and ice, no cloud) is the snow test: the detector never sees clear snow from the real set.

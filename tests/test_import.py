@@ -42,3 +42,25 @@ def test_core_dependencies_are_the_flight_set() -> None:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = sorted(d.split(">")[0].split("=")[0].split("<")[0].strip() for d in deps)
     assert names == ["click", "numba", "numpy", "onnxruntime", "rasterio", "tqdm"]
+
+
+def test_shipped_models_load_and_run_without_torch() -> None:
+    r = _run_blocked(
+        "import numpy as np\n"
+        "from kumo_edge.runtime import shipped_models, load_model\n"
+        "found = shipped_models()\n"
+        "assert {'hsi32', 'rgbn'} <= set(found), found\n"
+        "for name, files in sorted(found.items()):\n"
+        "    assert set(files) == {'detector', 'generator'}, (name, files)\n"
+        "    for kind, path in sorted(files.items()):\n"
+        "        m = load_model(path, threads=1)\n"
+        "        c = m.contract\n"
+        "        assert c.kind == kind and c.band_set == name and c.precision == 'int8'\n"
+        "        x = np.full((1, len(c.bands), c.tile, c.tile), 0.2, np.float32)\n"
+        "        y = m.run(x)\n"
+        "        assert np.isfinite(y).all() and y.shape[2:] == x.shape[2:]\n"
+        "        print(name, kind, y.shape[1])\n"
+        "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\n"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "hsi32 generator 32" in r.stdout and "rgbn detector 4" in r.stdout
