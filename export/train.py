@@ -93,6 +93,7 @@ class TrainConfig:
     widths: tuple[int, ...] = ()
     # detector
     real_fraction: float = 0.5
+    real_start: float = 0.3
     ignore_tau: tuple[float, float] = (0.02, 0.08)
     # generator
     head: str = "residual"
@@ -136,6 +137,10 @@ def describe_config(cfg: TrainConfig) -> str:
 
 
 # -- data ------------------------------------------------------------------------------------
+def split_names(splits: dict[str, list[Scene]]) -> dict[str, list[str]]:
+    return {k: [s.name for s in v] for k, v in splits.items()}
+
+
 def load_scenes(cfg: TrainConfig) -> tuple[dict[str, list[Scene]], BandSet]:
     target = band_set(cfg.bands)
     if cfg.scenes:
@@ -253,7 +258,8 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
         # the faintest cloud edges are invisible: do not teach either answer there
         lo, hi = cfg.ignore_tau
         y[(b["tau"] >= lo) & (b["tau"] < hi)] = -1
-        if real is not None and cfg.real_fraction > 0:
+        # synthetic pre-training first, then real labelled patches mixed into every batch
+        if real is not None and cfg.real_fraction > 0 and step >= cfg.real_start * cfg.steps:
             n_real = int(round(cfg.batch * cfg.real_fraction))
             xr, yr = real.sample(rng, n_real)
             x = torch.cat([x[: cfg.batch - n_real], xr])
@@ -276,7 +282,7 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
             _log(out, rec)
             if score > best:
                 best = score
-                save_checkpoint(out / "best.pt", model=model.state_dict(), step=step, score=score, config=asdict(cfg))
+                save_checkpoint(out / "best.pt", model=model.state_dict(), step=step, score=score, config=asdict(cfg), splits=split_names(splits), real_train=real.names if real else [])
             save_checkpoint(out / "last.pt", model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), step=step, best=best, config=asdict(cfg))
             logger.info("step %d %s", step, json.dumps(rec))
     bar.close()
@@ -391,7 +397,7 @@ def train_generator(cfg: TrainConfig, resume: bool = False, init: dict | None = 
             _log(out, rec)
             if score > best:
                 best = score
-                save_checkpoint(out / "best.pt", model=g.state_dict(), step=step, score=score, config=asdict(cfg), net=generator_config(cfg, len(target)).to_dict())
+                save_checkpoint(out / "best.pt", model=g.state_dict(), step=step, score=score, config=asdict(cfg), net=g.cfg.to_dict(), splits=split_names(splits))
             save_checkpoint(out / "last.pt", model=g.state_dict(), opt=opt_g.state_dict(), sched=sched.state_dict(), disc=d.state_dict(), opt_d=opt_d.state_dict(), step=step, best=best, config=asdict(cfg))
             logger.info("step %d %s", step, json.dumps(rec))
     bar.close()
@@ -407,7 +413,7 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     ap.add_argument("--out", help="output folder [runs/<task>_<bands>]")
     for name in ("steps", "batch", "tile", "eval_every", "eval_tiles", "seed", "threads", "ndf", "gan_start"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay", "real_fraction", "lambda_l1", "lambda_adv", "lambda_sam"):
+    for name in ("lr", "weight_decay", "real_fraction", "real_start", "lambda_l1", "lambda_adv", "lambda_sam"):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     ap.add_argument("--ignore-tau", default=",".join(str(v) for v in d.ignore_tau), help="detector: tau550 range left out of the loss")
     ap.add_argument("--widths", help="comma-separated channel widths per level")
@@ -424,7 +430,7 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         task=a.task,
         bands=a.bands,
         out=a.out or f"runs/{a.task}_{a.bands}",
-        **{n: getattr(a, n) for n in ("steps", "batch", "tile", "eval_every", "eval_tiles", "seed", "threads", "ndf", "gan_start", "lr", "weight_decay", "real_fraction", "lambda_l1", "lambda_adv", "lambda_sam", "head", "upsample", "norm", "scenes", "smoke")},
+        **{n: getattr(a, n) for n in ("steps", "batch", "tile", "eval_every", "eval_tiles", "seed", "threads", "ndf", "gan_start", "lr", "weight_decay", "real_fraction", "real_start", "lambda_l1", "lambda_adv", "lambda_sam", "head", "upsample", "norm", "scenes", "smoke")},
         widths=tuple(int(w) for w in a.widths.split(",")) if a.widths else (),
         ignore_tau=tuple(float(v) for v in a.ignore_tau.split(",")),
         val=tuple(v for v in a.val.split(",") if v),
