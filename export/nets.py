@@ -184,6 +184,21 @@ class CloudDetector(EncoderDecoder):
         return _up2(self.head(self.features(x)))
 
 
+class ResidualTrunk(nn.Module):
+    """A residual-head :class:`UNet` without its full-resolution tail: outputs the half-resolution
+    residual. The flight runtime applies ``clip(x + up2(residual), 0, 1)`` itself
+    (``kumo_edge.runtime``), in one fused pass instead of four memory-bound graph operators."""
+
+    def __init__(self, net: UNet) -> None:
+        super().__init__()
+        if net.cfg.head != "residual":
+            raise ValueError("only residual-head generators have a separable tail")
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.head(self.net.features(x))
+
+
 class Probabilities(nn.Module):
     """Wraps a detector so that the exported graph outputs softmax probabilities."""
 

@@ -14,7 +14,14 @@ import numpy as np
 import onnx
 import torch
 
-from export.nets import CloudDetector, DetectorConfig, Probabilities, UNet, UNetConfig
+from export.nets import (
+    CloudDetector,
+    DetectorConfig,
+    Probabilities,
+    ResidualTrunk,
+    UNet,
+    UNetConfig,
+)
 from export.train import BAND_SETS, TrainConfig, band_set, generator_config
 from kumo_edge.runtime import ModelContract
 
@@ -58,6 +65,7 @@ def contract_for(net: torch.nn.Module, cfg: TrainConfig, tile: int, halo: int, m
         multiple=2**depth,
         input_scaling={"type": "reflectance", "scale": 1.0, "offset": 0.0, "range": [0.0, 1.0]},
         classes=("clear", "thin", "thick", "shadow") if cfg.task == "detector" else (),
+        output=output_kind(net),
         precision=precision,
         opset=OPSET,
         git_sha=git_sha(),
@@ -66,10 +74,19 @@ def contract_for(net: torch.nn.Module, cfg: TrainConfig, tile: int, halo: int, m
     )
 
 
+def output_kind(net: torch.nn.Module) -> str:
+    """What the exported graph outputs (see ``kumo_edge.runtime.ModelContract.output``)."""
+    if isinstance(net, CloudDetector):
+        return "probabilities"
+    return "residual_half" if isinstance(net, UNet) and net.cfg.head == "residual" else "clear"
+
+
 def to_onnx(net: torch.nn.Module, n_bands: int, tile: int = DEFAULT_TILE) -> onnx.ModelProto:
-    """Trace ``net`` to an ONNX model with dynamic batch and spatial axes."""
+    """Trace ``net`` to an ONNX model with dynamic batch and spatial axes. Residual generators
+    are exported without their tail (see :class:`~export.nets.ResidualTrunk`)."""
     net = net.eval()
-    wrapped = Probabilities(net) if isinstance(net, CloudDetector) else net
+    kind = output_kind(net)
+    wrapped = {"probabilities": Probabilities, "residual_half": ResidualTrunk}.get(kind, lambda m: m)(net)
     f = io.BytesIO()
     torch.onnx.export(
         wrapped,
@@ -77,8 +94,8 @@ def to_onnx(net: torch.nn.Module, n_bands: int, tile: int = DEFAULT_TILE) -> onn
         f,
         opset_version=OPSET,
         input_names=["reflectance"],
-        output_names=["probabilities" if isinstance(net, CloudDetector) else "clear"],
-        dynamic_axes={"reflectance": {0: "n", 2: "h", 3: "w"}, "probabilities" if isinstance(net, CloudDetector) else "clear": {0: "n", 2: "h", 3: "w"}},
+        output_names=[kind],
+        dynamic_axes={"reflectance": {0: "n", 2: "h", 3: "w"}, kind: {0: "n", 2: "h", 3: "w"}},
         do_constant_folding=True,
         dynamo=False,
     )

@@ -43,7 +43,7 @@ class ArrayReader(CalibrationDataReader):
         return None if b is None else {self.input_name: np.ascontiguousarray(b, dtype=np.float32)}
 
 
-def calibration_batches(bands: str, n_tiles: int = 64, tile: int = 128, batch: int = 8, seed: int = 123) -> list[np.ndarray]:
+def calibration_batches(bands: str, n_tiles: int = 64, tile: int = 64, batch: int = 8, seed: int = 123) -> list[np.ndarray]:
     """Cloudy tiles from the training scenes of a band set (real clear imagery + synthetic clouds)."""
     from export.data import CloudyTiles
     from export.train import TrainConfig, load_scenes

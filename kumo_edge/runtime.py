@@ -4,7 +4,9 @@ A Kumo Edge model is an ONNX file whose ``metadata_props`` carry the contract wr
 ``export/`` (keys prefixed ``kumo.``): what it is (``kind``: detector or generator), the band
 set it expects (centre wavelengths and FWHM in nm), the input scaling (reflectance in [0, 1]),
 the tile size and halo it was built for, the spatial multiple its input sides must respect,
-the class names of a detector, and provenance (opset, training configuration, git SHA,
+the class names of a detector, what the graph outputs (``output``: ``probabilities``,
+``clear``, or ``residual_half``, a half-resolution residual that :meth:`Model.run` turns into
+the clear cube with ``clip(x + up2(residual), 0, 1)`` in one fused pass), and provenance (opset, training configuration, git SHA,
 measured metrics, precision). :func:`load_model` reads the contract, refuses files that lack
 it, and :meth:`Model.check_bands` refuses data whose band set differs.
 
@@ -27,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from . import _runtime_kernels as _rk
 from .bands import BandSet
 from .errors import BandCountError, DataTypeError, KumoError, ModelContractError, ShapeError
 
@@ -55,6 +58,7 @@ class ModelContract:
     multiple: int
     input_scaling: dict[str, Any]
     classes: tuple[str, ...] = ()
+    output: str = ""
     precision: str = "fp32"
     opset: int = 0
     git_sha: str = ""
@@ -81,6 +85,7 @@ class ModelContract:
                 multiple=int(meta.get(PREFIX + "multiple", "1")),
                 input_scaling=json.loads(meta[PREFIX + "input_scaling"]),
                 classes=tuple(json.loads(meta.get(PREFIX + "classes", "[]"))),
+                output=meta.get(PREFIX + "output", "probabilities" if kind == "detector" else "clear"),
                 precision=meta.get(PREFIX + "precision", "fp32"),
                 opset=int(meta.get(PREFIX + "opset", "0")),
                 git_sha=meta.get(PREFIX + "git_sha", ""),
@@ -109,6 +114,7 @@ class ModelContract:
             "multiple": str(self.multiple),
             "input_scaling": json.dumps(self.input_scaling),
             "classes": json.dumps(list(self.classes)),
+            "output": self.output or ("probabilities" if self.kind == "detector" else "clear"),
             "precision": self.precision,
             "opset": str(self.opset),
             "git_sha": self.git_sha,
@@ -127,6 +133,8 @@ class ModelContract:
         ]
         if self.classes:
             lines.append(f"output      (N, {len(self.classes)}, H, W) probabilities: {', '.join(self.classes)}")
+        elif self.output == "residual_half":
+            lines.append(f"output      graph: (N, {len(b)}, H/2, W/2) residual; runtime: clear = clip(x + up2(residual), 0, 1)")
         else:
             lines.append(f"output      (N, {len(b)}, H, W) float32 reflectance")
         lines.append(f"opset       {self.opset}   git {self.git_sha[:12] or '-'}")
@@ -231,7 +239,14 @@ class Model:
             raise BandCountError(f"`batch` has {batch.shape[1]} channels but {self.path.name} expects {len(c.bands)}")
         if batch.shape[2] % c.multiple or batch.shape[3] % c.multiple:
             raise ShapeError(f"tile sides must be multiples of {c.multiple}, got {batch.shape[2]} x {batch.shape[3]}")
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
+        batch = np.ascontiguousarray(batch)
+        y = self.session.run(None, {self.input_name: batch})[0]
+        if c.output == "residual_half":
+            # the memory-bound tail runs here in one fused pass instead of four in the graph
+            out = np.empty_like(batch)
+            _rk.residual_tail(batch, np.ascontiguousarray(y, dtype=np.float32), out)
+            return out
+        return y
 
 
 def load_model(path: str | os.PathLike[str], providers: list[str] | None = None, threads: int | None = None) -> Model:
