@@ -20,6 +20,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from export import recipe
 from export.evaluate import eval_detector, eval_generator
 from export.nets import count_macs, count_params
 from export.onnx_export import build_from_checkpoint, export_checkpoint, git_sha
@@ -39,7 +40,7 @@ def _set_metrics(path: Path, metrics: dict) -> None:
     onnx.save(m, str(path))
 
 
-def _card(kind: str, bands: str, ckpt_path: Path, shipped: Path, lineage: dict, metrics: dict, splits: dict, command: str) -> dict:
+def _card(kind: str, bands: str, ckpt_path: Path, shipped: Path, lineage: dict, metrics: dict, splits: dict) -> dict:
     ck = torch.load(ckpt_path, weights_only=False, map_location="cpu")
     net, cfg = build_from_checkpoint(ck)
     n = len(band_set(bands))
@@ -55,7 +56,8 @@ def _card(kind: str, bands: str, ckpt_path: Path, shipped: Path, lineage: dict, 
         "parameters": count_params(net),
         "macs_per_256_tile": count_macs(net, (1, n, 256, 256)),
         "training": {
-            "command": command,
+            "command": recipe.command(bands),
+            "steps": [st for st in recipe.steps(bands) if kind in st or "export.release" in st],
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
             "checkpoint_step": ck.get("step"),
             "scenes": ck.get("splits", {k: [s.name for s in v] for k, v in splits.items()}),
@@ -87,7 +89,7 @@ def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
         m_q = eval_detector(q, test, REAL_TEST)
         metrics = {"held_out_int8": m_q, "held_out_fp32": m_fp}
         _set_metrics(q, {k: v for k, v in m_q.items() if k != "per_patch"})
-        card = _card("detector", bands, det_ck, q, {"fp32": str(fp.relative_to(ROOT)), "shipped": "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"}, metrics, splits, f"kumo-edge-train detector --bands {bands}")
+        card = _card("detector", bands, det_ck, q, {"fp32": str(fp.relative_to(ROOT)), "shipped": "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"}, metrics, splits)
         (ship / "detector.json").write_text(json.dumps(card, indent=2))
         print("detector", json.dumps({k: v.get("cnn") for k, v in m_q.items()}, indent=1))
 
@@ -110,7 +112,7 @@ def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
         metrics["held_out_shipped_int8"] = eval_generator(q, test)
         lineage["shipped"] = "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"
         _set_metrics(q, metrics["held_out_shipped_int8"])
-        card = _card("generator", bands, src_ck, q, lineage, metrics, splits, f"kumo-edge-train generator --bands {bands} && python -m export.prune runs/generator_{bands}/best.pt --out runs/generator_{bands}_p50")
+        card = _card("generator", bands, src_ck, q, lineage, metrics, splits)
         (ship / "generator.json").write_text(json.dumps(card, indent=2))
         print("generator", json.dumps({k: {kk: round(vv, 3) for kk, vv in v.items() if isinstance(vv, float)} for k, v in metrics.items()}, indent=1))
     for f in ship.glob("*.tmp"):

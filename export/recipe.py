@@ -1,0 +1,63 @@
+"""The exact recipe that produced each shipped band set: one command reproduces it.
+
+    python -m export.recipe --bands hsi32            # train, prune, quantise, evaluate, write cards
+    python -m export.recipe --bands rgbn --dry-run   # print the steps only
+
+Runs on the 2-core development CPU in roughly 30-60 minutes per band set (steps run one after
+another; each step's outputs are in runs/ and resumable with --resume where the step supports it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+
+#: Steps per band set, exactly as run for the shipped models.
+RECIPES: dict[str, list[str]] = {
+    "hsi32": [
+        "kumo-edge-train detector --bands hsi32 --steps 3000 --threads 1 --out runs/detector_hsi32",
+        "kumo-edge-train generator --bands hsi32 --steps 3000 --batch 8 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/generator_hsi32",
+        "python -m export.prune runs/generator_hsi32/best.pt --ratio 0.5 --steps 1500 --gan-start 300 --out runs/generator_hsi32_p50",
+        "python -m export.release --bands hsi32",
+    ],
+    "rgbn": [
+        "kumo-edge-train detector --bands rgbn --steps 6000 --threads 1 --out runs/detector_rgbn",
+        "kumo-edge-train generator --bands rgbn --steps 3000 --batch 16 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/generator_rgbn",
+        "python -m export.prune runs/generator_rgbn/best.pt --ratio 0.5 --steps 1500 --gan-start 300 --out runs/generator_rgbn_p50",
+        "python -m export.release --bands rgbn",
+    ],
+}
+
+
+def steps(bands: str) -> list[str]:
+    if bands not in RECIPES:
+        raise SystemExit(f"no recipe for {bands!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[bands]
+
+
+def command(bands: str) -> str:
+    """The one-line command recorded in model cards."""
+    return f"python -m export.recipe --bands {bands}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bands", required=True)
+    ap.add_argument("--dry-run", action="store_true")
+    a = ap.parse_args()
+    for step in steps(a.bands):
+        print(f"$ {step}", flush=True)
+        if a.dry_run:
+            continue
+        argv = shlex.split(step)
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        elif argv[0] == "kumo-edge-train":
+            argv = [sys.executable, "-m", "export.train", *argv[1:]]
+        subprocess.run(argv, check=True)
+
+
+if __name__ == "__main__":
+    main()
