@@ -23,7 +23,7 @@ RECIPES: dict[str, list[str]] = {
         "python -m export.release --bands hsi32",
     ],
     "rgbn": [
-        "kumo-edge-train detector --bands rgbn --steps 6000 --threads 1 --out runs/detector_rgbn",
+        "kumo-edge-train detector --bands rgbn --steps 3000 --threads 1 --out runs/detector_rgbn",
         "kumo-edge-train generator --bands rgbn --steps 3000 --batch 16 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/generator_rgbn",
         "python -m export.prune runs/generator_rgbn/best.pt --ratio 0.5 --steps 1500 --gan-start 300 --out runs/generator_rgbn_p50",
         "python -m export.release --bands rgbn",
