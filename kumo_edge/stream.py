@@ -1,0 +1,345 @@
+"""The pushbroom streaming processor: lines in, finished lines out, in constant memory.
+
+:class:`StreamProcessor` accepts sensor lines as they arrive (``push``, any number of lines at
+a time) and returns finished output lines in order; ``flush`` ends the pass. It holds one tile
+height of input lines plus the ``2 * halo`` overlap rows of the output accumulator, whatever the
+length of the pass.
+
+Along the track, tile rows start every ``stride = tile - 2 * halo`` lines (0, s, 2s, ...);
+when a tile row has been processed its first ``stride`` lines are final and leave. At the end
+of the pass the missing lines of the last tile rows are padded by repeating the last line.
+Across the track, tiles start as :func:`~kumo_edge.tiling.axis_origins` places them (the last
+one aligned to the far edge; swaths narrower than a tile are padded). Tile outputs are blended
+with separable tapers (:mod:`kumo_edge.tiling`), so no seam shows and the result does not depend
+on how the lines were chunked: :func:`process_image` (the whole scene as one strip) gives the
+same output.
+
+For every tile the detector runs; the generator runs only where the detector finds thin cloud
+or shadow (``StreamConfig.min_fraction``); clear tiles pass through; pixels the detector calls
+thick cloud keep their input values and are flagged, never invented. The class mask uses the
+fixed codes 0 no data, 1 clear, 2 thin cloud (removed), 3 thick cloud (unrecoverable), 4 cloud
+shadow (corrected).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from .bands import BandSet, resample, resampling_matrix
+from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
+from .runtime import Model
+from .tiling import GridBlender, axis_origins, extract_tiles, taper
+
+#: Class codes of the output mask.
+NODATA, CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Settings of the stream.
+
+    Args:
+        tile, halo: Tile side and halo (default: the detector's contract).
+        batch: Tiles per inference call.
+        min_fraction: A tile goes to the generator when at least this fraction of its pixels is
+            thin cloud or shadow.
+        drop_fraction: Tiles whose cloud fraction (thin + thick) exceeds this are marked
+            ``drop`` in the report (downlink prioritisation).
+        remove: Run the generator at all (False: detection only).
+    """
+
+    tile: int | None = None
+    halo: int | None = None
+    batch: int = 8
+    min_fraction: float = 0.01
+    drop_fraction: float = 0.7
+    remove: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ConfigError(f"`batch` must be >= 1, got {self.batch}")
+        for n in ("min_fraction", "drop_fraction"):
+            if not 0 <= getattr(self, n) <= 1:
+                raise ConfigError(f"`{n}` must be in [0, 1], got {getattr(self, n)}")
+
+
+@dataclass
+class Lines:
+    """Finished output lines.
+
+    Attributes:
+        row: Index of the first line in the pass.
+        data: ``(bands, n, width)`` float32 reflectance (the model's band set).
+        mask: ``(n, width)`` uint8 class codes.
+    """
+
+    row: int
+    data: npt.NDArray[np.float32]
+    mask: npt.NDArray[np.uint8]
+
+
+@dataclass
+class Report:
+    """Per-tile decisions and per-stage timings of a pass."""
+
+    tiles: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: {"resample": 0.0, "detect": 0.0, "generate": 0.0, "blend": 0.0})
+    lines: int = 0
+
+    def to_dict(self) -> dict:
+        n = len(self.tiles)
+        return {
+            "lines": self.lines,
+            "tiles": n,
+            "tiles_removed": sum(t["decision"] == "removed" for t in self.tiles),
+            "tiles_unrecoverable": sum(t["decision"] == "unrecoverable" for t in self.tiles),
+            "tiles_drop": sum(t["drop"] for t in self.tiles),
+            "seconds": self.seconds,
+            "per_tile": self.tiles,
+        }
+
+
+class StreamProcessor:
+    """Streams lines of a pass through the detector and the generator.
+
+    Args:
+        width: Pixels per line (cross-track).
+        bands: Band set of the incoming lines; resampled to the models' band set when different
+            (refused with :class:`~kumo_edge.errors.BandMappingError` when impossible).
+        detector: The detector model.
+        generator: The generator model (optional; same band set as the detector).
+        config: Stream settings.
+    """
+
+    def __init__(self, width: int, bands: BandSet, detector: Model, generator: Model | None = None, config: StreamConfig | None = None) -> None:
+        cfg = config or StreamConfig()
+        if width < 1:
+            raise ShapeError(f"`width` must be >= 1, got {width}")
+        self.cfg = cfg
+        self.detector, self.generator = detector, generator if cfg.remove else None
+        c = detector.contract
+        if self.generator is not None:
+            g = self.generator.contract
+            if g.bands != c.bands:
+                raise ConfigError("the detector and the generator were trained for different band sets")
+        self.model_bands = c.bands
+        self.in_bands = bands
+        self.matrix = None if _same_bands(bands, c.bands) else resampling_matrix(bands, c.bands)
+        self.T = cfg.tile or c.tile
+        self.h = c.halo if cfg.halo is None else cfg.halo
+        if self.T % c.multiple:
+            raise ConfigError(f"tile {self.T} is not a multiple of {c.multiple}, which the models need")
+        self.s = self.T - 2 * self.h
+        self.width = width
+        self.wp = max(width, self.T)
+        self.col_starts = axis_origins(self.wp, self.T, self.h)
+        self.blender = GridBlender(self.T, self.wp, self.T, self.h, np.zeros(1, np.int64), self.col_starts)
+        self.wy = taper(self.T, self.h).astype(np.float32)
+        nb = len(c.bands)
+        self.buf = np.zeros((nb, self.T, self.wp), np.float32)
+        self.vbuf = np.zeros((self.T, self.wp), bool)
+        self.acc = np.zeros((nb, self.T, self.wp), np.float32)
+        self.pacc = np.zeros((4, self.T, self.wp), np.float32)
+        self.wacc = np.zeros(self.T, np.float32)
+        self.filled = 0  # lines of the current tile row in buf
+        self.y0 = 0  # pass line at buf[0]
+        self.received = 0
+        self.report = Report()
+        self._done = False
+
+    # -- input ------------------------------------------------------------------------------
+    def push(self, lines: npt.NDArray[np.floating], valid: npt.NDArray[np.bool_] | None = None) -> list[Lines]:
+        """Add ``(bands, n, width)`` float32 reflectance lines; returns the lines now finished."""
+        if self._done:
+            raise ShapeError("the pass was flushed; start a new StreamProcessor")
+        lines = self._check(lines, valid)
+        n = lines.shape[1]
+        if valid is None:
+            valid = np.ones((n, self.width), bool)
+        t0 = time.perf_counter()
+        if self.matrix is not None:
+            lines = resample(lines, self.matrix)
+        lines = np.where(valid[None], lines, 0.0).astype(np.float32, copy=False)
+        self.report.seconds["resample"] += time.perf_counter() - t0
+        out: list[Lines] = []
+        i = 0
+        while i < n:
+            k = min(n - i, self.T - self.filled)
+            self.buf[:, self.filled : self.filled + k, : self.width] = lines[:, i : i + k]
+            self.vbuf[self.filled : self.filled + k, : self.width] = valid[i : i + k]
+            if self.wp > self.width:  # narrow swath: repeat the last column
+                self.buf[:, self.filled : self.filled + k, self.width :] = lines[:, i : i + k, -1:]
+            self.filled += k
+            i += k
+            self.received += k
+            if self.filled == self.T:
+                out.append(self._tile_row(self.s))
+        return out
+
+    def flush(self) -> list[Lines]:
+        """End the pass: pad the last tile rows by repeating the last line and finish them."""
+        out: list[Lines] = []
+        if self._done:
+            return out
+        self._done = True
+        while self.y0 < self.received:
+            last = self.filled - 1
+            if last >= 0:
+                self.buf[:, self.filled :] = self.buf[:, last : last + 1]
+                self.vbuf[self.filled :] = False
+            out.append(self._tile_row(min(self.s, self.received - self.y0)))
+            self.filled = max(self.filled, 0)
+        self.report.lines = self.received
+        return out
+
+    def _check(self, lines: npt.NDArray, valid: npt.NDArray | None) -> npt.NDArray[np.float32]:
+        if not isinstance(lines, np.ndarray) or lines.ndim != 3:
+            raise ShapeError(f"lines must be (bands, n, width), got {getattr(lines, 'shape', type(lines).__name__)}")
+        if lines.dtype != np.float32:
+            raise DataTypeError(f"lines must be float32 reflectance, got {lines.dtype}")
+        if lines.shape[0] != len(self.in_bands):
+            raise BandCountError(f"lines have {lines.shape[0]} bands but the stream was opened with {len(self.in_bands)}")
+        if lines.shape[2] != self.width:
+            raise ShapeError(f"lines are {lines.shape[2]} pixels wide but the stream was opened with width {self.width}")
+        if valid is not None and (valid.shape != lines.shape[1:] or valid.dtype != np.bool_):
+            raise ShapeError(f"`valid` must be a bool array of shape {lines.shape[1:]}")
+        check = lines if valid is None else lines[:, valid]
+        if not np.isfinite(check).all():
+            r = int(np.argwhere(~np.isfinite(lines).all(axis=(0, 2)))[0, 0]) + self.received
+            raise InvalidDataError(f"NaN or infinite values in line {r}; mark such pixels invalid instead")
+        return lines
+
+    # -- one tile row -----------------------------------------------------------------------
+    def _tile_row(self, emit: int) -> Lines:
+        """Process the tile row in ``buf`` and return its first ``emit`` finished lines."""
+        origins = np.stack([np.zeros_like(self.col_starts), self.col_starts], axis=1)
+        tiles = extract_tiles(self.buf, origins, self.T)
+        valid_tiles = np.stack([self.vbuf[:, x : x + self.T] for x in self.col_starts])
+        out_tiles, prob_tiles = self._process(tiles, valid_tiles, origins)
+        t0 = time.perf_counter()
+        row_out = self.blender.blend(out_tiles)
+        row_prob = self.blender.blend(prob_tiles)
+        self.acc += self.wy[None, :, None] * row_out
+        self.pacc += self.wy[None, :, None] * row_prob
+        self.wacc += self.wy
+        inv = (1.0 / self.wacc[:emit])[None, :, None]
+        data = (self.acc[:, :emit, : self.width] * inv).astype(np.float32)
+        probs = self.pacc[:, :emit, : self.width] * inv
+        mask = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
+        mask[~self.vbuf[:emit, : self.width]] = NODATA
+        data[:, ~self.vbuf[:emit, : self.width]] = 0.0
+        result = Lines(self.y0, data, mask)
+        # shift everything by one stride
+        s = self.s
+        for a in (self.acc, self.pacc):
+            a[:, : self.T - s] = a[:, s:]
+            a[:, self.T - s :] = 0.0
+        self.wacc[: self.T - s] = self.wacc[s:]
+        self.wacc[self.T - s :] = 0.0
+        self.buf[:, : self.T - s] = self.buf[:, s:]
+        self.vbuf[: self.T - s] = self.vbuf[s:]
+        self.filled -= s
+        self.y0 += s
+        self.report.seconds["blend"] += time.perf_counter() - t0
+        return result
+
+    def _process(self, tiles: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_], origins: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return process_tiles(tiles, valid, self.detector, self.generator, self.cfg, self.report, origins + [self.y0, 0])
+
+
+def process_tiles(
+    tiles: npt.NDArray[np.float32],
+    valid: npt.NDArray[np.bool_],
+    detector: Model,
+    generator: Model | None,
+    cfg: StreamConfig,
+    report: Report | None = None,
+    origins: npt.NDArray[np.int64] | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Detector on every tile, generator where thin cloud or shadow is found.
+
+    Returns ``(outputs, probabilities)``: ``(N, C, T, T)`` reflectance (thick-cloud pixels and
+    clear tiles keep their input values) and ``(N, 4, T, T)`` class probabilities.
+    """
+    rep = report or Report()
+    t0 = time.perf_counter()
+    probs = np.concatenate([detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)])
+    rep.seconds["detect"] += time.perf_counter() - t0
+    cls = np.argmax(probs, axis=1)
+    out = tiles.copy()
+    n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
+    frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
+    todo = np.flatnonzero((frac[1] + frac[3]) >= cfg.min_fraction) if generator is not None else np.zeros(0, int)
+    t0 = time.perf_counter()
+    for i in range(0, len(todo), cfg.batch):
+        idx = todo[i : i + cfg.batch]
+        out[idx] = generator.run(tiles[idx])
+    rep.seconds["generate"] += time.perf_counter() - t0
+    thick = cls == 2
+    out[np.broadcast_to(thick[:, None], out.shape)] = tiles[np.broadcast_to(thick[:, None], out.shape)]
+    removed = set(todo.tolist())
+    for i in range(len(tiles)):
+        cloud = float(frac[1][i] + frac[2][i])
+        decision = "removed" if i in removed else ("unrecoverable" if frac[2][i] >= 0.5 else "clear" if cloud + frac[3][i] < cfg.min_fraction else "passed")
+        rec = {"cloud_fraction": round(cloud, 4), "thick_fraction": round(float(frac[2][i]), 4), "shadow_fraction": round(float(frac[3][i]), 4), "decision": decision, "drop": cloud > cfg.drop_fraction}
+        if origins is not None:
+            rec["row"], rec["col"] = int(origins[i, 0]), int(origins[i, 1])
+        rep.tiles.append(rec)
+    return out, probs.astype(np.float32, copy=False)
+
+
+def process_image(
+    cube: npt.NDArray[np.float32],
+    bands: BandSet,
+    detector: Model,
+    generator: Model | None = None,
+    config: StreamConfig | None = None,
+    valid: npt.NDArray[np.bool_] | None = None,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], Report]:
+    """The whole scene at once, with the same tiles and weights as the stream (the reference
+    the stream is tested against; fine for small scenes, memory grows with the scene).
+
+    Returns ``(data, mask, report)`` like the concatenated output of a :class:`StreamProcessor`.
+    """
+    proc = StreamProcessor(cube.shape[2], bands, detector, generator, config)  # validates and sets the geometry
+    cube = proc._check(cube, valid)
+    h_img, w_img = cube.shape[1:]
+    if valid is None:
+        valid = np.ones((h_img, w_img), bool)
+    if proc.matrix is not None:
+        cube = resample(cube, proc.matrix)
+    cube = np.where(valid[None], cube, 0.0).astype(np.float32)
+    t, s = proc.T, proc.s
+    k = -(-h_img // s)
+    rows = (k - 1) * s + t
+    padded = np.pad(cube, ((0, 0), (0, rows - h_img), (0, proc.wp - w_img)), mode="edge")
+    pvalid = np.pad(valid, ((0, rows - h_img), (0, proc.wp - w_img)), mode="constant")
+    row_starts = np.arange(k, dtype=np.int64) * s
+    blender = GridBlender(rows, proc.wp, t, proc.h, row_starts, proc.col_starts)
+    origins = blender.origins
+    tiles = extract_tiles(padded, origins, t)
+    vt = np.stack([pvalid[y : y + t, x : x + t] for y, x in origins])
+    out, probs = process_tiles(tiles, vt, proc.detector, proc.generator, proc.cfg, proc.report, origins)
+    data = blender.blend(out)[:, :h_img, :w_img]
+    p = blender.blend(probs)[:, :h_img, :w_img]
+    mask = (np.argmax(p, axis=0) + 1).astype(np.uint8)
+    mask[~valid] = NODATA
+    data[:, ~valid] = 0.0
+    proc.report.lines = h_img
+    return data, mask, proc.report
+
+
+def _same_bands(a: BandSet, b: BandSet) -> bool:
+    return len(a) == len(b) and bool(np.all(np.abs(a.centers - b.centers) <= 0.5))
+
+
+def stream_lines(proc: StreamProcessor, chunks: Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]]) -> Iterator[Lines]:
+    """Push every chunk, then flush; yield finished lines in order."""
+    for lines, valid in chunks:
+        yield from proc.push(lines, valid)
+    yield from proc.flush()

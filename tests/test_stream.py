@@ -1,0 +1,126 @@
+"""The stream equals whole-image processing with the same tiles, for any chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.nets import CloudDetector, DetectorConfig, UNet, UNetConfig  # noqa: E402
+from export.onnx_export import contract_for, to_onnx, write_model  # noqa: E402
+from export.train import TrainConfig  # noqa: E402
+from kumo_edge.config import sensor_profile  # noqa: E402
+from kumo_edge.errors import BandCountError, InvalidDataError, ShapeError  # noqa: E402
+from kumo_edge.runtime import load_model  # noqa: E402
+from kumo_edge.stream import StreamConfig, StreamProcessor, process_image  # noqa: E402
+
+RGBN = sensor_profile("rgbn").bands
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    torch.manual_seed(1)
+    d = tmp_path_factory.mktemp("stream")
+    det = CloudDetector(DetectorConfig(4, (4, 8)))
+    gen = UNet(UNetConfig(4, 4, (8, 8)))
+    for net in (det, gen):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        net.train()
+        net(torch.rand(4, 4, 32, 32))
+        net.eval()
+    paths = []
+    for task, net, w in (("detector", det, (4, 8)), ("generator", gen, (8, 8))):
+        cfg = TrainConfig(task=task, bands="rgbn", widths=w)
+        paths.append(write_model(to_onnx(net, 4, 64), contract_for(net, cfg, 64, 8), d / f"{task}.onnx"))
+    return load_model(paths[0], threads=1), load_model(paths[1], threads=1)
+
+
+def _scene(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    base = 0.2 + 0.15 * np.sin(yy / 9.0) * np.cos(xx / 7.0)
+    cube = np.stack([base * f for f in (0.8, 1.0, 1.2, 1.6)]) + rng.normal(0, 0.02, (4, rows, cols))
+    return np.clip(cube, 0, 1).astype(np.float32)
+
+
+def _run(proc: StreamProcessor, cube: np.ndarray, chunk: int, valid: np.ndarray | None = None):  # noqa: ANN202
+    out = []
+    for r in range(0, cube.shape[1], chunk):
+        out += proc.push(cube[:, r : r + chunk], None if valid is None else valid[r : r + chunk])
+    out += proc.flush()
+    assert [o.row for o in out] == sorted(o.row for o in out)
+    return np.concatenate([o.data for o in out], axis=1), np.concatenate([o.mask for o in out], axis=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50, 333])
+def test_stream_equals_whole_image(models, chunk: int) -> None:  # noqa: ANN001
+    det, gen = models
+    cube = _scene(203, 150)
+    valid = np.ones(cube.shape[1:], bool)
+    valid[:10, :20] = False
+    ref_data, ref_mask, ref_report = process_image(cube, RGBN, det, gen, StreamConfig(min_fraction=0.0), valid)
+    proc = StreamProcessor(150, RGBN, det, gen, StreamConfig(min_fraction=0.0))
+    data, mask = _run(proc, cube, chunk, valid)
+    assert data.shape == cube.shape and mask.shape == cube.shape[1:]
+    np.testing.assert_allclose(data, ref_data, atol=2e-5)
+    assert (mask == ref_mask).mean() > 0.999  # argmax ties at float rounding may differ
+    assert (mask[~valid] == 0).all() and (data[:, ~valid] == 0).all()
+    assert len(proc.report.tiles) == len(ref_report.tiles)
+    # the generator changed something (otherwise the test would prove little)
+    assert np.abs(data - cube)[:, valid].max() > 0.01
+
+
+def test_memory_is_one_tile_plus_overlap(models) -> None:  # noqa: ANN001
+    det, gen = models
+    proc = StreamProcessor(150, RGBN, det, gen)
+    assert proc.buf.shape[1] == proc.T == 64
+    before = {k: v.nbytes for k, v in vars(proc).items() if isinstance(v, np.ndarray)}
+    _run(proc, _scene(1000, 150), 37)
+    after = {k: v.nbytes for k, v in vars(proc).items() if isinstance(v, np.ndarray)}
+    assert before == after
+
+
+def test_small_swath_and_short_pass_are_padded(models) -> None:  # noqa: ANN001
+    det, gen = models
+    cube = _scene(40, 30)
+    ref, _, _ = process_image(cube, RGBN, det, gen)
+    data, mask = _run(StreamProcessor(30, RGBN, det, gen), cube, 16)
+    assert data.shape == (4, 40, 30)
+    np.testing.assert_allclose(data, ref, atol=2e-5)
+
+
+def test_clear_tiles_pass_through(models) -> None:  # noqa: ANN001
+    det, gen = models
+    cube = _scene(100, 80)
+    data, _ = _run(StreamProcessor(80, RGBN, det, gen, StreamConfig(remove=False)), cube, 25)
+    # without removal, outputs are a blend of the input with itself: the input
+    np.testing.assert_allclose(data, cube, atol=1e-5)
+
+
+def test_bad_lines(models) -> None:  # noqa: ANN001
+    det, gen = models
+    proc = StreamProcessor(80, RGBN, det, gen)
+    proc.push(_scene(10, 80))
+    with pytest.raises(ShapeError, match="90 pixels wide"):
+        proc.push(_scene(10, 90))
+    with pytest.raises(BandCountError, match="3 bands"):
+        proc.push(_scene(10, 80)[:3])
+    bad = _scene(10, 80)
+    bad[1, 4, 5] = np.nan
+    with pytest.raises(InvalidDataError, match="line 14"):
+        proc.push(bad)
+    with pytest.raises(ShapeError):
+        proc.push(np.zeros((4, 80), np.float32))
+
+
+def test_resampling_on_the_fly(models) -> None:  # noqa: ANN001
+    det, gen = models
+    l8 = sensor_profile("landsat8-oli").bands
+    cube8 = np.concatenate([_scene(70, 64)[[0]] * 0.9, _scene(70, 64), _scene(70, 64)[:3]], axis=0)[:8]
+    data, _ = _run(StreamProcessor(64, l8, det, gen), cube8, 30)
+    assert data.shape == (4, 70, 64)
+    with pytest.raises(Exception, match="nir"):
+        StreamProcessor(64, sensor_profile("rgb").bands, det, gen)
