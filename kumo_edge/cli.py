@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
+from .bands import BandSet, resampling_matrix
 from .clouds import CloudField, CloudParams
 from .errors import KumoError, OutputExistsError, RasterWriteError
 from .io import DEFAULT_STRIP_LINES, GeoTiffWriter, Raster, check_output_path, write_geotiff
@@ -440,6 +441,101 @@ def synth(raster: str, out: str, cover, thickness, feature_px, angstrom, sun_azi
     click.echo("  " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in fr.items()))
 
 
+# -- run / detect ---------------------------------------------------------------------------
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--models", metavar="hsi32|rgbn|rgb|DIR", help="Model set: a shipped band set or a folder with detector.onnx and generator.onnx [default: the first shipped set the input can be resampled to]."),
+        click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads [default: its own choice]."),
+        click.option("--providers", default="cpu", show_default=True, help="Execution providers in priority order: cpu, cuda, tensorrt (comma-separated)."),
+        click.option("--strip-lines", default=DEFAULT_STRIP_LINES, show_default=True, type=click.IntRange(1), help="Lines read (or received) per strip."),
+        click.option("--batch", default=8, show_default=True, type=click.IntRange(1), help="Tiles per inference call."),
+        click.option("--drop-fraction", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="Report tiles more cloudy than this as 'drop' (downlink prioritisation)."),
+        click.option("--bil-width", type=click.IntRange(1), help="INPUT '-': pixels per line of the raw BIL stream on stdin."),
+        click.option("--bil-dtype", default="uint16", show_default=True, help="INPUT '-': sample type of the BIL stream."),
+        click.option("--profile", "sensor", help="INPUT '-': sensor profile giving the band set (and width) of the stream."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _run(input_path, out, mask, report, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, remove):  # noqa: ANN001, ANN202
+    from .config import sensor_profile
+    from .pipeline import bil_chunks, load_models, raster_chunks, run_stream, stdin_binary
+    from .stream import StreamConfig
+
+    prov = [p.strip() for p in providers.split(",") if p.strip()]
+    cfg = StreamConfig(batch=batch, drop_fraction=drop_fraction, remove=remove)
+    meta: dict[str, Any] = {"input": input_path}
+    if input_path == "-":
+        if sensor:
+            prof = sensor_profile(sensor)
+            bands, width = prof.bands, bil_width or prof.width_px
+        elif wavelengths and bil_width:
+            wl = _floats(wavelengths, "--wavelengths") or []
+            fw = _floats(fwhm, "--fwhm")
+            from .io import _estimate_fwhm
+
+            bands, width = BandSet(tuple(wl), tuple(fw) if fw else _estimate_fwhm(wl)), bil_width
+        else:
+            raise click.UsageError("INPUT '-' needs --profile NAME, or --bil-width and --wavelengths")
+        sc = (_floats(scale, "--scale") or [1.0 / (2**16 - 1) if bil_dtype == "uint16" else 1.0])[0]
+        of = (_floats(offset, "--offset") or [0.0])[0]
+        det, gen, name = load_models(models, bands, prov, threads, need_generator=remove)
+        meta["models"] = name
+        with _progress(0, "lines") as bar:
+            return run_stream(bil_chunks(stdin_binary(), width, len(bands), bil_dtype, strip_lines, sc, of), width, bands, det, gen, cfg, out, mask, report, None, None, overwrite, bar, meta)
+    with _open(input_path, wavelengths, fwhm, scale, offset, nodata) as r:
+        det, gen, name = load_models(models, r.bands, prov, threads, need_generator=remove)
+        meta["models"] = name
+        geo = {"crs": r.crs, "transform": r.transform}
+        with _progress(r.height, "lines") as bar:
+            return run_stream(raster_chunks(r, strip_lines), r.width, r.bands, det, gen, cfg, out, mask, report, r.height, geo, overwrite, bar, meta)
+
+
+def _summary(rep: dict[str, Any]) -> str:
+    secs = rep["seconds"]
+    return (
+        f"{rep['lines']} lines x {rep['width']} px in {rep['wall_seconds']:.1f} s with models {rep['models']}: "
+        f"{rep['tiles']} tiles, {rep['tiles_removed']} cleaned, {rep['tiles_unrecoverable']} unrecoverable, {rep['tiles_drop']} marked drop; "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items())
+    )
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--mask", type=click.Path(dir_okay=False), help="Also write the uint8 class mask here (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report (per-tile cloud fraction and decision, timings) here.")
+@model_options
+@raster_options
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@handle_errors
+def run(input_path, output, mask, report, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite) -> None:  # noqa: ANN001
+    """Detect clouds in INPUT and remove thin clouds and shadows, streaming, into OUTPUT.
+
+    INPUT is a raster file, or '-' for a raw band-interleaved-by-line stream on stdin (give
+    --profile or --bil-width and --wavelengths). OUTPUT is a tiled, compressed GeoTIFF in the
+    models' band set, georeferenced like INPUT. Thick cloud is flagged, never invented.
+    """
+    rep = _run(input_path, Path(output), Path(mask) if mask else None, Path(report) if report else None, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, True)
+    click.echo(_summary(rep))
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--mask", required=True, type=click.Path(dir_okay=False), help="Class mask output (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).")
+@click.option("--report", type=click.Path(dir_okay=False), help="JSON report output.")
+@model_options
+@raster_options
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@handle_errors
+def detect(input_path, mask, report, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite) -> None:  # noqa: ANN001
+    """Detect clouds and shadows in INPUT and write the class mask (no removal)."""
+    rep = _run(input_path, None, Path(mask), Path(report) if report else None, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, False)
+    click.echo(_summary(rep))
+
+
 # -- demo -----------------------------------------------------------------------------------
 def sample_scene_path() -> Path:
     """Path of the bundled sample scene (Landsat-7 ETM+, 6 bands; see kumo_edge/data/SAMPLE.md)."""
@@ -451,42 +547,63 @@ def sample_scene_path() -> Path:
 @cli.command()
 @click.option("--out", "outdir", default="kumo-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed of the synthetic clouds.")
+@click.option("--threads", type=click.IntRange(1), help="ONNX Runtime threads.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs in --out.")
 @handle_errors
-def demo(outdir: str, seed: int, overwrite: bool) -> None:
-    """Run the pipeline on the bundled sample scene and write its outputs and a PNG.
+def demo(outdir: str, seed: int, threads: int | None, overwrite: bool) -> None:
+    """Run the whole pipeline on the bundled sample scene.
 
-    Today: synthesise clouds and shadows over the real Landsat-7 sample (streamed strip by
-    strip), write the cloudy cube, truth mask and optical thickness, a side-by-side PNG
-    (clear / cloudy / truth), and print the damage the clouds did (PSNR, SAM against the clear
-    scene). Detection and removal join this command as the models land.
+    Synthesises clouds and shadows over the real Landsat-7 sample, streams the cloudy scene
+    through the runtime (detector + cloud removal, rgbn models), writes every output and a
+    side-by-side PNG (cloudy / cleaned / truth / detected mask), and prints PSNR and SAM before
+    and after against the clear scene.
     """
     from . import metrics
+    from .bands import resample
+    from .pipeline import load_models, raster_chunks, run_stream
+    from .stream import StreamConfig
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    paths = {k: out / f"{k}.tif" for k in ("cloudy", "truth", "tau550", "cleaned", "mask")}
+    report_p = out / "report.json"
+    for p in [*paths.values(), report_p, out / "demo.png"]:
+        check_output_path(p, overwrite)
     with Raster(sample_scene_path()) as r:
         params = CloudParams(cover=0.45, thickness=1.2, gsd_m=abs(r.transform.a), feature_px=64)
-        cloudy_p, truth_p, tau_p = out / "cloudy.tif", out / "truth.tif", out / "tau550.tif"
-        fr = synthesize_raster(r, cloudy_p, truth_p, tau_p, params, seed, overwrite)
+        fr = synthesize_raster(r, paths["cloudy"], paths["truth"], paths["tau550"], params, seed, overwrite)
         clear = np.concatenate([s.data for s in r.strips()], axis=1)
         valid = r.valid_mask()
         bands = r.bands
-    with Raster(cloudy_p, nodata=FLOAT_NODATA) as c:
+    with Raster(paths["cloudy"], nodata=FLOAT_NODATA) as c:
+        det, gen, name = load_models("rgbn", c.bands, None, threads)
+        geo = {"crs": c.crs, "transform": c.transform}
+        rep = run_stream(raster_chunks(c, 128), c.width, c.bands, det, gen, StreamConfig(), paths["cleaned"], paths["mask"], report_p, c.height, geo, overwrite, None, {"input": str(paths["cloudy"]), "models": name})
         cloudy = c.read_strip(0, c.height).data
-    with Raster(truth_p, nodata=None) as m:
-        mask = m.read_raw(0, m.height)[0]
-    png = out / "demo.png"
-    write_side_by_side(png, [clear, cloudy], mask, bands, overwrite=True)
+    model_bands = det.contract.bands
+    m = resampling_matrix(bands, model_bands)
+    clear_m, cloudy_m = resample(clear, m), resample(cloudy, m)
+    with Raster(paths["cleaned"]) as c:
+        cleaned = c.read_strip(0, c.height).data
+    with Raster(paths["truth"], nodata=None) as t:
+        truth = t.read_raw(0, t.height)[0]
+    with Raster(paths["mask"], nodata=None) as t:
+        detected = t.read_raw(0, t.height)[0]
+    write_side_by_side(out / "demo.png", [cloudy_m, cleaned], truth, model_bands, overwrite=True, extra_mask=detected)
+    keep = valid & (truth != 3)
     dt = time.perf_counter() - t0
-    click.echo(f"sample scene: {sample_scene_path().name}, {clear.shape[2]} x {clear.shape[1]} px, {clear.shape[0]} bands")
+    click.echo(f"sample scene: {sample_scene_path().name}, {clear.shape[2]} x {clear.shape[1]} px, {clear.shape[0]} bands -> models {name} ({len(model_bands)} bands)")
     click.echo("  synthetic cover: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in fr.items()))
     click.echo(
-        f"  cloudy vs clear: PSNR {metrics.psnr(cloudy, clear, mask=valid):.2f} dB, "
-        f"SAM {metrics.sam(cloudy, clear, mask=valid):.2f} deg (valid pixels)"
+        f"  before (cloudy vs clear): PSNR {metrics.psnr(cloudy_m, clear_m, mask=keep):.2f} dB, SAM {metrics.sam(cloudy_m, clear_m, mask=keep):.2f} deg"
     )
-    click.echo(f"  outputs in {out}/: cloudy.tif truth.tif tau550.tif demo.png  ({dt:.1f} s)")
+    click.echo(
+        f"  after (cleaned vs clear): PSNR {metrics.psnr(cleaned, clear_m, mask=keep):.2f} dB, SAM {metrics.sam(cleaned, clear_m, mask=keep):.2f} deg"
+        "  (valid pixels outside thick cloud)"
+    )
+    click.echo("  " + _summary(rep))
+    click.echo(f"  outputs in {out}/: cloudy.tif truth.tif tau550.tif cleaned.tif mask.tif report.json demo.png  ({dt:.1f} s)")
 
 
 _CLASS_COLOURS = np.array([[0, 0, 0], [40, 120, 40], [200, 200, 255], [255, 255, 255], [90, 60, 140]], dtype=np.uint8)
@@ -498,13 +615,15 @@ def _rgb8(cube: np.ndarray, bands: Any) -> np.ndarray:
     return (np.clip(rgb / 0.35, 0, 1) ** (1 / 1.6) * 255).astype(np.uint8)
 
 
-def write_side_by_side(path: Path, cubes: Sequence[np.ndarray], mask: np.ndarray, bands: Any, overwrite: bool = False) -> Path:
-    """A PNG of true-colour renderings of ``cubes`` followed by the class ``mask``, with 8-px gaps."""
+def write_side_by_side(path: Path, cubes: Sequence[np.ndarray], mask: np.ndarray, bands: Any, overwrite: bool = False, extra_mask: np.ndarray | None = None) -> Path:
+    """A PNG of true-colour renderings of ``cubes`` followed by the class ``mask`` (and
+    ``extra_mask``), with 8-px gaps."""
     import warnings
 
     from rasterio.errors import NotGeoreferencedWarning
 
-    panels = [_rgb8(c, bands) for c in cubes] + [_CLASS_COLOURS[np.clip(mask, 0, 4)].transpose(2, 0, 1)]
+    masks = [mask] if extra_mask is None else [mask, extra_mask]
+    panels = [_rgb8(c, bands) for c in cubes] + [_CLASS_COLOURS[np.clip(m, 0, 4)].transpose(2, 0, 1) for m in masks]
     gap = np.full((3, panels[0].shape[1], 8), 255, dtype=np.uint8)
     row = np.concatenate([p for pair in zip(panels, [gap] * len(panels), strict=True) for p in pair][:-1], axis=2)
     check_output_path(path, overwrite)
