@@ -12,7 +12,8 @@ Where the wavelengths come from, first found wins:
 4. a per-band ``wavelength`` tag in nm (or in ``wavelength_units``) and optional ``fwhm``;
 5. a band description that names a wavelength, e.g. ``"B2 blue 482nm"``.
 
-When no FWHM is known it is estimated from the centre spacing (logged).
+When no FWHM is known it is estimated from the centre spacing: the spacing itself for
+contiguous bands (<= 20 nm apart), half of it for sparse multispectral bands.
 
 Reflectance: ``stored * scale + offset`` with scale/offset from the caller, else GDAL band
 scale/offset, else the ENVI ``reflectance scale factor``. Floating-point rasters without any
@@ -118,6 +119,8 @@ def _envi_list(value: str) -> list[float]:
 
 
 def _estimate_fwhm(centers: Sequence[float]) -> tuple[float, ...]:
+    """FWHM guessed from the centre spacing: contiguous (hyperspectral, gaps <= 20 nm) bands are
+    as wide as their spacing; sparse (multispectral) bands are taken as half their spacing."""
     c = np.asarray(centers, dtype=np.float64)
     if c.size == 1:
         return (10.0,)
@@ -126,7 +129,8 @@ def _estimate_fwhm(centers: Sequence[float]) -> tuple[float, ...]:
     left = np.concatenate([[gaps[0]], gaps])
     right = np.concatenate([gaps, [gaps[-1]]])
     est = np.empty_like(c)
-    est[order] = np.maximum(np.minimum(left, right), 1.0)
+    gap = np.minimum(left, right)
+    est[order] = np.maximum(np.where(gap <= 20.0, gap, gap / 2.0), 1.0)
     return tuple(float(x) for x in est)
 
 

@@ -1,0 +1,100 @@
+"""kumo-edge run / detect end to end: files and BIL stdin in, GeoTIFFs and a report out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+from export.nets import CloudDetector, DetectorConfig, UNet, UNetConfig  # noqa: E402
+from export.onnx_export import contract_for, to_onnx, write_model  # noqa: E402
+from export.train import TrainConfig  # noqa: E402
+from kumo_edge.cli import cli  # noqa: E402
+from kumo_edge.io import Raster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(2)
+    d = tmp_path_factory.mktemp("models")
+    for task, net, w in (("detector", CloudDetector(DetectorConfig(4, (4, 8))), (4, 8)), ("generator", UNet(UNetConfig(4, 4, (8, 8))), (8, 8))):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        net.train()
+        net(torch.rand(4, 4, 32, 32))
+        net.eval()
+        write_model(to_onnx(net, 4, 64), contract_for(net, TrainConfig(task=task, bands="rgbn", widths=w), 64, 8), d / f"{task}.onnx")
+    return d
+
+
+def invoke(*args: object, stdin: bytes | None = None):  # noqa: ANN201
+    return CliRunner().invoke(cli, [str(a) for a in args], input=stdin, catch_exceptions=False)
+
+
+def test_run_on_a_raster(tmp_path: Path, sample_path: Path, model_dir: Path) -> None:
+    out, mask, rep = tmp_path / "clean.tif", tmp_path / "mask.tif", tmp_path / "r.json"
+    r = invoke("run", sample_path, out, "--mask", mask, "--report", rep, "--models", model_dir, "--strip-lines", "100", "--threads", "1")
+    assert r.exit_code == 0, r.output + r.stderr
+    with Raster(sample_path) as s:
+        src_valid = s.valid_mask()
+        crs, transform = s.crs, s.transform
+    with rasterio.open(out) as ds:
+        assert ds.count == 4 and ds.crs == crs and ds.transform == transform
+        assert ds.tags(4, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"] == "0.842"
+        data = ds.read()
+    with rasterio.open(mask) as ds:
+        m = ds.read(1)
+        assert ds.nodata == 0
+    assert ((m == 0) == ~src_valid).all()
+    assert set(np.unique(m)) <= {0, 1, 2, 3, 4}
+    assert (data[:, ~src_valid] == 0).all()
+    report = json.loads(rep.read_text())
+    assert report["lines"] == 443 and report["tiles"] == len(report["per_tile"]) > 0
+    assert {"row", "col", "cloud_fraction", "decision", "drop"} <= set(report["per_tile"][0])
+    assert set(report["seconds"]) == {"resample", "detect", "generate", "blend"}
+    e = invoke("run", sample_path, out, "--models", model_dir)
+    assert e.exit_code == 1 and "--overwrite" in e.stderr
+
+
+def test_detect_and_bil_stdin(tmp_path: Path, model_dir: Path) -> None:
+    rng = np.random.default_rng(0)
+    lines, width = 150, 70
+    samples = (rng.random((lines, 4, width)) * 20000 + 2000).astype("<u2")  # BIL: line, band, pixel
+    mask = tmp_path / "m.tif"
+    r = invoke("detect", "-", "--mask", mask, "--models", model_dir, "--profile", "rgbn", "--bil-width", width, "--scale", "2e-5", "--strip-lines", "40", stdin=samples.tobytes())
+    assert r.exit_code == 0, r.output + r.stderr
+    with rasterio.open(mask) as ds:
+        assert (ds.height, ds.width) == (lines, width)
+        assert (ds.read(1) > 0).all()
+    assert not [p for p in tmp_path.iterdir() if "spool" in p.name or "partial" in p.name]
+    # a pass cut inside a line is refused and leaves nothing behind
+    bad = tmp_path / "bad.tif"
+    r = invoke("detect", "-", "--mask", bad, "--models", model_dir, "--profile", "rgbn", "--bil-width", width, stdin=samples.tobytes()[:-100])
+    assert r.exit_code == 1 and "truncated" in r.stderr
+    assert not bad.exists() and not [p for p in tmp_path.iterdir() if "spool" in p.name or "partial" in p.name]
+
+
+def test_models_that_cannot_take_the_input(tmp_path: Path, model_dir: Path) -> None:
+    rgb = tmp_path / "rgb.tif"
+    with rasterio.open(rgb, "w", driver="GTiff", width=64, height=64, count=3, dtype="float32") as d:
+        d.write(np.full((3, 64, 64), 0.2, np.float32))
+    r = invoke("run", rgb, tmp_path / "o.tif", "--models", model_dir, "--wavelengths", "490,560,665")
+    assert r.exit_code == 1 and "nir" in r.stderr
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_corrupt_model_file(tmp_path: Path, sample_path: Path, model_dir: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "detector.onnx").write_bytes((model_dir / "detector.onnx").read_bytes()[:200])
+    (broken / "generator.onnx").write_bytes((model_dir / "generator.onnx").read_bytes())
+    r = invoke("run", sample_path, tmp_path / "o.tif", "--models", broken)
+    assert r.exit_code == 1 and "not a loadable ONNX model" in r.stderr
+    assert not (tmp_path / "o.tif").exists()
