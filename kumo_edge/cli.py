@@ -536,6 +536,38 @@ def detect(input_path, mask, report, models, threads, providers, strip_lines, ba
     click.echo(_summary(rep))
 
 
+# -- bench ----------------------------------------------------------------------------------
+@cli.group()
+def bench() -> None:
+    """Benchmarks that write JSON (see also bench/ in the repository)."""
+
+
+@bench.command("stream")
+@click.option("--sensor", default="satellogic-hsi", show_default=True, help="Sensor profile (band set, swath width, line rate).")
+@click.option("--lines", "lengths", default="1000,10000,100000", show_default=True, help="Pass lengths, comma-separated; each runs in its own process.")
+@click.option("--strip-lines", default=64, show_default=True, type=click.IntRange(1), help="Lines pushed at a time.")
+@click.option("--models", help="Model set (default: the first shipped set the sensor's bands fit).")
+@click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads.")
+@click.option("--width", type=click.IntRange(1), help="Override the swath width.")
+@click.option("--typical", is_flag=True, help="Run the generator only where the detector finds cloud (default: every tile, the worst case).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON document here.")
+@handle_errors
+def bench_stream_cmd(sensor, lengths, strip_lines, models, threads, width, typical, json_path) -> None:  # noqa: ANN001
+    """Real-time factor, per-strip latency p50/p99, throughput and peak RSS of passes."""
+    from .benchmark import bench_stream
+
+    ns = [int(v) for v in lengths.split(",") if v.strip()]
+    doc = bench_stream(sensor, ns, strip_lines, models, threads, not typical, width)
+    for c in doc["cases"]:
+        click.echo(
+            f"{c['lines']:>7} lines x {c['width']} px: RTF {c['real_time_factor']:.2f} ({c['lines_per_s']:.0f} lines/s vs {c['sensor_lines_per_s']:.0f}), "
+            f"strip p50 {c['strip_latency_ms']['p50']:.0f} ms p99 {c['strip_latency_ms']['p99']:.0f} ms, {c['mpx_per_s']:.2f} Mpx/s, peak RSS {c['peak_rss_mb']:.0f} MB"
+        )
+    if json_path:
+        Path(json_path).write_text(json.dumps(doc, indent=2))
+        click.echo(f"-> {json_path}")
+
+
 # -- demo -----------------------------------------------------------------------------------
 def sample_scene_path() -> Path:
     """Path of the bundled sample scene (Landsat-7 ETM+, 6 bands; see kumo_edge/data/SAMPLE.md)."""
