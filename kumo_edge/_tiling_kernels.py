@@ -101,3 +101,27 @@ def blend_grid(tiles, ys, xs, wy, wx, out):
         if first:
             for b in range(c):
                 out[b, y, :] = 0.0
+
+
+@nb.njit(parallel=True, cache=True)
+def accumulate_row(acc, tiles, xs, wy, wx):
+    """acc[:, r, x0 + x] += wy[r] * wx[m, x] * tiles[m, :, r, x] for tiles starting at columns xs.
+
+    acc (C, T, W) float32, tiles (M, C, T, T), xs (M,), wy (T,), wx (M, T). Rows run in
+    parallel; each row's thread handles every tile, so overlapping tiles do not race.
+    """
+    c = acc.shape[0]
+    t = tiles.shape[2]
+    m_n = xs.shape[0]
+    for r in nb.prange(t):
+        wrow = np.empty(t, dtype=np.float32)
+        a = wy[r]
+        for m in range(m_n):
+            x0 = xs[m]
+            for x in range(t):
+                wrow[x] = a * wx[m, x]
+            for b in range(c):
+                dst = acc[b, r, x0 : x0 + t]
+                src = tiles[m, b, r]
+                for x in range(t):
+                    dst[x] += wrow[x] * src[x]

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from .bands import BandSet, resample, resampling_matrix
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .runtime import Model
-from .tiling import GridBlender, axis_origins, extract_tiles, taper
+from .tiling import GridBlender, accumulate_tile_row, axis_origins, axis_weights, extract_tiles, taper
 
 #: Class codes of the output mask.
 NODATA, CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3, 4
@@ -138,7 +138,7 @@ class StreamProcessor:
         self.width = width
         self.wp = max(width, self.T)
         self.col_starts = axis_origins(self.wp, self.T, self.h)
-        self.blender = GridBlender(self.T, self.wp, self.T, self.h, np.zeros(1, np.int64), self.col_starts)
+        self.wx = axis_weights(self.wp, self.col_starts, self.T, self.h)  # normalised across the swath
         self.wy = taper(self.T, self.h).astype(np.float32)
         nb = len(c.bands)
         self.buf = np.zeros((nb, self.T, self.wp), np.float32)
@@ -216,16 +216,22 @@ class StreamProcessor:
 
     # -- one tile row -----------------------------------------------------------------------
     def _tile_row(self, emit: int) -> Lines:
-        """Process the tile row in ``buf`` and return its first ``emit`` finished lines."""
-        origins = np.stack([np.zeros_like(self.col_starts), self.col_starts], axis=1)
-        tiles = extract_tiles(self.buf, origins, self.T)
-        valid_tiles = np.stack([self.vbuf[:, x : x + self.T] for x in self.col_starts])
-        out_tiles, prob_tiles = self._process(tiles, valid_tiles, origins)
+        """Process the tile row in ``buf`` and return its first ``emit`` finished lines.
+
+        Tiles go through the models and into the accumulators one batch at a time, so memory
+        holds one batch of tiles, not the whole tile row."""
+        b = self.cfg.batch
+        for j in range(0, len(self.col_starts), b):
+            xs = self.col_starts[j : j + b]
+            origins = np.stack([np.zeros_like(xs), xs], axis=1)
+            tiles = extract_tiles(self.buf, origins, self.T)
+            valid_tiles = np.stack([self.vbuf[:, x : x + self.T] for x in xs])
+            out_tiles, prob_tiles = self._process(tiles, valid_tiles, origins)
+            t0 = time.perf_counter()
+            accumulate_tile_row(self.acc, out_tiles, xs, self.wy, self.wx[j : j + b])
+            accumulate_tile_row(self.pacc, prob_tiles, xs, self.wy, self.wx[j : j + b])
+            self.report.seconds["blend"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        row_out = self.blender.blend(out_tiles)
-        row_prob = self.blender.blend(prob_tiles)
-        self.acc += self.wy[None, :, None] * row_out
-        self.pacc += self.wy[None, :, None] * row_prob
         self.wacc += self.wy
         inv = (1.0 / self.wacc[:emit])[None, :, None]
         data = (self.acc[:, :emit, : self.width] * inv).astype(np.float32)

@@ -260,6 +260,21 @@ class GridBlender:
         return out
 
 
+def accumulate_tile_row(
+    acc: npt.NDArray[np.float32],
+    tiles: npt.NDArray[np.float32],
+    col_starts: npt.NDArray[np.int64],
+    wy: npt.NDArray[np.float32],
+    wx: npt.NDArray[np.float32],
+) -> None:
+    """Add tiles of one tile row into a ``(bands, T, width)`` accumulator with weights
+    ``wy[r] * wx[m, x]`` (``wx`` from :func:`axis_weights`, rows of the chosen tiles). The stream
+    uses it batch by batch, so a whole tile row of tiles never has to exist at once."""
+    if tiles.ndim != 4 or tiles.shape[0] != col_starts.shape[0] or tiles.shape[1] != acc.shape[0] or tiles.shape[2] != acc.shape[1]:
+        raise ShapeError(f"tiles {tiles.shape} do not fit the accumulator {acc.shape} and {col_starts.shape[0]} starts")
+    _k.accumulate_row(acc, np.ascontiguousarray(tiles, dtype=np.float32), np.ascontiguousarray(col_starts, dtype=np.int64), wy.astype(np.float32), np.ascontiguousarray(wx, dtype=np.float32))
+
+
 def blend_tiles(
     tiles: npt.NDArray[np.float32], origins: npt.NDArray[np.int64], rows: int, cols: int, halo: int
 ) -> npt.NDArray[np.float32]:
