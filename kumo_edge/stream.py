@@ -33,7 +33,14 @@ import numpy.typing as npt
 from .bands import BandSet, resample, resampling_matrix
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .runtime import Model
-from .tiling import GridBlender, accumulate_tile_row, axis_origins, axis_weights, extract_tiles, taper
+from .tiling import (
+    GridBlender,
+    accumulate_tile_row,
+    axis_origins,
+    axis_weights,
+    extract_tiles,
+    taper,
+)
 
 #: Class codes of the output mask.
 NODATA, CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3, 4
