@@ -86,6 +86,26 @@ def models_bench_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def stream_table(doc: dict) -> str:
+    cs = doc["cases"]
+    env = doc["environment"]
+    c0 = cs[0]
+    lines = [
+        f"Profile `{c0['profile']}` ({c0['width']} px x {c0['bands_in']} bands, {c0['sensor_lines_per_s']:.0f} lines/s), models `{c0['models']}`, "
+        f"{'every tile through the generator (worst case)' if c0['worst_case'] else 'generator where the detector finds cloud'}, "
+        f"{c0['strip_lines']} lines per push, ONNX Runtime threads {env.get('ort_threads')}; {env.get('cpu', '')}, {env.get('cpu_count')} cores, {env.get('date_utc', '')[:10]}.",
+        "",
+        "| pass (lines) | real-time factor | lines/s | Mpx/s | strip p50 / p99 (ms) | peak RSS (MB) | RSS vs first |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in cs:
+        lines.append(
+            f"| {c['lines']:,} | **{c['real_time_factor']:.2f}** | {c['lines_per_s']:.0f} | {c['mpx_per_s']:.2f} | "
+            f"{c['strip_latency_ms']['p50']:.0f} / {c['strip_latency_ms']['p99']:.0f} | {c['peak_rss_mb']:.0f} | {100 * c['rss_growth_vs_first']:+.1f} % |"
+        )
+    return "\n".join(lines)
+
+
 TABLES = {"tiling": ("tiling.json", tiling_table)}
 MODELS_DIR = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
 
@@ -99,6 +119,8 @@ def render() -> dict[str, str]:
     cards = [json.loads(p.read_text()) for p in sorted(MODELS_DIR.glob("*/*.json"))]
     if cards:
         out["models"] = models_table(cards)
+    for p in sorted(RESULTS.glob("stream_*.json")):
+        out[p.stem.replace("_", "-")] = stream_table(json.loads(p.read_text()))
     for p in sorted(RESULTS.glob("models_*.json")):
         out[p.stem.replace("_", "-")] = models_bench_table(json.loads(p.read_text()))
     return out
