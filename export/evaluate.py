@@ -21,6 +21,7 @@ import numpy as np
 from export.data import CloudyTiles, Scene, real_cloud_patches
 from kumo_edge import metrics
 from kumo_edge.bands import BandSet, resample, resampling_matrix
+from kumo_edge.errors import BandMappingError
 from kumo_edge.runtime import load_model
 
 DROP_FRACTION = 0.7
@@ -102,8 +103,11 @@ def eval_detector(onnx_path: Path, scenes: Sequence[Scene], real_names: Sequence
             "tile_drop_decision": {"accuracy": td.accuracy, "false_positive_rate": td.false_positive_rate, "tiles": td.n},
         }
     patches = [p for p in real_cloud_patches() if p["name"] in real_names] if real_names else []
-    if patches:
-        mtx = resampling_matrix(patches[0]["bands"], bands)
+    try:
+        mtx = resampling_matrix(patches[0]["bands"], bands) if patches else None
+    except BandMappingError:
+        mtx = None  # multispectral Landsat-8 patches cannot feed a hyperspectral model
+    if patches and mtx is not None:
         per = {}
         allp, allt, allthr = [], [], []
         for p in patches:
