@@ -72,6 +72,7 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as kumo_edge.runtime does
         sess = ort.InferenceSession(str(p2p_onnx), so, providers=["CPUExecutionProvider"])
         models["pix2pix_fullsize_fp32"] = type("M", (), {"run": staticmethod(lambda b: sess.run(None, {"x": b})[0])})()
     x = np.random.default_rng(0).random((1, n_bands, tile, tile), dtype=np.float32) * 0.5
