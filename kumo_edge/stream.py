@@ -294,7 +294,7 @@ def process_tiles(
         out[idx] = generator.run(tiles[idx])
     rep.seconds["generate"] += time.perf_counter() - t0
     thick = cls == 2
-    out[np.broadcast_to(thick[:, None], out.shape)] = tiles[np.broadcast_to(thick[:, None], out.shape)]
+    np.copyto(out, tiles, where=thick[:, None])  # no large boolean-index temporaries
     removed = set(todo.tolist())
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])
