@@ -77,3 +77,16 @@ def write_json(doc: dict[str, Any], path: Path) -> Path:
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def pyplot():  # noqa: ANN201
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed (plots are
+    optional; the JSON is the result)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt

@@ -8,17 +8,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench._common import RESULTS, environment, write_json
+from bench._common import RESULTS, environment, pyplot, write_json
 from kumo_edge.benchmark import bench_stream
 
 
 def plot(doc: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     cs = doc["cases"]
     n = [c["lines"] for c in cs]

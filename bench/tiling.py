@@ -25,7 +25,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from bench._common import RESULTS, environment, time_it, write_json
+from bench._common import RESULTS, environment, pyplot, time_it, write_json
 from kumo_edge.tiling import GridBlender, extract_tiles, footprint_tiles
 
 
@@ -93,12 +93,8 @@ def run(repeats: int = 15, bands: int = 32, width: int = 4000, size: int = 256, 
 
 
 def plot(doc: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     r = doc["results"]
     names = ["memcpy_numpy_1thread", "memcpy_numba_parallel", "extract", "blend"]

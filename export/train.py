@@ -216,6 +216,19 @@ def _log(out: Path, rec: dict) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: object) -> None:
+    """Backward pass, optimiser step, scheduler step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()  # type: ignore[attr-defined]
+
+
+def due(step: int, cfg: TrainConfig) -> bool:
+    """Evaluate and checkpoint at this step?"""
+    return step % cfg.eval_every == 0 or step == cfg.steps
+
+
 # -- detector ----------------------------------------------------------------------------------
 def detector_scores(model: CloudDetector, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Pixel scores of cloud (thin+thick) vs not-cloud, and 4-class accuracy; label -1 ignored."""
@@ -265,14 +278,11 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
             x = torch.cat([x[: cfg.batch - n_real], xr])
             y = torch.cat([y[: cfg.batch - n_real], yr])
         loss = F.cross_entropy(model(x), y, weight=weight, ignore_index=-1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched)
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if due(step, cfg):
             rec: dict = {"step": step, "loss": loss.item(), "elapsed_s": time.time() - t0}
             if val is not None:
                 rec["val_synthetic"] = detector_scores(model, val["cloudy"], val["classes"])
@@ -382,14 +392,11 @@ def train_generator(cfg: TrainConfig, resume: bool = False, init: dict | None = 
         loss = cfg.lambda_l1 * l1 + cfg.lambda_sam * ls
         if use_gan:
             loss = loss + cfg.lambda_adv * ((d(x, fake) - 1) ** 2).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        sched.step()
+        optimizer_step(loss, opt_g, sched)
         step += 1
         bar.update(1)
         bar.set_postfix(l1=f"{l1.item():.4f}")
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if due(step, cfg):
             rec: dict = {"step": step, "l1": l1.item(), "sam_loss": ls.item(), "elapsed_s": time.time() - t0}
             if val is not None:
                 rec["val"] = generator_scores(g, val["cloudy"], val["clear"], val["classes"])

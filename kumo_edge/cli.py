@@ -29,7 +29,14 @@ from . import __version__
 from .bands import BandSet, resampling_matrix
 from .clouds import CloudField, CloudParams
 from .errors import KumoError, OutputExistsError, RasterWriteError
-from .io import DEFAULT_STRIP_LINES, GeoTiffWriter, Raster, check_output_path, write_geotiff
+from .io import (
+    DEFAULT_STRIP_LINES,
+    GeoTiffWriter,
+    Raster,
+    WriterGroup,
+    check_output_path,
+    write_geotiff,
+)
 from .tiling import footprint_tiles
 
 logger = logging.getLogger("kumo_edge")
@@ -385,12 +392,12 @@ def synthesize_raster(
     geo = {"crs": r.crs, "transform": r.transform, "width": r.width, "height": r.height}
     tags = {"CLOUD_PARAMS": json.dumps(params.to_dict()), "CLOUD_SEED": seed, "SOURCE": r.path.name}
     counts = np.zeros(5, dtype=np.int64)
-    writers = [
+    with WriterGroup(
         GeoTiffWriter(out, count=len(bands), dtype="float32", nodata=FLOAT_NODATA, bands=bands, tags=tags, overwrite=overwrite, **geo),
         GeoTiffWriter(truth, count=1, dtype="uint8", nodata=0, tags={**tags, "CLASSES": json.dumps(CLASS_CODES)}, overwrite=overwrite, **geo),
         GeoTiffWriter(tau_out, count=1, dtype="float32", nodata=FLOAT_NODATA, tags=tags, overwrite=overwrite, **geo),
-    ]
-    try:
+    ) as group:
+        w_cube, w_mask, w_tau = group.writers
         with _progress(r.height, "synth") as bar:
             for strip in r.strips(lines):
                 res = field.apply(strip.data, bands, row0=strip.row, valid=strip.valid)
@@ -398,17 +405,11 @@ def synthesize_raster(
                 cube[:, ~strip.valid] = FLOAT_NODATA
                 mask = res.class_mask(strip.valid)
                 tau = np.where(strip.valid, res.tau550, FLOAT_NODATA).astype(np.float32)
-                writers[0].write(cube, strip.row)
-                writers[1].write(mask, strip.row)
-                writers[2].write(tau, strip.row)
+                w_cube.write(cube, strip.row)
+                w_mask.write(mask, strip.row)
+                w_tau.write(tau, strip.row)
                 counts += np.bincount(mask.ravel(), minlength=5)[:5]
                 bar.update(cube.shape[1])
-        for w in writers:
-            w.close()
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
     n = max(int(counts[1:].sum()), 1)
     return {CLASS_CODES[k]: counts[k] / n for k in range(1, 5)}
 

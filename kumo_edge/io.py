@@ -668,6 +668,35 @@ class GeoTiffWriter:
             self.abort()
 
 
+class WriterGroup:
+    """Outputs that are finished together or discarded together: on leaving the ``with`` block
+    normally every writer is closed (renamed into place); on an exception every one is aborted."""
+
+    def __init__(self, *writers: GeoTiffWriter | None) -> None:
+        self.writers = [w for w in writers if w is not None]
+
+    def add(self, writer: GeoTiffWriter | None) -> GeoTiffWriter | None:
+        if writer is not None:
+            self.writers.append(writer)
+        return writer
+
+    def __enter__(self) -> WriterGroup:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            try:
+                for w in self.writers:
+                    w.close()
+            except BaseException:
+                for w in self.writers:
+                    w.abort()
+                raise
+        else:
+            for w in self.writers:
+                w.abort()
+
+
 def write_geotiff(path: str | os.PathLike[str], data: npt.NDArray[Any], **kwargs: Any) -> Path:
     """Write a whole ``(bands, rows, cols)`` array atomically; kwargs as :class:`GeoTiffWriter`."""
     if data.ndim == 2:
@@ -685,6 +714,7 @@ __all__ = [
     "DEFAULT_STRIP_LINES",
     "GeoTiffWriter",
     "Raster",
+    "WriterGroup",
     "Strip",
     "check_output_path",
     "open_raster",

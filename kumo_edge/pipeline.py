@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from .bands import BandSet, resampling_matrix
 from .errors import BandMappingError, ConfigError, KumoError, RasterReadError
-from .io import GeoTiffWriter, Raster, check_output_path
+from .io import GeoTiffWriter, Raster, WriterGroup, check_output_path
 from .runtime import Model, load_model, shipped_models
 from .stream import Lines, StreamConfig, StreamProcessor
 
@@ -165,59 +165,56 @@ def run_stream(
     nb = len(proc.model_bands)
     geo = geo or {}
     tags = {"KUMO_MASK_CLASSES": json.dumps(MASK_CLASSES)}
-    writers: list[GeoTiffWriter] = []
+    group = WriterGroup()
     spools: list[_Spool] = []
     t0 = time.perf_counter()
 
     def open_writers(h: int) -> tuple[GeoTiffWriter | None, GeoTiffWriter | None]:
         w_out = GeoTiffWriter(out, width=width, height=h, count=nb, dtype="float32", bands=proc.model_bands, nodata=None, overwrite=overwrite, **geo) if out else None
         w_mask = GeoTiffWriter(mask, width=width, height=h, count=1, dtype="uint8", nodata=0, tags=tags, overwrite=overwrite, **geo) if mask else None
-        writers.extend(w for w in (w_out, w_mask) if w is not None)
+        group.add(w_out)
+        group.add(w_mask)
         return w_out, w_mask
 
     try:
-        if height is not None:
-            w_out, w_mask = open_writers(height)
-        else:
-            folder = (out or mask or Path(".")).resolve().parent
-            s_out = _Spool(nb, width, "float32", folder) if out else None
-            s_mask = _Spool(1, width, "uint8", folder) if mask else None
-            spools.extend(s for s in (s_out, s_mask) if s is not None)
-
-        def sink(lines: Lines) -> None:
+        with group:
             if height is not None:
-                if w_out:
-                    w_out.write(lines.data, lines.row)
-                if w_mask:
-                    w_mask.write(lines.mask[None], lines.row)
+                w_out, w_mask = open_writers(height)
             else:
-                if s_out:
-                    s_out.write(lines.data)
-                if s_mask:
-                    s_mask.write(lines.mask[None])
-            if progress is not None:
-                progress.update(lines.data.shape[1])
+                folder = (out or mask or Path(".")).resolve().parent
+                s_out = _Spool(nb, width, "float32", folder) if out else None
+                s_mask = _Spool(1, width, "uint8", folder) if mask else None
+                spools.extend(s for s in (s_out, s_mask) if s is not None)
 
-        for data, valid in chunks:
-            for done in proc.push(data, valid):
+            def sink(lines: Lines) -> None:
+                if height is not None:
+                    if w_out:
+                        w_out.write(lines.data, lines.row)
+                    if w_mask:
+                        w_mask.write(lines.mask[None], lines.row)
+                else:
+                    if s_out:
+                        s_out.write(lines.data)
+                    if s_mask:
+                        s_mask.write(lines.mask[None])
+                if progress is not None:
+                    progress.update(lines.data.shape[1])
+
+            for data, valid in chunks:
+                for done in proc.push(data, valid):
+                    sink(done)
+            for done in proc.flush():
                 sink(done)
-        for done in proc.flush():
-            sink(done)
-        if height is None:
-            w_out, w_mask = open_writers(proc.received)
-            if s_out and w_out:
-                s_out.copy_to(w_out)
-            if s_mask and w_mask:
-                s_mask.copy_to(w_mask)
-        for w in writers:
-            w.close()
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
+            if height is None:
+                w_out, w_mask = open_writers(proc.received)
+                if s_out and w_out:
+                    s_out.copy_to(w_out)
+                if s_mask and w_mask:
+                    s_mask.copy_to(w_mask)
     finally:
         for s in spools:
             s.close()
+
     rep = {**(meta or {}), **proc.report.to_dict(), "wall_seconds": time.perf_counter() - t0, "mask_classes": MASK_CLASSES}
     rep["width"] = width
     if report is not None:

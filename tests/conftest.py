@@ -81,3 +81,30 @@ def footprint_file(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, np.n
     data[:, ~valid] = 0
     p = make_raster(tmp_path / "footprint.tif", data, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
     return p, valid
+
+
+def random_models(folder: Path, perturb: float = 0.3, det_widths: tuple[int, ...] = (4, 8), gen_widths: tuple[int, ...] = (8, 8), seed: int = 2) -> dict:
+    """A tiny rgbn detector and generator with random (non-trivial) weights and BN statistics,
+    exported with their contract (tile 64, halo 8). Needs torch (the `train` extra)."""
+    import torch
+
+    from export.nets import CloudDetector, DetectorConfig, UNet, UNetConfig
+    from export.onnx_export import contract_for, to_onnx, write_model
+    from export.train import TrainConfig
+
+    torch.manual_seed(seed)
+    out: dict = {}
+    for task, net, w in (
+        ("detector", CloudDetector(DetectorConfig(4, det_widths)), det_widths),
+        ("generator", UNet(UNetConfig(4, 4, gen_widths)), gen_widths),
+    ):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(perturb * torch.randn_like(p))
+        net.train()
+        net(torch.rand(4, 4, 32, 32))
+        net.eval()
+        cfg = TrainConfig(task=task, bands="rgbn", widths=w)
+        out[task] = write_model(to_onnx(net, 4, 64), contract_for(net, cfg, 64, 8, {"psnr": 30.0}), folder / f"{task}.onnx")
+        out[task + "_net"] = net
+    return out

@@ -12,25 +12,16 @@ from click.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
-from export.nets import CloudDetector, DetectorConfig, UNet, UNetConfig  # noqa: E402
-from export.onnx_export import contract_for, to_onnx, write_model  # noqa: E402
-from export.train import TrainConfig  # noqa: E402
 from kumo_edge.cli import cli  # noqa: E402
 from kumo_edge.io import Raster  # noqa: E402
+
+from conftest import random_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(2)
     d = tmp_path_factory.mktemp("models")
-    for task, net, w in (("detector", CloudDetector(DetectorConfig(4, (4, 8))), (4, 8)), ("generator", UNet(UNetConfig(4, 4, (8, 8))), (8, 8))):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(0.3 * torch.randn_like(p))
-        net.train()
-        net(torch.rand(4, 4, 32, 32))
-        net.eval()
-        write_model(to_onnx(net, 4, 64), contract_for(net, TrainConfig(task=task, bands="rgbn", widths=w), 64, 8), d / f"{task}.onnx")
+    random_models(d, seed=2)
     return d
 
 

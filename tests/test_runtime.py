@@ -22,32 +22,14 @@ from kumo_edge.runtime import ModelContract, load_model, resolve_providers
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from export.nets import CloudDetector, DetectorConfig, UNet, UNetConfig  # noqa: E402
-from export.onnx_export import contract_for, parity, to_onnx, write_model  # noqa: E402
-from export.train import TrainConfig  # noqa: E402
+from export.onnx_export import parity  # noqa: E402
+
+from conftest import random_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("models")
-    out = {}
-    for task, net, bands in (
-        ("generator", UNet(UNetConfig(4, 4, (8, 12, 16))), "rgbn"),
-        ("detector", CloudDetector(DetectorConfig(4, (4, 8))), "rgbn"),
-    ):
-        # non-trivial weights: perturb the zero-initialised head and the BN statistics
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-        net.train()
-        net(torch.rand(4, 4, 32, 32))
-        net.eval()
-        cfg = TrainConfig(task=task, bands=bands, widths=(8, 12, 16) if task == "generator" else (4, 8))
-        path = write_model(to_onnx(net, 4, 64), contract_for(net, cfg, 64, 8, {"psnr": 30.0}), d / f"{task}.onnx")
-        out[task] = path
-        out[task + "_net"] = net  # type: ignore[assignment]
-    return out
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return random_models(tmp_path_factory.mktemp("models"), perturb=0.05, det_widths=(4, 8), gen_widths=(8, 12, 16), seed=0)
 
 
 def test_contract_roundtrip(models: dict) -> None:  # noqa: ANN001

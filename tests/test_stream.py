@@ -7,35 +7,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from export.nets import CloudDetector, DetectorConfig, UNet, UNetConfig  # noqa: E402
-from export.onnx_export import contract_for, to_onnx, write_model  # noqa: E402
-from export.train import TrainConfig  # noqa: E402
 from kumo_edge.config import sensor_profile  # noqa: E402
 from kumo_edge.errors import BandCountError, InvalidDataError, ShapeError  # noqa: E402
 from kumo_edge.runtime import load_model  # noqa: E402
 from kumo_edge.stream import StreamConfig, StreamProcessor, process_image  # noqa: E402
+
+from conftest import random_models  # noqa: E402
 
 RGBN = sensor_profile("rgbn").bands
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    torch.manual_seed(1)
-    d = tmp_path_factory.mktemp("stream")
-    det = CloudDetector(DetectorConfig(4, (4, 8)))
-    gen = UNet(UNetConfig(4, 4, (8, 8)))
-    for net in (det, gen):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(0.3 * torch.randn_like(p))
-        net.train()
-        net(torch.rand(4, 4, 32, 32))
-        net.eval()
-    paths = []
-    for task, net, w in (("detector", det, (4, 8)), ("generator", gen, (8, 8))):
-        cfg = TrainConfig(task=task, bands="rgbn", widths=w)
-        paths.append(write_model(to_onnx(net, 4, 64), contract_for(net, cfg, 64, 8), d / f"{task}.onnx"))
-    return load_model(paths[0], threads=1), load_model(paths[1], threads=1)
+    m = random_models(tmp_path_factory.mktemp("stream"), seed=1)
+    return load_model(m["detector"], threads=1), load_model(m["generator"], threads=1)
 
 
 def _scene(rows: int, cols: int, seed: int = 0) -> np.ndarray:
