@@ -69,6 +69,28 @@ def models_table(cards: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compression_table(cards: list[dict]) -> str:
+    """Held-out quality of each generator before and after compression (from the cards)."""
+    lines = [
+        "| band set | test scenes | cloudy input | parent FP32 | pruned FP32 | shipped INT8 | shipped - parent |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in cards:
+        if c["kind"] != "generator":
+            continue
+        m = c["metrics"]
+        par, pru, q = m.get("held_out_parent_fp32", {}), m.get("held_out_pruned_fp32", {}), m.get("held_out_shipped_int8", {})
+
+        def cell(d: dict) -> str:
+            return f"{d['psnr']:.2f} dB / {d['sam_deg']:.2f} deg" if d else "-"
+
+        lines.append(
+            f"| {c['band_set']} | {', '.join(q.get('scenes', []))} | {q.get('psnr_input', float('nan')):.2f} dB / {q.get('sam_input_deg', float('nan')):.2f} deg | "
+            f"{cell(par)} | {cell(pru)} | {cell(q)} | {q.get('psnr', float('nan')) - par.get('psnr', float('nan')):+.2f} dB |"
+        )
+    return "\n".join(lines)
+
+
 def models_bench_table(doc: dict) -> str:
     r = doc["results"]
     env = doc["environment"]
@@ -119,6 +141,7 @@ def render() -> dict[str, str]:
     cards = [json.loads(p.read_text()) for p in sorted(MODELS_DIR.glob("*/*.json"))]
     if cards:
         out["models"] = models_table(cards)
+        out["compression"] = compression_table(cards)
     for p in sorted(RESULTS.glob("stream_*.json")):
         out[p.stem.replace("_", "-")] = stream_table(json.loads(p.read_text()))
     for p in sorted(RESULTS.glob("models_*.json")):
