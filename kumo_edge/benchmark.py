@@ -45,14 +45,14 @@ def _lines_source(profile_name: str, width: int, block: int, seed: int = 0) -> n
     return out
 
 
-def run_pass(profile_name: str, lines: int, strip: int = 64, models: str | None = None, threads: int | None = None, worst_case: bool = True, width: int | None = None) -> dict[str, Any]:
+def run_pass(profile_name: str, lines: int, strip: int = 64, models: str | None = None, threads: int | None = None, worst_case: bool = True, width: int | None = None, providers: list[str] | None = None) -> dict[str, Any]:
     """One pass in this process; returns timings and peak RSS."""
     from .pipeline import load_models
     from .stream import StreamConfig, StreamProcessor
 
     prof = sensor_profile(profile_name)
     width = width or prof.width_px
-    det, gen, name = load_models(models, prof.bands, None, threads)
+    det, gen, name = load_models(models, prof.bands, providers, threads)
     block = _lines_source(profile_name, width, 192)
     proc = StreamProcessor(width, prof.bands, det, gen, StreamConfig(min_fraction=0.0 if worst_case else 0.01))
     lat = []
@@ -75,6 +75,7 @@ def run_pass(profile_name: str, lines: int, strip: int = 64, models: str | None 
     return {
         "profile": profile_name,
         "models": name,
+        "providers": det.providers,
         "lines": lines,
         "width": width,
         "bands_in": len(prof.bands),
@@ -97,7 +98,7 @@ def run_pass(profile_name: str, lines: int, strip: int = 64, models: str | None 
     }
 
 
-def bench_stream(profile_name: str, lengths: list[int], strip: int = 64, models: str | None = None, threads: int | None = None, worst_case: bool = True, width: int | None = None) -> dict[str, Any]:
+def bench_stream(profile_name: str, lengths: list[int], strip: int = 64, models: str | None = None, threads: int | None = None, worst_case: bool = True, width: int | None = None, providers: list[str] | None = None) -> dict[str, Any]:
     """Every pass length in its own subprocess (own peak RSS); returns the JSON document."""
     import numba
     import onnxruntime
@@ -106,7 +107,7 @@ def bench_stream(profile_name: str, lengths: list[int], strip: int = 64, models:
 
     cases = []
     for n in lengths:
-        args = json.dumps({"profile_name": profile_name, "lines": n, "strip": strip, "models": models, "threads": threads, "worst_case": worst_case, "width": width})
+        args = json.dumps({"profile_name": profile_name, "lines": n, "strip": strip, "models": models, "threads": threads, "worst_case": worst_case, "width": width, "providers": providers})
         code = f"import json,sys; from kumo_edge.benchmark import run_pass; print(json.dumps(run_pass(**json.loads({args!r}))))"
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if p.returncode != 0:

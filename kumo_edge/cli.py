@@ -551,14 +551,15 @@ def bench() -> None:
 @click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads.")
 @click.option("--width", type=click.IntRange(1), help="Override the swath width.")
 @click.option("--typical", is_flag=True, help="Run the generator only where the detector finds cloud (default: every tile, the worst case).")
+@click.option("--providers", default="cpu", show_default=True, help="Execution providers: cpu, cuda, tensorrt (comma-separated).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON document here.")
 @handle_errors
-def bench_stream_cmd(sensor, lengths, strip_lines, models, threads, width, typical, json_path) -> None:  # noqa: ANN001
+def bench_stream_cmd(sensor, lengths, strip_lines, models, threads, width, typical, providers, json_path) -> None:  # noqa: ANN001
     """Real-time factor, per-strip latency p50/p99, throughput and peak RSS of passes."""
     from .benchmark import bench_stream
 
     ns = [int(v) for v in lengths.split(",") if v.strip()]
-    doc = bench_stream(sensor, ns, strip_lines, models, threads, not typical, width)
+    doc = bench_stream(sensor, ns, strip_lines, models, threads, not typical, width, [p.strip() for p in providers.split(",") if p.strip()])
     for c in doc["cases"]:
         click.echo(
             f"{c['lines']:>7} lines x {c['width']} px: RTF {c['real_time_factor']:.2f} ({c['lines_per_s']:.0f} lines/s vs {c['sensor_lines_per_s']:.0f}), "
