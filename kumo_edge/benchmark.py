@@ -24,6 +24,7 @@ import numpy as np
 
 from .clouds import CloudField, CloudParams
 from .config import sensor_profile
+from .errors import KumoError
 
 
 def _lines_source(profile_name: str, width: int, block: int, seed: int = 0) -> np.ndarray:
@@ -111,7 +112,8 @@ def bench_stream(profile_name: str, lengths: list[int], strip: int = 64, models:
         code = f"import json,sys; from kumo_edge.benchmark import run_pass; print(json.dumps(run_pass(**json.loads({args!r}))))"
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if p.returncode != 0:
-            raise RuntimeError(f"benchmark pass of {n} lines failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+            last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit code {p.returncode}"
+            raise KumoError(f"benchmark pass of {n} lines failed: {last.split(': ', 1)[-1]}")
         cases.append(json.loads(p.stdout.strip().splitlines()[-1]))
     base = cases[0]["peak_rss_mb"]
     for c in cases:
