@@ -277,24 +277,30 @@ def process_tiles(
     """Detector on every tile, generator where thin cloud or shadow is found.
 
     Returns ``(outputs, probabilities)``: ``(N, C, T, T)`` reflectance (thick-cloud pixels and
-    clear tiles keep their input values) and ``(N, 4, T, T)`` class probabilities.
+    clear tiles keep their input values) and ``(N, 4, T, T)`` class probabilities. ``tiles`` is
+    overwritten with the outputs (no copy of the batch is made).
     """
     rep = report or Report()
     t0 = time.perf_counter()
     probs = np.concatenate([detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)])
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = np.argmax(probs, axis=1)
-    out = tiles.copy()
+    thick = cls == 2
     n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
     frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
     todo = np.flatnonzero((frac[1] + frac[3]) >= cfg.min_fraction) if generator is not None else np.zeros(0, int)
     t0 = time.perf_counter()
     for i in range(0, len(todo), cfg.batch):
         idx = todo[i : i + cfg.batch]
-        out[idx] = generator.run(tiles[idx])
+        # consecutive tiles (the usual case) are a view: no copy of the batch
+        sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
+        generated = generator.run(tiles[sel])
+        if isinstance(sel, slice):
+            np.copyto(tiles[sel], generated, where=~thick[sel][:, None])  # thick pixels keep their input
+        else:
+            tiles[sel] = np.where(thick[sel][:, None], tiles[sel], generated)
     rep.seconds["generate"] += time.perf_counter() - t0
-    thick = cls == 2
-    np.copyto(out, tiles, where=thick[:, None])  # no large boolean-index temporaries
+    out = tiles
     removed = set(todo.tolist())
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])

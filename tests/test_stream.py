@@ -109,3 +109,39 @@ def test_resampling_on_the_fly(models) -> None:  # noqa: ANN001
     assert data.shape == (4, 70, 64)
     with pytest.raises(Exception, match="nir"):
         StreamProcessor(64, sensor_profile("rgb").bands, det, gen)
+
+
+class _StubDetector:
+    """Returns fixed class probabilities: tiles 0 and 2 thin cloud, tile 1 clear, and a thick
+    block in tile 2."""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        n, _, t, _ = batch.shape
+        p = np.zeros((n, 4, t, t), np.float32)
+        p[:, 0] = 1.0
+        for i in (0, 2):
+            if i < n:
+                p[i, 0], p[i, 1] = 0.0, 1.0
+        if n > 2:
+            p[2, 1, :8, :8], p[2, 2, :8, :8] = 0.0, 1.0
+        return p
+
+
+class _StubGenerator:
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return batch + 0.1
+
+
+def test_generator_only_where_cloud_and_never_on_thick_pixels() -> None:
+    from kumo_edge.stream import Report, process_tiles
+
+    tiles = np.full((3, 2, 16, 16), 0.2, np.float32)
+    valid = np.ones((3, 16, 16), bool)
+    rep = Report()
+    out, probs = process_tiles(tiles.copy(), valid, _StubDetector(), _StubGenerator(), StreamConfig(batch=8), rep)
+    np.testing.assert_allclose(out[0], 0.3)  # thin cloud: generated
+    np.testing.assert_allclose(out[1], 0.2)  # clear: passed through
+    np.testing.assert_allclose(out[2, :, :8, :8], 0.2)  # thick: input kept, not invented
+    np.testing.assert_allclose(out[2, :, 8:, 8:], 0.3)
+    assert [t["decision"] for t in rep.tiles] == ["removed", "clear", "removed"]
+    assert rep.tiles[2]["thick_fraction"] == pytest.approx(64 / 256)
