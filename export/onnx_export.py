@@ -17,10 +17,11 @@ import torch
 from export.nets import (
     CloudDetector,
     DetectorConfig,
-    Probabilities,
+    HalfProbabilities,
     ResidualTrunk,
     UNet,
     UNetConfig,
+    detector_probabilities,
 )
 from export.train import BAND_SETS, TrainConfig, band_set, generator_config
 from kumo_edge.runtime import ModelContract
@@ -77,7 +78,7 @@ def contract_for(net: torch.nn.Module, cfg: TrainConfig, tile: int, halo: int, m
 def output_kind(net: torch.nn.Module) -> str:
     """What the exported graph outputs (see ``kumo_edge.runtime.ModelContract.output``)."""
     if isinstance(net, CloudDetector):
-        return "probabilities"
+        return "probabilities_half"
     return "residual_half" if isinstance(net, UNet) and net.cfg.head == "residual" else "clear"
 
 
@@ -86,7 +87,7 @@ def to_onnx(net: torch.nn.Module, n_bands: int, tile: int = DEFAULT_TILE) -> onn
     are exported without their tail (see :class:`~export.nets.ResidualTrunk`)."""
     net = net.eval()
     kind = output_kind(net)
-    wrapped = {"probabilities": Probabilities, "residual_half": ResidualTrunk}.get(kind, lambda m: m)(net)
+    wrapped = {"probabilities_half": HalfProbabilities, "residual_half": ResidualTrunk}.get(kind, lambda m: m)(net)
     f = io.BytesIO()
     torch.onnx.export(
         wrapped,
@@ -131,9 +132,8 @@ def parity(net: torch.nn.Module, onnx_path: Path, n_bands: int, size: int = 64, 
     x = np.random.default_rng(seed).random((2, n_bands, size, size), dtype=np.float32)
     m = load_model(onnx_path)
     with torch.no_grad():
-        t = net.eval()(torch.from_numpy(x))
-        if isinstance(net, CloudDetector):
-            t = torch.softmax(t, 1)
+        xt = torch.from_numpy(x)
+        t = detector_probabilities(net.eval(), xt) if isinstance(net, CloudDetector) else net.eval()(xt)
     return float(np.abs(t.numpy() - m.run(x)).max())
 
 

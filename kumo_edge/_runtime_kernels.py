@@ -42,3 +42,32 @@ def residual_tail(x, delta, out):
                 elif y > 1.0:
                     y = 1.0
                 out[i, b, r, col] = y
+
+
+@nb.njit(parallel=True, cache=True)
+def upsample2(src, out):
+    """out = up2(src): bilinear x2 with half-pixel centres (as ``residual_tail``), no clipping.
+
+    src (N, C, h, w) float32, out (N, C, 2h, 2w) float32.
+    """
+    n, c, h2, w2 = out.shape
+    hh = src.shape[2]
+    wh = src.shape[3]
+    for job in nb.prange(n * c):
+        i = job // c
+        b = job % c
+        for r in range(h2):
+            k = r // 2
+            k2 = k - 1 if r % 2 == 0 else k + 1
+            if k2 < 0:
+                k2 = 0
+            if k2 > hh - 1:
+                k2 = hh - 1
+            for col in range(w2):
+                m = col // 2
+                m2 = m - 1 if col % 2 == 0 else m + 1
+                if m2 < 0:
+                    m2 = 0
+                if m2 > wh - 1:
+                    m2 = wh - 1
+                out[i, b, r, col] = 0.5625 * src[i, b, k, m] + 0.1875 * src[i, b, k, m2] + 0.1875 * src[i, b, k2, m] + 0.0625 * src[i, b, k2, m2]

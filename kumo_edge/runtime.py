@@ -5,7 +5,7 @@ A Kumo Edge model is an ONNX file whose ``metadata_props`` carry the contract wr
 set it expects (centre wavelengths and FWHM in nm), the input scaling (reflectance in [0, 1]),
 the tile size and halo it was built for, the spatial multiple its input sides must respect,
 the class names of a detector, what the graph outputs (``output``: ``probabilities``,
-``clear``, or ``residual_half``, a half-resolution residual that :meth:`Model.run` turns into
+``probabilities_half`` (resized x2 by :meth:`Model.run`), ``clear``, or ``residual_half``, a half-resolution residual that :meth:`Model.run` turns into
 the clear cube with ``clip(x + up2(residual), 0, 1)`` in one fused pass), and provenance (opset, training configuration, git SHA,
 measured metrics, precision). :func:`load_model` reads the contract, refuses files that lack
 it, and :meth:`Model.check_bands` refuses data whose band set differs.
@@ -132,7 +132,8 @@ class ModelContract:
             f"tiles       {self.tile} x {self.tile}, halo {self.halo}",
         ]
         if self.classes:
-            lines.append(f"output      (N, {len(self.classes)}, H, W) probabilities: {', '.join(self.classes)}")
+            where = " (graph at H/2, W/2; resized x2 by the runtime)" if self.output == "probabilities_half" else ""
+            lines.append(f"output      (N, {len(self.classes)}, H, W) probabilities: {', '.join(self.classes)}{where}")
         elif self.output == "residual_half":
             lines.append(f"output      graph: (N, {len(b)}, H/2, W/2) residual; runtime: clear = clip(x + up2(residual), 0, 1)")
         else:
@@ -245,6 +246,12 @@ class Model:
             raise ShapeError(f"tile sides must be multiples of {c.multiple}, got {batch.shape[2]} x {batch.shape[3]}")
         batch = np.ascontiguousarray(batch)
         y = self.session.run(None, {self.input_name: batch})[0]
+        if c.output == "probabilities_half":
+            # class probabilities at half resolution, resized here (a convex combination, so the
+            # four probabilities still sum to one)
+            out = np.empty((y.shape[0], y.shape[1], batch.shape[2], batch.shape[3]), np.float32)
+            _rk.upsample2(np.ascontiguousarray(y, dtype=np.float32), out)
+            return out
         if c.output == "residual_half":
             # the memory-bound tail runs here in one fused pass instead of four in the graph
             out = np.empty_like(batch)

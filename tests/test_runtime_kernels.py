@@ -33,3 +33,13 @@ def test_residual_tail_matches_reference() -> None:
     ref = np.clip(x + _up2_numpy(d.astype(np.float64)), 0, 1)
     np.testing.assert_allclose(out, ref, atol=1e-6)
     assert out.min() == 0.0 and out.max() == 1.0  # clipping happened on both sides
+
+
+def test_upsample2_matches_reference_and_keeps_probabilities_normalised() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 4, 8, 12)).astype(np.float32)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    out = np.empty((2, 4, 16, 24), np.float32)
+    rk.upsample2(p.astype(np.float32), out)
+    np.testing.assert_allclose(out, _up2_numpy(p.astype(np.float64)), atol=1e-6)
+    np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)
