@@ -207,6 +207,9 @@ class Model:
         # threads that spin after a run would steal the cores from the next one (measured: the
         # per-tile times of alternating sessions doubled with spinning on).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No CPU memory arena: measured on the 32-band x 4000-px stream, peak RSS 1020 -> 877 MB
+        # with no measurable change in speed (the arena keeps every peak allocation for good).
+        so.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=prov)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own zoo of errors
