@@ -11,8 +11,10 @@ How each target band is built (see :func:`resampling_matrix`):
   band's spectral response is a Gaussian with the target FWHM; the target value is the
   Gaussian-weighted mean of the source bands, each weighted by the spectral interval it
   samples (so gaps such as removed water-absorption bands are handled). It is used when the
-  source samples the target response densely: a source centre lies within one target FWHM on
-  each side of the target centre, and the source bands are no wider than the target band.
+  source samples the target response densely: source centres lie strictly on each side of the
+  target centre within one target FWHM, at least three lie within 1.5 FWHM, and none of those
+  is wider than the target band (a sparse source band that merely sits at the target centre is
+  taken as it is, not mixed with its neighbours).
 * **Nearest band** (sparse sources, multispectral -> multispectral, e.g. Landsat-8 OLI ->
   Sentinel-2 MSI blue/green/red/NIR): the target takes the nearest source band, provided its
   centre lies within ``tolerance_nm`` of the target centre and it is at most
@@ -161,10 +163,13 @@ def resampling_matrix(
     widths = _sampling_widths(sc, sf)
     m = np.zeros((len(target), len(source)), dtype=np.float64)
     for t, (c, f) in enumerate(zip(target.centers, target.fwhm, strict=True)):
-        below = sc[(sc <= c) & (sc >= c - f)]
-        above = sc[(sc >= c) & (sc <= c + f)]
-        near = np.abs(sc - c) <= 2 * f
-        dense = below.size > 0 and above.size > 0 and np.all(sf[near] <= f) and np.count_nonzero(near) >= 2
+        # dense: source centres strictly on both sides within one FWHM, at least three within
+        # 1.5 FWHM, none wider than the target (a source exactly at the centre does not count
+        # for both sides: that is a sparse source which happens to match)
+        below = (sc < c) & (sc >= c - f)
+        above = (sc > c) & (sc <= c + f)
+        near = np.abs(sc - c) <= 1.5 * f
+        dense = bool(below.any() and above.any() and np.count_nonzero(near) >= 3 and np.all(sf[near] <= f))
         if dense:
             sigma = f * _FWHM_TO_SIGMA
             w = np.exp(-0.5 * ((sc - c) / sigma) ** 2) * widths

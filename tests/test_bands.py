@@ -86,3 +86,12 @@ def test_hyperspectral_to_rgb() -> None:
     m = resampling_matrix(hs, sensor_profile("rgb").bands)
     flat = np.full((61, 3, 3), 0.3, np.float32)
     np.testing.assert_allclose(resample(flat, m), 0.3, rtol=1e-5)
+
+
+def test_sparse_source_matching_a_centre_is_not_integrated() -> None:
+    # Landsat-7 VNIR -> rgbn -> Landsat-7 VNIR: every band has a counterpart; no band is mixed
+    l7 = sensor_profile("landsat7-etm").bands.subset([0, 1, 2, 3])
+    rgbn = sensor_profile("rgbn").bands
+    for a, b in ((l7, rgbn), (rgbn, l7)):
+        m = resampling_matrix(a, b)
+        assert set(np.unique(m)) == {0.0, 1.0}
