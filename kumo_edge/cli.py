@@ -460,13 +460,13 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _run(input_path, out, mask, report, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, remove):  # noqa: ANN001, ANN202
+def _run(input_path, out, mask, report, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, remove, output_bands="model"):  # noqa: ANN001, ANN202
     from .config import sensor_profile
     from .pipeline import bil_chunks, load_models, raster_chunks, run_stream, stdin_binary
     from .stream import StreamConfig
 
     prov = [p.strip() for p in providers.split(",") if p.strip()]
-    cfg = StreamConfig(batch=batch, drop_fraction=drop_fraction, remove=remove)
+    cfg = StreamConfig(batch=batch, drop_fraction=drop_fraction, remove=remove, output_bands=output_bands)
     meta: dict[str, Any] = {"input": input_path}
     if input_path == "-":
         if sensor:
@@ -508,18 +508,19 @@ def _summary(rep: dict[str, Any]) -> str:
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--mask", type=click.Path(dir_okay=False), help="Also write the uint8 class mask here (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report (per-tile cloud fraction and decision, timings) here.")
+@click.option("--output-bands", type=click.Choice(["model", "input"]), default="model", show_default=True, help="Band set of OUTPUT: the models' (no resampling back) or the input's (refused when the models' bands cannot produce it).")
 @model_options
 @raster_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @handle_errors
-def run(input_path, output, mask, report, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite) -> None:  # noqa: ANN001
+def run(input_path, output, mask, report, output_bands, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite) -> None:  # noqa: ANN001
     """Detect clouds in INPUT and remove thin clouds and shadows, streaming, into OUTPUT.
 
     INPUT is a raster file, or '-' for a raw band-interleaved-by-line stream on stdin (give
     --profile or --bil-width and --wavelengths). OUTPUT is a tiled, compressed GeoTIFF in the
     models' band set, georeferenced like INPUT. Thick cloud is flagged, never invented.
     """
-    rep = _run(input_path, Path(output), Path(mask) if mask else None, Path(report) if report else None, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, True)
+    rep = _run(input_path, Path(output), Path(mask) if mask else None, Path(report) if report else None, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, True, output_bands)
     click.echo(_summary(rep))
 
 

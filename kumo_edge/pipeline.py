@@ -162,7 +162,7 @@ def run_stream(
         if p is not None:
             check_output_path(p, overwrite)
     proc = StreamProcessor(width, bands, detector, generator, config)
-    nb = len(proc.model_bands)
+    nb = len(proc.out_bands)
     geo = geo or {}
     tags = {"KUMO_MASK_CLASSES": json.dumps(MASK_CLASSES)}
     group = WriterGroup()
@@ -170,7 +170,7 @@ def run_stream(
     t0 = time.perf_counter()
 
     def open_writers(h: int) -> tuple[GeoTiffWriter | None, GeoTiffWriter | None]:
-        w_out = GeoTiffWriter(out, width=width, height=h, count=nb, dtype="float32", bands=proc.model_bands, nodata=None, overwrite=overwrite, **geo) if out else None
+        w_out = GeoTiffWriter(out, width=width, height=h, count=nb, dtype="float32", bands=proc.out_bands, nodata=None, overwrite=overwrite, **geo) if out else None
         w_mask = GeoTiffWriter(mask, width=width, height=h, count=1, dtype="uint8", nodata=0, tags=tags, overwrite=overwrite, **geo) if mask else None
         group.add(w_out)
         group.add(w_mask)

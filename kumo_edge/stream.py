@@ -58,6 +58,9 @@ class StreamConfig:
         drop_fraction: Tiles whose cloud fraction (thin + thick) exceeds this are marked
             ``drop`` in the report (downlink prioritisation).
         remove: Run the generator at all (False: detection only).
+        output_bands: ``"model"`` (the models' band set) or ``"input"`` (resampled back to the
+            input's band set; refused when the model bands cannot produce it, e.g. SWIR bands
+            of the input that the model never saw).
     """
 
     tile: int | None = None
@@ -66,10 +69,13 @@ class StreamConfig:
     min_fraction: float = 0.01
     drop_fraction: float = 0.7
     remove: bool = True
+    output_bands: str = "model"
 
     def __post_init__(self) -> None:
         if self.batch < 1:
             raise ConfigError(f"`batch` must be >= 1, got {self.batch}")
+        if self.output_bands not in ("model", "input"):
+            raise ConfigError(f"`output_bands` must be 'model' or 'input', got {self.output_bands!r}")
         for n in ("min_fraction", "drop_fraction"):
             if not 0 <= getattr(self, n) <= 1:
                 raise ConfigError(f"`{n}` must be in [0, 1], got {getattr(self, n)}")
@@ -81,7 +87,8 @@ class Lines:
 
     Attributes:
         row: Index of the first line in the pass.
-        data: ``(bands, n, width)`` float32 reflectance (the model's band set).
+        data: ``(bands, n, width)`` float32 reflectance (the model's band set, or the input's
+            with ``StreamConfig.output_bands="input"``).
         mask: ``(n, width)`` uint8 class codes.
     """
 
@@ -136,7 +143,12 @@ class StreamProcessor:
                 raise ConfigError("the detector and the generator were trained for different band sets")
         self.model_bands = c.bands
         self.in_bands = bands
+        #: Band set of the emitted lines.
+        self.out_bands = bands if cfg.output_bands == "input" else c.bands
         self.matrix = None if _same_bands(bands, c.bands) else resampling_matrix(bands, c.bands)
+        self.back = None
+        if cfg.output_bands == "input" and self.matrix is not None:
+            self.back = resampling_matrix(c.bands, bands)  # refuses what the model bands cannot give
         self.T = cfg.tile or c.tile
         self.h = c.halo if cfg.halo is None else cfg.halo
         if self.T % c.multiple:
@@ -246,6 +258,9 @@ class StreamProcessor:
         mask = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
         mask[~self.vbuf[:emit, : self.width]] = NODATA
         data[:, ~self.vbuf[:emit, : self.width]] = 0.0
+        if self.back is not None:
+            data = resample(data, self.back)
+            data[:, ~self.vbuf[:emit, : self.width]] = 0.0
         result = Lines(self.y0, data, mask)
         # shift everything by one stride
         s = self.s

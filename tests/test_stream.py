@@ -145,3 +145,24 @@ def test_generator_only_where_cloud_and_never_on_thick_pixels() -> None:
     np.testing.assert_allclose(out[2, :, 8:, 8:], 0.3)
     assert [t["decision"] for t in rep.tiles] == ["removed", "clear", "removed"]
     assert rep.tiles[2]["thick_fraction"] == pytest.approx(64 / 256)
+
+
+def test_output_resampled_back_to_input_bands(models) -> None:  # noqa: ANN001
+    det, gen = models
+    l7 = sensor_profile("landsat7-etm").bands
+    vnir = l7.subset([0, 1, 2, 3])  # 483, 560, 662, 835 nm: maps to rgbn and back
+    cube = _scene(70, 64)
+    ref, _ = _run(StreamProcessor(64, vnir, det, gen), cube, 30)
+    proc = StreamProcessor(64, vnir, det, gen, StreamConfig(output_bands="input"))
+    data, _ = _run(proc, cube, 30)
+    assert data.shape == (4, 70, 64) and proc.out_bands == vnir
+    np.testing.assert_array_equal(data, ref)  # nearest-band both ways: the same values, relabelled
+    # an input band the models cannot give back (SWIR 1648 nm) is refused, not invented
+    with pytest.raises(Exception, match="1648 nm"):
+        StreamProcessor(64, l7, det, gen, StreamConfig(output_bands="input"))
+    # and a gap in the models' bands (615 nm between 560 and 665) as well
+    from kumo_edge.bands import BandSet
+
+    dense = BandSet(tuple(float(v) for v in np.linspace(480, 850, 12)), (30.0,) * 12)
+    with pytest.raises(Exception, match="615 nm"):
+        StreamProcessor(64, dense, det, gen, StreamConfig(output_bands="input"))
