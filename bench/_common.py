@@ -90,3 +90,13 @@ def pyplot():  # noqa: ANN201
     except ImportError:
         return None
     return plt
+
+
+def save_figure(fig, path: Path) -> Path:  # noqa: ANN001
+    """Lay out, save as PNG at 110 dpi, close."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench._common import RESULTS, environment, pyplot, write_json
+from bench._common import RESULTS, environment, pyplot, save_figure, write_json
 from kumo_edge.benchmark import bench_stream
 
 
@@ -32,10 +32,7 @@ def plot(doc: dict, path: Path) -> Path | None:
     ax[1].set_ylabel("peak RSS (MB)")
     ax[1].legend(fontsize=8)
     fig.suptitle(f"stream, {cs[0]['profile']} ({cs[0]['width']} px, {cs[0]['bands_in']} bands), worst case={cs[0]['worst_case']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from bench._common import RESULTS, environment, pyplot, time_it, write_json
+from bench._common import RESULTS, environment, pyplot, save_figure, time_it, write_json
 from kumo_edge.tiling import GridBlender, extract_tiles, footprint_tiles
 
 
@@ -105,10 +105,7 @@ def plot(doc: dict, path: Path) -> Path | None:
     ax.set_xlabel("GB/s (median)")
     ax.set_title(f"tiling, {doc['config']['bands']} bands x {doc['config']['width']} px, tile {doc['config']['tile']}", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main() -> None:
