@@ -246,8 +246,11 @@ class CloudyTiles:
             gain = rng.uniform(0.6, 1.6) * rng.normal(1.0, 0.05, size=(clear.shape[0], 1, 1))
             clear = clear * gain.astype(np.float32)
         clear = np.ascontiguousarray(np.clip(clear, 0, 1), dtype=np.float32)
-        params = self.ranges.draw(rng, s.gsd_m)
-        field = CloudField(params, t, t, int(rng.integers(2**31)))
+        # clouds come from their own stream, so the same item gets the same cloud field in every
+        # band set (the gain above draws one number per band)
+        crng = np.random.default_rng([self.seed, self.epoch, i, 1])
+        params = self.ranges.draw(crng, s.gsd_m)
+        field = CloudField(params, t, t, int(crng.integers(2**31)))
         res = field.apply(clear, s.bands)
         classes = np.zeros((t, t), np.int64)
         classes[res.shadow] = 3

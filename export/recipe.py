@@ -28,10 +28,24 @@ RECIPES: dict[str, list[str]] = {
         "python -m export.prune runs/generator_rgbn/best.pt --ratio 0.5 --steps 1500 --gan-start 300 --out runs/generator_rgbn_p50",
         "python -m export.release --bands rgbn",
     ],
+    "rgb": [
+        "kumo-edge-train detector --bands rgb --steps 3000 --threads 1 --out runs/detector_rgb",
+        "kumo-edge-train generator --bands rgb --steps 3000 --batch 16 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/generator_rgb",
+        "python -m export.prune runs/generator_rgb/best.pt --ratio 0.5 --steps 1500 --gan-start 300 --out runs/generator_rgb_p50",
+        "python -m export.release --bands rgb",
+    ],
 }
+#: The band-set study (issue 5): one architecture and budget, the same training scene and the
+#: same cloud fields, rendered in three band sets; tested on the held-out ROSIS crop.
+STUDY = [
+    f"kumo-edge-train generator --bands {b} --train hydice_urban --test rosis_beach --steps 2000 --batch 8 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/study_{b}"
+    for b in ("hsi32", "rgbn", "rgb")
+]
 
 
 def steps(bands: str) -> list[str]:
+    if bands == "study":
+        return STUDY
     if bands not in RECIPES:
         raise SystemExit(f"no recipe for {bands!r}; known: {', '.join(RECIPES)}")
     return RECIPES[bands]

@@ -105,6 +105,7 @@ class TrainConfig:
     lambda_sam: float = 10.0
     gan_start: int = 500
     scenes: str = ""
+    train: tuple[str, ...] = ()  # if set, only these scenes train (others unused unless val/test)
     val: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
     smoke: bool = False
@@ -150,9 +151,17 @@ def load_scenes(cfg: TrainConfig) -> tuple[dict[str, list[Scene]], BandSet]:
         scenes = shared_scenes()
     scenes = usable(scenes, target)
     split = DEFAULT_SPLITS.get(cfg.bands, {"val": [], "test": []})
-    val = list(cfg.val) if cfg.val or cfg.scenes else split["val"]
-    test = list(cfg.test) if cfg.test or cfg.scenes else split["test"]
+    # an explicit split (or the user's own scenes) replaces the default split as a whole
+    explicit = bool(cfg.val or cfg.test or cfg.scenes)
+    val = list(cfg.val) if explicit else split["val"]
+    test = list(cfg.test) if explicit else split["test"]
     splits = split_scenes(scenes, val, test)
+    if cfg.train:
+        known = {s.name for s in scenes}
+        missing = [n for n in cfg.train if n not in known]
+        if missing:
+            raise SystemExit(f"--train names unknown scenes {missing}; known: {sorted(known)}")
+        splits["train"] = [s for s in splits["train"] if s.name in cfg.train]
     if not splits["train"]:
         raise SystemExit("no training scene left after the split")
     return splits, target
@@ -428,6 +437,7 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     ap.add_argument("--upsample", default=d.upsample, choices=["bilinear", "nearest", "transposed"])
     ap.add_argument("--norm", default=d.norm, choices=["batch", "instance", "none"])
     ap.add_argument("--scenes", default="", help="text file of clear rasters (one path per line) instead of ../shared/data")
+    ap.add_argument("--train", default="", help="comma-separated scene names: train on these only")
     ap.add_argument("--val", default="", help="comma-separated scene names for validation")
     ap.add_argument("--test", default="", help="comma-separated scene names held out for testing")
     ap.add_argument("--smoke", action="store_true", help="a tiny run that exercises every step in seconds")
@@ -440,6 +450,7 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         **{n: getattr(a, n) for n in ("steps", "batch", "tile", "eval_every", "eval_tiles", "seed", "threads", "ndf", "gan_start", "lr", "weight_decay", "real_fraction", "real_start", "lambda_l1", "lambda_adv", "lambda_sam", "head", "upsample", "norm", "scenes", "smoke")},
         widths=tuple(int(w) for w in a.widths.split(",")) if a.widths else (),
         ignore_tau=tuple(float(v) for v in a.ignore_tau.split(",")),
+        train=tuple(v for v in a.train.split(",") if v),
         val=tuple(v for v in a.val.split(",") if v),
         test=tuple(v for v in a.test.split(",") if v),
     )
