@@ -47,7 +47,15 @@ def _pix2pix_onnx(n_bands: int, folder: Path, tile: int) -> Path | None:
         return None
     net = Pix2PixUNet(n_bands, n_bands).eval()
     path = folder / "pix2pix.onnx"
-    torch.onnx.export(net, torch.zeros(1, n_bands, tile, tile), str(path), opset_version=17, input_names=["x"], output_names=["y"], dynamo=False)
+    torch.onnx.export(
+        net,
+        torch.zeros(1, n_bands, tile, tile),
+        str(path),
+        opset_version=17,
+        input_names=["x"],
+        output_names=["y"],
+        dynamo=False,
+    )
     return path
 
 
@@ -62,7 +70,9 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
     }
     models = {k: load_model(p, threads=threads) for k, p in paths.items() if p.exists()}
     if not models:
-        raise SystemExit(f"no models for band set {bands!r} in {art} or {MODELS / bands}; run export/release.py first")
+        raise SystemExit(
+            f"no models for band set {bands!r} in {art} or {MODELS / bands}; run export/release.py first"
+        )
     n_bands = len(next(iter(models.values())).contract.bands)
     tmp = tempfile.TemporaryDirectory()
     p2p_onnx = _pix2pix_onnx(n_bands, Path(tmp.name), tile)
@@ -72,9 +82,13 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as kumo_edge.runtime does
+        so.add_session_config_entry(
+            "session.intra_op.allow_spinning", "0"
+        )  # as kumo_edge.runtime does
         sess = ort.InferenceSession(str(p2p_onnx), so, providers=["CPUExecutionProvider"])
-        models["pix2pix_fullsize_fp32"] = type("M", (), {"run": staticmethod(lambda b: sess.run(None, {"x": b})[0])})()
+        models["pix2pix_fullsize_fp32"] = type(
+            "M", (), {"run": staticmethod(lambda b: sess.run(None, {"x": b})[0])}
+        )()
     x = np.random.default_rng(0).random((1, n_bands, tile, tile), dtype=np.float32) * 0.5
     cases = {k: _timer(m.run, x) for k, m in models.items()}
     torch_info = None
@@ -92,7 +106,11 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
                 p2p(xt)
 
         cases["pix2pix_fullsize_torch_eager"] = _timer(eager, x)
-        torch_info = {"torch": torch.__version__, "pix2pix_gmac_per_tile": count_macs(p2p, tuple(x.shape)) / 1e9, "pix2pix_params": sum(p.numel() for p in p2p.parameters())}
+        torch_info = {
+            "torch": torch.__version__,
+            "pix2pix_gmac_per_tile": count_macs(p2p, tuple(x.shape)) / 1e9,
+            "pix2pix_params": sum(p.numel() for p in p2p.parameters()),
+        }
     except ImportError:
         pass
     for fn in cases.values():  # warm-up
@@ -105,14 +123,23 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
     res = {}
     for k, ts in times.items():
         a = np.sort(np.array(ts))
-        res[k] = {"n": len(a), "median_ms": float(np.median(a) * 1e3), "p95_ms": float(a[int(0.95 * (len(a) - 1))] * 1e3)}
+        res[k] = {
+            "n": len(a),
+            "median_ms": float(np.median(a) * 1e3),
+            "p95_ms": float(a[int(0.95 * (len(a) - 1))] * 1e3),
+        }
         if k in paths and paths[k].exists() and k != "pix2pix_fullsize_fp32":
             res[k]["file_mb"] = paths[k].stat().st_size / 1e6
             res[k]["mpx_per_s"] = tile * tile / (np.median(a)) / 1e6
     ship = res.get("generator_pruned_int8 (shipped)", {}).get("median_ms")
     ratios = {}
     if ship:
-        for k in ("generator_parent_fp32", "generator_pruned_fp32", "pix2pix_fullsize_fp32", "pix2pix_fullsize_torch_eager"):
+        for k in (
+            "generator_parent_fp32",
+            "generator_pruned_fp32",
+            "pix2pix_fullsize_fp32",
+            "pix2pix_fullsize_torch_eager",
+        ):
             if k in res:
                 ratios[f"{k} / shipped"] = res[k]["median_ms"] / ship
     cards = {}
@@ -124,12 +151,21 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
     return {
         "benchmark": "models",
         "bands": bands,
-        "environment": {**environment(), "ort_threads": threads, **({"torch": torch_info} if torch_info else {})},
+        "environment": {
+            **environment(),
+            "ort_threads": threads,
+            **({"torch": torch_info} if torch_info else {}),
+        },
         "config": {"tile": tile, "batch": 1, "repeats": repeats},
         "results": res,
         "ratios": ratios,
         "quality_from_cards": cards,
-        "targets": {"shipped vs parent": ">= 3x", "shipped vs full-size pix2pix": ">= 5x", "generator file": "<= 5 MB", "detector file": "<= 1 MB"},
+        "targets": {
+            "shipped vs parent": ">= 3x",
+            "shipped vs full-size pix2pix": ">= 5x",
+            "generator file": "<= 5 MB",
+            "detector file": "<= 1 MB",
+        },
     }
 
 
@@ -143,7 +179,10 @@ def main() -> None:
     doc = run(a.bands, a.repeats, a.threads)
     path = write_json(doc, a.json or RESULTS / f"models_{a.bands}.json")
     for k, r in doc["results"].items():
-        print(f"{k:<34} {r['median_ms']:8.2f} ms/tile  (p95 {r['p95_ms']:.2f})" + (f"  {r['file_mb']:.2f} MB" if "file_mb" in r else ""))
+        print(
+            f"{k:<34} {r['median_ms']:8.2f} ms/tile  (p95 {r['p95_ms']:.2f})"
+            + (f"  {r['file_mb']:.2f} MB" if "file_mb" in r else "")
+        )
     for k, v in doc["ratios"].items():
         print(f"{k:<45} {v:5.2f}x")
     print(f"-> {path}")

@@ -1,6 +1,6 @@
 """Stream benchmark with plots: ``kumo-edge bench stream`` plus PNG.
 
-    python -m bench.stream --sensor satellogic-hsi --lines 1000,10000,100000 [--threads 2]
+python -m bench.stream --sensor satellogic-hsi --lines 1000,10000,100000 [--threads 2]
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def plot(doc: dict, path: Path) -> Path | None:
     ax[1].set_xlabel("lines in the pass")
     ax[1].set_ylabel("peak RSS (MB)")
     ax[1].legend(fontsize=8)
-    fig.suptitle(f"stream, {cs[0]['profile']} ({cs[0]['width']} px, {cs[0]['bands_in']} bands), worst case={cs[0]['worst_case']}", fontsize=9)
+    fig.suptitle(
+        f"stream, {cs[0]['profile']} ({cs[0]['width']} px, {cs[0]['bands_in']} bands), worst case={cs[0]['worst_case']}",
+        fontsize=9,
+    )
     return save_figure(fig, path)
 
 
@@ -43,12 +46,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    doc = bench_stream(a.sensor, [int(v) for v in a.lines.split(",")], a.strip_lines, None, a.threads, True)
+    doc = bench_stream(
+        a.sensor, [int(v) for v in a.lines.split(",")], a.strip_lines, None, a.threads, True
+    )
     doc["environment"] = {**environment(), **doc["environment"]}
     path = write_json(doc, a.json or RESULTS / f"stream_{a.sensor}.json")
     png = plot(doc, path.with_suffix(".png"))
     for c in doc["cases"]:
-        print(f"{c['lines']:>7} lines: RTF {c['real_time_factor']:.2f}, p50 {c['strip_latency_ms']['p50']:.0f} ms, p99 {c['strip_latency_ms']['p99']:.0f} ms, {c['mpx_per_s']:.2f} Mpx/s, peak RSS {c['peak_rss_mb']:.0f} MB")
+        print(
+            f"{c['lines']:>7} lines: RTF {c['real_time_factor']:.2f}, p50 {c['strip_latency_ms']['p50']:.0f} ms, p99 {c['strip_latency_ms']['p99']:.0f} ms, {c['mpx_per_s']:.2f} Mpx/s, peak RSS {c['peak_rss_mb']:.0f} MB"
+        )
     print(f"-> {path}" + (f", {png}" if png else ""))
 
 

@@ -1,7 +1,7 @@
 """Markdown tables for the README, rendered from the benchmark JSON files.
 
-    python -m bench.tables                 # print the tables
-    python -m bench.tables --update-readme # rewrite the blocks between <!-- bench:NAME --> markers
+python -m bench.tables                 # print the tables
+python -m bench.tables --update-readme # rewrite the blocks between <!-- bench:NAME --> markers
 """
 
 from __future__ import annotations
@@ -58,9 +58,13 @@ def models_table(cards: list[dict]) -> str:
             q = m.get("held_out_int8", {})
             parts = []
             if "synthetic" in q:
-                parts.append(f"synthetic acc {q['synthetic']['cnn']['accuracy']:.3f} / FPR {q['synthetic']['cnn']['false_positive_rate']:.3f}")
+                parts.append(
+                    f"synthetic acc {q['synthetic']['cnn']['accuracy']:.3f} / FPR {q['synthetic']['cnn']['false_positive_rate']:.3f}"
+                )
             if "real_l8biome" in q:
-                parts.append(f"real L8 Biome acc {q['real_l8biome']['cnn']['accuracy']:.3f} / FPR {q['real_l8biome']['cnn']['false_positive_rate']:.3f}")
+                parts.append(
+                    f"real L8 Biome acc {q['real_l8biome']['cnn']['accuracy']:.3f} / FPR {q['real_l8biome']['cnn']['false_positive_rate']:.3f}"
+                )
             metric = "; ".join(parts)
         lines.append(
             f"| `{c['name']}` | {len(c['bands']['centers_nm'])} | `{c['file']}` ({c['precision']}) | {c['size_bytes'] / 1e6:.2f} MB | "
@@ -79,7 +83,11 @@ def compression_table(cards: list[dict]) -> str:
         if c["kind"] != "generator":
             continue
         m = c["metrics"]
-        par, pru, q = m.get("held_out_parent_fp32", {}), m.get("held_out_pruned_fp32", {}), m.get("held_out_shipped_int8", {})
+        par, pru, q = (
+            m.get("held_out_parent_fp32", {}),
+            m.get("held_out_pruned_fp32", {}),
+            m.get("held_out_shipped_int8", {}),
+        )
 
         def cell(d: dict) -> str:
             return f"{d['psnr']:.2f} dB / {d['sam_deg']:.2f} deg" if d else "-"
@@ -102,7 +110,11 @@ def models_bench_table(doc: dict) -> str:
         "|---|---:|---:|---:|",
     ]
     for k, v in r.items():
-        lines.append(f"| {k} | {v['median_ms']:.2f} | {v['p95_ms']:.2f} | {v['file_mb']:.2f} MB |" if "file_mb" in v else f"| {k} | {v['median_ms']:.2f} | {v['p95_ms']:.2f} | |")
+        lines.append(
+            f"| {k} | {v['median_ms']:.2f} | {v['p95_ms']:.2f} | {v['file_mb']:.2f} MB |"
+            if "file_mb" in v
+            else f"| {k} | {v['median_ms']:.2f} | {v['p95_ms']:.2f} | |"
+        )
     lines.append("")
     lines += [f"- {k}: **{v:.2f}x**" for k, v in doc["ratios"].items()]
     return "\n".join(lines)

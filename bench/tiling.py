@@ -43,7 +43,9 @@ def _rotated_mask(rows: int, cols: int, angle: float = 12.0) -> np.ndarray:
     return (np.abs(u) < cols * 0.4) & (np.abs(v) < rows * 0.4)
 
 
-def run(repeats: int = 15, bands: int = 32, width: int = 4000, size: int = 256, halo: int = 16) -> dict:
+def run(
+    repeats: int = 15, bands: int = 32, width: int = 4000, size: int = 256, halo: int = 16
+) -> dict:
     rng = np.random.default_rng(0)
     strip = rng.random((bands, size, width), dtype=np.float32)
     blender = GridBlender(size, width, size, halo)
@@ -82,11 +84,23 @@ def run(repeats: int = 15, bands: int = 32, width: int = 4000, size: int = 256, 
         results[name]["fraction_of_memcpy"] = results[name]["gb_per_s"] / ref
         results[name]["fraction_of_parallel_copy"] = results[name]["gb_per_s"] / par
     fp = time_it(lambda: footprint_tiles(mask, 256), repeats, warmup=1)
-    results["footprint_search"] = {**fp, "pixels": mask.size, "mpx_per_s": mask.size / fp["median_s"] / 1e6, "tiles": len(footprint_tiles(mask, 256))}
+    results["footprint_search"] = {
+        **fp,
+        "pixels": mask.size,
+        "mpx_per_s": mask.size / fp["median_s"] / 1e6,
+        "tiles": len(footprint_tiles(mask, 256)),
+    }
     return {
         "benchmark": "tiling",
         "environment": environment(),
-        "config": {"bands": bands, "width": width, "tile": size, "halo": halo, "tiles_per_strip": len(origins), "repeats": repeats},
+        "config": {
+            "bands": bands,
+            "width": width,
+            "tile": size,
+            "halo": halo,
+            "tiles_per_strip": len(origins),
+            "repeats": repeats,
+        },
         "results": results,
         "target": "extract and blend >= 0.5 x memcpy_numpy_1thread",
     }
@@ -101,9 +115,18 @@ def plot(doc: dict, path: Path) -> Path | None:
     vals = [r[n]["gb_per_s"] for n in names]
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.barh(names, vals, color=["#999", "#bbb", "#2a7", "#27a"])
-    ax.axvline(0.5 * r["memcpy_numpy_1thread"]["gb_per_s"], color="k", ls="--", lw=1, label="target 0.5 x memcpy")
+    ax.axvline(
+        0.5 * r["memcpy_numpy_1thread"]["gb_per_s"],
+        color="k",
+        ls="--",
+        lw=1,
+        label="target 0.5 x memcpy",
+    )
     ax.set_xlabel("GB/s (median)")
-    ax.set_title(f"tiling, {doc['config']['bands']} bands x {doc['config']['width']} px, tile {doc['config']['tile']}", fontsize=9)
+    ax.set_title(
+        f"tiling, {doc['config']['bands']} bands x {doc['config']['width']} px, tile {doc['config']['tile']}",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 
@@ -118,11 +141,17 @@ def main() -> None:
     png = plot(doc, a.json.with_suffix(".png"))
     r = doc["results"]
     print(f"memcpy (numpy, 1 thread)  {r['memcpy_numpy_1thread']['gb_per_s']:6.2f} GB/s")
-    print(f"copy (numba, {doc['environment']['numba_threads']} threads)    {r['memcpy_numba_parallel']['gb_per_s']:6.2f} GB/s")
+    print(
+        f"copy (numba, {doc['environment']['numba_threads']} threads)    {r['memcpy_numba_parallel']['gb_per_s']:6.2f} GB/s"
+    )
     for n in ("extract", "blend"):
-        print(f"{n:<25} {r[n]['gb_per_s']:6.2f} GB/s = {r[n]['fraction_of_memcpy']:.2f} x memcpy ({r[n]['fraction_of_parallel_copy']:.2f} x parallel copy)")
+        print(
+            f"{n:<25} {r[n]['gb_per_s']:6.2f} GB/s = {r[n]['fraction_of_memcpy']:.2f} x memcpy ({r[n]['fraction_of_parallel_copy']:.2f} x parallel copy)"
+        )
     fp = r["footprint_search"]
-    print(f"footprint search          {fp['mpx_per_s']:6.1f} Mpx/s ({fp['tiles']} tiles of 256 in {fp['pixels'] / 1e6:.1f} Mpx)")
+    print(
+        f"footprint search          {fp['mpx_per_s']:6.1f} Mpx/s ({fp['tiles']} tiles of 256 in {fp['pixels'] / 1e6:.1f} Mpx)"
+    )
     print(f"-> {a.json}" + (f", {png}" if png else ""))
 
 

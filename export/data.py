@@ -65,7 +65,15 @@ class Scene:
     def to(self, target: BandSet) -> Scene:
         """This scene resampled to ``target`` (raises BandMappingError if impossible)."""
         m = resampling_matrix(self.bands, target)
-        return Scene(self.name, resample(self.cube, m), target, self.valid, self.gsd_m, self.source, self.meta)
+        return Scene(
+            self.name,
+            resample(self.cube, m),
+            target,
+            self.valid,
+            self.gsd_m,
+            self.source,
+            self.meta,
+        )
 
 
 def scene_from_raster(path: str | Path, name: str | None = None, **raster_kwargs) -> Scene:  # noqa: ANN003
@@ -79,7 +87,15 @@ def scene_from_raster(path: str | Path, name: str | None = None, **raster_kwargs
     return Scene(name or Path(path).stem, cube, bands, valid, gsd, str(path))
 
 
-def _mat_scene(path: Path, name: str, wavelengths: Sequence[float], fwhm: float, scale: float, source: str, gsd: float) -> Scene:
+def _mat_scene(
+    path: Path,
+    name: str,
+    wavelengths: Sequence[float],
+    fwhm: float,
+    scale: float,
+    source: str,
+    gsd: float,
+) -> Scene:
     from scipy.io import loadmat  # only the ground side needs scipy
 
     data = loadmat(path)["data"].astype(np.float32) * scale
@@ -96,7 +112,14 @@ def shared_scenes(root: Path = SHARED) -> list[Scene]:
     scenes: list[Scene] = []
     l8 = BandSet((482.0, 561.4, 654.6), (60.0, 57.0, 37.0), ("B2", "B3", "B4"))
     for f in sorted((root / "landsat8").glob("LC08_*.tif")):
-        s = scene_from_raster(f, f"landsat8_{f.name.split('_')[2]}", wavelengths=l8.centers_nm, fwhm=l8.fwhm_nm, scale=2e-5, offset=-0.1)
+        s = scene_from_raster(
+            f,
+            f"landsat8_{f.name.split('_')[2]}",
+            wavelengths=l8.centers_nm,
+            fwhm=l8.fwhm_nm,
+            scale=2e-5,
+            offset=-0.1,
+        )
         s.source = f"Landsat-8 OLI L1TP {f.name} (USGS, public domain)"
         scenes.append(s)
     l7 = root / "landsat7" / "LE07_nc_2000_B123457.tif"
@@ -112,24 +135,70 @@ def shared_scenes(root: Path = SHARED) -> list[Scene]:
         arr = np.load(npy)
         for i in range(arr.shape[0]):
             cube = np.clip(np.transpose(arr[i], (2, 0, 1)), 0, 1).astype(np.float32)
-            scenes.append(Scene(f"s2_eolearn_{i}", cube, s2, np.ones(cube.shape[1:], bool), 10.0, "Sentinel-2 L1C, eo-learn example data (Copernicus)"))
+            scenes.append(
+                Scene(
+                    f"s2_eolearn_{i}",
+                    cube,
+                    s2,
+                    np.ones(cube.shape[1:], bool),
+                    10.0,
+                    "Sentinel-2 L1C, eo-learn example data (Copernicus)",
+                )
+            )
     ben_bands = ["B02", "B03", "B04", "B08"]
     for d in sorted((root / "sentinel2" / "bigearthnet_s2_l2a").glob("S2*")):
         planes = []
         for b in ben_bands:
-            with Raster(d / f"{d.name}_{b}.tif", wavelengths=[0 + s2.centers_nm[s2.names.index(b.replace('B0', 'B'))]], scale=1e-4) as r:
+            with Raster(
+                d / f"{d.name}_{b}.tif",
+                wavelengths=[0 + s2.centers_nm[s2.names.index(b.replace("B0", "B"))]],
+                scale=1e-4,
+            ) as r:
                 planes.append(r.read_strip(0, r.height).data[0])
         idx = [s2.names.index(b.replace("B0", "B")) for b in ben_bands]
         cube = np.stack(planes).astype(np.float32)
-        scenes.append(Scene(f"ben_{d.name[-5:]}", cube, s2.subset(idx), np.ones(cube.shape[1:], bool), 10.0, f"Sentinel-2 L2A BigEarthNet patch {d.name} (CDLA-Permissive-1.0)"))
+        scenes.append(
+            Scene(
+                f"ben_{d.name[-5:]}",
+                cube,
+                s2.subset(idx),
+                np.ones(cube.shape[1:], bool),
+                10.0,
+                f"Sentinel-2 L2A BigEarthNet patch {d.name} (CDLA-Permissive-1.0)",
+            )
+        )
     hs = root / "hyperspectral"
-    wl = json.loads((hs / "wavelengths.json").read_text()) if (hs / "wavelengths.json").exists() else {}
+    wl = (
+        json.loads((hs / "wavelengths.json").read_text())
+        if (hs / "wavelengths.json").exists()
+        else {}
+    )
     if "HYDICE_data.mat" in wl:
         w = wl["HYDICE_data.mat"]
-        scenes.append(_mat_scene(hs / "HYDICE_data.mat", "hydice_urban", w["wavelength_nm"], w["fwhm_nm"], 1e-3, "HYDICE Urban crop, ABU set (research use; approximate wavelengths)", 2.0))
+        scenes.append(
+            _mat_scene(
+                hs / "HYDICE_data.mat",
+                "hydice_urban",
+                w["wavelength_nm"],
+                w["fwhm_nm"],
+                1e-3,
+                "HYDICE Urban crop, ABU set (research use; approximate wavelengths)",
+                2.0,
+            )
+        )
     if "abu-beach-4.mat" in wl:
         w = wl["abu-beach-4.mat"]
-        scenes.append(_mat_scene(hs / "abu-beach-4.mat", "rosis_beach", w["wavelength_nm"], w["fwhm_nm"], 1.0, "ROSIS Pavia crop, ABU set (research use; approximate wavelengths)", 1.3))
+        scenes.append(
+            _mat_scene(
+                hs / "abu-beach-4.mat",
+                "rosis_beach",
+                w["wavelength_nm"],
+                w["fwhm_nm"],
+                1.0,
+                "ROSIS Pavia crop, ABU set (research use; approximate wavelengths)",
+                1.3,
+            )
+        )
     return scenes
 
 
@@ -144,7 +213,9 @@ def usable(scenes: Sequence[Scene], target: BandSet) -> list[Scene]:
     return out
 
 
-def split_scenes(scenes: Sequence[Scene], val: Sequence[str], test: Sequence[str]) -> dict[str, list[Scene]]:
+def split_scenes(
+    scenes: Sequence[Scene], val: Sequence[str], test: Sequence[str]
+) -> dict[str, list[Scene]]:
     """Assign whole scenes to splits by name; every other scene trains."""
     names = {s.name for s in scenes}
     for n in [*val, *test]:
@@ -221,8 +292,16 @@ class CloudyTiles:
             raise KumoError(f"no scene holds a fully valid {tile} x {tile} tile")
         self.origins = [clean_origins(s.valid, tile) for s in self.scenes]
         area = np.array([len(o) for o in self.origins], float)
-        self.p = np.sqrt(area) / np.sqrt(area).sum()  # large scenes are seen more, not overwhelmingly
-        self.tile, self.length, self.seed, self.augment, self.ranges = tile, length, seed, augment, ranges
+        self.p = (
+            np.sqrt(area) / np.sqrt(area).sum()
+        )  # large scenes are seen more, not overwhelmingly
+        self.tile, self.length, self.seed, self.augment, self.ranges = (
+            tile,
+            length,
+            seed,
+            augment,
+            ranges,
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -265,7 +344,11 @@ def real_cloud_patches(root: Path = SHARED) -> list[dict]:
     img_dir = root / "real_clouds" / "l8biome" / "Images"
     if not img_dir.is_dir():
         raise KumoError(f"{img_dir} not found")
-    bands = BandSet((482.0, 561.4, 654.6, 864.6, 1608.9, 2200.7, 1373.4), (60.0, 57.0, 37.0, 28.0, 85.0, 187.0, 20.0), ("B2", "B3", "B4", "B5", "B6", "B7", "B9"))
+    bands = BandSet(
+        (482.0, 561.4, 654.6, 864.6, 1608.9, 2200.7, 1373.4),
+        (60.0, 57.0, 37.0, 28.0, 85.0, 187.0, 20.0),
+        ("B2", "B3", "B4", "B5", "B6", "B7", "B9"),
+    )
     lut = np.full(256, -1, np.int64)
     lut[128], lut[192], lut[255], lut[64] = 0, 1, 2, 3
     out = []
@@ -276,5 +359,13 @@ def real_cloud_patches(root: Path = SHARED) -> list[dict]:
             cube = ds.read(list(range(1, 8))).astype(np.float32)
         with rasterio.open(img_dir.parent / "Masks" / f.name) as ds:
             m = ds.read(1)
-        out.append({"name": f.stem, "land": f.stem.split("_")[0], "cube": np.clip(cube, 0, 1), "bands": bands, "classes": lut[m]})
+        out.append(
+            {
+                "name": f.stem,
+                "land": f.stem.split("_")[0],
+                "cube": np.clip(cube, 0, 1),
+                "bands": bands,
+                "classes": lut[m],
+            }
+        )
     return out

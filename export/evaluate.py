@@ -33,7 +33,9 @@ def _test_tiles(scenes: Sequence[Scene], n: int, tile: int, seed: int) -> dict[s
     return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
 
-def eval_generator(onnx_path: Path, scenes: Sequence[Scene], n: int = 96, tile: int = 64, seed: int = 20_000) -> dict:
+def eval_generator(
+    onnx_path: Path, scenes: Sequence[Scene], n: int = 96, tile: int = 64, seed: int = 20_000
+) -> dict:
     m = load_model(onnx_path, threads=2)
     t = _test_tiles(scenes, n, tile, seed)
     pred = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
@@ -79,10 +81,23 @@ def threshold_test(cube: np.ndarray, bands: BandSet) -> np.ndarray:
 
 def _scores(pred: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> dict:
     d = metrics.detection(pred[ok], truth[ok])
-    return {"accuracy": d.accuracy, "false_positive_rate": d.false_positive_rate, "f1": d.f1, "iou": d.iou, "pixels": d.n}
+    return {
+        "accuracy": d.accuracy,
+        "false_positive_rate": d.false_positive_rate,
+        "f1": d.f1,
+        "iou": d.iou,
+        "pixels": d.n,
+    }
 
 
-def eval_detector(onnx_path: Path, scenes: Sequence[Scene], real_names: Sequence[str], n: int = 96, tile: int = 64, seed: int = 20_000) -> dict:
+def eval_detector(
+    onnx_path: Path,
+    scenes: Sequence[Scene],
+    real_names: Sequence[str],
+    n: int = 96,
+    tile: int = 64,
+    seed: int = 20_000,
+) -> dict:
     m = load_model(onnx_path, threads=2)
     bands = m.contract.bands
     out: dict = {}
@@ -100,7 +115,11 @@ def eval_detector(onnx_path: Path, scenes: Sequence[Scene], real_names: Sequence
             "scenes": [s.name for s in scenes],
             "cnn": _scores(pred, truth, ok),
             "threshold_test": _scores(thr, truth, ok),
-            "tile_drop_decision": {"accuracy": td.accuracy, "false_positive_rate": td.false_positive_rate, "tiles": td.n},
+            "tile_drop_decision": {
+                "accuracy": td.accuracy,
+                "false_positive_rate": td.false_positive_rate,
+                "tiles": td.n,
+            },
         }
     patches = [p for p in real_cloud_patches() if p["name"] in real_names] if real_names else []
     try:
@@ -117,7 +136,12 @@ def eval_detector(onnx_path: Path, scenes: Sequence[Scene], real_names: Sequence
             truth = np.isin(p["classes"], (1, 2))
             ok = p["classes"] >= 0
             thr = threshold_test(x[0], bands)
-            per[p["name"]] = {"land": p["land"], "cloud_fraction": float(truth[ok].mean()), "cnn": _scores(pred, truth, ok), "threshold_test": _scores(thr, truth, ok)}
+            per[p["name"]] = {
+                "land": p["land"],
+                "cloud_fraction": float(truth[ok].mean()),
+                "cnn": _scores(pred, truth, ok),
+                "threshold_test": _scores(thr, truth, ok),
+            }
             allp.append(pred[ok])
             allt.append(truth[ok])
             allthr.append(thr[ok])

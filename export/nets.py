@@ -30,7 +30,9 @@ def _norm(kind: str, ch: int) -> nn.Module:
 def conv_block(cin: int, cout: int, norm: str, stride: int = 1, act: str = "relu") -> nn.Sequential:
     """3x3 convolution, normalisation, activation."""
     a: nn.Module = nn.ReLU(inplace=True) if act == "relu" else nn.LeakyReLU(0.2, inplace=True)
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=norm == "none"), _norm(norm, cout), a)
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=norm == "none"), _norm(norm, cout), a
+    )
 
 
 class Up(nn.Module):
@@ -60,16 +62,24 @@ class EncoderDecoder(nn.Module):
     3x3 block at 1/2**(i+1) resolution; the decoder up-samples and merges each skip with a 3x3
     block. :meth:`features` returns the half-resolution features of width ``widths[0]``."""
 
-    def __init__(self, in_ch: int, widths: tuple[int, ...], norm: str, upsample: str, down_act: str) -> None:
+    def __init__(
+        self, in_ch: int, widths: tuple[int, ...], norm: str, upsample: str, down_act: str
+    ) -> None:
         super().__init__()
         self.down = nn.ModuleList()
         cin = in_ch
         for ch in widths:
-            self.down.append(nn.Sequential(conv_block(cin, ch, norm, 2, down_act), conv_block(ch, ch, norm, 1, down_act)))
+            self.down.append(
+                nn.Sequential(
+                    conv_block(cin, ch, norm, 2, down_act), conv_block(ch, ch, norm, 1, down_act)
+                )
+            )
             cin = ch
         levels = range(len(widths) - 1, 0, -1)
         self.ups = nn.ModuleList(Up(widths[i], upsample) for i in levels)
-        self.dec = nn.ModuleList(conv_block(widths[i] + widths[i - 1], widths[i - 1], norm) for i in levels)
+        self.dec = nn.ModuleList(
+            conv_block(widths[i] + widths[i - 1], widths[i - 1], norm) for i in levels
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -97,7 +107,9 @@ class UNetConfig:
         if not self.widths or min(self.widths) < 1:
             raise ValueError(f"`widths` must be positive, got {self.widths}")
         if self.head not in ("affine", "affine_lowres", "residual", "direct"):
-            raise ValueError(f"`head` must be affine, affine_lowres, residual or direct, got {self.head!r}")
+            raise ValueError(
+                f"`head` must be affine, affine_lowres, residual or direct, got {self.head!r}"
+            )
         if self.head != "direct" and self.in_ch < self.out_ch:
             raise ValueError("affine and residual heads need in_ch >= out_ch")
 
@@ -237,10 +249,19 @@ class PatchDiscriminator(nn.Module):
         ch = ndf
         for i in range(1, layers):
             nxt = ndf * min(2**i, 8)
-            seq += [nn.Conv2d(ch, nxt, 4, 2, 1, bias=False), nn.InstanceNorm2d(nxt, affine=True), nn.LeakyReLU(0.2, True)]
+            seq += [
+                nn.Conv2d(ch, nxt, 4, 2, 1, bias=False),
+                nn.InstanceNorm2d(nxt, affine=True),
+                nn.LeakyReLU(0.2, True),
+            ]
             ch = nxt
         nxt = ndf * min(2**layers, 8)
-        seq += [nn.Conv2d(ch, nxt, 4, 1, 1, bias=False), nn.InstanceNorm2d(nxt, affine=True), nn.LeakyReLU(0.2, True), nn.Conv2d(nxt, 1, 4, 1, 1)]
+        seq += [
+            nn.Conv2d(ch, nxt, 4, 1, 1, bias=False),
+            nn.InstanceNorm2d(nxt, affine=True),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(nxt, 1, 4, 1, 1),
+        ]
         self.net = nn.Sequential(*seq)
 
     def forward(self, cond: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
@@ -297,7 +318,11 @@ def count_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
             k = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
             total += inp[0].numel() * k
 
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    hooks = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
     was = model.training
     model.eval()
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """Export a trained checkpoint to ONNX with the Kumo Edge contract in ``metadata_props``.
 
-    python -m export.onnx_export runs/detector_rgbn/best.pt kumo_edge/models/rgbn/detector.onnx
+python -m export.onnx_export runs/detector_rgbn/best.pt kumo_edge/models/rgbn/detector.onnx
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ DEFAULT_HALO = 16
 
 def git_sha() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
 
@@ -54,7 +60,14 @@ def build_from_checkpoint(ckpt: dict) -> tuple[torch.nn.Module, TrainConfig]:
     return net.eval(), cfg
 
 
-def contract_for(net: torch.nn.Module, cfg: TrainConfig, tile: int, halo: int, metrics: dict | None = None, precision: str = "fp32") -> ModelContract:
+def contract_for(
+    net: torch.nn.Module,
+    cfg: TrainConfig,
+    tile: int,
+    halo: int,
+    metrics: dict | None = None,
+    precision: str = "fp32",
+) -> ModelContract:
     bands = band_set(cfg.bands)
     depth = len(cfg.resolved_widths())
     return ModelContract(
@@ -70,7 +83,11 @@ def contract_for(net: torch.nn.Module, cfg: TrainConfig, tile: int, halo: int, m
         precision=precision,
         opset=OPSET,
         git_sha=git_sha(),
-        training={k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items() if k != "extra"},
+        training={
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in cfg.__dict__.items()
+            if k != "extra"
+        },
         metrics=metrics or {},
     )
 
@@ -87,7 +104,9 @@ def to_onnx(net: torch.nn.Module, n_bands: int, tile: int = DEFAULT_TILE) -> onn
     are exported without their tail (see :class:`~export.nets.ResidualTrunk`)."""
     net = net.eval()
     kind = output_kind(net)
-    wrapped = {"probabilities_half": HalfProbabilities, "residual_half": ResidualTrunk}.get(kind, lambda m: m)(net)
+    wrapped = {"probabilities_half": HalfProbabilities, "residual_half": ResidualTrunk}.get(
+        kind, lambda m: m
+    )(net)
     f = io.BytesIO()
     torch.onnx.export(
         wrapped,
@@ -117,7 +136,13 @@ def write_model(model: onnx.ModelProto, contract: ModelContract, path: Path) -> 
     return path
 
 
-def export_checkpoint(ckpt_path: Path, out: Path, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO, metrics: dict | None = None) -> Path:
+def export_checkpoint(
+    ckpt_path: Path,
+    out: Path,
+    tile: int = DEFAULT_TILE,
+    halo: int = DEFAULT_HALO,
+    metrics: dict | None = None,
+) -> Path:
     ckpt = torch.load(ckpt_path, weights_only=False, map_location="cpu")
     net, cfg = build_from_checkpoint(ckpt)
     n = len(band_set(cfg.bands))
@@ -125,7 +150,9 @@ def export_checkpoint(ckpt_path: Path, out: Path, tile: int = DEFAULT_TILE, halo
     return write_model(model, contract_for(net, cfg, tile, halo, metrics), out)
 
 
-def parity(net: torch.nn.Module, onnx_path: Path, n_bands: int, size: int = 64, seed: int = 0) -> float:
+def parity(
+    net: torch.nn.Module, onnx_path: Path, n_bands: int, size: int = 64, seed: int = 0
+) -> float:
     """Largest absolute difference between torch and ONNX Runtime outputs on random reflectance."""
     from kumo_edge.runtime import load_model
 
@@ -133,7 +160,11 @@ def parity(net: torch.nn.Module, onnx_path: Path, n_bands: int, size: int = 64, 
     m = load_model(onnx_path)
     with torch.no_grad():
         xt = torch.from_numpy(x)
-        t = detector_probabilities(net.eval(), xt) if isinstance(net, CloudDetector) else net.eval()(xt)
+        t = (
+            detector_probabilities(net.eval(), xt)
+            if isinstance(net, CloudDetector)
+            else net.eval()(xt)
+        )
     return float(np.abs(t.numpy() - m.run(x)).max())
 
 

@@ -33,7 +33,12 @@ def prune_unet(net: UNet, ratio: float, tile: int = 64) -> UNet:
     net = net.eval()
     ex = torch.rand(1, net.cfg.in_ch, tile, tile)
     pruner = tp.pruner.MetaPruner(
-        net, ex, importance=tp.importance.GroupMagnitudeImportance(p=2), pruning_ratio=ratio, ignored_layers=[net.head], round_to=4
+        net,
+        ex,
+        importance=tp.importance.GroupMagnitudeImportance(p=2),
+        pruning_ratio=ratio,
+        ignored_layers=[net.head],
+        round_to=4,
     )
     pruner.step()
     widths = tuple(int(level[0][0].out_channels) for level in net.down)
@@ -58,10 +63,22 @@ def main() -> None:
     before = count_macs(parent, (1, n, 256, 256))
     slim = prune_unet(parent, a.ratio)
     after = count_macs(slim, (1, n, 256, 256))
-    print(f"pruned {a.ratio:.0%} of channels: widths {parent.cfg.widths} -> {slim.cfg.widths}, MACs per 256 tile {before / 1e9:.3f} -> {after / 1e9:.3f} G")
-    ft = replace(cfg, out=str(a.out), steps=a.steps, lr=a.lr, widths=slim.cfg.widths, gan_start=a.gan_start, extra={"parent": str(a.checkpoint), "prune_ratio": a.ratio})
+    print(
+        f"pruned {a.ratio:.0%} of channels: widths {parent.cfg.widths} -> {slim.cfg.widths}, MACs per 256 tile {before / 1e9:.3f} -> {after / 1e9:.3f} G"
+    )
+    ft = replace(
+        cfg,
+        out=str(a.out),
+        steps=a.steps,
+        lr=a.lr,
+        widths=slim.cfg.widths,
+        gan_start=a.gan_start,
+        extra={"parent": str(a.checkpoint), "prune_ratio": a.ratio},
+    )
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "config.json").write_text(json.dumps({**ft.__dict__, "parent_widths": parent.cfg.widths}, indent=2, default=list))
+    (a.out / "config.json").write_text(
+        json.dumps({**ft.__dict__, "parent_widths": parent.cfg.widths}, indent=2, default=list)
+    )
     train_generator(ft, model=slim)
 
 

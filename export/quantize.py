@@ -43,7 +43,9 @@ class ArrayReader(CalibrationDataReader):
         return None if b is None else {self.input_name: np.ascontiguousarray(b, dtype=np.float32)}
 
 
-def calibration_batches(bands: str, n_tiles: int = 64, tile: int = 64, batch: int = 8, seed: int = 123) -> list[np.ndarray]:
+def calibration_batches(
+    bands: str, n_tiles: int = 64, tile: int = 64, batch: int = 8, seed: int = 123
+) -> list[np.ndarray]:
     """Cloudy tiles from the training scenes of a band set (real clear imagery + synthetic clouds)."""
     from export.data import CloudyTiles
     from export.train import TrainConfig, load_scenes
@@ -85,7 +87,11 @@ def quantize_model(
     contract = ModelContract.from_metadata(meta, str(fp32)) if meta else None
     del q.metadata_props[:]
     if contract is not None:
-        new = {**contract.to_metadata(), PREFIX + "precision": "int8", PREFIX + "quantized_ops": ",".join(op_types)}
+        new = {
+            **contract.to_metadata(),
+            PREFIX + "precision": "int8",
+            PREFIX + "quantized_ops": ",".join(op_types),
+        }
         for k, v in new.items():
             p = q.metadata_props.add()
             p.key, p.value = k, v

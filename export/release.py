@@ -40,7 +40,15 @@ def _set_metrics(path: Path, metrics: dict) -> None:
     onnx.save(m, str(path))
 
 
-def _card(kind: str, bands: str, ckpt_path: Path, shipped: Path, lineage: dict, metrics: dict, splits: dict) -> dict:
+def _card(
+    kind: str,
+    bands: str,
+    ckpt_path: Path,
+    shipped: Path,
+    lineage: dict,
+    metrics: dict,
+    splits: dict,
+) -> dict:
     ck = torch.load(ckpt_path, weights_only=False, map_location="cpu")
     net, cfg = build_from_checkpoint(ck)
     n = len(band_set(bands))
@@ -58,7 +66,9 @@ def _card(kind: str, bands: str, ckpt_path: Path, shipped: Path, lineage: dict, 
         "training": {
             "command": recipe.command(bands),
             "steps": [st for st in recipe.steps(bands) if kind in st or "export.release" in st],
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
+            "config": {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()
+            },
             "checkpoint_step": ck.get("step"),
             "scenes": ck.get("splits", {k: [s.name for s in v] for k, v in splits.items()}),
             "scene_sources": sorted({s.source for v in splits.values() for s in v}),
@@ -77,7 +87,9 @@ def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
     ship = SHIP / bands
     art.mkdir(parents=True, exist_ok=True)
     ship.mkdir(parents=True, exist_ok=True)
-    splits, _ = load_scenes(__import__("export.train", fromlist=["TrainConfig"]).TrainConfig(bands=bands))
+    splits, _ = load_scenes(
+        __import__("export.train", fromlist=["TrainConfig"]).TrainConfig(bands=bands)
+    )
     test = splits["test"]
     calib = calibration_batches(bands)
 
@@ -89,7 +101,18 @@ def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
         m_q = eval_detector(q, test, REAL_TEST)
         metrics = {"held_out_int8": m_q, "held_out_fp32": m_fp}
         _set_metrics(q, {k: v for k, v in m_q.items() if k != "per_patch"})
-        card = _card("detector", bands, det_ck, q, {"fp32": str(fp.relative_to(ROOT)), "shipped": "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"}, metrics, splits)
+        card = _card(
+            "detector",
+            bands,
+            det_ck,
+            q,
+            {
+                "fp32": str(fp.relative_to(ROOT)),
+                "shipped": "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")",
+            },
+            metrics,
+            splits,
+        )
         (ship / "detector.json").write_text(json.dumps(card, indent=2))
         print("detector", json.dumps({k: v.get("cnn") for k, v in m_q.items()}, indent=1))
 
@@ -114,7 +137,16 @@ def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
         _set_metrics(q, metrics["held_out_shipped_int8"])
         card = _card("generator", bands, src_ck, q, lineage, metrics, splits)
         (ship / "generator.json").write_text(json.dumps(card, indent=2))
-        print("generator", json.dumps({k: {kk: round(vv, 3) for kk, vv in v.items() if isinstance(vv, float)} for k, v in metrics.items()}, indent=1))
+        print(
+            "generator",
+            json.dumps(
+                {
+                    k: {kk: round(vv, 3) for kk, vv in v.items() if isinstance(vv, float)}
+                    for k, v in metrics.items()
+                },
+                indent=1,
+            ),
+        )
     for f in ship.glob("*.tmp"):
         f.unlink()
     shutil.rmtree(art / "__pycache__", ignore_errors=True)

@@ -22,7 +22,14 @@ import rasterio
 from kumo_edge.config import sensor_profile
 from kumo_edge.io import write_geotiff
 
-SRC = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "landsat7" / "LE07_nc_2000_B123457.tif"
+SRC = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "data"
+    / "landsat7"
+    / "LE07_nc_2000_B123457.tif"
+)
 DST = Path(__file__).resolve().parents[1] / "kumo_edge" / "data" / "sample_landsat7_nc.tif"
 LMIN = np.array([-6.2, -6.4, -5.0, -5.1, -1.0, -0.35])
 LMAX = np.array([293.7, 300.9, 234.4, 241.1, 47.57, 16.54])

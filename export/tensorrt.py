@@ -30,7 +30,14 @@ import numpy as np
 from kumo_edge.errors import KumoError
 
 
-def trtexec_command(onnx_path: Path, engine: Path, precision: str, channels: int, tile: int = 256, max_batch: int = 8) -> str:
+def trtexec_command(
+    onnx_path: Path,
+    engine: Path,
+    precision: str,
+    channels: int,
+    tile: int = 256,
+    max_batch: int = 8,
+) -> str:
     shapes = f"--minShapes=reflectance:1x{channels}x{tile}x{tile} --optShapes=reflectance:{max(1, max_batch // 2)}x{channels}x{tile}x{tile} --maxShapes=reflectance:{max_batch}x{channels}x{tile}x{tile}"
     flag = "--fp16" if precision == "fp16" else "--int8 --fp16"
     return f"trtexec --onnx={onnx_path} --saveEngine={engine} {flag} {shapes}"
@@ -85,7 +92,9 @@ def build_engine(
             f"equivalent: {trtexec_command(onnx_path, engine_path, precision, channels, tile, max_batch)}"
         ) from None
     if cuda_device_count() == 0:
-        raise KumoError(f"no CUDA device found: build the engine on the target instead: {trtexec_command(onnx_path, engine_path, precision, channels, tile, max_batch)}")
+        raise KumoError(
+            f"no CUDA device found: build the engine on the target instead: {trtexec_command(onnx_path, engine_path, precision, channels, tile, max_batch)}"
+        )
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -98,14 +107,21 @@ def build_engine(
     config.set_flag(trt.BuilderFlag.FP16)
     name = network.get_input(0).name
     profile = builder.create_optimization_profile()
-    profile.set_shape(name, (1, channels, tile, tile), (max(1, max_batch // 2), channels, tile, tile), (max_batch, channels, tile, tile))
+    profile.set_shape(
+        name,
+        (1, channels, tile, tile),
+        (max(1, max_batch // 2), channels, tile, tile),
+        (max_batch, channels, tile, tile),
+    )
     config.add_optimization_profile(profile)
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         qdq = any(n.op_type == "QuantizeLinear" for n in onnx.load(str(onnx_path)).graph.node)
         if not qdq:
             if calib_batches is None and not (calib_cache and calib_cache.exists()):
-                raise KumoError("INT8 from a float model needs calibration batches or an existing calibration cache")
+                raise KumoError(
+                    "INT8 from a float model needs calibration batches or an existing calibration cache"
+                )
             config.int8_calibrator = _calibrator(trt, calib_batches or [], calib_cache)
             config.set_calibration_profile(profile)
     blob = builder.build_serialized_network(network, config)
@@ -134,7 +150,9 @@ def _calibrator(trt, batches: Sequence[np.ndarray], cache: Path | None):  # noqa
         def get_batch(self, names):  # noqa: ANN001, ANN202
             if self.i >= len(self.batches):
                 return None
-            self.buf = torch.from_numpy(np.ascontiguousarray(self.batches[self.i], dtype=np.float32)).cuda()
+            self.buf = torch.from_numpy(
+                np.ascontiguousarray(self.batches[self.i], dtype=np.float32)
+            ).cuda()
             self.i += 1
             return [int(self.buf.data_ptr())]
 
@@ -166,7 +184,11 @@ def main() -> None:
 
         batches = calibration_batches(a.bands, tile=a.tile)
     try:
-        print(build_engine(a.onnx, a.engine, a.precision or "fp16", batches, a.calib_cache, a.tile, a.max_batch))
+        print(
+            build_engine(
+                a.onnx, a.engine, a.precision or "fp16", batches, a.calib_cache, a.tile, a.max_batch
+            )
+        )
     except KumoError as exc:
         raise SystemExit(f"error: {exc}") from None
 

@@ -60,12 +60,34 @@ DEFAULT_SPLITS = {
     # ben_57_38 is a bright winter (snow) patch: with no SWIR band, snow and cloud look alike in
     # rgb/rgbn, so it is a held-out hard case, not a validation scene (it would steer model
     # selection towards doing nothing)
-    "rgbn": {"val": ["s2_eolearn_4", "ben_56_35"], "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach", "ben_57_38"]},
-    "rgb": {"val": ["s2_eolearn_4", "ben_56_35"], "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach", "ben_57_38", "landsat8_224077"]},
+    "rgbn": {
+        "val": ["s2_eolearn_4", "ben_56_35"],
+        "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach", "ben_57_38"],
+    },
+    "rgb": {
+        "val": ["s2_eolearn_4", "ben_56_35"],
+        "test": [
+            "landsat7_nc",
+            "s2_eolearn_3",
+            "ben_69_24",
+            "rosis_beach",
+            "ben_57_38",
+            "landsat8_224077",
+        ],
+    },
 }
 #: Real L8 Biome patches held out for testing the detector: one per land type. SnowIce_00 (clear
 #: snow and ice, no cloud) is the snow test: the detector never sees clear snow from the real set.
-REAL_TEST = ["Barren_11_0207", "Forest_08_0805", "GrassCrops_02_0608", "Shrubland_02_1021", "SnowIce_00_1415", "Urban_01_0609", "Water_02_1010", "Wetlands_07_1826"]
+REAL_TEST = [
+    "Barren_11_0207",
+    "Forest_08_0805",
+    "GrassCrops_02_0608",
+    "Shrubland_02_1021",
+    "SnowIce_00_1415",
+    "Urban_01_0609",
+    "Water_02_1010",
+    "Wetlands_07_1826",
+]
 #: Real patches for validation (model selection): mixed cloud / clear / shadow content.
 REAL_VAL = ["Barren_03_0207", "Forest_00_1008", "GrassCrops_01_0413", "Water_01_0922"]
 
@@ -145,7 +167,11 @@ def split_names(splits: dict[str, list[Scene]]) -> dict[str, list[str]]:
 def load_scenes(cfg: TrainConfig) -> tuple[dict[str, list[Scene]], BandSet]:
     target = band_set(cfg.bands)
     if cfg.scenes:
-        paths = [ln.strip() for ln in Path(cfg.scenes).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        paths = [
+            ln.strip()
+            for ln in Path(cfg.scenes).read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")
+        ]
         scenes = [scene_from_raster(p) for p in paths]
     else:
         scenes = shared_scenes()
@@ -249,7 +275,13 @@ def detector_scores(model: CloudDetector, x: torch.Tensor, y: torch.Tensor) -> d
     p = ((pred == 1) | (pred == 2))[ok].numpy()
     t = ((y == 1) | (y == 2))[ok].numpy()
     d = metrics.detection(p, t)
-    return {"accuracy": d.accuracy, "fpr": d.false_positive_rate, "f1": d.f1, "iou": d.iou, "acc4": float((pred == y)[ok].float().mean())}
+    return {
+        "accuracy": d.accuracy,
+        "fpr": d.false_positive_rate,
+        "f1": d.f1,
+        "iou": d.iou,
+        "acc4": float((pred == y)[ok].float().mean()),
+    }
 
 
 def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -257,11 +289,15 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
     splits, target = load_scenes(cfg)
     model = CloudDetector(DetectorConfig(len(target), cfg.resolved_widths()))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1
+    )
     real = None
     real_val = None
     try:
-        real = RealPatches([p for p in _real_names() if p not in REAL_TEST + REAL_VAL], target, cfg.tile)
+        real = RealPatches(
+            [p for p in _real_names() if p not in REAL_TEST + REAL_VAL], target, cfg.tile
+        )
         real_val = RealPatches(REAL_VAL, target, 256)
     except (BandMappingError, Exception) as exc:  # noqa: BLE001 - no real patches for this band set
         logger.warning("no real labelled patches for %s: %s", cfg.bands, exc)
@@ -296,13 +332,37 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
             if val is not None:
                 rec["val_synthetic"] = detector_scores(model, val["cloudy"], val["classes"])
             if real_val is not None:
-                rec["val_real"] = detector_scores(model, torch.from_numpy(np.stack(real_val.cubes)), torch.from_numpy(np.stack(real_val.classes)))
-            score = np.mean([r["accuracy"] - r["fpr"] for k, r in rec.items() if k.startswith("val_")]) if len(rec) > 3 else -loss.item()
+                rec["val_real"] = detector_scores(
+                    model,
+                    torch.from_numpy(np.stack(real_val.cubes)),
+                    torch.from_numpy(np.stack(real_val.classes)),
+                )
+            score = (
+                np.mean([r["accuracy"] - r["fpr"] for k, r in rec.items() if k.startswith("val_")])
+                if len(rec) > 3
+                else -loss.item()
+            )
             _log(out, rec)
             if score > best:
                 best = score
-                save_checkpoint(out / "best.pt", model=model.state_dict(), step=step, score=score, config=asdict(cfg), splits=split_names(splits), real_train=real.names if real else [])
-            save_checkpoint(out / "last.pt", model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), step=step, best=best, config=asdict(cfg))
+                save_checkpoint(
+                    out / "best.pt",
+                    model=model.state_dict(),
+                    step=step,
+                    score=score,
+                    config=asdict(cfg),
+                    splits=split_names(splits),
+                    real_train=real.names if real else [],
+                )
+            save_checkpoint(
+                out / "last.pt",
+                model=model.state_dict(),
+                opt=opt.state_dict(),
+                sched=sched.state_dict(),
+                step=step,
+                best=best,
+                config=asdict(cfg),
+            )
             logger.info("step %d %s", step, json.dumps(rec))
     bar.close()
     return out / "best.pt"
@@ -314,7 +374,14 @@ def _real_names() -> list[str]:
     return sorted(p.stem for p in (SHARED / "real_clouds" / "l8biome" / "Images").glob("*.tif"))
 
 
-def _maybe_resume(out: Path, resume: bool, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: object, extra: dict | None = None) -> tuple[int, float]:
+def _maybe_resume(
+    out: Path,
+    resume: bool,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: object,
+    extra: dict | None = None,
+) -> tuple[int, float]:
     ck = out / "last.pt"
     if resume and ck.exists():
         st = torch.load(ck, weights_only=False)
@@ -329,7 +396,9 @@ def _maybe_resume(out: Path, resume: bool, model: torch.nn.Module, opt: torch.op
 
 
 # -- generator ---------------------------------------------------------------------------------
-def sam_loss(pred: torch.Tensor, true: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+def sam_loss(
+    pred: torch.Tensor, true: torch.Tensor, keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean spectral angle (radians) between pixel spectra, over pixels where ``keep`` (N, 1, H, W) is 1."""
     dot = (pred * true).sum(1)
     den = pred.norm(dim=1) * true.norm(dim=1) + 1e-6
@@ -340,7 +409,9 @@ def sam_loss(pred: torch.Tensor, true: torch.Tensor, keep: torch.Tensor | None =
     return (angle * k).sum() / (k.sum() + 1)
 
 
-def generator_scores(model: UNet, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> dict[str, float]:
+def generator_scores(
+    model: UNet, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor
+) -> dict[str, float]:
     """PSNR/SSIM/SAM per tile averaged, on recoverable pixels (thick cloud excluded from PSNR/SAM)."""
     model.eval()
     with torch.no_grad():
@@ -357,14 +428,23 @@ def generator_scores(model: UNet, x: torch.Tensor, y: torch.Tensor, classes: tor
         sams.append(metrics.sam(pred[i], ys[i], mask=mask))
         sin.append(metrics.sam(xs[i], ys[i], mask=mask))
         ss.append(metrics.ssim(pred[i], ys[i]))
-    return {"psnr": float(np.mean(ps)), "psnr_input": float(np.mean(pin)), "ssim": float(np.mean(ss)), "sam": float(np.mean(sams)), "sam_input": float(np.mean(sin)), "tiles": len(ps)}
+    return {
+        "psnr": float(np.mean(ps)),
+        "psnr_input": float(np.mean(pin)),
+        "ssim": float(np.mean(ss)),
+        "sam": float(np.mean(sams)),
+        "sam_input": float(np.mean(sin)),
+        "tiles": len(ps),
+    }
 
 
 def generator_config(cfg: TrainConfig, n_bands: int) -> UNetConfig:
     return UNetConfig(n_bands, n_bands, cfg.resolved_widths(), cfg.upsample, cfg.norm, cfg.head)
 
 
-def train_generator(cfg: TrainConfig, resume: bool = False, init: dict | None = None, model: UNet | None = None) -> Path:
+def train_generator(
+    cfg: TrainConfig, resume: bool = False, init: dict | None = None, model: UNet | None = None
+) -> Path:
     """pix2pix training: L1 + LSGAN (PatchGAN, from step ``gan_start``) + SAM; thick-cloud pixels
     are left out of the reconstruction losses (the runtime flags them instead of inventing them)."""
     out = Path(cfg.out)
@@ -373,9 +453,13 @@ def train_generator(cfg: TrainConfig, resume: bool = False, init: dict | None = 
     if init is not None:
         g.load_state_dict(init)
     d = PatchDiscriminator(2 * len(target), cfg.ndf)
-    opt_g = torch.optim.AdamW(g.parameters(), lr=cfg.lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
+    opt_g = torch.optim.AdamW(
+        g.parameters(), lr=cfg.lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay
+    )
     opt_d = torch.optim.AdamW(d.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt_g, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt_g, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05
+    )
     step, best = _maybe_resume(out, resume, g, opt_g, sched, {"disc": d, "opt_d": opt_d})
     rng = np.random.default_rng([cfg.seed, step])
     ds = CloudyTiles(splits["train"], cfg.tile, 4096, seed=cfg.seed)
@@ -406,15 +490,38 @@ def train_generator(cfg: TrainConfig, resume: bool = False, init: dict | None = 
         bar.update(1)
         bar.set_postfix(l1=f"{l1.item():.4f}")
         if due(step, cfg):
-            rec: dict = {"step": step, "l1": l1.item(), "sam_loss": ls.item(), "elapsed_s": time.time() - t0}
+            rec: dict = {
+                "step": step,
+                "l1": l1.item(),
+                "sam_loss": ls.item(),
+                "elapsed_s": time.time() - t0,
+            }
             if val is not None:
                 rec["val"] = generator_scores(g, val["cloudy"], val["clear"], val["classes"])
             score = rec["val"]["psnr"] if val is not None else -l1.item()
             _log(out, rec)
             if score > best:
                 best = score
-                save_checkpoint(out / "best.pt", model=g.state_dict(), step=step, score=score, config=asdict(cfg), net=g.cfg.to_dict(), splits=split_names(splits))
-            save_checkpoint(out / "last.pt", model=g.state_dict(), opt=opt_g.state_dict(), sched=sched.state_dict(), disc=d.state_dict(), opt_d=opt_d.state_dict(), step=step, best=best, config=asdict(cfg))
+                save_checkpoint(
+                    out / "best.pt",
+                    model=g.state_dict(),
+                    step=step,
+                    score=score,
+                    config=asdict(cfg),
+                    net=g.cfg.to_dict(),
+                    splits=split_names(splits),
+                )
+            save_checkpoint(
+                out / "last.pt",
+                model=g.state_dict(),
+                opt=opt_g.state_dict(),
+                sched=sched.state_dict(),
+                disc=d.state_dict(),
+                opt_d=opt_d.state_dict(),
+                step=step,
+                best=best,
+                config=asdict(cfg),
+            )
             logger.info("step %d %s", step, json.dumps(rec))
     bar.close()
     return out / "best.pt"
@@ -423,31 +530,89 @@ def train_generator(cfg: TrainConfig, resume: bool = False, init: dict | None = 
 # -- CLI ---------------------------------------------------------------------------------------
 def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     d = TrainConfig()
-    ap = argparse.ArgumentParser(prog="kumo-edge-train", description="Train the Kumo Edge cloud detector or cloud-removal generator on CPU or GPU.")
+    ap = argparse.ArgumentParser(
+        prog="kumo-edge-train",
+        description="Train the Kumo Edge cloud detector or cloud-removal generator on CPU or GPU.",
+    )
     ap.add_argument("task", choices=["detector", "generator"])
     ap.add_argument("--bands", default=d.bands, help="hsi32, rgbn, rgb or any sensor profile name")
     ap.add_argument("--out", help="output folder [runs/<task>_<bands>]")
-    for name in ("steps", "batch", "tile", "eval_every", "eval_tiles", "seed", "threads", "ndf", "gan_start"):
+    for name in (
+        "steps",
+        "batch",
+        "tile",
+        "eval_every",
+        "eval_tiles",
+        "seed",
+        "threads",
+        "ndf",
+        "gan_start",
+    ):
         ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay", "real_fraction", "real_start", "lambda_l1", "lambda_adv", "lambda_sam"):
+    for name in (
+        "lr",
+        "weight_decay",
+        "real_fraction",
+        "real_start",
+        "lambda_l1",
+        "lambda_adv",
+        "lambda_sam",
+    ):
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
-    ap.add_argument("--ignore-tau", default=",".join(str(v) for v in d.ignore_tau), help="detector: tau550 range left out of the loss")
+    ap.add_argument(
+        "--ignore-tau",
+        default=",".join(str(v) for v in d.ignore_tau),
+        help="detector: tau550 range left out of the loss",
+    )
     ap.add_argument("--widths", help="comma-separated channel widths per level")
-    ap.add_argument("--head", default=d.head, choices=["residual", "affine", "affine_lowres", "direct"])
+    ap.add_argument(
+        "--head", default=d.head, choices=["residual", "affine", "affine_lowres", "direct"]
+    )
     ap.add_argument("--upsample", default=d.upsample, choices=["bilinear", "nearest", "transposed"])
     ap.add_argument("--norm", default=d.norm, choices=["batch", "instance", "none"])
-    ap.add_argument("--scenes", default="", help="text file of clear rasters (one path per line) instead of ../shared/data")
+    ap.add_argument(
+        "--scenes",
+        default="",
+        help="text file of clear rasters (one path per line) instead of ../shared/data",
+    )
     ap.add_argument("--train", default="", help="comma-separated scene names: train on these only")
     ap.add_argument("--val", default="", help="comma-separated scene names for validation")
     ap.add_argument("--test", default="", help="comma-separated scene names held out for testing")
-    ap.add_argument("--smoke", action="store_true", help="a tiny run that exercises every step in seconds")
+    ap.add_argument(
+        "--smoke", action="store_true", help="a tiny run that exercises every step in seconds"
+    )
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     a = ap.parse_args(argv)
     cfg = TrainConfig(
         task=a.task,
         bands=a.bands,
         out=a.out or f"runs/{a.task}_{a.bands}",
-        **{n: getattr(a, n) for n in ("steps", "batch", "tile", "eval_every", "eval_tiles", "seed", "threads", "ndf", "gan_start", "lr", "weight_decay", "real_fraction", "real_start", "lambda_l1", "lambda_adv", "lambda_sam", "head", "upsample", "norm", "scenes", "smoke")},
+        **{
+            n: getattr(a, n)
+            for n in (
+                "steps",
+                "batch",
+                "tile",
+                "eval_every",
+                "eval_tiles",
+                "seed",
+                "threads",
+                "ndf",
+                "gan_start",
+                "lr",
+                "weight_decay",
+                "real_fraction",
+                "real_start",
+                "lambda_l1",
+                "lambda_adv",
+                "lambda_sam",
+                "head",
+                "upsample",
+                "norm",
+                "scenes",
+                "smoke",
+            )
+        },
         widths=tuple(int(w) for w in a.widths.split(",")) if a.widths else (),
         ignore_tau=tuple(float(v) for v in a.ignore_tau.split(",")),
         train=tuple(v for v in a.train.split(",") if v),
@@ -455,7 +620,16 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         test=tuple(v for v in a.test.split(",") if v),
     )
     if a.smoke:
-        cfg = replace(cfg, steps=4, batch=2, tile=32, eval_every=2, eval_tiles=4, gan_start=2, widths=cfg.widths or ((4, 8) if a.task == "detector" else (4, 8, 8)))
+        cfg = replace(
+            cfg,
+            steps=4,
+            batch=2,
+            tile=32,
+            eval_every=2,
+            eval_tiles=4,
+            gan_start=2,
+            widths=cfg.widths or ((4, 8) if a.task == "detector" else (4, 8, 8)),
+        )
     return cfg, a.resume
 
 
@@ -475,7 +649,9 @@ def main(argv: list[str] | None = None) -> None:
         best = train_generator(cfg, resume)
         net = UNet(generator_config(cfg, len(band_set(cfg.bands))))
     n = len(band_set(cfg.bands))
-    print(f"best checkpoint: {best}  ({count_params(net)} parameters, {count_macs(net, (1, n, 256, 256)) / 1e9:.3f} GMAC per 256 x 256 tile)")
+    print(
+        f"best checkpoint: {best}  ({count_params(net)} parameters, {count_macs(net, (1, n, 256, 256)) / 1e9:.3f} GMAC per 256 x 256 tile)"
+    )
 
 
 if __name__ == "__main__":

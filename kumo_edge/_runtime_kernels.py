@@ -25,7 +25,12 @@ def _up2_at(src, i, b, r, col):
         m2 = 0
     if m2 > wh - 1:
         m2 = wh - 1
-    return 0.5625 * src[i, b, k, m] + 0.1875 * src[i, b, k, m2] + 0.1875 * src[i, b, k2, m] + 0.0625 * src[i, b, k2, m2]
+    return (
+        0.5625 * src[i, b, k, m]
+        + 0.1875 * src[i, b, k, m2]
+        + 0.1875 * src[i, b, k2, m]
+        + 0.0625 * src[i, b, k2, m2]
+    )
 
 
 @nb.njit(parallel=True, cache=True)

@@ -87,7 +87,9 @@ class BandSet:
         return np.asarray(self.fwhm_nm, dtype=np.float64)
 
     @classmethod
-    def uniform(cls, start_nm: float, stop_nm: float, count: int, fwhm_nm: float | None = None) -> BandSet:
+    def uniform(
+        cls, start_nm: float, stop_nm: float, count: int, fwhm_nm: float | None = None
+    ) -> BandSet:
         """``count`` bands with centres evenly spaced from ``start_nm`` to ``stop_nm``.
 
         ``fwhm_nm`` defaults to the centre spacing (contiguous bands).
@@ -101,7 +103,11 @@ class BandSet:
 
     def concat(self, other: BandSet) -> BandSet:
         """This band set followed by ``other``."""
-        return BandSet(self.centers_nm + other.centers_nm, self.fwhm_nm + other.fwhm_nm, self.names + other.names)
+        return BandSet(
+            self.centers_nm + other.centers_nm,
+            self.fwhm_nm + other.fwhm_nm,
+            self.names + other.names,
+        )
 
     def subset(self, indices: Sequence[int]) -> BandSet:
         """The bands at ``indices``, in that order."""
@@ -116,11 +122,15 @@ class BandSet:
         """One human-readable line per band."""
         return [
             f"{i + 1:>3} {n or '-':<8} {c:8.1f} nm  fwhm {f:6.1f} nm"
-            for i, (n, c, f) in enumerate(zip(self.names, self.centers_nm, self.fwhm_nm, strict=True))
+            for i, (n, c, f) in enumerate(
+                zip(self.names, self.centers_nm, self.fwhm_nm, strict=True)
+            )
         ]
 
 
-def _sampling_widths(centers: npt.NDArray[np.float64], fwhm: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _sampling_widths(
+    centers: npt.NDArray[np.float64], fwhm: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     """Spectral interval each source band samples: half the distance to each neighbour,
     capped by its own FWHM (so a band next to a gap does not claim the gap)."""
     order = np.argsort(centers)
@@ -169,7 +179,9 @@ def resampling_matrix(
         below = (sc < c) & (sc >= c - f)
         above = (sc > c) & (sc <= c + f)
         near = np.abs(sc - c) <= 1.5 * f
-        dense = bool(below.any() and above.any() and np.count_nonzero(near) >= 3 and np.all(sf[near] <= f))
+        dense = bool(
+            below.any() and above.any() and np.count_nonzero(near) >= 3 and np.all(sf[near] <= f)
+        )
         if dense:
             sigma = f * _FWHM_TO_SIGMA
             w = np.exp(-0.5 * ((sc - c) / sigma) ** 2) * widths

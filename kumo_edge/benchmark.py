@@ -33,20 +33,33 @@ def _lines_source(profile_name: str, width: int, block: int, seed: int = 0) -> n
     bands = prof.bands
     rng = np.random.default_rng(seed)
     lam = (bands.centers.astype(np.float32) - 400) / 600
-    spectra = np.stack([0.05 + 0.1 * lam, 0.04 + 0.35 * np.clip(lam - 0.45, 0, 1)])  # soil-ish, vegetation-ish
+    spectra = np.stack(
+        [0.05 + 0.1 * lam, 0.04 + 0.35 * np.clip(lam - 0.45, 0, 1)]
+    )  # soil-ish, vegetation-ish
     field = CloudField(CloudParams(cover=0.7, thickness=0.6, gsd_m=prof.gsd_m), block, width, seed)
     out = np.empty((len(bands), block, width), np.float32)
     for r in range(0, block, 16):  # in strips: the synthesis temporaries stay small
         n = min(16, block - r)
         yy, xx = np.mgrid[r : r + n, 0:width].astype(np.float32)
         spatial = 0.5 + 0.5 * np.sin(xx / 37.0) * np.cos(yy / 23.0)
-        cube = (spectra[0][:, None, None] * (1 - spatial) + spectra[1][:, None, None] * spatial).astype(np.float32)
+        cube = (
+            spectra[0][:, None, None] * (1 - spatial) + spectra[1][:, None, None] * spatial
+        ).astype(np.float32)
         cube = np.clip(cube + rng.normal(0, 0.003, cube.shape).astype(np.float32), 0, 1)
         out[:, r : r + n] = field.apply(cube, bands, row0=r).cloudy
     return out
 
 
-def run_pass(profile_name: str, lines: int, strip: int = 64, models: str | None = None, threads: int | None = None, worst_case: bool = True, width: int | None = None, providers: list[str] | None = None) -> dict[str, Any]:
+def run_pass(
+    profile_name: str,
+    lines: int,
+    strip: int = 64,
+    models: str | None = None,
+    threads: int | None = None,
+    worst_case: bool = True,
+    width: int | None = None,
+    providers: list[str] | None = None,
+) -> dict[str, Any]:
     """One pass in this process; returns timings and peak RSS."""
     from .pipeline import load_models
     from .stream import StreamConfig, StreamProcessor
@@ -55,7 +68,9 @@ def run_pass(profile_name: str, lines: int, strip: int = 64, models: str | None 
     width = width or prof.width_px
     det, gen, name = load_models(models, prof.bands, providers, threads)
     block = _lines_source(profile_name, width, 192)
-    proc = StreamProcessor(width, prof.bands, det, gen, StreamConfig(min_fraction=0.0 if worst_case else 0.01))
+    proc = StreamProcessor(
+        width, prof.bands, det, gen, StreamConfig(min_fraction=0.0 if worst_case else 0.01)
+    )
     lat = []
     done = 0
     t_start = time.perf_counter()
@@ -90,7 +105,11 @@ def run_pass(profile_name: str, lines: int, strip: int = 64, models: str | None 
         "real_time_factor": lines / wall / prof.lines_per_s,
         "mpx_per_s": lines * width / wall / 1e6,
         "samples_per_s": lines * width * len(prof.bands) / wall,
-        "strip_latency_ms": {"p50": float(np.percentile(lat_a, 50) * 1e3), "p99": float(np.percentile(lat_a, 99) * 1e3), "max": float(lat_a.max() * 1e3)},
+        "strip_latency_ms": {
+            "p50": float(np.percentile(lat_a, 50) * 1e3),
+            "p99": float(np.percentile(lat_a, 99) * 1e3),
+            "max": float(lat_a.max() * 1e3),
+        },
         "peak_rss_mb": rss_kb / 1024,
         "input_block_mb": block.nbytes / 2**20,
         "stage_seconds": rep["seconds"],
@@ -99,7 +118,16 @@ def run_pass(profile_name: str, lines: int, strip: int = 64, models: str | None 
     }
 
 
-def bench_stream(profile_name: str, lengths: list[int], strip: int = 64, models: str | None = None, threads: int | None = None, worst_case: bool = True, width: int | None = None, providers: list[str] | None = None) -> dict[str, Any]:
+def bench_stream(
+    profile_name: str,
+    lengths: list[int],
+    strip: int = 64,
+    models: str | None = None,
+    threads: int | None = None,
+    worst_case: bool = True,
+    width: int | None = None,
+    providers: list[str] | None = None,
+) -> dict[str, Any]:
     """Every pass length in its own subprocess (own peak RSS); returns the JSON document."""
     import numba
     import onnxruntime
@@ -108,11 +136,26 @@ def bench_stream(profile_name: str, lengths: list[int], strip: int = 64, models:
 
     cases = []
     for n in lengths:
-        args = json.dumps({"profile_name": profile_name, "lines": n, "strip": strip, "models": models, "threads": threads, "worst_case": worst_case, "width": width, "providers": providers})
+        args = json.dumps(
+            {
+                "profile_name": profile_name,
+                "lines": n,
+                "strip": strip,
+                "models": models,
+                "threads": threads,
+                "worst_case": worst_case,
+                "width": width,
+                "providers": providers,
+            }
+        )
         code = f"import json,sys; from kumo_edge.benchmark import run_pass; print(json.dumps(run_pass(**json.loads({args!r}))))"
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if p.returncode != 0:
-            last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit code {p.returncode}"
+            last = (
+                p.stderr.strip().splitlines()[-1]
+                if p.stderr.strip()
+                else f"exit code {p.returncode}"
+            )
             raise KumoError(f"benchmark pass of {n} lines failed: {last.split(': ', 1)[-1]}")
         cases.append(json.loads(p.stdout.strip().splitlines()[-1]))
     base = cases[0]["peak_rss_mb"]
@@ -131,5 +174,9 @@ def bench_stream(profile_name: str, lengths: list[int], strip: int = 64, models:
             "ort_threads": threads,
         },
         "cases": cases,
-        "targets": {"real_time_factor": ">= 2 (satellogic-hsi, worst case)", "peak_rss_mb": "<= 500", "rss_growth_1k_to_100k": "<= 5 %"},
+        "targets": {
+            "real_time_factor": ">= 2 (satellogic-hsi, worst case)",
+            "peak_rss_mb": "<= 500",
+            "rss_growth_1k_to_100k": "<= 5 %",
+        },
     }

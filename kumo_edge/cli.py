@@ -56,7 +56,9 @@ def _floats(text: str | None, name: str) -> list[float] | None:
     try:
         values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=name) from None
+        raise click.BadParameter(
+            f"expected comma-separated numbers, got {text!r}", param_hint=name
+        ) from None
     if not values:
         raise click.BadParameter("no numbers given", param_hint=name)
     return values
@@ -72,15 +74,29 @@ def _nodata(text: str | None) -> float | str | None:
     try:
         return float(text)
     except ValueError:
-        raise click.BadParameter(f"expected a number, 'nan', 'auto' or 'none', got {text!r}", param_hint="--nodata") from None
+        raise click.BadParameter(
+            f"expected a number, 'nan', 'auto' or 'none', got {text!r}", param_hint="--nodata"
+        ) from None
 
 
 def raster_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options that tell the reader how to interpret a raster."""
     opts = [
-        click.option("--wavelengths", metavar="NM,NM,...", help="Band centre wavelengths in nm, overriding the file's metadata."),
-        click.option("--fwhm", metavar="NM,NM,...", help="Band FWHM in nm (with --wavelengths); estimated from spacing if omitted."),
-        click.option("--scale", metavar="S[,S...]", help="Stored value x scale + offset = reflectance (one value or one per band)."),
+        click.option(
+            "--wavelengths",
+            metavar="NM,NM,...",
+            help="Band centre wavelengths in nm, overriding the file's metadata.",
+        ),
+        click.option(
+            "--fwhm",
+            metavar="NM,NM,...",
+            help="Band FWHM in nm (with --wavelengths); estimated from spacing if omitted.",
+        ),
+        click.option(
+            "--scale",
+            metavar="S[,S...]",
+            help="Stored value x scale + offset = reflectance (one value or one per band).",
+        ),
         click.option("--offset", metavar="O[,O...]", help="Offset added after --scale."),
         click.option(
             "--nodata",
@@ -95,7 +111,14 @@ def raster_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _open(path: str, wavelengths: str | None, fwhm: str | None, scale: str | None, offset: str | None, nodata: str | None) -> Raster:
+def _open(
+    path: str,
+    wavelengths: str | None,
+    fwhm: str | None,
+    scale: str | None,
+    offset: str | None,
+    nodata: str | None,
+) -> Raster:
     return Raster(
         path,
         wavelengths=_floats(wavelengths, "--wavelengths"),
@@ -135,7 +158,9 @@ def cli(verbose: int, quiet: int) -> None:
     0 no data, 1 clear, 2 thin cloud, 3 thick cloud, 4 cloud shadow.
     """
     level = logging.WARNING - 10 * verbose + 10 * quiet
-    logging.basicConfig(level=max(logging.DEBUG, min(level, logging.CRITICAL)), format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(level, logging.CRITICAL)), format="%(levelname)s: %(message)s"
+    )
 
 
 # -- info -----------------------------------------------------------------------------------
@@ -157,7 +182,9 @@ def raster_info(r: Raster, lines: int = DEFAULT_STRIP_LINES) -> dict[str, Any]:
         "crs": r.crs.to_string() if r.crs else None,
         "pixel_size": [abs(r.transform.a), abs(r.transform.e)],
         "bounds": list(r.bounds),
-        "nodata": None if r.nodata is None else (str(r.nodata) if isinstance(r.nodata, float) and math.isnan(r.nodata) else r.nodata),
+        "nodata": None
+        if r.nodata is None
+        else (str(r.nodata) if isinstance(r.nodata, float) and math.isnan(r.nodata) else r.nodata),
         "zero_fill_is_nodata": r.zero_fill,
         "scale_source": r.scale_source,
         "scale": None if r.scale is None else r.scale.tolist(),
@@ -205,7 +232,9 @@ def info(raster: str, wavelengths, fwhm, scale, offset, nodata, as_json: bool) -
         return
     click.echo(f"{d['path']}  ({d['driver']})")
     click.echo(f"  size        {d['width']} x {d['height']} px, {d['bands']} bands, {d['dtype']}")
-    click.echo(f"  crs         {d['crs'] or 'none'}   pixel {d['pixel_size'][0]:g} x {d['pixel_size'][1]:g}")
+    click.echo(
+        f"  crs         {d['crs'] or 'none'}   pixel {d['pixel_size'][0]:g} x {d['pixel_size'][1]:g}"
+    )
     nd = d["nodata"]
     rule = f"{nd}" if nd is not None else "none declared"
     if d["zero_fill_is_nodata"]:
@@ -214,16 +243,26 @@ def info(raster: str, wavelengths, fwhm, scale, offset, nodata, as_json: bool) -
     if d["scale"] is None:
         click.echo("  reflectance unknown scale (pass --scale/--offset to convert)")
     else:
-        click.echo(f"  reflectance stored x {_fmt_list(d['scale'])} + {_fmt_list(d['offset'])}  [{d['scale_source']}]")
+        click.echo(
+            f"  reflectance stored x {_fmt_list(d['scale'])} + {_fmt_list(d['offset'])}  [{d['scale_source']}]"
+        )
     click.echo(f"  valid       {100 * d['valid_fraction']:.2f} % of pixels")
     click.echo(f"  wavelengths from {d['wavelength_source']}")
     for b in d["band_list"]:
-        wl = f"{b['wavelength_nm']:8.1f} nm  fwhm {b['fwhm_nm']:6.1f} nm" if b["wavelength_nm"] else "       unknown"
+        wl = (
+            f"{b['wavelength_nm']:8.1f} nm  fwhm {b['fwhm_nm']:6.1f} nm"
+            if b["wavelength_nm"]
+            else "       unknown"
+        )
         click.echo(f"  {b['index']:>4} {wl}  {b['description'] or ''}")
 
 
 def _fmt_list(values: Sequence[float]) -> str:
-    return f"{values[0]:g}" if len(set(values)) == 1 else "[" + ", ".join(f"{v:g}" for v in values) + "]"
+    return (
+        f"{values[0]:g}"
+        if len(set(values)) == 1
+        else "[" + ", ".join(f"{v:g}" for v in values) + "]"
+    )
 
 
 # -- tile -----------------------------------------------------------------------------------
@@ -247,12 +286,27 @@ def _commit_dir(tmp: Path, outdir: Path) -> None:
 @cli.command()
 @click.argument("raster", type=click.Path(dir_okay=False))
 @click.argument("outdir", type=click.Path(file_okay=False))
-@click.option("--size", default=256, show_default=True, type=click.IntRange(1), help="Tile side in pixels.")
-@click.option("--stride", type=click.IntRange(1), help="Grid period in pixels [default: --size, no overlap].")
+@click.option(
+    "--size", default=256, show_default=True, type=click.IntRange(1), help="Tile side in pixels."
+)
+@click.option(
+    "--stride", type=click.IntRange(1), help="Grid period in pixels [default: --size, no overlap]."
+)
 @raster_options
 @click.option("--overwrite", is_flag=True, help="Replace OUTDIR if it exists.")
 @handle_errors
-def tile(raster: str, outdir: str, size: int, stride: int | None, wavelengths, fwhm, scale, offset, nodata, overwrite: bool) -> None:  # noqa: ANN001
+def tile(
+    raster: str,
+    outdir: str,
+    size: int,
+    stride: int | None,
+    wavelengths,
+    fwhm,
+    scale,
+    offset,
+    nodata,
+    overwrite: bool,
+) -> None:  # noqa: ANN001
     """Cut RASTER into GeoTIFF tiles that lie wholly inside its valid footprint.
 
     The grid offset is chosen to fit the most tiles; no tile holds a no-data pixel. Tiles keep
@@ -335,14 +389,60 @@ def _bounds(t: Any, size: int) -> tuple[float, float, float, float]:
 def cloud_options(f: Callable[..., Any]) -> Callable[..., Any]:
     d = CloudParams()
     opts = [
-        click.option("--cover", default=d.cover, show_default=True, type=click.FloatRange(0, 1), help="Fraction of the scene under cloud."),
-        click.option("--thickness", default=d.thickness, show_default=True, type=click.FloatRange(0), help="Optical thickness at 550 nm of cloud cores (<0.7 stays thin)."),
-        click.option("--feature-px", default=d.feature_px, show_default=True, type=click.FloatRange(1), help="Size of the largest cloud features in pixels."),
-        click.option("--angstrom", default=d.angstrom, show_default=True, type=click.FloatRange(0, 4), help="Spectral exponent: tau(l) = tau550 (l/550)^-a."),
-        click.option("--sun-azimuth", default=d.sun_azimuth_deg, show_default=True, type=float, help="Sun azimuth, degrees clockwise from north."),
-        click.option("--sun-elevation", default=d.sun_elevation_deg, show_default=True, type=click.FloatRange(0.1, 90), help="Sun elevation in degrees."),
-        click.option("--cloud-height", default=d.cloud_height_m, show_default=True, type=click.FloatRange(0), help="Cloud height in metres (sets the shadow offset)."),
-        click.option("--gsd", type=click.FloatRange(0.01), help="Pixel size in metres [default: from a projected CRS, else 30]."),
+        click.option(
+            "--cover",
+            default=d.cover,
+            show_default=True,
+            type=click.FloatRange(0, 1),
+            help="Fraction of the scene under cloud.",
+        ),
+        click.option(
+            "--thickness",
+            default=d.thickness,
+            show_default=True,
+            type=click.FloatRange(0),
+            help="Optical thickness at 550 nm of cloud cores (<0.7 stays thin).",
+        ),
+        click.option(
+            "--feature-px",
+            default=d.feature_px,
+            show_default=True,
+            type=click.FloatRange(1),
+            help="Size of the largest cloud features in pixels.",
+        ),
+        click.option(
+            "--angstrom",
+            default=d.angstrom,
+            show_default=True,
+            type=click.FloatRange(0, 4),
+            help="Spectral exponent: tau(l) = tau550 (l/550)^-a.",
+        ),
+        click.option(
+            "--sun-azimuth",
+            default=d.sun_azimuth_deg,
+            show_default=True,
+            type=float,
+            help="Sun azimuth, degrees clockwise from north.",
+        ),
+        click.option(
+            "--sun-elevation",
+            default=d.sun_elevation_deg,
+            show_default=True,
+            type=click.FloatRange(0.1, 90),
+            help="Sun elevation in degrees.",
+        ),
+        click.option(
+            "--cloud-height",
+            default=d.cloud_height_m,
+            show_default=True,
+            type=click.FloatRange(0),
+            help="Cloud height in metres (sets the shadow offset).",
+        ),
+        click.option(
+            "--gsd",
+            type=click.FloatRange(0.01),
+            help="Pixel size in metres [default: from a projected CRS, else 30].",
+        ),
         click.option("--no-shadows", is_flag=True, help="Do not cast cloud shadows."),
         click.option("--seed", default=0, show_default=True, type=int, help="Random seed."),
     ]
@@ -351,9 +451,28 @@ def cloud_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _cloud_params(r: Raster, cover, thickness, feature_px, angstrom, sun_azimuth, sun_elevation, cloud_height, gsd, no_shadows) -> CloudParams:  # noqa: ANN001
+def _cloud_params(
+    r: Raster,
+    cover,
+    thickness,
+    feature_px,
+    angstrom,
+    sun_azimuth,
+    sun_elevation,
+    cloud_height,
+    gsd,
+    no_shadows,
+) -> CloudParams:  # noqa: ANN001
     if gsd is None:
-        gsd = abs(r.transform.a) if (r.crs is not None and r.crs.is_projected and r.crs.linear_units in ("metre", "meter", "m")) else 30.0
+        gsd = (
+            abs(r.transform.a)
+            if (
+                r.crs is not None
+                and r.crs.is_projected
+                and r.crs.linear_units in ("metre", "meter", "m")
+            )
+            else 30.0
+        )
     return CloudParams(
         cover=cover,
         thickness=thickness,
@@ -393,9 +512,34 @@ def synthesize_raster(
     tags = {"CLOUD_PARAMS": json.dumps(params.to_dict()), "CLOUD_SEED": seed, "SOURCE": r.path.name}
     counts = np.zeros(5, dtype=np.int64)
     with WriterGroup(
-        GeoTiffWriter(out, count=len(bands), dtype="float32", nodata=FLOAT_NODATA, bands=bands, tags=tags, overwrite=overwrite, **geo),
-        GeoTiffWriter(truth, count=1, dtype="uint8", nodata=0, tags={**tags, "CLASSES": json.dumps(CLASS_CODES)}, overwrite=overwrite, **geo),
-        GeoTiffWriter(tau_out, count=1, dtype="float32", nodata=FLOAT_NODATA, tags=tags, overwrite=overwrite, **geo),
+        GeoTiffWriter(
+            out,
+            count=len(bands),
+            dtype="float32",
+            nodata=FLOAT_NODATA,
+            bands=bands,
+            tags=tags,
+            overwrite=overwrite,
+            **geo,
+        ),
+        GeoTiffWriter(
+            truth,
+            count=1,
+            dtype="uint8",
+            nodata=0,
+            tags={**tags, "CLASSES": json.dumps(CLASS_CODES)},
+            overwrite=overwrite,
+            **geo,
+        ),
+        GeoTiffWriter(
+            tau_out,
+            count=1,
+            dtype="float32",
+            nodata=FLOAT_NODATA,
+            tags=tags,
+            overwrite=overwrite,
+            **geo,
+        ),
     ) as group:
         w_cube, w_mask, w_tau = group.writers
         with _progress(r.height, "synth") as bar:
@@ -418,13 +562,50 @@ def synthesize_raster(
 @click.argument("raster", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
 @cloud_options
-@click.option("--truth", type=click.Path(dir_okay=False), help="Class-mask output [default: OUT stem + .truth.tif].")
-@click.option("--tau", "tau_path", type=click.Path(dir_okay=False), help="Optical-thickness output [default: OUT stem + .tau550.tif].")
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False),
+    help="Class-mask output [default: OUT stem + .truth.tif].",
+)
+@click.option(
+    "--tau",
+    "tau_path",
+    type=click.Path(dir_okay=False),
+    help="Optical-thickness output [default: OUT stem + .tau550.tif].",
+)
 @raster_options
-@click.option("--strip-lines", default=DEFAULT_STRIP_LINES, show_default=True, type=click.IntRange(1), help="Rows read per strip.")
+@click.option(
+    "--strip-lines",
+    default=DEFAULT_STRIP_LINES,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rows read per strip.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @handle_errors
-def synth(raster: str, out: str, cover, thickness, feature_px, angstrom, sun_azimuth, sun_elevation, cloud_height, gsd, no_shadows, seed, truth, tau_path, wavelengths, fwhm, scale, offset, nodata, strip_lines, overwrite) -> None:  # noqa: ANN001
+def synth(
+    raster: str,
+    out: str,
+    cover,
+    thickness,
+    feature_px,
+    angstrom,
+    sun_azimuth,
+    sun_elevation,
+    cloud_height,
+    gsd,
+    no_shadows,
+    seed,
+    truth,
+    tau_path,
+    wavelengths,
+    fwhm,
+    scale,
+    offset,
+    nodata,
+    strip_lines,
+    overwrite,
+) -> None:  # noqa: ANN001
     """Put synthetic clouds and shadows over a clear RASTER, writing OUT and truth layers.
 
     OUT is float32 reflectance (no data -9999) with the input's bands and georeferencing; the
@@ -436,7 +617,18 @@ def synth(raster: str, out: str, cover, thickness, feature_px, angstrom, sun_azi
     truth_p = Path(truth) if truth else Path(f"{stem}.truth.tif")
     tau_p = Path(tau_path) if tau_path else Path(f"{stem}.tau550.tif")
     with _open(raster, wavelengths, fwhm, scale, offset, nodata) as r:
-        params = _cloud_params(r, cover, thickness, feature_px, angstrom, sun_azimuth, sun_elevation, cloud_height, gsd, no_shadows)
+        params = _cloud_params(
+            r,
+            cover,
+            thickness,
+            feature_px,
+            angstrom,
+            sun_azimuth,
+            sun_elevation,
+            cloud_height,
+            gsd,
+            no_shadows,
+        )
         fr = synthesize_raster(r, o, truth_p, tau_p, params, seed, overwrite, strip_lines)
     click.echo(f"wrote {o}, {truth_p}, {tau_p}")
     click.echo("  " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in fr.items()))
@@ -445,28 +637,97 @@ def synth(raster: str, out: str, cover, thickness, feature_px, angstrom, sun_azi
 # -- run / detect ---------------------------------------------------------------------------
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
-        click.option("--models", metavar="hsi32|rgbn|rgb|DIR", help="Model set: a shipped band set or a folder with detector.onnx and generator.onnx [default: the first shipped set the input can be resampled to]."),
-        click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads [default: its own choice]."),
-        click.option("--providers", default="cpu", show_default=True, help="Execution providers in priority order: cpu, cuda, tensorrt (comma-separated)."),
-        click.option("--strip-lines", default=DEFAULT_STRIP_LINES, show_default=True, type=click.IntRange(1), help="Lines read (or received) per strip."),
-        click.option("--batch", default=8, show_default=True, type=click.IntRange(1), help="Tiles per inference call."),
-        click.option("--drop-fraction", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="Report tiles more cloudy than this as 'drop' (downlink prioritisation)."),
-        click.option("--bil-width", type=click.IntRange(1), help="INPUT '-': pixels per line of the raw BIL stream on stdin."),
-        click.option("--bil-dtype", default="uint16", show_default=True, help="INPUT '-': sample type of the BIL stream."),
-        click.option("--profile", "sensor", help="INPUT '-': sensor profile giving the band set (and width) of the stream."),
+        click.option(
+            "--models",
+            metavar="hsi32|rgbn|rgb|DIR",
+            help="Model set: a shipped band set or a folder with detector.onnx and generator.onnx [default: the first shipped set the input can be resampled to].",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(1),
+            help="ONNX Runtime intra-op threads [default: its own choice].",
+        ),
+        click.option(
+            "--providers",
+            default="cpu",
+            show_default=True,
+            help="Execution providers in priority order: cpu, cuda, tensorrt (comma-separated).",
+        ),
+        click.option(
+            "--strip-lines",
+            default=DEFAULT_STRIP_LINES,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Lines read (or received) per strip.",
+        ),
+        click.option(
+            "--batch",
+            default=8,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Tiles per inference call.",
+        ),
+        click.option(
+            "--drop-fraction",
+            default=0.7,
+            show_default=True,
+            type=click.FloatRange(0, 1),
+            help="Report tiles more cloudy than this as 'drop' (downlink prioritisation).",
+        ),
+        click.option(
+            "--bil-width",
+            type=click.IntRange(1),
+            help="INPUT '-': pixels per line of the raw BIL stream on stdin.",
+        ),
+        click.option(
+            "--bil-dtype",
+            default="uint16",
+            show_default=True,
+            help="INPUT '-': sample type of the BIL stream.",
+        ),
+        click.option(
+            "--profile",
+            "sensor",
+            help="INPUT '-': sensor profile giving the band set (and width) of the stream.",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
-def _run(input_path, out, mask, report, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, remove, output_bands="model"):  # noqa: ANN001, ANN202
+def _run(
+    input_path,
+    out,
+    mask,
+    report,
+    models,
+    threads,
+    providers,
+    strip_lines,
+    batch,
+    drop_fraction,
+    bil_width,
+    bil_dtype,
+    sensor,
+    wavelengths,
+    fwhm,
+    scale,
+    offset,
+    nodata,
+    overwrite,
+    remove,
+    output_bands="model",
+    method="cgan",
+):  # noqa: ANN001, ANN202
     from .config import sensor_profile
     from .pipeline import bil_chunks, load_models, raster_chunks, run_stream, stdin_binary
     from .stream import StreamConfig
 
     prov = [p.strip() for p in providers.split(",") if p.strip()]
-    cfg = StreamConfig(batch=batch, drop_fraction=drop_fraction, remove=remove, output_bands=output_bands)
+    cfg = StreamConfig(
+        batch=batch, drop_fraction=drop_fraction, remove=remove, output_bands=output_bands
+    )
     meta: dict[str, Any] = {"input": input_path}
     if input_path == "-":
         if sensor:
@@ -479,19 +740,55 @@ def _run(input_path, out, mask, report, models, threads, providers, strip_lines,
 
             bands, width = BandSet(tuple(wl), tuple(fw) if fw else _estimate_fwhm(wl)), bil_width
         else:
-            raise click.UsageError("INPUT '-' needs --profile NAME, or --bil-width and --wavelengths")
+            raise click.UsageError(
+                "INPUT '-' needs --profile NAME, or --bil-width and --wavelengths"
+            )
         sc = (_floats(scale, "--scale") or [1.0 / (2**16 - 1) if bil_dtype == "uint16" else 1.0])[0]
         of = (_floats(offset, "--offset") or [0.0])[0]
-        det, gen, name = load_models(models, bands, prov, threads, need_generator=remove)
-        meta["models"] = name
+        det, gen, name = load_models(
+            models, bands, prov, threads, need_generator=remove, method=method
+        )
+        meta["models"], meta["method"] = name, method if remove else None
         with _progress(0, "lines") as bar:
-            return run_stream(bil_chunks(stdin_binary(), width, len(bands), bil_dtype, strip_lines, sc, of), width, bands, det, gen, cfg, out, mask, report, None, None, overwrite, bar, meta)
+            return run_stream(
+                bil_chunks(stdin_binary(), width, len(bands), bil_dtype, strip_lines, sc, of),
+                width,
+                bands,
+                det,
+                gen,
+                cfg,
+                out,
+                mask,
+                report,
+                None,
+                None,
+                overwrite,
+                bar,
+                meta,
+            )
     with _open(input_path, wavelengths, fwhm, scale, offset, nodata) as r:
-        det, gen, name = load_models(models, r.bands, prov, threads, need_generator=remove)
-        meta["models"] = name
+        det, gen, name = load_models(
+            models, r.bands, prov, threads, need_generator=remove, method=method
+        )
+        meta["models"], meta["method"] = name, method if remove else None
         geo = {"crs": r.crs, "transform": r.transform}
         with _progress(r.height, "lines") as bar:
-            return run_stream(raster_chunks(r, strip_lines), r.width, r.bands, det, gen, cfg, out, mask, report, r.height, geo, overwrite, bar, meta)
+            return run_stream(
+                raster_chunks(r, strip_lines),
+                r.width,
+                r.bands,
+                det,
+                gen,
+                cfg,
+                out,
+                mask,
+                report,
+                r.height,
+                geo,
+                overwrite,
+                bar,
+                meta,
+            )
 
 
 def _summary(rep: dict[str, Any]) -> str:
@@ -506,35 +803,146 @@ def _summary(rep: dict[str, Any]) -> str:
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--mask", type=click.Path(dir_okay=False), help="Also write the uint8 class mask here (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).")
-@click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report (per-tile cloud fraction and decision, timings) here.")
-@click.option("--output-bands", type=click.Choice(["model", "input"]), default="model", show_default=True, help="Band set of OUTPUT: the models' (no resampling back) or the input's (refused when the models' bands cannot produce it).")
+@click.option(
+    "--mask",
+    type=click.Path(dir_okay=False),
+    help="Also write the uint8 class mask here (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False),
+    help="Write the JSON report (per-tile cloud fraction and decision, timings) here.",
+)
+@click.option(
+    "--output-bands",
+    type=click.Choice(["model", "input"]),
+    default="model",
+    show_default=True,
+    help="Band set of OUTPUT: the models' (no resampling back) or the input's (refused when the models' bands cannot produce it).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["cgan", "hot", "inpaint"]),
+    default="cgan",
+    show_default=True,
+    help="Cloud remover: the cGAN generator, the Haze Optimized Transform with shadow matching, or harmonic inpainting of detected cloud/shadow (classical baselines, see kumo_edge.baselines).",
+)
 @model_options
 @raster_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @handle_errors
-def run(input_path, output, mask, report, output_bands, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite) -> None:  # noqa: ANN001
+def run(
+    input_path,
+    output,
+    mask,
+    report,
+    output_bands,
+    method,
+    models,
+    threads,
+    providers,
+    strip_lines,
+    batch,
+    drop_fraction,
+    bil_width,
+    bil_dtype,
+    sensor,
+    wavelengths,
+    fwhm,
+    scale,
+    offset,
+    nodata,
+    overwrite,
+) -> None:  # noqa: ANN001
     """Detect clouds in INPUT and remove thin clouds and shadows, streaming, into OUTPUT.
 
     INPUT is a raster file, or '-' for a raw band-interleaved-by-line stream on stdin (give
     --profile or --bil-width and --wavelengths). OUTPUT is a tiled, compressed GeoTIFF in the
     models' band set, georeferenced like INPUT. Thick cloud is flagged, never invented.
     """
-    rep = _run(input_path, Path(output), Path(mask) if mask else None, Path(report) if report else None, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, True, output_bands)
+    rep = _run(
+        input_path,
+        Path(output),
+        Path(mask) if mask else None,
+        Path(report) if report else None,
+        models,
+        threads,
+        providers,
+        strip_lines,
+        batch,
+        drop_fraction,
+        bil_width,
+        bil_dtype,
+        sensor,
+        wavelengths,
+        fwhm,
+        scale,
+        offset,
+        nodata,
+        overwrite,
+        True,
+        output_bands,
+        method,
+    )
     click.echo(_summary(rep))
 
 
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--mask", required=True, type=click.Path(dir_okay=False), help="Class mask output (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).")
+@click.option(
+    "--mask",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Class mask output (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).",
+)
 @click.option("--report", type=click.Path(dir_okay=False), help="JSON report output.")
 @model_options
 @raster_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @handle_errors
-def detect(input_path, mask, report, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite) -> None:  # noqa: ANN001
+def detect(
+    input_path,
+    mask,
+    report,
+    models,
+    threads,
+    providers,
+    strip_lines,
+    batch,
+    drop_fraction,
+    bil_width,
+    bil_dtype,
+    sensor,
+    wavelengths,
+    fwhm,
+    scale,
+    offset,
+    nodata,
+    overwrite,
+) -> None:  # noqa: ANN001
     """Detect clouds and shadows in INPUT and write the class mask (no removal)."""
-    rep = _run(input_path, None, Path(mask), Path(report) if report else None, models, threads, providers, strip_lines, batch, drop_fraction, bil_width, bil_dtype, sensor, wavelengths, fwhm, scale, offset, nodata, overwrite, False)
+    rep = _run(
+        input_path,
+        None,
+        Path(mask),
+        Path(report) if report else None,
+        models,
+        threads,
+        providers,
+        strip_lines,
+        batch,
+        drop_fraction,
+        bil_width,
+        bil_dtype,
+        sensor,
+        wavelengths,
+        fwhm,
+        scale,
+        offset,
+        nodata,
+        overwrite,
+        False,
+    )
     click.echo(_summary(rep))
 
 
@@ -545,22 +953,61 @@ def bench() -> None:
 
 
 @bench.command("stream")
-@click.option("--sensor", default="satellogic-hsi", show_default=True, help="Sensor profile (band set, swath width, line rate).")
-@click.option("--lines", "lengths", default="1000,10000,100000", show_default=True, help="Pass lengths, comma-separated; each runs in its own process.")
-@click.option("--strip-lines", default=64, show_default=True, type=click.IntRange(1), help="Lines pushed at a time.")
+@click.option(
+    "--sensor",
+    default="satellogic-hsi",
+    show_default=True,
+    help="Sensor profile (band set, swath width, line rate).",
+)
+@click.option(
+    "--lines",
+    "lengths",
+    default="1000,10000,100000",
+    show_default=True,
+    help="Pass lengths, comma-separated; each runs in its own process.",
+)
+@click.option(
+    "--strip-lines",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Lines pushed at a time.",
+)
 @click.option("--models", help="Model set (default: the first shipped set the sensor's bands fit).")
 @click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads.")
 @click.option("--width", type=click.IntRange(1), help="Override the swath width.")
-@click.option("--typical", is_flag=True, help="Run the generator only where the detector finds cloud (default: every tile, the worst case).")
-@click.option("--providers", default="cpu", show_default=True, help="Execution providers: cpu, cuda, tensorrt (comma-separated).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON document here.")
+@click.option(
+    "--typical",
+    is_flag=True,
+    help="Run the generator only where the detector finds cloud (default: every tile, the worst case).",
+)
+@click.option(
+    "--providers",
+    default="cpu",
+    show_default=True,
+    help="Execution providers: cpu, cuda, tensorrt (comma-separated).",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON document here."
+)
 @handle_errors
-def bench_stream_cmd(sensor, lengths, strip_lines, models, threads, width, typical, providers, json_path) -> None:  # noqa: ANN001
+def bench_stream_cmd(
+    sensor, lengths, strip_lines, models, threads, width, typical, providers, json_path
+) -> None:  # noqa: ANN001
     """Real-time factor, per-strip latency p50/p99, throughput and peak RSS of passes."""
     from .benchmark import bench_stream
 
     ns = [int(v) for v in lengths.split(",") if v.strip()]
-    doc = bench_stream(sensor, ns, strip_lines, models, threads, not typical, width, [p.strip() for p in providers.split(",") if p.strip()])
+    doc = bench_stream(
+        sensor,
+        ns,
+        strip_lines,
+        models,
+        threads,
+        not typical,
+        width,
+        [p.strip() for p in providers.split(",") if p.strip()],
+    )
     for c in doc["cases"]:
         click.echo(
             f"{c['lines']:>7} lines x {c['width']} px: RTF {c['real_time_factor']:.2f} ({c['lines_per_s']:.0f} lines/s vs {c['sensor_lines_per_s']:.0f}), "
@@ -580,8 +1027,17 @@ def sample_scene_path() -> Path:
 
 
 @cli.command()
-@click.option("--out", "outdir", default="kumo-demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--seed", default=7, show_default=True, type=int, help="Seed of the synthetic clouds.")
+@click.option(
+    "--out",
+    "outdir",
+    default="kumo-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output folder.",
+)
+@click.option(
+    "--seed", default=7, show_default=True, type=int, help="Seed of the synthetic clouds."
+)
 @click.option("--threads", type=click.IntRange(1), help="ONNX Runtime threads.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs in --out.")
 @handle_errors
@@ -607,14 +1063,31 @@ def demo(outdir: str, seed: int, threads: int | None, overwrite: bool) -> None:
         check_output_path(p, overwrite)
     with Raster(sample_scene_path()) as r:
         params = CloudParams(cover=0.45, thickness=1.2, gsd_m=abs(r.transform.a), feature_px=64)
-        fr = synthesize_raster(r, paths["cloudy"], paths["truth"], paths["tau550"], params, seed, overwrite)
+        fr = synthesize_raster(
+            r, paths["cloudy"], paths["truth"], paths["tau550"], params, seed, overwrite
+        )
         clear = np.concatenate([s.data for s in r.strips()], axis=1)
         valid = r.valid_mask()
         bands = r.bands
     with Raster(paths["cloudy"], nodata=FLOAT_NODATA) as c:
         det, gen, name = load_models("rgbn", c.bands, None, threads)
         geo = {"crs": c.crs, "transform": c.transform}
-        rep = run_stream(raster_chunks(c, 128), c.width, c.bands, det, gen, StreamConfig(), paths["cleaned"], paths["mask"], report_p, c.height, geo, overwrite, None, {"input": str(paths["cloudy"]), "models": name})
+        rep = run_stream(
+            raster_chunks(c, 128),
+            c.width,
+            c.bands,
+            det,
+            gen,
+            StreamConfig(),
+            paths["cleaned"],
+            paths["mask"],
+            report_p,
+            c.height,
+            geo,
+            overwrite,
+            None,
+            {"input": str(paths["cloudy"]), "models": name},
+        )
         cloudy = c.read_strip(0, c.height).data
     model_bands = det.contract.bands
     m = resampling_matrix(bands, model_bands)
@@ -625,10 +1098,19 @@ def demo(outdir: str, seed: int, threads: int | None, overwrite: bool) -> None:
         truth = t.read_raw(0, t.height)[0]
     with Raster(paths["mask"], nodata=None) as t:
         detected = t.read_raw(0, t.height)[0]
-    write_side_by_side(out / "demo.png", [cloudy_m, cleaned], truth, model_bands, overwrite=True, extra_mask=detected)
+    write_side_by_side(
+        out / "demo.png",
+        [cloudy_m, cleaned],
+        truth,
+        model_bands,
+        overwrite=True,
+        extra_mask=detected,
+    )
     keep = valid & (truth != 3)
     dt = time.perf_counter() - t0
-    click.echo(f"sample scene: {sample_scene_path().name}, {clear.shape[2]} x {clear.shape[1]} px, {clear.shape[0]} bands -> models {name} ({len(model_bands)} bands)")
+    click.echo(
+        f"sample scene: {sample_scene_path().name}, {clear.shape[2]} x {clear.shape[1]} px, {clear.shape[0]} bands -> models {name} ({len(model_bands)} bands)"
+    )
     click.echo("  synthetic cover: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in fr.items()))
     click.echo(
         f"  before (cloudy vs clear): PSNR {metrics.psnr(cloudy_m, clear_m, mask=keep):.2f} dB, SAM {metrics.sam(cloudy_m, clear_m, mask=keep):.2f} deg"
@@ -638,10 +1120,14 @@ def demo(outdir: str, seed: int, threads: int | None, overwrite: bool) -> None:
         "  (valid pixels outside thick cloud)"
     )
     click.echo("  " + _summary(rep))
-    click.echo(f"  outputs in {out}/: cloudy.tif truth.tif tau550.tif cleaned.tif mask.tif report.json demo.png  ({dt:.1f} s)")
+    click.echo(
+        f"  outputs in {out}/: cloudy.tif truth.tif tau550.tif cleaned.tif mask.tif report.json demo.png  ({dt:.1f} s)"
+    )
 
 
-_CLASS_COLOURS = np.array([[0, 0, 0], [40, 120, 40], [200, 200, 255], [255, 255, 255], [90, 60, 140]], dtype=np.uint8)
+_CLASS_COLOURS = np.array(
+    [[0, 0, 0], [40, 120, 40], [200, 200, 255], [255, 255, 255], [90, 60, 140]], dtype=np.uint8
+)
 
 
 def _rgb8(cube: np.ndarray, bands: Any) -> np.ndarray:
@@ -650,7 +1136,14 @@ def _rgb8(cube: np.ndarray, bands: Any) -> np.ndarray:
     return (np.clip(rgb / 0.35, 0, 1) ** (1 / 1.6) * 255).astype(np.uint8)
 
 
-def write_side_by_side(path: Path, cubes: Sequence[np.ndarray], mask: np.ndarray, bands: Any, overwrite: bool = False, extra_mask: np.ndarray | None = None) -> Path:
+def write_side_by_side(
+    path: Path,
+    cubes: Sequence[np.ndarray],
+    mask: np.ndarray,
+    bands: Any,
+    overwrite: bool = False,
+    extra_mask: np.ndarray | None = None,
+) -> Path:
     """A PNG of true-colour renderings of ``cubes`` followed by the class ``mask`` (and
     ``extra_mask``), with 8-px gaps."""
     import warnings
@@ -658,16 +1151,22 @@ def write_side_by_side(path: Path, cubes: Sequence[np.ndarray], mask: np.ndarray
     from rasterio.errors import NotGeoreferencedWarning
 
     masks = [mask] if extra_mask is None else [mask, extra_mask]
-    panels = [_rgb8(c, bands) for c in cubes] + [_CLASS_COLOURS[np.clip(m, 0, 4)].transpose(2, 0, 1) for m in masks]
+    panels = [_rgb8(c, bands) for c in cubes] + [
+        _CLASS_COLOURS[np.clip(m, 0, 4)].transpose(2, 0, 1) for m in masks
+    ]
     gap = np.full((3, panels[0].shape[1], 8), 255, dtype=np.uint8)
-    row = np.concatenate([p for pair in zip(panels, [gap] * len(panels), strict=True) for p in pair][:-1], axis=2)
+    row = np.concatenate(
+        [p for pair in zip(panels, [gap] * len(panels), strict=True) for p in pair][:-1], axis=2
+    )
     check_output_path(path, overwrite)
     tmp = path.with_name(f".{path.name}.partial.png")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         import rasterio
 
-        with rasterio.open(tmp, "w", driver="PNG", width=row.shape[2], height=row.shape[1], count=3, dtype="uint8") as d:
+        with rasterio.open(
+            tmp, "w", driver="PNG", width=row.shape[2], height=row.shape[1], count=3, dtype="uint8"
+        ) as d:
             d.write(row)
     os.replace(tmp, path)
     aux = Path(str(tmp) + ".aux.xml")

@@ -44,7 +44,9 @@ from . import _noise_kernels as _k
 from .bands import BandSet
 from .errors import BandCountError, ConfigError, DataTypeError, ShapeError
 
-_WHITENESS_NM = np.array([300, 1000, 1250, 1380, 1450, 1550, 1650, 1800, 1900, 2050, 2200, 2500], float)
+_WHITENESS_NM = np.array(
+    [300, 1000, 1250, 1380, 1450, 1550, 1650, 1800, 1900, 2050, 2200, 2500], float
+)
 _WHITENESS = np.array([1.0, 1.0, 0.95, 0.8, 0.7, 0.8, 0.75, 0.65, 0.5, 0.6, 0.55, 0.45], float)
 
 
@@ -92,12 +94,16 @@ class CloudParams:
         ]
         for name, ok, rule in checks:
             if not ok:
-                raise ConfigError(f"cloud parameter `{name}` must be {rule}, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"cloud parameter `{name}` must be {rule}, got {getattr(self, name)}"
+                )
 
     @property
     def air_mass(self) -> float:
         """Two-way air mass ``1/cos(sun zenith) + 1/cos(view zenith)``."""
-        return 1.0 / math.sin(math.radians(self.sun_elevation_deg)) + 1.0 / math.cos(math.radians(self.view_zenith_deg))
+        return 1.0 / math.sin(math.radians(self.sun_elevation_deg)) + 1.0 / math.cos(
+            math.radians(self.view_zenith_deg)
+        )
 
     @property
     def shadow_offset_px(self) -> tuple[int, int]:
@@ -169,13 +175,30 @@ class CloudField:
         if not self.n99 > self.n0 and np.isfinite(self.n0):
             self.n99 = self.n0 + 1e-3
 
-    def _noise(self, row0: int, col0: int, rows: int, cols: int, step: int = 1) -> npt.NDArray[np.float32]:
+    def _noise(
+        self, row0: int, col0: int, rows: int, cols: int, step: int = 1
+    ) -> npt.NDArray[np.float32]:
         out = np.empty((rows, cols), dtype=np.float32)
         p = self.params
-        _k.fbm(self._perm, float(row0), float(col0), rows, cols, float(step), p.feature_px, p.octaves, p.persistence, 2.0, self._shifts, out)
+        _k.fbm(
+            self._perm,
+            float(row0),
+            float(col0),
+            rows,
+            cols,
+            float(step),
+            p.feature_px,
+            p.octaves,
+            p.persistence,
+            2.0,
+            self._shifts,
+            out,
+        )
         return out
 
-    def tau550(self, row0: int, rows: int, col0: int = 0, cols: int | None = None) -> npt.NDArray[np.float32]:
+    def tau550(
+        self, row0: int, rows: int, col0: int = 0, cols: int | None = None
+    ) -> npt.NDArray[np.float32]:
         """``(rows, cols)`` optical thickness at 550 nm of a window (global coordinates)."""
         cols = self.cols - col0 if cols is None else cols
         p = self.params
@@ -226,7 +249,9 @@ class CloudField:
             illum550 = fd550 + (1.0 - fd550) * np.exp(-tau_sun / mu_s)
             shadow = illum550 < p.shadow_threshold
         t = np.exp(-p.air_mass * tau[None] * spectral).astype(np.float32)
-        albedo = (p.cloud_albedo * np.interp(bands.centers, _WHITENESS_NM, _WHITENESS)).astype(np.float32)[:, None, None]
+        albedo = (p.cloud_albedo * np.interp(bands.centers, _WHITENESS_NM, _WHITENESS)).astype(
+            np.float32
+        )[:, None, None]
         out = out * t + albedo * (1.0 - t)
         cloud = tau >= p.cloud_tau
         thick = np.exp(-p.air_mass * tau) < p.thick_transmittance
@@ -241,11 +266,15 @@ class CloudField:
 
 def _check_cube(clear: npt.NDArray, bands: BandSet) -> None:
     if not isinstance(clear, np.ndarray) or clear.ndim != 3:
-        raise ShapeError(f"`clear` must be a (bands, rows, cols) array, got {getattr(clear, 'shape', type(clear).__name__)}")
+        raise ShapeError(
+            f"`clear` must be a (bands, rows, cols) array, got {getattr(clear, 'shape', type(clear).__name__)}"
+        )
     if clear.dtype != np.float32:
         raise DataTypeError(f"`clear` must be float32 reflectance, got {clear.dtype}")
     if clear.shape[0] != len(bands):
-        raise BandCountError(f"`clear` has {clear.shape[0]} bands but `bands` describes {len(bands)}")
+        raise BandCountError(
+            f"`clear` has {clear.shape[0]} bands but `bands` describes {len(bands)}"
+        )
 
 
 def synthesize(
@@ -268,7 +297,9 @@ def synthesize(
     if not np.isfinite(clear).all():
         from .errors import InvalidDataError
 
-        raise InvalidDataError("`clear` contains NaN or infinite values; mask them as no-data first")
+        raise InvalidDataError(
+            "`clear` contains NaN or infinite values; mask them as no-data first"
+        )
     params = params or CloudParams()
     f = CloudField(params, clear.shape[1], clear.shape[2], seed)
     return f.apply(clear, bands, valid=valid)

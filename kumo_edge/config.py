@@ -43,9 +43,13 @@ class SensorProfile:
         if self.width_px <= 0:
             raise ConfigError(f"profile {self.name!r}: `width_px` must be > 0, got {self.width_px}")
         if self.lines_per_s <= 0:
-            raise ConfigError(f"profile {self.name!r}: `lines_per_s` must be > 0, got {self.lines_per_s}")
+            raise ConfigError(
+                f"profile {self.name!r}: `lines_per_s` must be > 0, got {self.lines_per_s}"
+            )
         if not 1 <= self.bit_depth <= 32:
-            raise ConfigError(f"profile {self.name!r}: `bit_depth` must be 1..32, got {self.bit_depth}")
+            raise ConfigError(
+                f"profile {self.name!r}: `bit_depth` must be 1..32, got {self.bit_depth}"
+            )
         if self.gsd_m <= 0:
             raise ConfigError(f"profile {self.name!r}: `gsd_m` must be > 0, got {self.gsd_m}")
 
@@ -60,11 +64,15 @@ def _profile_from_table(name: str, t: dict[str, Any]) -> SensorProfile:
         if "segment" in t:
             bands: BandSet | None = None
             for seg in t["segment"]:
-                part = BandSet.uniform(seg["start_nm"], seg["stop_nm"], int(seg["count"]), seg.get("fwhm_nm"))
+                part = BandSet.uniform(
+                    seg["start_nm"], seg["stop_nm"], int(seg["count"]), seg.get("fwhm_nm")
+                )
                 bands = part if bands is None else bands.concat(part)
             assert bands is not None
         else:
-            bands = BandSet(tuple(t["wavelength_nm"]), tuple(t["fwhm_nm"]), tuple(t.get("names", ())))
+            bands = BandSet(
+                tuple(t["wavelength_nm"]), tuple(t["fwhm_nm"]), tuple(t.get("names", ()))
+            )
         return SensorProfile(
             name=name,
             description=str(t.get("description", "")),
@@ -85,7 +93,9 @@ def _profile_from_table(name: str, t: dict[str, Any]) -> SensorProfile:
 def load_profiles(path: str | Path | None = None) -> dict[str, SensorProfile]:
     """Read sensor profiles from a TOML file (default: the shipped ``sensors.toml``)."""
     if path is None:
-        text = resources.files("kumo_edge").joinpath("data/sensors.toml").read_text(encoding="utf-8")
+        text = (
+            resources.files("kumo_edge").joinpath("data/sensors.toml").read_text(encoding="utf-8")
+        )
         source = "the shipped sensors.toml"
     else:
         try:
@@ -109,7 +119,9 @@ def sensor_profile(name: str) -> SensorProfile:
     """A shipped sensor profile by name, e.g. ``sensor_profile("satellogic-hsi")``."""
     profiles = _shipped()
     if name not in profiles:
-        raise ConfigError(f"unknown sensor profile {name!r}; choose one of: {', '.join(sorted(profiles))}")
+        raise ConfigError(
+            f"unknown sensor profile {name!r}; choose one of: {', '.join(sorted(profiles))}"
+        )
     return profiles[name]
 
 

@@ -190,7 +190,9 @@ class Raster:
         try:
             self._ds = rasterio.open(self.path)
         except (RasterioError, OSError) as exc:
-            raise RasterReadError(f"{self.path}: cannot be read as a raster ({_short(exc)})") from None
+            raise RasterReadError(
+                f"{self.path}: cannot be read as a raster ({_short(exc)})"
+            ) from None
         try:
             self._setup(wavelengths, fwhm, scale, offset, nodata)
         except BaseException:
@@ -207,7 +209,9 @@ class Raster:
         self.transform = ds.transform
         self.dtype = np.dtype(ds.dtypes[0])
         if len(set(ds.dtypes)) != 1:
-            raise DataTypeError(f"{self.path}: bands have mixed dtypes {sorted(set(ds.dtypes))}; convert to one type")
+            raise DataTypeError(
+                f"{self.path}: bands have mixed dtypes {sorted(set(ds.dtypes))}; convert to one type"
+            )
         if self.dtype.kind not in _ACCEPTED_KINDS:
             raise DataTypeError(
                 f"{self.path}: stored type {self.dtype} is not supported; use an integer or floating-point raster"
@@ -230,14 +234,16 @@ class Raster:
             self.nodata, self.zero_fill = declared, False
         elif isinstance(nodata, str):
             if nodata.lower() != "nan":
-                raise ValueError(f"`nodata` must be a number, 'nan', 'auto' or None, got {nodata!r}")
+                raise ValueError(
+                    f"`nodata` must be a number, 'nan', 'auto' or None, got {nodata!r}"
+                )
             self.nodata, self.zero_fill = float("nan"), False
         else:
             self.nodata, self.zero_fill = float(nodata), False
         flags = ds.mask_flag_enums[0] if ds.count else []
-        self._mask_band = any(f in (MaskFlags.per_dataset, MaskFlags.alpha) for f in flags) and not any(
-            f == MaskFlags.nodata for f in flags
-        )
+        self._mask_band = any(
+            f in (MaskFlags.per_dataset, MaskFlags.alpha) for f in flags
+        ) and not any(f == MaskFlags.nodata for f in flags)
 
     def _find_bands(self, wavelengths, fwhm) -> tuple[BandSet | None, str]:  # noqa: ANN001
         n = self.count
@@ -245,10 +251,14 @@ class Raster:
         if wavelengths is not None:
             wl = [float(w) for w in wavelengths]
             if len(wl) != n:
-                raise BandCountError(f"`wavelengths` has {len(wl)} values but {self.path.name} has {n} bands")
+                raise BandCountError(
+                    f"`wavelengths` has {len(wl)} values but {self.path.name} has {n} bands"
+                )
             fw = [float(f) for f in fwhm] if fwhm is not None else list(_estimate_fwhm(wl))
             if len(fw) != n:
-                raise BandCountError(f"`fwhm` has {len(fw)} values but {self.path.name} has {n} bands")
+                raise BandCountError(
+                    f"`fwhm` has {len(fw)} values but {self.path.name} has {n} bands"
+                )
             return BandSet(tuple(wl), tuple(fw), names), "caller"
         if fwhm is not None:
             raise ValueError("`fwhm` needs `wavelengths` too")
@@ -259,7 +269,9 @@ class Raster:
             fw = _unit_to_nm(unit, _envi_list(self._envi["fwhm"])) if "fwhm" in self._envi else None
             if len(wl) == n and (fw is None or len(fw) == n):
                 return BandSet(tuple(wl), tuple(fw or _estimate_fwhm(wl)), names), "ENVI header"
-            logger.warning("%s: ENVI header lists %d wavelengths for %d bands; ignored", self.path, len(wl), n)
+            logger.warning(
+                "%s: ENVI header lists %d wavelengths for %d bands; ignored", self.path, len(wl), n
+            )
         # 3. GDAL IMAGERY domain
         ds = self._ds
         imag = [ds.tags(b, ns="IMAGERY") for b in range(1, n + 1)]
@@ -275,10 +287,14 @@ class Raster:
         if all("wavelength" in t for t in tags):
             try:
                 wl = [
-                    _unit_to_nm(t.get("wavelength_units", "nm"), [float(t["wavelength"])])[0] for t in tags
+                    _unit_to_nm(t.get("wavelength_units", "nm"), [float(t["wavelength"])])[0]
+                    for t in tags
                 ]
                 fw = (
-                    [_unit_to_nm(t.get("wavelength_units", "nm"), [float(t["fwhm"])])[0] for t in tags]
+                    [
+                        _unit_to_nm(t.get("wavelength_units", "nm"), [float(t["fwhm"])])[0]
+                        for t in tags
+                    ]
                     if all("fwhm" in t for t in tags)
                     else list(_estimate_fwhm(wl))
                 )
@@ -300,21 +316,35 @@ class Raster:
             if arr.size == 1:
                 arr = np.repeat(arr, n)
             if arr.size != n:
-                raise BandCountError(f"`{what}` has {arr.size} values but {self.path.name} has {n} bands")
+                raise BandCountError(
+                    f"`{what}` has {arr.size} values but {self.path.name} has {n} bands"
+                )
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"`{what}` must be finite, got {v}")
             return arr
 
         if scale is not None or offset is not None:
-            return per_band(1.0 if scale is None else scale, "scale"), per_band(0.0 if offset is None else offset, "offset"), "caller"
+            return (
+                per_band(1.0 if scale is None else scale, "scale"),
+                per_band(0.0 if offset is None else offset, "offset"),
+                "caller",
+            )
         ds = self._ds
         if any(s != 1.0 for s in ds.scales) or any(o != 0.0 for o in ds.offsets):
             return per_band(ds.scales, "scale"), per_band(ds.offsets, "offset"), "GDAL scale/offset"
         if "reflectance scale factor" in self._envi:
             f = float(self._envi["reflectance scale factor"])
-            return per_band(1.0 / f, "scale"), per_band(0.0, "offset"), "ENVI reflectance scale factor"
+            return (
+                per_band(1.0 / f, "scale"),
+                per_band(0.0, "offset"),
+                "ENVI reflectance scale factor",
+            )
         if self.dtype.kind == "f":
-            return per_band(1.0, "scale"), per_band(0.0, "offset"), "none (float, taken as reflectance)"
+            return (
+                per_band(1.0, "scale"),
+                per_band(0.0, "offset"),
+                "none (float, taken as reflectance)",
+            )
         return None, None, "none"
 
     # -- public -----------------------------------------------------------------------------
@@ -347,7 +377,12 @@ class Raster:
     @property
     def profile(self) -> dict[str, Any]:
         """CRS, transform and size, for writers."""
-        return {"crs": self.crs, "transform": self.transform, "width": self.width, "height": self.height}
+        return {
+            "crs": self.crs,
+            "transform": self.transform,
+            "width": self.width,
+            "height": self.height,
+        }
 
     def close(self) -> None:
         self._ds.close()
@@ -358,10 +393,19 @@ class Raster:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def read_raw(self, row: int, nrows: int, col: int = 0, ncols: int | None = None) -> npt.NDArray[Any]:
+    def read_raw(
+        self, row: int, nrows: int, col: int = 0, ncols: int | None = None
+    ) -> npt.NDArray[Any]:
         """Stored values of a window, ``(bands, nrows, ncols)`` in the file's dtype."""
         ncols = self.width - col if ncols is None else ncols
-        if row < 0 or col < 0 or nrows < 0 or ncols < 0 or row + nrows > self.height or col + ncols > self.width:
+        if (
+            row < 0
+            or col < 0
+            or nrows < 0
+            or ncols < 0
+            or row + nrows > self.height
+            or col + ncols > self.width
+        ):
             raise ShapeError(
                 f"window rows {row}:{row + nrows}, cols {col}:{col + ncols} lies outside "
                 f"{self.path.name} ({self.height} x {self.width})"
@@ -388,11 +432,15 @@ class Raster:
             try:
                 m = self._ds.read_masks(1, window=Window(col, row, raw.shape[2], raw.shape[1]))
             except (RasterioError, OSError) as exc:
-                raise RasterReadError(f"{self.path}: reading the mask band failed ({_short(exc)})") from None
+                raise RasterReadError(
+                    f"{self.path}: reading the mask band failed ({_short(exc)})"
+                ) from None
             valid &= m > 0
         return valid
 
-    def to_reflectance(self, raw: npt.NDArray[Any], valid: npt.NDArray[np.bool_], row: int = 0) -> npt.NDArray[np.float32]:
+    def to_reflectance(
+        self, raw: npt.NDArray[Any], valid: npt.NDArray[np.bool_], row: int = 0
+    ) -> npt.NDArray[np.float32]:
         """Stored values -> float32 reflectance in [0, 1]; invalid pixels become 0.
 
         Raises:
@@ -439,7 +487,9 @@ class Raster:
         for row in range(0, self.height, lines):
             yield self.read_strip(row, min(lines, self.height - row))
 
-    def raw_strips(self, lines: int = DEFAULT_STRIP_LINES) -> Iterator[tuple[int, npt.NDArray[Any], npt.NDArray[np.bool_]]]:
+    def raw_strips(
+        self, lines: int = DEFAULT_STRIP_LINES
+    ) -> Iterator[tuple[int, npt.NDArray[Any], npt.NDArray[np.bool_]]]:
         """``(row, raw, valid)`` for consecutive strips of stored values."""
         if lines < 1:
             raise ValueError(f"`lines` must be >= 1, got {lines}")
@@ -479,7 +529,9 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
     """Refuse an existing output unless ``overwrite``; check that its folder exists."""
     p = Path(path)
     if p.exists() and not overwrite:
-        raise OutputExistsError(f"{p} exists; pass --overwrite (Python: overwrite=True) to replace it")
+        raise OutputExistsError(
+            f"{p} exists; pass --overwrite (Python: overwrite=True) to replace it"
+        )
     if not p.parent.exists():
         raise RasterWriteError(f"{p.parent}: the output folder does not exist")
     return p
@@ -537,7 +589,9 @@ class GeoTiffWriter:
             raise BandCountError(f"`bands` has {len(bands)} bands but the raster has {count}")
         self.width, self.height, self.count = width, height, count
         self.dtype = np.dtype(dtype)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent
+        )
         os.close(fd)
         self._tmp = Path(tmp)
         self._rows = np.zeros(height, dtype=bool)
@@ -569,9 +623,18 @@ class GeoTiffWriter:
         try:
             self._ds = rasterio.open(self._tmp, "w", **kwargs)
             if bands is not None:
-                for b, (c, f) in enumerate(zip(bands.centers_nm, bands.fwhm_nm, strict=True), start=1):
-                    self._ds.update_tags(b, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=f"{c / 1000:.6g}", FWHM_UM=f"{f / 1000:.6g}")
-                    self._ds.update_tags(b, wavelength=f"{c:.6g}", fwhm=f"{f:.6g}", wavelength_units="nm")
+                for b, (c, f) in enumerate(
+                    zip(bands.centers_nm, bands.fwhm_nm, strict=True), start=1
+                ):
+                    self._ds.update_tags(
+                        b,
+                        ns="IMAGERY",
+                        CENTRAL_WAVELENGTH_UM=f"{c / 1000:.6g}",
+                        FWHM_UM=f"{f / 1000:.6g}",
+                    )
+                    self._ds.update_tags(
+                        b, wavelength=f"{c:.6g}", fwhm=f"{f:.6g}", wavelength_units="nm"
+                    )
             if descriptions is not None:
                 for b, d in enumerate(descriptions, start=1):
                     self._ds.set_band_description(b, d)
@@ -599,10 +662,14 @@ class GeoTiffWriter:
             )
         n = data.shape[1]
         if row < 0 or row + n > self.height:
-            raise ShapeError(f"rows {row}:{row + n} lie outside {self.path.name} (height {self.height})")
+            raise ShapeError(
+                f"rows {row}:{row + n} lie outside {self.path.name} (height {self.height})"
+            )
         if data.dtype != self.dtype:
             if self.dtype.kind in "iu" and data.dtype.kind == "f":
-                raise DataTypeError(f"strip is {data.dtype} but {self.path.name} stores {self.dtype}; convert first")
+                raise DataTypeError(
+                    f"strip is {data.dtype} but {self.path.name} stores {self.dtype}; convert first"
+                )
             data = data.astype(self.dtype)
         try:
             self._ds.write(data, window=Window(0, row, self.width, n))
@@ -628,7 +695,9 @@ class GeoTiffWriter:
         if not self.complete:
             missing = int((~self._rows).sum())
             self.abort()
-            raise RasterWriteError(f"{self.path}: {missing} of {self.height} rows were never written; output discarded")
+            raise RasterWriteError(
+                f"{self.path}: {missing} of {self.height} rows were never written; output discarded"
+            )
         try:
             self._ds.close()
             os.chmod(self._tmp, 0o666 & ~_UMASK)
@@ -704,7 +773,12 @@ def write_geotiff(path: str | os.PathLike[str], data: npt.NDArray[Any], **kwargs
     if data.ndim != 3:
         raise ShapeError(f"`data` must be (bands, rows, cols), got shape {data.shape}")
     with GeoTiffWriter(
-        path, width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=kwargs.pop("dtype", data.dtype), **kwargs
+        path,
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=kwargs.pop("dtype", data.dtype),
+        **kwargs,
     ) as w:
         w.write(data, 0)
     return Path(path)

@@ -24,7 +24,9 @@ from .errors import ShapeError
 _EPS = 1e-12
 
 
-def _pair(pred: npt.NDArray, true: npt.NDArray, *, cube: bool = True) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def _pair(
+    pred: npt.NDArray, true: npt.NDArray, *, cube: bool = True
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     if pred.shape != true.shape:
         raise ShapeError(f"`pred` has shape {pred.shape} but `true` has {true.shape}")
     if cube and pred.ndim != 3:
@@ -32,7 +34,9 @@ def _pair(pred: npt.NDArray, true: npt.NDArray, *, cube: bool = True) -> tuple[n
     return np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
 
 
-def _pixels(a: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.float64]:
+def _pixels(
+    a: npt.NDArray[np.float64], mask: npt.NDArray[np.bool_] | None
+) -> npt.NDArray[np.float64]:
     if mask is None:
         return a.reshape(a.shape[0], -1)
     if mask.shape != a.shape[1:]:
@@ -46,7 +50,12 @@ def mae(pred: npt.NDArray, true: npt.NDArray, mask: npt.NDArray[np.bool_] | None
     return float(np.mean(np.abs(_pixels(p, mask) - _pixels(t, mask))))
 
 
-def psnr(pred: npt.NDArray, true: npt.NDArray, data_range: float = 1.0, mask: npt.NDArray[np.bool_] | None = None) -> float:
+def psnr(
+    pred: npt.NDArray,
+    true: npt.NDArray,
+    data_range: float = 1.0,
+    mask: npt.NDArray[np.bool_] | None = None,
+) -> float:
     """Peak signal-to-noise ratio in dB (``inf`` for identical inputs)."""
     p, t = _pair(pred, true)
     mse = float(np.mean((_pixels(p, mask) - _pixels(t, mask)) ** 2))
@@ -89,7 +98,9 @@ def _filter(img: npt.NDArray[np.float64], k: npt.NDArray[np.float64]) -> npt.NDA
     return out
 
 
-def ssim_band(pred: npt.NDArray, true: npt.NDArray, data_range: float = 1.0, sigma: float = 1.5) -> float:
+def ssim_band(
+    pred: npt.NDArray, true: npt.NDArray, data_range: float = 1.0, sigma: float = 1.5
+) -> float:
     """SSIM of one ``(rows, cols)`` band (Gaussian window; see the module docstring)."""
     p, t = _pair(pred, true, cube=False)
     if p.ndim != 2:
@@ -161,7 +172,9 @@ class Detection:
         return out
 
 
-def detection(pred: npt.NDArray, true: npt.NDArray, mask: npt.NDArray[np.bool_] | None = None) -> Detection:
+def detection(
+    pred: npt.NDArray, true: npt.NDArray, mask: npt.NDArray[np.bool_] | None = None
+) -> Detection:
     """Confusion counts of boolean ``pred`` against boolean ``true`` (same shape), over ``mask``."""
     if pred.shape != true.shape:
         raise ShapeError(f"`pred` has shape {pred.shape} but `true` has {true.shape}")

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .bands import BandSet, resampling_matrix
+from .baselines import METHODS, Remover, remover
 from .errors import BandMappingError, ConfigError, KumoError, RasterReadError
 from .io import GeoTiffWriter, Raster, WriterGroup, check_output_path
 from .runtime import Model, load_model, shipped_models
@@ -24,18 +25,50 @@ from .stream import Lines, StreamConfig, StreamProcessor
 
 #: Preference order when the caller does not name a model set.
 PREFERENCE = ("hsi32", "rgbn", "rgb")
-MASK_CLASSES = {"0": "no data", "1": "clear", "2": "thin cloud (removed)", "3": "thick cloud (unrecoverable)", "4": "cloud shadow (corrected)"}
+MASK_CLASSES = {
+    "0": "no data",
+    "1": "clear",
+    "2": "thin cloud (removed)",
+    "3": "thick cloud (unrecoverable)",
+    "4": "cloud shadow (corrected)",
+}
 
 Chunk = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]
 
 
-def load_models(models: str | None, bands: BandSet, providers: list[str] | None = None, threads: int | None = None, need_generator: bool = True) -> tuple[Model, Model | None, str]:
-    """The detector (and generator) for data in ``bands``.
+def load_models(
+    models: str | None,
+    bands: BandSet,
+    providers: list[str] | None = None,
+    threads: int | None = None,
+    need_generator: bool = True,
+    method: str = "cgan",
+) -> tuple[Model, Remover | None, str]:
+    """The detector (and cloud remover) for data in ``bands``.
 
     ``models``: a shipped band set name (``hsi32``, ``rgbn``, ``rgb``), a folder holding
     ``detector.onnx`` / ``generator.onnx``, or None to pick the first shipped set the data can be
-    resampled to (in the order hsi32, rgbn, rgb).
+    resampled to (in the order hsi32, rgbn, rgb). ``method``: ``cgan`` (the generator model) or a
+    classical remover of :mod:`kumo_edge.baselines` (``hot``, ``inpaint``) working in the
+    detector's band set.
     """
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    det, gen, name = _load_models(
+        models, bands, providers, threads, need_generator and method == "cgan"
+    )
+    if need_generator and method != "cgan":
+        gen = remover(method, det.bands)
+    return det, gen, name
+
+
+def _load_models(
+    models: str | None,
+    bands: BandSet,
+    providers: list[str] | None,
+    threads: int | None,
+    need_generator: bool,
+) -> tuple[Model, Model | None, str]:
     shipped = shipped_models()
     if models is None:
         reasons = []
@@ -48,9 +81,15 @@ def load_models(models: str | None, bands: BandSet, providers: list[str] | None 
             except BandMappingError as exc:
                 reasons.append(f"{name}: {exc}")
                 continue
-            gen = load_model(shipped[name]["generator"], providers, threads) if need_generator and "generator" in shipped[name] else None
+            gen = (
+                load_model(shipped[name]["generator"], providers, threads)
+                if need_generator and "generator" in shipped[name]
+                else None
+            )
             return det, gen, name
-        raise BandMappingError("no shipped model set fits this data: " + "; ".join(reasons or ["no models shipped"]))
+        raise BandMappingError(
+            "no shipped model set fits this data: " + "; ".join(reasons or ["no models shipped"])
+        )
     folder = Path(models)
     if folder.is_dir():
         files = {k: folder / f"{k}.onnx" for k in ("detector", "generator")}
@@ -58,7 +97,9 @@ def load_models(models: str | None, bands: BandSet, providers: list[str] | None 
     elif models in shipped:
         files, name = shipped[models], models
     else:
-        raise ConfigError(f"--models {models!r} is neither a folder with detector.onnx nor a shipped set ({', '.join(sorted(shipped)) or 'none'})")
+        raise ConfigError(
+            f"--models {models!r} is neither a folder with detector.onnx nor a shipped set ({', '.join(sorted(shipped)) or 'none'})"
+        )
     if not Path(files["detector"]).exists():
         raise ConfigError(f"{files['detector']}: no detector model")
     det = load_model(files["detector"], providers, threads)
@@ -76,7 +117,15 @@ def raster_chunks(r: Raster, lines: int) -> Iterator[Chunk]:
         yield strip.data, strip.valid
 
 
-def bil_chunks(stream: BinaryIO, width: int, bands: int, dtype: str, lines: int, scale: float = 1.0, offset: float = 0.0) -> Iterator[Chunk]:
+def bil_chunks(
+    stream: BinaryIO,
+    width: int,
+    bands: int,
+    dtype: str,
+    lines: int,
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> Iterator[Chunk]:
     """Band-interleaved-by-line records from a byte stream: each line is ``bands x width``
     samples of ``dtype`` (band 1's line, then band 2's, ...). A truncated final line is an error."""
     dt = np.dtype(dtype)
@@ -88,12 +137,21 @@ def bil_chunks(stream: BinaryIO, width: int, bands: int, dtype: str, lines: int,
             return
         n, rest = divmod(len(blob), line_bytes)
         if rest:
-            raise RasterReadError(f"input stream ended inside line {got + n} ({rest} of {line_bytes} bytes); the pass is truncated")
-        arr = np.frombuffer(blob, dtype=dt).reshape(n, bands, width).transpose(1, 0, 2).astype(np.float32)
+            raise RasterReadError(
+                f"input stream ended inside line {got + n} ({rest} of {line_bytes} bytes); the pass is truncated"
+            )
+        arr = (
+            np.frombuffer(blob, dtype=dt)
+            .reshape(n, bands, width)
+            .transpose(1, 0, 2)
+            .astype(np.float32)
+        )
         arr = arr * np.float32(scale) + np.float32(offset)
         valid = np.isfinite(arr).all(axis=0)
         if not valid.all():
-            raise KumoError(f"NaN or infinite samples in lines {got}-{got + n - 1} of the input stream")
+            raise KumoError(
+                f"NaN or infinite samples in lines {got}-{got + n - 1} of the input stream"
+            )
         yield np.clip(arr, 0.0, 1.0), None
         got += n
 
@@ -125,7 +183,9 @@ class _Spool:
 
     def copy_to(self, writer: GeoTiffWriter, lines: int = 256) -> None:
         self.f.flush()
-        mm = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.rows, self.bands, self.width))
+        mm = np.memmap(
+            self.path, dtype=self.dtype, mode="r", shape=(self.rows, self.bands, self.width)
+        )
         for r in range(0, self.rows, lines):
             writer.write(np.ascontiguousarray(mm[r : r + lines].transpose(1, 0, 2)), r)
         del mm
@@ -140,7 +200,7 @@ def run_stream(
     width: int,
     bands: BandSet,
     detector: Model,
-    generator: Model | None,
+    generator: Remover | None,
     config: StreamConfig,
     out: Path | None = None,
     mask: Path | None = None,
@@ -170,8 +230,36 @@ def run_stream(
     t0 = time.perf_counter()
 
     def open_writers(h: int) -> tuple[GeoTiffWriter | None, GeoTiffWriter | None]:
-        w_out = GeoTiffWriter(out, width=width, height=h, count=nb, dtype="float32", bands=proc.out_bands, nodata=None, overwrite=overwrite, **geo) if out else None
-        w_mask = GeoTiffWriter(mask, width=width, height=h, count=1, dtype="uint8", nodata=0, tags=tags, overwrite=overwrite, **geo) if mask else None
+        w_out = (
+            GeoTiffWriter(
+                out,
+                width=width,
+                height=h,
+                count=nb,
+                dtype="float32",
+                bands=proc.out_bands,
+                nodata=None,
+                overwrite=overwrite,
+                **geo,
+            )
+            if out
+            else None
+        )
+        w_mask = (
+            GeoTiffWriter(
+                mask,
+                width=width,
+                height=h,
+                count=1,
+                dtype="uint8",
+                nodata=0,
+                tags=tags,
+                overwrite=overwrite,
+                **geo,
+            )
+            if mask
+            else None
+        )
         group.add(w_out)
         group.add(w_mask)
         return w_out, w_mask
@@ -215,7 +303,12 @@ def run_stream(
         for s in spools:
             s.close()
 
-    rep = {**(meta or {}), **proc.report.to_dict(), "wall_seconds": time.perf_counter() - t0, "mask_classes": MASK_CLASSES}
+    rep = {
+        **(meta or {}),
+        **proc.report.to_dict(),
+        "wall_seconds": time.perf_counter() - t0,
+        "mask_classes": MASK_CLASSES,
+    }
     rep["width"] = width
     if report is not None:
         tmp = report.with_name(f".{report.name}.partial")

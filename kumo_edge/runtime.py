@@ -69,7 +69,9 @@ class ModelContract:
     @classmethod
     def from_metadata(cls, meta: dict[str, str], source: str = "model") -> ModelContract:
         if meta.get(PREFIX + "format_version") is None:
-            raise ModelContractError(f"{source} carries no Kumo Edge contract (no `kumo.*` metadata); export it with export/")
+            raise ModelContractError(
+                f"{source} carries no Kumo Edge contract (no `kumo.*` metadata); export it with export/"
+            )
         try:
             wl = json.loads(meta[PREFIX + "wavelengths_nm"])
             fw = json.loads(meta[PREFIX + "fwhm_nm"])
@@ -79,13 +81,17 @@ class ModelContract:
             return cls(
                 kind=kind,
                 band_set=meta.get(PREFIX + "band_set", ""),
-                bands=BandSet(tuple(wl), tuple(fw), tuple(json.loads(meta.get(PREFIX + "band_names", "[]")))),
+                bands=BandSet(
+                    tuple(wl), tuple(fw), tuple(json.loads(meta.get(PREFIX + "band_names", "[]")))
+                ),
                 tile=int(meta[PREFIX + "tile"]),
                 halo=int(meta[PREFIX + "halo"]),
                 multiple=int(meta.get(PREFIX + "multiple", "1")),
                 input_scaling=json.loads(meta[PREFIX + "input_scaling"]),
                 classes=tuple(json.loads(meta.get(PREFIX + "classes", "[]"))),
-                output=meta.get(PREFIX + "output", "probabilities" if kind == "detector" else "clear"),
+                output=meta.get(
+                    PREFIX + "output", "probabilities" if kind == "detector" else "clear"
+                ),
                 precision=meta.get(PREFIX + "precision", "fp32"),
                 opset=int(meta.get(PREFIX + "opset", "0")),
                 git_sha=meta.get(PREFIX + "git_sha", ""),
@@ -132,10 +138,18 @@ class ModelContract:
             f"tiles       {self.tile} x {self.tile}, halo {self.halo}",
         ]
         if self.classes:
-            where = " (graph at H/2, W/2; resized x2 by the runtime)" if self.output == "probabilities_half" else ""
-            lines.append(f"output      (N, {len(self.classes)}, H, W) probabilities: {', '.join(self.classes)}{where}")
+            where = (
+                " (graph at H/2, W/2; resized x2 by the runtime)"
+                if self.output == "probabilities_half"
+                else ""
+            )
+            lines.append(
+                f"output      (N, {len(self.classes)}, H, W) probabilities: {', '.join(self.classes)}{where}"
+            )
         elif self.output == "residual_half":
-            lines.append(f"output      graph: (N, {len(b)}, H/2, W/2) residual; runtime: clear = clip(x + up2(residual), 0, 1)")
+            lines.append(
+                f"output      graph: (N, {len(b)}, H/2, W/2) residual; runtime: clear = clip(x + up2(residual), 0, 1)"
+            )
         else:
             lines.append(f"output      (N, {len(b)}, H, W) float32 reflectance")
         lines.append(f"opset       {self.opset}   git {self.git_sha[:12] or '-'}")
@@ -163,7 +177,9 @@ def resolve_providers(names: list[str] | None) -> list[str]:
     for n in names:
         key = n.lower()
         if key not in _PROVIDERS:
-            raise KumoError(f"unknown execution provider {n!r}; choose from {', '.join(_PROVIDERS)}")
+            raise KumoError(
+                f"unknown execution provider {n!r}; choose from {', '.join(_PROVIDERS)}"
+            )
         full = _PROVIDERS[key]
         if full not in have:
             raise KumoError(
@@ -188,7 +204,12 @@ class Model:
         ModelContractError: The file is missing, corrupt, or lacks the contract.
     """
 
-    def __init__(self, path: str | os.PathLike[str], providers: list[str] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelContractError(f"{self.path}: no such model file")
@@ -196,7 +217,12 @@ class Model:
         if "TensorrtExecutionProvider" in prov:
             cache = trt_cache_dir()
             cache.mkdir(parents=True, exist_ok=True)
-            opts = {"trt_fp16_enable": True, "trt_int8_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+            opts = {
+                "trt_fp16_enable": True,
+                "trt_int8_enable": True,
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache),
+            }
             prov[prov.index("TensorrtExecutionProvider")] = ("TensorrtExecutionProvider", opts)
         so = ort.SessionOptions()
         if threads:
@@ -214,11 +240,21 @@ class Model:
             self.session = ort.InferenceSession(str(self.path), so, providers=prov)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own zoo of errors
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelContractError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
+            raise ModelContractError(
+                f"{self.path}: not a loadable ONNX model ({first[:200]})"
+            ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.contract = ModelContract.from_metadata(meta, str(self.path))
         self.input_name = self.session.get_inputs()[0].name
         self.providers = self.session.get_providers()
+
+    #: Whether :meth:`run` needs the detector's classes (no: the classical removers of
+    #: :mod:`kumo_edge.baselines` do, and share this interface).
+    needs_classes = False
+
+    @property
+    def bands(self) -> BandSet:
+        return self.contract.bands
 
     def check_bands(self, bands: BandSet) -> None:
         """Refuse data whose band set is not the model's (resample first)."""
@@ -239,14 +275,20 @@ class Model:
     def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Run on ``(N, C, H, W)`` float32 reflectance; returns the model's output."""
         if not isinstance(batch, np.ndarray) or batch.ndim != 4:
-            raise ShapeError(f"`batch` must be (N, C, H, W), got {getattr(batch, 'shape', type(batch).__name__)}")
+            raise ShapeError(
+                f"`batch` must be (N, C, H, W), got {getattr(batch, 'shape', type(batch).__name__)}"
+            )
         if batch.dtype != np.float32:
             raise DataTypeError(f"`batch` must be float32, got {batch.dtype}")
         c = self.contract
         if batch.shape[1] != len(c.bands):
-            raise BandCountError(f"`batch` has {batch.shape[1]} channels but {self.path.name} expects {len(c.bands)}")
+            raise BandCountError(
+                f"`batch` has {batch.shape[1]} channels but {self.path.name} expects {len(c.bands)}"
+            )
         if batch.shape[2] % c.multiple or batch.shape[3] % c.multiple:
-            raise ShapeError(f"tile sides must be multiples of {c.multiple}, got {batch.shape[2]} x {batch.shape[3]}")
+            raise ShapeError(
+                f"tile sides must be multiples of {c.multiple}, got {batch.shape[2]} x {batch.shape[3]}"
+            )
         batch = np.ascontiguousarray(batch)
         y = self.session.run(None, {self.input_name: batch})[0]
         if c.output == "probabilities_half":
@@ -263,7 +305,9 @@ class Model:
         return y
 
 
-def load_model(path: str | os.PathLike[str], providers: list[str] | None = None, threads: int | None = None) -> Model:
+def load_model(
+    path: str | os.PathLike[str], providers: list[str] | None = None, threads: int | None = None
+) -> Model:
     """Load a model and its contract; see :class:`Model`."""
     return Model(path, providers, threads)
 
@@ -281,7 +325,9 @@ def shipped_models() -> dict[str, dict[str, Path]]:
     out: dict[str, dict[str, Path]] = {}
     if MODELS_DIR.is_dir():
         for d in sorted(p for p in MODELS_DIR.iterdir() if p.is_dir()):
-            files = {k: d / f"{k}.onnx" for k in ("detector", "generator") if (d / f"{k}.onnx").exists()}
+            files = {
+                k: d / f"{k}.onnx" for k in ("detector", "generator") if (d / f"{k}.onnx").exists()
+            }
             if files:
                 out[d.name] = files
     return out

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .bands import BandSet, resample, resampling_matrix
+from .baselines import Remover
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .runtime import Model
 from .tiling import (
@@ -75,7 +76,9 @@ class StreamConfig:
         if self.batch < 1:
             raise ConfigError(f"`batch` must be >= 1, got {self.batch}")
         if self.output_bands not in ("model", "input"):
-            raise ConfigError(f"`output_bands` must be 'model' or 'input', got {self.output_bands!r}")
+            raise ConfigError(
+                f"`output_bands` must be 'model' or 'input', got {self.output_bands!r}"
+            )
         for n in ("min_fraction", "drop_fraction"):
             if not 0 <= getattr(self, n) <= 1:
                 raise ConfigError(f"`{n}` must be in [0, 1], got {getattr(self, n)}")
@@ -102,7 +105,9 @@ class Report:
     """Per-tile decisions and per-stage timings of a pass."""
 
     tiles: list[dict] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=lambda: {"resample": 0.0, "detect": 0.0, "generate": 0.0, "blend": 0.0})
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"resample": 0.0, "detect": 0.0, "generate": 0.0, "blend": 0.0}
+    )
     lines: int = 0
 
     def to_dict(self) -> dict:
@@ -126,11 +131,19 @@ class StreamProcessor:
         bands: Band set of the incoming lines; resampled to the models' band set when different
             (refused with :class:`~kumo_edge.errors.BandMappingError` when impossible).
         detector: The detector model.
-        generator: The generator model (optional; same band set as the detector).
+        generator: The cloud remover (optional; same band set as the detector): the generator
+            model, or a classical remover of :mod:`kumo_edge.baselines`.
         config: Stream settings.
     """
 
-    def __init__(self, width: int, bands: BandSet, detector: Model, generator: Model | None = None, config: StreamConfig | None = None) -> None:
+    def __init__(
+        self,
+        width: int,
+        bands: BandSet,
+        detector: Model,
+        generator: Remover | None = None,
+        config: StreamConfig | None = None,
+    ) -> None:
         cfg = config or StreamConfig()
         if width < 1:
             raise ShapeError(f"`width` must be >= 1, got {width}")
@@ -138,9 +151,10 @@ class StreamProcessor:
         self.detector, self.generator = detector, generator if cfg.remove else None
         c = detector.contract
         if self.generator is not None:
-            g = self.generator.contract
-            if g.bands != c.bands:
-                raise ConfigError("the detector and the generator were trained for different band sets")
+            if self.generator.bands != c.bands:
+                raise ConfigError(
+                    "the detector and the generator were trained for different band sets"
+                )
         self.model_bands = c.bands
         self.in_bands = bands
         #: Band set of the emitted lines.
@@ -148,16 +162,22 @@ class StreamProcessor:
         self.matrix = None if _same_bands(bands, c.bands) else resampling_matrix(bands, c.bands)
         self.back = None
         if cfg.output_bands == "input" and self.matrix is not None:
-            self.back = resampling_matrix(c.bands, bands)  # refuses what the model bands cannot give
+            self.back = resampling_matrix(
+                c.bands, bands
+            )  # refuses what the model bands cannot give
         self.T = cfg.tile or c.tile
         self.h = c.halo if cfg.halo is None else cfg.halo
         if self.T % c.multiple:
-            raise ConfigError(f"tile {self.T} is not a multiple of {c.multiple}, which the models need")
+            raise ConfigError(
+                f"tile {self.T} is not a multiple of {c.multiple}, which the models need"
+            )
         self.s = self.T - 2 * self.h
         self.width = width
         self.wp = max(width, self.T)
         self.col_starts = axis_origins(self.wp, self.T, self.h)
-        self.wx = axis_weights(self.wp, self.col_starts, self.T, self.h)  # normalised across the swath
+        self.wx = axis_weights(
+            self.wp, self.col_starts, self.T, self.h
+        )  # normalised across the swath
         self.wy = taper(self.T, self.h).astype(np.float32)
         nb = len(c.bands)
         self.buf = np.zeros((nb, self.T, self.wp), np.float32)
@@ -172,7 +192,9 @@ class StreamProcessor:
         self._done = False
 
     # -- input ------------------------------------------------------------------------------
-    def push(self, lines: npt.NDArray[np.floating], valid: npt.NDArray[np.bool_] | None = None) -> list[Lines]:
+    def push(
+        self, lines: npt.NDArray[np.floating], valid: npt.NDArray[np.bool_] | None = None
+    ) -> list[Lines]:
         """Add ``(bands, n, width)`` float32 reflectance lines; returns the lines now finished."""
         if self._done:
             raise ShapeError("the pass was flushed; start a new StreamProcessor")
@@ -218,19 +240,27 @@ class StreamProcessor:
 
     def _check(self, lines: npt.NDArray, valid: npt.NDArray | None) -> npt.NDArray[np.float32]:
         if not isinstance(lines, np.ndarray) or lines.ndim != 3:
-            raise ShapeError(f"lines must be (bands, n, width), got {getattr(lines, 'shape', type(lines).__name__)}")
+            raise ShapeError(
+                f"lines must be (bands, n, width), got {getattr(lines, 'shape', type(lines).__name__)}"
+            )
         if lines.dtype != np.float32:
             raise DataTypeError(f"lines must be float32 reflectance, got {lines.dtype}")
         if lines.shape[0] != len(self.in_bands):
-            raise BandCountError(f"lines have {lines.shape[0]} bands but the stream was opened with {len(self.in_bands)}")
+            raise BandCountError(
+                f"lines have {lines.shape[0]} bands but the stream was opened with {len(self.in_bands)}"
+            )
         if lines.shape[2] != self.width:
-            raise ShapeError(f"lines are {lines.shape[2]} pixels wide but the stream was opened with width {self.width}")
+            raise ShapeError(
+                f"lines are {lines.shape[2]} pixels wide but the stream was opened with width {self.width}"
+            )
         if valid is not None and (valid.shape != lines.shape[1:] or valid.dtype != np.bool_):
             raise ShapeError(f"`valid` must be a bool array of shape {lines.shape[1:]}")
         check = lines if valid is None else lines[:, valid]
         if not np.isfinite(check).all():
             r = int(np.argwhere(~np.isfinite(lines).all(axis=(0, 2)))[0, 0]) + self.received
-            raise InvalidDataError(f"NaN or infinite values in line {r}; mark such pixels invalid instead")
+            raise InvalidDataError(
+                f"NaN or infinite values in line {r}; mark such pixels invalid instead"
+            )
         return lines
 
     # -- one tile row -----------------------------------------------------------------------
@@ -276,15 +306,28 @@ class StreamProcessor:
         self.report.seconds["blend"] += time.perf_counter() - t0
         return result
 
-    def _process(self, tiles: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_], origins: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        return process_tiles(tiles, valid, self.detector, self.generator, self.cfg, self.report, origins + [self.y0, 0])
+    def _process(
+        self,
+        tiles: npt.NDArray[np.float32],
+        valid: npt.NDArray[np.bool_],
+        origins: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return process_tiles(
+            tiles,
+            valid,
+            self.detector,
+            self.generator,
+            self.cfg,
+            self.report,
+            origins + [self.y0, 0],
+        )
 
 
 def process_tiles(
     tiles: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
     detector: Model,
-    generator: Model | None,
+    generator: Remover | None,
     cfg: StreamConfig,
     report: Report | None = None,
     origins: npt.NDArray[np.int64] | None = None,
@@ -297,21 +340,33 @@ def process_tiles(
     """
     rep = report or Report()
     t0 = time.perf_counter()
-    probs = np.concatenate([detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)])
+    probs = np.concatenate(
+        [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]
+    )
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = np.argmax(probs, axis=1)
     thick = cls == 2
     n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
     frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
-    todo = np.flatnonzero((frac[1] + frac[3]) >= cfg.min_fraction) if generator is not None else np.zeros(0, int)
+    todo = (
+        np.flatnonzero((frac[1] + frac[3]) >= cfg.min_fraction)
+        if generator is not None
+        else np.zeros(0, int)
+    )
     t0 = time.perf_counter()
     for i in range(0, len(todo), cfg.batch):
         idx = todo[i : i + cfg.batch]
         # consecutive tiles (the usual case) are a view: no copy of the batch
         sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
-        generated = generator.run(tiles[sel])
+        generated = (
+            generator.run(tiles[sel], cls[sel])
+            if getattr(generator, "needs_classes", False)
+            else generator.run(tiles[sel])
+        )
         if isinstance(sel, slice):
-            np.copyto(tiles[sel], generated, where=~thick[sel][:, None])  # thick pixels keep their input
+            np.copyto(
+                tiles[sel], generated, where=~thick[sel][:, None]
+            )  # thick pixels keep their input
         else:
             tiles[sel] = np.where(thick[sel][:, None], tiles[sel], generated)
     rep.seconds["generate"] += time.perf_counter() - t0
@@ -319,8 +374,24 @@ def process_tiles(
     removed = set(todo.tolist())
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])
-        decision = "removed" if i in removed else ("unrecoverable" if frac[2][i] >= 0.5 else "clear" if cloud + frac[3][i] < cfg.min_fraction else "passed")
-        rec = {"cloud_fraction": round(cloud, 4), "thick_fraction": round(float(frac[2][i]), 4), "shadow_fraction": round(float(frac[3][i]), 4), "decision": decision, "drop": cloud > cfg.drop_fraction}
+        decision = (
+            "removed"
+            if i in removed
+            else (
+                "unrecoverable"
+                if frac[2][i] >= 0.5
+                else "clear"
+                if cloud + frac[3][i] < cfg.min_fraction
+                else "passed"
+            )
+        )
+        rec = {
+            "cloud_fraction": round(cloud, 4),
+            "thick_fraction": round(float(frac[2][i]), 4),
+            "shadow_fraction": round(float(frac[3][i]), 4),
+            "decision": decision,
+            "drop": cloud > cfg.drop_fraction,
+        }
         if origins is not None:
             rec["row"], rec["col"] = int(origins[i, 0]), int(origins[i, 1])
         rep.tiles.append(rec)
@@ -331,7 +402,7 @@ def process_image(
     cube: npt.NDArray[np.float32],
     bands: BandSet,
     detector: Model,
-    generator: Model | None = None,
+    generator: Remover | None = None,
     config: StreamConfig | None = None,
     valid: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], Report]:
@@ -340,7 +411,9 @@ def process_image(
 
     Returns ``(data, mask, report)`` like the concatenated output of a :class:`StreamProcessor`.
     """
-    proc = StreamProcessor(cube.shape[2], bands, detector, generator, config)  # validates and sets the geometry
+    proc = StreamProcessor(
+        cube.shape[2], bands, detector, generator, config
+    )  # validates and sets the geometry
     cube = proc._check(cube, valid)
     h_img, w_img = cube.shape[1:]
     if valid is None:
@@ -358,7 +431,9 @@ def process_image(
     origins = blender.origins
     tiles = extract_tiles(padded, origins, t)
     vt = np.stack([pvalid[y : y + t, x : x + t] for y, x in origins])
-    out, probs = process_tiles(tiles, vt, proc.detector, proc.generator, proc.cfg, proc.report, origins)
+    out, probs = process_tiles(
+        tiles, vt, proc.detector, proc.generator, proc.cfg, proc.report, origins
+    )
     data = blender.blend(out)[:, :h_img, :w_img]
     p = blender.blend(probs)[:, :h_img, :w_img]
     mask = (np.argmax(p, axis=0) + 1).astype(np.uint8)
@@ -372,7 +447,10 @@ def _same_bands(a: BandSet, b: BandSet) -> bool:
     return len(a) == len(b) and bool(np.all(np.abs(a.centers - b.centers) <= 0.5))
 
 
-def stream_lines(proc: StreamProcessor, chunks: Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]]) -> Iterator[Lines]:
+def stream_lines(
+    proc: StreamProcessor,
+    chunks: Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]],
+) -> Iterator[Lines]:
     """Push every chunk, then flush; yield finished lines in order."""
     for lines, valid in chunks:
         yield from proc.push(lines, valid)

@@ -73,7 +73,9 @@ class FootprintGrid:
         return int(self.origins.shape[0])
 
 
-def footprint_tiles(valid: npt.NDArray, size: int = 256, stride: int | None = None) -> FootprintGrid:
+def footprint_tiles(
+    valid: npt.NDArray, size: int = 256, stride: int | None = None
+) -> FootprintGrid:
     """All ``size x size`` tiles inside the valid footprint, on the best grid offset.
 
     Args:
@@ -85,7 +87,9 @@ def footprint_tiles(valid: npt.NDArray, size: int = 256, stride: int | None = No
         The chosen grid; ties between offsets go to the smallest ``(row, col)`` offset.
     """
     if not isinstance(valid, np.ndarray) or valid.ndim != 2:
-        raise ShapeError(f"`valid` must be a 2-D mask, got {getattr(valid, 'shape', type(valid).__name__)}")
+        raise ShapeError(
+            f"`valid` must be a 2-D mask, got {getattr(valid, 'shape', type(valid).__name__)}"
+        )
     if valid.dtype not in (np.bool_, np.uint8):
         raise DataTypeError(f"`valid` must be bool or uint8, got {valid.dtype}")
     stride = size if stride is None else stride
@@ -138,7 +142,10 @@ def pad_to(img: npt.NDArray[np.float32], rows: int, cols: int) -> npt.NDArray[np
 
 
 def extract_tiles(
-    img: npt.NDArray[np.float32], origins: npt.NDArray[np.int64], size: int, out: npt.NDArray[np.float32] | None = None
+    img: npt.NDArray[np.float32],
+    origins: npt.NDArray[np.int64],
+    size: int,
+    out: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Cut tiles from an image.
 
@@ -157,7 +164,9 @@ def extract_tiles(
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ShapeError(f"`out` must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
+        raise ShapeError(
+            f"`out` must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}"
+        )
     _k.extract(img, origins[:, 0].copy(), origins[:, 1].copy(), size, out)
     return out
 
@@ -170,7 +179,9 @@ def _check_origins(origins: npt.NDArray, rows: int, cols: int, size: int) -> npt
     if origins.size and (
         origins.min() < 0 or origins[:, 0].max() + size > rows or origins[:, 1].max() + size > cols
     ):
-        raise ShapeError(f"a {size}-pixel tile at some origin does not fit in the {rows} x {cols} image")
+        raise ShapeError(
+            f"a {size}-pixel tile at some origin does not fit in the {rows} x {cols} image"
+        )
     return origins
 
 
@@ -192,7 +203,9 @@ def blend_weights(size: int, halo: int) -> npt.NDArray[np.float32]:
     return np.outer(w1, w1).astype(np.float32)
 
 
-def axis_weights(length: int, starts: npt.NDArray[np.int64], size: int, halo: int) -> npt.NDArray[np.float32]:
+def axis_weights(
+    length: int, starts: npt.NDArray[np.int64], size: int, halo: int
+) -> npt.NDArray[np.float32]:
     """``(len(starts), size)`` float32 tapers divided by their sum at every position of the axis,
     so that the weights of the tiles covering any position sum to one."""
     w1 = taper(size, halo)
@@ -229,11 +242,29 @@ class GridBlender:
         col_starts: npt.NDArray[np.int64] | None = None,
     ) -> None:
         self.rows, self.cols, self.size, self.halo = rows, cols, size, halo
-        self.row_starts = axis_origins(rows, size, halo) if row_starts is None else np.asarray(row_starts, np.int64)
-        self.col_starts = axis_origins(cols, size, halo) if col_starts is None else np.asarray(col_starts, np.int64)
-        for starts, length, name in ((self.row_starts, rows, "row"), (self.col_starts, cols, "col")):
-            if starts.ndim != 1 or starts.size == 0 or starts.min() < 0 or starts.max() + size > length:
-                raise ShapeError(f"{name} starts must lie in [0, {length - size}], got {starts.tolist()}")
+        self.row_starts = (
+            axis_origins(rows, size, halo)
+            if row_starts is None
+            else np.asarray(row_starts, np.int64)
+        )
+        self.col_starts = (
+            axis_origins(cols, size, halo)
+            if col_starts is None
+            else np.asarray(col_starts, np.int64)
+        )
+        for starts, length, name in (
+            (self.row_starts, rows, "row"),
+            (self.col_starts, cols, "col"),
+        ):
+            if (
+                starts.ndim != 1
+                or starts.size == 0
+                or starts.min() < 0
+                or starts.max() + size > length
+            ):
+                raise ShapeError(
+                    f"{name} starts must lie in [0, {length - size}], got {starts.tolist()}"
+                )
         self.wy = axis_weights(rows, self.row_starts, size, halo)
         self.wx = axis_weights(cols, self.col_starts, size, halo)
 
@@ -243,12 +274,21 @@ class GridBlender:
         yy, xx = np.meshgrid(self.row_starts, self.col_starts, indexing="ij")
         return np.stack([yy.ravel(), xx.ravel()], axis=1)
 
-    def blend(self, tiles: npt.NDArray[np.float32], out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+    def blend(
+        self, tiles: npt.NDArray[np.float32], out: npt.NDArray[np.float32] | None = None
+    ) -> npt.NDArray[np.float32]:
         """Blend ``(N, bands, size, size)`` float32 tiles (order of :attr:`origins`) into
         ``(bands, rows, cols)``; pixels no tile covers are 0."""
         n = self.row_starts.size * self.col_starts.size
-        if not isinstance(tiles, np.ndarray) or tiles.ndim != 4 or tiles.shape[0] != n or tiles.shape[2:] != (self.size, self.size):
-            raise ShapeError(f"`tiles` must be ({n}, bands, {self.size}, {self.size}), got {getattr(tiles, 'shape', None)}")
+        if (
+            not isinstance(tiles, np.ndarray)
+            or tiles.ndim != 4
+            or tiles.shape[0] != n
+            or tiles.shape[2:] != (self.size, self.size)
+        ):
+            raise ShapeError(
+                f"`tiles` must be ({n}, bands, {self.size}, {self.size}), got {getattr(tiles, 'shape', None)}"
+            )
         if tiles.dtype != np.float32:
             raise DataTypeError(f"`tiles` must be float32, got {tiles.dtype}")
         shape = (tiles.shape[1], self.rows, self.cols)
@@ -256,7 +296,9 @@ class GridBlender:
             out = np.empty(shape, dtype=np.float32)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ShapeError(f"`out` must be a C-contiguous float32 array of shape {shape}")
-        _k.blend_grid(np.ascontiguousarray(tiles), self.row_starts, self.col_starts, self.wy, self.wx, out)
+        _k.blend_grid(
+            np.ascontiguousarray(tiles), self.row_starts, self.col_starts, self.wy, self.wx, out
+        )
         return out
 
 
@@ -270,9 +312,22 @@ def accumulate_tile_row(
     """Add tiles of one tile row into a ``(bands, T, width)`` accumulator with weights
     ``wy[r] * wx[m, x]`` (``wx`` from :func:`axis_weights`, rows of the chosen tiles). The stream
     uses it batch by batch, so a whole tile row of tiles never has to exist at once."""
-    if tiles.ndim != 4 or tiles.shape[0] != col_starts.shape[0] or tiles.shape[1] != acc.shape[0] or tiles.shape[2] != acc.shape[1]:
-        raise ShapeError(f"tiles {tiles.shape} do not fit the accumulator {acc.shape} and {col_starts.shape[0]} starts")
-    _k.accumulate_row(acc, np.ascontiguousarray(tiles, dtype=np.float32), np.ascontiguousarray(col_starts, dtype=np.int64), wy.astype(np.float32), np.ascontiguousarray(wx, dtype=np.float32))
+    if (
+        tiles.ndim != 4
+        or tiles.shape[0] != col_starts.shape[0]
+        or tiles.shape[1] != acc.shape[0]
+        or tiles.shape[2] != acc.shape[1]
+    ):
+        raise ShapeError(
+            f"tiles {tiles.shape} do not fit the accumulator {acc.shape} and {col_starts.shape[0]} starts"
+        )
+    _k.accumulate_row(
+        acc,
+        np.ascontiguousarray(tiles, dtype=np.float32),
+        np.ascontiguousarray(col_starts, dtype=np.int64),
+        wy.astype(np.float32),
+        np.ascontiguousarray(wx, dtype=np.float32),
+    )
 
 
 def blend_tiles(
@@ -281,7 +336,9 @@ def blend_tiles(
     """Blend ``(N, bands, size, size)`` tile outputs at a product grid of ``origins`` (row-major,
     as :func:`inference_origins` gives) into a ``(bands, rows, cols)`` image."""
     if not isinstance(tiles, np.ndarray) or tiles.ndim != 4:
-        raise ShapeError(f"`tiles` must be (N, bands, size, size), got {getattr(tiles, 'shape', None)}")
+        raise ShapeError(
+            f"`tiles` must be (N, bands, size, size), got {getattr(tiles, 'shape', None)}"
+        )
     origins = _check_origins(origins, rows, cols, tiles.shape[2])
     ys, xs = np.unique(origins[:, 0]), np.unique(origins[:, 1])
     blender = GridBlender(rows, cols, tiles.shape[2], halo, ys, xs)
@@ -290,7 +347,9 @@ def blend_tiles(
     return blender.blend(tiles)
 
 
-def tile_image(img: npt.NDArray[np.float32], size: int, halo: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], tuple[int, int]]:
+def tile_image(
+    img: npt.NDArray[np.float32], size: int, halo: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], tuple[int, int]]:
     """Pad an image if needed and cut it into overlapping inference tiles.
 
     Returns:

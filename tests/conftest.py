@@ -16,10 +16,14 @@ from kumo_edge.cli import sample_scene_path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CRS = "EPSG:32633"
 TRANSFORM = from_origin(500000.0, 4600000.0, 30.0, 30.0)
-BANDS4 = BandSet((490.0, 560.0, 665.0, 842.0), (65.0, 35.0, 30.0, 115.0), ("blue", "green", "red", "nir"))
+BANDS4 = BandSet(
+    (490.0, 560.0, 665.0, 842.0), (65.0, 35.0, 30.0, 115.0), ("blue", "green", "red", "nir")
+)
 
 
-def rotated_footprint(rows: int, cols: int, angle_deg: float = 12.0, margin: float = 0.12) -> np.ndarray:
+def rotated_footprint(
+    rows: int, cols: int, angle_deg: float = 12.0, margin: float = 0.12
+) -> np.ndarray:
     """A bool mask of a rotated rectangle, like a Landsat scene's footprint."""
     yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
     cy, cx = rows / 2, cols / 2
@@ -31,7 +35,15 @@ def rotated_footprint(rows: int, cols: int, angle_deg: float = 12.0, margin: flo
 
 def make_raster(path: Path, data: np.ndarray, **kw) -> Path:
     """Write ``data`` (bands, rows, cols) with rasterio directly (not our writer)."""
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype.name, crs=CRS, transform=TRANSFORM)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        crs=CRS,
+        transform=TRANSFORM,
+    )
     profile.update(kw)
     with rasterio.open(path, "w", **profile) as d:
         d.write(data)
@@ -58,7 +70,18 @@ def tagged_file(tmp_path: Path, refl4: np.ndarray) -> Path:
     p = tmp_path / "tagged.tif"
     stored = np.round(refl4 * 10000).astype(np.uint16)
     stored[:, :5, :7] = 0
-    with rasterio.open(p, "w", driver="GTiff", width=110, height=90, count=4, dtype="uint16", crs=CRS, transform=TRANSFORM, nodata=0) as d:
+    with rasterio.open(
+        p,
+        "w",
+        driver="GTiff",
+        width=110,
+        height=90,
+        count=4,
+        dtype="uint16",
+        crs=CRS,
+        transform=TRANSFORM,
+        nodata=0,
+    ) as d:
         d.write(stored)
         d.scales = (1e-4,) * 4
         d.offsets = (0.0,) * 4
@@ -79,11 +102,24 @@ def footprint_file(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, np.n
     valid = rotated_footprint(700, 800, 14.0, 0.08)
     data = rng.integers(5000, 20000, size=(3, 700, 800), dtype=np.uint16)
     data[:, ~valid] = 0
-    p = make_raster(tmp_path / "footprint.tif", data, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    p = make_raster(
+        tmp_path / "footprint.tif",
+        data,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
     return p, valid
 
 
-def random_models(folder: Path, perturb: float = 0.3, det_widths: tuple[int, ...] = (4, 8), gen_widths: tuple[int, ...] = (8, 8), seed: int = 2) -> dict:
+def random_models(
+    folder: Path,
+    perturb: float = 0.3,
+    det_widths: tuple[int, ...] = (4, 8),
+    gen_widths: tuple[int, ...] = (8, 8),
+    seed: int = 2,
+) -> dict:
     """A tiny rgbn detector and generator with random (non-trivial) weights and BN statistics,
     exported with their contract (tile 64, halo 8). Needs torch (the `train` extra)."""
     import torch
@@ -105,6 +141,10 @@ def random_models(folder: Path, perturb: float = 0.3, det_widths: tuple[int, ...
         net(torch.rand(4, 4, 32, 32))
         net.eval()
         cfg = TrainConfig(task=task, bands="rgbn", widths=w)
-        out[task] = write_model(to_onnx(net, 4, 64), contract_for(net, cfg, 64, 8, {"psnr": 30.0}), folder / f"{task}.onnx")
+        out[task] = write_model(
+            to_onnx(net, 4, 64),
+            contract_for(net, cfg, 64, 8, {"psnr": 30.0}),
+            folder / f"{task}.onnx",
+        )
         out[task + "_net"] = net
     return out

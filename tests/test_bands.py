@@ -64,7 +64,9 @@ def test_missing_nir_is_refused() -> None:
 
 def test_broad_band_cannot_fake_hyperspectral() -> None:
     with pytest.raises(BandMappingError, match="wider"):
-        resampling_matrix(sensor_profile("sentinel2-msi").bands, sensor_profile("satellogic-hsi").bands)
+        resampling_matrix(
+            sensor_profile("sentinel2-msi").bands, sensor_profile("satellogic-hsi").bands
+        )
 
 
 def test_tolerance_is_a_parameter() -> None:

@@ -75,7 +75,10 @@ def test_tile_footprint(tmp_path: Path, footprint_file) -> None:  # noqa: ANN001
         with rasterio.open(out / t["file"]) as ds:
             data = ds.read()
             assert ds.crs.to_epsg() == 32633
-            assert ds.transform.c == src_transform.c + 30 * t["col"] and ds.transform.f == src_transform.f - 30 * t["row"]
+            assert (
+                ds.transform.c == src_transform.c + 30 * t["col"]
+                and ds.transform.f == src_transform.f - 30 * t["row"]
+            )
         assert (data != 0).any(axis=0).all()  # no fill pixel in any tile
         assert valid[t["row"] : t["row"] + 128, t["col"] : t["col"] + 128].all()
     assert no_partials(tmp_path)
@@ -139,7 +142,9 @@ def test_synth_outputs(tmp_path: Path, sample_path: Path) -> None:
     # clouds brighten the blue band; clear pixels are untouched
     assert cloudy.data[0][cloud].mean() > clear.data[0][cloud].mean() + 0.1
     # "clear" truth: below the cloud threshold and less than 10 % shading (the model's definition)
-    np.testing.assert_allclose(cloudy.data[:, mask == 1], clear.data[:, mask == 1], rtol=0.1, atol=0.03)
+    np.testing.assert_allclose(
+        cloudy.data[:, mask == 1], clear.data[:, mask == 1], rtol=0.1, atol=0.03
+    )
     assert (tau550[cloud] > 0).all()
     with rasterio.open(out) as ds:
         assert json.loads(ds.tags()["CLOUD_PARAMS"])["cover"] == 0.5
@@ -167,13 +172,27 @@ def test_demo(tmp_path: Path) -> None:
 
     out = tmp_path / "demo"
     r = run("demo", "--out", out, "--threads", "1")
-    for name in ("cloudy.tif", "truth.tif", "tau550.tif", "cleaned.tif", "mask.tif", "report.json", "demo.png"):
+    for name in (
+        "cloudy.tif",
+        "truth.tif",
+        "tau550.tif",
+        "cleaned.tif",
+        "mask.tif",
+        "report.json",
+        "demo.png",
+    ):
         assert (out / name).stat().st_size > 500, name
     with rasterio.open(out / "demo.png") as png:
         assert png.count == 3 and png.width > 4 * 489
-    before = [float(v) for v in re.search(r"before .*PSNR ([\d.]+) dB, SAM ([\d.]+)", r.output).groups()]
-    after = [float(v) for v in re.search(r"after .*PSNR ([\d.]+) dB, SAM ([\d.]+)", r.output).groups()]
-    assert after[0] > before[0] + 3.0  # the shipped models really remove thin cloud on this held-out scene
+    before = [
+        float(v) for v in re.search(r"before .*PSNR ([\d.]+) dB, SAM ([\d.]+)", r.output).groups()
+    ]
+    after = [
+        float(v) for v in re.search(r"after .*PSNR ([\d.]+) dB, SAM ([\d.]+)", r.output).groups()
+    ]
+    assert (
+        after[0] > before[0] + 3.0
+    )  # the shipped models really remove thin cloud on this held-out scene
     with rasterio.open(out / "mask.tif") as m, rasterio.open(out / "truth.tif") as t:
         detected, truth = m.read(1), t.read(1)
     ok = truth > 0

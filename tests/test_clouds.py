@@ -29,7 +29,9 @@ def test_deterministic_and_seeded() -> None:
 
 @pytest.mark.parametrize("cover", [0.1, 0.4, 0.8])
 def test_cover_is_controlled(cover: float) -> None:
-    r = synthesize(_clear(300, 300), HSI, CloudParams(cover=cover, cloud_tau=1e-6, shadows=False), seed=1)
+    r = synthesize(
+        _clear(300, 300), HSI, CloudParams(cover=cover, cloud_tau=1e-6, shadows=False), seed=1
+    )
     assert abs(r.cloud.mean() - cover) < 0.08
 
 
@@ -49,7 +51,9 @@ def test_thin_cloud_is_more_transparent_in_the_infrared() -> None:
     assert change[-1] < 0.7 * change[0]  # 850 nm vs 450 nm
     assert np.all(np.diff(change) < 1e-4)  # monotonic with wavelength (clear is smooth here)
     # with a flat spectral exponent the advantage disappears
-    flat = synthesize(clear, HSI, CloudParams(cover=0.6, thickness=0.3, shadows=False, angstrom=0.0), seed=2)
+    flat = synthesize(
+        clear, HSI, CloudParams(cover=0.6, thickness=0.3, shadows=False, angstrom=0.0), seed=2
+    )
     t_flat = np.abs(flat.cloudy - clear)[:, thin]
     assert abs(t_flat[-1].mean() - change[-1]) > 0.005
 
@@ -63,7 +67,14 @@ def test_thick_cloud_hides_the_surface() -> None:
 
 
 def test_shadow_falls_away_from_the_sun() -> None:
-    p = CloudParams(cover=0.3, thickness=2.0, sun_azimuth_deg=90.0, sun_elevation_deg=45.0, cloud_height_m=600.0, gsd_m=30.0)
+    p = CloudParams(
+        cover=0.3,
+        thickness=2.0,
+        sun_azimuth_deg=90.0,
+        sun_elevation_deg=45.0,
+        cloud_height_m=600.0,
+        gsd_m=30.0,
+    )
     dr, dc = p.shadow_offset_px
     assert (dr, dc) == (0, 20)  # sun in the east: the cloud that shades a pixel lies 20 px east
     clear = _clear(200, 300)

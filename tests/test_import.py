@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run_blocked(code: str) -> subprocess.CompletedProcess[str]:
     prelude = "import sys; sys.modules['torch'] = None\n"
-    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_import_without_torch() -> None:

@@ -40,8 +40,12 @@ def test_wavelengths_from_band_tags_and_scale(tagged_file: Path, refl4: np.ndarr
     assert (s.data[:, :5, :7] == 0).all()
 
 
-def test_wavelengths_from_imagery_domain_written_by_our_writer(tmp_path: Path, refl4: np.ndarray) -> None:
-    p = write_geotiff(tmp_path / "w.tif", refl4, crs=CRS, transform=TRANSFORM, nodata=-1.0, bands=BANDS4)
+def test_wavelengths_from_imagery_domain_written_by_our_writer(
+    tmp_path: Path, refl4: np.ndarray
+) -> None:
+    p = write_geotiff(
+        tmp_path / "w.tif", refl4, crs=CRS, transform=TRANSFORM, nodata=-1.0, bands=BANDS4
+    )
     with rasterio.open(p) as ds:  # what GDAL tools see
         assert ds.tags(4, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"] == "0.842"
         assert ds.tags(4, ns="IMAGERY")["FWHM_UM"] == "0.115"
@@ -55,7 +59,17 @@ def test_wavelengths_from_imagery_domain_written_by_our_writer(tmp_path: Path, r
 
 def test_wavelengths_from_envi_header(tmp_path: Path, refl4: np.ndarray) -> None:
     p = tmp_path / "cube.img"
-    with rasterio.open(p, "w", driver="ENVI", width=110, height=90, count=4, dtype="int16", crs=CRS, transform=TRANSFORM) as d:
+    with rasterio.open(
+        p,
+        "w",
+        driver="ENVI",
+        width=110,
+        height=90,
+        count=4,
+        dtype="int16",
+        crs=CRS,
+        transform=TRANSFORM,
+    ) as d:
         d.write(np.round(refl4 * 10000).astype(np.int16))
     hdr = p.with_suffix(".hdr")
     text = hdr.read_text()
@@ -83,7 +97,9 @@ def test_wavelengths_from_descriptions(tmp_path: Path) -> None:
 def test_explicit_wavelengths_override(tagged_file: Path) -> None:
     with Raster(tagged_file, wavelengths=[1, 2, 3, 4], fwhm=[1, 1, 1, 1]) as r:
         assert r.wavelength_source == "caller" and r.bands.centers_nm == (1.0, 2.0, 3.0, 4.0)
-    with pytest.raises(BandCountError, match="`wavelengths` has 3 values but tagged.tif has 4 bands"):
+    with pytest.raises(
+        BandCountError, match="`wavelengths` has 3 values but tagged.tif has 4 bands"
+    ):
         Raster(tagged_file, wavelengths=[1, 2, 3])
 
 
@@ -200,7 +216,16 @@ def test_read_raw_window_bounds(sample_path: Path) -> None:
 # -- writer ---------------------------------------------------------------------------------
 def test_writer_strips_are_atomic(tmp_path: Path, refl4: np.ndarray) -> None:
     out = tmp_path / "o.tif"
-    w = GeoTiffWriter(out, width=110, height=90, count=4, dtype="float32", crs=CRS, transform=TRANSFORM, bands=BANDS4)
+    w = GeoTiffWriter(
+        out,
+        width=110,
+        height=90,
+        count=4,
+        dtype="float32",
+        crs=CRS,
+        transform=TRANSFORM,
+        bands=BANDS4,
+    )
     w.write(refl4[:, :50], 0)
     assert not out.exists()  # nothing visible until complete
     w.write(refl4[:, 50:], 50)
@@ -248,4 +273,11 @@ def test_writer_unwritable_location(tmp_path: Path) -> None:
     with pytest.raises(RasterWriteError, match="does not exist"):
         GeoTiffWriter(tmp_path / "nope" / "o.tif", width=4, height=4, count=1, dtype="uint8")
     with pytest.raises(BandCountError):
-        GeoTiffWriter(tmp_path / "o.tif", width=4, height=4, count=2, dtype="uint8", bands=BandSet((500.0,), (10.0,)))
+        GeoTiffWriter(
+            tmp_path / "o.tif",
+            width=4,
+            height=4,
+            count=2,
+            dtype="uint8",
+            bands=BandSet((500.0,), (10.0,)),
+        )

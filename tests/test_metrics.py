@@ -21,14 +21,26 @@ def pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def test_psnr_matches_skimage(pair) -> None:  # noqa: ANN001
     pred, true = pair
-    assert metrics.psnr(pred, true) == pytest.approx(peak_signal_noise_ratio(true, pred, data_range=1.0), rel=1e-12)
+    assert metrics.psnr(pred, true) == pytest.approx(
+        peak_signal_noise_ratio(true, pred, data_range=1.0), rel=1e-12
+    )
     assert metrics.psnr(true, true) == math.inf
 
 
 def test_ssim_matches_skimage(pair) -> None:  # noqa: ANN001
     pred, true = pair
     ref = np.mean(
-        [structural_similarity(true[b], pred[b], data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False) for b in range(4)]
+        [
+            structural_similarity(
+                true[b],
+                pred[b],
+                data_range=1.0,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+            )
+            for b in range(4)
+        ]
     )
     assert metrics.ssim(pred, true) == pytest.approx(ref, rel=1e-9)
     assert metrics.ssim(true, true) == pytest.approx(1.0)

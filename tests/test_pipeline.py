@@ -31,7 +31,21 @@ def invoke(*args: object, stdin: bytes | None = None):  # noqa: ANN201
 
 def test_run_on_a_raster(tmp_path: Path, sample_path: Path, model_dir: Path) -> None:
     out, mask, rep = tmp_path / "clean.tif", tmp_path / "mask.tif", tmp_path / "r.json"
-    r = invoke("run", sample_path, out, "--mask", mask, "--report", rep, "--models", model_dir, "--strip-lines", "100", "--threads", "1")
+    r = invoke(
+        "run",
+        sample_path,
+        out,
+        "--mask",
+        mask,
+        "--report",
+        rep,
+        "--models",
+        model_dir,
+        "--strip-lines",
+        "100",
+        "--threads",
+        "1",
+    )
     assert r.exit_code == 0, r.output + r.stderr
     with Raster(sample_path) as s:
         src_valid = s.valid_mask()
@@ -59,7 +73,23 @@ def test_detect_and_bil_stdin(tmp_path: Path, model_dir: Path) -> None:
     lines, width = 150, 70
     samples = (rng.random((lines, 4, width)) * 20000 + 2000).astype("<u2")  # BIL: line, band, pixel
     mask = tmp_path / "m.tif"
-    r = invoke("detect", "-", "--mask", mask, "--models", model_dir, "--profile", "rgbn", "--bil-width", width, "--scale", "2e-5", "--strip-lines", "40", stdin=samples.tobytes())
+    r = invoke(
+        "detect",
+        "-",
+        "--mask",
+        mask,
+        "--models",
+        model_dir,
+        "--profile",
+        "rgbn",
+        "--bil-width",
+        width,
+        "--scale",
+        "2e-5",
+        "--strip-lines",
+        "40",
+        stdin=samples.tobytes(),
+    )
     assert r.exit_code == 0, r.output + r.stderr
     with rasterio.open(mask) as ds:
         assert (ds.height, ds.width) == (lines, width)
@@ -67,16 +97,34 @@ def test_detect_and_bil_stdin(tmp_path: Path, model_dir: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if "spool" in p.name or "partial" in p.name]
     # a pass cut inside a line is refused and leaves nothing behind
     bad = tmp_path / "bad.tif"
-    r = invoke("detect", "-", "--mask", bad, "--models", model_dir, "--profile", "rgbn", "--bil-width", width, stdin=samples.tobytes()[:-100])
+    r = invoke(
+        "detect",
+        "-",
+        "--mask",
+        bad,
+        "--models",
+        model_dir,
+        "--profile",
+        "rgbn",
+        "--bil-width",
+        width,
+        stdin=samples.tobytes()[:-100],
+    )
     assert r.exit_code == 1 and "truncated" in r.stderr
-    assert not bad.exists() and not [p for p in tmp_path.iterdir() if "spool" in p.name or "partial" in p.name]
+    assert not bad.exists() and not [
+        p for p in tmp_path.iterdir() if "spool" in p.name or "partial" in p.name
+    ]
 
 
 def test_models_that_cannot_take_the_input(tmp_path: Path, model_dir: Path) -> None:
     rgb = tmp_path / "rgb.tif"
-    with rasterio.open(rgb, "w", driver="GTiff", width=64, height=64, count=3, dtype="float32") as d:
+    with rasterio.open(
+        rgb, "w", driver="GTiff", width=64, height=64, count=3, dtype="float32"
+    ) as d:
         d.write(np.full((3, 64, 64), 0.2, np.float32))
-    r = invoke("run", rgb, tmp_path / "o.tif", "--models", model_dir, "--wavelengths", "490,560,665")
+    r = invoke(
+        "run", rgb, tmp_path / "o.tif", "--models", model_dir, "--wavelengths", "490,560,665"
+    )
     assert r.exit_code == 1 and "nir" in r.stderr
     assert not (tmp_path / "o.tif").exists()
 

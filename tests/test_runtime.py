@@ -29,7 +29,13 @@ from conftest import random_models  # noqa: E402
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return random_models(tmp_path_factory.mktemp("models"), perturb=0.05, det_widths=(4, 8), gen_widths=(8, 12, 16), seed=0)
+    return random_models(
+        tmp_path_factory.mktemp("models"),
+        perturb=0.05,
+        det_widths=(4, 8),
+        gen_widths=(8, 12, 16),
+        seed=0,
+    )
 
 
 def test_contract_roundtrip(models: dict) -> None:  # noqa: ANN001

@@ -19,7 +19,9 @@ def _up2_numpy(a: np.ndarray) -> np.ndarray:
         f[src < 0] = 0.0
         shape = [1] * a.ndim
         shape[ax] = -1
-        return np.take(a, lo, axis=ax) * (1 - f).reshape(shape) + np.take(a, hi, axis=ax) * f.reshape(shape)
+        return np.take(a, lo, axis=ax) * (1 - f).reshape(shape) + np.take(
+            a, hi, axis=ax
+        ) * f.reshape(shape)
 
     return axis(axis(a, -2), -1)
 

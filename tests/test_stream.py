@@ -37,7 +37,9 @@ def _run(proc: StreamProcessor, cube: np.ndarray, chunk: int, valid: np.ndarray 
         out += proc.push(cube[:, r : r + chunk], None if valid is None else valid[r : r + chunk])
     out += proc.flush()
     assert [o.row for o in out] == sorted(o.row for o in out)
-    return np.concatenate([o.data for o in out], axis=1), np.concatenate([o.mask for o in out], axis=0)
+    return np.concatenate([o.data for o in out], axis=1), np.concatenate(
+        [o.mask for o in out], axis=0
+    )
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 50, 333])
@@ -46,7 +48,9 @@ def test_stream_equals_whole_image(models, chunk: int) -> None:  # noqa: ANN001
     cube = _scene(203, 150)
     valid = np.ones(cube.shape[1:], bool)
     valid[:10, :20] = False
-    ref_data, ref_mask, ref_report = process_image(cube, RGBN, det, gen, StreamConfig(min_fraction=0.0), valid)
+    ref_data, ref_mask, ref_report = process_image(
+        cube, RGBN, det, gen, StreamConfig(min_fraction=0.0), valid
+    )
     proc = StreamProcessor(150, RGBN, det, gen, StreamConfig(min_fraction=0.0))
     data, mask = _run(proc, cube, chunk, valid)
     assert data.shape == cube.shape and mask.shape == cube.shape[1:]
@@ -104,7 +108,9 @@ def test_bad_lines(models) -> None:  # noqa: ANN001
 def test_resampling_on_the_fly(models) -> None:  # noqa: ANN001
     det, gen = models
     l8 = sensor_profile("landsat8-oli").bands
-    cube8 = np.concatenate([_scene(70, 64)[[0]] * 0.9, _scene(70, 64), _scene(70, 64)[:3]], axis=0)[:8]
+    cube8 = np.concatenate([_scene(70, 64)[[0]] * 0.9, _scene(70, 64), _scene(70, 64)[:3]], axis=0)[
+        :8
+    ]
     data, _ = _run(StreamProcessor(64, l8, det, gen), cube8, 30)
     assert data.shape == (4, 70, 64)
     with pytest.raises(Exception, match="nir"):
@@ -138,7 +144,9 @@ def test_generator_only_where_cloud_and_never_on_thick_pixels() -> None:
     tiles = np.full((3, 2, 16, 16), 0.2, np.float32)
     valid = np.ones((3, 16, 16), bool)
     rep = Report()
-    out, probs = process_tiles(tiles.copy(), valid, _StubDetector(), _StubGenerator(), StreamConfig(batch=8), rep)
+    out, probs = process_tiles(
+        tiles.copy(), valid, _StubDetector(), _StubGenerator(), StreamConfig(batch=8), rep
+    )
     np.testing.assert_allclose(out[0], 0.3)  # thin cloud: generated
     np.testing.assert_allclose(out[1], 0.2)  # clear: passed through
     np.testing.assert_allclose(out[2, :, :8, :8], 0.2)  # thick: input kept, not invented

@@ -21,12 +21,22 @@ from kumo_edge.errors import KumoError  # noqa: E402
 def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     net = UNet(UNetConfig(4, 4, (8, 8)))
     cfg = TrainConfig(task="generator", bands="rgbn", widths=(8, 8))
-    return write_model(to_onnx(net, 4, 64), contract_for(net, cfg, 64, 8), tmp_path_factory.mktemp("trt") / "g.onnx")
+    return write_model(
+        to_onnx(net, 4, 64),
+        contract_for(net, cfg, 64, 8),
+        tmp_path_factory.mktemp("trt") / "g.onnx",
+    )
 
 
-@pytest.mark.skipif(cuda_device_count() > 0, reason="a CUDA device is present: the refusal path does not apply")
-def test_without_cuda_the_build_is_refused_with_the_trtexec_command(onnx_model: Path, tmp_path: Path) -> None:
-    with pytest.raises(KumoError, match=r"trtexec --onnx=.*g\.onnx .*--fp16 .*reflectance:1x4x256x256"):
+@pytest.mark.skipif(
+    cuda_device_count() > 0, reason="a CUDA device is present: the refusal path does not apply"
+)
+def test_without_cuda_the_build_is_refused_with_the_trtexec_command(
+    onnx_model: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        KumoError, match=r"trtexec --onnx=.*g\.onnx .*--fp16 .*reflectance:1x4x256x256"
+    ):
         build_engine(onnx_model, tmp_path / "g.plan", "fp16")
     assert not (tmp_path / "g.plan").exists()
 
@@ -36,7 +46,14 @@ def test_without_cuda_the_build_is_refused_with_the_trtexec_command(onnx_model: 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_engine_builds_and_matches_onnx(onnx_model: Path, tmp_path: Path, precision: str) -> None:
     batches = [np.random.default_rng(0).random((2, 4, 256, 256), dtype=np.float32)]
-    engine = build_engine(onnx_model, tmp_path / f"g_{precision}.plan", precision, batches, tmp_path / "cache.bin", max_batch=2)
+    engine = build_engine(
+        onnx_model,
+        tmp_path / f"g_{precision}.plan",
+        precision,
+        batches,
+        tmp_path / "cache.bin",
+        max_batch=2,
+    )
     assert engine.stat().st_size > 1000
     if precision == "int8":
         assert (tmp_path / "cache.bin").exists()

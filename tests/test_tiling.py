@@ -60,7 +60,9 @@ def test_footprint_rotated_scene_counts() -> None:
     g = footprint_tiles(valid, 128)
     best, tiles = _best_grid_numpy(valid, 128, 128)
     assert len(g) == best >= 12
-    assert {tuple(o) for o in g.origins.tolist()} <= {(y, x) for y in range(700) for x in range(800)}
+    assert {tuple(o) for o in g.origins.tolist()} <= {
+        (y, x) for y in range(700) for x in range(800)
+    }
 
 
 def test_footprint_input_checks() -> None:
