@@ -205,7 +205,8 @@ class StreamProcessor:
         t0 = time.perf_counter()
         if self.matrix is not None:
             lines = resample(lines, self.matrix)
-        lines = np.where(valid[None], lines, 0.0).astype(np.float32, copy=False)
+        if not valid.all():
+            lines = np.where(valid[None], lines, np.float32(0.0))
         self.report.seconds["resample"] += time.perf_counter() - t0
         out: list[Lines] = []
         i = 0
@@ -283,7 +284,7 @@ class StreamProcessor:
         t0 = time.perf_counter()
         self.wacc += self.wy
         inv = (1.0 / self.wacc[:emit])[None, :, None]
-        data = (self.acc[:, :emit, : self.width] * inv).astype(np.float32)
+        data = self.acc[:, :emit, : self.width] * inv  # float32 already: no second copy
         probs = self.pacc[:, :emit, : self.width] * inv
         mask = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
         mask[~self.vbuf[:emit, : self.width]] = NODATA
