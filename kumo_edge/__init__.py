@@ -16,43 +16,46 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .bands import BandSet, resample, resampling_matrix
-from .clouds import CloudField, CloudParams, CloudResult, synthesize
-from .config import SensorProfile, load_profiles, profile_names, sensor_profile
-from .errors import KumoError
-from .io import GeoTiffWriter, Raster, Strip, open_raster, write_geotiff
-from .tiling import (
-    GridBlender,
-    blend_tiles,
-    extract_tiles,
-    footprint_tiles,
-    inference_origins,
-    tile_image,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "BandSet",
-    "CloudField",
-    "CloudParams",
-    "CloudResult",
-    "GeoTiffWriter",
-    "GridBlender",
-    "KumoError",
-    "Raster",
-    "SensorProfile",
-    "Strip",
-    "__version__",
-    "blend_tiles",
-    "extract_tiles",
-    "footprint_tiles",
-    "inference_origins",
-    "load_profiles",
-    "open_raster",
-    "profile_names",
-    "resample",
-    "resampling_matrix",
-    "sensor_profile",
-    "synthesize",
-    "tile_image",
-    "write_geotiff",
-]
+#: Public names -> the module that defines them. Imported on first use (PEP 562), so that
+#: ``import kumo_edge.stream`` on a flight computer does not load GDAL or the cloud synthesis.
+_EXPORTS = {
+    "BandSet": "bands",
+    "resample": "bands",
+    "resampling_matrix": "bands",
+    "CloudField": "clouds",
+    "CloudParams": "clouds",
+    "CloudResult": "clouds",
+    "synthesize": "clouds",
+    "SensorProfile": "config",
+    "load_profiles": "config",
+    "profile_names": "config",
+    "sensor_profile": "config",
+    "KumoError": "errors",
+    "GeoTiffWriter": "io",
+    "Raster": "io",
+    "Strip": "io",
+    "open_raster": "io",
+    "write_geotiff": "io",
+    "GridBlender": "tiling",
+    "blend_tiles": "tiling",
+    "extract_tiles": "tiling",
+    "footprint_tiles": "tiling",
+    "inference_origins": "tiling",
+    "tile_image": "tiling",
+}
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -125,3 +125,58 @@ def accumulate_row(acc, tiles, xs, wy, wx):
                 src = tiles[m, b, r]
                 for x in range(t):
                     dst[x] += wrow[x] * src[x]
+
+
+# -- the stream's uint16 line ring ------------------------------------------------------------
+@nb.njit(inline="always")
+def _q(v, per_unit):
+    u = np.floor(np.float64(v) * per_unit + 0.5)
+    if u < 0.0:
+        return np.uint16(0)
+    if u > 65535.0:
+        return np.uint16(65535)
+    return np.uint16(u)
+
+
+@nb.njit(parallel=True, cache=True)
+def quantize(src, per_unit, dst):
+    """dst = round(src * per_unit) clipped to uint16; (C, R, W) arrays of the same shape (views)."""
+    c, rows, w = src.shape
+    for r in nb.prange(rows):
+        for b in range(c):
+            for x in range(w):
+                dst[b, r, x] = _q(src[b, r, x], per_unit)
+
+
+@nb.njit(parallel=True, cache=True)
+def quantize_scaled_rows(src, row_scale, per_unit, dst):
+    """dst[b, r, x] = quantised src[b, r, x] * row_scale[r] (normalising blended rows on the way)."""
+    c, rows, w = src.shape
+    for r in nb.prange(rows):
+        s = row_scale[r]
+        for b in range(c):
+            for x in range(w):
+                dst[b, r, x] = _q(src[b, r, x] * s, per_unit)
+
+
+@nb.njit(parallel=True, cache=True)
+def extract_dequantized(img, ys, xs, size, step, out):
+    """out[i] = img[:, ys[i]:ys[i]+size, xs[i]:xs[i]+size] * step for a (C, H, W) uint16 image."""
+    c = img.shape[0]
+    for i in nb.prange(ys.shape[0]):
+        y0 = ys[i]
+        x0 = xs[i]
+        for b in range(c):
+            for r in range(size):
+                for x in range(size):
+                    out[i, b, r, x] = np.float32(img[b, y0 + r, x0 + x] * step)
+
+
+@nb.njit(parallel=True, cache=True)
+def dequantize(src, step, dst):
+    """dst (float32) = src (uint16) * step; (C, R, W) arrays of the same shape (views)."""
+    c, rows, w = src.shape
+    for r in nb.prange(rows):
+        for b in range(c):
+            for x in range(w):
+                dst[b, r, x] = np.float32(src[b, r, x] * step)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from . import __version__
 from .bands import BandSet, resampling_matrix
 from .clouds import CloudField, CloudParams
+from .config import DEFAULT_BATCH
 from .errors import KumoError, OutputExistsError, RasterWriteError
 from .io import (
     DEFAULT_STRIP_LINES,
@@ -662,7 +663,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--batch",
-            default=8,
+            default=DEFAULT_BATCH,
             show_default=True,
             type=click.IntRange(1),
             help="Tiles per inference call.",
@@ -988,12 +989,19 @@ def bench() -> None:
     help="Execution providers: cpu, cuda, tensorrt (comma-separated).",
 )
 @click.option(
+    "--batch",
+    default=DEFAULT_BATCH,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Tiles per inference call (memory grows with it).",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON document here."
 )
 @handle_errors
-def bench_stream_cmd(
-    sensor, lengths, strip_lines, models, threads, width, typical, providers, json_path
-) -> None:  # noqa: ANN001
+def bench_stream_cmd(  # noqa: ANN001
+    sensor, lengths, strip_lines, models, threads, width, typical, providers, batch, json_path
+) -> None:
     """Real-time factor, per-strip latency p50/p99, throughput and peak RSS of passes."""
     from .benchmark import bench_stream
 
@@ -1007,6 +1015,7 @@ def bench_stream_cmd(
         not typical,
         width,
         [p.strip() for p in providers.split(",") if p.strip()],
+        batch,
     )
     for c in doc["cases"]:
         click.echo(

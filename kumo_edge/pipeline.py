@@ -16,15 +16,13 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from .bands import BandSet, resampling_matrix
-from .baselines import METHODS, Remover, remover
-from .errors import BandMappingError, ConfigError, KumoError, RasterReadError
+from .bands import BandSet
+from .baselines import Remover
+from .errors import KumoError, RasterReadError
 from .io import GeoTiffWriter, Raster, WriterGroup, check_output_path
-from .runtime import Model, load_model, shipped_models
+from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
 from .stream import Lines, StreamConfig, StreamProcessor
 
-#: Preference order when the caller does not name a model set.
-PREFERENCE = ("hsi32", "rgbn", "rgb")
 MASK_CLASSES = {
     "0": "no data",
     "1": "clear",
@@ -34,82 +32,6 @@ MASK_CLASSES = {
 }
 
 Chunk = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]
-
-
-def load_models(
-    models: str | None,
-    bands: BandSet,
-    providers: list[str] | None = None,
-    threads: int | None = None,
-    need_generator: bool = True,
-    method: str = "cgan",
-) -> tuple[Model, Remover | None, str]:
-    """The detector (and cloud remover) for data in ``bands``.
-
-    ``models``: a shipped band set name (``hsi32``, ``rgbn``, ``rgb``), a folder holding
-    ``detector.onnx`` / ``generator.onnx``, or None to pick the first shipped set the data can be
-    resampled to (in the order hsi32, rgbn, rgb). ``method``: ``cgan`` (the generator model) or a
-    classical remover of :mod:`kumo_edge.baselines` (``hot``, ``inpaint``) working in the
-    detector's band set.
-    """
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    det, gen, name = _load_models(
-        models, bands, providers, threads, need_generator and method == "cgan"
-    )
-    if need_generator and method != "cgan":
-        gen = remover(method, det.bands)
-    return det, gen, name
-
-
-def _load_models(
-    models: str | None,
-    bands: BandSet,
-    providers: list[str] | None,
-    threads: int | None,
-    need_generator: bool,
-) -> tuple[Model, Model | None, str]:
-    shipped = shipped_models()
-    if models is None:
-        reasons = []
-        for name in PREFERENCE:
-            if name not in shipped:
-                continue
-            det = load_model(shipped[name]["detector"], providers, threads)
-            try:
-                resampling_matrix(bands, det.contract.bands)
-            except BandMappingError as exc:
-                reasons.append(f"{name}: {exc}")
-                continue
-            gen = (
-                load_model(shipped[name]["generator"], providers, threads)
-                if need_generator and "generator" in shipped[name]
-                else None
-            )
-            return det, gen, name
-        raise BandMappingError(
-            "no shipped model set fits this data: " + "; ".join(reasons or ["no models shipped"])
-        )
-    folder = Path(models)
-    if folder.is_dir():
-        files = {k: folder / f"{k}.onnx" for k in ("detector", "generator")}
-        name = str(folder)
-    elif models in shipped:
-        files, name = shipped[models], models
-    else:
-        raise ConfigError(
-            f"--models {models!r} is neither a folder with detector.onnx nor a shipped set ({', '.join(sorted(shipped)) or 'none'})"
-        )
-    if not Path(files["detector"]).exists():
-        raise ConfigError(f"{files['detector']}: no detector model")
-    det = load_model(files["detector"], providers, threads)
-    gen = None
-    if need_generator:
-        if not Path(files.get("generator", "")).exists():
-            raise ConfigError(f"no generator.onnx beside {files['detector']}")
-        gen = load_model(files["generator"], providers, threads)
-    resampling_matrix(bands, det.contract.bands)  # refuse early, with the band named
-    return det, gen, name
 
 
 def raster_chunks(r: Raster, lines: int) -> Iterator[Chunk]:
@@ -289,10 +211,8 @@ def run_stream(
                     progress.update(lines.data.shape[1])
 
             for data, valid in chunks:
-                for done in proc.push(data, valid):
-                    sink(done)
-            for done in proc.flush():
-                sink(done)
+                proc.push(data, valid, sink)  # lines go out as views, written at once
+            proc.flush(sink)
             if height is None:
                 w_out, w_mask = open_writers(proc.received)
                 if s_out and w_out:

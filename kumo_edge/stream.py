@@ -24,14 +24,16 @@ shadow (corrected).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from . import _tiling_kernels as _tk
 from .bands import BandSet, resample, resampling_matrix
 from .baselines import Remover
+from .config import DEFAULT_BATCH
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .runtime import Model
 from .tiling import (
@@ -45,6 +47,24 @@ from .tiling import (
 
 #: Class codes of the output mask.
 NODATA, CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3, 4
+#: The line ring holds reflectance as uint16 counts of 1/32768 (range 0 to 2, step 3e-5, some
+#: 100 times below a sensor's noise): half the memory of float32 for the largest buffer.
+RING_PER_UNIT = 32768.0
+RING_STEP = 1.0 / RING_PER_UNIT
+#: Output lines go to the sink in pieces of this many lines (small transient copies).
+EMIT_LINES = 32
+
+
+def ring_round(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``x`` rounded as the line ring stores it (what :func:`process_image` applies to match
+    the stream): clipped to [0, 2], to the nearest 1/32768."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    q = np.empty(x.shape, np.uint16)
+    flat = x.reshape(x.shape[0], -1, x.shape[-1]) if x.ndim == 3 else x.reshape(1, -1, x.shape[-1])
+    _tk.quantize(flat, RING_PER_UNIT, q.reshape(flat.shape))
+    out = np.empty(x.shape, np.float32)
+    _tk.dequantize(q.reshape(flat.shape), RING_STEP, out.reshape(flat.shape))
+    return out
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,7 @@ class StreamConfig:
 
     tile: int | None = None
     halo: int | None = None
-    batch: int = 8
+    batch: int = DEFAULT_BATCH
     min_fraction: float = 0.01
     drop_fraction: float = 0.7
     remove: bool = True
@@ -180,9 +200,14 @@ class StreamProcessor:
         )  # normalised across the swath
         self.wy = taper(self.T, self.h).astype(np.float32)
         nb = len(c.bands)
-        self.buf = np.zeros((nb, self.T, self.wp), np.float32)
+        self.buf = np.zeros((nb, self.T, self.wp), np.uint16)  # counts of RING_STEP
         self.vbuf = np.zeros((self.T, self.wp), bool)
-        self.acc = np.zeros((nb, self.T, self.wp), np.float32)
+        if self.s < 1:
+            raise ConfigError(f"halo {self.h} leaves no stride in a {self.T} px tile")
+        # Output of the current tile row: finished rows are blended straight into the dead input
+        # rows of ``buf``; only the rows the next tile row still adds to are kept aside
+        # (``carry``), with the pending columns of the last batch (see _tile_row).
+        self.carry = np.zeros((nb, self.T - self.s, self.wp), np.float32)
         self.pacc = np.zeros((4, self.T, self.wp), np.float32)
         self.wacc = np.zeros(self.T, np.float32)
         self.filled = 0  # lines of the current tile row in buf
@@ -193,9 +218,17 @@ class StreamProcessor:
 
     # -- input ------------------------------------------------------------------------------
     def push(
-        self, lines: npt.NDArray[np.floating], valid: npt.NDArray[np.bool_] | None = None
+        self,
+        lines: npt.NDArray[np.floating],
+        valid: npt.NDArray[np.bool_] | None = None,
+        sink: Callable[[Lines], None] | None = None,
     ) -> list[Lines]:
-        """Add ``(bands, n, width)`` float32 reflectance lines; returns the lines now finished."""
+        """Add ``(bands, n, width)`` float32 reflectance lines; returns the lines now finished.
+
+        With ``sink``, finished lines are handed to ``sink`` as they are made, in pieces of
+        ``EMIT_LINES`` lines, instead of being returned: a sink that writes them out keeps memory
+        at one piece instead of a tile row of lines (115 MB for 32 bands x 4000 px).
+        """
         if self._done:
             raise ShapeError("the pass was flushed; start a new StreamProcessor")
         lines = self._check(lines, valid)
@@ -212,19 +245,23 @@ class StreamProcessor:
         i = 0
         while i < n:
             k = min(n - i, self.T - self.filled)
-            self.buf[:, self.filled : self.filled + k, : self.width] = lines[:, i : i + k]
-            self.vbuf[self.filled : self.filled + k, : self.width] = valid[i : i + k]
+            f = self.filled
+            _tk.quantize(lines[:, i : i + k], RING_PER_UNIT, self.buf[:, f : f + k, : self.width])
+            self.vbuf[f : f + k, : self.width] = valid[i : i + k]
             if self.wp > self.width:  # narrow swath: repeat the last column
-                self.buf[:, self.filled : self.filled + k, self.width :] = lines[:, i : i + k, -1:]
+                self.buf[:, f : f + k, self.width :] = self.buf[
+                    :, f : f + k, self.width - 1 : self.width
+                ]
             self.filled += k
             i += k
             self.received += k
             if self.filled == self.T:
-                out.append(self._tile_row(self.s))
+                self._tile_row(self.s, sink or out.append)
         return out
 
-    def flush(self) -> list[Lines]:
-        """End the pass: pad the last tile rows by repeating the last line and finish them."""
+    def flush(self, sink: Callable[[Lines], None] | None = None) -> list[Lines]:
+        """End the pass: pad the last tile rows by repeating the last line and finish them
+        (``sink`` as in :meth:`push`)."""
         out: list[Lines] = []
         if self._done:
             return out
@@ -234,7 +271,7 @@ class StreamProcessor:
             if last >= 0:
                 self.buf[:, self.filled :] = self.buf[:, last : last + 1]
                 self.vbuf[self.filled :] = False
-            out.append(self._tile_row(min(self.s, self.received - self.y0)))
+            self._tile_row(min(self.s, self.received - self.y0), sink or out.append)
             self.filled = max(self.filled, 0)
         self.report.lines = self.received
         return out
@@ -265,47 +302,67 @@ class StreamProcessor:
         return lines
 
     # -- one tile row -----------------------------------------------------------------------
-    def _tile_row(self, emit: int) -> Lines:
-        """Process the tile row in ``buf`` and return its first ``emit`` finished lines.
+    def _tile_row(self, emit: int, sink: Callable[[Lines], None]) -> None:
+        """Process the tile row in ``buf`` and hand its first ``emit`` finished lines to ``sink``.
 
-        Tiles go through the models and into the accumulators one batch at a time, so memory
-        holds one batch of tiles, not the whole tile row."""
-        b = self.cfg.batch
-        for j in range(0, len(self.col_starts), b):
-            xs = self.col_starts[j : j + b]
+        Tiles go through the models one batch at a time, left to right. Once a batch is done,
+        every column left of the next batch's first tile is final for this tile row: its rows
+        ``[0, s)`` are written, normalised, into ``buf`` (whose input there no batch reads any
+        more), its rows ``[s, T)`` replace those columns of ``carry`` for the next tile row, and
+        the columns the next batch still adds to wait in a small window. So the output needs no
+        second ``(bands, T, width)`` array."""
+        b, T, s = self.cfg.batch, self.T, self.s
+        t_blend = 0.0
+        self.wacc += self.wy
+        inv = (1.0 / self.wacc[:s]).astype(np.float32)
+        pending = None  # the columns the next batch adds to
+        starts = self.col_starts
+        for j in range(0, len(starts), b):
+            xs = starts[j : j + b]
             origins = np.stack([np.zeros_like(xs), xs], axis=1)
-            tiles = extract_tiles(self.buf, origins, self.T)
-            valid_tiles = np.stack([self.vbuf[:, x : x + self.T] for x in xs])
+            tiles = extract_tiles(self.buf, origins, T, step=RING_STEP)
+            valid_tiles = np.stack([self.vbuf[:, x : x + T] for x in xs])
             out_tiles, prob_tiles = self._process(tiles, valid_tiles, origins)
             t0 = time.perf_counter()
-            accumulate_tile_row(self.acc, out_tiles, xs, self.wy, self.wx[j : j + b])
+            x0, x_end = int(xs[0]), int(xs[-1]) + T
+            x_next = int(starts[j + b]) if j + b < len(starts) else self.wp
+            win = np.zeros((out_tiles.shape[1], T, x_end - x0), np.float32)
+            if pending is not None:
+                win[:, :, : pending.shape[2]] += pending
+            accumulate_tile_row(win, out_tiles, xs - x0, self.wy, self.wx[j : j + b])
             accumulate_tile_row(self.pacc, prob_tiles, xs, self.wy, self.wx[j : j + b])
-            self.report.seconds["blend"] += time.perf_counter() - t0
+            f = x_next - x0  # columns [x0, x_next) are final
+            win[:, : T - s, :f] += self.carry[:, :, x0:x_next]
+            self.carry[:, :, x0:x_next] = win[:, s:, :f]
+            _tk.quantize_scaled_rows(win[:, :s, :f], inv, RING_PER_UNIT, self.buf[:, :s, x0:x_next])
+            pending = win[:, :, f:].copy() if f < win.shape[2] else None
+            t_blend += time.perf_counter() - t0
+        for r in range(0, emit, EMIT_LINES):
+            t0 = time.perf_counter()
+            n = min(EMIT_LINES, emit - r)
+            vmask = self.vbuf[r : r + n, : self.width]
+            probs = self.pacc[:, r : r + n, : self.width] * inv[None, r : r + n, None]
+            mask = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
+            mask[~vmask] = NODATA
+            data = np.empty((self.buf.shape[0], n, self.width), np.float32)
+            _tk.dequantize(self.buf[:, r : r + n, : self.width], RING_STEP, data)
+            data[:, ~vmask] = 0.0
+            if self.back is not None:
+                data = resample(data, self.back)
+                data[:, ~vmask] = 0.0
+            t_blend += time.perf_counter() - t0
+            sink(Lines(self.y0 + r, data, mask))
         t0 = time.perf_counter()
-        self.wacc += self.wy
-        inv = (1.0 / self.wacc[:emit])[None, :, None]
-        data = self.acc[:, :emit, : self.width] * inv  # float32 already: no second copy
-        probs = self.pacc[:, :emit, : self.width] * inv
-        mask = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
-        mask[~self.vbuf[:emit, : self.width]] = NODATA
-        data[:, ~self.vbuf[:emit, : self.width]] = 0.0
-        if self.back is not None:
-            data = resample(data, self.back)
-            data[:, ~self.vbuf[:emit, : self.width]] = 0.0
-        result = Lines(self.y0, data, mask)
-        # shift everything by one stride
-        s = self.s
-        for a in (self.acc, self.pacc):
-            a[:, : self.T - s] = a[:, s:]
-            a[:, self.T - s :] = 0.0
-        self.wacc[: self.T - s] = self.wacc[s:]
-        self.wacc[self.T - s :] = 0.0
-        self.buf[:, : self.T - s] = self.buf[:, s:]
-        self.vbuf[: self.T - s] = self.vbuf[s:]
+        # shift by one stride: the next tile row starts at line y0 + s
+        self.pacc[:, : T - s] = self.pacc[:, s:]
+        self.pacc[:, T - s :] = 0.0
+        self.wacc[: T - s] = self.wacc[s:]
+        self.wacc[T - s :] = 0.0
+        self.buf[:, : T - s] = self.buf[:, s:]
+        self.vbuf[: T - s] = self.vbuf[s:]
         self.filled -= s
         self.y0 += s
-        self.report.seconds["blend"] += time.perf_counter() - t0
-        return result
+        self.report.seconds["blend"] += t_blend + time.perf_counter() - t0
 
     def _process(
         self,
@@ -421,7 +478,7 @@ def process_image(
         valid = np.ones((h_img, w_img), bool)
     if proc.matrix is not None:
         cube = resample(cube, proc.matrix)
-    cube = np.where(valid[None], cube, 0.0).astype(np.float32)
+    cube = ring_round(np.where(valid[None], cube, 0.0))  # as the stream's line ring holds it
     t, s = proc.T, proc.s
     k = -(-h_img // s)
     rows = (k - 1) * s + t
@@ -435,7 +492,7 @@ def process_image(
     out, probs = process_tiles(
         tiles, vt, proc.detector, proc.generator, proc.cfg, proc.report, origins
     )
-    data = blender.blend(out)[:, :h_img, :w_img]
+    data = ring_round(blender.blend(out)[:, :h_img, :w_img])
     p = blender.blend(probs)[:, :h_img, :w_img]
     mask = (np.argmax(p, axis=0) + 1).astype(np.uint8)
     mask[~valid] = NODATA

@@ -142,15 +142,17 @@ def pad_to(img: npt.NDArray[np.float32], rows: int, cols: int) -> npt.NDArray[np
 
 
 def extract_tiles(
-    img: npt.NDArray[np.float32],
+    img: npt.NDArray[np.float32] | npt.NDArray[np.uint16],
     origins: npt.NDArray[np.int64],
     size: int,
     out: npt.NDArray[np.float32] | None = None,
+    step: float | None = None,
 ) -> npt.NDArray[np.float32]:
     """Cut tiles from an image.
 
     Args:
-        img: ``(bands, rows, cols)`` float32.
+        img: ``(bands, rows, cols)`` float32, or uint16 counts of ``step`` (then the tiles are
+            ``counts * step``, as float32).
         origins: ``(N, 2)`` int ``(row, col)`` upper-left corners; every tile must fit.
         size: Tile side.
         out: Optional ``(N, bands, size, size)`` float32 buffer to fill (reused between calls).
@@ -158,7 +160,15 @@ def extract_tiles(
     Returns:
         ``(N, bands, size, size)`` float32, the model's ``(N, C, H, W)`` layout.
     """
-    img = _check_image(img)
+    if (
+        step is not None
+        and isinstance(img, np.ndarray)
+        and img.dtype == np.uint16
+        and img.ndim == 3
+    ):
+        img = np.ascontiguousarray(img)
+    else:
+        img = _check_image(img)
     origins = _check_origins(origins, img.shape[1], img.shape[2], size)
     shape = (origins.shape[0], img.shape[0], size, size)
     if out is None:
@@ -167,7 +177,12 @@ def extract_tiles(
         raise ShapeError(
             f"`out` must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}"
         )
-    _k.extract(img, origins[:, 0].copy(), origins[:, 1].copy(), size, out)
+    if img.dtype == np.uint16:
+        _k.extract_dequantized(
+            img, origins[:, 0].copy(), origins[:, 1].copy(), size, float(step), out
+        )
+    else:
+        _k.extract(img, origins[:, 0].copy(), origins[:, 1].copy(), size, out)
     return out
 
 

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from kumo_edge.config import sensor_profile  # noqa: E402
 from kumo_edge.errors import BandCountError, InvalidDataError, ShapeError  # noqa: E402
 from kumo_edge.runtime import load_model  # noqa: E402
-from kumo_edge.stream import StreamConfig, StreamProcessor, process_image  # noqa: E402
+from kumo_edge.stream import RING_STEP, StreamConfig, StreamProcessor, process_image  # noqa: E402
 
 from conftest import random_models  # noqa: E402
 
@@ -54,7 +54,12 @@ def test_stream_equals_whole_image(models, chunk: int) -> None:  # noqa: ANN001
     proc = StreamProcessor(150, RGBN, det, gen, StreamConfig(min_fraction=0.0))
     data, mask = _run(proc, cube, chunk, valid)
     assert data.shape == cube.shape and mask.shape == cube.shape[1:]
-    np.testing.assert_allclose(data, ref_data, atol=2e-5)
+    # both sides round to the line ring's step; a blend sum at float rounding from a rounding
+    # boundary may land one step apart
+    from kumo_edge.stream import RING_STEP
+
+    diff = np.abs(data - ref_data)
+    assert diff.max() <= RING_STEP * 1.01 and (diff > 0).mean() < 0.01
     assert (mask == ref_mask).mean() > 0.999  # argmax ties at float rounding may differ
     assert (mask[~valid] == 0).all() and (data[:, ~valid] == 0).all()
     assert len(proc.report.tiles) == len(ref_report.tiles)
@@ -86,7 +91,7 @@ def test_clear_tiles_pass_through(models) -> None:  # noqa: ANN001
     cube = _scene(100, 80)
     data, _ = _run(StreamProcessor(80, RGBN, det, gen, StreamConfig(remove=False)), cube, 25)
     # without removal, outputs are a blend of the input with itself: the input
-    np.testing.assert_allclose(data, cube, atol=1e-5)
+    np.testing.assert_allclose(data, cube, atol=RING_STEP)  # the line ring rounds to its step
 
 
 def test_bad_lines(models) -> None:  # noqa: ANN001
