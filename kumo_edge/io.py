@@ -33,6 +33,9 @@ nodata and wavelengths (as GDAL ``IMAGERY`` metadata and as ``wavelength`` tags 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import math
 import os
@@ -537,6 +540,45 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
     return p
 
 
+@functools.cache
+def _gdal() -> Any:  # noqa: ANN401
+    """GDAL's C library as rasterio loaded it (ctypes), or None where it cannot be found."""
+    path = None
+    try:
+        with open("/proc/self/maps") as f:
+            path = next((ln.split()[-1] for ln in f if "libgdal" in ln and ".so" in ln), None)
+    except OSError:
+        pass
+    path = path or ctypes.util.find_library("gdal")
+    if not path:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+        lib.CPLGetLastErrorType.restype = ctypes.c_int
+        lib.CPLGetLastErrorMsg.restype = ctypes.c_char_p
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+class _GdalFailure:
+    """Raises OSError when GDAL signalled a failure inside the block. A full disk shows up only
+    there: GDAL's write and close calls can return normally while its block cache fails to
+    reach the file, which would leave a truncated file looking complete."""
+
+    def __enter__(self) -> None:
+        self._env = rasterio.Env()  # GDAL's messages go to logging, not to stderr
+        self._env.__enter__()
+        if (lib := _gdal()) is not None:
+            lib.CPLErrorReset()
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._env.__exit__(exc_type, *exc)
+        lib = _gdal()
+        if exc_type is None and lib is not None and lib.CPLGetLastErrorType() >= 3:  # CE_Failure
+            raise OSError((lib.CPLGetLastErrorMsg() or b"GDAL error").decode(errors="replace"))
+
+
 class GeoTiffWriter:
     """Write a GeoTIFF strip by strip, atomically.
 
@@ -672,7 +714,8 @@ class GeoTiffWriter:
                 )
             data = data.astype(self.dtype)
         try:
-            self._ds.write(data, window=Window(0, row, self.width, n))
+            with _GdalFailure():
+                self._ds.write(data, window=Window(0, row, self.width, n))
         except (RasterioError, OSError) as exc:
             self.abort()
             raise RasterWriteError(f"{self.path}: write failed ({_short(exc)})") from None
@@ -699,7 +742,8 @@ class GeoTiffWriter:
                 f"{self.path}: {missing} of {self.height} rows were never written; output discarded"
             )
         try:
-            self._ds.close()
+            with _GdalFailure():  # the last blocks reach the file here
+                self._ds.close()
             os.chmod(self._tmp, 0o666 & ~_UMASK)
             os.replace(self._tmp, self.path)
         except (RasterioError, OSError) as exc:

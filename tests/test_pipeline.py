@@ -137,3 +137,39 @@ def test_corrupt_model_file(tmp_path: Path, sample_path: Path, model_dir: Path) 
     r = invoke("run", sample_path, tmp_path / "o.tif", "--models", broken)
     assert r.exit_code == 1 and "not a loadable ONNX model" in r.stderr
     assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs RLIMIT_FSIZE (POSIX)")
+def test_full_disk_fails_cleanly(tmp_path: Path, sample_path: Path, model_dir: Path) -> None:
+    """A disk that fills up mid-run (simulated with a file-size limit): GDAL's own write calls
+    return normally and only its block cache fails, which used to leave a truncated GeoTIFF."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    out, mask = tmp_path / "o.tif", tmp_path / "m.tif"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kumo_edge.cli",
+            "run",
+            str(sample_path),
+            str(out),
+            "--mask",
+            str(mask),
+            "--models",
+            str(model_dir),
+        ],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1
+    assert str(out) in p.stderr.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []  # neither output nor mask nor a temporary is left
