@@ -8,7 +8,8 @@ convolution and the concatenated skip), ranked by the L2 magnitude of the group'
 same ratio at every level. The output head keeps its channels (one per band). Because every level
 shrinks by the same ratio, the pruned network is exactly a narrower :class:`~export.nets.UNet`,
 so checkpoints stay plain state dicts with their ``UNetConfig``. Fine-tuning reuses the
-generator training loop (L1 + SAM + PatchGAN) starting from the pruned weights.
+generator training loop (L1 + SAM + PatchGAN) starting from the pruned weights, optionally with
+the unpruned parent as a teacher (``--distill``: L1 towards its output).
 """
 
 from __future__ import annotations
@@ -55,12 +56,20 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--gan-start", type=int, default=0)
+    ap.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="weight of an L1 term towards the unpruned parent's output (knowledge distillation)",
+    )
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     ckpt = torch.load(a.checkpoint, weights_only=False, map_location="cpu")
     parent, cfg = build_from_checkpoint(ckpt)
     n = len(band_set(cfg.bands))
     before = count_macs(parent, (1, n, 256, 256))
+    teacher = build_from_checkpoint(ckpt)[0] if a.distill > 0 else None  # unpruned copy
     slim = prune_unet(parent, a.ratio)
     after = count_macs(slim, (1, n, 256, 256))
     print(
@@ -73,13 +82,13 @@ def main() -> None:
         lr=a.lr,
         widths=slim.cfg.widths,
         gan_start=a.gan_start,
-        extra={"parent": str(a.checkpoint), "prune_ratio": a.ratio},
+        extra={"parent": str(a.checkpoint), "prune_ratio": a.ratio, "distill": a.distill},
     )
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "config.json").write_text(
         json.dumps({**ft.__dict__, "parent_widths": parent.cfg.widths}, indent=2, default=list)
     )
-    train_generator(ft, model=slim)
+    train_generator(ft, model=slim, teacher=teacher, lambda_distill=a.distill)
 
 
 if __name__ == "__main__":

@@ -443,10 +443,23 @@ def generator_config(cfg: TrainConfig, n_bands: int) -> UNetConfig:
 
 
 def train_generator(
-    cfg: TrainConfig, resume: bool = False, init: dict | None = None, model: UNet | None = None
+    cfg: TrainConfig,
+    resume: bool = False,
+    init: dict | None = None,
+    model: UNet | None = None,
+    teacher: UNet | None = None,
+    lambda_distill: float = 0.0,
 ) -> Path:
     """pix2pix training: L1 + LSGAN (PatchGAN, from step ``gan_start``) + SAM; thick-cloud pixels
-    are left out of the reconstruction losses (the runtime flags them instead of inventing them)."""
+    are left out of the reconstruction losses (the runtime flags them instead of inventing them).
+
+    With a ``teacher`` (the unpruned parent, when fine-tuning a pruned network), an L1 term
+    pulls the output towards the teacher's on the recoverable pixels, weight
+    ``lambda_distill`` (knowledge distillation)."""
+    if teacher is not None:
+        teacher = teacher.eval()
+        for p_ in teacher.parameters():
+            p_.requires_grad_(False)
     out = Path(cfg.out)
     splits, target = load_scenes(cfg)
     g = model if model is not None else UNet(generator_config(cfg, len(target)))
@@ -483,6 +496,11 @@ def train_generator(
         l1 = (keep * (fake - y).abs()).sum() / (keep.sum() * y.shape[1] + 1)
         ls = sam_loss(fake, y, keep)
         loss = cfg.lambda_l1 * l1 + cfg.lambda_sam * ls
+        if teacher is not None and lambda_distill > 0:
+            with torch.no_grad():
+                t_out = teacher(x)
+            kd = (keep * (fake - t_out).abs()).sum() / (keep.sum() * y.shape[1] + 1)
+            loss = loss + lambda_distill * kd
         if use_gan:
             loss = loss + cfg.lambda_adv * ((d(x, fake) - 1) ** 2).mean()
         optimizer_step(loss, opt_g, sched)
