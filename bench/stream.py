@@ -1,6 +1,7 @@
 """Stream benchmark with plots: ``kumo-edge bench stream`` plus PNG.
 
-python -m bench.stream --sensor satellogic-hsi --lines 1000,10000,100000 [--threads 2]
+python -m bench.stream --sensor satellogic-hsi --lines 1000,10000,100000 [--threads 2] [--batch 2]
+python -m bench.stream --sweep-batches 1,2,4,8 --lines 10000   # memory/speed vs tiles per call
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from bench._common import RESULTS, environment, pyplot, save_figure, write_json
 from kumo_edge.benchmark import bench_stream
+from kumo_edge.config import DEFAULT_BATCH
 
 
 def plot(doc: dict, path: Path) -> Path | None:
@@ -38,17 +40,37 @@ def plot(doc: dict, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def sweep(a: argparse.Namespace, lines: int) -> None:
+    """Peak RSS and real-time factor against tiles per inference call, in one run."""
+    cases = []
+    for b in [int(v) for v in a.sweep_batches.split(",")]:
+        doc = bench_stream(a.sensor, [lines], a.strip_lines, None, a.threads, True, batch=b)
+        cases.append(doc["cases"][0])
+        c = cases[-1]
+        print(f"batch {b}: RTF {c['real_time_factor']:.2f}, peak RSS {c['peak_rss_mb']:.0f} MB")
+    out = {
+        "benchmark": "stream_batch_sweep",
+        "environment": {**environment(), **doc["environment"]},
+        "cases": cases,
+    }
+    write_json(out, a.json or RESULTS / f"stream_batches_{a.sensor}.json")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sensor", default="satellogic-hsi")
     ap.add_argument("--lines", default="1000,10000,100000")
     ap.add_argument("--strip-lines", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    ap.add_argument("--sweep-batches", help="comma-separated batch sizes: one pass each, one JSON")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
-    doc = bench_stream(
-        a.sensor, [int(v) for v in a.lines.split(",")], a.strip_lines, None, a.threads, True
-    )
+    lengths = [int(v) for v in a.lines.split(",")]
+    if a.sweep_batches:
+        sweep(a, lengths[0])
+        return
+    doc = bench_stream(a.sensor, lengths, a.strip_lines, None, a.threads, True, batch=a.batch)
     doc["environment"] = {**environment(), **doc["environment"]}
     path = write_json(doc, a.json or RESULTS / f"stream_{a.sensor}.json")
     png = plot(doc, path.with_suffix(".png"))

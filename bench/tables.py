@@ -140,7 +140,48 @@ def stream_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"tiling": ("tiling.json", tiling_table)}
+def _ci(c: dict, d: int = 2) -> str:
+    return (
+        "n/a"
+        if not c or not c.get("n")
+        else f"{c['mean']:.{d}f} [{c['lo']:.{d}f}, {c['hi']:.{d}f}]"
+    )
+
+
+def quality_table(doc: dict) -> str:
+    """README summary of bench/results/quality.json (the full report is docs/results.md)."""
+    lines = [
+        "Synthetic clouds on held-out scenes; mean over tiles with 95 % bootstrap intervals; "
+        "thick-cloud pixels (flagged, not restored) left out. Full report, data and limits: "
+        "[docs/results.md](docs/results.md).",
+        "",
+        "| band set | method | PSNR dB | SAM deg |",
+        "|---|---|---|---|",
+    ]
+    for b, d in doc["methods"].items():
+        for m, v in d["methods"].items():
+            o = v["overall"]
+            lines.append(f"| {b} | {m} | {_ci(o['psnr'])} | {_ci(o['sam_deg'])} |")
+    st = doc["band_sets"]
+    lines += [
+        "",
+        f"Band sets (same architecture, budget, training scene and cloud fields; test `{st['test_scene']}`; "
+        "visible bands common to all three):",
+        "",
+        "| band set | PSNR visible dB | SAM visible deg | PSNR full bands dB |",
+        "|---|---|---|---|",
+    ]
+    for b, v in st["sets"].items():
+        if "missing" in v:
+            continue
+        lines.append(
+            f"| {b} | {_ci(v['visible_common']['cGAN']['psnr'])} | {_ci(v['visible_common']['cGAN']['sam_deg'])} | "
+            f"{_ci(v['full_bands']['cGAN']['psnr'])} |"
+        )
+    return "\n".join(lines)
+
+
+TABLES = {"tiling": ("tiling.json", tiling_table), "quality": ("quality.json", quality_table)}
 MODELS_DIR = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
 
 

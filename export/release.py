@@ -4,7 +4,8 @@ scenes, and write their model cards.
     python -m export.release --bands hsi32
 
 Reads ``runs/detector_<bands>/best.pt``, ``runs/generator_<bands>/best.pt`` (the unpruned
-parent) and ``runs/generator_<bands>_p50/best.pt`` (pruned + fine-tuned, ``export/prune.py``);
+parent) and ``runs/generator_<bands>_p50/best.pt`` (pruned + fine-tuned, ``export/prune.py``;
+another folder with ``--pruned``);
 writes FP32 exports to ``export/artifacts/<bands>/`` and the shipped INT8 models with their JSON
 cards to ``kumo_edge/models/<bands>/``. The held-out metrics go into the cards and into the ONNX
 contract (``kumo.metrics``).
@@ -82,7 +83,9 @@ def _card(
     }
 
 
-def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
+def release(
+    bands: str, int8_ops: tuple[str, ...] = ("Conv",), pruned: str | None = None, only: str = ""
+) -> None:
     art = ART / bands
     ship = SHIP / bands
     art.mkdir(parents=True, exist_ok=True)
@@ -94,7 +97,7 @@ def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
     calib = calibration_batches(bands)
 
     det_ck = ROOT / "runs" / f"detector_{bands}" / "best.pt"
-    if det_ck.exists():
+    if det_ck.exists() and only != "generator":
         fp = export_checkpoint(det_ck, art / "detector_fp32.onnx")
         q = quantize_model(fp, ship / "detector.onnx", calib, int8_ops)
         m_fp = eval_detector(fp, test, REAL_TEST)
@@ -117,8 +120,8 @@ def release(bands: str, int8_ops: tuple[str, ...] = ("Conv",)) -> None:
         print("detector", json.dumps({k: v.get("cnn") for k, v in m_q.items()}, indent=1))
 
     par_ck = ROOT / "runs" / f"generator_{bands}" / "best.pt"
-    pr_ck = ROOT / "runs" / f"generator_{bands}_p50" / "best.pt"
-    if par_ck.exists():
+    pr_ck = ROOT / (pruned or f"runs/generator_{bands}_p50") / "best.pt"
+    if par_ck.exists() and only != "detector":
         parent = export_checkpoint(par_ck, art / "generator_parent_fp32.onnx")
         m_parent = eval_generator(parent, test)
         lineage = {"parent_fp32": str(parent.relative_to(ROOT))}
@@ -156,9 +159,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bands", required=True)
     ap.add_argument("--ops", default="Conv")
+    ap.add_argument("--pruned", help="folder of the pruned checkpoint [runs/generator_<bands>_p50]")
+    ap.add_argument("--only", choices=["detector", "generator"], help="release one model only")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    release(a.bands, tuple(a.ops.split(",")))
+    release(a.bands, tuple(a.ops.split(",")), a.pruned, a.only or "")
 
 
 if __name__ == "__main__":

@@ -233,3 +233,55 @@ def _pass_in_subprocess(kwargs: dict[str, Any]) -> dict[str, Any]:
         n = kwargs["lines"]
         raise KumoError(f"benchmark pass of {n} lines failed: {last.split(': ', 1)[-1]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def bench_models(
+    bands: str | None = None,
+    repeats: int = 20,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    batch: int = 1,
+) -> dict[str, Any]:
+    """Per-tile latency of the shipped models (every shipped set, or ``bands``), as installed:
+    what to run on a Jetson with ``providers``. Rounds alternate between the models; medians.
+    (The repository's ``python -m bench.models`` adds the unpruned FP32 parent, the pruned FP32
+    model and full-size pix2pix, which need the ``train`` extra.)"""
+    from .runtime import load_model, shipped_models
+
+    sets = shipped_models()
+    if bands is not None:
+        if bands not in sets:
+            raise KumoError(f"no shipped model set {bands!r}; shipped: {', '.join(sorted(sets))}")
+        sets = {bands: sets[bands]}
+    rng = np.random.default_rng(0)
+    runs: dict[str, Any] = {}
+    for name, files in sets.items():
+        for kind, path in files.items():
+            m = load_model(path, providers, threads)
+            c = m.contract
+            x = (rng.random((batch, len(c.bands), c.tile, c.tile)) * 0.4).astype(np.float32)
+            m.run(x)  # warm-up: the first run plans and allocates
+            runs[f"{name}/{kind}"] = (m, x, [])
+    for _ in range(repeats):
+        for _key, (m, x, times) in runs.items():
+            t0 = time.perf_counter()
+            m.run(x)
+            times.append(time.perf_counter() - t0)
+    results = {}
+    for key, (m, x, times) in runs.items():
+        t = np.array(times) / x.shape[0]
+        results[key] = {
+            "median_ms": float(np.median(t) * 1e3),
+            "p95_ms": float(np.percentile(t, 95) * 1e3),
+            "tile": int(x.shape[2]),
+            "batch": int(x.shape[0]),
+            "precision": m.contract.precision,
+            "providers": m.providers,
+            "file_mb": m.path.stat().st_size / 2**20,
+        }
+    return {
+        "benchmark": "models_shipped",
+        "repeats": repeats,
+        "threads": threads,
+        "results": results,
+    }

@@ -1027,6 +1027,49 @@ def bench_stream_cmd(  # noqa: ANN001
         click.echo(f"-> {json_path}")
 
 
+@bench.command("models")
+@click.option("--models", "bands", metavar="hsi32|rgbn|rgb", help="One shipped set [default: all].")
+@click.option(
+    "--repeats", default=20, show_default=True, type=click.IntRange(1), help="Timed runs per model."
+)
+@click.option(
+    "--batch",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Tiles per call (time is per tile).",
+)
+@click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads.")
+@click.option(
+    "--providers",
+    default="cpu",
+    show_default=True,
+    help="Execution providers: cpu, cuda, tensorrt (comma-separated).",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON document here."
+)
+@handle_errors
+def bench_models_cmd(bands, repeats, batch, threads, providers, json_path) -> None:  # noqa: ANN001
+    """Per-tile latency of the shipped detector and generator models, as installed.
+
+    For the comparison with the unpruned FP32 parent, the pruned FP32 model and a full-size
+    pix2pix U-Net (the compression targets), run `python -m bench.models` in the repository
+    with the `train` extra.
+    """
+    from .benchmark import bench_models
+
+    prov = [p.strip() for p in providers.split(",") if p.strip()]
+    doc = bench_models(bands, repeats, threads, prov, batch)
+    for k, v in doc["results"].items():
+        click.echo(
+            f"{k:>16}: {v['median_ms']:.2f} ms / {v['tile']} px tile (p95 {v['p95_ms']:.2f}), {v['precision']}, {v['file_mb']:.2f} MB"
+        )
+    if json_path:
+        Path(json_path).write_text(json.dumps(doc, indent=2))
+        click.echo(f"-> {json_path}")
+
+
 # -- demo -----------------------------------------------------------------------------------
 def sample_scene_path() -> Path:
     """Path of the bundled sample scene (Landsat-7 ETM+, 6 bands; see kumo_edge/data/SAMPLE.md)."""

@@ -217,3 +217,28 @@ def test_tile_real_landsat8_rotated_scene(tmp_path: Path) -> None:
     for t in index["tiles"]:
         with rasterio.open(out / t["file"]) as ds:
             assert (ds.read() != 0).any(axis=0).all()
+
+
+def test_bench_models_times_the_shipped_models(tmp_path: Path) -> None:
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "models",
+            "--models",
+            "rgbn",
+            "--repeats",
+            "2",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert set(doc["results"]) == {"rgbn/detector", "rgbn/generator"}
+    assert all(v["median_ms"] > 0 and v["precision"] == "int8" for v in doc["results"].values())
+    bad = CliRunner().invoke(cli, ["bench", "models", "--models", "nope"])
+    assert bad.exit_code == 1 and "nope" in bad.output
