@@ -1,9 +1,13 @@
 """The pushbroom streaming processor: lines in, finished lines out, in constant memory.
 
 :class:`StreamProcessor` accepts sensor lines as they arrive (``push``, any number of lines at
-a time) and returns finished output lines in order; ``flush`` ends the pass. It holds one tile
-height of input lines plus the ``2 * halo`` overlap rows of the output accumulator, whatever the
-length of the pass.
+a time) and returns finished output lines in order (or hands them to a sink as they are made);
+``flush`` ends the pass. Whatever the length of the pass it holds: a ring of one tile height of
+lines, stored as uint16 counts of 1/32768 reflectance (finished output rows are blended back
+into the ring's rows that no tile reads any more, so there is no second full-size buffer), the
+``2 * halo`` rows of output the next tile row still adds to, the class-probability accumulator,
+and one batch of tiles. For 32 bands x 4000 px with 256-px tiles: 65 + 16 + 16 MB, plus
+~17 MB per pair of tiles in flight.
 
 Along the track, tile rows start every ``stride = tile - 2 * halo`` lines (0, s, 2s, ...);
 when a tile row has been processed its first ``stride`` lines are final and leave. At the end

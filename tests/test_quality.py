@@ -1,0 +1,41 @@
+"""The statistics of the quality report (bench/quality.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from bench.quality import TAU_BINS, bootstrap, per_bin, per_tile  # noqa: E402
+
+
+def test_bootstrap_interval() -> None:
+    c = bootstrap(np.full(10, 3.0))
+    assert c["mean"] == c["lo"] == c["hi"] == 3.0
+    rng = np.random.default_rng(1)
+    small = bootstrap(rng.normal(5.0, 1.0, 20))
+    large = bootstrap(rng.normal(5.0, 1.0, 2000))
+    assert small["lo"] < 5.0 < small["hi"] and large["lo"] < 5.0 < large["hi"]
+    assert large["hi"] - large["lo"] < (small["hi"] - small["lo"]) / 5  # ~ 1 / sqrt(n)
+    assert bootstrap(np.array([np.nan, np.nan]))["n"] == 0
+
+
+def test_per_tile_and_bins_leave_thick_pixels_out() -> None:
+    rng = np.random.default_rng(0)
+    clear = rng.uniform(0.1, 0.3, (2, 3, 32, 32)).astype(np.float32)
+    classes = np.zeros((2, 32, 32), np.int64)
+    classes[:, :8] = 2  # thick: excluded
+    tau = np.zeros((2, 32, 32), np.float32)
+    tau[:, 8:16] = 0.1  # thin bin
+    tau[:, :8] = 5.0
+    pred = clear.copy()
+    pred[:, :, :8] += 0.5  # wrong only where thick
+    t = {"clear": clear, "classes": classes, "tau": tau}
+    s = per_tile(pred, t)
+    assert np.allclose(s["psnr"], 60.0)  # capped: perfect on every recoverable pixel
+    pred[:, :, 8:16] += 0.1  # error inside the thin bin
+    b = per_bin(pred, t)
+    thin = next(k for k in TAU_BINS if k.startswith("thin"))
+    assert b[thin]["psnr"]["mean"] == pytest.approx(20.0, abs=0.01)  # 20 log10(1 / 0.1)
+    assert all(b[k]["psnr"]["n"] == 0 for k in TAU_BINS if k != thin)
