@@ -356,7 +356,10 @@ def rice2(models: str = "rgb") -> tuple[dict, list]:
         "methods": res,
         "caveat": "the clear image is from another date: land and light changed; thick-cloud pixels (by our detector) are excluded",
     }
-    order = np.argsort([-(classes[i] == 1).mean() for i in range(len(x))])[:3]
+    # examples: the most thin cloud among pairs that are not mostly thick cloud
+    thin = np.array([(classes[i] == 1).mean() for i in range(len(x))])
+    thick = np.array([(classes[i] == 2).mean() for i in range(len(x))])
+    order = [i for i in np.argsort(-thin) if thick[i] < 0.3][:3]
     examples = [
         (
             x[i],
@@ -412,9 +415,18 @@ def l8_removal(bands: str = "rgbn") -> tuple[dict, list]:
 
 
 # -- figures -------------------------------------------------------------------------------------
-def _rgb(cube: np.ndarray, bands) -> np.ndarray:  # noqa: ANN001
+def _rgb(cube: np.ndarray, bands, top: float | None = None) -> np.ndarray:  # noqa: ANN001
+    """True colour for display, stretched so that ``top`` (default: the image's 99th
+    percentile) is white; pass the truth's value to show a row on one scale."""
     idx = [int(np.argmin(np.abs(bands.centers - w))) for w in (660, 560, 480)]
-    return np.clip(cube[idx].transpose(1, 2, 0) / 0.35, 0, 1)
+    im = cube[idx].transpose(1, 2, 0)
+    top = top if top is not None else float(np.percentile(im, 99))
+    return np.clip(im / max(top, 1e-3), 0, 1)
+
+
+def _top(cube: np.ndarray, bands) -> float:  # noqa: ANN001
+    idx = [int(np.argmin(np.abs(bands.centers - w))) for w in (660, 560, 480)]
+    return float(np.percentile(cube[idx], 99.5))
 
 
 MASK_COLOURS = np.array([[0.15, 0.5, 0.15], [0.55, 0.75, 1.0], [1, 1, 1], [0.2, 0.2, 0.2]])
@@ -437,10 +449,11 @@ def figures(doc: dict, examples: dict, out: Path) -> list[Path]:
         len(order), len(names) + 1, figsize=(2.2 * (len(names) + 1), 2.3 * len(order))
     )
     for r, i in enumerate(order):
+        top = _top(t["clear"][i], bands)
         for c, m in enumerate(names):
-            ax[r, c].imshow(_rgb(preds[m][i], bands))
+            ax[r, c].imshow(_rgb(preds[m][i], bands, top))
             ax[r, c].set_title(m if r == 0 else "", fontsize=8)
-        ax[r, -1].imshow(_rgb(t["clear"][i], bands))
+        ax[r, -1].imshow(_rgb(t["clear"][i], bands, top))
         ax[r, -1].set_title("truth" if r == 0 else "", fontsize=8)
     for a in ax.ravel():
         a.axis("off")
@@ -483,15 +496,16 @@ def figures(doc: dict, examples: dict, out: Path) -> list[Path]:
         fig, ax = plt.subplots(len(ex), 5, figsize=(11, 2.3 * len(ex)))
         for r, (name, x, y, truth, cls) in enumerate(ex):
             bands = band_set("rgbn")
-            ax[r, 0].imshow(_rgb(x, bands))
+            top = _top(x, bands)
+            ax[r, 0].imshow(_rgb(x, bands, top))
             ax[r, 0].set_title(name, fontsize=7)
             ax[r, 1].imshow(MASK_COLOURS[np.clip(truth, 0, 3)])
             ax[r, 1].set_title("truth mask" if r == 0 else "", fontsize=8)
             ax[r, 2].imshow(MASK_COLOURS[cls])
             ax[r, 2].set_title("our detector" if r == 0 else "", fontsize=8)
-            ax[r, 3].imshow(_rgb(y["HOT"], bands))
+            ax[r, 3].imshow(_rgb(y["HOT"], bands, top))
             ax[r, 3].set_title("HOT" if r == 0 else "", fontsize=8)
-            ax[r, 4].imshow(_rgb(y["cGAN INT8"], bands))
+            ax[r, 4].imshow(_rgb(y["cGAN INT8"], bands, top))
             ax[r, 4].set_title("cGAN INT8" if r == 0 else "", fontsize=8)
         for a in ax.ravel():
             a.axis("off")
