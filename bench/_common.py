@@ -100,3 +100,10 @@ def save_figure(fig, path: Path) -> Path:  # noqa: ANN001
 
     plt.close(fig)
     return path
+
+
+def fmt_ci(ci: dict[str, Any] | None, digits: int = 2) -> str:
+    """``mean [lo, hi]`` of a bootstrap interval (``n/a`` when empty)."""
+    if not ci or not ci.get("n"):
+        return "n/a"
+    return f"{ci['mean']:.{digits}f} [{ci['lo']:.{digits}f}, {ci['hi']:.{digits}f}]"

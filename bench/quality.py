@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, environment, pyplot, save_figure, write_json
+from bench._common import RESULTS, environment, fmt_ci, pyplot, save_figure, write_json
 from export.data import SHARED, CloudyTiles, Scene, real_cloud_patches
 from export.evaluate import DROP_FRACTION, eval_detector, threshold_test
 from export.train import REAL_TEST, TrainConfig, band_set, load_scenes
@@ -72,10 +72,7 @@ def bootstrap(values: np.ndarray, n: int = 2000, seed: int = 0) -> dict[str, flo
     }
 
 
-def _fmt(ci: dict, digits: int = 2) -> str:
-    if not ci or ci.get("n", 0) == 0:
-        return "n/a"
-    return f"{ci['mean']:.{digits}f} [{ci['lo']:.{digits}f}, {ci['hi']:.{digits}f}]"
+_fmt = fmt_ci
 
 
 # -- tiles and methods ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from bench._common import RESULTS
+from bench._common import RESULTS, fmt_ci
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -140,14 +140,6 @@ def stream_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _ci(c: dict, d: int = 2) -> str:
-    return (
-        "n/a"
-        if not c or not c.get("n")
-        else f"{c['mean']:.{d}f} [{c['lo']:.{d}f}, {c['hi']:.{d}f}]"
-    )
-
-
 def quality_table(doc: dict) -> str:
     """README summary of bench/results/quality.json (the full report is docs/results.md)."""
     lines = [
@@ -161,7 +153,7 @@ def quality_table(doc: dict) -> str:
     for b, d in doc["methods"].items():
         for m, v in d["methods"].items():
             o = v["overall"]
-            lines.append(f"| {b} | {m} | {_ci(o['psnr'])} | {_ci(o['sam_deg'])} |")
+            lines.append(f"| {b} | {m} | {fmt_ci(o['psnr'])} | {fmt_ci(o['sam_deg'])} |")
     st = doc["band_sets"]
     lines += [
         "",
@@ -175,8 +167,8 @@ def quality_table(doc: dict) -> str:
         if "missing" in v:
             continue
         lines.append(
-            f"| {b} | {_ci(v['visible_common']['cGAN']['psnr'])} | {_ci(v['visible_common']['cGAN']['sam_deg'])} | "
-            f"{_ci(v['full_bands']['cGAN']['psnr'])} |"
+            f"| {b} | {fmt_ci(v['visible_common']['cGAN']['psnr'])} | {fmt_ci(v['visible_common']['cGAN']['sam_deg'])} | "
+            f"{fmt_ci(v['full_bands']['cGAN']['psnr'])} |"
         )
     return "\n".join(lines)
 

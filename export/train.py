@@ -546,6 +546,30 @@ def train_generator(
 
 
 # -- CLI ---------------------------------------------------------------------------------------
+#: TrainConfig fields that are plain command-line options, by type.
+_INT_OPTIONS = (
+    "steps",
+    "batch",
+    "tile",
+    "eval_every",
+    "eval_tiles",
+    "seed",
+    "threads",
+    "ndf",
+    "gan_start",
+)
+_FLOAT_OPTIONS = (
+    "lr",
+    "weight_decay",
+    "real_fraction",
+    "real_start",
+    "lambda_l1",
+    "lambda_adv",
+    "lambda_sam",
+)
+_PLAIN_OPTIONS = ("head", "upsample", "norm", "scenes", "smoke")
+
+
 def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     d = TrainConfig()
     ap = argparse.ArgumentParser(
@@ -555,27 +579,9 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     ap.add_argument("task", choices=["detector", "generator"])
     ap.add_argument("--bands", default=d.bands, help="hsi32, rgbn, rgb or any sensor profile name")
     ap.add_argument("--out", help="output folder [runs/<task>_<bands>]")
-    for name in (
-        "steps",
-        "batch",
-        "tile",
-        "eval_every",
-        "eval_tiles",
-        "seed",
-        "threads",
-        "ndf",
-        "gan_start",
-    ):
+    for name in _INT_OPTIONS:
         ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    for name in (
-        "lr",
-        "weight_decay",
-        "real_fraction",
-        "real_start",
-        "lambda_l1",
-        "lambda_adv",
-        "lambda_sam",
-    ):
+    for name in _FLOAT_OPTIONS:
         ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
     ap.add_argument(
         "--ignore-tau",
@@ -605,32 +611,7 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         task=a.task,
         bands=a.bands,
         out=a.out or f"runs/{a.task}_{a.bands}",
-        **{
-            n: getattr(a, n)
-            for n in (
-                "steps",
-                "batch",
-                "tile",
-                "eval_every",
-                "eval_tiles",
-                "seed",
-                "threads",
-                "ndf",
-                "gan_start",
-                "lr",
-                "weight_decay",
-                "real_fraction",
-                "real_start",
-                "lambda_l1",
-                "lambda_adv",
-                "lambda_sam",
-                "head",
-                "upsample",
-                "norm",
-                "scenes",
-                "smoke",
-            )
-        },
+        **{n: getattr(a, n) for n in (*_INT_OPTIONS, *_FLOAT_OPTIONS, *_PLAIN_OPTIONS)},
         widths=tuple(int(w) for w in a.widths.split(",")) if a.widths else (),
         ignore_tau=tuple(float(v) for v in a.ignore_tau.split(",")),
         train=tuple(v for v in a.train.split(",") if v),
