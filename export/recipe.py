@@ -19,14 +19,14 @@ RECIPES: dict[str, list[str]] = {
     "hsi32": [
         "kumo-edge-train detector --bands hsi32 --steps 3000 --threads 1 --out runs/detector_hsi32",
         "kumo-edge-train generator --bands hsi32 --steps 3000 --batch 8 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/generator_hsi32",
-        "python -m export.prune runs/generator_hsi32/best.pt --ratio 0.5 --steps 1500 --gan-start 300 --out runs/generator_hsi32_p50",
-        "python -m export.release --bands hsi32",
+        "python -m export.prune runs/generator_hsi32/best.pt --ratio 0.6 --steps 3000 --gan-start 300 --distill 100 --threads 1 --out runs/generator_hsi32_p60d",
+        "python -m export.release --bands hsi32 --pruned runs/generator_hsi32_p60d",
     ],
     "rgbn": [
         "kumo-edge-train detector --bands rgbn --steps 3000 --threads 1 --out runs/detector_rgbn",
         "kumo-edge-train generator --bands rgbn --steps 3000 --batch 16 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/generator_rgbn",
-        "python -m export.prune runs/generator_rgbn/best.pt --ratio 0.5 --steps 1500 --gan-start 300 --out runs/generator_rgbn_p50",
-        "python -m export.release --bands rgbn",
+        "python -m export.prune runs/generator_rgbn/best.pt --ratio 0.6 --steps 3000 --gan-start 300 --distill 100 --threads 1 --out runs/generator_rgbn_p60d",
+        "python -m export.release --bands rgbn --pruned runs/generator_rgbn_p60d",
     ],
     "rgb": [
         "kumo-edge-train detector --bands rgb --steps 3000 --threads 1 --out runs/detector_rgb",
