@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numba as nb
+import numpy as np
 
 
 @nb.njit(inline="always")
@@ -37,20 +38,32 @@ def _up2_at(src, i, b, r, col):
 def residual_tail(x, delta, out):
     """out = clip(x + up2(delta), 0, 1) in one pass.
 
-    x, out: (N, C, H, W) float32; delta: (N, C, H/2, W/2) float32; ``up2`` as :func:`_up2_at`.
+    x, out: (N, C, H, W) float32; delta: (N, C, H/2, W/2) float32; ``up2`` as :func:`_up2_at`
+    (computed separably: each output row blends two half-resolution rows once, then columns).
     """
     n, c, h, w = x.shape
+    hh = delta.shape[2]
+    wh = delta.shape[3]
     for job in nb.prange(n * c):
         i = job // c
         b = job % c
+        v = np.empty(wh, dtype=np.float32)
         for r in range(h):
-            for col in range(w):
-                y = x[i, b, r, col] + _up2_at(delta, i, b, r, col)
-                if y < 0.0:
-                    y = 0.0
-                elif y > 1.0:
-                    y = 1.0
-                out[i, b, r, col] = y
+            k = r // 2
+            k2 = k - 1 if r % 2 == 0 else k + 1
+            k2 = min(max(k2, 0), hh - 1)
+            for m in range(wh):
+                v[m] = 0.75 * delta[i, b, k, m] + 0.25 * delta[i, b, k2, m]
+            for m in range(wh):
+                left = v[max(m - 1, 0)]
+                right = v[min(m + 1, wh - 1)]
+                for col, other in ((2 * m, left), (2 * m + 1, right)):
+                    y = x[i, b, r, col] + 0.75 * v[m] + 0.25 * other
+                    if y < 0.0:
+                        y = 0.0
+                    elif y > 1.0:
+                        y = 1.0
+                    out[i, b, r, col] = y
 
 
 @nb.njit(parallel=True, cache=True)
