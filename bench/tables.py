@@ -173,6 +173,20 @@ def quality_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def sweep_table(doc: dict) -> str:
+    """Tiles per inference call against speed and memory (``bench.stream --sweep-batches``)."""
+    c0 = doc["cases"][0]
+    lines = [
+        f"`{c0['profile']}`, {c0['lines']:,} lines, worst case, one run; {doc['environment'].get('cpu', '')}.",
+        "",
+        "| tiles per call (`--batch`) | real-time factor | peak RSS (MB) |",
+        "|---:|---:|---:|",
+    ]
+    for c in doc["cases"]:
+        lines.append(f"| {c['batch']} | {c['real_time_factor']:.2f} | {c['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
 TABLES = {"tiling": ("tiling.json", tiling_table), "quality": ("quality.json", quality_table)}
 MODELS_DIR = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
 
@@ -188,7 +202,9 @@ def render() -> dict[str, str]:
         out["models"] = models_table(cards)
         out["compression"] = compression_table(cards)
     for p in sorted(RESULTS.glob("stream_*.json")):
-        out[p.stem.replace("_", "-")] = stream_table(json.loads(p.read_text()))
+        doc = json.loads(p.read_text())
+        fn = sweep_table if doc.get("benchmark") == "stream_batch_sweep" else stream_table
+        out[p.stem.replace("_", "-")] = fn(doc)
     for p in sorted(RESULTS.glob("models_*.json")):
         out[p.stem.replace("_", "-")] = models_bench_table(json.loads(p.read_text()))
     return out

@@ -63,6 +63,12 @@ def main() -> None:
         help="weight of an L1 term towards the unpruned parent's output (knowledge distillation)",
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tile", type=int, help="fine-tuning tile size [the parent's]")
+    ap.add_argument(
+        "--resume-pruned",
+        type=Path,
+        help="best.pt of an already pruned network: fine-tune it further instead of pruning again",
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     ckpt = torch.load(a.checkpoint, weights_only=False, map_location="cpu")
@@ -70,7 +76,12 @@ def main() -> None:
     n = len(band_set(cfg.bands))
     before = count_macs(parent, (1, n, 256, 256))
     teacher = build_from_checkpoint(ckpt)[0] if a.distill > 0 else None  # unpruned copy
-    slim = prune_unet(parent, a.ratio)
+    if a.resume_pruned:
+        slim = build_from_checkpoint(
+            torch.load(a.resume_pruned, weights_only=False, map_location="cpu")
+        )[0].train()
+    else:
+        slim = prune_unet(parent, a.ratio)
     after = count_macs(slim, (1, n, 256, 256))
     print(
         f"pruned {a.ratio:.0%} of channels: widths {parent.cfg.widths} -> {slim.cfg.widths}, MACs per 256 tile {before / 1e9:.3f} -> {after / 1e9:.3f} G"
@@ -82,7 +93,13 @@ def main() -> None:
         lr=a.lr,
         widths=slim.cfg.widths,
         gan_start=a.gan_start,
-        extra={"parent": str(a.checkpoint), "prune_ratio": a.ratio, "distill": a.distill},
+        tile=a.tile or cfg.tile,
+        extra={
+            "parent": str(a.checkpoint),
+            "prune_ratio": a.ratio,
+            "distill": a.distill,
+            "continued_from": str(a.resume_pruned or ""),
+        },
     )
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "config.json").write_text(
