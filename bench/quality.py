@@ -11,7 +11,8 @@ through ONNX Runtime, as the flight runtime runs it.
 Sections:
 1. **Methods** (synthetic clouds on the held-out test scenes of each shipped band set): cloudy
    input, HOT, harmonic inpainting (both from the shipped detector's classes), the cGAN FP32
-   parent and the shipped pruned INT8 generator. PSNR/SSIM/SAM per tile, thick-cloud pixels
+   parent and the shipped pruned INT8 generator, both blended in by the detector's
+   probabilities as the stream does, and the raw INT8 output. PSNR/SSIM/SAM per tile, thick-cloud pixels
    (unrecoverable, flagged by the runtime) left out; 95 % bootstrap intervals over tiles, and
    per-pixel-thickness bins.
 2. **Band sets**: one generator architecture and budget trained on the same scene
@@ -41,6 +42,7 @@ from kumo_edge import metrics
 from kumo_edge.bands import resample, resampling_matrix
 from kumo_edge.baselines import HarmonicInpainting, HazeOptimizedTransform
 from kumo_edge.runtime import load_model, shipped_models
+from kumo_edge.stream import blend_removed
 
 ROOT = Path(__file__).resolve().parents[1]
 ART = ROOT / "export" / "artifacts"
@@ -141,6 +143,13 @@ def _paired(a: np.ndarray, b: np.ndarray) -> dict:
     return bootstrap(a[ok] - b[ok])
 
 
+def _as_runtime(x: np.ndarray, removed: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The remover's output as the stream applies it (:func:`kumo_edge.stream.blend_removed`)."""
+    out = x.copy()
+    blend_removed(out, removed, probs)
+    return out
+
+
 # -- 1. methods ----------------------------------------------------------------------------------
 def method_comparison(
     bands: str, n: int, tile: int
@@ -149,17 +158,20 @@ def method_comparison(
     t = test_tiles(splits["test"], n, tile)
     ship = shipped_models()[bands]
     det = load_model(ship["detector"], threads=2)
-    classes = np.argmax(_run_batches(det.run, t["cloudy"]), axis=1)
+    probs = _run_batches(det.run, t["cloudy"])
+    classes = np.argmax(probs, axis=1)
+    x = t["cloudy"]
+    parent = _run_batches(load_model(ART / bands / "generator_parent_fp32.onnx", threads=2).run, x)
+    raw = _run_batches(load_model(ship["generator"], threads=2).run, x)
     preds = {
-        "cloudy input": t["cloudy"],
-        "HOT": _run_batches(HazeOptimizedTransform(target).run, t["cloudy"], classes),
-        "inpainting": _run_batches(HarmonicInpainting(target).run, t["cloudy"], classes),
-        "cGAN FP32 parent": _run_batches(
-            load_model(ART / bands / "generator_parent_fp32.onnx", threads=2).run, t["cloudy"]
+        "cloudy input": x,
+        "HOT": _as_runtime(x, _run_batches(HazeOptimizedTransform(target).run, x, classes), probs),
+        "inpainting": _as_runtime(
+            x, _run_batches(HarmonicInpainting(target).run, x, classes), probs
         ),
-        "cGAN INT8 shipped": _run_batches(
-            load_model(ship["generator"], threads=2).run, t["cloudy"]
-        ),
+        "cGAN FP32 parent": _as_runtime(x, parent, probs),
+        "cGAN INT8 shipped": _as_runtime(x, raw.copy(), probs),
+        "cGAN INT8, raw output": raw,
     }
     scores = {m: per_tile(p, t) for m, p in preds.items()}
     doc = {
@@ -348,12 +360,17 @@ def rice2(models: str = "rgb") -> tuple[dict, list]:
     # training scenes under this mapping; clouds are near 1.
     scale = 1.0 / 255.0
     x, y = np.clip(a * scale, 0, 1), np.clip(b * scale, 0, 1)
-    classes = np.argmax(_run_batches(det.run, x, batch=4), axis=1)
+    probs = _run_batches(det.run, x, batch=4)
+    classes = np.argmax(probs, axis=1)
     preds = {
         "cloudy input": x,
-        "HOT": _run_batches(HazeOptimizedTransform(bands).run, x, classes, batch=4),
-        "inpainting": _run_batches(HarmonicInpainting(bands).run, x, classes, batch=4),
-        "cGAN INT8 shipped": _run_batches(gen.run, x, batch=4),
+        "HOT": _as_runtime(
+            x, _run_batches(HazeOptimizedTransform(bands).run, x, classes, batch=4), probs
+        ),
+        "inpainting": _as_runtime(
+            x, _run_batches(HarmonicInpainting(bands).run, x, classes, batch=4), probs
+        ),
+        "cGAN INT8 shipped": _as_runtime(x, _run_batches(gen.run, x, batch=4), probs),
     }
     keep = classes != 2  # what the runtime would not flag as unrecoverable
     res = {}
@@ -411,13 +428,14 @@ def l8_removal(bands: str = "rgbn") -> tuple[dict, list]:
         h2, w2 = h - h % 32, w - w % 32
         x = np.ascontiguousarray(x[:, :, :h2, :w2])
         truth = p["classes"][:h2, :w2]
-        cls = np.argmax(det.run(x), axis=1)
+        probs = det.run(x)
+        cls = np.argmax(probs, axis=1)
         y = {
-            "HOT": HazeOptimizedTransform(det.bands).run(x, cls)[0],
-            "inpainting": HarmonicInpainting(det.bands).run(x, cls)[0],
+            "HOT": _as_runtime(x, HazeOptimizedTransform(det.bands).run(x, cls), probs)[0],
+            "inpainting": _as_runtime(x, HarmonicInpainting(det.bands).run(x, cls), probs)[0],
             "cGAN INT8": gen.run(x)[0],
         }
-        y["cGAN INT8"] = np.where(cls[0][None] == 2, x[0], y["cGAN INT8"])  # the runtime's rule
+        y["cGAN INT8"] = _as_runtime(x, y["cGAN INT8"][None], probs)[0]  # as the stream applies it
         clear = truth == 0
         out[p["name"]] = {
             "land": p["land"],
@@ -605,7 +623,9 @@ def results_md(doc: dict) -> str:
     for b, d in doc["methods"].items():
         L += [
             f"**{b}** - test scenes {', '.join(d['test_scenes'])}; {d['tiles']} tiles of {d['tile']} px. "
-            "HOT and inpainting act on the shipped detector's classes.",
+            "HOT and inpainting act on the shipped detector's classes; every remover's output is blended in by the "
+            "detector's probabilities and kept off detected thick cloud, as the stream does "
+            "(`kumo_edge.stream.blend_removed`), except the raw-output row (the generator alone, everywhere).",
             "",
             "| method | PSNR dB | SSIM | SAM deg | "
             + " | ".join(f"PSNR {k}" for k in TAU_BINS)
