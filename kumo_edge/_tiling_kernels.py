@@ -139,18 +139,10 @@ def _q(v, per_unit):
 
 
 @nb.njit(parallel=True, cache=True)
-def quantize(src, per_unit, dst):
-    """dst = round(src * per_unit) clipped to uint16; (C, R, W) arrays of the same shape (views)."""
-    c, rows, w = src.shape
-    for r in nb.prange(rows):
-        for b in range(c):
-            for x in range(w):
-                dst[b, r, x] = _q(src[b, r, x], per_unit)
-
-
-@nb.njit(parallel=True, cache=True)
-def quantize_scaled_rows(src, row_scale, per_unit, dst):
-    """dst[b, r, x] = quantised src[b, r, x] * row_scale[r] (normalising blended rows on the way)."""
+def quantize(src, row_scale, per_unit, dst):
+    """dst[b, r, x] = round(src[b, r, x] * row_scale[r] * per_unit) clipped to uint16; (C, R, W)
+    arrays of the same shape (views). ``row_scale`` normalises blended rows on the way (ones for
+    plain input lines)."""
     c, rows, w = src.shape
     for r in nb.prange(rows):
         s = row_scale[r]

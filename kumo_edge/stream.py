@@ -62,12 +62,11 @@ EMIT_LINES = 32
 def ring_round(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """``x`` rounded as the line ring stores it (what :func:`process_image` applies to match
     the stream): clipped to [0, 2], to the nearest 1/32768."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)  # (bands, rows, cols)
     q = np.empty(x.shape, np.uint16)
-    flat = x.reshape(x.shape[0], -1, x.shape[-1]) if x.ndim == 3 else x.reshape(1, -1, x.shape[-1])
-    _tk.quantize(flat, RING_PER_UNIT, q.reshape(flat.shape))
-    out = np.empty(x.shape, np.float32)
-    _tk.dequantize(q.reshape(flat.shape), RING_STEP, out.reshape(flat.shape))
+    _tk.quantize(x, np.ones(x.shape[1], np.float32), RING_PER_UNIT, q)
+    out = np.empty_like(x)
+    _tk.dequantize(q, RING_STEP, out)
     return out
 
 
@@ -205,6 +204,7 @@ class StreamProcessor:
         self.wy = taper(self.T, self.h).astype(np.float32)
         nb = len(c.bands)
         self.buf = np.zeros((nb, self.T, self.wp), np.uint16)  # counts of RING_STEP
+        self._ones = np.ones(self.T, np.float32)  # row scale of plain input lines
         self.vbuf = np.zeros((self.T, self.wp), bool)
         if self.s < 1:
             raise ConfigError(f"halo {self.h} leaves no stride in a {self.T} px tile")
@@ -250,7 +250,12 @@ class StreamProcessor:
         while i < n:
             k = min(n - i, self.T - self.filled)
             f = self.filled
-            _tk.quantize(lines[:, i : i + k], RING_PER_UNIT, self.buf[:, f : f + k, : self.width])
+            _tk.quantize(
+                lines[:, i : i + k],
+                self._ones[:k],
+                RING_PER_UNIT,
+                self.buf[:, f : f + k, : self.width],
+            )
             self.vbuf[f : f + k, : self.width] = valid[i : i + k]
             if self.wp > self.width:  # narrow swath: repeat the last column
                 self.buf[:, f : f + k, self.width :] = self.buf[
@@ -338,7 +343,7 @@ class StreamProcessor:
             f = x_next - x0  # columns [x0, x_next) are final
             win[:, : T - s, :f] += self.carry[:, :, x0:x_next]
             self.carry[:, :, x0:x_next] = win[:, s:, :f]
-            _tk.quantize_scaled_rows(win[:, :s, :f], inv, RING_PER_UNIT, self.buf[:, :s, x0:x_next])
+            _tk.quantize(win[:, :s, :f], inv, RING_PER_UNIT, self.buf[:, :s, x0:x_next])
             pending = win[:, :, f:].copy() if f < win.shape[2] else None
             t_blend += time.perf_counter() - t0
         for r in range(0, emit, EMIT_LINES):
