@@ -145,7 +145,8 @@ def shared_scenes(root: Path = SHARED) -> list[Scene]:
                     "Sentinel-2 L1C, eo-learn example data (Copernicus)",
                 )
             )
-    ben_bands = ["B02", "B03", "B04", "B08"]
+    # the four 10 m bands, and the two 20 m SWIR bands repeated to 10 m (nearest)
+    ben_bands = ["B02", "B03", "B04", "B08", "B11", "B12"]
     for d in sorted((root / "sentinel2" / "bigearthnet_s2_l2a").glob("S2*")):
         planes = []
         for b in ben_bands:
@@ -154,7 +155,11 @@ def shared_scenes(root: Path = SHARED) -> list[Scene]:
                 wavelengths=[0 + s2.centers_nm[s2.names.index(b.replace("B0", "B"))]],
                 scale=1e-4,
             ) as r:
-                planes.append(r.read_strip(0, r.height).data[0])
+                plane = r.read_strip(0, r.height).data[0]
+            if planes and plane.shape != planes[0].shape:
+                k = planes[0].shape[0] // plane.shape[0]
+                plane = np.repeat(np.repeat(plane, k, 0), k, 1)
+            planes.append(plane)
         idx = [s2.names.index(b.replace("B0", "B")) for b in ben_bands]
         cube = np.stack(planes).astype(np.float32)
         scenes.append(
@@ -241,6 +246,92 @@ def clean_origins(valid: npt.NDArray[np.bool_], size: int) -> npt.NDArray[np.int
     return np.argwhere(bad == 0).astype(np.int64)
 
 
+#: Snow and ice reflectance, approximate (medium grains): nearly white and bright in the visible,
+#: falling through the NIR, dark in the SWIR ice-absorption bands (1.5 and 2.0 um) with partial
+#: recovery at 1.65-1.8 and 2.2 um. The values in the SWIR vary several-fold with grain size and
+#: sun angle, hence the random factor in :func:`add_snow`.
+_SNOW_NM = np.array(
+    [
+        400,
+        500,
+        600,
+        700,
+        800,
+        900,
+        1000,
+        1100,
+        1250,
+        1400,
+        1500,
+        1650,
+        1800,
+        1950,
+        2100,
+        2200,
+        2500,
+    ],
+    float,
+)
+_SNOW = np.array(
+    [
+        0.95,
+        0.95,
+        0.93,
+        0.9,
+        0.86,
+        0.8,
+        0.68,
+        0.56,
+        0.5,
+        0.2,
+        0.1,
+        0.15,
+        0.13,
+        0.03,
+        0.09,
+        0.12,
+        0.03,
+    ],
+    float,
+)
+
+
+def add_snow(
+    clear: npt.NDArray[np.float32], bands: BandSet, rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
+    """Snow and ice over a clear tile: an augmentation for detectors with a SWIR band.
+
+    Bright snow is clear ground: a detector must not call it cloud. In the VNIR the two look
+    alike; from ~1.5 um snow is dark and cloud stays bright (the normalised difference snow
+    index). The only real clear-snow pixels here are one held-out Landsat-8 patch and one
+    held-out Sentinel-2 scene, so training sees snow painted over real tiles: a Perlin-noise
+    cover (soft edges, random extent and feature size) of the spectrum above, scaled for
+    illumination, tilted in the VNIR, with a random SWIR level, and modulated by the shading of
+    the ground below. The result is still labelled clear; clouds are rendered over it after.
+    """
+    _, rows, cols = clear.shape
+    params = CloudParams(
+        cover=float(rng.uniform(0.2, 1.0)),
+        thickness=1.0,
+        gamma=0.5,
+        feature_px=float(rng.uniform(8.0, 64.0)),
+        shadows=False,
+    )
+    frac = CloudField(params, rows, cols, int(rng.integers(2**31))).tau550(0, rows, 0, cols)
+    frac = np.clip(frac * rng.uniform(1.5, 4.0), 0.0, 1.0)
+    lam = bands.centers.astype(float)
+    spec = np.interp(lam, _SNOW_NM, _SNOW)
+    spec = np.where(
+        lam > 1000, spec * rng.uniform(0.4, 2.2), spec * (lam / 560.0) ** rng.uniform(-0.15, 0.25)
+    )
+    spec *= rng.uniform(0.55, 1.0)
+    lum = clear.mean(0)
+    shade = np.clip(1.0 + 0.5 * (lum / max(float(lum.mean()), 1e-3) - 1.0), 0.3, 1.3)
+    snow = spec[:, None, None].astype(np.float32) * shade[None].astype(np.float32)
+    out = clear * (1.0 - frac[None]) + snow * frac[None]
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class CloudRanges:
     """Ranges the cloud parameters are drawn from, uniformly."""
@@ -253,6 +344,7 @@ class CloudRanges:
     sun_elevation_deg: tuple[float, float] = (30.0, 70.0)
     cloud_height_m: tuple[float, float] = (300.0, 3000.0)
     clear_fraction: float = 0.1  # share of samples with no cloud at all
+    snow_fraction: float = 0.0  # share of samples with snow under the clouds (:func:`add_snow`)
 
     def draw(self, rng: np.random.Generator, gsd_m: float) -> CloudParams:
         u = lambda r: float(rng.uniform(*r))  # noqa: E731
@@ -325,6 +417,10 @@ class CloudyTiles:
             gain = rng.uniform(0.6, 1.6) * rng.normal(1.0, 0.05, size=(clear.shape[0], 1, 1))
             clear = clear * gain.astype(np.float32)
         clear = np.ascontiguousarray(np.clip(clear, 0, 1), dtype=np.float32)
+        if self.ranges.snow_fraction > 0:  # own stream: items without snow stay as they were
+            srng = np.random.default_rng([self.seed, self.epoch, i, 2])
+            if srng.random() < self.ranges.snow_fraction:
+                clear = add_snow(clear, s.bands, srng)
         # clouds come from their own stream, so the same item gets the same cloud field in every
         # band set (the gain above draws one number per band)
         crng = np.random.default_rng([self.seed, self.epoch, i, 1])

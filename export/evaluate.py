@@ -71,12 +71,20 @@ def eval_generator(
 
 
 def threshold_test(cube: np.ndarray, bands: BandSet) -> np.ndarray:
-    """Bright-and-white cloud test on any band set with visible bands."""
-    vis = [i for i, c in enumerate(bands.centers) if 440 <= c <= 700]
+    """Bright-and-white cloud test on any band set with visible bands; where the band set has
+    green and SWIR-1 (1.55-1.7 um) bands, pixels that pass the snow test (NDSI > 0.4, as in
+    Fmask's snow rule) are not cloud."""
+    c = bands.centers
+    vis = [i for i, w in enumerate(c) if 440 <= w <= 700]
     v = cube[vis]
     mean = v.mean(0)
     whiteness = np.abs(v - mean).sum(0) / np.maximum(mean, 1e-6)
-    return (mean > 0.3) & (whiteness < 0.7)
+    cloud = (mean > 0.3) & (whiteness < 0.7)
+    green, swir = np.abs(c - 560).argmin(), np.abs(c - 1610).argmin()
+    if abs(c[green] - 560) <= 30 and abs(c[swir] - 1610) <= 80:
+        g, s = cube[green], cube[swir]
+        cloud &= (g - s) / np.maximum(g + s, 1e-6) <= 0.4
+    return cloud
 
 
 def _scores(pred: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> dict:

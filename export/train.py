@@ -28,6 +28,7 @@ from torch.nn import functional as F  # noqa: N812
 from tqdm import tqdm
 
 from export.data import (
+    CloudRanges,
     CloudyTiles,
     Scene,
     real_cloud_patches,
@@ -63,6 +64,12 @@ DEFAULT_SPLITS = {
     "rgbn": {
         "val": ["s2_eolearn_4", "ben_56_35"],
         "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "rosis_beach", "ben_57_38"],
+    },
+    # with two SWIR bands: the same split as rgbn less ROSIS (no SWIR); ben_57_38 is the
+    # held-out real snow scene
+    "rgbn-swir": {
+        "val": ["s2_eolearn_4", "ben_56_35"],
+        "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "ben_57_38"],
     },
     "rgb": {
         "val": ["s2_eolearn_4", "ben_56_35"],
@@ -117,6 +124,7 @@ class TrainConfig:
     real_fraction: float = 0.5
     real_start: float = 0.3
     ignore_tau: tuple[float, float] = (0.02, 0.08)
+    snow_fraction: float = 0.0  # share of synthetic tiles with snow under the clouds
     # generator
     head: str = "residual"
     upsample: str = "bilinear"
@@ -230,11 +238,15 @@ def _batches(ds: CloudyTiles, batch: int, rng: np.random.Generator):  # noqa: AN
         epoch += 1
 
 
-def fixed_set(scenes: list[Scene], cfg: TrainConfig, seed: int) -> dict[str, torch.Tensor] | None:
+def fixed_set(
+    scenes: list[Scene], cfg: TrainConfig, seed: int, ranges: CloudRanges | None = None
+) -> dict[str, torch.Tensor] | None:
     """A deterministic evaluation set: ``eval_tiles`` tiles with fixed clouds."""
     if not scenes:
         return None
-    ds = CloudyTiles(scenes, cfg.tile, cfg.eval_tiles, seed=seed, augment=False)
+    ds = CloudyTiles(
+        scenes, cfg.tile, cfg.eval_tiles, seed=seed, augment=False, ranges=ranges or CloudRanges()
+    )
     items = [ds[i] for i in range(len(ds))]
     return {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
 
@@ -303,9 +315,10 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
         logger.warning("no real labelled patches for %s: %s", cfg.bands, exc)
     step, best = _maybe_resume(out, resume, model, opt, sched)
     rng = np.random.default_rng([cfg.seed, step])
-    ds = CloudyTiles(splits["train"], cfg.tile, 4096, seed=cfg.seed)
+    ranges = CloudRanges(snow_fraction=cfg.snow_fraction)
+    ds = CloudyTiles(splits["train"], cfg.tile, 4096, seed=cfg.seed, ranges=ranges)
     batches = _batches(ds, cfg.batch, rng)
-    val = fixed_set(splits["val"] or splits["train"], cfg, seed=10_000 + cfg.seed)
+    val = fixed_set(splits["val"] or splits["train"], cfg, seed=10_000 + cfg.seed, ranges=ranges)
     # class weights: shadow and thin cloud are rarer and matter more than easy clear pixels
     weight = torch.tensor([1.0, 1.5, 1.0, 1.5])
     bar = tqdm(total=cfg.steps, initial=step, desc=f"detector {cfg.bands}", disable=None)
@@ -563,6 +576,7 @@ _FLOAT_OPTIONS = (
     "weight_decay",
     "real_fraction",
     "real_start",
+    "snow_fraction",
     "lambda_l1",
     "lambda_adv",
     "lambda_sam",
