@@ -28,6 +28,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_details() -> dict[str, Any]:
+    """Family/model numbers, SIMD extensions and clock of the CPU: hosts that report the same
+    model name differ (measured: the FP32 parent ran 2x slower on one such host than on another,
+    the INT8 model 1.35x), so a benchmark records which one it ran on."""
+    info: dict[str, Any] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    first = text.split("\n\n", 1)[0]
+    fields = dict(
+        (k.strip(), v.strip())
+        for k, v in (ln.split(":", 1) for ln in first.splitlines() if ":" in ln)
+    )
+    flags = set(fields.get("flags", "").split())
+    simd = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
+    info["family_model_stepping"] = "/".join(
+        fields.get(k, "?") for k in ("cpu family", "model", "stepping")
+    )
+    info["simd"] = [f for f in simd if f in flags]
+    if "cpu MHz" in fields:
+        info["mhz"] = float(fields["cpu MHz"])
+    return info
+
+
 def environment() -> dict[str, Any]:
     """Versions, CPU and thread settings of this run."""
     import numba
@@ -41,6 +66,7 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_details": cpu_details(),
         "cpu_count": os.cpu_count(),
         "numba_threads": numba.get_num_threads(),
         "versions": {

@@ -2,11 +2,13 @@
 and ONNX Runtime) vs our unpruned FP32 parent vs pruned FP32 vs pruned INT8 (the shipped model),
 plus the detector.
 
-    python -m bench.models --bands hsi32 [--json bench/results/models_hsi32.json] [--repeats 20]
+    python -m bench.models --bands hsi32 [--json bench/results/models_hsi32.json] [--repeats 20] [--blocks 3]
 
-ONNX Runtime runs on the CPU with ``intra_op_num_threads`` = --threads (default 2), batch 1,
-one 256 x 256 tile of reflectance. Cases are timed in rounds that alternate between models, and
-the ratios come from medians of this one run. Quality figures (held-out PSNR/SAM before and after
+ONNX Runtime runs on the CPU with ``intra_op_num_threads`` = --threads (default 2) on 256 x 256
+tiles of reflectance, one tile per call (the headline) and the stream's batch (``DEFAULT_BATCH``
+tiles per call, as ``kumo-edge run`` feeds the models), reported per tile. Cases are timed in
+rounds that alternate between models and batches, and the ratios come from medians of this one
+run. Quality figures (held-out PSNR/SAM before and after
 compression) are read from the model cards written by ``export/release.py``.
 """
 
@@ -15,25 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bench._common import RESULTS, environment, write_json
+from kumo_edge.benchmark import alternating
+from kumo_edge.config import DEFAULT_BATCH
 from kumo_edge.runtime import load_model
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "export" / "artifacts"
 MODELS = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
-
-
-def _timer(fn, x):  # noqa: ANN001, ANN202
-    def run() -> float:
-        t0 = time.perf_counter()
-        fn(x)
-        return time.perf_counter() - t0
-
-    return run
 
 
 def _pix2pix_onnx(n_bands: int, folder: Path, tile: int) -> Path | None:
@@ -54,12 +48,31 @@ def _pix2pix_onnx(n_bands: int, folder: Path, tile: int) -> Path | None:
         opset_version=17,
         input_names=["x"],
         output_names=["y"],
+        dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
         dynamo=False,
     )
     return path
 
 
-def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dict:
+def _ratios(res: dict) -> dict[str, float]:
+    ship = res.get("generator_pruned_int8 (shipped)", {}).get("median_ms")
+    keys = (
+        "generator_parent_fp32",
+        "generator_pruned_fp32",
+        "pix2pix_fullsize_fp32",
+        "pix2pix_fullsize_torch_eager",
+    )
+    return {f"{k} / shipped": res[k]["median_ms"] / ship for k in keys if ship and k in res}
+
+
+def run(
+    bands: str,
+    repeats: int = 20,
+    threads: int = 2,
+    tile: int = 256,
+    batches: tuple[int, ...] = (1, DEFAULT_BATCH),
+    n_blocks: int = 3,
+) -> dict:
     art = ARTIFACTS / bands
     paths = {
         "generator_parent_fp32": art / "generator_parent_fp32.onnx",
@@ -87,10 +100,11 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
         )  # as kumo_edge.runtime does
         sess = ort.InferenceSession(str(p2p_onnx), so, providers=["CPUExecutionProvider"])
         models["pix2pix_fullsize_fp32"] = type(
-            "M", (), {"run": staticmethod(lambda b: sess.run(None, {"x": b})[0])}
+            "M", (), {"run": staticmethod(lambda x: sess.run(None, {"x": x})[0])}
         )()
-    x = np.random.default_rng(0).random((1, n_bands, tile, tile), dtype=np.float32) * 0.5
-    cases = {k: _timer(m.run, x) for k, m in models.items()}
+    rng = np.random.default_rng(0)
+    xs = {b: rng.random((b, n_bands, tile, tile), dtype=np.float32) * 0.5 for b in batches}
+    cases = {(k, b): (lambda m=m, x=x: m.run(x)) for b, x in xs.items() for k, m in models.items()}
     torch_info = None
     try:
         import torch
@@ -99,49 +113,49 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
 
         torch.set_num_threads(threads)
         p2p = Pix2PixUNet(n_bands, n_bands).eval()
-        xt = torch.from_numpy(x)
 
-        def eager(_x: object) -> None:
+        def eager(xt: torch.Tensor) -> None:
             with torch.no_grad():
                 p2p(xt)
 
-        cases["pix2pix_fullsize_torch_eager"] = _timer(eager, x)
+        for b, x in xs.items():
+            xt = torch.from_numpy(x)
+            cases[("pix2pix_fullsize_torch_eager", b)] = lambda xt=xt: eager(xt)
         torch_info = {
             "torch": torch.__version__,
-            "pix2pix_gmac_per_tile": count_macs(p2p, tuple(x.shape)) / 1e9,
+            "pix2pix_gmac_per_tile": count_macs(p2p, (1, n_bands, tile, tile)) / 1e9,
             "pix2pix_params": sum(p.numel() for p in p2p.parameters()),
         }
     except ImportError:
         pass
-    for fn in cases.values():  # warm-up
-        fn()
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    for _ in range(repeats):
-        for k, fn in cases.items():
-            times[k].append(fn())
-    res = {}
-    for k, ts in times.items():
-        a = np.sort(np.array(ts))
-        res[k] = {
+    # several blocks of alternating rounds, minutes apart: the host's speed drifts (measured on
+    # one day: the INT8 models' per-tile time moved 1.5x between runs, the FP32 parent's far
+    # less), so each block's ratio is kept to show the spread; medians pool all rounds
+    blocks = [alternating(cases, repeats) for _ in range(max(1, n_blocks))]
+    times = {k: [t for blk in blocks for t in blk[k]] for k in cases}
+    spread: dict[str, dict[str, list[float]]] = {}
+    for b in batches:
+        per_block = [
+            _ratios(
+                {k: {"median_ms": float(np.median(blk[(k, bb)]))} for (k, bb) in blk if bb == b}
+            )
+            for blk in blocks
+        ]
+        spread[str(b)] = {k: [r[k] for r in per_block] for k in per_block[0]}
+    by_batch: dict[int, dict] = {b: {} for b in batches}
+    for (k, b), ts in times.items():
+        a = np.sort(np.array(ts)) / b  # per tile
+        r = {
             "n": len(a),
             "median_ms": float(np.median(a) * 1e3),
             "p95_ms": float(a[int(0.95 * (len(a) - 1))] * 1e3),
         }
         if k in paths and paths[k].exists() and k != "pix2pix_fullsize_fp32":
-            res[k]["file_mb"] = paths[k].stat().st_size / 1e6
-            res[k]["mpx_per_s"] = tile * tile / (np.median(a)) / 1e6
-    ship = res.get("generator_pruned_int8 (shipped)", {}).get("median_ms")
-    ratios = {}
-    if ship:
-        for k in (
-            "generator_parent_fp32",
-            "generator_pruned_fp32",
-            "pix2pix_fullsize_fp32",
-            "pix2pix_fullsize_torch_eager",
-        ):
-            if k in res:
-                ratios[f"{k} / shipped"] = res[k]["median_ms"] / ship
+            r["file_mb"] = paths[k].stat().st_size / 1e6
+            r["mpx_per_s"] = tile * tile / float(np.median(a)) / 1e6
+        by_batch[b][k] = r
+    res = by_batch[batches[0]]
+    ratios = _ratios(res)
     cards = {}
     for kind in ("generator", "detector"):
         card = MODELS / bands / f"{kind}.json"
@@ -156,9 +170,20 @@ def run(bands: str, repeats: int = 20, threads: int = 2, tile: int = 256) -> dic
             "ort_threads": threads,
             **({"torch": torch_info} if torch_info else {}),
         },
-        "config": {"tile": tile, "batch": 1, "repeats": repeats},
+        "config": {
+            "tile": tile,
+            "batch": batches[0],
+            "batches": list(batches),
+            "repeats": repeats,
+            "blocks": n_blocks,
+        },
         "results": res,
         "ratios": ratios,
+        # the stream runs DEFAULT_BATCH tiles per call: per-tile figures at that batch too
+        "by_batch": {
+            str(b): {"results": r, "ratios": _ratios(r), "ratios_per_block": spread[str(b)]}
+            for b, r in by_batch.items()
+        },
         "quality_from_cards": cards,
         "targets": {
             "shipped vs parent": ">= 3x",
@@ -173,18 +198,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bands", default="hsi32")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=20, help="alternating rounds per block")
+    ap.add_argument("--blocks", type=int, default=3, help="blocks of rounds, run one after another")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--batches",
+        default=f"1,{DEFAULT_BATCH}",
+        help="tiles per call to time, comma-separated; the first is the headline "
+        f"[1,{DEFAULT_BATCH}: single tiles and the stream's batch]",
+    )
     a = ap.parse_args()
-    doc = run(a.bands, a.repeats, a.threads)
+    batches = tuple(dict.fromkeys(int(b) for b in a.batches.split(",")))
+    doc = run(a.bands, a.repeats, a.threads, batches=batches, n_blocks=a.blocks)
     path = write_json(doc, a.json or RESULTS / f"models_{a.bands}.json")
     for k, r in doc["results"].items():
         print(
             f"{k:<34} {r['median_ms']:8.2f} ms/tile  (p95 {r['p95_ms']:.2f})"
             + (f"  {r['file_mb']:.2f} MB" if "file_mb" in r else "")
         )
-    for k, v in doc["ratios"].items():
-        print(f"{k:<45} {v:5.2f}x")
+    for b, d in doc["by_batch"].items():
+        for k, v in d["ratios"].items():
+            blocks = ", ".join(f"{r:.2f}" for r in d["ratios_per_block"][k])
+            print(f"batch {b}: {k:<45} {v:5.2f}x  (blocks: {blocks})")
     print(f"-> {path}")
 
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from bench._common import RESULTS, fmt_ci
+from kumo_edge.config import DEFAULT_BATCH
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -106,23 +107,37 @@ def compression_table(cards: list[dict]) -> str:
 
 
 def models_bench_table(doc: dict) -> str:
-    r = doc["results"]
     env = doc["environment"]
+    by = doc.get("by_batch") or {str(doc["config"]["batch"]): doc}
+    bs = list(by)
+    first = by[bs[0]]["results"]
     lines = [
-        f"Band set `{doc['bands']}`, one 256 x 256 tile, batch 1, ONNX Runtime CPU with {env['ort_threads']} threads; medians of "
-        f"{next(iter(r.values()))['n']} alternating runs; {env['cpu']}, {env['date_utc'][:10]}.",
+        f"Band set `{doc['bands']}`, 256 x 256 tiles, ONNX Runtime CPU with {env['ort_threads']} threads, "
+        f"per tile at {' and '.join(f'batch {b}' for b in bs)} (the stream runs batch {DEFAULT_BATCH}); medians of "
+        f"{next(iter(first.values()))['n']} alternating runs in {doc['config'].get('blocks', 1)} blocks; {env['cpu']}, {env['date_utc'][:10]}.",
         "",
-        "| model | ms / tile (median) | p95 | file |",
-        "|---|---:|---:|---:|",
+        "| model | " + " | ".join(f"ms / tile, batch {b} (median, p95)" for b in bs) + " | file |",
+        "|---|" + "---:|" * len(bs) + "---:|",
     ]
-    for k, v in r.items():
-        lines.append(
-            f"| {k} | {v['median_ms']:.2f} | {v['p95_ms']:.2f} | {v['file_mb']:.2f} MB |"
-            if "file_mb" in v
-            else f"| {k} | {v['median_ms']:.2f} | {v['p95_ms']:.2f} | |"
-        )
+    for k, v in first.items():
+        cells = [
+            f"{by[b]['results'][k]['median_ms']:.2f} ({by[b]['results'][k]['p95_ms']:.2f})"
+            for b in bs
+        ]
+        size = f"{v['file_mb']:.2f} MB" if "file_mb" in v else ""
+        lines.append(f"| {k} | " + " | ".join(cells) + f" | {size} |")
     lines.append("")
-    lines += [f"- {k}: **{v:.2f}x**" for k, v in doc["ratios"].items()]
+    for k in by[bs[0]]["ratios"]:
+        vals = ", ".join(
+            f"batch {b}: **{by[b]['ratios'][k]:.2f}x**"
+            + (
+                f" (blocks {min(by[b]['ratios_per_block'][k]):.2f}-{max(by[b]['ratios_per_block'][k]):.2f})"
+                if by[b].get("ratios_per_block")
+                else ""
+            )
+            for b in bs
+        )
+        lines.append(f"- {k}: {vals}")
     return "\n".join(lines)
 
 

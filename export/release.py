@@ -98,6 +98,30 @@ def _at_runtime_tile(metrics: dict, key: str, model: Path, test: list) -> None:
         pass  # no test scene holds a 256-px tile
 
 
+def release_experiment(bands: str) -> Path:
+    """An experimental detector: FP32 export and card in ``export/artifacts/<bands>/`` only,
+    evaluated like a shipped one, never put in the package."""
+    art = ART / bands
+    art.mkdir(parents=True, exist_ok=True)
+    splits, _ = load_scenes(
+        __import__("export.train", fromlist=["TrainConfig"]).TrainConfig(bands=bands)
+    )
+    ck = ROOT / "runs" / f"detector_{bands}" / "best.pt"
+    if not ck.exists():
+        raise SystemExit(f"{ck} not found; train it first")
+    fp = export_checkpoint(ck, art / "detector_fp32.onnx")
+    m = eval_detector(fp, splits["test"], REAL_TEST)
+    _set_metrics(fp, {k: v for k, v in m.items() if k != "per_patch"})
+    card = _card(
+        "detector", bands, ck, fp, {"fp32": str(fp.relative_to(ROOT))}, {"held_out_fp32": m}, splits
+    )
+    card["status"] = "experiment: not shipped in the package"
+    path = art / "detector.json"
+    path.write_text(json.dumps(card, indent=2))
+    print("detector", json.dumps({k: v.get("cnn") for k, v in m.items()}, indent=1))
+    return path
+
+
 def release(
     bands: str, int8_ops: tuple[str, ...] = ("Conv",), pruned: str | None = None, only: str = ""
 ) -> None:
@@ -179,8 +203,16 @@ def main() -> None:
     ap.add_argument("--ops", default="Conv")
     ap.add_argument("--pruned", help="folder of the pruned checkpoint [runs/generator_<bands>_p50]")
     ap.add_argument("--only", choices=["detector", "generator"], help="release one model only")
+    ap.add_argument(
+        "--experiment",
+        action="store_true",
+        help="detector only, FP32 export and card in export/artifacts/<bands>/, not shipped",
+    )
     a = ap.parse_args()
     torch.set_num_threads(2)
+    if a.experiment:
+        release_experiment(a.bands)
+        return
     release(a.bands, tuple(a.ops.split(",")), a.pruned, a.only or "")
 
 

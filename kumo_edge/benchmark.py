@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -235,6 +236,25 @@ def _pass_in_subprocess(kwargs: dict[str, Any]) -> dict[str, Any]:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def alternating(
+    cases: dict[str, Callable[[], object]], repeats: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Seconds per call of every case, timed in ``repeats`` rounds that each call every case
+    once, so that a slow phase of the machine hits all cases alike (ratios between cases come
+    from one run). ``warmup`` untimed calls each first: the first run of a session plans and
+    allocates."""
+    for fn in cases.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeats):
+        for k, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
 def bench_models(
     bands: str | None = None,
     repeats: int = 20,
@@ -260,16 +280,11 @@ def bench_models(
             m = load_model(path, providers, threads)
             c = m.contract
             x = (rng.random((batch, len(c.bands), c.tile, c.tile)) * 0.4).astype(np.float32)
-            m.run(x)  # warm-up: the first run plans and allocates
-            runs[f"{name}/{kind}"] = (m, x, [])
-    for _ in range(repeats):
-        for _key, (m, x, times) in runs.items():
-            t0 = time.perf_counter()
-            m.run(x)
-            times.append(time.perf_counter() - t0)
+            runs[f"{name}/{kind}"] = (m, x)
+    timed = alternating({k: (lambda m=m, x=x: m.run(x)) for k, (m, x) in runs.items()}, repeats)
     results = {}
-    for key, (m, x, times) in runs.items():
-        t = np.array(times) / x.shape[0]
+    for key, (m, x) in runs.items():
+        t = np.array(timed[key]) / x.shape[0]
         results[key] = {
             "median_ms": float(np.median(t) * 1e3),
             "p95_ms": float(np.percentile(t, 95) * 1e3),

@@ -1,0 +1,60 @@
+"""Training data: synthetic snow for detectors with SWIR bands, and the threshold baseline's
+snow rule. Runs on the bundled Landsat-7 sample scene (no ../shared needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from export.data import CloudRanges, CloudyTiles, scene_from_raster  # noqa: E402
+from export.evaluate import threshold_test  # noqa: E402
+from kumo_edge.cli import sample_scene_path  # noqa: E402
+from kumo_edge.config import sensor_profile  # noqa: E402
+
+SWIR = sensor_profile("rgbn-swir").bands
+
+
+def _ndsi(cube: np.ndarray) -> np.ndarray:
+    g, s = cube[1], cube[4]
+    return (g - s) / np.maximum(g + s, 1e-6)
+
+
+@pytest.fixture(scope="module")
+def scene():  # noqa: ANN201
+    return scene_from_raster(sample_scene_path(), "sample").to(SWIR)
+
+
+def test_snow_is_white_in_the_vnir_dark_in_the_swir_and_labelled_clear(scene) -> None:  # noqa: ANN001
+    no_cloud = dict(clear_fraction=1.0)
+    plain = CloudyTiles([scene], 64, 8, seed=3, ranges=CloudRanges(**no_cloud))
+    snowy = CloudyTiles([scene], 64, 8, seed=3, ranges=CloudRanges(snow_fraction=1.0, **no_cloud))
+    for i in range(8):
+        a, b = plain[i], snowy[i]
+        assert (b["classes"] == 0).all()  # snow is ground, never cloud
+        snow = (b["clear"][1] > 0.4) & (_ndsi(b["clear"]) > 0.4)
+        assert snow.mean() > 0.1
+        assert ((a["clear"][1] > 0.4) & (_ndsi(a["clear"]) > 0.4)).mean() < 0.01
+        vis = b["clear"][:3, snow]
+        assert (vis.std(0) / vis.mean(0)).max() < 0.25  # nearly white in the visible
+
+
+def test_zero_snow_fraction_leaves_every_item_as_it_was(scene) -> None:  # noqa: ANN001
+    a = CloudyTiles([scene], 64, 6, seed=1)
+    b = CloudyTiles([scene], 64, 6, seed=1, ranges=CloudRanges(snow_fraction=0.0))
+    for i in range(6):
+        for k in ("cloudy", "clear", "classes"):
+            np.testing.assert_array_equal(a[i][k], b[i][k])
+
+
+def test_threshold_test_spares_snow_only_where_a_swir_band_exists() -> None:
+    #               blue  green red   nir   swir1 swir2
+    snow = np.array([0.90, 0.90, 0.88, 0.80, 0.10, 0.08])
+    cloud = np.array([0.80, 0.80, 0.80, 0.80, 0.60, 0.50])
+    grass = np.array([0.05, 0.08, 0.05, 0.40, 0.20, 0.10])
+    cube = np.stack([snow, cloud, grass], 1)[:, :, None].astype(np.float32)  # (6, 3, 1)
+    assert threshold_test(cube, SWIR)[:, 0].tolist() == [False, True, False]
+    rgbn = sensor_profile("rgbn").bands
+    # without SWIR, snow is as bright and white as cloud
+    assert threshold_test(cube[:4], rgbn)[:, 0].tolist() == [True, True, False]
