@@ -581,6 +581,24 @@ _FLOAT_OPTIONS = (
     "lambda_adv",
     "lambda_sam",
 )
+_HELP = {
+    "steps": "optimiser steps",
+    "batch": "tiles per step",
+    "tile": "training tile side in pixels (multiple of 16)",
+    "eval_every": "validate, log and checkpoint every N steps",
+    "eval_tiles": "tiles in the fixed validation set",
+    "threads": "torch CPU threads",
+    "ndf": "generator: PatchGAN discriminator width",
+    "gan_start": "generator: step at which the adversarial loss starts",
+    "lr": "peak learning rate (one-cycle schedule)",
+    "real_fraction": "detector: share of each batch taken from real labelled L8 Biome patches",
+    "real_start": "detector: fraction of the run before real patches are mixed in",
+    "snow_fraction": "detector: share of synthetic tiles with snow painted under the clouds "
+    "(useful only with a SWIR band)",
+    "lambda_l1": "generator: weight of the L1 loss",
+    "lambda_adv": "generator: weight of the adversarial loss",
+    "lambda_sam": "generator: weight of the spectral-angle loss",
+}
 _PLAIN_OPTIONS = ("head", "upsample", "norm", "scenes", "smoke")
 
 
@@ -594,9 +612,19 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     ap.add_argument("--bands", default=d.bands, help="hsi32, rgbn, rgb or any sensor profile name")
     ap.add_argument("--out", help="output folder [runs/<task>_<bands>]")
     for name in _INT_OPTIONS:
-        ap.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+        ap.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=getattr(d, name),
+            help=f"{_HELP.get(name, '')} [{getattr(d, name)}]".strip(),
+        )
     for name in _FLOAT_OPTIONS:
-        ap.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+        ap.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=getattr(d, name),
+            help=f"{_HELP.get(name, '')} [{getattr(d, name)}]".strip(),
+        )
     ap.add_argument(
         "--ignore-tau",
         default=",".join(str(v) for v in d.ignore_tau),
