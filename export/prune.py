@@ -65,12 +65,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tile", type=int, help="fine-tuning tile size [the parent's]")
     ap.add_argument(
+        "--student",
+        type=Path,
+        help="best.pt of an already pruned network: prune IT by --ratio (the parent stays the "
+        "teacher), e.g. to go further than a shipped model without retraining its parent",
+    )
+    ap.add_argument(
         "--resume-pruned",
         type=Path,
         help="best.pt of an already pruned network: fine-tune it further instead of pruning again",
     )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    # denormal floats make CPU kernels crawl; flush them to zero
+    torch.set_flush_denormal(True)
     ckpt = torch.load(a.checkpoint, weights_only=False, map_location="cpu")
     parent, cfg = build_from_checkpoint(ckpt)
     n = len(band_set(cfg.bands))
@@ -80,6 +88,11 @@ def main() -> None:
         slim = build_from_checkpoint(
             torch.load(a.resume_pruned, weights_only=False, map_location="cpu")
         )[0].train()
+    elif a.student:
+        start = build_from_checkpoint(
+            torch.load(a.student, weights_only=False, map_location="cpu")
+        )[0]
+        slim = prune_unet(start, a.ratio)
     else:
         slim = prune_unet(parent, a.ratio)
     after = count_macs(slim, (1, n, 256, 256))
@@ -99,6 +112,7 @@ def main() -> None:
             "prune_ratio": a.ratio,
             "distill": a.distill,
             "continued_from": str(a.resume_pruned or ""),
+            "pruned_from": str(a.student or a.checkpoint),
         },
     )
     a.out.mkdir(parents=True, exist_ok=True)

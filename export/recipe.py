@@ -21,7 +21,12 @@ RECIPES: dict[str, list[str]] = {
         "kumo-edge-train detector --bands hsi32 --steps 3000 --threads 1 --out runs/detector_hsi32",
         "kumo-edge-train generator --bands hsi32 --steps 3000 --batch 8 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/generator_hsi32",
         "python -m export.prune runs/generator_hsi32/best.pt --ratio 0.6 --steps 3000 --gan-start 300 --distill 100 --threads 1 --out runs/generator_hsi32_p60d",
-        "python -m export.release --bands hsi32 --pruned runs/generator_hsi32_p60d",
+        # then 30 % more channels off the pruned network, the parent still the teacher; L1 + SAM
+        # + distillation only (--gan-start past the end). As shipped, this step ran on the
+        # BN-folded rebuilds of the committed exports (python -m export.from_onnx), the original
+        # runs/ being gone; from scratch it runs on the checkpoints above.
+        "python -m export.prune runs/generator_hsi32/best.pt --student runs/generator_hsi32_p60d/best.pt --ratio 0.3 --steps 1500 --lr 2e-4 --gan-start 1500 --distill 100 --threads 1 --out runs/generator_hsi32_p60d_p30",
+        "python -m export.release --bands hsi32 --pruned runs/generator_hsi32_p60d_p30",
     ],
     "rgbn": [
         "kumo-edge-train detector --bands rgbn --steps 3000 --threads 1 --out runs/detector_rgbn",

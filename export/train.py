@@ -678,6 +678,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg, resume = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     torch.set_num_threads(cfg.threads)
+    # denormal floats make CPU kernels crawl; flush them to zero
+    torch.set_flush_denormal(True)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,3 +35,33 @@ def test_smoke_train_export_load(tmp_path: Path, task: str) -> None:
     assert m.contract.kind == task and m.contract.training["smoke"] is True
     y = m.run(np.random.default_rng(0).random((1, 4, 64, 64), dtype=np.float32))
     assert y.shape[0] == 1 and np.isfinite(y).all()
+
+
+def test_rebuild_from_onnx_matches_the_export(tmp_path: Path) -> None:
+    from export.from_onnx import check_parity, checkpoint_from_onnx
+    from kumo_edge.errors import ModelContractError
+
+    scenes = tmp_path / "scenes.txt"
+    scenes.write_text(f"{sample_scene_path()}\n")
+    out = tmp_path / "gen"
+    train_main(
+        ["generator", "--bands", "rgbn", "--smoke", "--scenes", str(scenes), "--out", str(out)]
+    )
+    path = export_checkpoint(out / "best.pt", tmp_path / "g.onnx", tile=64, halo=8)
+    ck = checkpoint_from_onnx(path)
+    assert ck["config"]["norm"] == "none"  # batch norms are folded into the convolutions
+    assert tuple(ck["net"]["widths"]) == tuple(
+        json.loads((out / "config.json").read_text())["widths"]
+    )
+    assert check_parity(ck, path) < 1e-4
+    # a rebuild with one weight changed is caught by the parity check
+    name = next(k for k in ck["model"] if k.endswith("head.weight"))
+    ck["model"][name] = ck["model"][name] + 0.05
+    with pytest.raises(ModelContractError, match="differs"):
+        check_parity(ck, path)
+    det_out = tmp_path / "det"
+    train_main(
+        ["detector", "--bands", "rgbn", "--smoke", "--scenes", str(scenes), "--out", str(det_out)]
+    )
+    with pytest.raises(ModelContractError, match="not an FP32 generator"):
+        checkpoint_from_onnx(export_checkpoint(det_out / "best.pt", tmp_path / "d.onnx"))
