@@ -198,7 +198,7 @@ def sweep_table(doc: dict) -> str:
     """Tiles per inference call against speed and memory (``bench.stream --sweep-batches``)."""
     c0 = doc["cases"][0]
     lines = [
-        f"`{c0['profile']}`, {c0['lines']:,} lines, worst case, one run; {doc['environment'].get('cpu', '')}.",
+        f"`{c0['profile']}`, {c0['lines']:,} lines, worst case, one run; {doc['environment'].get('cpu', '')}, {doc['environment'].get('date_utc', '')[:10]}.",
         "",
         "| tiles per call (`--batch`) | real-time factor | peak RSS (MB) |",
         "|---:|---:|---:|",
