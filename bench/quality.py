@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import RESULTS, environment, fmt_ci, pyplot, save_figure, write_json
+from bench.models import ARTIFACTS
 from export.data import SHARED, CloudyTiles, Scene, real_cloud_patches
 from export.evaluate import DROP_FRACTION, eval_detector, threshold_test
 from export.train import REAL_TEST, TrainConfig, band_set, load_scenes
@@ -300,7 +301,6 @@ def detector_report(n: int) -> dict:
     return out
 
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "export" / "artifacts"
 #: Band sets whose detector is an experiment (export/artifacts/<bands>/detector_fp32.onnx).
 DETECTOR_EXPERIMENTS = ("rgbn-swir",)
 
@@ -327,21 +327,19 @@ def snow_vs_ice_cloud() -> dict:
     on the real test set of any detector that cannot tell the two apart."""
     import rasterio
 
-    root = SHARED / "real_clouds" / "l8biome"
+    patches = {p["name"]: p for p in real_cloud_patches() if p["name"] in REAL_TEST}
+    valid_total = sum(int((p["classes"] >= 0).sum()) for p in patches.values())
     out: dict = {"patches": {}}
-    valid_total = 0
-    for name in REAL_TEST:
-        with rasterio.open(root / "Masks" / f"{name}.tif") as ds:
-            m = ds.read(1)
-        ok = m > 0
-        valid_total += int(ok.sum())
-        if name not in SNOW_PAIR:
-            continue
-        with rasterio.open(root / "Images" / f"{name}.tif") as ds:
-            x = ds.read().astype(np.float64)
+    for name in SNOW_PAIR:
+        p = patches[name]
+        ok = p["classes"] >= 0
+        # the reflective bands and cirrus from the loader, the thermal band (8) from the file
+        with rasterio.open(SHARED / "real_clouds" / "l8biome" / "Images" / f"{name}.tif") as ds:
+            thermal = ds.read(8).astype(np.float64)
+        x = np.concatenate([p["cube"].astype(np.float64), thermal[None]])
         g, s1 = x[1][ok], x[4][ok]
         out["patches"][name] = {
-            "cloud_fraction": float(np.isin(m[ok], (192, 255)).mean()),
+            "cloud_fraction": float(np.isin(p["classes"][ok], (1, 2)).mean()),
             "pixels": int(ok.sum()),
             "median": dict(zip(L8_BANDS, np.median(x[:, ok], axis=1).tolist(), strict=True)),
             "ndsi_median": float(np.median((g - s1) / np.maximum(g + s1, 1e-6))),

@@ -48,6 +48,10 @@ def prune_unet(net: UNet, ratio: float, tile: int = 64) -> UNet:
     return slim
 
 
+def _load_net(path: Path) -> UNet:
+    return build_from_checkpoint(torch.load(path, weights_only=False, map_location="cpu"))[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", type=Path, help="best.pt of the unpruned parent")
@@ -85,16 +89,9 @@ def main() -> None:
     before = count_macs(parent, (1, n, 256, 256))
     teacher = build_from_checkpoint(ckpt)[0] if a.distill > 0 else None  # unpruned copy
     if a.resume_pruned:
-        slim = build_from_checkpoint(
-            torch.load(a.resume_pruned, weights_only=False, map_location="cpu")
-        )[0].train()
-    elif a.student:
-        start = build_from_checkpoint(
-            torch.load(a.student, weights_only=False, map_location="cpu")
-        )[0]
-        slim = prune_unet(start, a.ratio)
+        slim = _load_net(a.resume_pruned).train()
     else:
-        slim = prune_unet(parent, a.ratio)
+        slim = prune_unet(_load_net(a.student) if a.student else parent, a.ratio)
     after = count_macs(slim, (1, n, 256, 256))
     print(
         f"pruned {a.ratio:.0%} of channels: widths {parent.cfg.widths} -> {slim.cfg.widths}, MACs per 256 tile {before / 1e9:.3f} -> {after / 1e9:.3f} G"

@@ -26,7 +26,7 @@ from export.evaluate import eval_detector, eval_generator
 from export.nets import count_macs, count_params
 from export.onnx_export import build_from_checkpoint, export_checkpoint, git_sha
 from export.quantize import calibration_batches, quantize_model
-from export.train import REAL_TEST, band_set, load_scenes
+from export.train import REAL_TEST, TrainConfig, band_set, load_scenes
 from kumo_edge.errors import KumoError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,28 +98,44 @@ def _at_runtime_tile(metrics: dict, key: str, model: Path, test: list) -> None:
         pass  # no test scene holds a 256-px tile
 
 
-def release_experiment(bands: str) -> Path:
+def _release_detector(
+    bands: str,
+    ck: Path,
+    splits: dict,
+    ship: Path | None,
+    int8_ops: tuple[str, ...] = ("Conv",),
+    calib: object = None,
+) -> None:
+    """Export, evaluate and card a detector: quantised into ``ship`` (the package), or, with
+    ``ship=None``, an experiment kept as FP32 in ``export/artifacts/<bands>/`` only."""
+    art = ART / bands
+    fp = export_checkpoint(ck, art / "detector_fp32.onnx")
+    m_fp = eval_detector(fp, splits["test"], REAL_TEST)
+    lineage = {"fp32": str(fp.relative_to(ROOT))}
+    if ship is None:
+        model, metrics, headline, card_dir = fp, {"held_out_fp32": m_fp}, m_fp, art
+    else:
+        model = quantize_model(fp, ship / "detector.onnx", calib, int8_ops)
+        headline = eval_detector(model, splits["test"], REAL_TEST)
+        metrics = {"held_out_int8": headline, "held_out_fp32": m_fp}
+        lineage["shipped"] = "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"
+        card_dir = ship
+    _set_metrics(model, {k: v for k, v in headline.items() if k != "per_patch"})
+    card = _card("detector", bands, ck, model, lineage, metrics, splits)
+    if ship is None:
+        card["status"] = "experiment: not shipped in the package"
+    (card_dir / "detector.json").write_text(json.dumps(card, indent=2))
+    print("detector", json.dumps({k: v.get("cnn") for k, v in headline.items()}, indent=1))
+
+
+def release_experiment(bands: str) -> None:
     """An experimental detector: FP32 export and card in ``export/artifacts/<bands>/`` only,
     evaluated like a shipped one, never put in the package."""
-    art = ART / bands
-    art.mkdir(parents=True, exist_ok=True)
-    splits, _ = load_scenes(
-        __import__("export.train", fromlist=["TrainConfig"]).TrainConfig(bands=bands)
-    )
+    (ART / bands).mkdir(parents=True, exist_ok=True)
     ck = ROOT / "runs" / f"detector_{bands}" / "best.pt"
     if not ck.exists():
         raise SystemExit(f"{ck} not found; train it first")
-    fp = export_checkpoint(ck, art / "detector_fp32.onnx")
-    m = eval_detector(fp, splits["test"], REAL_TEST)
-    _set_metrics(fp, {k: v for k, v in m.items() if k != "per_patch"})
-    card = _card(
-        "detector", bands, ck, fp, {"fp32": str(fp.relative_to(ROOT))}, {"held_out_fp32": m}, splits
-    )
-    card["status"] = "experiment: not shipped in the package"
-    path = art / "detector.json"
-    path.write_text(json.dumps(card, indent=2))
-    print("detector", json.dumps({k: v.get("cnn") for k, v in m.items()}, indent=1))
-    return path
+    _release_detector(bands, ck, load_scenes(TrainConfig(bands=bands))[0], ship=None)
 
 
 def release(
@@ -129,34 +145,13 @@ def release(
     ship = SHIP / bands
     art.mkdir(parents=True, exist_ok=True)
     ship.mkdir(parents=True, exist_ok=True)
-    splits, _ = load_scenes(
-        __import__("export.train", fromlist=["TrainConfig"]).TrainConfig(bands=bands)
-    )
+    splits, _ = load_scenes(TrainConfig(bands=bands))
     test = splits["test"]
     calib = calibration_batches(bands)
 
     det_ck = ROOT / "runs" / f"detector_{bands}" / "best.pt"
     if det_ck.exists() and only != "generator":
-        fp = export_checkpoint(det_ck, art / "detector_fp32.onnx")
-        q = quantize_model(fp, ship / "detector.onnx", calib, int8_ops)
-        m_fp = eval_detector(fp, test, REAL_TEST)
-        m_q = eval_detector(q, test, REAL_TEST)
-        metrics = {"held_out_int8": m_q, "held_out_fp32": m_fp}
-        _set_metrics(q, {k: v for k, v in m_q.items() if k != "per_patch"})
-        card = _card(
-            "detector",
-            bands,
-            det_ck,
-            q,
-            {
-                "fp32": str(fp.relative_to(ROOT)),
-                "shipped": "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")",
-            },
-            metrics,
-            splits,
-        )
-        (ship / "detector.json").write_text(json.dumps(card, indent=2))
-        print("detector", json.dumps({k: v.get("cnn") for k, v in m_q.items()}, indent=1))
+        _release_detector(bands, det_ck, splits, ship, int8_ops, calib)
 
     par_ck = ROOT / "runs" / f"generator_{bands}" / "best.pt"
     pr_ck = ROOT / (pruned or f"runs/generator_{bands}_p50") / "best.pt"
