@@ -144,10 +144,12 @@ def _paired(a: np.ndarray, b: np.ndarray) -> dict:
     return bootstrap(a[ok] - b[ok])
 
 
-def _as_runtime(x: np.ndarray, removed: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def _as_runtime(
+    x: np.ndarray, removed: np.ndarray, probs: np.ndarray, classes: np.ndarray
+) -> np.ndarray:
     """The remover's output as the stream applies it (:func:`kumo_edge.stream.blend_removed`)."""
     out = x.copy()
-    blend_removed(out, removed, probs)
+    blend_removed(out, removed, probs, classes)
     return out
 
 
@@ -160,18 +162,20 @@ def method_comparison(
     ship = shipped_models()[bands]
     det = load_model(ship["detector"], threads=2)
     probs = _run_batches(det.run, t["cloudy"])
-    classes = np.argmax(probs, axis=1)
+    classes = det.classify(probs)
     x = t["cloudy"]
     parent = _run_batches(load_model(ART / bands / "generator_parent_fp32.onnx", threads=2).run, x)
     raw = _run_batches(load_model(ship["generator"], threads=2).run, x)
     preds = {
         "cloudy input": x,
-        "HOT": _as_runtime(x, _run_batches(HazeOptimizedTransform(target).run, x, classes), probs),
-        "inpainting": _as_runtime(
-            x, _run_batches(HarmonicInpainting(target).run, x, classes), probs
+        "HOT": _as_runtime(
+            x, _run_batches(HazeOptimizedTransform(target).run, x, classes), probs, classes
         ),
-        "cGAN FP32 parent": _as_runtime(x, parent, probs),
-        "cGAN INT8 shipped": _as_runtime(x, raw.copy(), probs),
+        "inpainting": _as_runtime(
+            x, _run_batches(HarmonicInpainting(target).run, x, classes), probs, classes
+        ),
+        "cGAN FP32 parent": _as_runtime(x, parent, probs, classes),
+        "cGAN INT8 shipped": _as_runtime(x, raw.copy(), probs, classes),
         "cGAN INT8, raw output": raw,
     }
     scores = {m: per_tile(p, t) for m, p in preds.items()}
@@ -356,7 +360,7 @@ def _real_tile_decisions(det_path: Path, tile: int = 64) -> dict:
     pred_t, true_t, thr_t = [], [], []
     for p in (p for p in real_cloud_patches() if p["name"] in REAL_TEST):
         x = np.clip(resample(p["cube"], resampling_matrix(p["bands"], det.bands)), 0, 1)
-        cloud = np.argmax(det.run(x[None])[0], axis=0)
+        cloud = det.classify(det.run(x[None]))[0]
         cloud = (cloud == 1) | (cloud == 2)
         thr = threshold_test(x, det.bands)
         truth = np.isin(p["classes"], (1, 2))
@@ -411,16 +415,16 @@ def rice2(models: str = "rgb") -> tuple[dict, list]:
     scale = 1.0 / 255.0
     x, y = np.clip(a * scale, 0, 1), np.clip(b * scale, 0, 1)
     probs = _run_batches(det.run, x, batch=4)
-    classes = np.argmax(probs, axis=1)
+    classes = det.classify(probs)
     preds = {
         "cloudy input": x,
         "HOT": _as_runtime(
-            x, _run_batches(HazeOptimizedTransform(bands).run, x, classes, batch=4), probs
+            x, _run_batches(HazeOptimizedTransform(bands).run, x, classes, batch=4), probs, classes
         ),
         "inpainting": _as_runtime(
-            x, _run_batches(HarmonicInpainting(bands).run, x, classes, batch=4), probs
+            x, _run_batches(HarmonicInpainting(bands).run, x, classes, batch=4), probs, classes
         ),
-        "cGAN INT8 shipped": _as_runtime(x, _run_batches(gen.run, x, batch=4), probs),
+        "cGAN INT8 shipped": _as_runtime(x, _run_batches(gen.run, x, batch=4), probs, classes),
     }
     keep = classes != 2  # what the runtime would not flag as unrecoverable
     res = {}
@@ -479,13 +483,15 @@ def l8_removal(bands: str = "rgbn") -> tuple[dict, list]:
         x = np.ascontiguousarray(x[:, :, :h2, :w2])
         truth = p["classes"][:h2, :w2]
         probs = det.run(x)
-        cls = np.argmax(probs, axis=1)
+        cls = det.classify(probs)
         y = {
-            "HOT": _as_runtime(x, HazeOptimizedTransform(det.bands).run(x, cls), probs)[0],
-            "inpainting": _as_runtime(x, HarmonicInpainting(det.bands).run(x, cls), probs)[0],
+            "HOT": _as_runtime(x, HazeOptimizedTransform(det.bands).run(x, cls), probs, cls)[0],
+            "inpainting": _as_runtime(x, HarmonicInpainting(det.bands).run(x, cls), probs, cls)[0],
             "cGAN INT8": gen.run(x)[0],
         }
-        y["cGAN INT8"] = _as_runtime(x, y["cGAN INT8"][None], probs)[0]  # as the stream applies it
+        y["cGAN INT8"] = _as_runtime(x, y["cGAN INT8"][None], probs, cls)[
+            0
+        ]  # as the stream applies it
         clear = truth == 0
         out[p["name"]] = {
             "land": p["land"],
@@ -630,7 +636,7 @@ def s2_detector_panel(plt):  # noqa: ANN001, ANN201
         cube = r.read_strip(0, r.height).data
     det = load_model(ship["rgbn"]["detector"], threads=2)
     x = np.clip(resample(cube, resampling_matrix(s2, det.bands)), 0, 1)[None]
-    cls = np.argmax(det.run(np.ascontiguousarray(x)), axis=1)[0]
+    cls = det.classify(det.run(np.ascontiguousarray(x)))[0]
     cirrus = cube[s2.names.index("B10")] if "B10" in s2.names else cube[10]
     thr = threshold_test(x[0], det.bands)
     fig, ax = plt.subplots(1, 4, figsize=(11, 3))

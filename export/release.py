@@ -22,7 +22,7 @@ import onnx
 import torch
 
 from export import recipe
-from export.evaluate import eval_detector, eval_generator
+from export.evaluate import choose_operating_point, eval_detector, eval_generator
 from export.nets import count_macs, count_params
 from export.onnx_export import build_from_checkpoint, export_checkpoint, git_sha
 from export.quantize import calibration_batches, quantize_model
@@ -34,12 +34,32 @@ ART = ROOT / "export" / "artifacts"
 SHIP = ROOT / "kumo_edge" / "models"
 
 
-def _set_metrics(path: Path, metrics: dict) -> None:
+def _set_props(path: Path, **props: str) -> None:
+    """Set (or add) ``kumo.<key>`` metadata entries of an ONNX file in place."""
     m = onnx.load(str(path))
+    todo = {f"kumo.{k}": v for k, v in props.items()}
     for p in m.metadata_props:
-        if p.key == "kumo.metrics":
-            p.value = json.dumps(metrics)
+        if p.key in todo:
+            p.value = todo.pop(p.key)
+    for k, v in todo.items():
+        m.metadata_props.add(key=k, value=v)
     onnx.save(m, str(path))
+
+
+def _set_metrics(path: Path, metrics: dict) -> None:
+    _set_props(path, metrics=json.dumps(metrics))
+
+
+def _operating_point(model: Path, splits: dict) -> dict:
+    """Choose the detector's cloud threshold on the validation scenes (the training scenes'
+    other cloud fields where a band set has no validation scene) and write it into the file."""
+    val = splits["val"] or splits["train"]
+    op = choose_operating_point(model, val)
+    op["curve"] = [c for c in op["curve"] if round(c["threshold"] * 100) % 5 == 0]
+    if not splits["val"]:
+        op["note"] = "no validation scene for this band set: chosen on the training scenes"
+    _set_props(model, cloud_threshold=repr(op["threshold"]))
+    return op
 
 
 def _card(
@@ -113,15 +133,18 @@ def _release_detector(
     m_fp = eval_detector(fp, splits["test"], REAL_TEST)
     lineage = {"fp32": str(fp.relative_to(ROOT))}
     if ship is None:
-        model, metrics, headline, card_dir = fp, {"held_out_fp32": m_fp}, m_fp, art
+        model, card_dir = fp, art
     else:
         model = quantize_model(fp, ship / "detector.onnx", calib, int8_ops)
-        headline = eval_detector(model, splits["test"], REAL_TEST)
-        metrics = {"held_out_int8": headline, "held_out_fp32": m_fp}
         lineage["shipped"] = "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"
         card_dir = ship
+    op = _operating_point(model, splits)
+    headline = eval_detector(model, splits["test"], REAL_TEST)
+    key = "held_out_fp32" if ship is None else "held_out_int8"
+    metrics = {key: headline, "held_out_fp32_at_0.5": m_fp}
     _set_metrics(model, {k: v for k, v in headline.items() if k != "per_patch"})
     card = _card("detector", bands, ck, model, lineage, metrics, splits)
+    card["operating_point"] = op
     if ship is None:
         card["status"] = "experiment: not shipped in the package"
     (card_dir / "detector.json").write_text(json.dumps(card, indent=2))

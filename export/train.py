@@ -50,6 +50,7 @@ from kumo_edge import metrics
 from kumo_edge.bands import BandSet, resample, resampling_matrix
 from kumo_edge.config import sensor_profile
 from kumo_edge.errors import BandMappingError
+from kumo_edge.runtime import classify
 
 logger = logging.getLogger("kumo_edge.train")
 
@@ -281,8 +282,9 @@ def detector_scores(model: CloudDetector, x: torch.Tensor, y: torch.Tensor) -> d
     """Pixel scores of cloud (thin+thick) vs not-cloud, and 4-class accuracy; label -1 ignored."""
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(x[i : i + 16]).argmax(1) for i in range(0, len(x), 16)])
+        prob = torch.cat([model(x[i : i + 16]).softmax(1) for i in range(0, len(x), 16)])
     model.train()
+    pred = torch.from_numpy(classify(prob.numpy(), axis=1).astype(np.int64))  # the runtime's rule
     ok = y >= 0
     p = ((pred == 1) | (pred == 2))[ok].numpy()
     t = ((y == 1) | (y == 2))[ok].numpy()

@@ -68,6 +68,9 @@ class ModelContract:
     input_scaling: dict[str, Any]
     classes: tuple[str, ...] = ()
     output: str = ""
+    #: A detector's operating point: a pixel is cloud where P(thin) + P(thick) reaches it
+    #: (chosen on validation data by export/; 0.5 when the file does not say).
+    cloud_threshold: float = 0.5
     precision: str = "fp32"
     opset: int = 0
     git_sha: str = ""
@@ -101,6 +104,7 @@ class ModelContract:
                 output=meta.get(
                     PREFIX + "output", "probabilities" if kind == "detector" else "clear"
                 ),
+                cloud_threshold=_threshold(meta.get(PREFIX + "cloud_threshold", "0.5"), source),
                 precision=meta.get(PREFIX + "precision", "fp32"),
                 opset=int(meta.get(PREFIX + "opset", "0")),
                 git_sha=meta.get(PREFIX + "git_sha", ""),
@@ -130,6 +134,7 @@ class ModelContract:
             "input_scaling": json.dumps(self.input_scaling),
             "classes": json.dumps(list(self.classes)),
             "output": self.output or ("probabilities" if self.kind == "detector" else "clear"),
+            "cloud_threshold": repr(float(self.cloud_threshold)),
             "precision": self.precision,
             "opset": str(self.opset),
             "git_sha": self.git_sha,
@@ -155,6 +160,10 @@ class ModelContract:
             lines.append(
                 f"output      (N, {len(self.classes)}, H, W) probabilities: {', '.join(self.classes)}{where}"
             )
+            lines.append(
+                f"masks       cloud where P(thin) + P(thick) >= {self.cloud_threshold:g}; "
+                "then the larger of thin/thick, else of clear/shadow"
+            )
         elif self.output == "residual_half":
             lines.append(
                 f"output      graph: (N, {len(b)}, H/2, W/2) residual; runtime: clear = clip(x + up2(residual), 0, 1)"
@@ -165,6 +174,29 @@ class ModelContract:
         if self.metrics:
             lines.append("metrics     " + json.dumps(self.metrics)[:300])
         return lines
+
+
+def _threshold(text: str, source: str) -> float:
+    t = float(text)
+    if not 0.0 < t < 1.0:
+        raise ModelContractError(f"{source}: cloud_threshold must lie in (0, 1), got {text}")
+    return t
+
+
+def classify(
+    probs: npt.NDArray[np.float32], cloud_threshold: float = 0.5, axis: int = 0
+) -> npt.NDArray[np.uint8]:
+    """Class index per pixel (0 clear, 1 thin, 2 thick, 3 shadow) from a detector's four class
+    probabilities along ``axis``: cloud where ``P(thin) + P(thick) >= cloud_threshold`` (the
+    contract's operating point), then thin or thick by the larger; otherwise clear or shadow by
+    the larger. Every mask, tile fraction and evaluation score goes through this one rule."""
+    p = np.moveaxis(probs, axis, 0)
+    if p.shape[0] != 4:
+        raise ShapeError(f"expected 4 class probabilities along axis {axis}, got {p.shape[0]}")
+    cloud = (p[1] + p[2]) >= cloud_threshold
+    out = np.where(p[3] > p[0], 3, 0).astype(np.uint8)
+    out[cloud] = np.where(p[2] > p[1], 2, 1)[cloud]
+    return out
 
 
 def available_providers() -> list[str]:
@@ -267,6 +299,10 @@ class Model:
     @property
     def bands(self) -> BandSet:
         return self.contract.bands
+
+    def classify(self, probs: npt.NDArray[np.float32], axis: int = 1) -> npt.NDArray[np.uint8]:
+        """:func:`classify` at this detector's operating point (``contract.cloud_threshold``)."""
+        return classify(probs, self.contract.cloud_threshold, axis)
 
     def check_bands(self, bands: BandSet) -> None:
         """Refuse data whose band set is not the model's (resample first)."""

@@ -17,7 +17,7 @@ from kumo_edge.errors import (
     ModelContractError,
     ShapeError,
 )
-from kumo_edge.runtime import ModelContract, load_model, resolve_providers
+from kumo_edge.runtime import ModelContract, classify, load_model, resolve_providers
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -48,6 +48,37 @@ def test_contract_roundtrip(models: dict) -> None:  # noqa: ANN001
     assert ModelContract.from_metadata(c.to_metadata()) == c
     d = load_model(models["detector"]).contract
     assert d.classes == ("clear", "thin", "thick", "shadow")
+
+
+def test_classify_uses_the_operating_point() -> None:
+    # pixels: clear, shadow, cloud split between thin and thick (no class alone wins), faint thin
+    p = np.array(
+        [
+            [0.9, 0.05, 0.05, 0.0],
+            [0.2, 0.0, 0.1, 0.7],
+            [0.4, 0.35, 0.25, 0.0],
+            [0.6, 0.4, 0.0, 0.0],
+        ],
+        np.float32,
+    ).T  # (4, pixels)
+    assert classify(p).tolist() == [0, 3, 1, 0]  # an argmax would call pixel 2 clear
+    assert classify(p, 0.35).tolist() == [0, 3, 1, 1]
+    assert classify(p, 0.7).tolist() == [0, 3, 0, 0]
+    assert classify(p[None], 0.5, axis=1).tolist() == [[0, 3, 1, 0]]
+    with pytest.raises(ShapeError, match="4 class probabilities"):
+        classify(p[:3])
+
+
+def test_operating_point_in_the_contract(models: dict, tmp_path: Path) -> None:  # noqa: ANN001
+    d = load_model(models["detector"]).contract
+    assert d.cloud_threshold == 0.5  # a file that does not say
+    meta = {**d.to_metadata(), "kumo.cloud_threshold": "0.62"}
+    c = ModelContract.from_metadata(meta)
+    assert c.cloud_threshold == 0.62 and ModelContract.from_metadata(c.to_metadata()) == c
+    assert any("P(thin) + P(thick) >= 0.62" in ln for ln in c.describe())
+    for bad in ("1.5", "0", "high"):
+        with pytest.raises(ModelContractError, match="cloud_threshold|unreadable contract"):
+            ModelContract.from_metadata({**meta, "kumo.cloud_threshold": bad})
 
 
 def test_parity_torch_vs_onnx(models: dict) -> None:  # noqa: ANN001
@@ -110,3 +141,29 @@ def test_cli_info_prints_contract(models: dict) -> None:  # noqa: ANN001
     assert "detector (fp32)" in r.output and "clear, thin, thick, shadow" in r.output
     j = json.loads(CliRunner().invoke(cli, ["info", "--json", str(models["generator"])]).output)
     assert j["kumo.kind"] == "generator"
+
+
+def test_operating_point_is_chosen_on_validation(models: dict) -> None:  # noqa: ANN001
+    from export.data import Scene
+    from export.evaluate import THRESHOLDS, choose_operating_point
+
+    rng = np.random.default_rng(3)
+    bands = sensor_profile("rgbn").bands
+    scene = Scene(
+        "val", rng.random((4, 96, 96), dtype=np.float32) * 0.3, bands, np.ones((96, 96), bool)
+    )
+    loose = choose_operating_point(models["detector"], [scene], n=8, fpr_budget=1.0)
+    assert loose["threshold"] == THRESHOLDS[0]  # every threshold is within budget: the lowest
+    fpr = [c["false_positive_rate"] for c in loose["curve"]]
+    assert np.all(np.diff(fpr) <= 0)  # a higher threshold never adds alarms
+    budget = fpr[len(fpr) // 2]
+    mid = choose_operating_point(models["detector"], [scene], n=8, fpr_budget=budget)
+    first = next(c for c in mid["curve"] if c["false_positive_rate"] <= budget)
+    assert mid["threshold"] == first["threshold"] and mid["rule"].startswith("lowest")
+    none = choose_operating_point(models["detector"], [scene], n=8, fpr_budget=-1.0)
+    best = max(c["accuracy"] - c["false_positive_rate"] for c in none["curve"])
+    at = none["at_threshold"]
+    assert (
+        none["rule"].startswith("no threshold")
+        and at["accuracy"] - at["false_positive_rate"] == best
+    )
