@@ -45,7 +45,9 @@ RECIPES: dict[str, list[str]] = {
         "kumo-edge-train detector --bands rgb --steps 3000 --threads 1 --out runs/detector_rgb",
         "kumo-edge-train generator --bands rgb --steps 3000 --batch 16 --eval-every 250 --eval-tiles 48 --threads 1 --out runs/generator_rgb",
         "python -m export.prune runs/generator_rgb/best.pt --ratio 0.5 --steps 1500 --gan-start 300 --out runs/generator_rgb_p50",
-        "python -m export.release --bands rgb",
+        # as shipped, the release (re-quantised with thin Convs in float) ran on the BN-folded
+        # rebuilds of the committed FP32 exports (python -m export.from_onnx)
+        "python -m export.release --bands rgb --pruned runs/generator_rgb_p50",
     ],
 }
 #: Experiments: recorded and reproducible, not shipped in the package.

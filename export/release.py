@@ -25,7 +25,7 @@ from export import recipe
 from export.evaluate import FPR_BUDGET, choose_operating_point, eval_detector, eval_generator
 from export.nets import count_macs, count_params
 from export.onnx_export import build_from_checkpoint, export_checkpoint, git_sha
-from export.quantize import calibration_batches, quantize_model
+from export.quantize import FLOAT_CONVS_UPTO, calibration_batches, quantize_model, thin_convs
 from export.train import REAL_TEST, TrainConfig, band_set, load_scenes
 from kumo_edge.errors import KumoError
 
@@ -209,10 +209,18 @@ def release(
             src_ck, src = pr_ck, pruned
         else:
             src = parent
-        q = quantize_model(src, ship / "generator.onnx", calib, int8_ops)
+        q = quantize_model(
+            src, ship / "generator.onnx", calib, int8_ops, float_convs_upto=FLOAT_CONVS_UPTO
+        )
         metrics["held_out_shipped_int8"] = eval_generator(q, test)
         _at_runtime_tile(metrics, "shipped_int8", q, test)
-        lineage["shipped"] = "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"
+        lineage["shipped"] = (
+            "int8 (QDQ, per-channel, ops: "
+            + ",".join(int8_ops)
+            + f"; Convs of <= {FLOAT_CONVS_UPTO} output x input channels in float: "
+            + (",".join(thin_convs(onnx.load(str(src)), FLOAT_CONVS_UPTO)) or "none")
+            + ")"
+        )
         _set_metrics(q, metrics["held_out_shipped_int8"])
         card = _card("generator", bands, src_ck, q, lineage, metrics, splits)
         (ship / "generator.json").write_text(json.dumps(card, indent=2))

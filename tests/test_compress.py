@@ -14,7 +14,7 @@ pytest.importorskip("torch_pruning")
 from export.nets import UNet, UNetConfig, count_macs  # noqa: E402
 from export.onnx_export import contract_for, to_onnx, write_model  # noqa: E402
 from export.prune import prune_unet  # noqa: E402
-from export.quantize import quantize_model  # noqa: E402
+from export.quantize import quantize_model, thin_convs  # noqa: E402
 from export.train import TrainConfig  # noqa: E402
 from kumo_edge.runtime import load_model  # noqa: E402
 
@@ -69,3 +69,32 @@ def test_int8_quantisation(tmp_path: Path) -> None:
     diff = np.abs(m32.run(x) - m8.run(x))
     assert diff.max() < INT8_TOLERANCE
     assert diff.mean() < INT8_TOLERANCE / 5
+
+
+def test_thin_convs_stay_in_float(tmp_path: Path) -> None:
+    net = _trained_like((4, 8, 16))
+    cfg = TrainConfig(task="generator", bands="rgbn", widths=(4, 8, 16))
+    fp32 = write_model(to_onnx(net, 4, 64), contract_for(net, cfg, 64, 8), tmp_path / "fp32.onnx")
+    src = onnx.load(str(fp32))
+    init = {i.name: i for i in src.graph.initializer}
+    thin = thin_convs(src, 64)
+    convs = [n for n in src.graph.node if n.op_type == "Conv"]
+    assert thin and len(thin) < len(convs)  # some thin (4 x 4, 8 x 4, ...), some not (16 x 8)
+    for n in convs:
+        w = init[n.input[1]].dims
+        assert (n.name in thin) == (w[0] * w[1] <= 64)
+    rng = np.random.default_rng(0)
+    calib = [rng.random((4, 4, 64, 64), dtype=np.float32) * 0.5 for _ in range(2)]
+    q = quantize_model(fp32, tmp_path / "mixed.onnx", calib, ("Conv",), float_convs_upto=64)
+    qm = onnx.load(str(q))
+    # a Conv in float reads its weight initializer directly; a quantised one through a
+    # DequantizeLinear
+    produced_by = {o: n.op_type for n in qm.graph.node for o in n.output}
+    float_names = {n.name for n in qm.graph.node if n.op_type == "Conv" and n.input[1] in init}
+    assert float_names == set(thin)
+    for n in qm.graph.node:
+        if n.op_type == "Conv" and n.name not in thin:
+            assert produced_by.get(n.input[1]) == "DequantizeLinear"
+    assert load_model(q).contract.extra["float_convs"].split(",") == thin
+    x = rng.random((1, 4, 64, 64), dtype=np.float32) * 0.5
+    assert np.abs(load_model(q).run(x) - load_model(fp32).run(x)).max() < INT8_TOLERANCE
