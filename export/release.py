@@ -26,7 +26,7 @@ from export.evaluate import FPR_BUDGET, choose_operating_point, eval_detector, e
 from export.nets import count_macs, count_params
 from export.onnx_export import build_from_checkpoint, export_checkpoint, git_sha
 from export.quantize import FLOAT_CONVS_UPTO, calibration_batches, quantize_model, thin_convs
-from export.train import REAL_TEST, TrainConfig, band_set, load_scenes
+from export.train import TrainConfig, band_set, load_scenes
 from kumo_edge.errors import KumoError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def _card(
             "scenes": ck.get("splits", {k: [s.name for s in v] for k, v in splits.items()}),
             "scene_sources": sorted({s.source for v in splits.values() for s in v}),
             "real_train_patches": ck.get("real_train", []),
-            "real_test_patches": REAL_TEST if kind == "detector" else [],
+            "real_test_patches": cfg.real_split()[0] if kind == "detector" else [],
         },
         "lineage": lineage,
         "metrics": metrics,
@@ -140,7 +140,8 @@ def _release_detector(
     ``ship=None``, an experiment kept as FP32 in ``export/artifacts/<bands>/`` only."""
     art = ART / bands
     fp = export_checkpoint(ck, art / "detector_fp32.onnx")
-    m_fp = eval_detector(fp, splits["test"], REAL_TEST)
+    real_test = build_from_checkpoint(torch.load(ck, weights_only=False))[1].real_split()[0]
+    m_fp = eval_detector(fp, splits["test"], real_test)
     lineage = {"fp32": str(fp.relative_to(ROOT))}
     if ship is None:
         model, card_dir = fp, art
@@ -149,7 +150,7 @@ def _release_detector(
         lineage["shipped"] = "int8 (QDQ, per-channel, ops: " + ",".join(int8_ops) + ")"
         card_dir = ship
     op = _operating_point(model, splits, fpr_budget)
-    headline = eval_detector(model, splits["test"], REAL_TEST)
+    headline = eval_detector(model, splits["test"], real_test)
     # (the FP32 artefact keeps the default threshold, 0.5)
     metrics = {"held_out_fp32": headline} if ship is None else {"held_out_int8": headline}
     if ship is not None:

@@ -126,6 +126,8 @@ class TrainConfig:
     real_start: float = 0.3
     ignore_tau: tuple[float, float] = (0.02, 0.08)
     snow_fraction: float = 0.0  # share of synthetic tiles with snow under the clouds
+    real_test: tuple[str, ...] = ()  # held-out real patches [REAL_TEST]
+    real_val: tuple[str, ...] = ()  # real validation patches [REAL_VAL]
     # generator
     head: str = "residual"
     upsample: str = "bilinear"
@@ -150,6 +152,10 @@ class TrainConfig:
                 raise ValueError(f"`{n}` must be >= 1")
         if self.tile % 16:
             raise ValueError(f"`tile` must be a multiple of 16, got {self.tile}")
+
+    def real_split(self) -> tuple[list[str], list[str]]:
+        """(test, validation) real labelled patches; the rest train the detector."""
+        return list(self.real_test or REAL_TEST), list(self.real_val or REAL_VAL)
 
     def resolved_widths(self) -> tuple[int, ...]:
         if self.widths:
@@ -300,6 +306,11 @@ def detector_scores(model: CloudDetector, x: torch.Tensor, y: torch.Tensor) -> d
 
 def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out)
+    real_test, real_val_names = cfg.real_split()
+    known = set(_real_names())
+    unknown = [n for n in real_test + real_val_names if known and n not in known]
+    if unknown:
+        raise SystemExit(f"unknown real patches {unknown}; known: {sorted(known)}")
     splits, target = load_scenes(cfg)
     model = CloudDetector(DetectorConfig(len(target), cfg.resolved_widths()))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -310,9 +321,9 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
     real_val = None
     try:
         real = RealPatches(
-            [p for p in _real_names() if p not in REAL_TEST + REAL_VAL], target, cfg.tile
+            [p for p in sorted(known) if p not in real_test + real_val_names], target, cfg.tile
         )
-        real_val = RealPatches(REAL_VAL, target, 256)
+        real_val = RealPatches(real_val_names, target, 256)
     except (BandMappingError, Exception) as exc:  # noqa: BLE001 - no real patches for this band set
         logger.warning("no real labelled patches for %s: %s", cfg.bands, exc)
     step, best = _maybe_resume(out, resume, model, opt, sched)
@@ -647,6 +658,14 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
     ap.add_argument("--val", default="", help="comma-separated scene names for validation")
     ap.add_argument("--test", default="", help="comma-separated scene names held out for testing")
     ap.add_argument(
+        "--real-test",
+        default="",
+        help="detector: comma-separated real L8 Biome patches held out [one per land type]",
+    )
+    ap.add_argument(
+        "--real-val", default="", help="detector: comma-separated real validation patches"
+    )
+    ap.add_argument(
         "--smoke", action="store_true", help="a tiny run that exercises every step in seconds"
     )
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -661,6 +680,8 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         train=tuple(v for v in a.train.split(",") if v),
         val=tuple(v for v in a.val.split(",") if v),
         test=tuple(v for v in a.test.split(",") if v),
+        real_test=tuple(v for v in a.real_test.split(",") if v),
+        real_val=tuple(v for v in a.real_val.split(",") if v),
     )
     if a.smoke:
         cfg = replace(

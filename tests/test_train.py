@@ -65,3 +65,17 @@ def test_rebuild_from_onnx_matches_the_export(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelContractError, match="not an FP32 generator"):
         checkpoint_from_onnx(export_checkpoint(det_out / "best.pt", tmp_path / "d.onnx"))
+
+
+def test_real_patch_split_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from export import train
+
+    cfg, _ = train.parse(["detector", "--real-test", "Forest_08_0805,Water_02_1010"])
+    assert cfg.real_split() == (["Forest_08_0805", "Water_02_1010"], train.REAL_VAL)
+    assert train.parse(["detector"])[0].real_split() == (train.REAL_TEST, train.REAL_VAL)
+    monkeypatch.setattr(train, "_real_names", lambda: ["Forest_08_0805", "Water_02_1010"])
+    bad, _ = train.parse(
+        ["detector", "--real-val", "Nowhere_00", "--out", str(tmp_path), "--smoke"]
+    )
+    with pytest.raises(SystemExit, match="unknown real patches.*Nowhere_00"):
+        train.train_detector(bad)
