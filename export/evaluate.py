@@ -27,17 +27,20 @@ from kumo_edge.runtime import load_model
 DROP_FRACTION = 0.7
 
 
-def _test_tiles(scenes: Sequence[Scene], n: int, tile: int, seed: int) -> dict[str, np.ndarray]:
+def _test_tiles(
+    scenes: Sequence[Scene], n: int, tile: int, seed: int
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """``n`` fixed cloudy tiles, and the names of the scenes large enough to give them."""
     ds = CloudyTiles(scenes, tile, n, seed=seed, augment=False)
     items = [ds[i] for i in range(n)]
-    return {k: np.stack([it[k] for it in items]) for k in items[0]}
+    return {k: np.stack([it[k] for it in items]) for k in items[0]}, [s.name for s in ds.scenes]
 
 
 def eval_generator(
     onnx_path: Path, scenes: Sequence[Scene], n: int = 96, tile: int = 64, seed: int = 20_000
 ) -> dict:
     m = load_model(onnx_path, threads=2)
-    t = _test_tiles(scenes, n, tile, seed)
+    t, used = _test_tiles(scenes, n, tile, seed)
     pred = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
     rows = []
     for i in range(n):
@@ -58,7 +61,7 @@ def eval_generator(
         )
     a = np.array(rows)
     return {
-        "scenes": [s.name for s in scenes],
+        "scenes": used,
         "tiles": len(rows),
         "tile": tile,
         "psnr": float(a[:, 0].mean()),
@@ -108,7 +111,7 @@ def choose_operating_point(
     does, the one with the best accuracy minus false-positive rate. Returns the threshold, the
     rule that chose it and the validation curve."""
     m = load_model(onnx_path, threads=2)
-    t = _test_tiles(val_scenes, n, tile, seed)
+    t, used = _test_tiles(val_scenes, n, tile, seed)
     prob = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
     p_cloud = prob[:, 1] + prob[:, 2]
     truth = np.isin(t["classes"], (1, 2))
@@ -127,7 +130,7 @@ def choose_operating_point(
     return {
         "threshold": best["threshold"],
         "rule": rule,
-        "validation_scenes": [s.name for s in val_scenes],
+        "validation_scenes": used,
         "at_threshold": best,
         "at_0.5": next(c for c in curve if c["threshold"] == 0.5),
         "curve": curve,
@@ -157,7 +160,7 @@ def eval_detector(
     bands = m.contract.bands
     out: dict = {}
     if scenes:
-        t = _test_tiles(scenes, n, tile, seed)
+        t, used = _test_tiles(scenes, n, tile, seed)
         prob = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
         pred = np.isin(m.classify(prob), (1, 2))
         truth = np.isin(t["classes"], (1, 2))
@@ -167,7 +170,7 @@ def eval_detector(
         tiles_true = truth.mean((1, 2)) > DROP_FRACTION
         td = metrics.detection(tiles_pred, tiles_true)
         out["synthetic"] = {
-            "scenes": [s.name for s in scenes],
+            "scenes": used,
             "cnn": _scores(pred, truth, ok),
             "threshold_test": _scores(thr, truth, ok),
             "tile_drop_decision": {
