@@ -908,7 +908,11 @@ def main() -> None:
     print("tile sizes ...", flush=True)
     doc["tile_sizes"] = {
         b: tile_size_check(b, sizes, max(a.tiles // 2, 16))
-        for b, sizes in (("hsi32", (64, 96)), ("rgbn", (64, 128, 256)), ("rgb", (64, 128, 256)))
+        for b, sizes in (
+            ("hsi32", (64, 96)),
+            ("rgbn", (64, 96, 128, 256)),
+            ("rgb", (64, 96, 128, 256)),
+        )
     }
     print("band sets ...", flush=True)
     doc["band_sets"], examples["study"] = band_study(a.tiles, 96)
