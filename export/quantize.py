@@ -7,13 +7,13 @@ Calibration data are clear tiles of the training scenes (real imagery) with synt
 rendered over them, resampled to the model's band set, so that activations see the cloudy
 inputs the model meets in flight. Only the operator types in ``--ops`` are quantised (default:
 ``Conv``); the rest (resizes, concatenations, the residual tail) stay in float. Which ops pay
-off is measured by ``bench/models.py``, not assumed. Thin convolutions stay in float too
-(``--float-convs-upto``: output x input channels at most this; ``python -m bench.quant``
-measures the three variants): on the 2-core EPYC with 1 ORT thread the pruned rgbn generator
-(widths 8-24) ran 3.36 ms per 256-px tile with every Conv in INT8, 3.20 ms in FP32 and 2.92 ms
-with its five thin Convs in float (their quantise/dequantise pairs cost more than the INT8
-arithmetic saves); hsi32 5.57 / 6.72 / 5.46 ms, rgb 4.11 / 7.91 / 3.99 ms. With 2 threads the
-thin-float variant ties the every-Conv one (within 1 %, rgbn also FP32).
+off is measured by ``bench/models.py``, not assumed. Thin convolutions may stay in float
+too (``--float-convs-upto``: output x input channels at most this; ``python -m bench.quant``
+times FP32, every Conv in INT8 and the thin ones in float): on the 2-core EPYC with 1 ORT
+thread, an rgbn generator of widths 8-24 ran 3.36 ms per 256-px tile with every Conv in INT8,
+3.20 ms in FP32 and 2.92 ms with its five thin Convs in float (their quantise/dequantise pairs
+cost more than the INT8 arithmetic saves); the shipped hsi32 (widths 8-24) gains 1 % and rgb
+(16-48) 5 %, but the shipped rgbn (16-48) loses 4 %, so its recipe quantises every Conv.
 The Kumo Edge contract is copied to the INT8 model
 with ``precision = int8`` and the float Convs listed in ``float_convs``.
 """

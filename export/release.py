@@ -179,6 +179,7 @@ def release(
     pruned: str | None = None,
     only: str = "",
     fpr_budget: float | None = None,
+    float_convs_upto: int = FLOAT_CONVS_UPTO,
 ) -> None:
     art = ART / bands
     ship = SHIP / bands
@@ -210,15 +211,15 @@ def release(
         else:
             src = parent
         q = quantize_model(
-            src, ship / "generator.onnx", calib, int8_ops, float_convs_upto=FLOAT_CONVS_UPTO
+            src, ship / "generator.onnx", calib, int8_ops, float_convs_upto=float_convs_upto
         )
         metrics["held_out_shipped_int8"] = eval_generator(q, test)
         _at_runtime_tile(metrics, "shipped_int8", q, test)
         lineage["shipped"] = (
             "int8 (QDQ, per-channel, ops: "
             + ",".join(int8_ops)
-            + f"; Convs of <= {FLOAT_CONVS_UPTO} output x input channels in float: "
-            + (",".join(thin_convs(onnx.load(str(src)), FLOAT_CONVS_UPTO)) or "none")
+            + f"; Convs of <= {float_convs_upto} output x input channels in float: "
+            + (",".join(thin_convs(onnx.load(str(src)), float_convs_upto)) or "none")
             + ")"
         )
         _set_metrics(q, metrics["held_out_shipped_int8"])
@@ -256,12 +257,21 @@ def main() -> None:
         help="set the detector's cloud threshold to the lowest whose false-positive rate on the "
         "validation scenes is within this share (default: keep 0.5 and record the curve)",
     )
+    ap.add_argument(
+        "--float-convs-upto",
+        type=int,
+        default=FLOAT_CONVS_UPTO,
+        help="generator: Convs with output x input channels at most this stay in float; which "
+        "is faster depends on the network (python -m bench.quant) [%(default)s]",
+    )
     a = ap.parse_args()
     torch.set_num_threads(2)
     if a.experiment:
         release_experiment(a.bands)
         return
-    release(a.bands, tuple(a.ops.split(",")), a.pruned, a.only or "", a.fpr_budget)
+    release(
+        a.bands, tuple(a.ops.split(",")), a.pruned, a.only or "", a.fpr_budget, a.float_convs_upto
+    )
 
 
 if __name__ == "__main__":
