@@ -52,6 +52,14 @@ def train_fold(bands: str, k: int, test: list[str], val: list[str], steps: int, 
     return out, (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), log)
 
 
+def _wait(job: tuple[subprocess.Popen, object]) -> None:
+    proc, log = job
+    rc = proc.wait()
+    log.close()  # type: ignore[attr-defined]
+    if rc:
+        raise SystemExit(f"fold training failed (rc {rc}); see {log.name}")  # type: ignore[attr-defined]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bands", default="rgbn")
@@ -62,8 +70,8 @@ def main() -> None:
         "--ignore-tau", default="0.02,0.08", help="as kumo-edge-train [shipped: 0.02,0.08]"
     )
     a = ap.parse_args()
-    names = [p["name"] for p in real_cloud_patches()]
-    fs = folds(names, a.folds)
+    patches = {p["name"]: p for p in real_cloud_patches()}
+    fs = folds(list(patches), a.folds)
     plan = [(k, fs[k], fs[(k + 1) % a.folds][:4]) for k in range(a.folds)]
     running: list = []
     outs = {}
@@ -73,17 +81,11 @@ def main() -> None:
         if proc:
             running.append(proc)
         while len(running) >= a.jobs:
-            p, log = running.pop(0)
-            if p.wait():
-                raise SystemExit(f"fold training failed (rc {p.returncode}); see {log.name}")
-            log.close()
-    for p, log in running:
-        if p.wait():
-            raise SystemExit(f"fold training failed (rc {p.returncode}); see {log.name}")
-        log.close()
+            _wait(running.pop(0))
+    for job in running:
+        _wait(job)
     per: dict = {}
     pred_all, truth_all = [], []
-    patches = {p["name"]: p for p in real_cloud_patches()}
     for k, test, _ in plan:
         m = load_model(export_checkpoint(outs[k] / "best.pt", outs[k] / "detector_fp32.onnx"))
         for name in test:
