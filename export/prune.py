@@ -67,6 +67,7 @@ def main() -> None:
         help="weight of an L1 term towards the unpruned parent's output (knowledge distillation)",
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, help="fine-tuning seed (data order, clouds) [the parent's]")
     ap.add_argument("--tile", type=int, help="fine-tuning tile size [the parent's]")
     ap.add_argument(
         "--student",
@@ -104,6 +105,7 @@ def main() -> None:
         widths=slim.cfg.widths,
         gan_start=a.gan_start,
         tile=a.tile or cfg.tile,
+        seed=cfg.seed if a.seed is None else a.seed,
         extra={
             "parent": str(a.checkpoint),
             "prune_ratio": a.ratio,
