@@ -59,6 +59,8 @@ def _operating_point(model: Path, splits: dict, fpr_budget: float | None = None)
     validation scenes do not represent the test scenes. ``fpr_budget`` (``--fpr-budget``) applies
     the rule, for a team whose validation scenes do represent what they fly over."""
     if not splits["val"]:
+        if fpr_budget is not None:
+            raise SystemExit("--fpr-budget needs validation scenes, and this band set has none")
         op: dict = {"threshold": 0.5, "rule": "no validation scene for this band set: 0.5"}
     else:
         op = choose_operating_point(model, splits["val"], fpr_budget=fpr_budget or FPR_BUDGET)
