@@ -59,8 +59,6 @@ def _operating_point(model: Path, splits: dict, fpr_budget: float | None = None)
     validation scenes do not represent the test scenes. ``fpr_budget`` (``--fpr-budget``) applies
     the rule, for a team whose validation scenes do represent what they fly over."""
     if not splits["val"]:
-        if fpr_budget is not None:
-            raise SystemExit("--fpr-budget needs validation scenes, and this band set has none")
         op: dict = {"threshold": 0.5, "rule": "no validation scene for this band set: 0.5"}
     else:
         op = choose_operating_point(model, splits["val"], fpr_budget=fpr_budget or FPR_BUDGET)
@@ -188,6 +186,9 @@ def release(
     art.mkdir(parents=True, exist_ok=True)
     ship.mkdir(parents=True, exist_ok=True)
     splits, _ = load_scenes(TrainConfig(bands=bands))
+    if fpr_budget is not None and not splits["val"]:
+        # checked before anything is written
+        raise SystemExit("--fpr-budget needs validation scenes, and this band set has none")
     test = splits["test"]
     calib = calibration_batches(bands)
 
