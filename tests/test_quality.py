@@ -39,3 +39,18 @@ def test_per_tile_and_bins_leave_thick_pixels_out() -> None:
     thin = next(k for k in TAU_BINS if k.startswith("thin"))
     assert b[thin]["psnr"]["mean"] == pytest.approx(20.0, abs=0.01)  # 20 log10(1 / 0.1)
     assert all(b[k]["psnr"]["n"] == 0 for k in TAU_BINS if k != thin)
+
+
+def test_cross_validation_folds_cover_every_land_type() -> None:
+    from bench.detector_cv import folds
+
+    names = [
+        f"{land}_{i:02d}_0101"
+        for land, n in (("Barren", 7), ("Forest", 6), ("Water", 2))
+        for i in range(n)
+    ]
+    fs = folds(names, 4)
+    assert sorted(n for f in fs for n in f) == sorted(names)  # every patch tested exactly once
+    assert max(map(len, fs)) - min(map(len, fs)) <= 1
+    for f in fs:  # land types with >= 4 patches appear in every fold
+        assert {n.split("_")[0] for n in f} >= {"Barren", "Forest"}
