@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import RESULTS, environment, write_json
-from export.data import real_cloud_patches
+from export.data import patch_cube, real_cloud_patches
 from export.onnx_export import export_checkpoint
 from kumo_edge import metrics
-from kumo_edge.bands import resample, resampling_matrix
 from kumo_edge.runtime import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +89,7 @@ def main() -> None:
         m = load_model(export_checkpoint(outs[k] / "best.pt", outs[k] / "detector_fp32.onnx"))
         for name in test:
             p = patches[name]
-            x = np.clip(resample(p["cube"], resampling_matrix(p["bands"], m.bands)), 0, 1)[None]
+            x = patch_cube(p, m.bands)[None]
             ok = p["classes"] >= 0
             pred = np.isin(m.classify(m.run(x))[0], (1, 2))[ok]
             truth = np.isin(p["classes"], (1, 2))[ok]

@@ -36,8 +36,8 @@ import numpy as np
 
 from bench._common import RESULTS, environment, fmt_ci, pyplot, save_figure, write_json
 from bench.models import ARTIFACTS
-from export.data import SHARED, CloudyTiles, Scene, real_cloud_patches
-from export.evaluate import DROP_FRACTION, eval_detector, threshold_test
+from export.data import SHARED, CloudyTiles, Scene, patch_cube, real_cloud_patches
+from export.evaluate import DROP_FRACTION, eval_detector, run_batches, threshold_test
 from export.train import REAL_TEST, TrainConfig, band_set, load_scenes
 from kumo_edge import metrics
 from kumo_edge.bands import resample, resampling_matrix
@@ -83,12 +83,6 @@ def test_tiles(scenes: list[Scene], n: int, tile: int) -> dict[str, np.ndarray]:
     ds = CloudyTiles(scenes, tile, n, seed=SEED, augment=False)
     items = [ds[i] for i in range(n)]
     return {k: np.stack([it[k] for it in items]) for k in items[0]}
-
-
-def _run_batches(fn, x: np.ndarray, *extra: np.ndarray, batch: int = 16) -> np.ndarray:  # noqa: ANN001
-    return np.concatenate(
-        [fn(x[i : i + batch], *(e[i : i + batch] for e in extra)) for i in range(0, len(x), batch)]
-    )
 
 
 def per_tile(
@@ -161,18 +155,18 @@ def method_comparison(
     t = test_tiles(splits["test"], n, tile)
     ship = shipped_models()[bands]
     det = load_model(ship["detector"], threads=2)
-    probs = _run_batches(det.run, t["cloudy"])
+    probs = run_batches(det.run, t["cloudy"])
     classes = det.classify(probs)
     x = t["cloudy"]
-    parent = _run_batches(load_model(ART / bands / "generator_parent_fp32.onnx", threads=2).run, x)
-    raw = _run_batches(load_model(ship["generator"], threads=2).run, x)
+    parent = run_batches(load_model(ART / bands / "generator_parent_fp32.onnx", threads=2).run, x)
+    raw = run_batches(load_model(ship["generator"], threads=2).run, x)
     preds = {
         "cloudy input": x,
         "HOT": _as_runtime(
-            x, _run_batches(HazeOptimizedTransform(target).run, x, classes), probs, classes
+            x, run_batches(HazeOptimizedTransform(target).run, x, classes), probs, classes
         ),
         "inpainting": _as_runtime(
-            x, _run_batches(HarmonicInpainting(target).run, x, classes), probs, classes
+            x, run_batches(HarmonicInpainting(target).run, x, classes), probs, classes
         ),
         "cGAN FP32 parent": _as_runtime(x, parent, probs, classes),
         "cGAN INT8 shipped": _as_runtime(x, raw.copy(), probs, classes),
@@ -215,8 +209,8 @@ def tile_size_check(bands: str, sizes: tuple[int, ...], n: int) -> dict:
         except Exception as exc:  # noqa: BLE001 - no test scene large enough
             out[str(size)] = {"missing": str(exc)}
             continue
-        a = per_tile(_run_batches(parent.run, t["cloudy"], batch=4), t)["psnr"]
-        b = per_tile(_run_batches(shipped.run, t["cloudy"], batch=4), t)["psnr"]
+        a = per_tile(run_batches(parent.run, t["cloudy"], batch=4), t)["psnr"]
+        b = per_tile(run_batches(shipped.run, t["cloudy"], batch=4), t)["psnr"]
         scenes = [s.name for s in splits["test"] if min(s.valid.shape) >= size]
         out[str(size)] = {
             "scenes": scenes,
@@ -265,7 +259,7 @@ def band_study(n: int, tile: int) -> tuple[dict, dict]:
         )
         t = test_tiles(splits["test"], n, tile)
         model = load_model(path, threads=2)
-        pred = _run_batches(model.run, t["cloudy"])
+        pred = run_batches(model.run, t["cloudy"])
         to_rgb = resampling_matrix(target, rgb)
         cfg = model.contract.training
         doc["sets"][b] = {
@@ -359,7 +353,7 @@ def _real_tile_decisions(det_path: Path, tile: int = 64) -> dict:
     det = load_model(det_path, threads=2)
     pred_t, true_t, thr_t = [], [], []
     for p in (p for p in real_cloud_patches() if p["name"] in REAL_TEST):
-        x = np.clip(resample(p["cube"], resampling_matrix(p["bands"], det.bands)), 0, 1)
+        x = patch_cube(p, det.bands)
         cloud = det.classify(det.run(x[None]))[0]
         cloud = (cloud == 1) | (cloud == 2)
         thr = threshold_test(x, det.bands)
@@ -414,17 +408,17 @@ def rice2(models: str = "rgb") -> tuple[dict, list]:
     # training scenes under this mapping; clouds are near 1.
     scale = 1.0 / 255.0
     x, y = np.clip(a * scale, 0, 1), np.clip(b * scale, 0, 1)
-    probs = _run_batches(det.run, x, batch=4)
+    probs = run_batches(det.run, x, batch=4)
     classes = det.classify(probs)
     preds = {
         "cloudy input": x,
         "HOT": _as_runtime(
-            x, _run_batches(HazeOptimizedTransform(bands).run, x, classes, batch=4), probs, classes
+            x, run_batches(HazeOptimizedTransform(bands).run, x, classes, batch=4), probs, classes
         ),
         "inpainting": _as_runtime(
-            x, _run_batches(HarmonicInpainting(bands).run, x, classes, batch=4), probs, classes
+            x, run_batches(HarmonicInpainting(bands).run, x, classes, batch=4), probs, classes
         ),
-        "cGAN INT8 shipped": _as_runtime(x, _run_batches(gen.run, x, batch=4), probs, classes),
+        "cGAN INT8 shipped": _as_runtime(x, run_batches(gen.run, x, batch=4), probs, classes),
     }
     keep = classes != 2  # what the runtime would not flag as unrecoverable
     res = {}
@@ -477,7 +471,7 @@ def l8_removal(bands: str = "rgbn") -> tuple[dict, list]:
     out: dict = {}
     examples = []
     for p in (p for p in real_cloud_patches() if p["name"] in REAL_TEST):
-        x = np.clip(resample(p["cube"], resampling_matrix(p["bands"], det.bands)), 0, 1)[None]
+        x = patch_cube(p, det.bands)[None]
         h, w = x.shape[2:]
         h2, w2 = h - h % 32, w - w % 32
         x = np.ascontiguousarray(x[:, :, :h2, :w2])

@@ -434,6 +434,12 @@ class CloudyTiles:
         return {"cloudy": res.cloudy, "clear": clear, "classes": classes, "tau": res.tau550}
 
 
+def patch_cube(patch: dict, bands: BandSet) -> npt.NDArray[np.float32]:
+    """A real patch's cube resampled to ``bands`` and clipped to [0, 1], ``(C, H, W)`` (raises
+    BandMappingError where the patch's bands cannot feed ``bands``)."""
+    return np.clip(resample(patch["cube"], resampling_matrix(patch["bands"], bands)), 0, 1)
+
+
 def real_cloud_patches(root: Path = SHARED) -> list[dict]:
     """The labelled Landsat-8 L8 Biome patches: ``name``, ``land``, ``cube`` (7 reflective bands:
     B2 B3 B4 B5 B6 B7 B9), ``bands``, ``classes`` (0 clear, 1 thin, 2 thick, 3 shadow, -1 fill)."""

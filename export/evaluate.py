@@ -18,13 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from export.data import CloudyTiles, Scene, real_cloud_patches
+from export.data import CloudyTiles, Scene, patch_cube, real_cloud_patches
 from kumo_edge import metrics
-from kumo_edge.bands import BandSet, resample, resampling_matrix
+from kumo_edge.bands import BandSet, resampling_matrix
 from kumo_edge.errors import BandMappingError
 from kumo_edge.runtime import load_model
 
 DROP_FRACTION = 0.7
+
+
+def run_batches(fn, x: np.ndarray, *extra: np.ndarray, batch: int = 16) -> np.ndarray:  # noqa: ANN001
+    """``fn`` over ``x`` (and ``extra`` arrays alongside) in batches of ``batch``, concatenated."""
+    return np.concatenate(
+        [fn(x[i : i + batch], *(e[i : i + batch] for e in extra)) for i in range(0, len(x), batch)]
+    )
 
 
 def _test_tiles(
@@ -41,7 +48,7 @@ def eval_generator(
 ) -> dict:
     m = load_model(onnx_path, threads=2)
     t, used = _test_tiles(scenes, n, tile, seed)
-    pred = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
+    pred = run_batches(m.run, t["cloudy"])
     rows = []
     for i in range(n):
         keep = t["classes"][i] != 2
@@ -112,7 +119,7 @@ def choose_operating_point(
     rule that chose it and the validation curve."""
     m = load_model(onnx_path, threads=2)
     t, used = _test_tiles(val_scenes, n, tile, seed)
-    prob = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
+    prob = run_batches(m.run, t["cloudy"])
     p_cloud = prob[:, 1] + prob[:, 2]
     truth = np.isin(t["classes"], (1, 2))
     curve = []
@@ -161,7 +168,7 @@ def eval_detector(
     out: dict = {}
     if scenes:
         t, used = _test_tiles(scenes, n, tile, seed)
-        prob = np.concatenate([m.run(t["cloudy"][i : i + 16]) for i in range(0, n, 16)])
+        prob = run_batches(m.run, t["cloudy"])
         pred = np.isin(m.classify(prob), (1, 2))
         truth = np.isin(t["classes"], (1, 2))
         ok = np.ones_like(truth)
@@ -188,7 +195,7 @@ def eval_detector(
         per = {}
         allp, allt, allthr = [], [], []
         for p in patches:
-            x = np.clip(resample(p["cube"], mtx), 0, 1)[None]
+            x = patch_cube(p, bands)[None]
             pred = np.isin(m.classify(m.run(x))[0], (1, 2))
             truth = np.isin(p["classes"], (1, 2))
             ok = p["classes"] >= 0

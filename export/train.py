@@ -31,6 +31,7 @@ from export.data import (
     CloudRanges,
     CloudyTiles,
     Scene,
+    patch_cube,
     real_cloud_patches,
     scene_from_raster,
     shared_scenes,
@@ -47,9 +48,9 @@ from export.nets import (
     count_params,
 )
 from kumo_edge import metrics
-from kumo_edge.bands import BandSet, resample, resampling_matrix
+from kumo_edge.bands import BandSet
 from kumo_edge.config import sensor_profile
-from kumo_edge.errors import BandMappingError
+from kumo_edge.errors import BandMappingError, KumoError
 from kumo_edge.runtime import classify
 
 logger = logging.getLogger("kumo_edge.train")
@@ -213,8 +214,9 @@ class RealPatches:
 
     def __init__(self, names: list[str], target: BandSet, tile: int) -> None:
         patches = [p for p in real_cloud_patches() if p["name"] in names]
-        m = resampling_matrix(patches[0]["bands"], target)
-        self.cubes = [np.clip(resample(p["cube"], m), 0, 1) for p in patches]
+        if not patches:
+            raise KumoError(f"none of the real patches {names} is available")
+        self.cubes = [patch_cube(p, target) for p in patches]
         self.classes = [p["classes"] for p in patches]
         self.names = [p["name"] for p in patches]
         self.tile = tile
