@@ -345,11 +345,17 @@ class CloudRanges:
     cloud_height_m: tuple[float, float] = (300.0, 3000.0)
     clear_fraction: float = 0.1  # share of samples with no cloud at all
     snow_fraction: float = 0.0  # share of samples with snow under the clouds (:func:`add_snow`)
+    # drawn only when the range is not a single value (older recipes draw what they drew)
+    diffuse_fraction: tuple[float, float] = (0.15, 0.15)
+    view_zenith_deg: tuple[float, float] = (0.0, 0.0)
+    gamma: tuple[float, float] = (1.5, 1.5)
+    persistence: tuple[float, float] = (0.5, 0.5)
+    sky_exponent: tuple[float, float] = (2.0, 2.0)
 
     def draw(self, rng: np.random.Generator, gsd_m: float) -> CloudParams:
         u = lambda r: float(rng.uniform(*r))  # noqa: E731
         cover = 0.0 if rng.random() < self.clear_fraction else u(self.cover)
-        return CloudParams(
+        kw = dict(
             cover=cover,
             thickness=u(self.thickness),
             angstrom=u(self.angstrom),
@@ -360,6 +366,10 @@ class CloudRanges:
             cloud_height_m=u(self.cloud_height_m),
             gsd_m=gsd_m,
         )
+        for name in ("diffuse_fraction", "view_zenith_deg", "gamma", "persistence", "sky_exponent"):
+            r = getattr(self, name)
+            kw[name] = u(r) if r[1] > r[0] else r[0]
+        return CloudParams(**kw)
 
 
 class CloudyTiles:
@@ -431,7 +441,14 @@ class CloudyTiles:
         classes[res.shadow] = 3
         classes[res.cloud] = 1
         classes[res.thick] = 2
-        return {"cloudy": res.cloudy, "clear": clear, "classes": classes, "tau": res.tau550}
+        return {
+            "cloudy": res.cloudy,
+            "clear": clear,
+            "classes": classes,
+            "tau": res.tau550,
+            "t550": res.extra["t550"],
+            "illum550": res.extra["illum550"],
+        }
 
 
 def patch_cube(patch: dict, bands: BandSet) -> npt.NDArray[np.float32]:

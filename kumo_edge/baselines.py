@@ -35,6 +35,7 @@ from .bands import BandSet
 from .errors import BandCountError, BandMappingError, ShapeError
 
 if TYPE_CHECKING:
+    from .physics import PhysicsRemover
     from .runtime import Model
 
 CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3
@@ -213,7 +214,7 @@ def _gauss_seidel(x, known, sweeps):  # pragma: no cover - numba
 
 
 #: What the stream accepts as a cloud remover.
-Remover = Union["Model", _Remover]
+Remover = Union["Model", "PhysicsRemover", _Remover]
 
 
 def remover(method: str, bands: BandSet) -> _Remover:

@@ -20,7 +20,8 @@ The model (all parameters in :class:`CloudParams`):
    metres from its footprint, away from the sun (azimuth clockwise from north; rows run south,
    columns east). Ground illumination there keeps the diffuse sky light and loses direct sun:
    ``surface *= f_d + (1 - f_d) * exp(-tau_sun(lambda) / cos(sun zenith))``, with
-   ``f_d(lambda) = diffuse_fraction * (lambda / 550) ** -2`` (sky light is bluer).
+   ``f_d(lambda) = diffuse_fraction * (lambda / 550) ** -sky_exponent`` (sky light is bluer;
+   ``sky_exponent`` 2 by default).
    The surface is shaded first, then the cloud above the pixel is composited.
 
 Band values are evaluated at band centres. Truth layers: ``tau550`` (float32), ``cloud`` (bool,
@@ -68,6 +69,7 @@ class CloudParams:
     cloud_height_m: float = 2000.0
     gsd_m: float = 30.0
     diffuse_fraction: float = 0.15
+    sky_exponent: float = 2.0
     cloud_tau: float = 0.02
     thick_transmittance: float = 0.2
     shadow_threshold: float = 0.9
@@ -88,6 +90,7 @@ class CloudParams:
             ("cloud_height_m", self.cloud_height_m >= 0, ">= 0"),
             ("gsd_m", self.gsd_m > 0, "> 0"),
             ("diffuse_fraction", 0 <= self.diffuse_fraction < 1, "in [0, 1)"),
+            ("sky_exponent", 0 <= self.sky_exponent <= 6, "in [0, 6]"),
             ("cloud_tau", self.cloud_tau > 0, "> 0"),
             ("thick_transmittance", 0 < self.thick_transmittance < 1, "in (0, 1)"),
             ("shadow_threshold", 0 < self.shadow_threshold < 1, "in (0, 1)"),
@@ -133,6 +136,9 @@ class CloudResult:
     cloud: npt.NDArray[np.bool_]
     thick: npt.NDArray[np.bool_]
     shadow: npt.NDArray[np.bool_]
+    #: ``t550`` two-way transmittance at 550 nm, ``illum550`` ground illumination at 550 nm
+    #: (1 outside shadows), both ``(rows, cols)`` float32: the parameters a physics remover
+    #: estimates.
     extra: dict = field(default_factory=dict)
 
     def class_mask(self, valid: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.uint8]:
@@ -238,17 +244,19 @@ class CloudField:
         tau = self.tau550(row0, rows, col0, cols)
         out = clear.copy()
         shadow = np.zeros((rows, cols), dtype=bool)
+        illum550 = np.ones((rows, cols), dtype=np.float32)
         if p.shadows and p.cloud_height_m > 0:
             dr, dc = p.shadow_offset_px
             tau_sun = self.tau550(row0 + dr, rows, col0 + dc, cols)
             mu_s = math.sin(math.radians(p.sun_elevation_deg))
-            fd = np.clip(p.diffuse_fraction * (lam / 550.0) ** -2.0, 0.0, 0.95)
+            fd = np.clip(p.diffuse_fraction * (lam / 550.0) ** -p.sky_exponent, 0.0, 0.95)
             illum = fd + (1.0 - fd) * np.exp(-tau_sun[None] * spectral / mu_s)
             out *= illum.astype(np.float32)
             fd550 = min(p.diffuse_fraction, 0.95)
             illum550 = fd550 + (1.0 - fd550) * np.exp(-tau_sun / mu_s)
             shadow = illum550 < p.shadow_threshold
         t = np.exp(-p.air_mass * tau[None] * spectral).astype(np.float32)
+        t550 = np.exp(-p.air_mass * tau).astype(np.float32)
         albedo = (p.cloud_albedo * np.interp(bands.centers, _WHITENESS_NM, _WHITENESS)).astype(
             np.float32
         )[:, None, None]
@@ -261,7 +269,10 @@ class CloudField:
             for m in (cloud, thick, shadow):
                 m &= valid
         np.clip(out, 0.0, 1.0, out=out)
-        return CloudResult(out.astype(np.float32, copy=False), tau, cloud, thick & cloud, shadow)
+        extra = {"t550": t550, "illum550": np.asarray(illum550, np.float32)}
+        return CloudResult(
+            out.astype(np.float32, copy=False), tau, cloud, thick & cloud, shadow, extra
+        )
 
 
 def _check_cube(clear: npt.NDArray, bands: BandSet) -> None:

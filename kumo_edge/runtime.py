@@ -41,6 +41,7 @@ from .errors import (
     ModelContractError,
     ShapeError,
 )
+from .physics import PhysicsRemover, as_remover
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,11 @@ class ModelContract:
             lines.append(
                 f"masks       cloud where P(thin) + P(thick) >= {self.cloud_threshold:g}; "
                 "then the larger of thin/thick, else of clear/shadow"
+            )
+        elif self.output == "cloud_params_half":
+            lines.append(
+                "output      graph: (N, 6, H/2, W/2) thin-cloud parameters (k, alpha, A, d, f, q); "
+                "runtime: analytic inversion (kumo_edge.physics)"
             )
         elif self.output == "residual_half":
             lines.append(
@@ -339,9 +345,9 @@ class Model:
             )
         batch = np.ascontiguousarray(batch)
         y = self.session.run(None, {self.input_name: batch})[0]
-        if c.output == "probabilities_half":
-            # class probabilities at half resolution, resized here (a convex combination, so the
-            # four probabilities still sum to one)
+        if c.output in ("probabilities_half", "cloud_params_half"):
+            # class probabilities (or cloud-model parameters) at half resolution, resized here
+            # (a convex combination: probabilities still sum to one, parameters stay in range)
             out = np.empty((y.shape[0], y.shape[1], batch.shape[2], batch.shape[3]), np.float32)
             _rk.upsample2(np.ascontiguousarray(y, dtype=np.float32), out)
             return out
@@ -418,7 +424,7 @@ def _load_models(
     providers: list[str] | None,
     threads: int | None,
     need_generator: bool,
-) -> tuple[Model, Model | None, str]:
+) -> tuple[Model, Model | PhysicsRemover | None, str]:
     shipped = shipped_models()
     if models is None:
         reasons = []
@@ -432,7 +438,7 @@ def _load_models(
                 reasons.append(f"{name}: {exc}")
                 continue
             gen = (
-                load_model(shipped[name]["generator"], providers, threads)
+                as_remover(load_model(shipped[name]["generator"], providers, threads))
                 if need_generator and "generator" in shipped[name]
                 else None
             )
@@ -457,6 +463,6 @@ def _load_models(
     if need_generator:
         if not Path(files.get("generator", "")).exists():
             raise ConfigError(f"no generator.onnx beside {files['detector']}")
-        gen = load_model(files["generator"], providers, threads)
+        gen = as_remover(load_model(files["generator"], providers, threads))
     resampling_matrix(bands, det.contract.bands)  # refuse early, with the band named
     return det, gen, name

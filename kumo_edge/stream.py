@@ -39,6 +39,7 @@ from .bands import BandSet, resample, resampling_matrix
 from .baselines import Remover
 from .config import DEFAULT_BATCH
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
+from .physics import PhysicsRemover
 from .runtime import Model
 from .tiling import (
     GridBlender,
@@ -85,6 +86,10 @@ class StreamConfig:
         output_bands: ``"model"`` (the models' band set) or ``"input"`` (resampled back to the
             input's band set; refused when the model bands cannot produce it, e.g. SWIR bands
             of the input that the model never saw).
+        blend: How much of a physics remover's correction a pixel takes: ``"detector"``
+            (``1 - P(clear)``, as for every remover) or ``"full"`` (all of it: the physics
+            correction is the identity where it estimates no cloud). Thick pixels and tiles the
+            do-no-harm gate keeps take none either way.
     """
 
     tile: int | None = None
@@ -94,8 +99,11 @@ class StreamConfig:
     drop_fraction: float = 0.7
     remove: bool = True
     output_bands: str = "model"
+    blend: str = "detector"
 
     def __post_init__(self) -> None:
+        if self.blend not in ("detector", "full"):
+            raise ConfigError(f"`blend` must be 'detector' or 'full', got {self.blend!r}")
         if self.batch < 1:
             raise ConfigError(f"`batch` must be >= 1, got {self.batch}")
         if self.output_bands not in ("model", "input"):
@@ -140,6 +148,11 @@ class Report:
             "tiles": n,
             "tiles_removed": sum(t["decision"] == "removed" for t in self.tiles),
             "tiles_unrecoverable": sum(t["decision"] == "unrecoverable" for t in self.tiles),
+            "tiles_kept": sum(t["decision"] == "kept" for t in self.tiles),
+            "kept_by_reason": {
+                r: sum(t.get("kept_reason") == r for t in self.tiles)
+                for r in sorted({t["kept_reason"] for t in self.tiles if t.get("kept_reason")})
+            },
             "tiles_drop": sum(t["drop"] for t in self.tiles),
             "seconds": self.seconds,
             "per_tile": self.tiles,
@@ -409,6 +422,38 @@ def blend_removed(
     tiles += removed
 
 
+def _physics_batch(
+    tiles: npt.NDArray[np.float32],
+    probs: npt.NDArray[np.float32],
+    valid: npt.NDArray[np.bool_],
+    idx: npt.NDArray[np.int64],
+    remover: PhysicsRemover,
+    blend: str,
+    kept: dict[int, str],
+) -> None:
+    """A physics remover on the tiles ``idx`` (in place): the corrected tiles blended in, thick
+    decided by the estimated transmittance (the detector's cloud probability is moved to the
+    thick class there, to the thin class elsewhere), tiles the gate refuses left as they were
+    and recorded in ``kept``."""
+    part = tiles[idx]
+    pc = probs[idx, 0]
+    corrected, _, thick, verdicts = remover.correct(part, pc, valid[idx])
+    w = np.ones_like(pc) if blend == "full" else 1.0 - pc
+    w[thick] = 0.0
+    corrected -= part
+    corrected *= w[:, None]
+    part += corrected
+    tiles[idx] = part
+    for j, why in enumerate(verdicts):
+        n = int(idx[j])
+        if why is not None:
+            kept[n] = why
+            continue
+        cloud = probs[n, 1] + probs[n, 2]
+        probs[n, 2] = np.where(thick[j], cloud, 0.0)
+        probs[n, 1] = cloud - probs[n, 2]
+
+
 def process_tiles(
     tiles: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
@@ -439,8 +484,12 @@ def process_tiles(
         else np.zeros(0, int)
     )
     t0 = time.perf_counter()
+    kept: dict[int, str] = {}
     for i in range(0, len(todo), cfg.batch):
         idx = todo[i : i + cfg.batch]
+        if getattr(generator, "physics", False):
+            _physics_batch(tiles, probs, valid, idx, generator, cfg.blend, kept)
+            continue
         # consecutive tiles (the usual case) are a view: no copy of the batch
         sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
         generated = (
@@ -456,11 +505,17 @@ def process_tiles(
             tiles[sel] = part
     rep.seconds["generate"] += time.perf_counter() - t0
     out = tiles
-    removed = set(todo.tolist())
+    removed = set(todo.tolist()) - set(kept)
+    if getattr(generator, "physics", False) and len(todo):
+        # the physics remover moved thin/thick by transmittance: count again
+        cls = detector.classify(probs, axis=1)
+        frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])
         decision = (
-            "removed"
+            "kept"
+            if i in kept
+            else "removed"
             if i in removed
             else (
                 "unrecoverable"
@@ -477,6 +532,8 @@ def process_tiles(
             "decision": decision,
             "drop": cloud > cfg.drop_fraction,
         }
+        if i in kept:
+            rec["kept_reason"] = kept[i]
         if origins is not None:
             rec["row"], rec["col"] = int(origins[i, 0]), int(origins[i, 1])
         rep.tiles.append(rec)

@@ -1,0 +1,484 @@
+"""Training and export of the physics-constrained cloud remover (``kumo_edge.physics``).
+
+    python -m export.physics train  --bands hsi32 --out runs/phys_hsi32 [--holdout a,b,c]
+    python -m export.physics export --ckpt runs/phys_hsi32/best.pt --out kumo_edge/models/hsi32
+
+The network (:class:`PhysicsNet`, the encoder-decoder trunk of the detector and generator)
+returns the five thin-cloud parameters per pixel at half resolution (k, alpha, A, d, f; see
+:mod:`kumo_edge.physics`), already squashed into their physical ranges. Training inverts the
+cloud model with :func:`invert` (the torch twin of the runtime's numba kernel) and scores the
+recovered surface against the clear truth, plus the parameters the truth knows (two-way
+transmittance and ground illumination at 550 nm).
+
+Data: the hyperspectral corpus (:mod:`export.scenes`) resampled to the band set, each scene
+also with its wavelengths shifted by -4, -2, +2, +4 nm (sensor calibration is never exact),
+random gain and illumination, flips and rotations, sensor noise, and clouds drawn from
+:data:`TRAIN_RANGES`: randomised Angstrom exponent, albedo, air mass (sun elevation and view
+angle), cloud height (shadow offset), diffuse light and texture. The evaluation clouds
+(:func:`alien_clouds`) come from ranges outside these AND from a different cloud model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from export.data import CloudRanges, CloudyTiles, Scene, usable
+from export.nets import EncoderDecoder, count_macs, count_params
+from export.scenes import card_rows, hyperspectral_corpus
+from kumo_edge.bands import BandSet
+from kumo_edge.clouds import CloudField, CloudParams
+from kumo_edge.physics import N_PARAMS, T_MIN, THICK_TRANSMITTANCE, spectral_terms
+
+logger = logging.getLogger("kumo_edge.physics_train")
+
+#: Cloud parameters seen in training.
+TRAIN_RANGES = CloudRanges(
+    cover=(0.05, 0.95),
+    thickness=(0.05, 2.5),
+    angstrom=(0.3, 1.8),
+    feature_px=(16.0, 96.0),
+    cloud_albedo=(0.7, 0.95),
+    sun_elevation_deg=(35.0, 70.0),
+    cloud_height_m=(300.0, 3000.0),
+    clear_fraction=0.1,
+    diffuse_fraction=(0.08, 0.22),
+    view_zenith_deg=(0.0, 8.0),
+    gamma=(1.1, 1.9),
+    persistence=(0.4, 0.6),
+    sky_exponent=(1.0, 2.6),
+)
+#: Wavelength shifts (nm) of the extra copies of every training scene.
+JITTER_NM = (-4.0, -2.0, 2.0, 4.0)
+
+
+@dataclass
+class PhysicsConfig:
+    bands: str = "hsi32"
+    widths: tuple[int, ...] = (8, 16, 32)
+    tile: int = 64
+    batch: int = 16
+    steps: int = 3000
+    lr: float = 2e-3
+    seed: int = 0
+    holdout: tuple[str, ...] = ()
+    eval_every: int = 250
+    noise: float = 0.004
+    sam_weight: float = 0.2
+    param_weight: float = 0.1
+    range_weight: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+
+class PhysicsNet(EncoderDecoder):
+    """Cloudy reflectance -> the five cloud-model parameters at half resolution."""
+
+    def __init__(self, in_ch: int, widths: tuple[int, ...]) -> None:
+        super().__init__(in_ch, widths, "batch", "bilinear", "lrelu")
+        self.in_ch, self.widths = in_ch, tuple(widths)
+        self.head = nn.Conv2d(widths[0], N_PARAMS, 3, 1, 1)
+        nn.init.normal_(self.head.weight, std=1e-3)
+        with torch.no_grad():  # start near "no cloud, no shadow"
+            self.head.bias.copy_(torch.tensor([-4.0, 0.0, 1.0, 4.0, -1.0, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(self.features(x))
+        k = F.softplus(h[:, 0:1])
+        alpha = 3.0 * torch.sigmoid(h[:, 1:2])
+        albedo = torch.sigmoid(h[:, 2:3])
+        d = torch.sigmoid(h[:, 3:4])
+        f = 0.02 + 0.58 * torch.sigmoid(h[:, 4:5])
+        q = 1.0 + 3.0 * torch.sigmoid(h[:, 5:6])
+        return torch.cat([k, alpha, albedo, d, f, q], 1)
+
+
+def up2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def invert(
+    x: torch.Tensor, half: torch.Tensor, lnr: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The runtime's inversion in torch: ``(surface, t550, illum550)`` from half-res params."""
+    p = up2(half)
+    k, a, alb, d, f, q = (p[:, i : i + 1] for i in range(N_PARAMS))
+    d = d.clamp(0.0, 1.0)
+    lnr = lnr.view(1, -1, 1, 1)
+    t = torch.exp(-k.clamp(min=0.0) * torch.exp(-a * lnr))
+    fd = torch.clamp(f * torch.exp(-q * lnr), max=0.95)
+    illum = torch.clamp(fd + (1.0 - fd) * d, min=0.05)
+    y = (x - alb * (1.0 - t)) / t.clamp(min=T_MIN) / illum
+    fd550 = f.clamp(max=0.95)
+    return y, torch.exp(-k[:, 0]), (fd550 + (1.0 - fd550) * d)[:, 0]
+
+
+def corpus(band_set: BandSet, names: list[str] | None = None) -> list[Scene]:
+    """The hyperspectral corpus (or the named scenes) resampled to ``band_set``."""
+    return usable(hyperspectral_corpus(names=names), band_set)
+
+
+def jittered(scenes: list[Scene], band_set: BandSet) -> list[Scene]:
+    """Every scene resampled as it is and with its wavelengths shifted by :data:`JITTER_NM`."""
+    from export.scenes import hyperspectral_corpus as hc
+
+    out = []
+    for s in hc(names=[s.name for s in scenes]):
+        for dnm in (0.0, *JITTER_NM):
+            b = BandSet(tuple(s.bands.centers + dnm), s.bands.fwhm_nm)
+            shifted = Scene(f"{s.name}{dnm:+.0f}", s.cube, b, s.valid, s.gsd_m, s.source, s.meta)
+            out.extend(usable([shifted], band_set))
+    return out
+
+
+def _batch(ds: CloudyTiles, idx: range, rng: np.random.Generator, noise: float) -> dict:
+    items = [ds[i] for i in idx]
+    b = {
+        k: torch.from_numpy(np.stack([it[k] for it in items]))
+        for k in ("cloudy", "clear", "t550", "illum550")
+    }
+    if noise > 0:
+        sigma = torch.from_numpy(rng.uniform(0, noise, (len(items), 1, 1, 1)).astype(np.float32))
+        b["cloudy"] = (b["cloudy"] + sigma * torch.randn_like(b["cloudy"])).clamp(0.0, 1.0)
+    return b
+
+
+def losses(
+    net: PhysicsNet, b: dict, lnr: torch.Tensor, cfg: PhysicsConfig
+) -> tuple[torch.Tensor, dict]:
+    y, t550, illum = invert(b["cloudy"], net(b["cloudy"]), lnr)
+    rec = (b["t550"] >= THICK_TRANSMITTANCE).float()[:, None]
+    n = rec.sum().clamp(min=1.0)
+    yc = y.clamp(-0.1, 1.1)
+    l1 = ((yc - b["clear"]).abs() * rec).sum() / (n * y.shape[1])
+    cos = F.cosine_similarity(yc.clamp(min=1e-4), b["clear"].clamp(min=1e-4), dim=1, eps=1e-6)
+    sam = (torch.acos(cos.clamp(-0.9999, 0.9999)) * rec[:, 0]).sum() / n
+    kt = -torch.log(b["t550"].clamp(min=math.exp(-4.0)))
+    lk = (-torch.log(t550.clamp(min=math.exp(-4.0))) - kt).abs().mean()
+    li = (illum - b["illum550"]).abs().mean()
+    # reflectance the inversion pushes below 0 or above 1: the gate would refuse the tile
+    out = ((F.relu(-y) + F.relu(y - 1.0)) * rec).sum() / (n * y.shape[1])
+    loss = l1 + cfg.sam_weight * sam + cfg.param_weight * (lk + li) + cfg.range_weight * out
+    parts = {"l1": l1, "sam": sam, "k": lk, "illum": li, "range": out}
+    return loss, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def train(cfg: PhysicsConfig, out: Path) -> Path:
+    """Train on every corpus scene not in ``cfg.holdout``; checkpoints ``last.pt``/``best.pt``
+    (best: lowest L1 on a fixed validation draw of the training scenes' tiles, since no
+    held-out scene may steer model choice), ``log.jsonl``."""
+    from export.train import band_set  # the shipped band-set names
+
+    torch.manual_seed(cfg.seed)
+    torch.set_flush_denormal(True)
+    bs = band_set(cfg.bands)
+    base = corpus(bs)
+    train_scenes = [s for s in base if s.name not in cfg.holdout]
+    if not train_scenes:
+        raise ValueError("no training scenes left after the hold-out")
+    scenes = jittered(train_scenes, bs)
+    ds = CloudyTiles(
+        scenes, cfg.tile, length=cfg.steps * cfg.batch, seed=cfg.seed, ranges=TRAIN_RANGES
+    )
+    val = CloudyTiles(scenes, cfg.tile, length=128, seed=cfg.seed + 1000, ranges=TRAIN_RANGES)
+    rng = np.random.default_rng(cfg.seed)
+    vb = _batch(val, range(128), rng, cfg.noise)
+    lnr = torch.from_numpy(spectral_terms(bs))
+    net = PhysicsNet(len(bs), cfg.widths)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "train_scenes": [s.name for s in train_scenes],
+        "macs_256": count_macs(net, (1, len(bs), 256, 256)),
+        "params": count_params(net),
+    }
+    (out / "config.json").write_text(json.dumps(meta, indent=1))
+    best = math.inf
+    t0 = time.time()
+    for step in range(cfg.steps):
+        net.train()
+        b = _batch(ds, range(step * cfg.batch, (step + 1) * cfg.batch), rng, cfg.noise)
+        loss, parts = losses(net, b, lnr, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            net.eval()
+            with torch.no_grad():
+                vl, vparts = losses(net, vb, lnr, cfg)
+            rec = {
+                "step": step + 1,
+                "train": parts,
+                "val": vparts,
+                "val_loss": float(vl),
+                "s": round(time.time() - t0, 1),
+            }
+            with open(out / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            state = {"model": net.state_dict(), "meta": meta, "step": step + 1, "val": vparts}
+            torch.save(state, out / "last.pt")
+            if vparts["l1"] < best:
+                best = vparts["l1"]
+                torch.save(state, out / "best.pt")
+            logger.info("step %d val %s", step + 1, vparts)
+    return out / "best.pt"
+
+
+def load_net(ckpt: Path) -> tuple[PhysicsNet, dict]:
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    c = state["meta"]["config"]
+    from export.train import band_set
+
+    net = PhysicsNet(len(band_set(c["bands"])), tuple(c["widths"]))
+    net.load_state_dict(state["model"])
+    return net.eval(), state["meta"]
+
+
+# -- evaluation clouds from outside the training ranges, and from another cloud model ---------
+@dataclass(frozen=True)
+class AlienRanges:
+    """Each parameter is drawn from one side or the other of its training range (both sides
+    outside it), and the model itself differs from ours: a curved Angstrom law
+    ``tau(l) = tau550 * r ** -(alpha + beta * ln r)`` and a spectrally tilted albedo
+    ``A * (1 + s * (l - 550) / 300)``; the sky light of shadows falls as ``r ** -q`` with ``q``
+    beyond the training range."""
+
+    angstrom: tuple[tuple[float, float], ...] = ((0.0, 0.25), (1.9, 2.6))
+    curvature: tuple[float, float] = (0.2, 0.6)
+    albedo: tuple[tuple[float, float], ...] = ((0.5, 0.68), (0.96, 1.0))
+    tilt: tuple[float, float] = (-0.08, 0.08)
+    sun_elevation_deg: tuple[tuple[float, float], ...] = ((20.0, 33.0), (72.0, 85.0))
+    view_zenith_deg: tuple[float, float] = (10.0, 30.0)
+    feature_px: tuple[tuple[float, float], ...] = ((6.0, 14.0), (100.0, 180.0))
+    persistence: tuple[float, float] = (0.62, 0.75)
+    gamma: tuple[tuple[float, float], ...] = ((0.7, 1.0), (2.0, 2.6))
+    diffuse_fraction: tuple[float, float] = (0.25, 0.4)
+    sky_exponent: tuple[float, float] = (2.8, 4.0)
+    cloud_height_m: tuple[float, float] = (3200.0, 5000.0)
+    thickness: tuple[float, float] = (0.05, 1.5)
+    cover: tuple[float, float] = (0.1, 0.9)
+
+
+def alien_clouds(
+    clear: npt.NDArray[np.float32],
+    bands: BandSet,
+    rng: np.random.Generator,
+    gsd_m: float = 20.0,
+    ranges: AlienRanges = AlienRanges(),  # noqa: B008
+) -> dict[str, npt.NDArray]:
+    """Clouds over ``clear`` ``(C, H, W)`` from :class:`AlienRanges`: ``cloudy``, ``t550``
+    (two-way transmittance at 550 nm), ``illum550``, ``params``."""
+    side = lambda r: float(rng.uniform(*r[int(rng.integers(len(r)))]))  # noqa: E731
+    u = lambda r: float(rng.uniform(*r))  # noqa: E731
+    p = CloudParams(
+        cover=u(ranges.cover),
+        thickness=u(ranges.thickness),
+        gamma=side(ranges.gamma),
+        feature_px=side(ranges.feature_px),
+        persistence=u(ranges.persistence),
+        angstrom=min(side(ranges.angstrom), 4.0),
+        cloud_albedo=min(side(ranges.albedo), 1.0),
+        sun_azimuth_deg=u((0.0, 360.0)),
+        sun_elevation_deg=side(ranges.sun_elevation_deg),
+        view_zenith_deg=u(ranges.view_zenith_deg),
+        cloud_height_m=u(ranges.cloud_height_m),
+        gsd_m=gsd_m,
+        diffuse_fraction=u(ranges.diffuse_fraction),
+    )
+    beta, tilt = u(ranges.curvature), u(ranges.tilt)
+    _, h, w = clear.shape
+    fld = CloudField(p, h, w, int(rng.integers(2**31)))
+    tau = fld.tau550(0, h, 0, w)
+    dr, dc = p.shadow_offset_px
+    tau_sun = fld.tau550(dr, h, dc, w)
+    r = (bands.centers / 550.0)[:, None, None]
+    spectral = r ** -(p.angstrom + beta * np.log(r))
+    mu = math.sin(math.radians(p.sun_elevation_deg))
+    fd = np.clip(p.diffuse_fraction * r ** -u(ranges.sky_exponent), 0.0, 0.95)
+    illum = fd + (1.0 - fd) * np.exp(-tau_sun[None] * spectral / mu)
+    t = np.exp(-p.air_mass * tau[None] * spectral)
+    alb = p.cloud_albedo * (1.0 + tilt * (bands.centers[:, None, None] - 550.0) / 300.0)
+    cloudy = np.clip(clear * illum * t + alb * (1.0 - t), 0.0, 1.0).astype(np.float32)
+    fd550 = min(p.diffuse_fraction, 0.95)
+    return {
+        "cloudy": cloudy,
+        "t550": np.exp(-p.air_mass * tau).astype(np.float32),
+        "illum550": (fd550 + (1 - fd550) * np.exp(-tau_sun / mu)).astype(np.float32),
+        "params": {**p.to_dict(), "curvature": beta, "albedo_tilt": tilt},
+    }
+
+
+# -- export ------------------------------------------------------------------------------------
+def export(
+    ckpt: Path, out: Path, tile: int = 256, halo: int = 16, metrics: dict | None = None
+) -> Path:
+    """FP32 ONNX of a trained :class:`PhysicsNet` with its contract (output ``cloud_params_half``)."""
+    import io
+
+    import onnx
+
+    from export.onnx_export import OPSET, git_sha, write_model
+    from export.train import band_set
+    from kumo_edge.runtime import ModelContract
+
+    net, meta = load_net(ckpt)
+    c = meta["config"]
+    bs = band_set(c["bands"])
+    f = io.BytesIO()
+    torch.onnx.export(
+        net,
+        torch.zeros(1, len(bs), tile, tile),
+        f,
+        opset_version=OPSET,
+        input_names=["reflectance"],
+        output_names=["cloud_params_half"],
+        dynamic_axes={
+            "reflectance": {0: "n", 2: "h", 3: "w"},
+            "cloud_params_half": {0: "n", 2: "h", 3: "w"},
+        },
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    model = onnx.load_from_string(f.getvalue())
+    contract = ModelContract(
+        kind="generator",
+        band_set=c["bands"],
+        bands=bs,
+        tile=tile,
+        halo=halo,
+        multiple=2 ** len(c["widths"]),
+        input_scaling={"type": "reflectance", "scale": 1.0, "offset": 0.0, "range": [0.0, 1.0]},
+        output="cloud_params_half",
+        opset=OPSET,
+        git_sha=git_sha(),
+        training={**c, "train_scenes": meta["train_scenes"], "method": "physics"},
+        metrics=metrics or {},
+    )
+    write_model(model, contract, out)
+    m = onnx.load(str(out))
+    p = m.metadata_props.add()
+    p.key, p.value = "kumo.thick_transmittance", repr(THICK_TRANSMITTANCE)
+    onnx.save(m, str(out))
+    return out
+
+
+def parity(ckpt: Path, onnx_path: Path, size: int = 64) -> float:
+    """Largest difference between torch and the runtime's corrected surface on random input."""
+    from kumo_edge.physics import PhysicsRemover
+    from kumo_edge.runtime import load_model
+
+    net, meta = load_net(ckpt)
+    from export.train import band_set
+
+    bs = band_set(meta["config"]["bands"])
+    x = np.random.default_rng(0).uniform(0.02, 0.6, (2, len(bs), size, size)).astype(np.float32)
+    with torch.no_grad():
+        yt, _, _ = invert(
+            torch.from_numpy(x), net(torch.from_numpy(x)), torch.from_numpy(spectral_terms(bs))
+        )
+    rem = PhysicsRemover(load_model(onnx_path))
+    from kumo_edge.physics import invert as np_invert
+
+    yr, _ = np_invert(x, rem.params(x), bs)
+    return float(np.abs(yt.numpy() - yr).max())
+
+
+def release(ckpt: Path, ship: Path, command: str, metrics: dict | None = None) -> Path:
+    """FP32 export to ``export/artifacts/<bands>/physics_fp32.onnx``, INT8 (every Conv but the
+    parameter head, whose outputs the inversion divides by) to ``ship/generator.onnx``, and the
+    model card ``ship/generator.json``: every training scene with its wavelength provenance,
+    the cloud ranges, the command, the metrics."""
+    from export.quantize import quantize_model
+    from export.train import band_set
+
+    net, meta = load_net(ckpt)
+    c = meta["config"]
+    bs = band_set(c["bands"])
+    art = Path(__file__).resolve().parent / "artifacts" / c["bands"]
+    fp32 = export(ckpt, art / "physics_fp32.onnx", metrics=metrics)
+    scenes = jittered(corpus(bs, meta["train_scenes"]), bs)
+    ds = CloudyTiles(scenes, 64, 64, seed=123, augment=False, ranges=TRAIN_RANGES)
+    xs = np.stack([ds[i]["cloudy"] for i in range(64)])
+    int8 = ship / "generator.onnx"
+    # the head (N_PARAMS x widths[0] channels, the thinnest Conv) stays in float
+    quantize_model(
+        fp32,
+        int8,
+        [xs[i : i + 8] for i in range(0, 64, 8)],
+        float_convs_upto=N_PARAMS * c["widths"][0],
+    )
+    card = {
+        "name": f"{c['bands']}/generator",
+        "kind": "generator",
+        "method": "physics: per-pixel thin-cloud parameters (k, alpha, A, d, f), analytic inversion in the runtime",
+        "band_set": c["bands"],
+        "output": "cloud_params_half",
+        "thick_transmittance": THICK_TRANSMITTANCE,
+        "network": {"widths": c["widths"], "params": meta["params"], "macs_256": meta["macs_256"]},
+        "training": {
+            "command": command,
+            "steps": c["steps"],
+            "tile": c["tile"],
+            "batch": c["batch"],
+            "seed": c["seed"],
+            "wavelength_jitter_nm": list(JITTER_NM),
+            "noise_sigma_max": c["noise"],
+            "cloud_ranges": {k: v for k, v in asdict(TRAIN_RANGES).items()},
+            "scenes": card_rows(corpus(bs, meta["train_scenes"])),
+        },
+        "metrics": metrics or {},
+        "files": {"fp32": str(fp32.relative_to(fp32.parents[2])), "int8": "generator.onnx"},
+    }
+    (ship / "generator.json").write_text(json.dumps(card, indent=2))
+    return int8
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m export.physics", description=__doc__.split("\n\n")[0]
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a physics remover on the hyperspectral corpus")
+    t.add_argument("--bands", default="hsi32")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--steps", type=int, default=PhysicsConfig.steps)
+    t.add_argument("--holdout", default="", help="comma-separated scenes left out of training")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--widths", default="8,16,32")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    e = sub.add_parser("export", help="export a checkpoint to ONNX with its contract")
+    e.add_argument("--ckpt", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if a.cmd == "train":
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        cfg = PhysicsConfig(
+            bands=a.bands,
+            steps=a.steps,
+            seed=a.seed,
+            holdout=tuple(n for n in a.holdout.split(",") if n),
+            widths=tuple(int(v) for v in a.widths.split(",")),
+        )
+        print(train(cfg, a.out))
+    else:
+        print(export(a.ckpt, a.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The physics-constrained cloud remover: a network estimates the parameters of the thin-cloud
+model per pixel, and the runtime inverts the model analytically.
+
+The model (the same one :mod:`kumo_edge.clouds` renders, with its free parameters left free):
+
+    observed(l) = surface(l) * illum(l) * t(l) + A * (1 - t(l))
+    t(l)        = exp(-k * (l / 550 nm) ** -alpha)            two-way transmittance
+    illum(l)    = fd(l) + (1 - fd(l)) * d,  fd(l) = min(f * (l / 550 nm) ** -q, 0.95)
+
+with six parameters per pixel, whatever the number of bands: ``k`` the two-way optical depth
+at 550 nm (air mass times optical thickness), ``alpha`` the Angstrom exponent, ``A`` the cloud
+albedo (flat: clouds are white in the VNIR), ``d`` the direct-sun transmittance of a shadowing
+cloud (1: no shadow), ``f`` the diffuse-light fraction at 550 nm and ``q`` how fast the
+diffuse sky light falls towards the red (about 4 for a clean Rayleigh sky, less with aerosol). The model file (contract
+output ``cloud_params_half``) returns them at half resolution, already in physical units;
+:class:`PhysicsRemover` resizes them x2 and solves for the surface:
+
+    surface(l) = (observed(l) - A * (1 - t(l))) / max(t(l), T_MIN) / max(illum(l), 0.05)
+
+So the output is the input seen through an explicit, bounded correction: a pixel the network
+calls cloud-free (``k = 0``, ``d = 1``) comes back unchanged, and the correction can only add or
+remove what a cloud of the estimated thickness can add or remove.
+
+**Thick cloud** is decided by the estimated transmittance, not the detector's hard class: where
+``exp(-k) < thick_transmittance`` (contract ``kumo.thick_transmittance``, 0.2 if absent) the
+surface contributes too little to recover and the pixel keeps its input (flagged thick).
+
+**Do no harm.** Every tile's correction is checked before it is used (:func:`check_tile`); a
+tile that fails keeps its input unchanged and is reported ``kept`` with the reason:
+
+* ``out_of_range``: more than 2 % of the corrected pixels leave physical reflectance
+  (< -0.02 or > 1.02 in some band) before clipping: the estimated cloud does not fit the data.
+* ``disagrees_with_detector``: where the detector is sure the sky is clear (P(clear) >= 0.9,
+  at least 64 pixels) the correction changes reflectance by more than 0.01 on average: the two
+  models contradict each other and the input is the safe answer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+
+from . import _runtime_kernels as _rk
+from .bands import BandSet
+from .errors import ModelContractError, ShapeError
+
+if TYPE_CHECKING:
+    from .runtime import Model
+
+#: Number of per-pixel parameters the network returns: k, alpha, A, d, f, q.
+N_PARAMS = 6
+#: Smallest transmittance the inversion divides by.
+T_MIN = 0.05
+#: Default thick-cloud rule: two-way transmittance at 550 nm below this is not recovered.
+THICK_TRANSMITTANCE = 0.2
+#: Gate thresholds (module docstring).
+OUT_OF_RANGE_FRACTION = 0.02
+CLEAR_P = 0.9
+CLEAR_MIN_PIXELS = 64
+CLEAR_CHANGE = 0.01
+CHANGED = 0.005
+
+
+def spectral_terms(bands: BandSet) -> npt.NDArray[np.float32]:
+    """Per band: ``ln(l / 550 nm)``."""
+    return np.log(bands.centers / 550.0).astype(np.float32)
+
+
+@nb.njit(parallel=True, cache=True)
+def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
+    n, c, h, w = x.shape
+    for job in nb.prange(n * h):
+        i = job // h
+        r = job % h
+        for col in range(w):
+            k = max(p[i, 0, r, col], np.float32(0.0))
+            a = p[i, 1, r, col]
+            alb = p[i, 2, r, col]
+            d = min(max(p[i, 3, r, col], np.float32(0.0)), np.float32(1.0))
+            f = p[i, 4, r, col]
+            q = p[i, 5, r, col]
+            t550[i, r, col] = math.exp(-k)
+            for b in range(c):
+                t = math.exp(-k * math.exp(-a * lnr[b]))
+                fd = min(f * math.exp(-q * lnr[b]), 0.95)
+                illum = max(fd + (1.0 - fd) * d, 0.05)
+                y[i, b, r, col] = (x[i, b, r, col] - alb * (1.0 - t)) / max(t, t_min) / illum
+
+
+def invert(
+    x: npt.NDArray[np.float32], params: npt.NDArray[np.float32], bands: BandSet
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The surface under the estimated cloud, unclipped, and the 550 nm transmittance.
+
+    Args:
+        x: ``(N, C, H, W)`` observed reflectance.
+        params: ``(N, 6, H, W)`` full-resolution parameters (k, alpha, A, d, f, q).
+        bands: The band set of ``x``.
+    """
+    if params.shape != (x.shape[0], N_PARAMS, *x.shape[2:]):
+        raise ShapeError(
+            f"params must be {(x.shape[0], N_PARAMS, *x.shape[2:])}, got {params.shape}"
+        )
+    y = np.empty_like(x)
+    t550 = np.empty((x.shape[0], *x.shape[2:]), np.float32)
+    _invert(
+        np.ascontiguousarray(x),
+        np.ascontiguousarray(params),
+        spectral_terms(bands),
+        np.float32(T_MIN),
+        y,
+        t550,
+    )
+    return y, t550
+
+
+def check_tile(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    recover: npt.NDArray[np.bool_],
+    p_clear: npt.NDArray[np.float32] | None,
+    valid: npt.NDArray[np.bool_] | None = None,
+) -> str | None:
+    """The do-no-harm check of one tile's correction (module docstring): None if it passes,
+    else the reason. ``x``/``y`` ``(C, H, W)`` input and unclipped correction, ``recover``
+    ``(H, W)`` the pixels the correction applies to (not thick), ``p_clear`` the detector's
+    P(clear) or None."""
+    ok = recover if valid is None else recover & valid
+    diff = np.abs(y - x)
+    changed = ok & (diff.max(0) > CHANGED)
+    n = int(changed.sum())
+    if n:
+        yc = y[:, changed]
+        bad = (yc.min(0) < -0.02) | (yc.max(0) > 1.02)
+        if bad.mean() > OUT_OF_RANGE_FRACTION:
+            return "out_of_range"
+    if p_clear is not None:
+        sure = ok & (p_clear >= CLEAR_P)
+        if int(sure.sum()) >= CLEAR_MIN_PIXELS and float(diff[:, sure].mean()) > CLEAR_CHANGE:
+            return "disagrees_with_detector"
+    return None
+
+
+class PhysicsRemover:
+    """A ``cloud_params_half`` model behind the remover interface of the stream.
+
+    :meth:`correct` is what the stream calls: it returns the corrected tiles (clipped to
+    [0, 1], thick pixels and kept tiles unchanged), the 550 nm transmittance, the thick mask and
+    each tile's gate verdict. :meth:`run` returns only the corrected tiles (benchmarks).
+    """
+
+    needs_classes = False
+    physics = True
+
+    def __init__(self, model: Model) -> None:
+        if model.contract.output != "cloud_params_half":
+            raise ModelContractError(
+                f"{model.path.name}: a physics remover needs output 'cloud_params_half', got {model.contract.output!r}"
+            )
+        self.model = model
+        self.bands = model.bands
+        self.contract = model.contract
+        self.path = model.path
+        self.thick_transmittance = float(
+            model.contract.extra.get("thick_transmittance", THICK_TRANSMITTANCE)
+        )
+        if not 0.0 < self.thick_transmittance < 1.0:
+            raise ModelContractError(
+                f"{model.path.name}: thick_transmittance must lie in (0, 1), got {self.thick_transmittance}"
+            )
+
+    def params(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``(N, 6, H, W)`` parameters at full resolution."""
+        return self.model.run(tiles)
+
+    def correct(
+        self,
+        tiles: npt.NDArray[np.float32],
+        p_clear: npt.NDArray[np.float32] | None = None,
+        valid: npt.NDArray[np.bool_] | None = None,
+    ) -> tuple[
+        npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_], list[str | None]
+    ]:
+        """``(corrected, t550, thick, verdicts)`` for ``(N, C, H, W)`` tiles (class docstring)."""
+        y, t550 = invert(tiles, self.params(tiles), self.bands)
+        thick = t550 < self.thick_transmittance
+        verdicts = [
+            check_tile(
+                tiles[i],
+                y[i],
+                ~thick[i],
+                None if p_clear is None else p_clear[i],
+                None if valid is None else valid[i],
+            )
+            for i in range(len(tiles))
+        ]
+        np.clip(y, 0.0, 1.0, out=y)
+        for i, why in enumerate(verdicts):  # the input itself is never clipped
+            if why is not None:
+                y[i] = tiles[i]
+            else:
+                y[i][:, thick[i]] = tiles[i][:, thick[i]]
+        return y, t550, thick, verdicts
+
+    def run(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return self.correct(tiles)[0]
+
+
+def as_remover(model: Model) -> Model | PhysicsRemover:
+    """A loaded generator file as the stream's remover: physics models are wrapped."""
+    return PhysicsRemover(model) if model.contract.output == "cloud_params_half" else model
+
+
+def upsample_params(half: npt.NDArray[np.float32], h: int, w: int) -> npt.NDArray[np.float32]:
+    """``(N, 6, h/2, w/2)`` -> ``(N, 6, h, w)`` with the runtime's bilinear x2."""
+    out = np.empty((half.shape[0], half.shape[1], h, w), np.float32)
+    _rk.upsample2(np.ascontiguousarray(half, dtype=np.float32), out)
+    return out

@@ -1,0 +1,114 @@
+"""The physics remover's runtime: analytic inversion, the do-no-harm gate, the stream wiring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kumo_edge.bands import BandSet
+from kumo_edge.physics import PhysicsRemover, check_tile, invert
+
+BANDS = BandSet.uniform(450, 850, 8, 50)
+
+
+def _params(shape, k=0.0, alpha=1.0, albedo=0.8, d=1.0, f=0.15, q=2.0):
+    n, _, h, w = shape
+    p = np.empty((n, 6, h, w), np.float32)
+    p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4], p[:, 5] = k, alpha, albedo, d, f, q
+    return p
+
+
+def _forward(surface, k, alpha, albedo, d, f, q):
+    r = (BANDS.centers / 550.0)[:, None, None]
+    t = np.exp(-k * r**-alpha)
+    fd = np.minimum(f * r**-q, 0.95)
+    return (surface * (fd + (1 - fd) * d) * t + albedo * (1 - t)).astype(np.float32)
+
+
+def test_no_cloud_parameters_are_the_identity():
+    x = np.random.default_rng(0).uniform(0, 1, (2, 8, 6, 6)).astype(np.float32)
+    y, t550 = invert(x, _params(x.shape), BANDS)
+    np.testing.assert_allclose(y, x, atol=1e-6)
+    assert np.all(t550 == 1.0)
+
+
+@pytest.mark.parametrize(
+    "k,alpha,albedo,d,f,q", [(0.7, 1.3, 0.85, 1.0, 0.15, 2.0), (0.3, 0.2, 0.6, 0.4, 0.3, 3.5)]
+)
+def test_inversion_recovers_the_surface_of_the_forward_model(k, alpha, albedo, d, f, q):
+    surface = np.random.default_rng(1).uniform(0.02, 0.6, (8, 5, 5)).astype(np.float32)
+    x = _forward(surface, k, alpha, albedo, d, f, q)[None]
+    y, t550 = invert(x, _params(x.shape, k, alpha, albedo, d, f, q), BANDS)
+    np.testing.assert_allclose(y[0], surface, atol=2e-5)
+    assert t550[0, 0, 0] == pytest.approx(math.exp(-k), rel=1e-6)
+
+
+def test_gate_refuses_a_correction_that_leaves_physical_reflectance():
+    x = np.full((8, 16, 16), 0.1, np.float32)  # dark ground: a bright cloud cannot be under it
+    y, _ = invert(x[None], _params((1, 8, 16, 16), k=1.0, albedo=0.9), BANDS)
+    assert check_tile(x, y[0], np.ones((16, 16), bool), None) == "out_of_range"
+
+
+def test_gate_refuses_a_correction_where_the_detector_is_sure_of_clear_sky():
+    x = np.full((8, 16, 16), 0.5, np.float32)
+    y, _ = invert(x[None], _params((1, 8, 16, 16), k=0.2, albedo=0.7), BANDS)
+    p_clear = np.full((16, 16), 0.95, np.float32)
+    assert check_tile(x, y[0], np.ones((16, 16), bool), None) is None
+    assert check_tile(x, y[0], np.ones((16, 16), bool), p_clear) == "disagrees_with_detector"
+
+
+class _FixedParams(PhysicsRemover):
+    """A physics remover whose 'network' returns fixed parameters (no model file)."""
+
+    def __init__(self, **kw):  # noqa: ANN003
+        self.bands, self.thick_transmittance, self.kw = BANDS, 0.2, kw
+
+    def params(self, tiles):  # noqa: ANN001, ANN201
+        return _params(tiles.shape, **self.kw)
+
+
+def test_thick_pixels_and_kept_tiles_keep_their_input_exactly():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.3, 1.4, (2, 8, 8, 8)).astype(np.float32)  # some values above 1
+    out, t550, thick, verdicts = _FixedParams(k=2.0, albedo=0.9).correct(x.copy())
+    assert thick.all() and t550.max() < 0.2  # exp(-2) = 0.135: too thick to recover
+    np.testing.assert_array_equal(out, x)  # neither corrected nor clipped
+    dark = np.full((1, 8, 8, 8), 0.05, np.float32)
+    out, _, _, verdicts = _FixedParams(k=1.0, albedo=0.9).correct(dark.copy())
+    assert verdicts == ["out_of_range"]
+    np.testing.assert_array_equal(out, dark)
+
+
+def test_stream_reports_kept_tiles_and_leaves_them_untouched(monkeypatch):
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
+
+    class Det:
+        def __init__(self):
+            self.contract = type("C", (), {"cloud_threshold": 0.5})()
+
+        def run(self, x):
+            p = np.zeros((len(x), 4, *x.shape[2:]), np.float32)
+            p[:, 1] = 1.0  # everything thin cloud
+            return p
+
+        def classify(self, probs, axis=1):
+            from kumo_edge.runtime import classify
+
+            return classify(probs, 0.5, axis)
+
+    x = np.full((2, 8, 16, 16), 0.05, np.float32)
+    x[1] = 0.6
+    rep = Report()
+    out, probs = process_tiles(
+        x.copy(), np.ones((2, 16, 16), bool), Det(), _FixedParams(k=0.5, albedo=0.5),
+        StreamConfig(tile=16, halo=0, batch=2), rep,
+    )  # fmt: skip
+    d = rep.to_dict()
+    assert d["tiles_kept"] == 1 and d["kept_by_reason"] == {"out_of_range": 1}
+    assert rep.tiles[0]["decision"] == "kept" and rep.tiles[0]["kept_reason"] == "out_of_range"
+    np.testing.assert_array_equal(out[0], x[0])
+    assert rep.tiles[1]["decision"] == "removed" and np.abs(out[1] - x[1]).mean() > 0.01
+    # thick by transmittance: exp(-0.5) = 0.61 is recoverable, so no pixel is thick
+    assert probs[1, 2].max() == 0.0
