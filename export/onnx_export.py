@@ -143,7 +143,7 @@ def export_checkpoint(
     halo: int = DEFAULT_HALO,
     metrics: dict | None = None,
 ) -> Path:
-    ckpt = torch.load(ckpt_path, weights_only=False, map_location="cpu")
+    ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
     net, cfg = build_from_checkpoint(ckpt)
     n = len(band_set(cfg.bands))
     model = to_onnx(net, n, tile)

@@ -49,7 +49,7 @@ def prune_unet(net: UNet, ratio: float, tile: int = 64) -> UNet:
 
 
 def _load_net(path: Path) -> UNet:
-    return build_from_checkpoint(torch.load(path, weights_only=False, map_location="cpu"))[0]
+    return build_from_checkpoint(torch.load(path, weights_only=True, map_location="cpu"))[0]
 
 
 def main() -> None:
@@ -84,7 +84,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     # denormal floats make CPU kernels crawl; flush them to zero
     torch.set_flush_denormal(True)
-    ckpt = torch.load(a.checkpoint, weights_only=False, map_location="cpu")
+    ckpt = torch.load(a.checkpoint, weights_only=True, map_location="cpu")
     parent, cfg = build_from_checkpoint(ckpt)
     n = len(band_set(cfg.bands))
     before = count_macs(parent, (1, n, 256, 256))

@@ -15,6 +15,8 @@ import shlex
 import subprocess
 import sys
 
+from kumo_edge.errors import KumoError
+
 #: Steps per band set, exactly as run for the shipped models.
 RECIPES: dict[str, list[str]] = {
     "hsi32": [
@@ -74,7 +76,7 @@ def steps(bands: str) -> list[str]:
         return STUDY
     known = {**RECIPES, **EXPERIMENTS}
     if bands not in known:
-        raise SystemExit(f"no recipe for {bands!r}; known: {', '.join(known)}, study")
+        raise KumoError(f"no recipe for {bands!r}; known: {', '.join(known)}, study")
     return known[bands]
 
 
@@ -88,7 +90,11 @@ def main() -> None:
     ap.add_argument("--bands", required=True)
     ap.add_argument("--dry-run", action="store_true")
     a = ap.parse_args()
-    for step in steps(a.bands):
+    try:
+        plan = steps(a.bands)
+    except KumoError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for step in plan:
         print(f"$ {step}", flush=True)
         if a.dry_run:
             continue

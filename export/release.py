@@ -80,7 +80,7 @@ def _card(
     metrics: dict,
     splits: dict,
 ) -> dict:
-    ck = torch.load(ckpt_path, weights_only=False, map_location="cpu")
+    ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
     net, cfg = build_from_checkpoint(ck)
     n = len(band_set(bands))
     b = band_set(bands)
@@ -140,7 +140,7 @@ def _release_detector(
     ``ship=None``, an experiment kept as FP32 in ``export/artifacts/<bands>/`` only."""
     art = ART / bands
     fp = export_checkpoint(ck, art / "detector_fp32.onnx")
-    real_test = build_from_checkpoint(torch.load(ck, weights_only=False))[1].real_split()[0]
+    real_test = build_from_checkpoint(torch.load(ck, weights_only=True))[1].real_split()[0]
     lineage = {"fp32": str(fp.relative_to(ROOT))}
     if ship is None:
         model, card_dir = fp, art
@@ -169,7 +169,7 @@ def release_experiment(bands: str) -> None:
     (ART / bands).mkdir(parents=True, exist_ok=True)
     ck = ROOT / "runs" / f"detector_{bands}" / "best.pt"
     if not ck.exists():
-        raise SystemExit(f"{ck} not found; train it first")
+        raise KumoError(f"{ck} not found; train it first")
     _release_detector(bands, ck, load_scenes(TrainConfig(bands=bands))[0], ship=None)
 
 
@@ -188,7 +188,7 @@ def release(
     splits, _ = load_scenes(TrainConfig(bands=bands))
     if fpr_budget is not None and not splits["val"]:
         # checked before anything is written
-        raise SystemExit("--fpr-budget needs validation scenes, and this band set has none")
+        raise KumoError("--fpr-budget needs validation scenes, and this band set has none")
     test = splits["test"]
     calib = calibration_batches(bands)
 
@@ -269,12 +269,15 @@ def main() -> None:
     )
     a = ap.parse_args()
     torch.set_num_threads(2)
-    if a.experiment:
-        release_experiment(a.bands)
-        return
-    release(
-        a.bands, tuple(a.ops.split(",")), a.pruned, a.only or "", a.fpr_budget, a.float_convs_upto
-    )
+    try:
+        if a.experiment:
+            release_experiment(a.bands)
+            return
+        release(
+            a.bands, tuple(a.ops.split(",")), a.pruned, a.only or "", a.fpr_budget, a.float_convs_upto
+        )
+    except KumoError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -45,18 +45,23 @@ def test_inversion_recovers_the_surface_of_the_forward_model(k, alpha, albedo, d
     assert t550[0, 0, 0] == pytest.approx(math.exp(-k), rel=1e-6)
 
 
-def test_gate_refuses_a_correction_that_leaves_physical_reflectance():
-    x = np.full((8, 16, 16), 0.1, np.float32)  # dark ground: a bright cloud cannot be under it
-    y, _ = invert(x[None], _params((1, 8, 16, 16), k=1.0, albedo=0.9), BANDS)
-    assert check_tile(x, y[0], np.ones((16, 16), bool), None) == "out_of_range"
+def test_gate_refuses_a_thin_cloud_brighter_than_the_data():
+    x = np.full((8, 16, 16), 0.1, np.float32)  # dark ground: a bright haze cannot be over it
+    y, t550 = invert(x[None], _params((1, 8, 16, 16), k=0.5, albedo=0.9), BANDS)
+    assert t550.min() > 0.5 and y.max() < -0.05
+    assert check_tile(x, y[0], t550[0], None) == "out_of_range"
+    # the same haze over brighter ground is plausible
+    x2 = np.full((8, 16, 16), 0.5, np.float32)
+    y2, t2 = invert(x2[None], _params((1, 8, 16, 16), k=0.5, albedo=0.9), BANDS)
+    assert check_tile(x2, y2[0], t2[0], None) is None
 
 
 def test_gate_refuses_a_correction_where_the_detector_is_sure_of_clear_sky():
     x = np.full((8, 16, 16), 0.5, np.float32)
-    y, _ = invert(x[None], _params((1, 8, 16, 16), k=0.2, albedo=0.7), BANDS)
+    y, t550 = invert(x[None], _params((1, 8, 16, 16), k=0.2, albedo=0.7), BANDS)
     p_clear = np.full((16, 16), 0.95, np.float32)
-    assert check_tile(x, y[0], np.ones((16, 16), bool), None) is None
-    assert check_tile(x, y[0], np.ones((16, 16), bool), p_clear) == "disagrees_with_detector"
+    assert check_tile(x, y[0], t550[0], None) is None
+    assert check_tile(x, y[0], t550[0], p_clear) == "disagrees_with_detector"
 
 
 class _FixedParams(PhysicsRemover):
@@ -76,7 +81,7 @@ def test_thick_pixels_and_kept_tiles_keep_their_input_exactly():
     assert thick.all() and t550.max() < 0.2  # exp(-2) = 0.135: too thick to recover
     np.testing.assert_array_equal(out, x)  # neither corrected nor clipped
     dark = np.full((1, 8, 8, 8), 0.05, np.float32)
-    out, _, _, verdicts = _FixedParams(k=1.0, albedo=0.9).correct(dark.copy())
+    out, _, _, verdicts = _FixedParams(k=0.5, albedo=0.9).correct(dark.copy())
     assert verdicts == ["out_of_range"]
     np.testing.assert_array_equal(out, dark)
 

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 from export.onnx_export import export_checkpoint  # noqa: E402
 from export.train import main as train_main  # noqa: E402
 from kumo_edge.cli import sample_scene_path  # noqa: E402
+from kumo_edge.errors import KumoError  # noqa: E402
 from kumo_edge.runtime import load_model  # noqa: E402
 
 
@@ -73,9 +74,9 @@ def test_real_patch_split_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     cfg, _ = train.parse(["detector", "--real-test", "Forest_08_0805,Water_02_1010"])
     assert cfg.real_split() == (["Forest_08_0805", "Water_02_1010"], train.REAL_VAL)
     assert train.parse(["detector"])[0].real_split() == (train.REAL_TEST, train.REAL_VAL)
-    monkeypatch.setattr(train, "_real_names", lambda: ["Forest_08_0805", "Water_02_1010"])
+    monkeypatch.setattr(train.loops, "_real_names", lambda: ["Forest_08_0805", "Water_02_1010"])
     bad, _ = train.parse(
         ["detector", "--real-val", "Nowhere_00", "--out", str(tmp_path), "--smoke"]
     )
-    with pytest.raises(SystemExit, match="unknown real patches.*Nowhere_00"):
+    with pytest.raises(KumoError, match="unknown real patches.*Nowhere_00"):
         train.train_detector(bad)

@@ -1,0 +1,5 @@
+"""``python -m export.train``."""
+
+from export.train.cli import main
+
+main()
