@@ -1,0 +1,5 @@
+"""``python -m bench.quality``."""
+
+from bench.quality import main
+
+main()
