@@ -76,20 +76,21 @@ def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
         wait_one()
 
 
-def fold_dir(bands: str, k: int) -> Path:
-    return ROOT / "runs" / "removal_cv" / bands / f"fold{k}"
+def fold_dir(bands: str, k: int, method: str = "physics") -> Path:
+    sub = bands if method == "physics" else f"{bands}-{method}"
+    return ROOT / "runs" / "removal_cv" / sub / f"fold{k}"
 
 
-def train_folds(bands: str, steps: int, jobs: int) -> None:
+def train_folds(bands: str, steps: int, jobs: int, method: str = "physics") -> None:
     todo = []
     for k, held in enumerate(FOLDS):
-        out = fold_dir(bands, k)
+        out = fold_dir(bands, k, method)
         log = out / "log.jsonl"
         if log.exists() and f'"step": {steps},' in log.read_text():
             continue
         argv = [
             sys.executable, "-m", "export.physics", "train", "--bands", bands, "--steps", str(steps),
-            "--out", str(out), "--holdout", ",".join(held), "--threads", "1",
+            "--out", str(out), "--holdout", ",".join(held), "--threads", "1", "--method", method,
         ]  # fmt: skip
         todo.append((argv, out.parent / f"fold{k}.log"))
     run_jobs(todo, jobs)
@@ -166,18 +167,29 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
     ap.add_argument("--tiles", type=int, default=24, help="64-px tiles per held-out scene")
     ap.add_argument("--eval-only", action="store_true", help="use the fold checkpoints as they are")
+    ap.add_argument(
+        "--method",
+        default="physics",
+        choices=["physics", "residual"],
+        help="which remover's folds to train (both are evaluated where their checkpoints exist)",
+    )
     a = ap.parse_args(argv)
     from export.physics import corpus, export
     from export.train import band_set
 
     if not a.eval_only:
-        train_folds(a.bands, a.steps, a.jobs)
+        train_folds(a.bands, a.steps, a.jobs, a.method)
     bs = band_set(a.bands)
     scenes = {s.name: s for s in corpus(bs)}
     shipped = shipped_models()[a.bands]
     det = load_model(shipped["detector"])
     gen = load_model(shipped["generator"])
     methods = ["input", "physics", "physics+detector", "hot", "inpaint", "cgan shipped"]
+    residual = all(
+        (fold_dir(a.bands, k, "residual") / "best.pt").exists() for k in range(len(FOLDS))
+    )
+    if residual:
+        methods.append("residual (corpus)+detector")
     per_scene: dict = {}
     pooled = {m: {} for m in methods}
     rng = np.random.default_rng(0)
@@ -192,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
             "inpaint": _stream(det, remover("inpaint", bs)),
             "cgan shipped": _stream(det, gen),
         }
+        if residual:
+            rck = fold_dir(a.bands, k, "residual") / "best.pt"
+            res = load_model(export(rck, rck.with_name("residual_fp32.onnx")))
+            run["residual (corpus)+detector"] = _stream(det, res)
         for name in held:
             if name not in scenes:
                 continue

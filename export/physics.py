@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from export.data import CloudRanges, CloudyTiles, Scene, usable
-from export.nets import EncoderDecoder, count_macs, count_params
+from export.nets import EncoderDecoder, UNet, UNetConfig, count_macs, count_params
 from export.scenes import card_rows, hyperspectral_corpus
 from kumo_edge.bands import BandSet
 from kumo_edge.clouds import CloudField, CloudParams
@@ -78,6 +78,9 @@ class PhysicsConfig:
     sam_weight: float = 0.2
     param_weight: float = 0.1
     range_weight: float = 1.0
+    #: ``physics`` (the five-parameter network) or ``residual`` (the cGAN's residual U-Net, same
+    #: trunk, same data and losses less the parameter terms: the comparison the issue asks for)
+    method: str = "physics"
     extra: dict = field(default_factory=dict)
 
 
@@ -153,16 +156,31 @@ def _batch(ds: CloudyTiles, idx: range, rng: np.random.Generator, noise: float) 
     return b
 
 
+def build_net(method: str, n_bands: int, widths: tuple[int, ...]) -> nn.Module:
+    if method == "physics":
+        return PhysicsNet(n_bands, widths)
+    if method == "residual":
+        return UNet(UNetConfig(n_bands, n_bands, tuple(widths), "bilinear", "batch", "residual"))
+    raise ValueError(f"unknown method {method!r}; choose physics or residual")
+
+
 def losses(
-    net: PhysicsNet, b: dict, lnr: torch.Tensor, cfg: PhysicsConfig
+    net: nn.Module, b: dict, lnr: torch.Tensor, cfg: PhysicsConfig
 ) -> tuple[torch.Tensor, dict]:
-    y, t550, illum = invert(b["cloudy"], net(b["cloudy"]), lnr)
+    if isinstance(net, UNet):  # the residual generator: reconstruction losses only
+        y = net(b["cloudy"])
+        t550 = illum = None
+    else:
+        y, t550, illum = invert(b["cloudy"], net(b["cloudy"]), lnr)
     rec = (b["t550"] >= THICK_TRANSMITTANCE).float()[:, None]
     n = rec.sum().clamp(min=1.0)
     yc = y.clamp(-0.1, 1.1)
     l1 = ((yc - b["clear"]).abs() * rec).sum() / (n * y.shape[1])
     cos = F.cosine_similarity(yc.clamp(min=1e-4), b["clear"].clamp(min=1e-4), dim=1, eps=1e-6)
     sam = (torch.acos(cos.clamp(-0.9999, 0.9999)) * rec[:, 0]).sum() / n
+    if t550 is None:
+        parts = {"l1": l1, "sam": sam}
+        return l1 + cfg.sam_weight * sam, {k: float(v.detach()) for k, v in parts.items()}
     kt = -torch.log(b["t550"].clamp(min=math.exp(-4.0)))
     lk = (-torch.log(t550.clamp(min=math.exp(-4.0))) - kt).abs().mean()
     li = (illum - b["illum550"]).abs().mean()
@@ -194,7 +212,7 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
     rng = np.random.default_rng(cfg.seed)
     vb = _batch(val, range(128), rng, cfg.noise)
     lnr = torch.from_numpy(spectral_terms(bs))
-    net = PhysicsNet(len(bs), cfg.widths)
+    net = build_net(cfg.method, len(bs), cfg.widths)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     out.mkdir(parents=True, exist_ok=True)
@@ -238,12 +256,12 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
     return out / "best.pt"
 
 
-def load_net(ckpt: Path) -> tuple[PhysicsNet, dict]:
+def load_net(ckpt: Path) -> tuple[nn.Module, dict]:
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     c = state["meta"]["config"]
     from export.train import band_set
 
-    net = PhysicsNet(len(band_set(c["bands"])), tuple(c["widths"]))
+    net = build_net(c.get("method", "physics"), len(band_set(c["bands"])), tuple(c["widths"]))
     net.load_state_dict(state["model"])
     return net.eval(), state["meta"]
 
@@ -338,6 +356,24 @@ def export(
     net, meta = load_net(ckpt)
     c = meta["config"]
     bs = band_set(c["bands"])
+    if isinstance(net, UNet):
+        from export.onnx_export import to_onnx
+
+        contract = ModelContract(
+            kind="generator",
+            band_set=c["bands"],
+            bands=bs,
+            tile=tile,
+            halo=halo,
+            multiple=2 ** len(c["widths"]),
+            input_scaling={"type": "reflectance", "scale": 1.0, "offset": 0.0, "range": [0.0, 1.0]},
+            output="residual_half",
+            opset=OPSET,
+            git_sha=git_sha(),
+            training={**c, "train_scenes": meta["train_scenes"], "method": "residual"},
+            metrics=metrics or {},
+        )
+        return write_model(to_onnx(net, len(bs), tile), contract, out)
     f = io.BytesIO()
     torch.onnx.export(
         net,
@@ -460,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--widths", default="8,16,32")
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    t.add_argument("--method", default="physics", choices=["physics", "residual"])
     e = sub.add_parser("export", help="export a checkpoint to ONNX with its contract")
     e.add_argument("--ckpt", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -474,6 +511,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=a.seed,
             holdout=tuple(n for n in a.holdout.split(",") if n),
             widths=tuple(int(v) for v in a.widths.split(",")),
+            method=a.method,
         )
         print(train(cfg, a.out))
     else:
