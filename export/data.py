@@ -448,6 +448,7 @@ class CloudyTiles:
             "tau": res.tau550,
             "t550": res.extra["t550"],
             "illum550": res.extra["illum550"],
+            "angstrom": np.float32(params.angstrom),
         }
 
 

@@ -78,9 +78,12 @@ class PhysicsConfig:
     sam_weight: float = 0.2
     param_weight: float = 0.1
     range_weight: float = 1.0
+    alpha_weight: float = 0.0
     #: ``physics`` (the five-parameter network) or ``residual`` (the cGAN's residual U-Net, same
     #: trunk, same data and losses less the parameter terms: the comparison the issue asks for)
     method: str = "physics"
+    #: start from this checkpoint's weights (same network) instead of random ones
+    init: str = ""
     extra: dict = field(default_factory=dict)
 
 
@@ -148,7 +151,7 @@ def _batch(ds: CloudyTiles, idx: range, rng: np.random.Generator, noise: float) 
     items = [ds[i] for i in idx]
     b = {
         k: torch.from_numpy(np.stack([it[k] for it in items]))
-        for k in ("cloudy", "clear", "t550", "illum550")
+        for k in ("cloudy", "clear", "t550", "illum550", "angstrom")
     }
     if noise > 0:
         sigma = torch.from_numpy(rng.uniform(0, noise, (len(items), 1, 1, 1)).astype(np.float32))
@@ -171,7 +174,8 @@ def losses(
         y = net(b["cloudy"])
         t550 = illum = None
     else:
-        y, t550, illum = invert(b["cloudy"], net(b["cloudy"]), lnr)
+        half = net(b["cloudy"])
+        y, t550, illum = invert(b["cloudy"], half, lnr)
     rec = (b["t550"] >= THICK_TRANSMITTANCE).float()[:, None]
     n = rec.sum().clamp(min=1.0)
     yc = y.clamp(-0.1, 1.1)
@@ -184,10 +188,21 @@ def losses(
     kt = -torch.log(b["t550"].clamp(min=math.exp(-4.0)))
     lk = (-torch.log(t550.clamp(min=math.exp(-4.0))) - kt).abs().mean()
     li = (illum - b["illum550"]).abs().mean()
+    # the Angstrom exponent where there is cloud to measure it on (measured: without this term
+    # the alpha head stayed near its prior, and clouds of unseen spectral slope cost SAM)
+    cloudy = (b["t550"] < 0.95).float()
+    alpha = up2(half)[:, 1]
+    la = ((alpha - b["angstrom"].view(-1, 1, 1)).abs() * cloudy).sum() / cloudy.sum().clamp(min=1.0)
     # reflectance the inversion pushes below 0 or above 1: the gate would refuse the tile
     out = ((F.relu(-y) + F.relu(y - 1.0)) * rec).sum() / (n * y.shape[1])
-    loss = l1 + cfg.sam_weight * sam + cfg.param_weight * (lk + li) + cfg.range_weight * out
-    parts = {"l1": l1, "sam": sam, "k": lk, "illum": li, "range": out}
+    loss = (
+        l1
+        + cfg.sam_weight * sam
+        + cfg.param_weight * (lk + li)
+        + cfg.alpha_weight * la
+        + cfg.range_weight * out
+    )
+    parts = {"l1": l1, "sam": sam, "k": lk, "illum": li, "alpha": la, "range": out}
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -213,6 +228,8 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
     vb = _batch(val, range(128), rng, cfg.noise)
     lnr = torch.from_numpy(spectral_terms(bs))
     net = build_net(cfg.method, len(bs), cfg.widths)
+    if cfg.init:
+        net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["model"])
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     out.mkdir(parents=True, exist_ok=True)
@@ -497,6 +514,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--widths", default="8,16,32")
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     t.add_argument("--method", default="physics", choices=["physics", "residual"])
+    t.add_argument("--init", default="", help="start from this checkpoint (fine-tuning)")
+    t.add_argument("--lr", type=float, default=PhysicsConfig.lr)
+    t.add_argument("--alpha-weight", type=float, default=PhysicsConfig.alpha_weight)
     e = sub.add_parser("export", help="export a checkpoint to ONNX with its contract")
     e.add_argument("--ckpt", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -512,6 +532,9 @@ def main(argv: list[str] | None = None) -> None:
             holdout=tuple(n for n in a.holdout.split(",") if n),
             widths=tuple(int(v) for v in a.widths.split(",")),
             method=a.method,
+            init=a.init,
+            lr=a.lr,
+            alpha_weight=a.alpha_weight,
         )
         print(train(cfg, a.out))
     else:

@@ -274,7 +274,12 @@ def main() -> None:
             release_experiment(a.bands)
             return
         release(
-            a.bands, tuple(a.ops.split(",")), a.pruned, a.only or "", a.fpr_budget, a.float_convs_upto
+            a.bands,
+            tuple(a.ops.split(",")),
+            a.pruned,
+            a.only or "",
+            a.fpr_budget,
+            a.float_convs_upto,
         )
     except KumoError as exc:
         raise SystemExit(f"error: {exc}") from None

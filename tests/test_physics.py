@@ -117,3 +117,52 @@ def test_stream_reports_kept_tiles_and_leaves_them_untouched(monkeypatch):
     assert rep.tiles[1]["decision"] == "removed" and np.abs(out[1] - x[1]).mean() > 0.01
     # thick by transmittance: exp(-0.5) = 0.61 is recoverable, so no pixel is thick
     assert probs[1, 2].max() == 0.0
+
+
+# -- the shipped physics removers on surfaces that are not cloud: none may be made worse --------
+def _surfaces(bands: BandSet) -> dict[str, np.ndarray]:
+    lam = bands.centers
+    rng = np.random.default_rng(3)
+    tex = 1 + 0.06 * rng.standard_normal((96, 96)).astype(np.float32)
+    spectra = {
+        "snow": np.interp(lam, [450, 700, 850], [0.95, 0.92, 0.82]),
+        "bright_ground": np.interp(lam, [450, 650, 850], [0.30, 0.45, 0.55]),
+        "water": np.interp(lam, [450, 550, 700, 850], [0.06, 0.05, 0.02, 0.01]),
+    }
+    return {k: np.clip(v[:, None, None] * tex[None], 0, 1).astype(np.float32) for k, v in spectra.items()}
+
+
+def _shipped_physics() -> list[str]:
+    from kumo_edge.runtime import read_contract, shipped_models
+
+    return [
+        b
+        for b, f in shipped_models().items()
+        if "generator" in f and read_contract(f["generator"]).output == "cloud_params_half"
+    ]
+
+
+@pytest.mark.parametrize("band_set", _shipped_physics())
+@pytest.mark.parametrize("surface", ["snow", "bright_ground", "water", "cloud_free_scene"])
+def test_shipped_remover_leaves_cloud_free_surfaces_as_they_are(band_set, surface):
+    from kumo_edge.bands import resample, resampling_matrix
+    from kumo_edge.cli import sample_scene_path
+    from kumo_edge.errors import BandMappingError
+    from kumo_edge.io import Raster
+    from kumo_edge.runtime import load_models, read_contract, shipped_models
+    from kumo_edge.stream import StreamConfig, process_image
+
+    bands = read_contract(shipped_models()[band_set]["detector"]).bands
+    det, rem, _ = load_models(band_set, bands)
+    if surface == "cloud_free_scene":  # the bundled clear Landsat-7 scene, resampled
+        with Raster(sample_scene_path()) as r:
+            try:
+                m = resampling_matrix(r.bands, bands)
+            except BandMappingError:
+                pytest.skip(f"the sample scene cannot feed {band_set}")
+            x = resample(r.read_strip(0, 128).data[:, :, :128], m)
+    else:
+        x = _surfaces(bands)[surface]
+    y, mask, rep = process_image(np.ascontiguousarray(x), bands, det, rem, StreamConfig())
+    change = float(np.abs(y - x).mean())
+    assert change < 0.005, f"{surface}: mean change {change:.4f} ({rep.to_dict()['kept_by_reason']})"
