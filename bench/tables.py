@@ -212,6 +212,72 @@ TABLES = {"tiling": ("tiling.json", tiling_table), "quality": ("quality.json", q
 MODELS_DIR = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
 
 
+def removal_cv_table(doc: dict) -> str:
+    """Cross-validation of cloud removal by place (bench/removal_cv.py): per held-out scene, PSNR
+    gain over the cloudy input and SAM, every method; then the summary."""
+    env = doc["environment"]
+    methods = list(next(iter(doc["per_scene"].values())).keys())
+    methods = [m for m in methods if m not in ("fold", "input")]
+    lines = [
+        f"Band set `{doc['bands']}`, {len(doc['per_scene'])} held-out scenes in {len(doc['folds'])} folds by place, "
+        f"{doc['tiles_per_scene']} tiles of {doc['tile']} px per scene, clouds from outside the training ranges and "
+        f"from another cloud model; scored on pixels with true two-way transmittance >= 0.2. "
+        f"Cells: PSNR gain over the input in dB [95 % bootstrap interval] / SAM in degrees. "
+        f"{env['cpu']}, {env['date_utc'][:10]}.",
+        "",
+        "| fold | scene | input PSNR / SAM | " + " | ".join(methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for name, v in doc["per_scene"].items():
+        cells = [
+            f"{v[m]['gain_db']:+.2f} [{v[m]['gain_ci95'][0]:+.1f}, {v[m]['gain_ci95'][1]:+.1f}] / {v[m]['sam_deg']:.1f}"
+            for m in methods
+        ]
+        lines.append(
+            f"| {v['fold']} | {name} | {v['input']['psnr']:.2f} / {v['input']['sam_deg']:.1f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "| method | mean gain dB [95 % CI over scenes] | worst scene | scenes < +1 dB | SAM below input | gain by true thickness (clear / thin / medium) |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for m, v in doc["summary"].items():
+        t = v["gain_by_thickness_db"]
+        lines.append(
+            f"| {m} | {v['mean_gain_db']:+.2f} [{v['mean_gain_ci95'][0]:+.2f}, {v['mean_gain_ci95'][1]:+.2f}] | "
+            f"{v['min_gain_db']:+.2f} | {len(v['scenes_below_1db'])} | {v['sam_lower_than_input']}/{v['scenes']} | "
+            f"{t['clear']:+.2f} / {t['thin']:+.2f} / {t['medium']:+.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def removal_real_table(doc: dict) -> str:
+    """Removers on real clouds (bench/removal_real.py)."""
+    l8 = doc["l8biome"]
+    methods = [m for m in next(iter(l8.values())) if m not in ("land", "clear_fraction")]
+    lines = [
+        f"L8 Biome ({len(l8)} real labelled patches): change of the pixels the truth calls clear (mean absolute reflectance; target < 0.005). "
+        f"RICE2 ({doc['rice2']['summary'][methods[0]]['pairs']} real pairs, the clear image from another date, DN / 255): PSNR gain over the cloudy input.",
+        "",
+        "| method | L8 clear-pixel change, mean (max) | L8 patches >= 0.005 | RICE2 mean gain dB (median) | RICE2 pairs made worse |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for m in methods:
+        ch = [v[m]["clear_change"] for v in l8.values() if v[m]["clear_change"] is not None]
+        r = doc["rice2"]["summary"].get(m)
+        rice = (
+            f"{r['mean_gain_db']:+.2f} ({r['median_gain_db']:+.2f}) | {r['pairs_worse']}/{r['pairs']}"
+            if r
+            else "- | -"
+        )
+        lines.append(
+            f"| {m} | {sum(ch) / len(ch):.4f} ({max(ch):.4f}) | {sum(c >= 0.005 for c in ch)} | {rice} |"
+        )
+    return "\n".join(lines)
+
+
 def render() -> dict[str, str]:
     out = {}
     for name, (fname, fn) in TABLES.items():
@@ -228,6 +294,12 @@ def render() -> dict[str, str]:
         out[p.stem.replace("_", "-")] = fn(doc)
     for p in sorted(RESULTS.glob("models_*.json")):
         out[p.stem.replace("_", "-")] = models_bench_table(json.loads(p.read_text()))
+    for p in sorted(RESULTS.glob("removal_cv_*.json")):
+        out[p.stem.replace("_", "-")] = removal_cv_table(json.loads(p.read_text()))
+    if (RESULTS / "removal_real.json").exists():
+        out["removal-real"] = removal_real_table(
+            json.loads((RESULTS / "removal_real.json").read_text())
+        )
     return out
 
 

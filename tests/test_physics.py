@@ -129,7 +129,10 @@ def _surfaces(bands: BandSet) -> dict[str, np.ndarray]:
         "bright_ground": np.interp(lam, [450, 650, 850], [0.30, 0.45, 0.55]),
         "water": np.interp(lam, [450, 550, 700, 850], [0.06, 0.05, 0.02, 0.01]),
     }
-    return {k: np.clip(v[:, None, None] * tex[None], 0, 1).astype(np.float32) for k, v in spectra.items()}
+    return {
+        k: np.clip(v[:, None, None] * tex[None], 0, 1).astype(np.float32)
+        for k, v in spectra.items()
+    }
 
 
 def _shipped_physics() -> list[str]:
@@ -165,4 +168,76 @@ def test_shipped_remover_leaves_cloud_free_surfaces_as_they_are(band_set, surfac
         x = _surfaces(bands)[surface]
     y, mask, rep = process_image(np.ascontiguousarray(x), bands, det, rem, StreamConfig())
     change = float(np.abs(y - x).mean())
-    assert change < 0.005, f"{surface}: mean change {change:.4f} ({rep.to_dict()['kept_by_reason']})"
+    assert change < 0.005, (
+        f"{surface}: mean change {change:.4f} ({rep.to_dict()['kept_by_reason']})"
+    )
+
+
+# -- an exported physics network (random weights) through the runtime and the stream -----------
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):  # noqa: ANN001, ANN201
+    torch = pytest.importorskip("torch")
+    from export.physics import PhysicsConfig, PhysicsNet, export
+    from kumo_edge.runtime import load_model
+
+    from conftest import random_models
+
+    folder = tmp_path_factory.mktemp("physics")
+    torch.manual_seed(4)
+    net = PhysicsNet(4, (8, 8))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        net.head.bias.copy_(torch.tensor([-0.5, 0.0, 1.0, 2.0, -1.0, 0.0]))  # some cloud
+    net.train()
+    net(torch.rand(4, 4, 32, 32))
+    net.eval()
+    cfg = PhysicsConfig(bands="rgbn", widths=(8, 8))
+    from dataclasses import asdict
+
+    ckpt = folder / "net.pt"
+    meta = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "train_scenes": [],
+    }
+    torch.save({"model": net.state_dict(), "meta": meta}, ckpt)
+    path = export(ckpt, folder / "generator.onnx", tile=64, halo=8)
+    det = load_model(random_models(folder / "det", seed=1)["detector"], threads=1)
+    return ckpt, path, det, PhysicsRemover(load_model(path, threads=1))
+
+
+def test_exported_physics_model_matches_torch(exported):  # noqa: ANN001
+    from export.physics import parity
+
+    ckpt, path, _, rem = exported
+    assert rem.contract.output == "cloud_params_half" and rem.thick_transmittance == 0.2
+    assert parity(ckpt, path) < 1e-4
+
+
+def test_physics_stream_equals_whole_image(exported):  # noqa: ANN001
+    from kumo_edge.config import sensor_profile
+    from kumo_edge.stream import RING_STEP, StreamConfig, StreamProcessor, process_image
+
+    _, _, det, rem = exported
+    bands = sensor_profile("rgbn").bands
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:150, 0:120]
+    base = 0.25 + 0.1 * np.sin(yy / 9.0) * np.cos(xx / 7.0)
+    cube = np.clip(
+        np.stack([base * f for f in (0.8, 1.0, 1.2, 1.6)]) + rng.normal(0, 0.02, (4, 150, 120)),
+        0,
+        1,
+    ).astype(np.float32)
+    cfg = StreamConfig(min_fraction=0.0, blend="full")
+    ref, ref_mask, ref_rep = process_image(cube, bands, det, rem, cfg)
+    proc = StreamProcessor(120, bands, det, rem, cfg)
+    out = []
+    for r in range(0, 150, 23):
+        out += proc.push(cube[:, r : r + 23])
+    out += proc.flush()
+    data = np.concatenate([o.data for o in out], axis=1)
+    mask = np.concatenate([o.mask for o in out], axis=0)
+    assert np.abs(data - ref).max() <= RING_STEP * 1.01
+    assert (mask == ref_mask).mean() > 0.999
+    assert np.abs(data - cube).max() > 0.01  # the remover did change something
+    assert len(proc.report.tiles) == len(ref_rep.tiles)
