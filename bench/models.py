@@ -91,9 +91,7 @@ def run(
         "detector_fp32": art / "detector_fp32.onnx",
         "detector_int8 (shipped)": MODELS / bands / "detector.onnx",
     }
-    models = {
-        k: as_remover(load_model(p, threads=threads)) for k, p in paths.items() if p.exists()
-    }
+    models = {k: as_remover(load_model(p, threads=threads)) for k, p in paths.items() if p.exists()}
     if not models:
         raise SystemExit(
             f"no models for band set {bands!r} in {art} or {MODELS / bands}; run export/release.py first"

@@ -32,17 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def removers(models: str) -> dict:
-    """The shipped detector and every remover for a band set: the shipped generator, HOT,
-    inpainting, and, where their files exist, the physics remover and the previous cGAN."""
+    """The shipped detector and every remover for a band set: the shipped generator, the cGAN
+    it replaced (where kept in export/artifacts), HOT and inpainting."""
     ship = shipped_models()[models]
     det = load_model(ship["detector"], threads=2)
-    out = {"shipped": as_remover(load_model(ship["generator"], threads=2))}
-    for name, path in (
-        ("physics", ROOT / "export" / "artifacts" / models / "physics_int8.onnx"),
-        ("cgan (previous)", ROOT / "export" / "artifacts" / models / "cgan_int8.onnx"),
-    ):
-        if path.exists():
-            out[name] = as_remover(load_model(path, threads=2))
+    gen = as_remover(load_model(ship["generator"], threads=2))
+    out = {f"shipped ({'physics' if getattr(gen, 'physics', False) else 'cgan'})": gen}
+    previous = ROOT / "export" / "artifacts" / models / "cgan_int8.onnx"
+    if previous.exists():  # the cGAN the physics remover replaced
+        out["cgan (previous)"] = load_model(previous, threads=2)
     out["hot"] = remover("hot", det.bands)
     out["inpaint"] = remover("inpaint", det.bands)
     return det, out
@@ -111,7 +109,11 @@ def rice2(models: str) -> dict:
             "pairs_worse": int((g < 0).sum()),
             "tiles_kept": int(sum(r["tiles_kept"] for r in rows if r is not None)),
         }
-    return {"summary": summary, "per_pair": {p.name: [res[n][i] for n in res] for i, p in enumerate(pairs)}, "methods": list(res)}
+    return {
+        "summary": summary,
+        "per_pair": {p.name: [res[n][i] for n in res] for i, p in enumerate(pairs)},
+        "methods": list(res),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,10 +125,18 @@ def main(argv: list[str] | None = None) -> None:
     for name in next(iter(doc["l8biome"].values())):
         if name in ("land", "clear_fraction"):
             continue
-        ch = [v[name]["clear_change"] for v in doc["l8biome"].values() if v[name]["clear_change"] is not None]
-        print(f"L8 {name:16s} clear-pixel change: mean {np.mean(ch):.4f}, max {np.max(ch):.4f}, patches >= 0.005: {sum(c >= 0.005 for c in ch)}")
+        ch = [
+            v[name]["clear_change"]
+            for v in doc["l8biome"].values()
+            if v[name]["clear_change"] is not None
+        ]
+        print(
+            f"L8 {name:16s} clear-pixel change: mean {np.mean(ch):.4f}, max {np.max(ch):.4f}, patches >= 0.005: {sum(c >= 0.005 for c in ch)}"
+        )
     for name, s in doc["rice2"]["summary"].items():
-        print(f"RICE2 {name:16s} mean gain {s['mean_gain_db']:+.2f} dB (median {s['median_gain_db']:+.2f}), worse on {s['pairs_worse']}/{s['pairs']}")
+        print(
+            f"RICE2 {name:16s} mean gain {s['mean_gain_db']:+.2f} dB (median {s['median_gain_db']:+.2f}), worse on {s['pairs_worse']}/{s['pairs']}"
+        )
     doc["environment"] = environment()
     print(write_json(doc, RESULTS / "removal_real.json"))
 

@@ -450,12 +450,29 @@ def parity(ckpt: Path, onnx_path: Path, size: int = 64) -> float:
     return float(np.abs(yt.numpy() - yr).max())
 
 
+def quantize(fp32: Path, int8: Path, meta: dict) -> Path:
+    """INT8 (QDQ) of an exported remover, calibrated on cloudy tiles of its own training scenes;
+    a physics network's parameter head (N_PARAMS x widths[0] channels, the thinnest Conv, whose
+    outputs the inversion divides by) stays in float."""
+    from export.quantize import quantize_model
+    from export.train import band_set
+
+    c = meta["config"]
+    bs = band_set(c["bands"])
+    scenes = jittered(corpus(bs, meta["train_scenes"]), bs)
+    ds = CloudyTiles(scenes, 64, 64, seed=123, augment=False, ranges=TRAIN_RANGES)
+    xs = np.stack([ds[i]["cloudy"] for i in range(64)])
+    upto = N_PARAMS * c["widths"][0] if c.get("method", "physics") == "physics" else 0
+    return quantize_model(
+        fp32, int8, [xs[i : i + 8] for i in range(0, 64, 8)], float_convs_upto=upto
+    )
+
+
 def release(ckpt: Path, ship: Path, command: str, metrics: dict | None = None) -> Path:
     """FP32 export to ``export/artifacts/<bands>/physics_fp32.onnx``, INT8 (every Conv but the
     parameter head, whose outputs the inversion divides by) to ``ship/generator.onnx``, and the
     model card ``ship/generator.json``: every training scene with its wavelength provenance,
     the cloud ranges, the command, the metrics."""
-    from export.quantize import quantize_model
     from export.train import band_set
 
     net, meta = load_net(ckpt)
@@ -463,21 +480,11 @@ def release(ckpt: Path, ship: Path, command: str, metrics: dict | None = None) -
     bs = band_set(c["bands"])
     art = Path(__file__).resolve().parent / "artifacts" / c["bands"]
     fp32 = export(ckpt, art / "physics_fp32.onnx", metrics=metrics)
-    scenes = jittered(corpus(bs, meta["train_scenes"]), bs)
-    ds = CloudyTiles(scenes, 64, 64, seed=123, augment=False, ranges=TRAIN_RANGES)
-    xs = np.stack([ds[i]["cloudy"] for i in range(64)])
-    int8 = ship / "generator.onnx"
-    # the head (N_PARAMS x widths[0] channels, the thinnest Conv) stays in float
-    quantize_model(
-        fp32,
-        int8,
-        [xs[i : i + 8] for i in range(0, 64, 8)],
-        float_convs_upto=N_PARAMS * c["widths"][0],
-    )
+    int8 = quantize(fp32, ship / "generator.onnx", meta)
     card = {
         "name": f"{c['bands']}/generator",
         "kind": "generator",
-        "method": "physics: per-pixel thin-cloud parameters (k, alpha, A, d, f), analytic inversion in the runtime",
+        "method": "physics: per-pixel thin-cloud parameters (k, alpha, A, d, f, q), analytic inversion in the runtime",
         "band_set": c["bands"],
         "output": "cloud_params_half",
         "thick_transmittance": THICK_TRANSMITTANCE,
