@@ -2,6 +2,7 @@
 
 python -m bench.stream --sensor satellogic-hsi --lines 1000,10000,100000 [--threads 2] [--batch 2]
 python -m bench.stream --sweep-batches 1,2,4,8 --lines 10000   # memory/speed vs tiles per call
+python -m bench.stream --lines 10000 --models DIR --json OUT.json  # other models (DIR/detector.onnx, DIR/generator.onnx)
 """
 
 from __future__ import annotations
@@ -65,12 +66,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=DEFAULT_BATCH)
     ap.add_argument("--sweep-batches", help="comma-separated batch sizes: one pass each, one JSON")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--models",
+        help="a shipped band set or a folder with detector.onnx and generator.onnx (default: the "
+        "first shipped set that fits the sensor); e.g. the previous cGAN beside the physics remover",
+    )
     a = ap.parse_args()
     lengths = [int(v) for v in a.lines.split(",")]
     if a.sweep_batches:
         sweep(a, lengths[0])
         return
-    doc = bench_stream(a.sensor, lengths, a.strip_lines, None, a.threads, True, batch=a.batch)
+    doc = bench_stream(a.sensor, lengths, a.strip_lines, a.models, a.threads, True, batch=a.batch)
     doc["environment"] = {**environment(), **doc["environment"]}
     path = write_json(doc, a.json or RESULTS / f"stream_{a.sensor}.json")
     png = plot(doc, path.with_suffix(".png"))

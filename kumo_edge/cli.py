@@ -796,7 +796,15 @@ def _summary(rep: dict[str, Any]) -> str:
     secs = rep["seconds"]
     return (
         f"{rep['lines']} lines x {rep['width']} px in {rep['wall_seconds']:.1f} s with models {rep['models']}: "
-        f"{rep['tiles']} tiles, {rep['tiles_removed']} cleaned, {rep['tiles_unrecoverable']} unrecoverable, {rep['tiles_drop']} marked drop; "
+        f"{rep['tiles']} tiles, {rep['tiles_removed']} cleaned, {rep['tiles_unrecoverable']} unrecoverable, {rep['tiles_drop']} marked drop"
+        + (
+            f", {rep['tiles_kept']} kept as input ("
+            + ", ".join(f"{k} {v}" for k, v in rep.get("kept_by_reason", {}).items())
+            + ")"
+            if rep.get("tiles_kept")
+            else ""
+        )
+        + "; "
         + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items())
     )
 
