@@ -48,7 +48,15 @@ def models_table(cards: list[dict]) -> str:
     ]
     for c in cards:
         m = c["metrics"]
-        if c["kind"] == "generator":
+        if c["kind"] == "generator" and "cross_validation" in m:
+            cv = m["cross_validation"]["summary"]
+            row = cv.get("physics INT8+detector") or cv.get("physics INT8") or {}
+            metric = (
+                f"physics; CV by place ({row.get('scenes', 0)} held-out scenes, out-of-range clouds): "
+                f"PSNR gain {row.get('mean_gain_db', float('nan')):+.2f} dB mean, {row.get('min_gain_db', float('nan')):+.2f} worst; "
+                f"SAM below input on {row.get('sam_lower_than_input', 0)}/{row.get('scenes', 0)}"
+            )
+        elif c["kind"] == "generator":
             q = m.get("held_out_shipped_int8", {})
             metric = (
                 f"PSNR {q.get('psnr', float('nan')):.2f} dB (cloudy input {q.get('psnr_input', float('nan')):.2f}), "
@@ -81,8 +89,8 @@ def compression_table(cards: list[dict]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cards:
-        if c["kind"] != "generator":
-            continue
+        if c["kind"] != "generator" or "cross_validation" in c["metrics"]:
+            continue  # physics removers: FP32 vs INT8 is in their cross-validation table
         m = c["metrics"]
         par, pru, q = (
             m.get("held_out_parent_fp32", {}),

@@ -502,9 +502,36 @@ def release(ckpt: Path, ship: Path, command: str, metrics: dict | None = None) -
         },
         "metrics": metrics or {},
         "files": {"fp32": str(fp32.relative_to(fp32.parents[2])), "int8": "generator.onnx"},
+        # the fields every model card carries (README tables)
+        "bands": {"centers_nm": list(bs.centers_nm), "fwhm_nm": list(bs.fwhm_nm)},
+        "file": "generator.onnx",
+        "precision": "int8",
+        "size_bytes": int8.stat().st_size,
+        "parameters": meta["params"],
+        "macs_per_256_tile": meta["macs_256"],
     }
     (ship / "generator.json").write_text(json.dumps(card, indent=2))
     return int8
+
+
+def cv_metrics(path: Path) -> dict:
+    """The model card's metrics from a ``bench.removal_cv`` result: the summary of every method
+    and the per-scene gains of the shipped configuration."""
+    doc = json.loads(path.read_text())
+    return {
+        "cross_validation": {
+            "benchmark": str(path.name),
+            "folds": doc["folds"],
+            "steps_per_fold": doc["steps"],
+            "clouds": doc["clouds"],
+            "scored_pixels": doc["scored_pixels"],
+            "summary": doc["summary"],
+            "per_scene_gain_db": {
+                n: {m: round(v[m]["gain_db"], 3) for m in doc["summary"]}
+                for n, v in doc["per_scene"].items()
+            },
+        }
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -524,6 +551,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--init", default="", help="start from this checkpoint (fine-tuning)")
     t.add_argument("--lr", type=float, default=PhysicsConfig.lr)
     t.add_argument("--alpha-weight", type=float, default=PhysicsConfig.alpha_weight)
+    r = sub.add_parser(
+        "release",
+        help="FP32 + INT8 export, the INT8 model into the package, its model card with the CV metrics",
+    )
+    r.add_argument("--ckpt", type=Path, required=True)
+    r.add_argument("--ship", type=Path, required=True, help="kumo_edge/models/<bands>")
+    r.add_argument("--cv", type=Path, help="bench/results/removal_cv_<bands>.json for the card")
+    r.add_argument("--command", default="", help="the training command, for the card")
     e = sub.add_parser("export", help="export a checkpoint to ONNX with its contract")
     e.add_argument("--ckpt", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -544,6 +579,8 @@ def main(argv: list[str] | None = None) -> None:
             alpha_weight=a.alpha_weight,
         )
         print(train(cfg, a.out))
+    elif a.cmd == "release":
+        print(release(a.ckpt, a.ship, a.command, cv_metrics(a.cv) if a.cv else None))
     else:
         print(export(a.ckpt, a.out))
 

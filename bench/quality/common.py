@@ -9,6 +9,7 @@ import numpy as np
 from export.data import CloudyTiles, Scene
 from kumo_edge import metrics
 from kumo_edge.bands import resample
+from kumo_edge.runtime import load_model, shipped_models
 from kumo_edge.stream import blend_removed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,3 +109,30 @@ def _as_runtime(
     out = x.copy()
     blend_removed(out, removed, probs, classes)
     return out
+
+
+def cgan_path(bands: str) -> Path:
+    """The cGAN generator of a band set: the shipped one, or, where a physics remover replaced
+    it, the copy kept in export/artifacts (this report compares the cGAN with the baselines; the
+    physics remover's own evaluation is bench/removal_cv.py)."""
+    kept = ART / bands / "cgan_int8.onnx"
+    return kept if kept.exists() else shipped_models()[bands]["generator"]
+
+
+def physics_rows(bands: str, x: np.ndarray, probs: np.ndarray, det) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """The shipped physics remover (if this band set ships one) as the stream applies it."""
+    from kumo_edge.physics import as_remover
+    from kumo_edge.stream import StreamConfig, process_tiles
+
+    rem = as_remover(load_model(shipped_models()[bands]["generator"], threads=2))
+    if not getattr(rem, "physics", False):
+        return {}
+    valid = np.ones((len(x), *x.shape[2:]), bool)
+    cfg = StreamConfig(tile=x.shape[-1], halo=0)
+    out = np.concatenate(
+        [
+            process_tiles(x[i : i + 8].copy(), valid[i : i + 8], det, rem, cfg)[0]
+            for i in range(0, len(x), 8)
+        ]
+    )
+    return {"physics INT8 shipped": out}

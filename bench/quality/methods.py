@@ -10,8 +10,10 @@ from bench.quality.common import (
     _paired,
     _summary,
     bootstrap,
+    cgan_path,
     per_bin,
     per_tile,
+    physics_rows,
     test_tiles,
 )
 from export.evaluate import run_batches
@@ -32,7 +34,7 @@ def method_comparison(
     classes = det.classify(probs)
     x = t["cloudy"]
     parent = run_batches(load_model(ART / bands / "generator_parent_fp32.onnx", threads=2).run, x)
-    raw = run_batches(load_model(ship["generator"], threads=2).run, x)
+    raw = run_batches(load_model(cgan_path(bands), threads=2).run, x)
     preds = {
         "cloudy input": x,
         "HOT": _as_runtime(
@@ -44,6 +46,7 @@ def method_comparison(
         "cGAN FP32 parent": _as_runtime(x, parent, probs, classes),
         "cGAN INT8 shipped": _as_runtime(x, raw.copy(), probs, classes),
         "cGAN INT8, raw output": raw,
+        **physics_rows(bands, x, probs, det),
     }
     scores = {m: per_tile(p, t) for m, p in preds.items()}
     doc = {
@@ -74,7 +77,7 @@ def tile_size_check(bands: str, sizes: tuple[int, ...], n: int) -> dict:
     size drop out (listed)."""
     splits, _ = load_scenes(TrainConfig(bands=bands))
     parent = load_model(ART / bands / "generator_parent_fp32.onnx", threads=2)
-    shipped = load_model(shipped_models()[bands]["generator"], threads=2)
+    shipped = load_model(cgan_path(bands), threads=2)
     out = {}
     for size in sizes:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.quality.common import _as_runtime, bootstrap
+from bench.quality.common import _as_runtime, bootstrap, cgan_path
 from export.data import SHARED, patch_cube, real_cloud_patches
 from export.evaluate import run_batches
 from export.train import REAL_TEST
@@ -23,7 +23,7 @@ def rice2(models: str = "rgb") -> tuple[dict, list]:
     if models not in ship or not folder.is_dir():
         return {"missing": f"models {models} or {folder}"}, []
     det = load_model(ship[models]["detector"], threads=2)
-    gen = load_model(ship[models]["generator"], threads=2)
+    gen = load_model(cgan_path(models), threads=2)
     bands = det.bands
     pairs = sorted(folder.glob("*_real_A.png"))
     a = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32) for p in pairs]).transpose(
@@ -99,7 +99,7 @@ def l8_removal(bands: str = "rgbn") -> tuple[dict, list]:
     """Detector + removal on the real L8 Biome test patches: how much pixels the truth mask calls
     clear are changed (should be little), per method."""
     ship = shipped_models()[bands]
-    det, gen = load_model(ship["detector"], threads=2), load_model(ship["generator"], threads=2)
+    det, gen = load_model(ship["detector"], threads=2), load_model(cgan_path(bands), threads=2)
     out: dict = {}
     examples = []
     for p in (p for p in real_cloud_patches() if p["name"] in REAL_TEST):
