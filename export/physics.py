@@ -84,6 +84,11 @@ class PhysicsConfig:
     method: str = "physics"
     #: start from this checkpoint's weights (same network) instead of random ones
     init: str = ""
+    #: also train on the clear multispectral scenes of ../shared/data (Landsat-8, Sentinel-2;
+    #: never the demo's Landsat-7 scene): None = for every band set but hsi32, which they
+    #: cannot feed. They are never test scenes of the cross-validation (it holds out places of
+    #: the hyperspectral corpus), and they bring satellite pixel sizes the airborne crops lack.
+    multispectral: bool | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -220,6 +225,19 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
     if not train_scenes:
         raise ValueError("no training scenes left after the hold-out")
     scenes = jittered(train_scenes, bs)
+    extra = []
+    if cfg.multispectral if cfg.multispectral is not None else cfg.bands != "hsi32":
+        from export.data import shared_scenes
+
+        from export.scenes import CATALOGUE
+
+        hyper = {e.name for e in CATALOGUE}  # held out by place in the cross-validation
+        extra = [
+            s
+            for s in usable(shared_scenes(), bs)
+            if s.name != "landsat7_nc" and s.name not in hyper
+        ]
+        scenes += extra
     ds = CloudyTiles(
         scenes, cfg.tile, length=cfg.steps * cfg.batch, seed=cfg.seed, ranges=TRAIN_RANGES
     )
@@ -236,6 +254,9 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
     meta = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "train_scenes": [s.name for s in train_scenes],
+        "extra_scenes": [
+            {"scene": s.name, "source": s.source, "size": list(s.cube.shape)} for s in extra
+        ],
         "macs_256": count_macs(net, (1, len(bs), 256, 256)),
         "params": count_params(net),
     }
@@ -499,6 +520,7 @@ def release(ckpt: Path, ship: Path, command: str, metrics: dict | None = None) -
             "noise_sigma_max": c["noise"],
             "cloud_ranges": {k: v for k, v in asdict(TRAIN_RANGES).items()},
             "scenes": card_rows(corpus(bs, meta["train_scenes"])),
+            "multispectral_scenes": meta.get("extra_scenes", []),
         },
         "metrics": metrics or {},
         "files": {"fp32": str(fp32.relative_to(fp32.parents[2])), "int8": "generator.onnx"},
