@@ -195,8 +195,9 @@ def results_md(doc: dict) -> str:
             "(`kumo_edge.stream.blend_removed`), except the raw-output row (the generator alone, everywhere)."
             + (
                 " The physics remover row runs the shipped physics remover through the stream's tile step; it was "
-                "trained on all 15 hyperspectral crops (ROSIS included), so its figures here are NOT held out for "
-                "scenes in that corpus: its held-out evaluation is the cross-validation by place "
+                "trained on all 15 hyperspectral crops (ROSIS included) and, for rgbn and rgb, on the clear Landsat-8 "
+                "and Sentinel-2 scenes (not the Landsat-7 one), so its figures here are NOT held out: its held-out "
+                "evaluation is the cross-validation by place "
                 "(`python -m bench.removal_cv`, README)."
                 if "physics INT8 shipped" in d["methods"]
                 else ""
