@@ -21,6 +21,7 @@ import argparse
 import math
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bands", default="hsi32")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
-    ap.add_argument("--tiles", type=int, default=24, help="64-px tiles per held-out scene")
+    ap.add_argument("--tiles", type=int, default=48, help="64-px tiles per held-out scene")
     ap.add_argument("--eval-only", action="store_true", help="use the fold checkpoints as they are")
     ap.add_argument(
         "--method",
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in held:
             if name not in scenes:
                 continue
-            seed = int.from_bytes(name.encode(), "little") % (2**31)
+            seed = zlib.crc32(name.encode())  # every scene its own cloud draws
             clear, clouds = _tiles(scenes[name], a.tiles, 64, seed)
             cloudy = np.stack([c["cloudy"] for c in clouds])
             t550 = np.stack([c["t550"] for c in clouds])

@@ -129,10 +129,18 @@ def _surfaces(bands: BandSet) -> dict[str, np.ndarray]:
         "bright_ground": np.interp(lam, [450, 650, 850], [0.30, 0.45, 0.55]),
         "water": np.interp(lam, [450, 550, 700, 850], [0.06, 0.05, 0.02, 0.01]),
     }
-    return {
+    out = {
         k: np.clip(v[:, None, None] * tex[None], 0, 1).astype(np.float32)
         for k, v in spectra.items()
     }
+    # fields of vegetation, soil and roofs in 12-px blocks
+    veg = np.interp(lam, [450, 550, 670, 720, 850], [0.03, 0.08, 0.03, 0.3, 0.45])
+    soil = np.interp(lam, [450, 850], [0.08, 0.22])
+    roof = np.interp(lam, [450, 850], [0.18, 0.22])
+    pick = rng.integers(0, 3, (8, 8)).repeat(12, 0).repeat(12, 1)
+    land = np.stack([veg, soil, roof])[pick].transpose(2, 0, 1) * tex[None]
+    out["mixed_land"] = np.clip(land, 0, 1).astype(np.float32)
+    return out
 
 
 def _shipped_physics() -> list[str]:
@@ -146,7 +154,9 @@ def _shipped_physics() -> list[str]:
 
 
 @pytest.mark.parametrize("band_set", _shipped_physics())
-@pytest.mark.parametrize("surface", ["snow", "bright_ground", "water", "cloud_free_scene"])
+@pytest.mark.parametrize(
+    "surface", ["snow", "bright_ground", "water", "mixed_land", "cloud_free_scene"]
+)
 def test_shipped_remover_leaves_cloud_free_surfaces_as_they_are(band_set, surface):
     from kumo_edge.bands import resample, resampling_matrix
     from kumo_edge.cli import sample_scene_path
