@@ -39,7 +39,10 @@ if TYPE_CHECKING:
     from .runtime import Model
 
 CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3
-METHODS = ("cgan", "hot", "inpaint")
+#: ``model``: the band set's shipped remover (``generator.onnx``: the physics remover or the
+#: cGAN); ``cgan`` is its older name, kept so that existing scripts run unchanged.
+METHODS = ("model", "cgan", "hot", "inpaint")
+MODEL_METHODS = ("model", "cgan")
 
 
 class _Remover:

@@ -719,7 +719,7 @@ def _run(
     overwrite,
     remove,
     output_bands="model",
-    method="cgan",
+    method="model",
 ):  # noqa: ANN001, ANN202
     from .config import sensor_profile
     from .pipeline import bil_chunks, load_models, raster_chunks, run_stream, stdin_binary
@@ -831,10 +831,10 @@ def _summary(rep: dict[str, Any]) -> str:
 )
 @click.option(
     "--method",
-    type=click.Choice(["cgan", "hot", "inpaint"]),
-    default="cgan",
+    type=click.Choice(["model", "cgan", "hot", "inpaint"]),
+    default="model",
     show_default=True,
-    help="Cloud remover: the cGAN generator, the Haze Optimized Transform with shadow matching, or harmonic inpainting of detected cloud/shadow (classical baselines, see kumo_edge.baselines).",
+    help="Cloud remover: the band set's remover model (the physics remover where shipped, else the cGAN; 'cgan' is its older name), the Haze Optimized Transform, or harmonic inpainting of detected cloud/shadow (classical baselines, see kumo_edge.baselines).",
 )
 @model_options
 @raster_options

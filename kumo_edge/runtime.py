@@ -31,7 +31,7 @@ import onnxruntime as ort
 
 from . import _runtime_kernels as _rk
 from .bands import BandSet, resampling_matrix
-from .baselines import METHODS, Remover, remover
+from .baselines import METHODS, MODEL_METHODS, Remover, remover
 from .errors import (
     BandCountError,
     BandMappingError,
@@ -398,22 +398,23 @@ def load_models(
     providers: list[str] | None = None,
     threads: int | None = None,
     need_generator: bool = True,
-    method: str = "cgan",
+    method: str = "model",
 ) -> tuple[Model, Remover | None, str]:
     """The detector (and cloud remover) for data in ``bands``.
 
     ``models``: a shipped band set name (``hsi32``, ``rgbn``, ``rgb``), a folder holding
     ``detector.onnx`` / ``generator.onnx``, or None to pick the first shipped set the data can be
-    resampled to (in the order hsi32, rgbn, rgb). ``method``: ``cgan`` (the generator model) or a
+    resampled to (in the order hsi32, rgbn, rgb). ``method``: ``model`` (the shipped remover file,
+    physics or cGAN; ``cgan`` is the same, its older name) or a
     classical remover of :mod:`kumo_edge.baselines` (``hot``, ``inpaint``) working in the
     detector's band set.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     det, gen, name = _load_models(
-        models, bands, providers, threads, need_generator and method == "cgan"
+        models, bands, providers, threads, need_generator and method in MODEL_METHODS
     )
-    if need_generator and method != "cgan":
+    if need_generator and method not in MODEL_METHODS:
         gen = remover(method, det.bands)
     return det, gen, name
 
