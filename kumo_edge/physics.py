@@ -139,7 +139,10 @@ def check_tile(
     ok = np.ones(t550.shape, bool) if valid is None else valid
     diff = np.abs(y - x)
     thin = ok & (t550 >= THIN_TRANSMITTANCE) & (diff.max(0) > CHANGED)
-    if thin.any() and float((y[:, thin].min(0) < OUT_OF_RANGE_VALUE).mean()) > OUT_OF_RANGE_FRACTION:
+    if (
+        thin.any()
+        and float((y[:, thin].min(0) < OUT_OF_RANGE_VALUE).mean()) > OUT_OF_RANGE_FRACTION
+    ):
         return "out_of_range"
     if p_clear is not None:
         sure = ok & (t550 >= thick_transmittance) & (p_clear >= CLEAR_P)

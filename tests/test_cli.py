@@ -242,3 +242,17 @@ def test_bench_models_times_the_shipped_models(tmp_path: Path) -> None:
     assert all(v["median_ms"] > 0 and v["precision"] == "int8" for v in doc["results"].values())
     bad = CliRunner().invoke(cli, ["bench", "models", "--models", "nope"])
     assert bad.exit_code == 1 and "nope" in bad.output
+
+
+def test_8bit_input_is_refused_by_the_model_removers(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(30, 220, (3, 64, 64)).astype(np.uint8)  # like a display-stretched PNG
+    p = make_raster(tmp_path / "rice.tif", data)
+    out = tmp_path / "out.tif"
+    args = ("run", p, out, "--models", "rgb", "--wavelengths", "490,560,665", "--scale", "0.00392")
+    e = run(*args, ok=False)
+    assert "is 8-bit" in one_line_error(e) and "--allow-8bit" in e.stderr
+    assert not out.exists() and no_partials(tmp_path)
+    run(*args, "--allow-8bit")  # the caller vouches for the values
+    assert out.exists()
+    run("run", p, tmp_path / "hot.tif", *args[3:], "--method", "hot")  # a classical remover runs
