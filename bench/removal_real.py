@@ -38,9 +38,11 @@ def removers(models: str) -> dict:
     det = load_model(ship["detector"], threads=2)
     gen = as_remover(load_model(ship["generator"], threads=2))
     out = {f"shipped ({'physics' if getattr(gen, 'physics', False) else 'cgan'})": gen}
-    previous = ROOT / "export" / "artifacts" / models / "cgan_int8.onnx"
-    if previous.exists():  # the cGAN the physics remover replaced
-        out["cgan (previous)"] = load_model(previous, threads=2)
+    art = ROOT / "export" / "artifacts" / models
+    if (art / "cgan_int8.onnx").exists():  # the cGAN the physics remover replaced
+        out["cgan (previous)"] = load_model(art / "cgan_int8.onnx", threads=2)
+    if (art / "physics_int8.onnx").exists():  # a physics remover that lost its CV: not shipped
+        out["physics (not shipped)"] = as_remover(load_model(art / "physics_int8.onnx", threads=2))
     out["hot"] = remover("hot", det.bands)
     out["inpaint"] = remover("inpaint", det.bands)
     return det, out
