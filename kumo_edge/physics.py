@@ -98,6 +98,75 @@ def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
                 y[i, b, r, col] = (x[i, b, r, col] - alb * (1.0 - t)) / max(t, t_min) / illum
 
 
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def _correct(x, p, lnr, t_min, thick_t, pclear, valid, y, t550, stats):  # pragma: no cover - numba
+    """The runtime's whole correction in one pass: inversion, clip to [0, 1], input kept where
+    the estimated cloud is thick, and per tile row the counts the gate needs (``stats[i, r]``:
+    thin changed pixels, those below OUT_OF_RANGE_VALUE, sure-clear pixels, their summed mean
+    absolute change). Loops run along columns, so they vectorise."""
+    n, c, h, w = x.shape
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for job in nb.prange(n * h):
+        i = job // h
+        r = job % h
+        k = np.empty(w, np.float32)
+        a = np.empty(w, np.float32)
+        alb = np.empty(w, np.float32)
+        dd = np.empty(w, np.float32)
+        ff = np.empty(w, np.float32)
+        qq = np.empty(w, np.float32)
+        lo = np.empty(w, np.float32)
+        dmax = np.empty(w, np.float32)
+        dsum = np.empty(w, np.float32)
+        for col in range(w):
+            k[col] = max(p[i, 0, r, col], zero)
+            a[col] = p[i, 1, r, col]
+            alb[col] = p[i, 2, r, col]
+            dd[col] = min(max(p[i, 3, r, col], zero), one)
+            ff[col] = p[i, 4, r, col]
+            qq[col] = p[i, 5, r, col]
+            t550[i, r, col] = np.exp(-k[col])
+            lo[col] = np.float32(np.inf)
+            dmax[col] = zero
+            dsum[col] = zero
+        for b in range(c):
+            lb = lnr[b]
+            xr = x[i, b, r]
+            yr = y[i, b, r]
+            for col in range(w):
+                t = np.exp(-k[col] * np.exp(-a[col] * lb))
+                fd = min(ff[col] * np.exp(-qq[col] * lb), np.float32(0.95))
+                illum = max(fd + (one - fd) * dd[col], np.float32(0.05))
+                v = (xr[col] - alb[col] * (one - t)) / (max(t, t_min) * illum)
+                lo[col] = min(lo[col], v)
+                diff = abs(v - xr[col])
+                dmax[col] = max(dmax[col], diff)
+                dsum[col] += diff
+                if t550[i, r, col] < thick_t:
+                    yr[col] = xr[col]
+                else:
+                    yr[col] = min(max(v, zero), one)
+        s0 = zero
+        s1 = zero
+        s2 = zero
+        s3 = zero
+        for col in range(w):
+            if not valid[i, r, col]:
+                continue
+            if t550[i, r, col] >= THIN_TRANSMITTANCE and dmax[col] > CHANGED:
+                s0 += one
+                if lo[col] < OUT_OF_RANGE_VALUE:
+                    s1 += one
+            if t550[i, r, col] >= thick_t and pclear[i, r, col] >= CLEAR_P:
+                s2 += one
+                s3 += dsum[col] / c
+        stats[i, r, 0] = s0
+        stats[i, r, 1] = s1
+        stats[i, r, 2] = s2
+        stats[i, r, 3] = s3
+
+
 def invert(
     x: npt.NDArray[np.float32], params: npt.NDArray[np.float32], bands: BandSet
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -192,26 +261,37 @@ class PhysicsRemover:
         npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_], list[str | None]
     ]:
         """``(corrected, t550, thick, verdicts)`` for ``(N, C, H, W)`` tiles (class docstring)."""
-        y, t550 = invert(tiles, self.params(tiles), self.bands)
-        thick = t550 < self.thick_transmittance
-        verdicts = [
-            check_tile(
-                tiles[i],
-                y[i],
-                t550[i],
-                None if p_clear is None else p_clear[i],
-                None if valid is None else valid[i],
-                self.thick_transmittance,
-            )
-            for i in range(len(tiles))
-        ]
-        np.clip(y, 0.0, 1.0, out=y)
-        for i, why in enumerate(verdicts):  # the input itself is never clipped
+        x = np.ascontiguousarray(tiles, dtype=np.float32)
+        n, _, h, w = x.shape
+        y = np.empty_like(x)
+        t550 = np.empty((n, h, w), np.float32)
+        stats = np.zeros((n, h, 4), np.float32)
+        pc = np.zeros((n, h, w), np.float32) if p_clear is None else np.ascontiguousarray(p_clear, np.float32)
+        ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
+        _correct(
+            x,
+            np.ascontiguousarray(self.params(x)),
+            spectral_terms(self.bands),
+            np.float32(T_MIN),
+            np.float32(self.thick_transmittance),
+            pc,
+            ok,
+            y,
+            t550,
+            stats,
+        )
+        tot = stats.sum(axis=1, dtype=np.float64)
+        verdicts: list[str | None] = []
+        for i in range(n):
+            why = None
+            if tot[i, 0] and tot[i, 1] / tot[i, 0] > OUT_OF_RANGE_FRACTION:
+                why = "out_of_range"
+            elif tot[i, 2] >= CLEAR_MIN_PIXELS and tot[i, 3] / tot[i, 2] > CLEAR_CHANGE:
+                why = "disagrees_with_detector"
             if why is not None:
-                y[i] = tiles[i]
-            else:
-                y[i][:, thick[i]] = tiles[i][:, thick[i]]
-        return y, t550, thick, verdicts
+                y[i] = x[i]  # the input itself is never clipped
+            verdicts.append(why)
+        return y, t550, t550 < self.thick_transmittance, verdicts
 
     def run(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return self.correct(tiles)[0]

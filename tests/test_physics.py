@@ -251,3 +251,28 @@ def test_physics_stream_equals_whole_image(exported):  # noqa: ANN001
     assert (mask == ref_mask).mean() > 0.999
     assert np.abs(data - cube).max() > 0.01  # the remover did change something
     assert len(proc.report.tiles) == len(ref_rep.tiles)
+
+
+def test_fused_correction_agrees_with_the_reference_steps():
+    """PhysicsRemover.correct (one numba pass) = invert + check_tile + clip + thick kept."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.02, 0.9, (3, 8, 16, 16)).astype(np.float32)
+    x[1] = 0.05  # a tile the gate refuses
+    p = _params(x.shape, k=0.4, albedo=0.7, d=0.8, f=0.2, q=2.5)
+    p[0, 0, :4] = 2.5  # thick rows in tile 0
+    p[:, 0] *= rng.uniform(0.5, 1.5, p[:, 0].shape).astype(np.float32)
+    p_clear = rng.uniform(0, 1, (3, 16, 16)).astype(np.float32)
+
+    class Fixed(_FixedParams):
+        def params(self, tiles):  # noqa: ANN001, ANN201
+            return p
+
+    out, t550, thick, verdicts = Fixed().correct(x.copy(), p_clear)
+    y, t_ref = invert(x, p, BANDS)
+    np.testing.assert_allclose(t550, t_ref, rtol=1e-5)
+    for i in range(3):
+        want = check_tile(x[i], y[i], t_ref[i], p_clear[i])
+        assert verdicts[i] == want
+        ref = x[i] if want else np.where(thick[i][None], x[i], np.clip(y[i], 0, 1))
+        np.testing.assert_allclose(out[i], ref, atol=1e-5)
+    assert verdicts[1] == "out_of_range" and thick[0].any()
