@@ -228,7 +228,6 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
     extra = []
     if cfg.multispectral if cfg.multispectral is not None else cfg.bands != "hsi32":
         from export.data import shared_scenes
-
         from export.scenes import CATALOGUE
 
         hyper = {e.name for e in CATALOGUE}  # held out by place in the cross-validation

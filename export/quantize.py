@@ -114,7 +114,9 @@ def quantize_model(
     del q.metadata_props[:]
     if contract is not None:
         new = {
-            **{k: v for k, v in meta.items() if k.startswith(PREFIX)},  # fields beyond the contract too
+            **{
+                k: v for k, v in meta.items() if k.startswith(PREFIX)
+            },  # fields beyond the contract too
             **contract.to_metadata(),
             PREFIX + "precision": "int8",
             PREFIX + "quantized_ops": ",".join(op_types),

@@ -266,7 +266,11 @@ class PhysicsRemover:
         y = np.empty_like(x)
         t550 = np.empty((n, h, w), np.float32)
         stats = np.zeros((n, h, 4), np.float32)
-        pc = np.zeros((n, h, w), np.float32) if p_clear is None else np.ascontiguousarray(p_clear, np.float32)
+        pc = (
+            np.zeros((n, h, w), np.float32)
+            if p_clear is None
+            else np.ascontiguousarray(p_clear, np.float32)
+        )
         ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
         _correct(
             x,

@@ -53,13 +53,14 @@ def test_core_dependencies_are_the_flight_set() -> None:
 def test_shipped_models_load_and_run_without_torch() -> None:
     r = _run_blocked(
         "import numpy as np\n"
+        "from kumo_edge.physics import as_remover\n"
         "from kumo_edge.runtime import shipped_models, load_model\n"
         "found = shipped_models()\n"
         "assert {'hsi32', 'rgbn'} <= set(found), found\n"
         "for name, files in sorted(found.items()):\n"
         "    assert set(files) == {'detector', 'generator'}, (name, files)\n"
         "    for kind, path in sorted(files.items()):\n"
-        "        m = load_model(path, threads=1)\n"
+        "        m = as_remover(load_model(path, threads=1))  # physics: the inversion too\n"
         "        c = m.contract\n"
         "        assert c.kind == kind and c.band_set == name and c.precision == 'int8'\n"
         "        x = np.full((1, len(c.bands), c.tile, c.tile), 0.2, np.float32)\n"
