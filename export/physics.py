@@ -518,7 +518,7 @@ def release(ckpt: Path, ship: Path, command: str, metrics: dict | None = None) -
             "wavelength_jitter_nm": list(JITTER_NM),
             "noise_sigma_max": c["noise"],
             "cloud_ranges": {k: v for k, v in asdict(TRAIN_RANGES).items()},
-            "scenes": card_rows(corpus(bs, meta["train_scenes"])),
+            "scenes": card_rows(hyperspectral_corpus(names=meta["train_scenes"])),  # native bands
             "multispectral_scenes": meta.get("extra_scenes", []),
         },
         "metrics": metrics or {},
