@@ -25,6 +25,20 @@ from typing import Any
 # 4.5 ms with spinning threads, 3.8 ms without). Set before numba starts its thread pool; a
 # value already in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numba caches compiled kernels beside their modules by default, i.e. inside site-packages for
+# an installed package. pip does not know those files: after `pip uninstall` they leave a
+# `kumo_edge/` directory without `__init__.py` that shadows a later editable install (measured:
+# `pip install .` + `kumo-edge demo`, then `pip install -e .`, then `kumo-edge --help` failed
+# with "cannot import name '__version__'"). So the cache goes to the user's cache directory;
+# where that is not writable numba falls back to its usual places. A value already set wins.
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR",
+    os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "kumo-edge",
+        "numba",
+    ),
+)
 
 #: Public names -> the module that defines them. Imported on first use (PEP 562), so that
 #: ``import kumo_edge.stream`` on a flight computer does not load GDAL or the cloud synthesis.
