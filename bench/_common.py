@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:
@@ -133,3 +135,27 @@ def fmt_ci(ci: dict[str, Any] | None, digits: int = 2) -> str:
     if not ci or not ci.get("n"):
         return "n/a"
     return f"{ci['mean']:.{digits}f} [{ci['lo']:.{digits}f}, {ci['hi']:.{digits}f}]"
+
+
+def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
+    """Run ``(argv, log)`` commands from the repository root, ``parallel`` at a time (training
+    folds, one core each); any failure raises with its log named."""
+    running: list[tuple[subprocess.Popen, object, Path]] = []
+
+    def wait_one() -> None:
+        proc, fh, log = running.pop(0)
+        rc = proc.wait()
+        fh.close()  # type: ignore[attr-defined]
+        if rc:
+            raise RuntimeError(f"job failed (rc {rc}); see {log}")
+
+    for argv, log in jobs:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(log, "w")  # noqa: SIM115 - closed in wait_one
+        running.append(
+            (subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT), fh, log)
+        )
+        while len(running) >= parallel:
+            wait_one()
+    while running:
+        wait_one()

@@ -12,19 +12,16 @@ test patch of its own fold. Writes ``bench/results/detector_cv_<bands>.json``.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, environment, write_json
+from bench._common import RESULTS, ROOT, environment, run_jobs, write_json
 from export.data import patch_cube, real_cloud_patches
 from export.onnx_export import export_checkpoint
 from kumo_edge import metrics
 from kumo_edge.runtime import load_model
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def folds(names: list[str], k: int) -> list[list[str]]:
@@ -36,7 +33,10 @@ def folds(names: list[str], k: int) -> list[list[str]]:
     return out
 
 
-def train_fold(bands: str, k: int, test: list[str], val: list[str], steps: int, extra: list[str]):
+def train_fold(
+    bands: str, k: int, test: list[str], val: list[str], steps: int, extra: list[str]
+) -> tuple[Path, tuple[list[str], Path] | None]:
+    """The fold's run folder and, unless it already trained to ``steps``, its training job."""
     out = ROOT / "runs" / f"cv_{bands}_{k}"
     if (out / "best.pt").exists() and (out / "log.jsonl").exists():
         done = (out / "log.jsonl").read_text().strip().splitlines()
@@ -47,16 +47,7 @@ def train_fold(bands: str, k: int, test: list[str], val: list[str], steps: int, 
         "--steps", str(steps), "--threads", "1", "--out", str(out),
         "--real-test", ",".join(test), "--real-val", ",".join(val), *extra,
     ]  # fmt: skip
-    log = open(ROOT / "runs" / f"cv_{bands}_{k}.log", "w")  # noqa: SIM115 - closed by the caller
-    return out, (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), log)
-
-
-def _wait(job: tuple[subprocess.Popen, object]) -> None:
-    proc, log = job
-    rc = proc.wait()
-    log.close()  # type: ignore[attr-defined]
-    if rc:
-        raise SystemExit(f"fold training failed (rc {rc}); see {log.name}")  # type: ignore[attr-defined]
+    return out, (argv, ROOT / "runs" / f"cv_{bands}_{k}.log")
 
 
 def main() -> None:
@@ -72,17 +63,17 @@ def main() -> None:
     patches = {p["name"]: p for p in real_cloud_patches()}
     fs = folds(list(patches), a.folds)
     plan = [(k, fs[k], fs[(k + 1) % a.folds][:4]) for k in range(a.folds)]
-    running: list = []
+    jobs = []
     outs = {}
     for k, test, val in plan:
-        out, proc = train_fold(a.bands, k, test, val, a.steps, ["--ignore-tau", a.ignore_tau])
+        out, job = train_fold(a.bands, k, test, val, a.steps, ["--ignore-tau", a.ignore_tau])
         outs[k] = out
-        if proc:
-            running.append(proc)
-        while len(running) >= a.jobs:
-            _wait(running.pop(0))
-    for job in running:
-        _wait(job)
+        if job:
+            jobs.append(job)
+    try:
+        run_jobs(jobs, a.jobs)
+    except RuntimeError as exc:
+        raise SystemExit(f"fold training failed: {exc}") from None
     per: dict = {}
     pred_all, truth_all = [], []
     for k, test, _ in plan:

@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, environment, write_json
+from bench._common import RESULTS, ROOT, environment, run_jobs, write_json
 from export.data import clean_origins
 from kumo_edge.baselines import remover
 from kumo_edge.physics import PhysicsRemover
 from kumo_edge.runtime import load_model, shipped_models
 from kumo_edge.stream import StreamConfig, process_tiles
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Whole places per fold (Los Angeles; the Gulf coast; other coastal towns; California and
 #: SAMSON; HYDICE and ROSIS).
 FOLDS = (
@@ -51,30 +49,6 @@ FOLDS = (
 )
 #: Thickness breakdown: bins of the true two-way transmittance at 550 nm.
 BINS = {"clear": (0.98, 1.01), "thin": (0.5, 0.98), "medium": (0.2, 0.5)}
-
-
-def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
-    """Run ``(argv, log)`` commands from the repository root, ``parallel`` at a time; any failure
-    raises with its log named."""
-    running: list[tuple[subprocess.Popen, object, Path]] = []
-
-    def wait_one() -> None:
-        proc, fh, log = running.pop(0)
-        rc = proc.wait()
-        fh.close()  # type: ignore[attr-defined]
-        if rc:
-            raise RuntimeError(f"job failed (rc {rc}); see {log}")
-
-    for argv, log in jobs:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(log, "w")  # noqa: SIM115 - closed in wait_one
-        running.append(
-            (subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT), fh, log)
-        )
-        while len(running) >= parallel:
-            wait_one()
-    while running:
-        wait_one()
 
 
 def fold_dir(bands: str, k: int, method: str = "physics") -> Path:

@@ -24,7 +24,7 @@ from export.nets import (
     detector_probabilities,
 )
 from export.train import BAND_SETS, TrainConfig, band_set, generator_config
-from kumo_edge.runtime import ModelContract
+from kumo_edge.runtime import PREFIX, ModelContract
 
 OPSET = 17
 DEFAULT_TILE = 256
@@ -122,10 +122,17 @@ def to_onnx(net: torch.nn.Module, n_bands: int, tile: int = DEFAULT_TILE) -> onn
     return onnx.load_from_string(f.getvalue())
 
 
-def write_model(model: onnx.ModelProto, contract: ModelContract, path: Path) -> Path:
-    """Attach the contract and save (atomically)."""
+def write_model(
+    model: onnx.ModelProto,
+    contract: ModelContract,
+    path: Path,
+    extra: dict[str, str] | None = None,
+) -> Path:
+    """Attach the contract (and ``extra`` fields beyond it, ``kumo.``-prefixed) and save
+    (atomically)."""
     del model.metadata_props[:]
-    for k, v in contract.to_metadata().items():
+    fields = {**{PREFIX + k: v for k, v in (extra or {}).items()}, **contract.to_metadata()}
+    for k, v in fields.items():
         p = model.metadata_props.add()
         p.key, p.value = k, v
     onnx.checker.check_model(model)

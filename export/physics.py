@@ -393,10 +393,9 @@ def export(
     net, meta = load_net(ckpt)
     c = meta["config"]
     bs = band_set(c["bands"])
-    if isinstance(net, UNet):
-        from export.onnx_export import to_onnx
 
-        contract = ModelContract(
+    def contract(output: str, method: str) -> ModelContract:
+        return ModelContract(
             kind="generator",
             band_set=c["bands"],
             bands=bs,
@@ -404,13 +403,17 @@ def export(
             halo=halo,
             multiple=2 ** len(c["widths"]),
             input_scaling={"type": "reflectance", "scale": 1.0, "offset": 0.0, "range": [0.0, 1.0]},
-            output="residual_half",
+            output=output,
             opset=OPSET,
             git_sha=git_sha(),
-            training={**c, "train_scenes": meta["train_scenes"], "method": "residual"},
+            training={**c, "train_scenes": meta["train_scenes"], "method": method},
             metrics=metrics or {},
         )
-        return write_model(to_onnx(net, len(bs), tile), contract, out)
+
+    if isinstance(net, UNet):
+        from export.onnx_export import to_onnx
+
+        return write_model(to_onnx(net, len(bs), tile), contract("residual_half", "residual"), out)
     f = io.BytesIO()
     torch.onnx.export(
         net,
@@ -427,26 +430,8 @@ def export(
         dynamo=False,
     )
     model = onnx.load_from_string(f.getvalue())
-    contract = ModelContract(
-        kind="generator",
-        band_set=c["bands"],
-        bands=bs,
-        tile=tile,
-        halo=halo,
-        multiple=2 ** len(c["widths"]),
-        input_scaling={"type": "reflectance", "scale": 1.0, "offset": 0.0, "range": [0.0, 1.0]},
-        output="cloud_params_half",
-        opset=OPSET,
-        git_sha=git_sha(),
-        training={**c, "train_scenes": meta["train_scenes"], "method": "physics"},
-        metrics=metrics or {},
-    )
-    write_model(model, contract, out)
-    m = onnx.load(str(out))
-    p = m.metadata_props.add()
-    p.key, p.value = "kumo.thick_transmittance", repr(THICK_TRANSMITTANCE)
-    onnx.save(m, str(out))
-    return out
+    extra = {"thick_transmittance": repr(THICK_TRANSMITTANCE)}
+    return write_model(model, contract("cloud_params_half", "physics"), out, extra)
 
 
 def parity(ckpt: Path, onnx_path: Path, size: int = 64) -> float:

@@ -42,7 +42,6 @@ tile that fails keeps its input unchanged and is reported ``kept`` with the reas
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numba as nb
@@ -77,6 +76,17 @@ def spectral_terms(bands: BandSet) -> npt.NDArray[np.float32]:
     return np.log(bands.centers / 550.0).astype(np.float32)
 
 
+@nb.njit(inline="always")
+def _surface(x, k, a, alb, d, f, q, lb, t_min):  # pragma: no cover - numba
+    """The model inverted for one band of one pixel (module docstring); ``d`` already in [0, 1],
+    ``k`` >= 0, ``lb`` = ln(l / 550 nm)."""
+    one = np.float32(1.0)
+    t = np.exp(-k * np.exp(-a * lb))
+    fd = min(f * np.exp(-q * lb), np.float32(0.95))
+    illum = max(fd + (one - fd) * d, np.float32(0.05))
+    return (x - alb * (one - t)) / (max(t, t_min) * illum)
+
+
 @nb.njit(parallel=True, cache=True)
 def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
     n, c, h, w = x.shape
@@ -90,12 +100,9 @@ def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
             d = min(max(p[i, 3, r, col], np.float32(0.0)), np.float32(1.0))
             f = p[i, 4, r, col]
             q = p[i, 5, r, col]
-            t550[i, r, col] = math.exp(-k)
+            t550[i, r, col] = np.exp(-k)
             for b in range(c):
-                t = math.exp(-k * math.exp(-a * lnr[b]))
-                fd = min(f * math.exp(-q * lnr[b]), 0.95)
-                illum = max(fd + (1.0 - fd) * d, 0.05)
-                y[i, b, r, col] = (x[i, b, r, col] - alb * (1.0 - t)) / max(t, t_min) / illum
+                y[i, b, r, col] = _surface(x[i, b, r, col], k, a, alb, d, f, q, lnr[b], t_min)
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
@@ -135,10 +142,9 @@ def _correct(x, p, lnr, t_min, thick_t, pclear, valid, y, t550, stats):  # pragm
             xr = x[i, b, r]
             yr = y[i, b, r]
             for col in range(w):
-                t = np.exp(-k[col] * np.exp(-a[col] * lb))
-                fd = min(ff[col] * np.exp(-qq[col] * lb), np.float32(0.95))
-                illum = max(fd + (one - fd) * dd[col], np.float32(0.05))
-                v = (xr[col] - alb[col] * (one - t)) / (max(t, t_min) * illum)
+                v = _surface(
+                    xr[col], k[col], a[col], alb[col], dd[col], ff[col], qq[col], lb, t_min
+                )
                 lo[col] = min(lo[col], v)
                 diff = abs(v - xr[col])
                 dmax[col] = max(dmax[col], diff)
