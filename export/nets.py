@@ -176,6 +176,8 @@ class DetectorConfig:
     in_ch: int
     widths: tuple[int, ...] = (8, 16, 32)
     classes: int = 4
+    #: width of a per-pixel 1x1 "spectral stem" (convolution + ReLU) before the trunk; 0: none
+    stem: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,15 +187,68 @@ class CloudDetector(EncoderDecoder):
     """Small VGG-style fully convolutional detector: a strided encoder of 3x3 convolutions, a
     light decoder with skips, per-pixel logits for clear / thin / thick / shadow at half
     resolution, resized bilinearly to the input size. ``forward`` returns logits; the exported
-    model returns softmax probabilities (:class:`Probabilities`)."""
+    model returns softmax probabilities (:class:`Probabilities`).
+
+    With ``cfg.stem`` the bands first pass a 1x1 convolution and ReLU: that is the layer the
+    band-agnostic detector (:class:`SpectralDetector`) builds from a band set's wavelengths."""
 
     def __init__(self, cfg: DetectorConfig) -> None:
-        super().__init__(cfg.in_ch, cfg.widths, "batch", "bilinear", "relu")
+        super().__init__(cfg.stem or cfg.in_ch, cfg.widths, "batch", "bilinear", "relu")
         self.cfg = cfg
+        self.stem = nn.Conv2d(cfg.in_ch, cfg.stem, 1) if cfg.stem else None
         self.head = nn.Conv2d(cfg.widths[0], cfg.classes, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem is not None:
+            x = F.relu(self.stem(x))
+        return super().features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _up2(self.head(self.features(x)))
+
+
+class SpectralDetector(nn.Module):
+    """One detector for any band set.
+
+    The input is first mapped onto a fixed set of canonical bands (``n_canon``: blue, green, red,
+    NIR, SWIR 1.6 um, SWIR 2.2 um in :mod:`export.detector`) by a band set's resampling matrix
+    ``R`` (``(n_canon, n_bands)``, built from its wavelengths and widths); canonical bands the
+    band set cannot feed are zero, and a ``present`` vector (1 per canonical band fed) adds a
+    learned bias to the stem. Since ``stem(R x) + E present`` is linear in ``x``, :meth:`fold`
+    turns it into a plain :class:`CloudDetector` for that band set whose 1x1 stem has
+    ``W R`` as weights and ``b + E present`` as bias: one set of weights, one ONNX per band set,
+    no run-time cost for the mapping."""
+
+    def __init__(self, n_canon: int, widths: tuple[int, ...], stem: int = 16) -> None:
+        super().__init__()
+        self.net = CloudDetector(DetectorConfig(n_canon, tuple(widths), 4, stem))
+        self.presence = nn.Linear(n_canon, stem, bias=False)
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(N, n_canon, H, W)`` canonical reflectance (0 where absent); ``present``
+        ``(N, n_canon)`` 0/1. Returns logits at full size."""
+        assert self.net.stem is not None
+        h = F.relu(self.net.stem(x) + self.presence(present)[:, :, None, None])
+        return _up2(self.net.head(EncoderDecoder.features(self.net, h)))
+
+    @torch.no_grad()
+    def fold(
+        self, matrix: torch.Tensor, present: torch.Tensor, temperature: float = 1.0
+    ) -> CloudDetector:
+        """The plain detector for one band set: ``matrix`` ``(n_canon, n_bands)`` maps the band
+        set to canonical bands (zero rows where absent), ``present`` ``(n_canon,)``; logits are
+        divided by ``temperature`` (calibration)."""
+        assert self.net.stem is not None
+        cfg = self.net.cfg
+        out = CloudDetector(DetectorConfig(matrix.shape[1], cfg.widths, cfg.classes, cfg.stem))
+        state = {k: v for k, v in self.net.state_dict().items() if not k.startswith("stem.")}
+        w = self.net.stem.weight[:, :, 0, 0] @ matrix.float()
+        state["stem.weight"] = w[:, :, None, None]
+        state["stem.bias"] = self.net.stem.bias + self.presence.weight @ present.float()
+        state["head.weight"] = state["head.weight"] / temperature
+        state["head.bias"] = state["head.bias"] / temperature
+        out.load_state_dict(state)
+        return out.eval()
 
 
 class ResidualTrunk(nn.Module):

@@ -32,6 +32,7 @@ from .config import DEFAULT_BATCH
 from .errors import KumoError, OutputExistsError, RasterWriteError
 from .io import (
     DEFAULT_STRIP_LINES,
+    FLOAT_NODATA,
     GeoTiffWriter,
     Raster,
     WriterGroup,
@@ -44,7 +45,6 @@ logger = logging.getLogger("kumo_edge")
 
 #: Fixed class codes of every mask kumo-edge writes.
 CLASS_CODES = {0: "no data", 1: "clear", 2: "thin cloud", 3: "thick cloud", 4: "cloud shadow"}
-FLOAT_NODATA = -9999.0
 
 
 def _progress(total: int, desc: str, unit: str = "row") -> tqdm:
@@ -817,6 +817,11 @@ def _summary(rep: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v}" for k, v in rep.get("kept_by_reason", {}).items())
             + ")"
             if rep.get("tiles_kept")
+            else ""
+        )
+        + (
+            f", {rep['tiles_ambiguous_bright']} with ambiguous bright pixels (snow/ice or cloud)"
+            if rep.get("tiles_ambiguous_bright")
             else ""
         )
         + "; "

@@ -80,6 +80,10 @@ os.umask(_UMASK)
 NodataSpec = float | str | None
 
 
+#: What float outputs declare (and hold) where the input had no data.
+FLOAT_NODATA = -9999.0
+
+
 def _unit_to_nm(unit: str | None, values: Sequence[float]) -> list[float]:
     """Convert wavelengths to nm from a unit name, or guess the unit from the magnitude."""
     u = (unit or "").strip().lower()
@@ -600,6 +604,10 @@ class GeoTiffWriter:
         overwrite: Replace an existing file.
         compress: GDAL compression (``"deflate"``, ``"lzw"``, ``"none"``).
         blocksize: Tile size (multiple of 16).
+        colormap: Colour table of a single-band byte raster: ``{value: (r, g, b, a)}``.
+        categories: Class names by value (0, 1, ...) of a single-band raster, written to the
+            GDAL sidecar ``<path>.aux.xml`` (where GDAL and QGIS read them) when the file is
+            finished.
     """
 
     def __init__(
@@ -623,8 +631,11 @@ class GeoTiffWriter:
         compress: str = "deflate",
         blocksize: int = 256,
         photometric: str | None = None,
+        colormap: dict[int, tuple[int, int, int, int]] | None = None,
+        categories: Sequence[str] | None = None,
     ) -> None:
         self.path = check_output_path(path, overwrite)
+        self.categories = list(categories) if categories else None
         if width < 1 or height < 1 or count < 1:
             raise ShapeError(f"cannot write a {count} x {height} x {width} raster")
         if bands is not None and len(bands) != count:
@@ -684,6 +695,8 @@ class GeoTiffWriter:
                 self._ds.update_tags(**{k: str(v) for k, v in tags.items()})
             for b, t in enumerate(band_tags or (), start=1):
                 self._ds.update_tags(b, **{k: str(v) for k, v in t.items()})
+            if colormap:
+                self._ds.write_colormap(1, colormap)
             if scales is not None:
                 self._ds.scales = tuple(scales)
             if offsets is not None:
@@ -745,6 +758,13 @@ class GeoTiffWriter:
             with _GdalFailure():  # the last blocks reach the file here
                 self._ds.close()
             os.chmod(self._tmp, 0o666 & ~_UMASK)
+            aux = Path(str(self.path) + ".aux.xml")
+            if self.categories:
+                tmp_aux = Path(str(self._tmp) + ".aux.xml")
+                tmp_aux.write_text(_category_xml(self.categories))
+                os.replace(tmp_aux, aux)
+            elif aux.exists():
+                aux.unlink()  # a sidecar of the file this one replaces would describe it wrongly
             os.replace(self._tmp, self.path)
         except (RasterioError, OSError) as exc:
             self._discard()
@@ -779,6 +799,17 @@ class GeoTiffWriter:
             self.close()
         else:
             self.abort()
+
+
+def _category_xml(names: Sequence[str]) -> str:
+    """GDAL PAM sidecar naming the classes of band 1."""
+    from xml.sax.saxutils import escape
+
+    cats = "".join(f"      <Category>{escape(n)}</Category>\n" for n in names)
+    return (
+        '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'
+        f"{cats}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
+    )
 
 
 class WriterGroup:

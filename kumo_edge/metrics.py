@@ -189,3 +189,30 @@ def detection(
     fn = int(np.count_nonzero(~p & t))
     tn = int(p.size - tp - fp - fn)
     return Detection(tp, fp, tn, fn)
+
+
+def calibration(
+    prob: npt.NDArray[np.floating], truth: npt.NDArray[np.bool_], bins: int = 10
+) -> dict[str, object]:
+    """Reliability of a probability: expected calibration error (ECE: the bin-size-weighted mean
+    gap between the mean predicted probability and the observed frequency, over ``bins`` equal
+    bins of [0, 1]) and the reliability curve (per non-empty bin: mean probability, observed
+    frequency, count)."""
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    t = np.asarray(truth, dtype=bool).ravel()
+    if p.shape != t.shape:
+        raise ShapeError(f"`prob` has {p.size} values but `truth` has {t.size}")
+    k = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    n = np.bincount(k, minlength=bins)
+    sp = np.bincount(k, weights=p, minlength=bins)
+    st = np.bincount(k, weights=t.astype(np.float64), minlength=bins)
+    ok = n > 0
+    mean_p, freq = sp[ok] / n[ok], st[ok] / n[ok]
+    ece = float(np.sum(n[ok] * np.abs(mean_p - freq)) / max(p.size, 1))
+    return {
+        "ece": ece,
+        "curve": [
+            {"p": float(a), "observed": float(b), "n": int(c)}
+            for a, b, c in zip(mean_p, freq, n[ok], strict=True)
+        ],
+    }

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from .bands import BandSet
 from .baselines import Remover
 from .errors import KumoError, RasterReadError
-from .io import GeoTiffWriter, Raster, WriterGroup, check_output_path
+from .io import FLOAT_NODATA, GeoTiffWriter, Raster, WriterGroup, check_output_path
 from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
 from .stream import Lines, StreamConfig, StreamProcessor
 
@@ -29,6 +29,16 @@ MASK_CLASSES = {
     "2": "thin cloud (removed)",
     "3": "thick cloud (unrecoverable)",
     "4": "cloud shadow (corrected)",
+}
+
+#: Colours of the mask classes (GDAL colour table): no data transparent, clear green, thin
+#: cloud light blue, thick cloud white, shadow dark grey.
+MASK_COLOURS = {
+    0: (0, 0, 0, 0),
+    1: (46, 139, 87, 255),
+    2: (135, 206, 250, 255),
+    3: (255, 255, 255, 255),
+    4: (64, 64, 64, 255),
 }
 
 Chunk = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]
@@ -117,6 +127,14 @@ class _Spool:
         self.path.unlink(missing_ok=True)
 
 
+def band_descriptions(bands: BandSet) -> list[str]:
+    """GeoTIFF band descriptions: the band's name (where known) and centre wavelength."""
+    return [
+        f"{n} {c:.1f} nm".strip() if n else f"{c:.1f} nm"
+        for n, c in zip(bands.names, bands.centers_nm, strict=True)
+    ]
+
+
 def run_stream(
     chunks: Iterator[Chunk],
     width: int,
@@ -160,7 +178,8 @@ def run_stream(
                 count=nb,
                 dtype="float32",
                 bands=proc.out_bands,
-                nodata=None,
+                nodata=FLOAT_NODATA,
+                descriptions=band_descriptions(proc.out_bands),
                 overwrite=overwrite,
                 **geo,
             )
@@ -176,6 +195,9 @@ def run_stream(
                 dtype="uint8",
                 nodata=0,
                 tags=tags,
+                descriptions=["cloud mask class"],
+                colormap=MASK_COLOURS,
+                categories=list(MASK_CLASSES.values()),
                 overwrite=overwrite,
                 **geo,
             )
@@ -197,6 +219,10 @@ def run_stream(
                 spools.extend(s for s in (s_out, s_mask) if s is not None)
 
             def sink(lines: Lines) -> None:
+                if out is not None and not lines.mask.all():
+                    data = lines.data.copy()  # the views belong to the processor's ring
+                    data[:, lines.mask == 0] = FLOAT_NODATA
+                    lines = Lines(lines.row, data, lines.mask)
                 if height is not None:
                     if w_out:
                         w_out.write(lines.data, lines.row)

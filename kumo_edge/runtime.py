@@ -205,6 +205,44 @@ def classify(
     return out
 
 
+#: A pixel is "bright" when its mean visible reflectance reaches this (the threshold test's rule).
+BRIGHT_REFLECTANCE = 0.3
+#: ... and "ambiguous" when the detector's P(cloud) lies in this interval.
+AMBIGUOUS_P = (0.2, 0.8)
+
+
+def ambiguous_bright(
+    cube: npt.NDArray[np.float32],
+    probs: npt.NDArray[np.float32],
+    bands: BandSet,
+    valid: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.float64]:
+    """Per tile, the fraction of valid pixels that are bright and white in the visible (snow,
+    ice, bright sand or cloud alike) and that the detector cannot call: P(thin) + P(thick) within
+    :data:`AMBIGUOUS_P`. Without a SWIR band, snow and cloud differ only by texture and context;
+    a downlink rule can treat these pixels apart from cloud.
+
+    Args:
+        cube: ``(N, C, H, W)`` reflectance in ``bands``.
+        probs: ``(N, 4, H, W)`` class probabilities.
+        bands: Band set of ``cube``.
+        valid: ``(N, H, W)`` valid pixels (default: all).
+    """
+    vis = [i for i, c in enumerate(bands.centers_nm) if 440.0 <= c <= 700.0]
+    if not vis:
+        return np.zeros(len(cube))
+    v = cube[:, vis]
+    mean = v.mean(1)
+    whiteness = np.abs(v - mean[:, None]).sum(1) / np.maximum(mean, 1e-6)
+    p = probs[:, 1] + probs[:, 2]
+    amb = (mean >= BRIGHT_REFLECTANCE) & (whiteness < 0.7) & (p >= AMBIGUOUS_P[0])
+    amb &= p <= AMBIGUOUS_P[1]
+    if valid is not None:
+        amb &= valid
+        return amb.sum(axis=(1, 2)) / np.maximum(valid.sum(axis=(1, 2)), 1)
+    return amb.mean(axis=(1, 2))
+
+
 def available_providers() -> list[str]:
     """Short names of the execution providers this onnxruntime build offers."""
     have = set(ort.get_available_providers())
@@ -389,7 +427,7 @@ def shipped_models() -> dict[str, dict[str, Path]]:
 
 # -- model selection --------------------------------------------------------------------------
 #: Preference order when the caller does not name a model set.
-PREFERENCE = ("hsi32", "rgbn", "rgb")
+PREFERENCE = ("hsi32", "swir6", "rgbn", "rgb")
 
 
 def load_models(
@@ -432,6 +470,8 @@ def _load_models(
         for name in PREFERENCE:
             if name not in shipped:
                 continue
+            if need_generator and "generator" not in shipped[name]:
+                continue  # a detector-only set (swir6) serves `detect`, not `run`
             det = load_model(shipped[name]["detector"], providers, threads)
             try:
                 resampling_matrix(bands, det.contract.bands)

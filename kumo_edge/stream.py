@@ -40,7 +40,7 @@ from .baselines import Remover
 from .config import DEFAULT_BATCH
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .physics import PhysicsRemover
-from .runtime import Model
+from .runtime import Model, ambiguous_bright
 from .tiling import (
     GridBlender,
     accumulate_tile_row,
@@ -154,6 +154,10 @@ class Report:
                 for r in sorted({t["kept_reason"] for t in self.tiles if t.get("kept_reason")})
             },
             "tiles_drop": sum(t["drop"] for t in self.tiles),
+            # tiles where at least 5 % of the pixels are bright and the detector cannot call them
+            "tiles_ambiguous_bright": sum(
+                t.get("ambiguous_bright", 0.0) >= 0.05 for t in self.tiles
+            ),
             "seconds": self.seconds,
             "per_tile": self.tiles,
         }
@@ -478,6 +482,7 @@ def process_tiles(
     cls = detector.classify(probs, axis=1)
     n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
     frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
+    amb = ambiguous_bright(tiles, probs, detector.bands, valid)  # on the input, before removal
     todo = (
         np.flatnonzero((frac[1] + frac[3]) >= cfg.min_fraction)
         if generator is not None
@@ -529,6 +534,7 @@ def process_tiles(
             "cloud_fraction": round(cloud, 4),
             "thick_fraction": round(float(frac[2][i]), 4),
             "shadow_fraction": round(float(frac[3][i]), 4),
+            "ambiguous_bright": round(float(amb[i]), 4),
             "decision": decision,
             "drop": cloud > cfg.drop_fraction,
         }

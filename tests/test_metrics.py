@@ -83,3 +83,16 @@ def test_detection_counts() -> None:
 def test_shape_mismatch() -> None:
     with pytest.raises(ShapeError):
         metrics.psnr(np.zeros((3, 4, 4)), np.zeros((3, 4, 5)))
+
+
+def test_calibration_error_and_curve() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.random(200_000)
+    calibrated = rng.random(p.size) < p
+    c = metrics.calibration(p, calibrated)
+    assert c["ece"] < 0.01 and len(c["curve"]) == 10
+    # always sure of cloud, right half of the time: ECE 0.5
+    assert metrics.calibration(np.ones(1000), np.arange(1000) % 2 == 0)["ece"] == pytest.approx(0.5)
+    # over-confident: probabilities pushed towards 0/1 from calibrated ones -> larger ECE
+    sharp = np.clip((p - 0.5) * 3 + 0.5, 0, 1)
+    assert metrics.calibration(sharp, calibrated)["ece"] > 0.1

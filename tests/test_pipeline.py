@@ -53,13 +53,21 @@ def test_run_on_a_raster(tmp_path: Path, sample_path: Path, model_dir: Path) -> 
     with rasterio.open(out) as ds:
         assert ds.count == 4 and ds.crs == crs and ds.transform == transform
         assert ds.tags(4, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"] == "0.842"
+        # opened as a GIS user opens it: nodata declared, bands named by wavelength
+        assert ds.nodata == -9999.0 and ds.descriptions[3] == "nir 842.0 nm"
         data = ds.read()
+        assert (ds.read_masks(1) == 0).sum() == (~src_valid).sum() > 0
     with rasterio.open(mask) as ds:
         m = ds.read(1)
         assert ds.nodata == 0
+        cmap = ds.colormap(1)
+        assert cmap[0][3] == 0 and cmap[3] == (255, 255, 255, 255) and cmap[1] != cmap[4]
+    # class names where GDAL and QGIS read them (PAM sidecar)
+    aux = Path(str(mask) + ".aux.xml").read_text()
+    assert aux.count("<Category>") == 5 and "<Category>cloud shadow (corrected)</Category>" in aux
     assert ((m == 0) == ~src_valid).all()
     assert set(np.unique(m)) <= {0, 1, 2, 3, 4}
-    assert (data[:, ~src_valid] == 0).all()
+    assert (data[:, ~src_valid] == -9999.0).all() and (data[:, src_valid] > -1).all()
     report = json.loads(rep.read_text())
     assert report["lines"] == 443 and report["tiles"] == len(report["per_tile"]) > 0
     assert {"row", "col", "cloud_fraction", "decision", "drop"} <= set(report["per_tile"][0])

@@ -1,0 +1,318 @@
+"""The detector on REAL clouds, cross-validated over the 36 labelled patches of 4 sensors, beside
+the installable peer ukis-csmask and the rule-based threshold test, on the same patches.
+
+    python -m export.detector cv                 # trains the fold models (runs/detcv_<k>)
+    python -m bench.detector_real [--folds 4]    # scores them; writes bench/results/detector_real.json
+
+Every patch is scored once, by the model of the fold that held it out, through what users run:
+the fold's weights folded for each shipped band set (rgb, rgbn, swir6), INT8, through
+``kumo_edge.runtime``. A patch is scored in every band set its bands can feed (On-Cloud-N has no
+SWIR). Cloud = thin or thick. Shadow is scored on the patches that label it (L8 Biome, the
+ukis-csmask tests). Calibration: reliability and ECE of P(cloud) on the out-of-fold predictions,
+before and after a temperature fitted cross-fold (the temperature applied to fold k's patches is
+fitted on the other folds' out-of-fold predictions). The peer needs ``pip install
+ukis-csmask==1.0.0`` (with scipy) in the benchmark's environment; it is never shipped. Its own
+tests are 3 of the patches (it may have seen those scenes): its figures are given with and
+without them. Speed: the shipped previous detector and the new one per 256 tile (INT8, 2 threads),
+and the peer's Mpx/s on a 512 x 512 patch, side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from bench._common import RESULTS, ROOT, environment, write_json
+from export.detector import (
+    CANON,
+    VIEWS,
+    cv_folds,
+    export_band_set,
+    load,
+    real_patches,
+)
+from export.evaluate import threshold_test
+from kumo_edge import metrics
+from kumo_edge.bands import resample, resampling_matrix
+from kumo_edge.errors import BandMappingError
+from kumo_edge.runtime import Model, load_model
+
+#: ukis-csmask's band names for the canonical bands.
+UKIS_BANDS = ["blue", "green", "red", "nir", "swir16", "swir22"]
+TEMPERATURES = np.exp(np.linspace(np.log(0.4), np.log(4.0), 41))
+
+
+def _view_cube(p: dict, view: str) -> np.ndarray | None:
+    """The patch in the view's canonical bands (None if its bands cannot feed the view)."""
+    want = CANON.subset(VIEWS[view])
+    try:
+        return np.clip(
+            resample(p["cube"], resampling_matrix(p["bands"], want, tolerance_nm=60.0)), 0, 1
+        )
+    except BandMappingError:
+        return None
+
+
+def _ukis(cube: np.ndarray, view: str, level: str) -> np.ndarray:
+    """The peer's classes (0 clear, 1 cloud, 2 shadow)."""
+    from ukis_csmask.mask import CSmask
+
+    bands = UKIS_BANDS[: len(VIEWS[view])]
+    img = np.ascontiguousarray(np.transpose(cube, (1, 2, 0)), dtype=np.float32)
+    cs = CSmask(img, bands, product_level=level, intra_op_num_threads=2, inter_op_num_threads=1)
+    return cs.csm[..., 0]
+
+
+def _set_nll(prob4: np.ndarray, labels: np.ndarray, t: float) -> float:
+    """Mean -log P(label set) of probabilities re-tempered by ``t``."""
+    from export.detector import LABEL_SETS
+
+    lg = np.log(np.clip(prob4, 1e-6, 1.0)) / t
+    lg -= lg.max(0, keepdims=True)
+    p = np.exp(lg)
+    p /= p.sum(0, keepdims=True)
+    allowed = LABEL_SETS[labels].T  # 4 x n
+    return float(-np.mean(np.log(np.clip((p * allowed).sum(0), 1e-9, 1.0))))
+
+
+def _temper(prob4: np.ndarray, t: float) -> np.ndarray:
+    lg = np.log(np.clip(prob4, 1e-6, 1.0)) / t
+    lg -= lg.max(0, keepdims=True)
+    p = np.exp(lg)
+    return p / p.sum(0, keepdims=True)
+
+
+def fit_temperature(prob4: np.ndarray, labels: np.ndarray) -> float:
+    return float(min(TEMPERATURES, key=lambda t: _set_nll(prob4, labels, t)))
+
+
+def _scores(pred: np.ndarray, truth: np.ndarray) -> dict:
+    d = metrics.detection(pred, truth)
+    return {
+        "accuracy": d.accuracy,
+        "false_positive_rate": d.false_positive_rate,
+        "f1": d.f1,
+        "pixels": d.n,
+    }
+
+
+def _time(fn, n: int = 5) -> float:  # noqa: ANN001
+    fn()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folds", type=int, default=4)
+    ap.add_argument("--runs", default="runs/detcv_{k}")
+    ap.add_argument("--no-peer", action="store_true", help="skip ukis-csmask")
+    a = ap.parse_args()
+    patches = real_patches()
+    by_name = {p["name"]: p for p in patches}
+    folds = cv_folds(patches, a.folds)
+    peer = not a.no_peer
+    if peer:
+        try:
+            import ukis_csmask  # noqa: F401
+        except ImportError:
+            raise SystemExit(
+                "ukis-csmask is not installed: pip install ukis-csmask==1.0.0 scipy (or --no-peer)"
+            ) from None
+    # predictions: (method, view) -> name -> classes in our codes; probabilities for ours
+    pred: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
+    probs: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # view -> name -> (4, h, w) sub
+    fold_of: dict[str, int] = {}
+    for k, test in enumerate(folds):
+        run = ROOT / a.runs.format(k=k)
+        net = load(run / "last.pt")
+        for view in VIEWS:
+            path = run / "onnx" / f"{view}_int8.onnx"
+            if not path.exists():
+                export_band_set(net, view, run / "onnx")
+            m = load_model(path, threads=2)
+            for name in test:
+                fold_of[name] = k
+                x = _view_cube(by_name[name], view)
+                if x is None:
+                    continue
+                pr = m.run(x[None].astype(np.float32))[0]
+                pred[("ours", view)][name] = m.classify(pr[None])[0]
+                probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
+        print(f"fold {k}: {len(test)} patches scored", flush=True)
+    for p in patches:
+        for view in VIEWS:
+            x = _view_cube(p, view)
+            if x is None:
+                continue
+            tt = threshold_test(x, CANON.subset(VIEWS[view]))
+            pred[("threshold_test", view)][p["name"]] = np.where(tt, 2, 0).astype(np.uint8)
+            if peer and view in ("rgbn", "swir6"):
+                level = "l2a" if p["name"].startswith("oncloudn") else "l1c"
+                c = _ukis(x, view, level)
+                pred[("ukis_csmask", view)][p["name"]] = np.choose(c, [0, 2, 3]).astype(np.uint8)
+    print("peers scored", flush=True)
+
+    def pooled(method: str, view: str, names: list[str]) -> dict | None:
+        ps, ts = [], []
+        for n in names:
+            if n not in pred[(method, view)]:
+                continue
+            lab = by_name[n]["labels"]
+            ok = lab >= 0
+            ps.append(np.isin(pred[(method, view)][n], (1, 2))[ok])
+            ts.append(np.isin(lab, (1, 2, 4))[ok])
+        if not ps:
+            return None
+        return {**_scores(np.concatenate(ps), np.concatenate(ts)), "patches": len(ps)}
+
+    def shadow(method: str, view: str) -> dict | None:
+        tp = fp = fn = 0
+        n_p = 0
+        for n, c in pred[(method, view)].items():
+            p = by_name[n]
+            if "shadow" not in p["scheme"]:
+                continue
+            lab = p["labels"]
+            ok = lab >= 0
+            ps, ts = (c == 3)[ok], (lab == 3)[ok]
+            tp += int(np.sum(ps & ts))
+            fp += int(np.sum(ps & ~ts))
+            fn += int(np.sum(~ps & ts))
+            n_p += 1
+        if not n_p:
+            return None
+        return {
+            "recall": tp / max(tp + fn, 1),
+            "precision": tp / max(tp + fp, 1),
+            "patches": n_p,
+            "shadow_pixels": tp + fn,
+        }
+
+    names = [p["name"] for p in patches]
+    groups = {
+        "land": defaultdict(list),
+        "sensor": defaultdict(list),
+    }
+    for p in patches:
+        groups["land"][p["land"]].append(p["name"])
+        groups["sensor"][p["sensor"]].append(p["name"])
+    not_peer_tests = [n for n in names if not n.startswith("ukis_")]
+    snow = [p["name"] for p in patches if p["land"] == "SnowIce"]
+    results: dict = {}
+    for (method, view), _ in sorted(pred.items()):
+        key = f"{method}/{view}"
+        r = {
+            "all": pooled(method, view, names),
+            "without_ukis_tests": pooled(method, view, not_peer_tests),
+            "per_land": {g: pooled(method, view, ns) for g, ns in sorted(groups["land"].items())},
+            "per_sensor": {
+                g: pooled(method, view, ns) for g, ns in sorted(groups["sensor"].items())
+            },
+            "snow_patches": {n: pooled(method, view, [n]) for n in snow},
+            "shadow": shadow(method, view),
+            "per_patch": {n: pooled(method, view, [n]) for n in names if n in pred[(method, view)]},
+        }
+        results[key] = r
+
+    # calibration of our P(cloud), cross-fold temperature
+    calib: dict = {}
+    for view, d in probs.items():
+        ns = sorted(d)
+        lab = {n: by_name[n]["labels"][::4, ::4] for n in ns}
+        before_p, before_t, after_p = [], [], []
+        temps = {}
+        for k in range(a.folds):
+            other = [n for n in ns if fold_of[n] != k]
+            mine = [n for n in ns if fold_of[n] == k]
+            if not mine:
+                continue
+            pk = np.concatenate([d[n].reshape(4, -1) for n in other], 1)
+            lk = np.concatenate([lab[n].ravel() for n in other])
+            ok = lk >= 0
+            t = fit_temperature(pk[:, ok], lk[ok])
+            temps[k] = t
+            for n in mine:
+                ln = lab[n].ravel()
+                okn = ln >= 0
+                pn = d[n].reshape(4, -1)[:, okn]
+                before_p.append(pn[1] + pn[2])
+                after_p.append(_temper(pn, t)[1:3].sum(0))
+                before_t.append(np.isin(ln[okn], (1, 2, 4)))
+        truth = np.concatenate(before_t)
+        pa = np.concatenate([d[n].reshape(4, -1) for n in ns], 1)
+        la = np.concatenate([lab[n].ravel() for n in ns])
+        ok = la >= 0
+        calib[view] = {
+            "before": metrics.calibration(np.concatenate(before_p), truth),
+            "after_cross_fold_temperature": metrics.calibration(np.concatenate(after_p), truth),
+            "fold_temperatures": temps,
+            "temperature_all_folds": fit_temperature(pa[:, ok], la[ok]),
+        }
+
+    # speed, side by side in one run
+    speed: dict = {}
+    tile = np.random.default_rng(0).random((1, 4, 256, 256), dtype=np.float32) * 0.5
+    prev = ROOT / "export" / "artifacts" / "rgbn" / "detector_previous_int8.onnx"
+    new = ROOT / a.runs.format(k=0) / "onnx" / "rgbn_int8.onnx"
+    for label, path in (("previous rgbn detector", prev), ("band-agnostic rgbn detector", new)):
+        if path.exists():
+            m = Model(path, threads=2)
+            ms = _time(lambda m=m: m.run(tile), 20) * 1e3
+            speed[label] = {"ms_per_256_tile": ms, "mpx_per_s": 65536 / ms / 1e3}
+    if peer:
+        big = np.clip(by_name["ukis_sentinel2"]["cube"][:4], 0, 1)
+        s = _time(lambda: _ukis(big, "rgbn", "l1c"), 3)
+        speed["ukis-csmask 4-band (512 x 512, 2 threads)"] = {
+            "s": s,
+            "mpx_per_s": big.shape[1] * big.shape[2] / s / 1e6,
+        }
+
+    doc = {
+        "benchmark": "detector_real",
+        "folds": folds,
+        "patches": {
+            p["name"]: {
+                "sensor": p["sensor"],
+                "land": p["land"],
+                "scheme": p["scheme"],
+                "fold": fold_of[p["name"]],
+            }
+            for p in patches
+        },
+        "results": results,
+        "calibration": calib,
+        "speed": speed,
+        "notes": [
+            "ours: the fold's model, INT8, through kumo_edge.runtime at the contract's threshold",
+            "ukis-csmask: 4-band model for rgbn, 6-band for swir6; l2a models on On-Cloud-N (L2A), l1c elsewhere",
+            "ukis_* patches are the peer's own test files",
+        ],
+        "environment": environment(),
+    }
+    path = write_json(doc, RESULTS / "detector_real.json")
+    for key, r in results.items():
+        al = r["all"]
+        sh = r["shadow"]
+        print(
+            f"{key:28s} acc {al['accuracy']:.3f} FPR {al['false_positive_rate']:.3f} ({al['patches']} patches)"
+            + (f"  shadow recall {sh['recall']:.2f} precision {sh['precision']:.2f}" if sh else "")
+        )
+    for view, c in calib.items():
+        print(
+            f"calibration {view}: ECE {c['before']['ece']:.3f} -> {c['after_cross_fold_temperature']['ece']:.3f}, T {c['temperature_all_folds']:.2f}"
+        )
+    print(json.dumps(speed, indent=1))
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The band-agnostic detector: the canonical band mapping, the set-valued loss, and that folding
+the mapping into the stem gives the same output as the training graph, for any band set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.detector import (  # noqa: E402
+    CANON,
+    LABEL_SETS,
+    canonical_map,
+    export_band_set,
+    set_loss,
+    views_for,
+)
+from export.nets import SpectralDetector  # noqa: E402
+from kumo_edge.bands import BandSet  # noqa: E402
+from kumo_edge.config import sensor_profile  # noqa: E402
+from kumo_edge.errors import BandMappingError  # noqa: E402
+from kumo_edge.runtime import load_model  # noqa: E402
+
+
+def test_canonical_map_flags_what_a_band_set_can_feed() -> None:
+    m, p = canonical_map(sensor_profile("rgb").bands)
+    assert p.tolist() == [1, 1, 1, 0, 0, 0] and not m[3:].any()
+    m, p = canonical_map(sensor_profile("landsat8-oli").bands)
+    assert p.tolist() == [1] * 6
+    np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-6)
+    # the 32 VNIR bands feed blue..NIR by integration, never SWIR
+    m, p = canonical_map(sensor_profile("satellogic-hsi").bands)
+    assert p.tolist() == [1, 1, 1, 1, 0, 0] and (m[:4] > 0).sum(1).min() >= 3
+    assert views_for(p) == ["rgbn", "rgb"]
+    with pytest.raises(BandMappingError, match="blue"):
+        canonical_map(BandSet((560.0, 665.0, 842.0), (35.0, 30.0, 115.0)))
+
+
+def test_set_loss_is_minus_log_of_the_allowed_set() -> None:
+    logits = torch.randn(1, 4, 2, 3)
+    labels = torch.tensor([[[0, 4, 5], [3, -1, 2]]])
+    p = logits.softmax(1)[0]
+    want = []
+    for (i, j), lab in np.ndenumerate(labels[0].numpy()):
+        if lab < 0:
+            continue
+        allowed = torch.from_numpy(LABEL_SETS[lab])
+        w = [1.0, 1.5, 1.0, 1.5, 1.2, 1.0][lab]
+        want.append((w, -torch.log(p[:, i, j][allowed].sum())))
+    expect = sum(w * v for w, v in want) / sum(w for w, _ in want)
+    assert set_loss(logits, labels).item() == pytest.approx(expect.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("profile", ["rgb", "rgbn", "satellogic-hsi", "sentinel2-msi"])
+def test_folded_detector_equals_the_training_graph(profile: str) -> None:
+    torch.manual_seed(0)
+    net = SpectralDetector(len(CANON), (8, 16), stem=8).eval()
+    with torch.no_grad():
+        net.presence.weight.normal_()  # an untrained presence embedding is all but zero
+    bands = sensor_profile(profile).bands
+    m, present = canonical_map(bands)
+    x = torch.rand(2, len(bands), 32, 32)
+    canon = torch.einsum("cb,nbhw->nchw", torch.from_numpy(m), x)
+    with torch.no_grad():
+        want = net(canon, torch.from_numpy(present).expand(2, -1))
+        got = net.fold(torch.from_numpy(m), torch.from_numpy(present))(x)
+        hot = net.fold(torch.from_numpy(m), torch.from_numpy(present), temperature=2.0)(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hot, want / 2.0, atol=1e-5, rtol=1e-5)
+
+
+def test_export_band_set_writes_a_runtime_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = SpectralDetector(len(CANON), (8, 16), stem=8).eval()
+    paths = export_band_set(net, "rgbn", tmp_path, temperature=1.5, int8=False)
+    m = load_model(paths["fp32"])
+    assert m.contract.kind == "detector" and m.contract.band_set == "rgbn"
+    assert m.contract.training["temperature"] == 1.5 and m.contract.multiple == 4
+    x = np.random.default_rng(0).random((1, 4, 64, 64), dtype=np.float32)
+    p = m.run(x)
+    assert p.shape == (1, 4, 64, 64)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-4)
