@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .bands import BandSet, resampling_matrix
+from .classes import NAMES
 from .clouds import CloudField, CloudParams
 from .config import DEFAULT_BATCH
 from .errors import KumoError, OutputExistsError, RasterWriteError
@@ -39,12 +40,13 @@ from .io import (
     check_output_path,
     write_geotiff,
 )
+from .render import write_side_by_side
 from .tiling import footprint_tiles
 
 logger = logging.getLogger("kumo_edge")
 
 #: Fixed class codes of every mask kumo-edge writes.
-CLASS_CODES = {0: "no data", 1: "clear", 2: "thin cloud", 3: "thick cloud", 4: "cloud shadow"}
+CLASS_CODES = {int(c): name for c, name in NAMES.items()}
 
 
 def _progress(total: int, desc: str, unit: str = "row") -> tqdm:
@@ -1194,6 +1196,7 @@ def demo(outdir: str, seed: int, threads: int | None, overwrite: bool) -> None:
         model_bands,
         overwrite=True,
         extra_mask=detected,
+        titles=["cloudy input", "cleaned", "true classes", "detected classes"],
     )
     keep = valid & (truth != 3)
     dt = time.perf_counter() - t0
@@ -1212,56 +1215,6 @@ def demo(outdir: str, seed: int, threads: int | None, overwrite: bool) -> None:
     click.echo(
         f"  outputs in {out}/: cloudy.tif truth.tif tau550.tif cleaned.tif mask.tif report.json demo.png  ({dt:.1f} s)"
     )
-
-
-_CLASS_COLOURS = np.array(
-    [[0, 0, 0], [40, 120, 40], [200, 200, 255], [255, 255, 255], [90, 60, 140]], dtype=np.uint8
-)
-
-
-def _rgb8(cube: np.ndarray, bands: Any) -> np.ndarray:
-    idx = [int(np.argmin(np.abs(bands.centers - wl))) for wl in (660.0, 560.0, 480.0)]
-    rgb = cube[idx]
-    return (np.clip(rgb / 0.35, 0, 1) ** (1 / 1.6) * 255).astype(np.uint8)
-
-
-def write_side_by_side(
-    path: Path,
-    cubes: Sequence[np.ndarray],
-    mask: np.ndarray,
-    bands: Any,
-    overwrite: bool = False,
-    extra_mask: np.ndarray | None = None,
-) -> Path:
-    """A PNG of true-colour renderings of ``cubes`` followed by the class ``mask`` (and
-    ``extra_mask``), with 8-px gaps."""
-    import warnings
-
-    from rasterio.errors import NotGeoreferencedWarning
-
-    masks = [mask] if extra_mask is None else [mask, extra_mask]
-    panels = [_rgb8(c, bands) for c in cubes] + [
-        _CLASS_COLOURS[np.clip(m, 0, 4)].transpose(2, 0, 1) for m in masks
-    ]
-    gap = np.full((3, panels[0].shape[1], 8), 255, dtype=np.uint8)
-    row = np.concatenate(
-        [p for pair in zip(panels, [gap] * len(panels), strict=True) for p in pair][:-1], axis=2
-    )
-    check_output_path(path, overwrite)
-    tmp = path.with_name(f".{path.name}.partial.png")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        import rasterio
-
-        with rasterio.open(
-            tmp, "w", driver="PNG", width=row.shape[2], height=row.shape[1], count=3, dtype="uint8"
-        ) as d:
-            d.write(row)
-    os.replace(tmp, path)
-    aux = Path(str(tmp) + ".aux.xml")
-    if aux.exists():
-        aux.unlink()
-    return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:

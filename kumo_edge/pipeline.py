@@ -18,28 +18,15 @@ import numpy.typing as npt
 
 from .bands import BandSet
 from .baselines import Remover
+from .classes import ACTIONS, COLOURS
 from .errors import KumoError, RasterReadError
 from .io import FLOAT_NODATA, GeoTiffWriter, Raster, WriterGroup, check_output_path
 from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
 from .stream import Lines, StreamConfig, StreamProcessor
 
-MASK_CLASSES = {
-    "0": "no data",
-    "1": "clear",
-    "2": "thin cloud (removed)",
-    "3": "thick cloud (unrecoverable)",
-    "4": "cloud shadow (corrected)",
-}
-
-#: Colours of the mask classes (GDAL colour table): no data transparent, clear green, thin
-#: cloud light blue, thick cloud white, shadow dark grey.
-MASK_COLOURS = {
-    0: (0, 0, 0, 0),
-    1: (46, 139, 87, 255),
-    2: (135, 206, 250, 255),
-    3: (255, 255, 255, 255),
-    4: (64, 64, 64, 255),
-}
+MASK_CLASSES = {str(int(c)): name for c, name in ACTIONS.items()}
+#: The mask's GDAL colour table.
+MASK_COLOURS = {int(c): rgba for c, rgba in COLOURS.items()}
 
 Chunk = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]
 
