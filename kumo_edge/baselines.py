@@ -25,7 +25,6 @@ cloud, 3 shadow). The stream runtime calls a remover exactly where it would call
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Union
 
 import numba as nb
 import numpy as np
@@ -33,10 +32,7 @@ import numpy.typing as npt
 
 from .bands import BandSet
 from .errors import BandCountError, BandMappingError, ShapeError
-
-if TYPE_CHECKING:
-    from .physics import PhysicsRemover
-    from .runtime import Model
+from .remover import Remover as Remover  # noqa: PLC0414 - re-exported (older import path)
 
 CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3
 #: ``model``: the band set's shipped remover (``generator.onnx``: the physics remover or the
@@ -215,9 +211,6 @@ def _gauss_seidel(x, known, sweeps):  # pragma: no cover - numba
                             n += 1
                         x[b, r, q] = s / n
 
-
-#: What the stream accepts as a cloud remover.
-Remover = Union["Model", "PhysicsRemover", _Remover]
 
 
 def remover(method: str, bands: BandSet) -> _Remover:

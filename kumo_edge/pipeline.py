@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .bands import BandSet
-from .baselines import Remover
 from .classes import ACTIONS, COLOURS
 from .errors import KumoError, RasterReadError
 from .io import FLOAT_NODATA, GeoTiffWriter, Raster, WriterGroup, check_output_path
+from .remover import Remover
 from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
 from .stream import Lines, StreamConfig, StreamProcessor
 

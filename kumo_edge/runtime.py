@@ -31,7 +31,7 @@ import onnxruntime as ort
 
 from . import _runtime_kernels as _rk
 from .bands import BandSet, resampling_matrix
-from .baselines import METHODS, MODEL_METHODS, Remover, remover
+from .baselines import METHODS, MODEL_METHODS, remover
 from .errors import (
     BandCountError,
     BandMappingError,
@@ -42,6 +42,7 @@ from .errors import (
     ShapeError,
 )
 from .physics import PhysicsRemover, as_remover
+from .remover import Remover
 
 logger = logging.getLogger(__name__)
 

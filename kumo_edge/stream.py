@@ -36,10 +36,10 @@ import numpy.typing as npt
 
 from . import _tiling_kernels as _tk
 from .bands import BandSet, resample, resampling_matrix
-from .baselines import Remover
 from .config import DEFAULT_BATCH
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .physics import PhysicsRemover
+from .remover import Remover
 from .runtime import Model, ambiguous_bright
 from .tiling import (
     GridBlender,

@@ -71,3 +71,76 @@ def test_shipped_models_load_and_run_without_torch() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "hsi32 generator 32" in r.stdout and "rgbn detector 4" in r.stdout
+
+
+def _module_imports(path: Path) -> set[str]:
+    """kumo_edge modules that ``path`` imports when it is imported: module-level imports only
+    (imports inside functions are deliberate late imports; ``if TYPE_CHECKING:`` never runs)."""
+    import ast
+
+    pkg = "kumo_edge"
+    out: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for n in nodes:
+            if isinstance(n, ast.If):
+                t = n.test
+                if (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+                    isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+                ):
+                    visit(n.orelse)
+                    continue
+                visit(n.body)
+                visit(n.orelse)
+            elif isinstance(n, ast.Try):
+                visit(n.body)
+                for h in n.handlers:
+                    visit(h.body)
+            elif isinstance(n, ast.ImportFrom):
+                if n.level == 1:
+                    if n.module:
+                        out.add(n.module.split(".")[0])
+                    else:  # from . import x
+                        out.update(a.name for a in n.names)
+                elif n.module and n.module.startswith(pkg + "."):
+                    out.add(n.module.split(".")[1])
+            elif isinstance(n, ast.Import):
+                for a in n.names:
+                    if a.name.startswith(pkg + "."):
+                        out.add(a.name.split(".")[1])
+
+    visit(ast.parse(path.read_text()).body)
+    return out
+
+
+def test_no_import_cycle_in_the_flight_package() -> None:
+    src = ROOT / "kumo_edge"
+    mods = {p.stem: p for p in src.glob("*.py") if p.stem != "__init__"}
+    graph = {m: sorted(_module_imports(p) & set(mods)) for m, p in mods.items()}
+    assert "runtime" in graph["stream"] and graph["baselines"] == sorted(
+        set(graph["baselines"]) - {"runtime", "physics"}
+    )
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def dfs(m: str, path: list[str]) -> list[str] | None:
+        state[m] = 1
+        for d in graph[m]:
+            if state.get(d) == 1:
+                return [*path[path.index(d) :], d] if d in path else [m, d]
+            if d not in state and (c := dfs(d, [*path, d])):
+                return c
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            cycle = dfs(m, [m])
+            assert cycle is None, "import cycle: " + " -> ".join(cycle)
+    r = subprocess.run(
+        [sys.executable, "-c", "import kumo_edge.runtime, kumo_edge.baselines"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
