@@ -212,7 +212,6 @@ def _gauss_seidel(x, known, sweeps):  # pragma: no cover - numba
                         x[b, r, q] = s / n
 
 
-
 def remover(method: str, bands: BandSet) -> _Remover:
     """A classical remover by name (``hot`` or ``inpaint``)."""
     if method == "hot":

@@ -30,7 +30,7 @@ from .bands import BandSet, resampling_matrix
 from .classes import NAMES
 from .clouds import CloudField, CloudParams
 from .config import DEFAULT_BATCH
-from .errors import KumoError, OutputExistsError, RasterWriteError
+from .errors import ConfigError, KumoError, OutputExistsError, RasterWriteError
 from .io import (
     DEFAULT_STRIP_LINES,
     FLOAT_NODATA,
@@ -38,6 +38,7 @@ from .io import (
     Raster,
     WriterGroup,
     check_output_path,
+    check_outputs,
     write_geotiff,
 )
 from .render import write_side_by_side
@@ -51,6 +52,14 @@ CLASS_CODES = {int(c): name for c, name in NAMES.items()}
 
 def _progress(total: int, desc: str, unit: str = "row") -> tqdm:
     return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False, file=sys.stderr)
+
+
+def _is_dtype(name: str) -> bool:
+    try:
+        np.dtype(name)
+        return True
+    except TypeError:
+        return False
 
 
 def _floats(text: str | None, name: str) -> list[float] | None:
@@ -691,7 +700,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--profile",
             "sensor",
-            help="INPUT '-': sensor profile giving the band set (and width) of the stream.",
+            help="Sensor profile giving the band set: of the BIL stream (INPUT '-', also its width), or of a file without wavelength metadata (band counts must agree).",
         ),
     ]
     for opt in reversed(opts):
@@ -744,10 +753,36 @@ def _run(
     cfg = StreamConfig(
         batch=batch, drop_fraction=drop_fraction, remove=remove, output_bands=output_bands
     )
+    # every output checked (writable, distinct, not the input) before any work
+    check_outputs({"OUTPUT": out, "--mask": mask, "--report": report}, [input_path], overwrite)
+    for v in _floats(scale, "--scale") or []:
+        if not (v > 0 and np.isfinite(v)):
+            raise ConfigError(f"--scale must be > 0, got {v:g}")
     meta: dict[str, Any] = {"input": input_path}
+    if input_path != "-":
+        unused = ["--bil-width"] if bil_width else []
+        unused += ["--bil-dtype"] if bil_dtype != "uint16" else []
+        if unused:
+            raise ConfigError(f"{', '.join(unused)} only apply to INPUT '-' (a BIL stream)")
     if input_path == "-":
+        dt = np.dtype(bil_dtype) if _is_dtype(bil_dtype) else None
+        if dt is None or dt.kind not in "uif":
+            raise ConfigError(
+                f"--bil-dtype {bil_dtype!r} is not a real sample type (uint8, uint16, int16, float32, ...)"
+            )
         if sensor:
             prof = sensor_profile(sensor)
+            if bil_width and prof.width_px and bil_width != prof.width_px:
+                # a cropped or resampled stream: its width wins, and the report says so
+                logger.warning(
+                    "--bil-width %d overrides the %d px per line of profile %s",
+                    bil_width,
+                    prof.width_px,
+                    sensor,
+                )
+                meta["width_note"] = (
+                    f"--bil-width {bil_width} overrode profile {sensor} ({prof.width_px} px)"
+                )
             bands, width = prof.bands, bil_width or prof.width_px
         elif wavelengths and bil_width:
             wl = _floats(wavelengths, "--wavelengths") or []
@@ -783,6 +818,13 @@ def _run(
                 bar,
                 meta,
             )
+    if sensor and not wavelengths:
+        # --profile on a file supplies its band set (the band counts must agree)
+        prof = sensor_profile(sensor)
+        wavelengths = ",".join(f"{c:g}" for c in prof.bands.centers_nm)
+        fwhm = fwhm or ",".join(f"{f:g}" for f in prof.bands.fwhm_nm)
+    elif sensor:
+        raise ConfigError("give --profile or --wavelengths, not both")
     with _open(input_path, wavelengths, fwhm, scale, offset, nodata) as r:
         _refuse_8bit(r.dtype, remove, method, allow_8bit, Path(input_path).name)
         det, gen, name = load_models(
@@ -833,15 +875,15 @@ def _summary(rep: dict[str, Any]) -> str:
 
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("output", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path())
 @click.option(
     "--mask",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Also write the uint8 class mask here (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).",
 )
 @click.option(
     "--report",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Write the JSON report (per-tile cloud fraction and decision, timings) here.",
 )
 @click.option(
@@ -932,10 +974,10 @@ def run(
 @click.option(
     "--mask",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Class mask output (0 no data, 1 clear, 2 thin, 3 thick, 4 shadow).",
 )
-@click.option("--report", type=click.Path(dir_okay=False), help="JSON report output.")
+@click.option("--report", type=click.Path(), help="JSON report output.")
 @model_options
 @raster_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -1217,9 +1259,28 @@ def demo(outdir: str, seed: int, threads: int | None, overwrite: bool) -> None:
     )
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # handled like Ctrl-C: outputs discarded, exit code 130
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``kumo-edge`` console script."""
-    cli.main(args=argv, prog_name="kumo-edge")
+    """Entry point of the ``kumo-edge`` console script (SIGTERM is handled like SIGINT)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        rc = cli.main(args=argv, prog_name="kumo-edge", standalone_mode=False)
+    except click.UsageError as exc:  # one line, not click's three
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except click.Abort:
+        click.echo("Error: aborted", err=True)
+        raise SystemExit(1) from None
+    raise SystemExit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import glob
 import logging
 import math
 import os
@@ -471,13 +472,11 @@ class Raster:
                     f"{self.path.name}: NaN or infinite values at row {r} in pixels not marked no-data; "
                     "declare them no-data with --nodata nan (Python: nodata='nan')"
                 )
-        lo, hi = REFLECTANCE_SANITY_RANGE
-        vmin, vmax = (float(out.min()), float(out.max())) if out.size else (0.0, 0.0)
-        if vmin < lo or vmax > hi:
-            raise InvalidDataError(
-                f"{self.path.name}: values {vmin:.4g}..{vmax:.4g} after scaling ({self.scale_source}) are not "
-                f"reflectance; check --scale/--offset"
-            )
+        check_reflectance(
+            out,
+            valid,
+            f"{self.path.name}: rows {row}-{row + out.shape[1] - 1} after scaling ({self.scale_source})",
+        )
         np.clip(out, 0.0, 1.0, out=out)
         return out
 
@@ -512,6 +511,34 @@ class Raster:
         return out
 
 
+#: Reflectance below this is beyond noise; a strip where more than NEGATIVE_SHARE of the valid
+#: samples fall below it is not reflectance (a wrong offset or scale).
+NEGATIVE_NOISE = -0.05
+NEGATIVE_SHARE = 0.05
+
+
+def check_reflectance(
+    data: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_] | None, what: str
+) -> None:
+    """Refuse ``(bands, rows, cols)`` values that cannot be reflectance: outside
+    :data:`REFLECTANCE_SANITY_RANGE`, or mostly negative beyond noise."""
+    v = data[:, valid] if valid is not None else data.reshape(data.shape[0], -1)
+    if not v.size:
+        return
+    lo, hi = REFLECTANCE_SANITY_RANGE
+    vmin, vmax = float(v.min()), float(v.max())
+    if vmin < lo or vmax > hi:
+        raise InvalidDataError(
+            f"{what}: values {vmin:.4g}..{vmax:.4g} are not reflectance; check --scale/--offset"
+        )
+    neg = float(np.count_nonzero(v < NEGATIVE_NOISE)) / v.size
+    if neg > NEGATIVE_SHARE:
+        raise InvalidDataError(
+            f"{what}: {neg:.0%} of the values are below {NEGATIVE_NOISE} (negative beyond noise): "
+            "not reflectance; check --scale/--offset"
+        )
+
+
 def open_raster(path: str | os.PathLike[str], **kwargs: Any) -> Raster:
     """Open a raster for reading; see :class:`Raster` for the keyword arguments."""
     return Raster(path, **kwargs)
@@ -533,15 +560,85 @@ def _short(exc: BaseException) -> str:
 
 
 def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``; check that its folder exists."""
+    """Refuse an existing output unless ``overwrite``; check that its folder exists and can be
+    written to."""
     p = Path(path)
+    if p.is_dir():
+        raise RasterWriteError(f"{p} is a folder; give a file name")
     if p.exists() and not overwrite:
         raise OutputExistsError(
             f"{p} exists; pass --overwrite (Python: overwrite=True) to replace it"
         )
     if not p.parent.exists():
         raise RasterWriteError(f"{p.parent}: the output folder does not exist")
+    if not os.access(p.parent, os.W_OK | os.X_OK):
+        raise RasterWriteError(f"{p.parent}: the output folder is not writable (permission denied)")
     return p
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def check_outputs(
+    outputs: dict[str, str | os.PathLike[str] | None],
+    inputs: Sequence[str | os.PathLike[str]],
+    overwrite: bool,
+) -> dict[str, Path]:
+    """Check every output path before any work: each writable (:func:`check_output_path`),
+    all different from each other and from every input (an input is never written, even with
+    ``overwrite``); stale temporary files of killed runs beside them are removed
+    (:func:`remove_stale_partials`). ``outputs``: option name -> path (None: not asked for)."""
+    paths = {k: Path(v) for k, v in outputs.items() if v is not None}
+    for k, p in paths.items():
+        for i in inputs:
+            if str(i) != "-" and _same(p, Path(i)):
+                raise RasterWriteError(f"{k} {p} is the input file; the input is never overwritten")
+    names = list(paths)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if _same(paths[a], paths[b]):
+                raise RasterWriteError(
+                    f"{a} and {b} are the same file ({paths[a]}); give each its own"
+                )
+    for p in paths.values():
+        check_output_path(p, overwrite)
+        remove_stale_partials(p)
+    return paths
+
+
+def _partial_prefix(path: Path) -> str:
+    return f".{path.name}.kumo{os.getpid()}."
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Remove the temporary files a killed run left beside ``path`` (``.<name>.kumo<pid>.*``
+    whose process no longer runs); returns what was removed."""
+    gone = []
+    for f in path.parent.glob(f".{glob.escape(path.name)}.kumo*"):
+        m = re.match(rf"\.{re.escape(path.name)}\.kumo(\d+)\.", f.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still running: another run's file
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # someone else's live process
+        try:
+            f.unlink()
+            gone.append(f)
+            logger.warning("removed %s, left by a run that was killed", f)
+        except OSError:
+            pass
+    return gone
 
 
 @functools.cache
@@ -643,7 +740,7 @@ class GeoTiffWriter:
         self.width, self.height, self.count = width, height, count
         self.dtype = np.dtype(dtype)
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent
+            prefix=_partial_prefix(self.path), suffix=".partial", dir=self.path.parent
         )
         os.close(fd)
         self._tmp = Path(tmp)

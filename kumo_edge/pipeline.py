@@ -19,7 +19,15 @@ import numpy.typing as npt
 from .bands import BandSet
 from .classes import ACTIONS, COLOURS
 from .errors import KumoError, RasterReadError
-from .io import FLOAT_NODATA, GeoTiffWriter, Raster, WriterGroup, check_output_path
+from .io import (
+    FLOAT_NODATA,
+    GeoTiffWriter,
+    Raster,
+    WriterGroup,
+    _partial_prefix,
+    check_outputs,
+    check_reflectance,
+)
 from .remover import Remover
 from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
 from .stream import Lines, StreamConfig, StreamProcessor
@@ -71,6 +79,7 @@ def bil_chunks(
             raise KumoError(
                 f"NaN or infinite samples in lines {got}-{got + n - 1} of the input stream"
             )
+        check_reflectance(arr, None, f"input stream lines {got}-{got + n - 1}")
         yield np.clip(arr, 0.0, 1.0), None
         got += n
 
@@ -90,8 +99,11 @@ class _Spool:
     """Lines of unknown total count, spooled to a temporary file (constant memory), then copied
     into a GeoTIFF once the count is known."""
 
-    def __init__(self, bands: int, width: int, dtype: str, folder: Path) -> None:
-        fd, name = tempfile.mkstemp(prefix=".kumo-spool.", dir=folder)
+    def __init__(self, bands: int, width: int, dtype: str, beside: Path) -> None:
+        # named after its output, so that a later run removes it if this one is killed
+        fd, name = tempfile.mkstemp(
+            prefix=_partial_prefix(beside), suffix=".spool", dir=beside.resolve().parent
+        )
         self.f = os.fdopen(fd, "w+b")
         self.path = Path(name)
         self.bands, self.width, self.dtype, self.rows = bands, width, np.dtype(dtype), 0
@@ -145,9 +157,7 @@ def run_stream(
     the GeoTIFF at the end. Every output is written under a temporary name and appears only when
     complete.
     """
-    for p in (out, mask, report):
-        if p is not None:
-            check_output_path(p, overwrite)
+    check_outputs({"OUTPUT": out, "--mask": mask, "--report": report}, [], overwrite)
     proc = StreamProcessor(width, bands, detector, generator, config)
     nb = len(proc.out_bands)
     geo = geo or {}
@@ -200,9 +210,8 @@ def run_stream(
             if height is not None:
                 w_out, w_mask = open_writers(height)
             else:
-                folder = (out or mask or Path(".")).resolve().parent
-                s_out = _Spool(nb, width, "float32", folder) if out else None
-                s_mask = _Spool(1, width, "uint8", folder) if mask else None
+                s_out = _Spool(nb, width, "float32", out) if out else None
+                s_mask = _Spool(1, width, "uint8", mask) if mask else None
                 spools.extend(s for s in (s_out, s_mask) if s is not None)
 
             def sink(lines: Lines) -> None:
@@ -244,7 +253,7 @@ def run_stream(
     }
     rep["width"] = width
     if report is not None:
-        tmp = report.with_name(f".{report.name}.partial")
+        tmp = report.with_name(f"{_partial_prefix(report)}partial")
         tmp.write_text(json.dumps(rep, indent=1))
         os.replace(tmp, report)
     return rep

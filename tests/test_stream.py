@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from kumo_edge.bands import BandSet  # noqa: E402
 from kumo_edge.config import sensor_profile  # noqa: E402
 from kumo_edge.errors import BandCountError, InvalidDataError, ShapeError  # noqa: E402
 from kumo_edge.runtime import load_model  # noqa: E402
@@ -125,6 +126,8 @@ def test_resampling_on_the_fly(models) -> None:  # noqa: ANN001
 class _StubDetector:
     """Returns fixed class probabilities: tiles 0 and 2 thin cloud, tile 1 clear, and a thick
     block in tile 2."""
+
+    bands = BandSet((560.0, 842.0), (35.0, 115.0))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         n, _, t, _ = batch.shape
