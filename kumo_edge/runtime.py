@@ -334,7 +334,14 @@ class Model:
             ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.contract = ModelContract.from_metadata(meta, str(self.path))
-        self.input_name = self.session.get_inputs()[0].name
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        ch = inp.shape[1] if len(inp.shape) == 4 else None
+        if isinstance(ch, int) and ch != len(self.contract.bands):
+            raise ModelContractError(
+                f"{self.path}: the graph takes {ch} bands but its contract lists {len(self.contract.bands)} "
+                "wavelengths; the file is inconsistent (re-export it)"
+            )
         self.providers = self.session.get_providers()
 
     #: Whether :meth:`run` needs the detector's classes (no: the classical removers of
@@ -383,7 +390,11 @@ class Model:
                 f"tile sides must be multiples of {c.multiple}, got {batch.shape[2]} x {batch.shape[3]}"
             )
         batch = np.ascontiguousarray(batch)
-        y = self.session.run(None, {self.input_name: batch})[0]
+        try:
+            y = self.session.run(None, {self.input_name: batch})[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error zoo, one line for users
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelContractError(f"{self.path.name}: inference failed ({first[:200]})") from None
         if c.output in ("probabilities_half", "cloud_params_half"):
             # class probabilities (or cloud-model parameters) at half resolution, resized here
             # (a convex combination: probabilities still sum to one, parameters stay in range)

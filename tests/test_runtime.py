@@ -121,6 +121,16 @@ def test_corrupt_and_foreign_models(tmp_path: Path, models: dict) -> None:  # no
     onnx.save(plain, str(tmp_path / "plain.onnx"))
     with pytest.raises(ModelContractError, match="no Kumo Edge contract"):
         load_model(tmp_path / "plain.onnx")
+    # a contract that lists 3 wavelengths on a graph that takes 4 bands
+    liar = onnx.load(str(models["detector"]))
+    for p in liar.metadata_props:
+        if p.key in ("kumo.wavelengths_nm", "kumo.fwhm_nm"):
+            p.value = json.dumps(json.loads(p.value)[:3])
+        if p.key == "kumo.band_names":
+            p.value = json.dumps(json.loads(p.value)[:3])
+    onnx.save(liar, str(tmp_path / "liar.onnx"))
+    with pytest.raises(ModelContractError, match="graph takes 4 bands but its contract lists 3"):
+        load_model(tmp_path / "liar.onnx")
 
 
 def test_unavailable_provider_is_an_error() -> None:
