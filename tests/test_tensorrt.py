@@ -54,6 +54,28 @@ def test_engine_builds_and_matches_onnx(onnx_model: Path, tmp_path: Path, precis
         tmp_path / "cache.bin",
         max_batch=2,
     )
-    assert engine.stat().st_size > 1000
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    eng = runtime.deserialize_cuda_engine(engine.read_bytes())
+    assert eng is not None  # a loadable engine, not just bytes
+    name = eng.get_tensor_name(0)
+    assert name == "reflectance" and tuple(eng.get_tensor_shape(name))[1] == 4
     if precision == "int8":
         assert (tmp_path / "cache.bin").exists()
+
+
+@pytest.mark.trt
+@pytest.mark.skipif(cuda_device_count() == 0, reason="needs TensorRT and a CUDA device")
+def test_tensorrt_provider_matches_cpu(onnx_model: Path) -> None:
+    """The same model through ONNX Runtime's TensorRT provider and on the CPU: outputs agree
+    within FP16 rounding."""
+    from kumo_edge.runtime import Model, available_providers
+
+    if "tensorrt" not in available_providers():
+        pytest.skip("onnxruntime without the TensorRT provider")
+    x = np.random.default_rng(1).random((2, 4, 256, 256), dtype=np.float32) * 0.5
+    cpu = Model(onnx_model, ["cpu"]).run(x)
+    trt_out = Model(onnx_model, ["tensorrt", "cuda"]).run(x)
+    assert trt_out.shape == cpu.shape
+    assert float(np.abs(trt_out - cpu).max()) < 0.05
