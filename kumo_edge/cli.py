@@ -34,6 +34,7 @@ from .errors import ConfigError, KumoError, OutputExistsError, RasterWriteError
 from .io import (
     DEFAULT_STRIP_LINES,
     FLOAT_NODATA,
+    STREAM_STRIP_LINES,
     GeoTiffWriter,
     Raster,
     WriterGroup,
@@ -667,10 +668,10 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--strip-lines",
-            default=DEFAULT_STRIP_LINES,
+            default=STREAM_STRIP_LINES,
             show_default=True,
             type=click.IntRange(1),
-            help="Lines read (or received) per strip.",
+            help="Lines converted (or received) per strip; blocks of the file are read once whatever this is.",
         ),
         click.option(
             "--batch",

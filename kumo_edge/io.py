@@ -70,6 +70,11 @@ logger = logging.getLogger(__name__)
 
 #: Default number of rows per strip.
 DEFAULT_STRIP_LINES = 256
+#: Tallest block row :meth:`Raster.natural_strips` reads whole.
+NATURAL_SPAN_MAX = 1024
+#: Lines per strip on the streamed path (``kumo-edge run``/``detect``): small strips keep the
+#: float copies small; the file's blocks are still read once each.
+STREAM_STRIP_LINES = 64
 #: Scaled values outside this range mean the scale/offset is wrong, not that the scene is odd.
 REFLECTANCE_SANITY_RANGE = (-0.5, 2.0)
 
@@ -81,6 +86,8 @@ os.umask(_UMASK)
 NodataSpec = float | str | None
 
 
+#: Rows per strip of a streamed output (``GeoTiffWriter(layout="striped")``).
+STREAM_ROWS = 16
 #: What float outputs declare (and hold) where the input had no data.
 FLOAT_NODATA = -9999.0
 
@@ -486,6 +493,29 @@ class Raster:
         valid = self.valid_of(raw, row)
         return Strip(row, self.to_reflectance(raw, valid, row), valid)
 
+    @property
+    def block_rows(self) -> int:
+        """Rows per stored block (the tile height of a tiled file, the rows per strip of a
+        striped one)."""
+        return int(self._ds.block_shapes[0][0])
+
+    def natural_strips(self, lines: int) -> Iterator[Strip]:
+        """The scene as strips of ``lines`` rows, each stored block read (and decompressed)
+        exactly once: where blocks are taller than ``lines`` (a tiled file), one block row is
+        read as stored values and converted ``lines`` rows at a time, so that GDAL's block
+        cache never has to hold it."""
+        if lines < 1:
+            raise ValueError(f"`lines` must be >= 1, got {lines}")
+        # a block row is read whole; a file stored as one huge strip is read ``lines`` at a time
+        span = self.block_rows if lines < self.block_rows <= NATURAL_SPAN_MAX else lines
+        for row in range(0, self.height, span):
+            raw = self.read_raw(row, min(span, self.height - row))
+            for r in range(0, raw.shape[1], lines):
+                sub = raw[:, r : r + lines]
+                valid = self.valid_of(sub, row + r)
+                yield Strip(row + r, self.to_reflectance(sub, valid, row + r), valid)
+            del raw
+
     def strips(self, lines: int = DEFAULT_STRIP_LINES) -> Iterator[Strip]:
         """The scene as consecutive strips of ``lines`` rows (the last may be shorter)."""
         if lines < 1:
@@ -522,19 +552,24 @@ def check_reflectance(
 ) -> None:
     """Refuse ``(bands, rows, cols)`` values that cannot be reflectance: outside
     :data:`REFLECTANCE_SANITY_RANGE`, or mostly negative beyond noise."""
-    v = data[:, valid] if valid is not None else data.reshape(data.shape[0], -1)
-    if not v.size:
+    # band by band: no temporary larger than one band of the strip
+    n = int(valid.sum()) if valid is not None else data[0].size
+    if not n:
         return
     lo, hi = REFLECTANCE_SANITY_RANGE
-    vmin, vmax = float(v.min()), float(v.max())
+    vmin, vmax, neg = math.inf, -math.inf, 0
+    for b in data:
+        v = b[valid] if valid is not None and not valid.all() else b
+        vmin, vmax = min(vmin, float(v.min())), max(vmax, float(v.max()))
+        neg += int(np.count_nonzero(v < NEGATIVE_NOISE))
     if vmin < lo or vmax > hi:
         raise InvalidDataError(
             f"{what}: values {vmin:.4g}..{vmax:.4g} are not reflectance; check --scale/--offset"
         )
-    neg = float(np.count_nonzero(v < NEGATIVE_NOISE)) / v.size
-    if neg > NEGATIVE_SHARE:
+    share = neg / (n * len(data))
+    if share > NEGATIVE_SHARE:
         raise InvalidDataError(
-            f"{what}: {neg:.0%} of the values are below {NEGATIVE_NOISE} (negative beyond noise): "
+            f"{what}: {share:.0%} of the values are below {NEGATIVE_NOISE} (negative beyond noise): "
             "not reflectance; check --scale/--offset"
         )
 
@@ -642,6 +677,24 @@ def remove_stale_partials(path: Path) -> list[Path]:
 
 
 @functools.cache
+def set_block_cache(nbytes: int) -> bool:
+    """Bound GDAL's block cache for this process (``GDALSetCacheMax64``), unless the user set
+    ``GDAL_CACHEMAX``; returns whether it was set. The streamed file path reads each block once
+    (:meth:`Raster.natural_strips`) and writes strips once (``layout="striped"``), so it needs
+    next to no cache; GDAL's default (5 % of RAM) lets a long pass grow by gigabytes."""
+    if os.environ.get("GDAL_CACHEMAX"):
+        return False
+    lib = _gdal()
+    if lib is None:
+        return False
+    try:
+        lib.GDALSetCacheMax64.argtypes = [ctypes.c_int64]
+        lib.GDALSetCacheMax64(int(nbytes))
+        return True
+    except AttributeError:
+        return False
+
+
 def _gdal() -> Any:  # noqa: ANN401
     """GDAL's C library as rasterio loaded it (ctypes), or None where it cannot be found."""
     path = None
@@ -701,6 +754,8 @@ class GeoTiffWriter:
         overwrite: Replace an existing file.
         compress: GDAL compression (``"deflate"``, ``"lzw"``, ``"none"``).
         blocksize: Tile size (multiple of 16).
+        layout: ``"tiled"`` (blocks of ``blocksize``) or ``"striped"`` (strips of
+            :data:`STREAM_ROWS` rows, the layout for writing as lines stream in).
         colormap: Colour table of a single-band byte raster: ``{value: (r, g, b, a)}``.
         categories: Class names by value (0, 1, ...) of a single-band raster, written to the
             GDAL sidecar ``<path>.aux.xml`` (where GDAL and QGIS read them) when the file is
@@ -730,6 +785,7 @@ class GeoTiffWriter:
         photometric: str | None = None,
         colormap: dict[int, tuple[int, int, int, int]] | None = None,
         categories: Sequence[str] | None = None,
+        layout: str = "tiled",
     ) -> None:
         self.path = check_output_path(path, overwrite)
         self.categories = list(categories) if categories else None
@@ -746,7 +802,11 @@ class GeoTiffWriter:
         self._tmp = Path(tmp)
         self._rows = np.zeros(height, dtype=bool)
         self._closed = False
-        block = blocksize if (width >= blocksize and height >= blocksize) else None
+        if layout not in ("tiled", "striped"):
+            raise ValueError(f"`layout` must be 'tiled' or 'striped', got {layout!r}")
+        block = (
+            blocksize if layout == "tiled" and width >= blocksize and height >= blocksize else None
+        )
         kwargs: dict[str, Any] = dict(
             driver="GTiff",
             width=width,
@@ -766,6 +826,10 @@ class GeoTiffWriter:
                 kwargs["predictor"] = 2
         if block:
             kwargs.update(tiled=True, blockxsize=block, blockysize=block)
+        elif layout == "striped":
+            # strips of STREAM_ROWS rows: written once each, in order, as lines finish; GDAL
+            # never reads a half-written block back (no block cache needed for the output)
+            kwargs.update(tiled=False, blockysize=min(STREAM_ROWS, height))
         if photometric:
             kwargs["photometric"] = photometric
         if count > 1:

@@ -27,6 +27,7 @@ from .io import (
     _partial_prefix,
     check_outputs,
     check_reflectance,
+    set_block_cache,
 )
 from .remover import Remover
 from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
@@ -39,8 +40,13 @@ MASK_COLOURS = {int(c): rgba for c, rgba in COLOURS.items()}
 Chunk = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]
 
 
+#: GDAL block cache of a streamed run (see :func:`kumo_edge.io.set_block_cache`).
+STREAM_BLOCK_CACHE = 32 * 2**20
+
+
 def raster_chunks(r: Raster, lines: int) -> Iterator[Chunk]:
-    for strip in r.strips(lines):
+    """Strips of ``lines`` rows, every stored block read once (:meth:`Raster.natural_strips`)."""
+    for strip in r.natural_strips(lines):
         yield strip.data, strip.valid
 
 
@@ -158,6 +164,7 @@ def run_stream(
     complete.
     """
     check_outputs({"OUTPUT": out, "--mask": mask, "--report": report}, [], overwrite)
+    set_block_cache(STREAM_BLOCK_CACHE)
     proc = StreamProcessor(width, bands, detector, generator, config)
     nb = len(proc.out_bands)
     geo = geo or {}
@@ -178,6 +185,7 @@ def run_stream(
                 nodata=FLOAT_NODATA,
                 descriptions=band_descriptions(proc.out_bands),
                 overwrite=overwrite,
+                layout="striped",
                 **geo,
             )
             if out
@@ -196,6 +204,7 @@ def run_stream(
                 colormap=MASK_COLOURS,
                 categories=list(MASK_CLASSES.values()),
                 overwrite=overwrite,
+                layout="striped",
                 **geo,
             )
             if mask

@@ -394,7 +394,9 @@ class Model:
             y = self.session.run(None, {self.input_name: batch})[0]
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own error zoo, one line for users
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelContractError(f"{self.path.name}: inference failed ({first[:200]})") from None
+            raise ModelContractError(
+                f"{self.path.name}: inference failed ({first[:200]})"
+            ) from None
         if c.output in ("probabilities_half", "cloud_params_half"):
             # class probabilities (or cloud-model parameters) at half resolution, resized here
             # (a convex combination: probabilities still sum to one, parameters stay in range)

@@ -281,3 +281,27 @@ def test_writer_unwritable_location(tmp_path: Path) -> None:
             dtype="uint8",
             bands=BandSet((500.0,), (10.0,)),
         )
+
+
+def test_natural_strips_read_each_block_once_and_match_strips(tmp_path) -> None:  # noqa: ANN001
+    import rasterio
+
+    from kumo_edge.io import Raster
+
+    rng = np.random.default_rng(0)
+    data = (rng.random((3, 300, 70)) * 5000 + 100).astype("uint16")
+    p = tmp_path / "tiled.tif"
+    with rasterio.open(
+        p, "w", driver="GTiff", width=70, height=300, count=3, dtype="uint16",
+        tiled=True, blockxsize=32, blockysize=128,
+    ) as ds:  # fmt: skip
+        ds.write(data)
+    kw = {"wavelengths": [490, 560, 665], "scale": 1e-4}
+    with Raster(p, **kw) as r:
+        assert r.block_rows == 128
+        got = list(r.natural_strips(48))
+        ref = list(r.strips(48))
+    assert [s.row for s in got] == [0, 48, 96, 128, 176, 224, 256]  # block rows never straddled
+    np.testing.assert_array_equal(
+        np.concatenate([s.data for s in got], 1), np.concatenate([s.data for s in ref], 1)
+    )
