@@ -55,6 +55,12 @@ def _progress(total: int, desc: str, unit: str = "row") -> tqdm:
     return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False, file=sys.stderr)
 
 
+def _out_dtype(choice: str, input_dtype: np.dtype) -> str:
+    if choice != "auto":
+        return choice
+    return "uint16" if np.dtype(input_dtype).kind in "ui" else "float32"
+
+
 def _is_dtype(name: str) -> bool:
     try:
         np.dtype(name)
@@ -745,6 +751,7 @@ def _run(
     output_bands="model",
     method="model",
     allow_8bit=False,
+    output_dtype="auto",
 ):  # noqa: ANN001, ANN202
     from .config import sensor_profile
     from .pipeline import bil_chunks, load_models, raster_chunks, run_stream, stdin_binary
@@ -802,6 +809,7 @@ def _run(
             models, bands, prov, threads, need_generator=remove, method=method
         )
         meta["models"], meta["method"] = name, method if remove else None
+        meta["output_dtype"] = _out_dtype(output_dtype, np.dtype(bil_dtype))
         with _progress(0, "lines") as bar:
             return run_stream(
                 bil_chunks(stdin_binary(), width, len(bands), bil_dtype, strip_lines, sc, of),
@@ -833,6 +841,7 @@ def _run(
         )
         meta["models"], meta["method"] = name, method if remove else None
         geo = {"crs": r.crs, "transform": r.transform}
+        meta["output_dtype"] = _out_dtype(output_dtype, r.dtype)
         with _progress(r.height, "lines") as bar:
             return run_stream(
                 raster_chunks(r, strip_lines),
@@ -902,6 +911,15 @@ def _summary(rep: dict[str, Any]) -> str:
     help="Cloud remover: the band set's remover model (the physics remover where shipped, else the cGAN; 'cgan' is its older name), the Haze Optimized Transform, or harmonic inpainting of detected cloud/shadow (classical baselines, see kumo_edge.baselines).",
 )
 @click.option(
+    "--output-dtype",
+    type=click.Choice(["auto", "uint16", "float32"]),
+    default="auto",
+    show_default=True,
+    help="Sample type of OUTPUT: uint16 reflectance x 10,000 (GDAL scale 1e-4, nodata 65535; half "
+    "the bytes of float32) or float32 reflectance (nodata -9999); auto: uint16 for integer input, "
+    "float32 for float input.",
+)
+@click.option(
     "--allow-8bit",
     is_flag=True,
     help="Remove clouds from 8-bit input too. 8-bit imagery is display-stretched in practice, not "
@@ -934,13 +952,15 @@ def run(
     offset,
     nodata,
     overwrite,
+    output_dtype,
     allow_8bit,
 ) -> None:  # noqa: ANN001
     """Detect clouds in INPUT and remove thin clouds and shadows, streaming, into OUTPUT.
 
     INPUT is a raster file, or '-' for a raw band-interleaved-by-line stream on stdin (give
-    --profile or --bil-width and --wavelengths). OUTPUT is a tiled, compressed GeoTIFF in the
-    models' band set, georeferenced like INPUT. Thick cloud is flagged, never invented.
+    --profile or --bil-width and --wavelengths). OUTPUT is a compressed GeoTIFF in the models'
+    band set, georeferenced like INPUT, written in 16-row strips as lines finish (constant
+    memory), bands named by wavelength, nodata declared. Thick cloud is flagged, never invented.
     """
     rep = _run(
         input_path,
@@ -966,6 +986,7 @@ def run(
         output_bands,
         method,
         allow_8bit,
+        output_dtype,
     )
     click.echo(_summary(rep))
 

@@ -132,6 +132,26 @@ class _Spool:
         self.path.unlink(missing_ok=True)
 
 
+#: Output sample types: nodata value and GDAL scale (reflectance = value x scale).
+OUTPUT_DTYPES: dict[str, tuple[float, float | None]] = {
+    "float32": (FLOAT_NODATA, None),
+    "uint16": (65535.0, 1e-4),
+}
+
+
+def encode(data: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8], dtype: str) -> npt.NDArray:
+    """Output lines in the output's sample type, nodata where the mask says no data (a new
+    array: the lines the stream hands out are views of its ring)."""
+    nodata, scale = OUTPUT_DTYPES[dtype]
+    if scale is None:
+        out = data.copy()
+    else:
+        scaled = np.rint(data * np.float32(1.0 / scale))
+        out = np.clip(scaled, 0, 65534, out=scaled).astype(np.uint16)
+    out[:, mask == 0] = nodata
+    return out
+
+
 def band_descriptions(bands: BandSet) -> list[str]:
     """GeoTIFF band descriptions: the band's name (where known) and centre wavelength."""
     return [
@@ -167,6 +187,10 @@ def run_stream(
     set_block_cache(STREAM_BLOCK_CACHE)
     proc = StreamProcessor(width, bands, detector, generator, config)
     nb = len(proc.out_bands)
+    out_dtype = (meta or {}).get("output_dtype", "float32")
+    if out_dtype not in OUTPUT_DTYPES:
+        raise KumoError(f"output dtype {out_dtype!r}: choose one of {', '.join(OUTPUT_DTYPES)}")
+    nodata, scales = OUTPUT_DTYPES[out_dtype]
     geo = geo or {}
     tags = {"KUMO_MASK_CLASSES": json.dumps(MASK_CLASSES)}
     group = WriterGroup()
@@ -180,9 +204,10 @@ def run_stream(
                 width=width,
                 height=h,
                 count=nb,
-                dtype="float32",
+                dtype=out_dtype,
                 bands=proc.out_bands,
-                nodata=FLOAT_NODATA,
+                nodata=nodata,
+                scales=None if scales is None else [scales] * nb,
                 descriptions=band_descriptions(proc.out_bands),
                 overwrite=overwrite,
                 layout="striped",
@@ -219,15 +244,13 @@ def run_stream(
             if height is not None:
                 w_out, w_mask = open_writers(height)
             else:
-                s_out = _Spool(nb, width, "float32", out) if out else None
+                s_out = _Spool(nb, width, out_dtype, out) if out else None
                 s_mask = _Spool(1, width, "uint8", mask) if mask else None
                 spools.extend(s for s in (s_out, s_mask) if s is not None)
 
             def sink(lines: Lines) -> None:
-                if out is not None and not lines.mask.all():
-                    data = lines.data.copy()  # the views belong to the processor's ring
-                    data[:, lines.mask == 0] = FLOAT_NODATA
-                    lines = Lines(lines.row, data, lines.mask)
+                if out is not None:
+                    lines = Lines(lines.row, encode(lines.data, lines.mask, out_dtype), lines.mask)
                 if height is not None:
                     if w_out:
                         w_out.write(lines.data, lines.row)

@@ -53,9 +53,12 @@ def test_run_on_a_raster(tmp_path: Path, sample_path: Path, model_dir: Path) -> 
     with rasterio.open(out) as ds:
         assert ds.count == 4 and ds.crs == crs and ds.transform == transform
         assert ds.tags(4, ns="IMAGERY")["CENTRAL_WAVELENGTH_UM"] == "0.842"
-        # opened as a GIS user opens it: nodata declared, bands named by wavelength
-        assert ds.nodata == -9999.0 and ds.descriptions[3] == "nir 842.0 nm"
-        data = ds.read()
+        # opened as a GIS user opens it: nodata declared, bands named by wavelength, integer input
+        # gives uint16 reflectance x 10,000 with its scale declared
+        assert ds.nodata == 65535 and ds.descriptions[3] == "nir 842.0 nm"
+        assert ds.dtypes[0] == "uint16" and ds.scales[0] == pytest.approx(1e-4)
+        data = ds.read().astype(np.float32)
+        data[data != 65535] *= 1e-4
         assert (ds.read_masks(1) == 0).sum() == (~src_valid).sum() > 0
     with rasterio.open(mask) as ds:
         m = ds.read(1)
@@ -67,7 +70,16 @@ def test_run_on_a_raster(tmp_path: Path, sample_path: Path, model_dir: Path) -> 
     assert aux.count("<Category>") == 5 and "<Category>cloud shadow (corrected)</Category>" in aux
     assert ((m == 0) == ~src_valid).all()
     assert set(np.unique(m)) <= {0, 1, 2, 3, 4}
-    assert (data[:, ~src_valid] == -9999.0).all() and (data[:, src_valid] > -1).all()
+    assert (data[:, ~src_valid] == 65535).all() and (data[:, src_valid] <= 1).all()
+    f32 = tmp_path / "clean32.tif"
+    r = invoke("run", sample_path, f32, "--models", model_dir, "--output-dtype", "float32")
+    assert r.exit_code == 0, r.output + r.stderr
+    with rasterio.open(f32) as ds:
+        assert ds.dtypes[0] == "float32" and ds.nodata == -9999.0
+        d32 = ds.read()
+    assert (d32[:, ~src_valid] == -9999.0).all()
+    # the same reflectance, to the uint16 step
+    assert np.abs(d32[:, src_valid] - data[:, src_valid]).max() <= 0.5e-4 + 1e-6
     report = json.loads(rep.read_text())
     assert report["lines"] == 443 and report["tiles"] == len(report["per_tile"]) > 0
     assert {"row", "col", "cloud_fraction", "decision", "drop"} <= set(report["per_tile"][0])
