@@ -1099,16 +1099,49 @@ def bench() -> None:
     help="Tiles per inference call (memory grows with it).",
 )
 @click.option(
+    "--modes",
+    default="memory",
+    show_default=True,
+    help="What to run, comma-separated: memory (lines pushed from RAM, no file), file-tiled and "
+    "file-striped (kumo-edge run on a written GeoTIFF: 256 x 256 deflate tiles, or 16-row "
+    "uncompressed strips), stdin (kumo-edge run on a BIL stream); with any but memory alone, "
+    "all modes run side by side in one run, each pass in its own process.",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON document here."
 )
 @handle_errors
 def bench_stream_cmd(  # noqa: ANN001
-    sensor, lengths, strip_lines, models, threads, width, typical, providers, batch, json_path
+    sensor,
+    lengths,
+    strip_lines,
+    models,
+    threads,
+    width,
+    typical,
+    providers,
+    batch,
+    modes,
+    json_path,
 ) -> None:
     """Real-time factor, per-strip latency p50/p99, throughput and peak RSS of passes."""
-    from .benchmark import bench_stream
+    from .benchmark import bench_file, bench_stream
 
     ns = [int(v) for v in lengths.split(",") if v.strip()]
+    mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
+    if mode_list != ("memory",):
+        doc = bench_file(sensor, ns, mode_list, models, threads, width)
+        for c in doc["cases"]:
+            fl = c.get("first_line_s")
+            click.echo(
+                f"{c['mode']:>12} {c['lines']:>7} lines: RTF {c['real_time_factor']:.2f} "
+                f"({c['lines_per_s']:.0f} lines/s), peak RSS {c['peak_rss_mb']:.0f} MB"
+                + (f", first line {fl:.2f} s" if fl else "")
+            )
+        if json_path:
+            Path(json_path).write_text(json.dumps(doc, indent=2))
+            click.echo(f"-> {json_path}")
+        return
     doc = bench_stream(
         sensor,
         ns,

@@ -196,6 +196,7 @@ def run_stream(
     group = WriterGroup()
     spools: list[_Spool] = []
     t0 = time.perf_counter()
+    first_line: list[float | None] = [None]  # wall-clock time the first output line was ready
 
     def open_writers(h: int) -> tuple[GeoTiffWriter | None, GeoTiffWriter | None]:
         w_out = (
@@ -249,6 +250,8 @@ def run_stream(
                 spools.extend(s for s in (s_out, s_mask) if s is not None)
 
             def sink(lines: Lines) -> None:
+                if first_line[0] is None:
+                    first_line[0] = time.time()
                 if out is not None:
                     lines = Lines(lines.row, encode(lines.data, lines.mask, out_dtype), lines.mask)
                 if height is not None:
@@ -281,6 +284,7 @@ def run_stream(
         **(meta or {}),
         **proc.report.to_dict(),
         "wall_seconds": time.perf_counter() - t0,
+        "first_line_at": first_line[0],
         "mask_classes": MASK_CLASSES,
     }
     rep["width"] = width
