@@ -3,6 +3,7 @@
 python -m bench.stream --sensor satellogic-hsi --lines 1000,10000,100000 [--threads 2] [--batch 2]
 python -m bench.stream --sweep-batches 1,2,4,8 --lines 10000   # memory/speed vs tiles per call
 python -m bench.stream --lines 10000 --models DIR --json OUT.json  # other models (DIR/detector.onnx, DIR/generator.onnx)
+python -m bench.stream --modes memory,file-tiled,file-striped,stdin --lines 1000,20000  # the path users run
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from bench._common import RESULTS, environment, pyplot, save_figure, write_json
-from kumo_edge.benchmark import bench_stream
+from kumo_edge.benchmark import bench_file, bench_stream
 from kumo_edge.config import DEFAULT_BATCH
 
 
@@ -71,8 +72,27 @@ def main() -> None:
         help="a shipped band set or a folder with detector.onnx and generator.onnx (default: the "
         "first shipped set that fits the sensor); e.g. the previous cGAN beside the physics remover",
     )
+    ap.add_argument(
+        "--modes",
+        default="memory",
+        help="memory (default), or any of memory,file-tiled,file-striped,stdin side by side "
+        "(kumo-edge run file to file / stdin to file, each pass in its own process)",
+    )
     a = ap.parse_args()
     lengths = [int(v) for v in a.lines.split(",")]
+    modes = tuple(m for m in a.modes.split(",") if m)
+    if modes != ("memory",):
+        doc = bench_file(a.sensor, lengths, modes, a.models, a.threads)
+        doc["environment"] = {**environment(), **doc["environment"]}
+        path = write_json(doc, a.json or RESULTS / f"stream_file_{a.sensor}.json")
+        for c in doc["cases"]:
+            fl = c.get("first_line_s")
+            print(
+                f"{c['mode']:>12} {c['lines']:>7} lines: RTF {c['real_time_factor']:.2f}, "
+                f"peak RSS {c['peak_rss_mb']:.0f} MB" + (f", first line {fl:.2f} s" if fl else "")
+            )
+        print(f"-> {path}")
+        return
     if a.sweep_batches:
         sweep(a, lengths[0])
         return

@@ -384,6 +384,28 @@ def detector_real_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def stream_file_table(doc: dict) -> str:
+    """The path users run, side by side with the in-memory stream (bench stream --modes)."""
+    env = doc.get("environment", {})
+    lines = [
+        f"One run, {env.get('cpu', '')}, {env.get('cpu_count', '')} cores; every pass its own "
+        "process; worst case (every tile cloudy). RTF: lines per second over the sensor's line rate, "
+        "wall time from process start (imports, model loading included).",
+        "",
+        "| mode | lines | RTF | lines/s | peak RSS MB | growth vs first length | first output line s | output MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in doc["cases"]:
+        fl = c.get("first_line_s")
+        lines.append(
+            f"| {c['mode']} | {c['lines']:,} | {c['real_time_factor']:.2f} | {c['lines_per_s']:.0f} | "
+            f"{c['peak_rss_mb']:.0f} | {c['rss_growth_vs_first']:+.1%} | "
+            + (f"{fl:.2f}" if fl else "-")
+            + f" | {c.get('output_mb', 0):.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def render() -> dict[str, str]:
     out = {}
     for name, (fname, fn) in TABLES.items():
@@ -396,7 +418,9 @@ def render() -> dict[str, str]:
         out["compression"] = compression_table(cards)
     for p in sorted(RESULTS.glob("stream_*.json")):
         doc = json.loads(p.read_text())
-        fn = sweep_table if doc.get("benchmark") == "stream_batch_sweep" else stream_table
+        fn = {"stream_batch_sweep": sweep_table, "stream_file": stream_file_table}.get(
+            doc.get("benchmark"), stream_table
+        )
         out[p.stem.replace("_", "-")] = fn(doc)
     for p in sorted(RESULTS.glob("models_*.json")):
         out[p.stem.replace("_", "-")] = models_bench_table(json.loads(p.read_text()))
