@@ -370,6 +370,22 @@ def detector_real_table(doc: dict) -> str:
             lines.append(
                 f"| {view} | {c['before']['ece']:.3f} | {c['after_cross_fold_temperature']['ece']:.3f} | {c['temperature_all_folds']:.2f} |"
             )
+    amb = doc.get("ambiguous_bright", {})
+    if amb:
+        lines += [
+            "",
+            "`ambiguous_bright` (bright, white pixels whose P(cloud) lies in 0.2-0.8), out of fold:",
+            "",
+            "| band set | snow/ice patches | other patches (mean) | clear pixels called cloud that it flags |",
+            "|---|---|---:|---:|",
+        ]
+        for view, a in amb.items():
+            snow = ", ".join(
+                f"{n} {v['ambiguous_bright']:.1%}" for n, v in a["snow_ice_patches"].items()
+            )
+            lines.append(
+                f"| {view} | {snow} | {a['other_patches_mean']:.1%} | {a['false_cloud_pixels_flagged_all']:.1%} |"
+            )
     sp = doc.get("speed", {})
     if sp:
         lines += ["", "Speed, one run, " + doc["environment"].get("cpu", "") + ":", ""]

@@ -229,19 +229,33 @@ def ambiguous_bright(
         bands: Band set of ``cube``.
         valid: ``(N, H, W)`` valid pixels (default: all).
     """
-    vis = [i for i, c in enumerate(bands.centers_nm) if 440.0 <= c <= 700.0]
-    if not vis:
+    if not any(440.0 <= c <= 700.0 for c in bands.centers_nm):
         return np.zeros(len(cube))
-    v = cube[:, vis]
-    mean = v.mean(1)
-    whiteness = np.abs(v - mean[:, None]).sum(1) / np.maximum(mean, 1e-6)
-    p = probs[:, 1] + probs[:, 2]
-    amb = (mean >= BRIGHT_REFLECTANCE) & (whiteness < 0.7) & (p >= AMBIGUOUS_P[0])
-    amb &= p <= AMBIGUOUS_P[1]
+    amb = np.stack([ambiguous_mask(c, p, bands) for c, p in zip(cube, probs, strict=True)])
     if valid is not None:
         amb &= valid
         return amb.sum(axis=(1, 2)) / np.maximum(valid.sum(axis=(1, 2)), 1)
     return amb.mean(axis=(1, 2))
+
+
+def ambiguous_mask(
+    cube: npt.NDArray[np.float32], probs: npt.NDArray[np.float32], bands: BandSet
+) -> npt.NDArray[np.bool_]:
+    """``(H, W)``: bright, white pixels of one ``(C, H, W)`` tile whose P(cloud) the detector
+    leaves within :data:`AMBIGUOUS_P` (see :func:`ambiguous_bright`)."""
+    vis = [i for i, c in enumerate(bands.centers_nm) if 440.0 <= c <= 700.0]
+    if not vis:
+        return np.zeros(cube.shape[1:], bool)
+    v = cube[vis]
+    mean = v.mean(0)
+    whiteness = np.abs(v - mean[None]).sum(0) / np.maximum(mean, 1e-6)
+    p = probs[1] + probs[2]
+    return (
+        (mean >= BRIGHT_REFLECTANCE)
+        & (whiteness < 0.7)
+        & (p >= AMBIGUOUS_P[0])
+        & (p <= AMBIGUOUS_P[1])
+    )
 
 
 def available_providers() -> list[str]:
