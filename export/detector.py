@@ -46,12 +46,10 @@ from kumo_edge.errors import BandMappingError, KumoError
 
 logger = logging.getLogger("kumo_edge.train")
 
-#: The canonical bands every band set is mapped onto (centre, FWHM in nm).
-CANON = BandSet(
-    (490.0, 560.0, 665.0, 842.0, 1610.0, 2200.0),
-    (65.0, 35.0, 30.0, 115.0, 90.0, 180.0),
-    ("blue", "green", "red", "nir", "swir16", "swir22"),
-)
+#: The canonical bands every band set is mapped onto: the ``rgbn-swir`` sensor profile (blue,
+#: green, red, NIR, SWIR-1 at 1620 nm so that Landsat-5/7 (1650), Landsat-8 (1609) and
+#: Sentinel-2 (1614) all feed it at the runtime's 30 nm tolerance, SWIR-2).
+CANON = sensor_profile("rgbn-swir").bands
 #: Views a sample can be seen through: indices of the canonical bands kept.
 VIEWS = {"swir6": (0, 1, 2, 3, 4, 5), "rgbn": (0, 1, 2, 3), "rgb": (0, 1, 2)}
 #: The band sets released from one set of weights (name -> band set).
@@ -59,7 +57,7 @@ RELEASE = {
     "hsi32": "satellogic-hsi",
     "rgbn": "rgbn",
     "rgb": "rgb",
-    "swir6": None,  # the Landsat / Sentinel-2 six-band set: CANON itself
+    "swir6": "rgbn-swir",  # the Landsat / Sentinel-2 six-band set: CANON itself
 }
 #: Label codes -> the classes (clear, thin, thick, shadow) each allows.
 LABEL_SETS = np.array(
@@ -88,8 +86,7 @@ SYNTH_TEST = (
 
 
 def release_bands(name: str) -> BandSet:
-    prof = RELEASE.get(name, name)
-    return CANON if prof is None else sensor_profile(prof).bands
+    return sensor_profile(RELEASE.get(name, name)).bands
 
 
 # -- band mapping ------------------------------------------------------------------------------

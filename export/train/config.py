@@ -13,7 +13,7 @@ logger = logging.getLogger("kumo_edge.train")
 
 
 #: Short band-set names of the shipped models -> sensor profiles.
-BAND_SETS = {"hsi32": "satellogic-hsi", "rgbn": "rgbn", "rgb": "rgb"}
+BAND_SETS = {"hsi32": "satellogic-hsi", "rgbn": "rgbn", "rgb": "rgb", "swir6": "rgbn-swir"}
 #: Default scene splits for the built-in catalogue (by scene; see export.data).
 DEFAULT_SPLITS = {
     "hsi32": {"val": [], "test": ["rosis_beach"]},
@@ -27,6 +27,10 @@ DEFAULT_SPLITS = {
     # with two SWIR bands: the same split as rgbn less ROSIS (no SWIR); ben_57_38 is the
     # held-out real snow scene
     "rgbn-swir": {
+        "val": ["s2_eolearn_4", "ben_56_35"],
+        "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "ben_57_38"],
+    },
+    "swir6": {
         "val": ["s2_eolearn_4", "ben_56_35"],
         "test": ["landsat7_nc", "s2_eolearn_3", "ben_69_24", "ben_57_38"],
     },
