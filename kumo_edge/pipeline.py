@@ -118,14 +118,22 @@ class _Spool:
         self.f.write(np.ascontiguousarray(data.astype(self.dtype).transpose(1, 0, 2)).tobytes())
         self.rows += data.shape[1]
 
-    def copy_to(self, writer: GeoTiffWriter, lines: int = 256) -> None:
+    def copy_to(self, writer: GeoTiffWriter, lines: int = 64) -> None:
+        """Copy the spooled lines into ``writer``, ``lines`` at a time, by explicit reads (a
+        memory map would count every page read towards the process's resident memory)."""
         self.f.flush()
-        mm = np.memmap(
-            self.path, dtype=self.dtype, mode="r", shape=(self.rows, self.bands, self.width)
-        )
+        self.f.seek(0)
+        line_bytes = self.bands * self.width * self.dtype.itemsize
+        buf = np.empty((lines, self.bands, self.width), self.dtype)
         for r in range(0, self.rows, lines):
-            writer.write(np.ascontiguousarray(mm[r : r + lines].transpose(1, 0, 2)), r)
-        del mm
+            n = min(lines, self.rows - r)
+            view = buf[:n]
+            got = self.f.readinto(memoryview(view.reshape(-1)).cast("B"))
+            if got != n * line_bytes:
+                raise KumoError(
+                    f"{self.path}: spool file ended early ({got} of {n * line_bytes} bytes)"
+                )
+            writer.write(np.ascontiguousarray(view.transpose(1, 0, 2)), r)
 
     def close(self) -> None:
         self.f.close()
