@@ -90,6 +90,8 @@ def test_stream_reports_kept_tiles_and_leaves_them_untouched(monkeypatch):
     from kumo_edge.stream import Report, StreamConfig, process_tiles
 
     class Det:
+        bands = BANDS
+
         def __init__(self):
             self.contract = type("C", (), {"cloud_threshold": 0.5})()
 
