@@ -265,11 +265,11 @@ def main() -> None:
         for n, pr in d.items():
             x = _view_cube(by_name[n], view)[:, ::4, ::4]
             lab = by_name[n]["labels"][::4, ::4]
-            a = ambiguous_bright(x[None], pr[None], CANON.subset(VIEWS[view]))[0]
+            frac = ambiguous_bright(x[None], pr[None], CANON.subset(VIEWS[view]))[0]
             fp = np.isin(classify(pr, 0.5, 0), (1, 2)) & np.isin(lab, (0, 3, 5))
             flag = ambiguous_mask(x, pr, CANON.subset(VIEWS[view]))
             per[n] = {
-                "ambiguous_bright": float(a),
+                "ambiguous_bright": float(frac),
                 "false_cloud_pixels_flagged": float((flag & fp).sum() / max(fp.sum(), 1)),
                 "false_cloud_pixels": int(fp.sum()),
             }
