@@ -658,8 +658,8 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option(
             "--models",
-            metavar="hsi32|rgbn|rgb|DIR",
-            help="Model set: a shipped band set or a folder with detector.onnx and generator.onnx [default: the first shipped set the input can be resampled to].",
+            metavar="hsi32|swir6|rgbn|rgb|DIR",
+            help="Model set: a shipped band set (swir6 has a detector only) or a folder with detector.onnx and generator.onnx [default: the first shipped set the input can be resampled to].",
         ),
         click.option(
             "--threads",
