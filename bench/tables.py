@@ -72,7 +72,7 @@ def models_table(cards: list[dict]) -> str:
                 if k.startswith("cv_real_int8"):
                     view = k.split("(")[-1].rstrip(")")
                     parts.append(
-                        f"real CV, 36 patches ({view}): acc {v['accuracy']:.3f} / FPR {v['false_positive_rate']:.3f}"
+                        f"real CV, {v.get('patches', '?')} patches ({view}): acc {v['accuracy']:.3f} / FPR {v['false_positive_rate']:.3f}"
                     )
             metric = "; ".join(parts)
         else:

@@ -160,6 +160,18 @@ def encode(data: npt.NDArray[np.float32], mask: npt.NDArray[np.uint8], dtype: st
     return out
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory since it started its program (``VmHWM``; unlike
+    ``ru_maxrss`` it excludes what a forking parent held before ``exec``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def band_descriptions(bands: BandSet) -> list[str]:
     """GeoTIFF band descriptions: the band's name (where known) and centre wavelength."""
     return [
@@ -293,6 +305,7 @@ def run_stream(
         **proc.report.to_dict(),
         "wall_seconds": time.perf_counter() - t0,
         "first_line_at": first_line[0],
+        "peak_rss_mb": peak_rss_mb(),
         "mask_classes": MASK_CLASSES,
     }
     rep["width"] = width
