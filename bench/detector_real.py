@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections import defaultdict
 
 import numpy as np
 
-from bench._common import RESULTS, ROOT, environment, write_json
+from bench._common import RESULTS, ROOT, environment, time_it, write_json
 from export.detector import (
     CANON,
     VIEWS,
@@ -35,7 +34,7 @@ from export.detector import (
     load,
     real_patches,
 )
-from export.evaluate import threshold_test
+from export.evaluate import detection_scores, threshold_test
 from kumo_edge import metrics
 from kumo_edge.bands import resample, resampling_matrix
 from kumo_edge.errors import BandMappingError
@@ -71,10 +70,7 @@ def _set_nll(prob4: np.ndarray, labels: np.ndarray, t: float) -> float:
     """Mean -log P(label set) of probabilities re-tempered by ``t``."""
     from export.detector import LABEL_SETS
 
-    lg = np.log(np.clip(prob4, 1e-6, 1.0)) / t
-    lg -= lg.max(0, keepdims=True)
-    p = np.exp(lg)
-    p /= p.sum(0, keepdims=True)
+    p = _temper(prob4, t)
     allowed = LABEL_SETS[labels].T  # 4 x n
     return float(-np.mean(np.log(np.clip((p * allowed).sum(0), 1e-9, 1.0))))
 
@@ -88,26 +84,6 @@ def _temper(prob4: np.ndarray, t: float) -> np.ndarray:
 
 def fit_temperature(prob4: np.ndarray, labels: np.ndarray) -> float:
     return float(min(TEMPERATURES, key=lambda t: _set_nll(prob4, labels, t)))
-
-
-def _scores(pred: np.ndarray, truth: np.ndarray) -> dict:
-    d = metrics.detection(pred, truth)
-    return {
-        "accuracy": d.accuracy,
-        "false_positive_rate": d.false_positive_rate,
-        "f1": d.f1,
-        "pixels": d.n,
-    }
-
-
-def _time(fn, n: int = 5) -> float:  # noqa: ANN001
-    fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def main() -> None:
@@ -172,7 +148,7 @@ def main() -> None:
             ts.append(np.isin(lab, (1, 2, 4))[ok])
         if not ps:
             return None
-        return {**_scores(np.concatenate(ps), np.concatenate(ts)), "patches": len(ps)}
+        return {**detection_scores(np.concatenate(ps), np.concatenate(ts)), "patches": len(ps)}
 
     def shadow(method: str, view: str) -> dict | None:
         tp = fp = fn = 0
@@ -293,11 +269,11 @@ def main() -> None:
     for label, path in (("previous rgbn detector", prev), ("band-agnostic rgbn detector", new)):
         if path.exists():
             m = Model(path, threads=2)
-            ms = _time(lambda m=m: m.run(tile), 20) * 1e3
+            ms = time_it(lambda m=m: m.run(tile), 20, warmup=1)["median_s"] * 1e3
             speed[label] = {"ms_per_256_tile": ms, "mpx_per_s": 65536 / ms / 1e3}
     if peer:
         big = np.clip(by_name["ukis_sentinel2"]["cube"][:4], 0, 1)
-        s = _time(lambda: _ukis(big, "rgbn", "l1c"), 3)
+        s = time_it(lambda: _ukis(big, "rgbn", "l1c"), 3, warmup=1)["median_s"]
         speed["ukis-csmask 4-band (512 x 512, 2 threads)"] = {
             "s": s,
             "mpx_per_s": big.shape[1] * big.shape[2] / s / 1e6,

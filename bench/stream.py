@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from bench._common import RESULTS, environment, pyplot, save_figure, write_json
-from kumo_edge.benchmark import bench_file, bench_stream
+from kumo_edge.benchmark import bench_file, bench_stream, file_case_line
 from kumo_edge.config import DEFAULT_BATCH
 
 
@@ -86,11 +86,7 @@ def main() -> None:
         doc["environment"] = {**environment(), **doc["environment"]}
         path = write_json(doc, a.json or RESULTS / f"stream_file_{a.sensor}.json")
         for c in doc["cases"]:
-            fl = c.get("first_line_s")
-            print(
-                f"{c['mode']:>12} {c['lines']:>7} lines: RTF {c['real_time_factor']:.2f}, "
-                f"peak RSS {c['peak_rss_mb']:.0f} MB" + (f", first line {fl:.2f} s" if fl else "")
-            )
+            print(file_case_line(c))
         print(f"-> {path}")
         return
     if a.sweep_batches:

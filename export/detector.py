@@ -523,6 +523,7 @@ def release(ckpt: Path, results: Path) -> None:
     cross-validation fitted (``bench/results/detector_real.json``), quantise, score, and write
     ``kumo_edge/models/<set>/detector.onnx`` with its card."""
     from bench._common import ROOT
+    from export.release import _set_metrics
 
     doc = json.loads(results.read_text())
     net = load(ckpt)
@@ -552,13 +553,12 @@ def release(ckpt: Path, results: Path) -> None:
                 "after": doc["calibration"][view]["after_cross_fold_temperature"]["ece"],
             },
         }
+        for path in paths.values():  # the metrics need the exported files: written in after
+            _set_metrics(path, metrics)
+        final = paths
         ship = ROOT / "kumo_edge" / "models" / name
         det_bands = release_bands(name)
         det = fold_for(net, det_bands, t)
-        final = export_band_set(
-            net, name, art / "detector_v2", t, metrics=metrics,
-            training={"run": run, "checkpoint": str(ckpt)},
-        )  # fmt: skip
         ship.mkdir(parents=True, exist_ok=True)
         (ship / "detector.onnx").write_bytes(final["int8"].read_bytes())
         final["int8"].unlink()  # the shipped file is the INT8 artefact; the FP32 one stays

@@ -144,8 +144,9 @@ def choose_operating_point(
     }
 
 
-def _scores(pred: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> dict:
-    d = metrics.detection(pred[ok], truth[ok])
+def detection_scores(pred: np.ndarray, truth: np.ndarray, ok: np.ndarray | None = None) -> dict:
+    """Cloud detection scores of boolean ``pred`` against ``truth`` over ``ok`` (default: all)."""
+    d = metrics.detection(pred, truth) if ok is None else metrics.detection(pred[ok], truth[ok])
     return {
         "accuracy": d.accuracy,
         "false_positive_rate": d.false_positive_rate,
@@ -178,8 +179,8 @@ def eval_detector(
         td = metrics.detection(tiles_pred, tiles_true)
         out["synthetic"] = {
             "scenes": used,
-            "cnn": _scores(pred, truth, ok),
-            "threshold_test": _scores(thr, truth, ok),
+            "cnn": detection_scores(pred, truth, ok),
+            "threshold_test": detection_scores(thr, truth, ok),
             "tile_drop_decision": {
                 "accuracy": td.accuracy,
                 "false_positive_rate": td.false_positive_rate,
@@ -203,8 +204,8 @@ def eval_detector(
             per[p["name"]] = {
                 "land": p["land"],
                 "cloud_fraction": float(truth[ok].mean()),
-                "cnn": _scores(pred, truth, ok),
-                "threshold_test": _scores(thr, truth, ok),
+                "cnn": detection_scores(pred, truth, ok),
+                "threshold_test": detection_scores(thr, truth, ok),
             }
             allp.append(pred[ok])
             allt.append(truth[ok])
@@ -213,8 +214,8 @@ def eval_detector(
         everything = np.ones_like(truth_all)
         out["real_l8biome"] = {
             "patches": list(per),
-            "cnn": _scores(pred_all, truth_all, everything),
-            "threshold_test": _scores(thr_all, truth_all, everything),
+            "cnn": detection_scores(pred_all, truth_all, everything),
+            "threshold_test": detection_scores(thr_all, truth_all, everything),
             "per_patch": per,
         }
     return out

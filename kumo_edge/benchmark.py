@@ -178,11 +178,6 @@ def bench_stream(
     """Every pass length in its own subprocess (own peak RSS); returns the JSON document."""
     import tempfile
 
-    import numba
-    import onnxruntime
-
-    from . import __version__
-
     prof = sensor_profile(profile_name)
     common = {
         "profile_name": profile_name,
@@ -205,16 +200,7 @@ def bench_stream(
         c["rss_growth_vs_first"] = c["peak_rss_mb"] / base - 1.0
     return {
         "benchmark": "stream",
-        "environment": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "kumo_edge": __version__,
-            "onnxruntime": onnxruntime.__version__,
-            "numba": numba.__version__,
-            "numba_threads": numba.get_num_threads(),
-            "ort_threads": threads,
-        },
+        "environment": _environment(threads),
         "cases": cases,
         "targets": {
             "real_time_factor": ">= 2 (satellogic-hsi, worst case)",
@@ -222,6 +208,35 @@ def bench_stream(
             "rss_growth_1k_to_100k": "<= 5 %",
         },
     }
+
+
+def _environment(threads: int | None) -> dict[str, Any]:
+    """Platform, versions and thread settings a stream benchmark ran with."""
+    import numba
+    import onnxruntime
+
+    from . import __version__
+
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "kumo_edge": __version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "ort_threads": threads,
+    }
+
+
+def file_case_line(c: dict[str, Any]) -> str:
+    """One line per pass of :func:`bench_file` (CLI and ``bench/stream.py`` print the same)."""
+    fl = c.get("first_line_s")
+    return (
+        f"{c['mode']:>12} {c['lines']:>7} lines: RTF {c['real_time_factor']:.2f} "
+        f"({c['lines_per_s']:.0f} lines/s), peak RSS {c['peak_rss_mb']:.0f} MB"
+        + (f", first line {fl:.2f} s" if fl else "")
+    )
 
 
 def _pass_in_subprocess(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -485,11 +500,7 @@ def bench_file(
         c["rss_growth_vs_first"] = c["peak_rss_mb"] / first[c["mode"]] - 1.0
     return {
         "benchmark": "stream_file",
-        "environment": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-        },
+        "environment": _environment(threads),
         "cases": cases,
         "targets": {
             "peak_rss_mb": "<= 400 at 1,000 lines, growth <= 5 % to 20,000 (file and stdin)",

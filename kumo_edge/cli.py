@@ -1136,19 +1136,14 @@ def bench_stream_cmd(  # noqa: ANN001
     json_path,
 ) -> None:
     """Real-time factor, per-strip latency p50/p99, throughput and peak RSS of passes."""
-    from .benchmark import bench_file, bench_stream
+    from .benchmark import bench_file, bench_stream, file_case_line
 
     ns = [int(v) for v in lengths.split(",") if v.strip()]
     mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
     if mode_list != ("memory",):
         doc = bench_file(sensor, ns, mode_list, models, threads, width)
         for c in doc["cases"]:
-            fl = c.get("first_line_s")
-            click.echo(
-                f"{c['mode']:>12} {c['lines']:>7} lines: RTF {c['real_time_factor']:.2f} "
-                f"({c['lines_per_s']:.0f} lines/s), peak RSS {c['peak_rss_mb']:.0f} MB"
-                + (f", first line {fl:.2f} s" if fl else "")
-            )
+            click.echo(file_case_line(c))
         if json_path:
             Path(json_path).write_text(json.dumps(doc, indent=2))
             click.echo(f"-> {json_path}")
