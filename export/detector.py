@@ -71,7 +71,8 @@ LABEL_SETS = np.array(
     ],
     bool,
 )
-#: Loss weight per label code: shadow and thin cloud are rarer and matter more.
+#: Loss weight per label code: shadow and thin cloud are rarer and matter more (the shadow
+#: weight, index 3, is :attr:`DetectorRun.shadow_weight`).
 LABEL_WEIGHTS = torch.tensor([1.0, 1.5, 1.0, 1.5, 1.2, 1.0])
 #: Clear scenes whose synthetic clouds score the detector and never train it (any run): the
 #: held-out real snow scene (ben_57_38), one scene per multispectral sensor, two hyperspectral.
@@ -288,14 +289,16 @@ class SynthSampler:
         return np.stack(xs), np.stack(ps), np.stack(ys)
 
 
-def set_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def set_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor = LABEL_WEIGHTS
+) -> torch.Tensor:
     """``-log P(label set)`` per pixel, weighted by label code, mean over labelled pixels."""
     logp = F.log_softmax(logits, 1)  # N 4 H W
     ok = labels >= 0
     lab = labels.clamp(min=0)
     allowed = torch.from_numpy(LABEL_SETS)[lab].permute(0, 3, 1, 2)  # N 4 H W
     nll = -torch.logsumexp(logp.masked_fill(~allowed, -torch.inf), 1)
-    w = LABEL_WEIGHTS[lab] * ok
+    w = weights[lab] * ok
     return (nll * w).sum() / w.sum().clamp(min=1.0)
 
 
@@ -312,6 +315,7 @@ class DetectorRun:
     widths: tuple[int, ...] = (8, 16, 32, 64)
     stem: int = 16
     real_fraction: float = 0.7
+    shadow_weight: float = 1.5
     seed: int = 0
     threads: int = 1
 
@@ -352,6 +356,8 @@ def train(run: DetectorRun) -> Path:
         sched.load_state_dict(st["sched"])
         step = int(st["step"])
     rng = np.random.default_rng([run.seed, step])
+    weights = LABEL_WEIGHTS.clone()
+    weights[3] = run.shadow_weight
     n_real = int(round(run.batch * run.real_fraction))
     (out / "run.json").write_text(
         json.dumps(
@@ -363,7 +369,7 @@ def train(run: DetectorRun) -> Path:
     while step < run.steps:
         parts = [real.sample(rng, n_real), synth.sample(rng, run.batch - n_real)]
         x, p, y = (torch.from_numpy(np.concatenate([a[i] for a in parts])) for i in range(3))
-        loss = set_loss(net(x, p), y)
+        loss = set_loss(net(x, p), y, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -498,21 +504,23 @@ def synthetic_scores(model_path: Path, n: int = 96, tile: int = 64, seed: int = 
     }
 
 
-def fold_commands(k: int, steps: int) -> list[tuple[list[str], Path]]:
+def fold_commands(
+    k: int, steps: int, runs: str = "runs/detcv_{k}", extra: tuple[str, ...] = ()
+) -> list[tuple[list[str], Path]]:
     """The training jobs of a ``k``-fold cross-validation over the real patches, and the log of
-    each (``runs/detcv_<i>``)."""
+    each (``runs`` with ``{k}`` the fold); ``extra`` arguments go to every ``train``."""
     from bench._common import ROOT
 
     folds = cv_folds(real_patches(), k)
     jobs = []
     for i, test in enumerate(folds):
-        out = ROOT / "runs" / f"detcv_{i}"
+        out = ROOT / runs.format(k=i)
         last = out / "last.pt"
         if last.exists() and torch.load(last, weights_only=True)["step"] >= steps:
             continue
         argv = [
             sys.executable, "-m", "export.detector", "train", "--out", str(out),
-            "--test-patches", ",".join(test), "--steps", str(steps), "--threads", "1",
+            "--test-patches", ",".join(test), "--steps", str(steps), "--threads", "1", *extra,
         ]  # fmt: skip
         jobs.append((argv, out.with_suffix(".log")))
     return jobs
@@ -614,11 +622,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--steps", type=int, default=DetectorRun.steps)
     t.add_argument("--batch", type=int, default=DetectorRun.batch)
     t.add_argument("--tile", type=int, default=DetectorRun.tile)
+    t.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("cv", help="train the cross-validation fold models (runs/detcv_<k>)")
     c.add_argument("--folds", type=int, default=4)
     c.add_argument("--steps", type=int, default=DetectorRun.steps)
+    c.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
+    c.add_argument("--runs", default="runs/detcv_{k}", help="fold folders ({k}: the fold)")
     c.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
     r = sub.add_parser("release", help="fold, calibrate, quantise and ship one ONNX per band set")
     r.add_argument("--ckpt", default="runs/det_all/last.pt")
@@ -627,7 +638,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.cmd == "cv":
         from bench._common import run_jobs
 
-        run_jobs(fold_commands(a.folds, a.steps), a.jobs)
+        extra = ("--shadow-weight", str(a.shadow_weight))
+        run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
         print("now: python -m bench.detector_real")
     elif a.cmd == "release":
         release(Path(a.ckpt), Path(a.results))
@@ -638,6 +650,7 @@ def main(argv: list[str] | None = None) -> None:
             steps=a.steps,
             batch=a.batch,
             tile=a.tile,
+            shadow_weight=a.shadow_weight,
             seed=a.seed,
             threads=a.threads,
         )
