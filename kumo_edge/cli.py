@@ -26,11 +26,11 @@ import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .bands import BandSet, resampling_matrix
+from .bands import resampling_matrix
 from .classes import NAMES
 from .clouds import CloudField, CloudParams
 from .config import DEFAULT_BATCH
-from .errors import ConfigError, KumoError, OutputExistsError, RasterWriteError
+from .errors import KumoError, OutputExistsError, RasterWriteError
 from .io import (
     DEFAULT_STRIP_LINES,
     FLOAT_NODATA,
@@ -42,6 +42,7 @@ from .io import (
     check_outputs,
     write_geotiff,
 )
+from .process import RunOptions, Source, process
 from .render import write_side_by_side
 from .tiling import footprint_tiles
 
@@ -53,20 +54,6 @@ CLASS_CODES = {int(c): name for c, name in NAMES.items()}
 
 def _progress(total: int, desc: str, unit: str = "row") -> tqdm:
     return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False, file=sys.stderr)
-
-
-def _out_dtype(choice: str, input_dtype: np.dtype) -> str:
-    if choice != "auto":
-        return choice
-    return "uint16" if np.dtype(input_dtype).kind in "ui" else "float32"
-
-
-def _is_dtype(name: str) -> bool:
-    try:
-        np.dtype(name)
-        return True
-    except TypeError:
-        return False
 
 
 def _floats(text: str | None, name: str) -> list[float] | None:
@@ -138,14 +125,7 @@ def _open(
     offset: str | None,
     nodata: str | None,
 ) -> Raster:
-    return Raster(
-        path,
-        wavelengths=_floats(wavelengths, "--wavelengths"),
-        fwhm=_floats(fwhm, "--fwhm"),
-        scale=_floats(scale, "--scale"),
-        offset=_floats(offset, "--offset"),
-        nodata=_nodata(nodata),
-    )
+    return _source(wavelengths, fwhm, scale, offset, nodata).open(path)
 
 
 def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -715,151 +695,120 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _refuse_8bit(dtype: np.dtype, remove: bool, method: str, allow: bool, what: str) -> None:
-    """Model removers refuse 8-bit input unless told otherwise (see ``run --allow-8bit``)."""
-    from .baselines import MODEL_METHODS
+def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the cleaned output (``run`` and ``batch``)."""
+    opts = [
+        click.option(
+            "--output-bands",
+            type=click.Choice(["model", "input"]),
+            default="model",
+            show_default=True,
+            help="Band set of OUTPUT: the models' (no resampling back) or the input's (refused when the models' bands cannot produce it).",
+        ),
+        click.option(
+            "--method",
+            type=click.Choice(["model", "cgan", "hot", "inpaint"]),
+            default="model",
+            show_default=True,
+            help="Cloud remover: the band set's remover model (the physics remover where shipped, else the cGAN; 'cgan' is its older name), the Haze Optimized Transform, or harmonic inpainting of detected cloud/shadow (classical baselines, see kumo_edge.baselines).",
+        ),
+        click.option(
+            "--output-dtype",
+            type=click.Choice(["auto", "uint16", "float32"]),
+            default="auto",
+            show_default=True,
+            help="Sample type of OUTPUT: uint16 reflectance x 10,000 (GDAL scale 1e-4, nodata 65535; half "
+            "the bytes of float32) or float32 reflectance (nodata -9999); auto: uint16 for integer input, "
+            "float32 for float input.",
+        ),
+        click.option(
+            "--compress",
+            type=click.Choice(["zstd", "deflate", "none"]),
+            default="zstd",
+            show_default=True,
+            help="Compression of OUTPUT: zstd (level 1; measured 6x faster to write than deflate at the "
+            "same size; GDAL >= 2.3 / QGIS 3 read it), deflate (readable by older tools), or none.",
+        ),
+        click.option(
+            "--allow-8bit",
+            is_flag=True,
+            help="Remove clouds from 8-bit input too. 8-bit imagery is display-stretched in practice, not "
+            "reflectance, so model removers refuse it by default (measured on 74 RICE2 pairs: the cGAN "
+            "made them 7.3 dB worse); pass this only if the 8-bit values are calibrated reflectance.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
 
-    if remove and method in MODEL_METHODS and dtype == np.uint8 and not allow:
-        raise KumoError(
-            f"{what} is 8-bit: such imagery is display-stretched, not reflectance, and the cloud "
-            "removers were measured to make it worse; use `kumo-edge detect` for the mask, "
-            "--method hot, or --allow-8bit if the values are calibrated reflectance"
-        )
 
+def _source(
+    wavelengths: str | None,
+    fwhm: str | None,
+    scale: str | None,
+    offset: str | None,
+    nodata: str | None,
+    sensor: str | None = None,
+    bil_width: int | None = None,
+    bil_dtype: str = "uint16",
+) -> Source:
+    """The reading options of the command line, parsed."""
 
-def _run(
-    input_path,
-    out,
-    mask,
-    report,
-    models,
-    threads,
-    providers,
-    strip_lines,
-    batch,
-    drop_fraction,
-    bil_width,
-    bil_dtype,
-    sensor,
-    wavelengths,
-    fwhm,
-    scale,
-    offset,
-    nodata,
-    overwrite,
-    remove,
-    output_bands="model",
-    method="model",
-    allow_8bit=False,
-    output_dtype="auto",
-    compress="zstd",
-):  # noqa: ANN001, ANN202
-    from .config import sensor_profile
-    from .pipeline import bil_chunks, load_models, raster_chunks, run_stream, stdin_binary
-    from .stream import StreamConfig
+    def tup(text: str | None, name: str) -> tuple[float, ...] | None:
+        v = _floats(text, name)
+        return tuple(v) if v else None
 
-    prov = [p.strip() for p in providers.split(",") if p.strip()]
-    cfg = StreamConfig(
-        batch=batch, drop_fraction=drop_fraction, remove=remove, output_bands=output_bands
+    return Source(
+        wavelengths=tup(wavelengths, "--wavelengths"),
+        fwhm=tup(fwhm, "--fwhm"),
+        scale=tup(scale, "--scale"),
+        offset=tup(offset, "--offset"),
+        nodata=_nodata(nodata),
+        profile=sensor,
+        bil_width=bil_width,
+        bil_dtype=bil_dtype,
     )
-    # every output checked (writable, distinct, not the input) before any work
-    check_outputs({"OUTPUT": out, "--mask": mask, "--report": report}, [input_path], overwrite)
-    for v in _floats(scale, "--scale") or []:
-        if not (v > 0 and np.isfinite(v)):
-            raise ConfigError(f"--scale must be > 0, got {v:g}")
-    meta: dict[str, Any] = {"input": input_path, "compress": compress}
-    if input_path != "-":
-        unused = ["--bil-width"] if bil_width else []
-        unused += ["--bil-dtype"] if bil_dtype != "uint16" else []
-        if unused:
-            raise ConfigError(f"{', '.join(unused)} only apply to INPUT '-' (a BIL stream)")
-    if input_path == "-":
-        dt = np.dtype(bil_dtype) if _is_dtype(bil_dtype) else None
-        if dt is None or dt.kind not in "uif":
-            raise ConfigError(
-                f"--bil-dtype {bil_dtype!r} is not a real sample type (uint8, uint16, int16, float32, ...)"
-            )
-        if sensor:
-            prof = sensor_profile(sensor)
-            if bil_width and prof.width_px and bil_width != prof.width_px:
-                # a cropped or resampled stream: its width wins, and the report says so
-                logger.warning(
-                    "--bil-width %d overrides the %d px per line of profile %s",
-                    bil_width,
-                    prof.width_px,
-                    sensor,
-                )
-                meta["width_note"] = (
-                    f"--bil-width {bil_width} overrode profile {sensor} ({prof.width_px} px)"
-                )
-            bands, width = prof.bands, bil_width or prof.width_px
-        elif wavelengths and bil_width:
-            wl = _floats(wavelengths, "--wavelengths") or []
-            fw = _floats(fwhm, "--fwhm")
-            from .io import _estimate_fwhm
 
-            bands, width = BandSet(tuple(wl), tuple(fw) if fw else _estimate_fwhm(wl)), bil_width
-        else:
-            raise click.UsageError(
-                "INPUT '-' needs --profile NAME, or --bil-width and --wavelengths"
-            )
-        _refuse_8bit(np.dtype(bil_dtype), remove, method, allow_8bit, "the stdin stream")
-        sc = (_floats(scale, "--scale") or [1.0 / (2**16 - 1) if bil_dtype == "uint16" else 1.0])[0]
-        of = (_floats(offset, "--offset") or [0.0])[0]
-        det, gen, name = load_models(
-            models, bands, prov, threads, need_generator=remove, method=method
+
+def _options(remove: bool, p: dict[str, Any]) -> RunOptions:
+    """The frozen run options of ``run``/``detect``/``batch``'s parsed parameters ``p``."""
+    src = _source(
+        p["wavelengths"], p["fwhm"], p["scale"], p["offset"], p["nodata"],
+        p.get("sensor"), p.get("bil_width"), p.get("bil_dtype", "uint16"),
+    )  # fmt: skip
+    return RunOptions(
+        models=p["models"],
+        method=p.get("method", "model"),
+        remove=remove,
+        threads=p["threads"],
+        providers=tuple(x.strip() for x in p["providers"].split(",") if x.strip()),
+        strip_lines=p["strip_lines"],
+        batch=p["batch"],
+        drop_fraction=p["drop_fraction"],
+        output_bands=p.get("output_bands", "model"),
+        output_dtype=p.get("output_dtype", "auto"),
+        compress=p.get("compress", "zstd"),
+        allow_8bit=p.get("allow_8bit", False),
+        overwrite=p["overwrite"],
+        source=src,
+    )
+
+
+def _run(input_path: str, out, mask, report, options: RunOptions) -> dict[str, Any]:  # noqa: ANN001
+    """One pass with a progress bar over its lines."""
+    src = options.source
+    if input_path == "-" and not src.profile and not (src.wavelengths and src.bil_width):
+        raise click.UsageError("INPUT '-' needs --profile NAME, or --bil-width and --wavelengths")
+    total = 0
+    if input_path != "-":
+        # the bar's length; process() opens the file again (a cheap header read)
+        check_outputs(
+            {"OUTPUT": out, "--mask": mask, "--report": report}, [input_path], options.overwrite
         )
-        meta["models"], meta["method"] = name, method if remove else None
-        meta["output_dtype"] = _out_dtype(output_dtype, np.dtype(bil_dtype))
-        with _progress(0, "lines") as bar:
-            return run_stream(
-                bil_chunks(stdin_binary(), width, len(bands), bil_dtype, strip_lines, sc, of),
-                width,
-                bands,
-                det,
-                gen,
-                cfg,
-                out,
-                mask,
-                report,
-                None,
-                None,
-                overwrite,
-                bar,
-                meta,
-            )
-    if sensor and not wavelengths:
-        # --profile on a file supplies its band set (the band counts must agree)
-        prof = sensor_profile(sensor)
-        wavelengths = ",".join(f"{c:g}" for c in prof.bands.centers_nm)
-        fwhm = fwhm or ",".join(f"{f:g}" for f in prof.bands.fwhm_nm)
-    elif sensor:
-        raise ConfigError("give --profile or --wavelengths, not both")
-    with _open(input_path, wavelengths, fwhm, scale, offset, nodata) as r:
-        _refuse_8bit(r.dtype, remove, method, allow_8bit, Path(input_path).name)
-        det, gen, name = load_models(
-            models, r.bands, prov, threads, need_generator=remove, method=method
-        )
-        meta["models"], meta["method"] = name, method if remove else None
-        geo = {"crs": r.crs, "transform": r.transform}
-        meta["output_dtype"] = _out_dtype(output_dtype, r.dtype)
-        with _progress(r.height, "lines") as bar:
-            return run_stream(
-                raster_chunks(r, strip_lines),
-                r.width,
-                r.bands,
-                det,
-                gen,
-                cfg,
-                out,
-                mask,
-                report,
-                r.height,
-                geo,
-                overwrite,
-                bar,
-                meta,
-            )
+        with options.source.open(input_path) as r:
+            total = r.height
+    with _progress(total, "lines") as bar:
+        return process(input_path, out, mask, report, options, bar)
 
 
 def _summary(rep: dict[str, Any]) -> str:
@@ -897,44 +846,7 @@ def _summary(rep: dict[str, Any]) -> str:
     type=click.Path(),
     help="Write the JSON report (per-tile cloud fraction and decision, timings) here.",
 )
-@click.option(
-    "--output-bands",
-    type=click.Choice(["model", "input"]),
-    default="model",
-    show_default=True,
-    help="Band set of OUTPUT: the models' (no resampling back) or the input's (refused when the models' bands cannot produce it).",
-)
-@click.option(
-    "--method",
-    type=click.Choice(["model", "cgan", "hot", "inpaint"]),
-    default="model",
-    show_default=True,
-    help="Cloud remover: the band set's remover model (the physics remover where shipped, else the cGAN; 'cgan' is its older name), the Haze Optimized Transform, or harmonic inpainting of detected cloud/shadow (classical baselines, see kumo_edge.baselines).",
-)
-@click.option(
-    "--output-dtype",
-    type=click.Choice(["auto", "uint16", "float32"]),
-    default="auto",
-    show_default=True,
-    help="Sample type of OUTPUT: uint16 reflectance x 10,000 (GDAL scale 1e-4, nodata 65535; half "
-    "the bytes of float32) or float32 reflectance (nodata -9999); auto: uint16 for integer input, "
-    "float32 for float input.",
-)
-@click.option(
-    "--compress",
-    type=click.Choice(["zstd", "deflate", "none"]),
-    default="zstd",
-    show_default=True,
-    help="Compression of OUTPUT: zstd (level 1; measured 6x faster to write than deflate at the "
-    "same size; GDAL >= 2.3 / QGIS 3 read it), deflate (readable by older tools), or none.",
-)
-@click.option(
-    "--allow-8bit",
-    is_flag=True,
-    help="Remove clouds from 8-bit input too. 8-bit imagery is display-stretched in practice, not "
-    "reflectance, so model removers refuse it by default (measured on 74 RICE2 pairs: the cGAN "
-    "made them 7.3 dB worse); pass this only if the 8-bit values are calibrated reflectance.",
-)
+@removal_options
 @model_options
 @raster_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -972,32 +884,13 @@ def run(
     band set, georeferenced like INPUT, written in 16-row strips as lines finish (constant
     memory), bands named by wavelength, nodata declared. Thick cloud is flagged, never invented.
     """
+    p = dict(locals())
     rep = _run(
         input_path,
         Path(output),
         Path(mask) if mask else None,
         Path(report) if report else None,
-        models,
-        threads,
-        providers,
-        strip_lines,
-        batch,
-        drop_fraction,
-        bil_width,
-        bil_dtype,
-        sensor,
-        wavelengths,
-        fwhm,
-        scale,
-        offset,
-        nodata,
-        overwrite,
-        True,
-        output_bands,
-        method,
-        allow_8bit,
-        output_dtype,
-        compress,
+        _options(True, p),
     )
     click.echo(_summary(rep))
 
@@ -1036,29 +929,125 @@ def detect(
     overwrite,
 ) -> None:  # noqa: ANN001
     """Detect clouds and shadows in INPUT and write the class mask (no removal)."""
-    rep = _run(
-        input_path,
-        None,
-        Path(mask),
-        Path(report) if report else None,
-        models,
-        threads,
-        providers,
-        strip_lines,
-        batch,
-        drop_fraction,
-        bil_width,
-        bil_dtype,
-        sensor,
-        wavelengths,
-        fwhm,
-        scale,
-        offset,
-        nodata,
-        overwrite,
-        False,
-    )
+    p = dict(locals())
+    rep = _run(input_path, None, Path(mask), Path(report) if report else None, _options(False, p))
     click.echo(_summary(rep))
+
+
+# -- batch (ground side) --------------------------------------------------------------------
+@cli.command()
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder: per scene <scene>.tif, .mask.tif, .report.json, .item.json (STAC); "
+    "catalog.json and batch.json for the batch.",
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Dask workers of the local cluster (each processes one scene or line range at a time).",
+)
+@click.option(
+    "--threads-per-worker",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Cores each worker's stream uses (ONNX Runtime and numba threads).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDR",
+    help="Use an existing Dask scheduler (tcp://host:port) instead of a local cluster; its "
+    "workers must see INPUT and --out at the same paths and have kumo-edge installed.",
+)
+@click.option(
+    "--retries",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Extra attempts of a task that crashed (bad input is recorded, not retried).",
+)
+@click.option(
+    "--split-lines",
+    type=click.IntRange(1),
+    help="Cut passes longer than this many lines into line ranges for different workers; the "
+    "stitched output equals a single stream's.",
+)
+@click.option("--detect-only", is_flag=True, help="Write masks and reports only (no removal).")
+@removal_options
+@model_options
+@raster_options
+@handle_errors
+def batch(
+    inputs,
+    out_dir,
+    workers,
+    threads_per_worker,
+    scheduler,
+    retries,
+    split_lines,
+    detect_only,
+    output_bands,
+    method,
+    output_dtype,
+    compress,
+    allow_8bit,
+    models,
+    threads,
+    providers,
+    strip_lines,
+    batch,
+    drop_fraction,
+    bil_width,
+    bil_dtype,
+    sensor,
+    wavelengths,
+    fwhm,
+    scale,
+    offset,
+    nodata,
+) -> None:  # noqa: ANN001
+    """Process many scenes on Dask: files, folders, list files (one path per line) or STAC
+    Catalogs / Items / ItemCollections (their 'data' asset).
+
+    Each scene is the constant-memory stream of `kumo-edge run`; its STAC Item is written last
+    and marks it complete: a re-run skips complete scenes (same input, settings and version)
+    and does the rest. A scene that fails is recorded with its error; the others go on. Exit
+    code 0 when every scene is done or skipped, 1 otherwise. Needs the ground extra
+    (pip install 'kumo-edge[ground]').
+    """
+    if bil_width or bil_dtype != "uint16":
+        raise click.UsageError("--bil-width and --bil-dtype apply to `run -`, not to batch")
+    try:
+        from .ground import BatchOptions, run_batch
+    except ImportError:
+        raise KumoError(
+            "kumo-edge batch needs the ground extra: pip install 'kumo-edge[ground]'"
+        ) from None
+    p = dict(locals())
+    p["overwrite"] = False
+    opts = _options(not detect_only, p)
+    summary = run_batch(
+        inputs,
+        out_dir,
+        opts,
+        BatchOptions(workers, threads_per_worker, scheduler, retries, split_lines),
+    )
+    click.echo(
+        f"{summary['scenes']} scenes: {summary['done']} done, {summary['skipped']} skipped "
+        f"(complete), {summary['failed']} failed in {summary['seconds']:.1f} s; "
+        f"{Path(out_dir) / 'catalog.json'}, {Path(out_dir) / 'batch.json'}"
+    )
+    for r in summary["per_scene"]:
+        if r["status"] == "failed":
+            click.echo(f"  failed: {r['scene']}: {r['error']}", err=True)
+    if summary["failed"]:
+        raise SystemExit(1)
 
 
 # -- bench ----------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def _envi_list(value: str) -> list[float]:
     return [float(x) for x in value.replace("\n", " ").split(",") if x.strip()]
 
 
-def _estimate_fwhm(centers: Sequence[float]) -> tuple[float, ...]:
+def estimate_fwhm(centers: Sequence[float]) -> tuple[float, ...]:
     """FWHM guessed from the centre spacing: contiguous (hyperspectral, gaps <= 20 nm) bands are
     as wide as their spacing; sparse (multispectral) bands are taken as half their spacing."""
     c = np.asarray(centers, dtype=np.float64)
@@ -269,7 +269,7 @@ class Raster:
                 raise BandCountError(
                     f"`wavelengths` has {len(wl)} values but {self.path.name} has {n} bands"
                 )
-            fw = [float(f) for f in fwhm] if fwhm is not None else list(_estimate_fwhm(wl))
+            fw = [float(f) for f in fwhm] if fwhm is not None else list(estimate_fwhm(wl))
             if len(fw) != n:
                 raise BandCountError(
                     f"`fwhm` has {len(fw)} values but {self.path.name} has {n} bands"
@@ -283,7 +283,7 @@ class Raster:
             wl = _unit_to_nm(unit, _envi_list(self._envi["wavelength"]))
             fw = _unit_to_nm(unit, _envi_list(self._envi["fwhm"])) if "fwhm" in self._envi else None
             if len(wl) == n and (fw is None or len(fw) == n):
-                return BandSet(tuple(wl), tuple(fw or _estimate_fwhm(wl)), names), "ENVI header"
+                return BandSet(tuple(wl), tuple(fw or estimate_fwhm(wl)), names), "ENVI header"
             logger.warning(
                 "%s: ENVI header lists %d wavelengths for %d bands; ignored", self.path, len(wl), n
             )
@@ -295,7 +295,7 @@ class Raster:
             if all("FWHM_UM" in t for t in imag):
                 fw = [float(t["FWHM_UM"]) * 1000.0 for t in imag]
             else:
-                fw = list(_estimate_fwhm(wl))
+                fw = list(estimate_fwhm(wl))
             return BandSet(tuple(wl), tuple(fw), names), "GDAL IMAGERY metadata"
         # 4. per-band wavelength tags
         tags = [ds.tags(b) for b in range(1, n + 1)]
@@ -311,7 +311,7 @@ class Raster:
                         for t in tags
                     ]
                     if all("fwhm" in t for t in tags)
-                    else list(_estimate_fwhm(wl))
+                    else list(estimate_fwhm(wl))
                 )
                 return BandSet(tuple(wl), tuple(fw), names), "band wavelength tags"
             except ValueError:
@@ -320,7 +320,7 @@ class Raster:
         found = [_NM_IN_TEXT.search(d) for d in self.descriptions]
         if n and all(found):
             wl = [float(m.group(1)) for m in found if m]
-            return BandSet(tuple(wl), _estimate_fwhm(wl), names), "band descriptions"
+            return BandSet(tuple(wl), estimate_fwhm(wl), names), "band descriptions"
         return None, "none"
 
     def _find_scale(self, scale, offset):  # noqa: ANN001, ANN202
@@ -499,21 +499,29 @@ class Raster:
         striped one)."""
         return int(self._ds.block_shapes[0][0])
 
-    def natural_strips(self, lines: int) -> Iterator[Strip]:
-        """The scene as strips of ``lines`` rows, each stored block read (and decompressed)
-        exactly once: where blocks are taller than ``lines`` (a tiled file), one block row is
-        read as stored values and converted ``lines`` rows at a time, so that GDAL's block
-        cache never has to hold it."""
+    def natural_strips(self, lines: int, rows: tuple[int, int] | None = None) -> Iterator[Strip]:
+        """The scene (or its lines ``rows = (first, stop)``) as strips of ``lines`` rows, each
+        stored block read (and decompressed) exactly once: where blocks are taller than
+        ``lines`` (a tiled file), one block row is read as stored values and converted ``lines``
+        rows at a time, so that GDAL's block cache never has to hold it. Strips start where
+        they would in a read of the whole scene (the first one may be shorter)."""
         if lines < 1:
             raise ValueError(f"`lines` must be >= 1, got {lines}")
+        first, stop = rows or (0, self.height)
+        if not 0 <= first < stop <= self.height:
+            raise ValueError(f"rows {first}-{stop} are not inside {self.height} lines")
         # a block row is read whole; a file stored as one huge strip is read ``lines`` at a time
         span = self.block_rows if lines < self.block_rows <= NATURAL_SPAN_MAX else lines
-        for row in range(0, self.height, span):
-            raw = self.read_raw(row, min(span, self.height - row))
-            for r in range(0, raw.shape[1], lines):
-                sub = raw[:, r : r + lines]
-                valid = self.valid_of(sub, row + r)
-                yield Strip(row + r, self.to_reflectance(sub, valid, row + r), valid)
+        for row in range(first // span * span, stop, span):
+            lo, hi = max(row, first), min(row + span, stop)
+            raw = self.read_raw(lo, hi - lo)
+            for g in range(row, hi, lines):  # strip boundaries of a whole read
+                a, b = max(g, lo), min(g + lines, hi)
+                if a >= b:
+                    continue
+                sub = raw[:, a - lo : b - lo]
+                valid = self.valid_of(sub, a)
+                yield Strip(a, self.to_reflectance(sub, valid, a), valid)
             del raw
 
     def strips(self, lines: int = DEFAULT_STRIP_LINES) -> Iterator[Strip]:

@@ -4,6 +4,8 @@ class mask as GeoTIFFs written incrementally, a JSON report), and model selectio
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -17,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .bands import BandSet
-from .classes import ACTIONS, COLOURS
+from .classes import ACTIONS, COLOURS, MaskClass
 from .errors import KumoError, RasterReadError
 from .io import (
     FLOAT_NODATA,
@@ -44,9 +46,10 @@ Chunk = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]
 STREAM_BLOCK_CACHE = 32 * 2**20
 
 
-def raster_chunks(r: Raster, lines: int) -> Iterator[Chunk]:
-    """Strips of ``lines`` rows, every stored block read once (:meth:`Raster.natural_strips`)."""
-    for strip in r.natural_strips(lines):
+def raster_chunks(r: Raster, lines: int, rows: tuple[int, int] | None = None) -> Iterator[Chunk]:
+    """Strips of ``lines`` rows (of the lines ``rows = (first, stop)`` only, where given), every
+    stored block read once (:meth:`Raster.natural_strips`)."""
+    for strip in r.natural_strips(lines, rows):
         yield strip.data, strip.valid
 
 
@@ -180,6 +183,85 @@ def band_descriptions(bands: BandSet) -> list[str]:
     ]
 
 
+def output_writers(
+    out: Path | None,
+    mask: Path | None,
+    width: int,
+    height: int,
+    bands: BandSet,
+    out_dtype: str,
+    compress: str,
+    geo: dict[str, Any],
+    overwrite: bool,
+) -> tuple[GeoTiffWriter | None, GeoTiffWriter | None]:
+    """The writers of a run's cleaned cube (``bands``, ``out_dtype``, nodata and scale declared,
+    bands named) and class mask (colour table, category names), striped for streaming."""
+    nodata, scales = OUTPUT_DTYPES[out_dtype]
+    nb = len(bands)
+    w_out = (
+        GeoTiffWriter(
+            out,
+            width=width,
+            height=height,
+            count=nb,
+            dtype=out_dtype,
+            bands=bands,
+            nodata=nodata,
+            scales=None if scales is None else [scales] * nb,
+            descriptions=band_descriptions(bands),
+            overwrite=overwrite,
+            layout="striped",
+            compress=compress,
+            **geo,
+        )
+        if out
+        else None
+    )
+    w_mask = (
+        GeoTiffWriter(
+            mask,
+            width=width,
+            height=height,
+            count=1,
+            dtype="uint8",
+            nodata=0,
+            tags={"KUMO_MASK_CLASSES": json.dumps(MASK_CLASSES)},
+            descriptions=["cloud mask class"],
+            colormap=MASK_COLOURS,
+            categories=list(MASK_CLASSES.values()),
+            overwrite=overwrite,
+            layout="striped",
+            **geo,
+        )
+        if mask
+        else None
+    )
+    return w_out, w_mask
+
+
+@functools.lru_cache(maxsize=32)
+def file_sha256(path: Path, size: int, mtime_ns: int) -> str:  # size, mtime: the cache key
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_files(detector: Model, remover: Remover | None) -> dict[str, dict[str, str]]:
+    """The model files of a run with their SHA-256 (report and STAC provenance)."""
+    out = {}
+    for role, m in (("detector", detector), ("remover", remover)):
+        path = getattr(m, "path", None)
+        if path is not None:
+            st = Path(path).stat()
+            out[role] = {
+                "file": Path(path).name,
+                "sha256": file_sha256(Path(path), st.st_size, st.st_mtime_ns),
+            }
+    return out
+
+
 def run_stream(
     chunks: Iterator[Chunk],
     width: int,
@@ -195,6 +277,7 @@ def run_stream(
     overwrite: bool = False,
     progress: Any = None,
     meta: dict[str, Any] | None = None,
+    window: tuple[int, int, int, int] | None = None,
 ) -> dict[str, Any]:
     """Stream ``chunks`` through the models into the requested outputs; returns the report.
 
@@ -202,6 +285,10 @@ def run_stream(
     (a byte stream) the lines are spooled to a temporary file beside the output and copied into
     the GeoTIFF at the end. Every output is written under a temporary name and appears only when
     complete.
+
+    ``window = (first, stop, a, b)``: ``chunks`` are the pass's lines ``[first, stop)`` (from
+    :func:`kumo_edge.stream.input_window`) and only the output lines ``[a, b)`` are written (the
+    outputs are ``b - a`` lines high, georeferenced where those lines lie) and reported.
     """
     check_outputs({"OUTPUT": out, "--mask": mask, "--report": report}, [], overwrite)
     set_block_cache(STREAM_BLOCK_CACHE)
@@ -210,53 +297,27 @@ def run_stream(
     out_dtype = (meta or {}).get("output_dtype", "float32")
     if out_dtype not in OUTPUT_DTYPES:
         raise KumoError(f"output dtype {out_dtype!r}: choose one of {', '.join(OUTPUT_DTYPES)}")
-    nodata, scales = OUTPUT_DTYPES[out_dtype]
     compress = (meta or {}).get("compress", "deflate")
     geo = geo or {}
-    tags = {"KUMO_MASK_CLASSES": json.dumps(MASK_CLASSES)}
     group = WriterGroup()
     spools: list[_Spool] = []
     t0 = time.perf_counter()
     first_line: list[float | None] = [None]  # wall-clock time the first output line was ready
+    first, keep_from, keep_to = 0, 0, None
+    if window is not None:
+        if height is None:
+            raise KumoError("a line range needs a file of known height")
+        first, _, keep_from, keep_to = window
+        height = keep_to - keep_from
+        if geo.get("transform") is not None:
+            from rasterio.transform import Affine
+
+            geo = {**geo, "transform": geo["transform"] * Affine.translation(0, keep_from)}
+    class_pixels = np.zeros(len(MASK_CLASSES), np.int64)
 
     def open_writers(h: int) -> tuple[GeoTiffWriter | None, GeoTiffWriter | None]:
-        w_out = (
-            GeoTiffWriter(
-                out,
-                width=width,
-                height=h,
-                count=nb,
-                dtype=out_dtype,
-                bands=proc.out_bands,
-                nodata=nodata,
-                scales=None if scales is None else [scales] * nb,
-                descriptions=band_descriptions(proc.out_bands),
-                overwrite=overwrite,
-                layout="striped",
-                compress=compress,
-                **geo,
-            )
-            if out
-            else None
-        )
-        w_mask = (
-            GeoTiffWriter(
-                mask,
-                width=width,
-                height=h,
-                count=1,
-                dtype="uint8",
-                nodata=0,
-                tags=tags,
-                descriptions=["cloud mask class"],
-                colormap=MASK_COLOURS,
-                categories=list(MASK_CLASSES.values()),
-                overwrite=overwrite,
-                layout="striped",
-                **geo,
-            )
-            if mask
-            else None
+        w_out, w_mask = output_writers(
+            out, mask, width, h, proc.out_bands, out_dtype, compress, geo, overwrite
         )
         group.add(w_out)
         group.add(w_mask)
@@ -272,8 +333,16 @@ def run_stream(
                 spools.extend(s for s in (s_out, s_mask) if s is not None)
 
             def sink(lines: Lines) -> None:
+                if window is not None:  # keep the lines [keep_from, keep_to) of the pass
+                    r0 = lines.row + first
+                    lo, hi = max(r0, keep_from), min(r0 + lines.mask.shape[0], keep_to)
+                    if lo >= hi:
+                        return
+                    i, j = lo - r0, hi - r0
+                    lines = Lines(lo - keep_from, lines.data[:, i:j], lines.mask[i:j])
                 if first_line[0] is None:
                     first_line[0] = time.time()
+                class_pixels[:] += np.bincount(lines.mask.ravel(), minlength=len(class_pixels))
                 if out is not None:
                     lines = Lines(lines.row, encode(lines.data, lines.mask, out_dtype), lines.mask)
                 if height is not None:
@@ -302,9 +371,18 @@ def run_stream(
         for s in spools:
             s.close()
 
+    if window is not None:  # the tiles whose rows start in the range, in pass coordinates
+        kept = []
+        for t in proc.report.tiles:
+            if "row" in t and keep_from <= t["row"] + first < keep_to:
+                kept.append({**t, "row": t["row"] + first})
+        proc.report.tiles = kept
+        proc.report.lines = keep_to - keep_from
     rep = {
         **(meta or {}),
         **proc.report.to_dict(),
+        # pixels written per mask class (no data, clear, thin, thick, shadow)
+        "class_pixels": {c.name.lower(): int(class_pixels[c]) for c in MaskClass},
         "wall_seconds": time.perf_counter() - t0,
         "first_line_at": first_line[0],
         "peak_rss_mb": peak_rss_mb(),
@@ -312,10 +390,15 @@ def run_stream(
     }
     rep["width"] = width
     if report is not None:
-        tmp = report.with_name(f"{_partial_prefix(report)}partial")
-        tmp.write_text(json.dumps(rep, indent=1))
-        os.replace(tmp, report)
+        write_json_atomic(report, rep)
     return rep
+
+
+def write_json_atomic(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON to ``path`` under a temporary name, renamed when complete."""
+    tmp = path.with_name(f"{_partial_prefix(path)}partial")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
 
 
 def stdin_binary() -> BinaryIO:

@@ -115,6 +115,35 @@ class StreamConfig:
                 raise ConfigError(f"`{n}` must be in [0, 1], got {getattr(self, n)}")
 
 
+def input_window(rows: tuple[int, int], height: int, tile: int, halo: int) -> tuple[int, int]:
+    """The input lines ``[first, stop)`` a stream needs so that its output lines ``rows = (a, b)``
+    equal those of a stream over the whole pass of ``height`` lines.
+
+    Tile rows start every ``stride = tile - 2 * halo`` lines from line 0, and a line's value is
+    the blend of the tile rows that cover it. Starting at a tile row (``a`` a multiple of the
+    stride), the window begins at the first tile row that covers line ``a`` (blend sums then add
+    the same terms in the same order) and ends with the last tile row that covers line ``b - 1``
+    (its later padding changes only lines ``>= b``).
+    """
+    a, b = rows
+    s = tile - 2 * halo
+    if not 0 <= a < b <= height:
+        raise ConfigError(f"line range {a}-{b} is not inside a pass of {height} lines")
+    if a % s:
+        raise ConfigError(f"a line range must start at a multiple of the stride {s}, not {a}")
+    first = max(0, a - s * ((tile - 1) // s))
+    stop = min(height, (b - 1) // s * s + tile)
+    return first, stop
+
+
+def split_rows(height: int, lines: int, tile: int, halo: int) -> list[tuple[int, int]]:
+    """``height`` lines cut into ranges of about ``lines`` lines that start at tile rows (see
+    :func:`input_window`)."""
+    s = tile - 2 * halo
+    step = max(s, round(lines / s) * s)
+    return [(a, min(a + step, height)) for a in range(0, height, step)]
+
+
 @dataclass
 class Lines:
     """Finished output lines.
@@ -140,6 +169,13 @@ class Report:
         default_factory=lambda: {"resample": 0.0, "detect": 0.0, "generate": 0.0, "blend": 0.0}
     )
     lines: int = 0
+    #: Called with each tile's record as soon as it is decided (see :class:`StreamProcessor`).
+    on_tile: Callable[[dict], None] | None = None
+
+    def add(self, rec: dict) -> None:
+        self.tiles.append(rec)
+        if self.on_tile is not None:
+            self.on_tile(rec)
 
     def to_dict(self) -> dict:
         n = len(self.tiles)
@@ -174,6 +210,17 @@ class StreamProcessor:
         generator: The cloud remover (optional; same band set as the detector): the generator
             model, or a classical remover of :mod:`kumo_edge.baselines`.
         config: Stream settings.
+        on_tile: Called with each tile's decision record (``row``, ``col``, cloud fraction,
+            ``decision``, ``drop``, ...) as soon as the tile is processed, before its lines are
+            final: a downlink program can act on decisions without waiting for the pass.
+
+    Embedding without files (lines from another program's buffers, cleaned lines and
+    decisions back through callbacks)::
+
+        proc = StreamProcessor(width, bands, det, gen, on_tile=decisions.append)
+        for buf in sensor_buffers():                  # (bands, n, width) float32 reflectance
+            proc.push(buf, sink=downlink.send_lines)  # Lines(row, data, mask), in order
+        proc.flush(sink=downlink.send_lines)
     """
 
     def __init__(
@@ -183,6 +230,7 @@ class StreamProcessor:
         detector: Model,
         generator: Remover | None = None,
         config: StreamConfig | None = None,
+        on_tile: Callable[[dict], None] | None = None,
     ) -> None:
         cfg = config or StreamConfig()
         if width < 1:
@@ -234,7 +282,7 @@ class StreamProcessor:
         self.filled = 0  # lines of the current tile row in buf
         self.y0 = 0  # pass line at buf[0]
         self.received = 0
-        self.report = Report()
+        self.report = Report(on_tile=on_tile)
         self._done = False
 
     # -- input ------------------------------------------------------------------------------
@@ -542,7 +590,7 @@ def process_tiles(
             rec["kept_reason"] = kept[i]
         if origins is not None:
             rec["row"], rec["col"] = int(origins[i, 0]), int(origins[i, 1])
-        rep.tiles.append(rec)
+        rep.add(rec)
     return out, probs.astype(np.float32, copy=False)
 
 

@@ -146,3 +146,32 @@ def test_no_import_cycle_in_the_flight_package() -> None:
         timeout=120,
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_flight_code_never_imports_the_ground_side() -> None:
+    # dask and pystac blocked: the flight modules and the CLI still import and run, and
+    # `batch` says which extra it needs in one line
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "for m in ('dask', 'distributed', 'pystac'): sys.modules[m] = None\n"
+            "import kumo_edge, kumo_edge.cli, kumo_edge.pipeline, kumo_edge.process, kumo_edge.stream\n"
+            "from kumo_edge.cli import main\n"
+            "main(['batch', 'x.tif', '--out', 'o'])\n",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "Error: kumo-edge batch needs the ground extra: pip install 'kumo-edge[ground]'"
+    ]
+    flight = [p for p in (ROOT / "kumo_edge").glob("*.py")]
+    for p in flight:
+        text = p.read_text()
+        for mod in ("dask", "distributed", "pystac"):
+            assert f"import {mod}" not in text and f"from {mod}" not in text, (p.name, mod)

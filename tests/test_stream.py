@@ -231,3 +231,24 @@ def test_memory_stays_flat_over_a_long_pass(models) -> None:  # noqa: ANN001
     per_tile = (m1 - m0) / (t1 - t0)
     print(f"{per_tile:.0f} bytes per extra tile")
     assert per_tile < 2_000, f"{per_tile:.0f} bytes held per extra tile"
+
+
+def test_embedding_through_callbacks(models) -> None:  # noqa: ANN001
+    """The documented pattern: another program's line buffers in, cleaned lines and per-tile
+    decisions out through callbacks, no files; the same lines as a plain run."""
+    det, gen = models
+    cube = _scene(230, 150, seed=3)
+    decisions: list[dict] = []
+    lines = []
+    proc = StreamProcessor(150, RGBN, det, gen, on_tile=decisions.append)
+    for r in range(0, 230, 40):  # the other program's buffers
+        assert proc.push(cube[:, r : r + 40], sink=lines.append) == []
+    before_flush = len(decisions)
+    proc.flush(sink=lines.append)
+    assert 0 < before_flush < len(decisions)  # decisions arrive with their tile rows
+    assert decisions == proc.report.tiles and decisions
+    assert {"row", "col", "decision", "drop"} <= set(decisions[0])
+    assert [x.row for x in lines] == list(np.cumsum([0] + [x.mask.shape[0] for x in lines])[:-1])
+    ref, ref_mask = _run(StreamProcessor(150, RGBN, det, gen), cube, 40)
+    np.testing.assert_array_equal(np.concatenate([x.data for x in lines], axis=1), ref)
+    np.testing.assert_array_equal(np.concatenate([x.mask for x in lines]), ref_mask)
