@@ -422,6 +422,36 @@ def stream_file_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def batch_table(doc: dict) -> str:
+    """Batch throughput with 1 and 2 workers (bench/batch.py) and the cluster estimate."""
+    env, cfg, est = doc["environment"], doc["config"], doc["estimate"]
+    lines = [
+        f"`kumo-edge batch` on {cfg['scenes']} scenes of {cfg['lines']:,} lines x {cfg['width']:,} px x "
+        f"{cfg['bands']} bands ({cfg['input']}), models `{cfg['models']}`; one run per configuration, "
+        f"wall time from process start; {env['cpu']}, {env['cpu_count']} cores, {env['date_utc'][:10]}.",
+        "",
+        "| workers x threads | scenes / hour | lines / s | median s per scene | efficiency vs 1 x 1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in doc["cases"]:
+        eff = c.get("efficiency")
+        lines.append(
+            f"| {c['workers']} x {c['threads_per_worker']} | {c['scenes_per_hour']:.0f} | "
+            f"{c['lines_per_s']:.0f} | {c['scene_seconds_median']:.1f} | "
+            + (f"{eff:.2f}" if eff is not None else "-")
+            + " |"
+        )
+    lines += [
+        "",
+        f"Estimate: a day of downlink ({est['lines_per_day']:,.0f} lines) takes "
+        f"{est['node_hours_per_day']:.0f} node-hours at {est['node_lines_per_s']:.0f} lines/s per node: "
+        f"**{est['nodes_to_keep_up_ceil']} such nodes** keep up. Assumptions: "
+        + "; ".join(est["assumptions"])
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
 def render() -> dict[str, str]:
     out = {}
     for name, (fname, fn) in TABLES.items():
@@ -446,6 +476,8 @@ def render() -> dict[str, str]:
         out["detector-real"] = detector_real_table(
             json.loads((RESULTS / "detector_real.json").read_text())
         )
+    for p in sorted(RESULTS.glob("batch_*.json")):
+        out[p.stem.replace("_", "-")] = batch_table(json.loads(p.read_text()))
     if (RESULTS / "removal_real.json").exists():
         out["removal-real"] = removal_real_table(
             json.loads((RESULTS / "removal_real.json").read_text())
