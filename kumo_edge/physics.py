@@ -129,11 +129,12 @@ def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
-def _correct(x, p, lnr, t_min, thick_t, pclear, valid, y, t550, stats):  # pragma: no cover - numba
+def _correct(x, p, lnr, t_min, thick_t, pclear, valid, weigh, y, t550, stats):  # pragma: no cover - numba
     """The runtime's whole correction in one pass: inversion, clip to [0, 1], input kept where
-    the estimated cloud is thick, and per tile row the counts the gate needs (``stats[i, r]``:
-    thin changed pixels, those below OUT_OF_RANGE_VALUE, sure-clear pixels, their summed mean
-    absolute change). Loops run along columns, so they vectorise."""
+    the estimated cloud is thick, blended in by ``1 - pclear`` when ``weigh`` (else taken whole),
+    and per tile row the counts the gate needs (``stats[i, r]``: thin changed pixels, those
+    below OUT_OF_RANGE_VALUE, sure-clear pixels, their summed mean absolute change, all of the
+    unblended correction). Loops run along columns, so they vectorise."""
     n, c, h, w = x.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
@@ -149,6 +150,7 @@ def _correct(x, p, lnr, t_min, thick_t, pclear, valid, y, t550, stats):  # pragm
         lo = np.empty(w, np.float32)
         dmax = np.empty(w, np.float32)
         dsum = np.empty(w, np.float32)
+        wgt = np.empty(w, np.float32)
         for col in range(w):
             k[col] = max(p[i, 0, r, col], zero)
             a[col] = p[i, 1, r, col]
@@ -160,6 +162,9 @@ def _correct(x, p, lnr, t_min, thick_t, pclear, valid, y, t550, stats):  # pragm
             lo[col] = np.float32(np.inf)
             dmax[col] = zero
             dsum[col] = zero
+            wgt[col] = one - pclear[i, r, col] if weigh else one
+            if t550[i, r, col] < thick_t:  # thick: the input is kept
+                wgt[col] = zero
         for b in range(c):
             lb = lnr[b]
             xr = x[i, b, r]
@@ -172,10 +177,7 @@ def _correct(x, p, lnr, t_min, thick_t, pclear, valid, y, t550, stats):  # pragm
                 diff = abs(v - xr[col])
                 dmax[col] = max(dmax[col], diff)
                 dsum[col] += diff
-                if t550[i, r, col] < thick_t:
-                    yr[col] = xr[col]
-                else:
-                    yr[col] = min(max(v, zero), one)
+                yr[col] = xr[col] + wgt[col] * (min(max(v, zero), one) - xr[col])
         s0 = zero
         s1 = zero
         s2 = zero
@@ -286,10 +288,13 @@ class PhysicsRemover:
         tiles: npt.NDArray[np.float32],
         p_clear: npt.NDArray[np.float32] | None = None,
         valid: npt.NDArray[np.bool_] | None = None,
+        weigh: bool = False,
     ) -> tuple[
         npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_], list[str | None]
     ]:
-        """``(corrected, t550, thick, verdicts)`` for ``(N, C, H, W)`` tiles (class docstring)."""
+        """``(corrected, t550, thick, verdicts)`` for ``(N, C, H, W)`` tiles (class docstring);
+        with ``weigh`` each pixel takes ``1 - p_clear`` of its correction (the stream's
+        detector blend), computed in the same pass."""
         x = np.ascontiguousarray(tiles, dtype=np.float32)
         n, _, h, w = x.shape
         y = np.empty_like(x)
@@ -309,6 +314,7 @@ class PhysicsRemover:
             np.float32(self.thick_transmittance),
             pc,
             ok,
+            bool(weigh),
             y,
             t550,
             stats,

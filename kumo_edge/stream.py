@@ -487,15 +487,10 @@ def _physics_batch(
     decided by the estimated transmittance (the detector's cloud probability is moved to the
     thick class there, to the thin class elsewhere), tiles the gate refuses left as they were
     and recorded in ``kept``."""
-    part = tiles[idx]
-    pc = probs[idx, 0]
-    corrected, _, thick, verdicts = remover.correct(part, pc, valid[idx])
-    w = np.ones_like(pc) if blend == "full" else 1.0 - pc
-    w[thick] = 0.0
-    corrected -= part
-    corrected *= w[:, None]
-    part += corrected
-    tiles[idx] = part
+    corrected, _, thick, verdicts = remover.correct(
+        tiles[idx], probs[idx, 0], valid[idx], weigh=blend != "full"
+    )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
+    tiles[idx] = corrected
     for j, why in enumerate(verdicts):
         n = int(idx[j])
         if why is not None:

@@ -278,3 +278,22 @@ def test_fused_correction_agrees_with_the_reference_steps():
         ref = x[i] if want else np.where(thick[i][None], x[i], np.clip(y[i], 0, 1))
         np.testing.assert_allclose(out[i], ref, atol=1e-5)
     assert verdicts[1] == "out_of_range" and thick[0].any()
+
+
+def test_blend_in_the_kernel_equals_blending_afterwards() -> None:
+    """The stream's detector blend is computed inside the correction kernel: the same as taking
+    ``1 - P(clear)`` of the unblended correction, thick pixels none."""
+    from kumo_edge.physics import as_remover
+    from kumo_edge.runtime import load_model, shipped_models
+
+    g = as_remover(load_model(shipped_models()["hsi32"]["generator"], threads=1))
+    rng = np.random.default_rng(0)
+    x = np.clip(0.3 + 0.1 * rng.random((2, 32, 64, 64)), 0, 1).astype(np.float32)
+    x[1, :, :20] = 0.9  # bright: some thick estimates
+    pc = (0.8 * rng.random((2, 64, 64))).astype(np.float32)
+    y0, _, thick, v0 = g.correct(x, pc)
+    y1, _, thick1, v1 = g.correct(x, pc, weigh=True)
+    assert v0 == v1 == [None, None] and np.array_equal(thick, thick1)
+    assert np.abs(y0 - x).max() > 0.05  # a real correction
+    w = np.where(thick, 0.0, 1.0 - pc)[:, None]
+    np.testing.assert_allclose(y1, x + w * (y0 - x), atol=1e-6)
