@@ -244,18 +244,19 @@ def ambiguous_mask(
     """``(H, W)``: bright, white pixels of one ``(C, H, W)`` tile whose P(cloud) the detector
     leaves within :data:`AMBIGUOUS_P` (see :func:`ambiguous_bright`)."""
     vis = [i for i, c in enumerate(bands.centers_nm) if 440.0 <= c <= 700.0]
-    if not vis:
-        return np.zeros(cube.shape[1:], bool)
-    v = cube[vis]
-    mean = v.mean(0)
-    whiteness = np.abs(v - mean[None]).sum(0) / np.maximum(mean, 1e-6)
     p = probs[1] + probs[2]
-    return (
-        (mean >= BRIGHT_REFLECTANCE)
-        & (whiteness < 0.7)
-        & (p >= AMBIGUOUS_P[0])
-        & (p <= AMBIGUOUS_P[1])
-    )
+    out = (p >= AMBIGUOUS_P[0]) & (p <= AMBIGUOUS_P[1])
+    if not vis or not out.any():  # the spectral test only where the detector is undecided
+        return np.zeros(cube.shape[1:], bool)
+    contiguous = vis == list(range(vis[0], vis[-1] + 1))
+    v = cube[vis[0] : vis[-1] + 1] if contiguous else cube[vis]  # a view where possible
+    mean = v.mean(0)
+    out &= mean >= BRIGHT_REFLECTANCE
+    if not out.any():
+        return out
+    whiteness = np.abs(v - mean[None]).sum(0) / np.maximum(mean, 1e-6)
+    out &= whiteness < 0.7
+    return out
 
 
 def available_providers() -> list[str]:
