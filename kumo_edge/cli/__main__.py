@@ -1,0 +1,5 @@
+"""``python -m kumo_edge.cli``."""
+
+from . import main
+
+main()

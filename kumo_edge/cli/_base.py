@@ -1,0 +1,348 @@
+"""What every command shares: the click group, option sets, one-line errors, the run options
+parsed from the command line, the sample scene."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from .. import __version__
+from ..classes import NAMES
+from ..config import DEFAULT_BATCH
+from ..errors import KumoError
+from ..io import (
+    STREAM_STRIP_LINES,
+    Raster,
+    check_outputs,
+)
+from ..process import RunOptions, Source, process
+
+logger = logging.getLogger("kumo_edge")
+
+#: Fixed class codes of every mask kumo-edge writes.
+CLASS_CODES = {int(c): name for c, name in NAMES.items()}
+
+
+def _progress(total: int, desc: str, unit: str = "row") -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False, file=sys.stderr)
+
+
+def _floats(text: str | None, name: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated numbers, got {text!r}", param_hint=name
+        ) from None
+    if not values:
+        raise click.BadParameter("no numbers given", param_hint=name)
+    return values
+
+
+def _nodata(text: str | None) -> float | str | None:
+    if text is None or text == "auto":
+        return "auto"
+    if text == "none":
+        return None
+    if text.lower() == "nan":
+        return "nan"
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a number, 'nan', 'auto' or 'none', got {text!r}", param_hint="--nodata"
+        ) from None
+
+
+def raster_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that tell the reader how to interpret a raster."""
+    opts = [
+        click.option(
+            "--wavelengths",
+            metavar="NM,NM,...",
+            help="Band centre wavelengths in nm, overriding the file's metadata.",
+        ),
+        click.option(
+            "--fwhm",
+            metavar="NM,NM,...",
+            help="Band FWHM in nm (with --wavelengths); estimated from spacing if omitted.",
+        ),
+        click.option(
+            "--scale",
+            metavar="S[,S...]",
+            help="Stored value x scale + offset = reflectance (one value or one per band).",
+        ),
+        click.option("--offset", metavar="O[,O...]", help="Offset added after --scale."),
+        click.option(
+            "--nodata",
+            metavar="VALUE|nan|auto|none",
+            default="auto",
+            show_default=True,
+            help="No-data value. auto: the file's, else pixels whose bands are all 0; none: only the file's.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _open(
+    path: str,
+    wavelengths: str | None,
+    fwhm: str | None,
+    scale: str | None,
+    offset: str | None,
+    nodata: str | None,
+) -> Raster:
+    return _source(wavelengths, fwhm, scale, offset, nodata).open(path)
+
+
+def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn KumoError into a one-line message and exit code 1."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except KumoError as exc:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.exception("failed")
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; no output was left behind", err=True)
+            raise SystemExit(130) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kumo-edge")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug and tracebacks).")
+@click.option("-q", "--quiet", count=True, help="Less log output.")
+def cli(verbose: int, quiet: int) -> None:
+    """Kumo Edge: cloud detection and thin-cloud removal for hyperspectral pushbroom imagery.
+
+    Rasters are anything GDAL reads (GeoTIFF, ENVI, ...). Masks use fixed class codes:
+    0 no data, 1 clear, 2 thin cloud, 3 thick cloud, 4 cloud shadow.
+    """
+    level = logging.WARNING - 10 * verbose + 10 * quiet
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(level, logging.CRITICAL)), format="%(levelname)s: %(message)s"
+    )
+
+
+# -- info -----------------------------------------------------------------------------------
+# -- run / detect ---------------------------------------------------------------------------
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option(
+            "--models",
+            metavar="hsi32|swir6|rgbn|rgb|DIR",
+            help="Model set: a shipped band set (swir6 has a detector only) or a folder with detector.onnx and generator.onnx [default: the first shipped set the input can be resampled to].",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(1),
+            help="ONNX Runtime intra-op threads [default: its own choice].",
+        ),
+        click.option(
+            "--providers",
+            default="cpu",
+            show_default=True,
+            help="Execution providers in priority order: cpu, cuda, tensorrt (comma-separated).",
+        ),
+        click.option(
+            "--strip-lines",
+            default=STREAM_STRIP_LINES,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Lines converted (or received) per strip; blocks of the file are read once whatever this is.",
+        ),
+        click.option(
+            "--batch",
+            default=DEFAULT_BATCH,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Tiles per inference call.",
+        ),
+        click.option(
+            "--drop-fraction",
+            default=0.7,
+            show_default=True,
+            type=click.FloatRange(0, 1),
+            help="Report tiles more cloudy than this as 'drop' (downlink prioritisation).",
+        ),
+        click.option(
+            "--bil-width",
+            type=click.IntRange(1),
+            help="INPUT '-': pixels per line of the raw BIL stream on stdin.",
+        ),
+        click.option(
+            "--bil-dtype",
+            default="uint16",
+            show_default=True,
+            help="INPUT '-': sample type of the BIL stream.",
+        ),
+        click.option(
+            "--profile",
+            "sensor",
+            help="Sensor profile giving the band set: of the BIL stream (INPUT '-', also its width), or of a file without wavelength metadata (band counts must agree).",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the cleaned output (``run`` and ``batch``)."""
+    opts = [
+        click.option(
+            "--output-bands",
+            type=click.Choice(["model", "input"]),
+            default="model",
+            show_default=True,
+            help="Band set of OUTPUT: the models' (no resampling back) or the input's (refused when the models' bands cannot produce it).",
+        ),
+        click.option(
+            "--method",
+            type=click.Choice(["model", "cgan", "hot", "inpaint"]),
+            default="model",
+            show_default=True,
+            help="Cloud remover: the band set's remover model (the physics remover where shipped, else the cGAN; 'cgan' is its older name), the Haze Optimized Transform, or harmonic inpainting of detected cloud/shadow (classical baselines, see kumo_edge.baselines).",
+        ),
+        click.option(
+            "--output-dtype",
+            type=click.Choice(["auto", "uint16", "float32"]),
+            default="auto",
+            show_default=True,
+            help="Sample type of OUTPUT: uint16 reflectance x 10,000 (GDAL scale 1e-4, nodata 65535; half "
+            "the bytes of float32) or float32 reflectance (nodata -9999); auto: uint16 for integer input, "
+            "float32 for float input.",
+        ),
+        click.option(
+            "--compress",
+            type=click.Choice(["zstd", "deflate", "none"]),
+            default="zstd",
+            show_default=True,
+            help="Compression of OUTPUT: zstd (level 1; measured 6x faster to write than deflate at the "
+            "same size; GDAL >= 2.3 / QGIS 3 read it), deflate (readable by older tools), or none.",
+        ),
+        click.option(
+            "--allow-8bit",
+            is_flag=True,
+            help="Remove clouds from 8-bit input too. 8-bit imagery is display-stretched in practice, not "
+            "reflectance, so model removers refuse it by default (measured on 74 RICE2 pairs: the cGAN "
+            "made them 7.3 dB worse); pass this only if the 8-bit values are calibrated reflectance.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _source(
+    wavelengths: str | None,
+    fwhm: str | None,
+    scale: str | None,
+    offset: str | None,
+    nodata: str | None,
+    sensor: str | None = None,
+    bil_width: int | None = None,
+    bil_dtype: str = "uint16",
+) -> Source:
+    """The reading options of the command line, parsed."""
+
+    def tup(text: str | None, name: str) -> tuple[float, ...] | None:
+        v = _floats(text, name)
+        return tuple(v) if v else None
+
+    return Source(
+        wavelengths=tup(wavelengths, "--wavelengths"),
+        fwhm=tup(fwhm, "--fwhm"),
+        scale=tup(scale, "--scale"),
+        offset=tup(offset, "--offset"),
+        nodata=_nodata(nodata),
+        profile=sensor,
+        bil_width=bil_width,
+        bil_dtype=bil_dtype,
+    )
+
+
+def _options(remove: bool, p: dict[str, Any]) -> RunOptions:
+    """The frozen run options of ``run``/``detect``/``batch``'s parsed parameters ``p``."""
+    src = _source(
+        p["wavelengths"], p["fwhm"], p["scale"], p["offset"], p["nodata"],
+        p.get("sensor"), p.get("bil_width"), p.get("bil_dtype", "uint16"),
+    )  # fmt: skip
+    return RunOptions(
+        models=p["models"],
+        method=p.get("method", "model"),
+        remove=remove,
+        threads=p["threads"],
+        providers=tuple(x.strip() for x in p["providers"].split(",") if x.strip()),
+        strip_lines=p["strip_lines"],
+        batch=p["batch"],
+        drop_fraction=p["drop_fraction"],
+        output_bands=p.get("output_bands", "model"),
+        output_dtype=p.get("output_dtype", "auto"),
+        compress=p.get("compress", "zstd"),
+        allow_8bit=p.get("allow_8bit", False),
+        overwrite=p["overwrite"],
+        source=src,
+    )
+
+
+def _run(input_path: str, out, mask, report, options: RunOptions) -> dict[str, Any]:  # noqa: ANN001
+    """One pass with a progress bar over its lines."""
+    src = options.source
+    if input_path == "-" and not src.profile and not (src.wavelengths and src.bil_width):
+        raise click.UsageError("INPUT '-' needs --profile NAME, or --bil-width and --wavelengths")
+    total = 0
+    if input_path != "-":
+        # the bar's length; process() opens the file again (a cheap header read)
+        check_outputs(
+            {"OUTPUT": out, "--mask": mask, "--report": report}, [input_path], options.overwrite
+        )
+        with options.source.open(input_path) as r:
+            total = r.height
+    with _progress(total, "lines") as bar:
+        return process(input_path, out, mask, report, options, bar)
+
+
+def _summary(rep: dict[str, Any]) -> str:
+    secs = rep["seconds"]
+    return (
+        f"{rep['lines']} lines x {rep['width']} px in {rep['wall_seconds']:.1f} s with models {rep['models']}: "
+        f"{rep['tiles']} tiles, {rep['tiles_removed']} cleaned, {rep['tiles_unrecoverable']} unrecoverable, {rep['tiles_drop']} marked drop"
+        + (
+            f", {rep['tiles_kept']} kept as input ("
+            + ", ".join(f"{k} {v}" for k, v in rep.get("kept_by_reason", {}).items())
+            + ")"
+            if rep.get("tiles_kept")
+            else ""
+        )
+        + (
+            f", {rep['tiles_ambiguous_bright']} with ambiguous bright pixels (snow/ice or cloud)"
+            if rep.get("tiles_ambiguous_bright")
+            else ""
+        )
+        + "; "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items())
+    )
+
+
+def sample_scene_path() -> Path:
+    """Path of the bundled sample scene (Landsat-7 ETM+, 6 bands; see kumo_edge/data/SAMPLE.md)."""
+    from importlib import resources
+
+    return Path(str(resources.files("kumo_edge").joinpath("data/sample_landsat7_nc.tif")))
