@@ -113,6 +113,16 @@ def footprint_file(tmp_path: Path, rng: np.random.Generator) -> tuple[Path, np.n
     return p, valid
 
 
+FIXTURE_MODELS = Path(__file__).resolve().parent / "fixtures" / "models"
+
+
+def fixture_models(name: str) -> dict[str, Path]:
+    """The committed tiny rgbn detector + generator ``tests/fixtures/models/<name>/`` (made by
+    ``tests/fixtures/make_models.py`` with :func:`random_models`): no torch needed."""
+    d = FIXTURE_MODELS / name
+    return {"detector": d / "detector.onnx", "generator": d / "generator.onnx", "dir": d}
+
+
 def random_models(
     folder: Path,
     perturb: float = 0.3,

@@ -10,19 +10,15 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-torch = pytest.importorskip("torch")
+from kumo_edge.cli import cli
+from kumo_edge.io import Raster
 
-from kumo_edge.cli import cli  # noqa: E402
-from kumo_edge.io import Raster  # noqa: E402
-
-from conftest import random_models  # noqa: E402
+from conftest import fixture_models
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("models")
-    random_models(d, seed=2)
-    return d
+    return fixture_models("seed2")["dir"]
 
 
 def invoke(*args: object, stdin: bytes | None = None):  # noqa: ANN201

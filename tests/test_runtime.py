@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +20,12 @@ from kumo_edge.errors import (
 )
 from kumo_edge.runtime import ModelContract, classify, load_model, resolve_providers
 
-torch = pytest.importorskip("torch")
-onnx = pytest.importorskip("onnx")
-
-from export.onnx_export import parity  # noqa: E402
-
-from conftest import random_models  # noqa: E402
+from conftest import fixture_models
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return random_models(
-        tmp_path_factory.mktemp("models"),
-        perturb=0.05,
-        det_widths=(4, 8),
-        gen_widths=(8, 12, 16),
-        seed=0,
-    )
+def models() -> dict:
+    return fixture_models("seed0")
 
 
 def test_contract_roundtrip(models: dict) -> None:  # noqa: ANN001
@@ -81,9 +71,20 @@ def test_operating_point_in_the_contract(models: dict, tmp_path: Path) -> None: 
             ModelContract.from_metadata({**meta, "kumo.cloud_threshold": bad})
 
 
-def test_parity_torch_vs_onnx(models: dict) -> None:  # noqa: ANN001
-    assert parity(models["generator_net"], models["generator"], 4) < 1e-5
-    assert parity(models["detector_net"], models["detector"], 4) < 1e-5
+def test_parity_torch_vs_onnx(models: dict, tmp_path: Path) -> None:  # noqa: ANN001
+    """The networks rebuilt from the fixtures' recipe match the committed ONNX files (so the
+    fixtures are what tests/fixtures/make_models.py makes, and the export is faithful)."""
+    pytest.importorskip("torch")
+    from export.onnx_export import parity
+
+    from conftest import random_models
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    from make_models import FIXTURES
+
+    nets = random_models(tmp_path, **FIXTURES["seed0"])
+    assert parity(nets["generator_net"], models["generator"], 4) < 1e-5
+    assert parity(nets["detector_net"], models["detector"], 4) < 1e-5
 
 
 def test_detector_outputs_probabilities(models: dict) -> None:  # noqa: ANN001
@@ -110,6 +111,7 @@ def test_band_mismatch_is_refused(models: dict) -> None:  # noqa: ANN001
 
 
 def test_corrupt_and_foreign_models(tmp_path: Path, models: dict) -> None:  # noqa: ANN001
+    onnx = pytest.importorskip("onnx")  # rewrites models (the train extra)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(models["generator"].read_bytes()[:300])
     with pytest.raises(ModelContractError, match="not a loadable ONNX model"):
@@ -154,6 +156,7 @@ def test_cli_info_prints_contract(models: dict) -> None:  # noqa: ANN001
 
 
 def test_operating_point_is_chosen_on_validation(models: dict) -> None:  # noqa: ANN001
+    pytest.importorskip("torch")
     from export.data import Scene
     from export.evaluate import THRESHOLDS, choose_operating_point
 

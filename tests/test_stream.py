@@ -5,22 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from kumo_edge.bands import BandSet
+from kumo_edge.config import sensor_profile
+from kumo_edge.errors import BandCountError, InvalidDataError, ShapeError
+from kumo_edge.runtime import load_model
+from kumo_edge.stream import RING_STEP, StreamConfig, StreamProcessor, process_image
 
-from kumo_edge.bands import BandSet  # noqa: E402
-from kumo_edge.config import sensor_profile  # noqa: E402
-from kumo_edge.errors import BandCountError, InvalidDataError, ShapeError  # noqa: E402
-from kumo_edge.runtime import load_model  # noqa: E402
-from kumo_edge.stream import RING_STEP, StreamConfig, StreamProcessor, process_image  # noqa: E402
-
-from conftest import random_models  # noqa: E402
+from conftest import fixture_models
 
 RGBN = sensor_profile("rgbn").bands
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    m = random_models(tmp_path_factory.mktemp("stream"), seed=1)
+    m = fixture_models("seed1")
     return load_model(m["detector"], threads=1), load_model(m["generator"], threads=1)
 
 
