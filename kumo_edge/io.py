@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -723,6 +724,15 @@ def _gdal() -> Any:  # noqa: ANN401
         return None
 
 
+def space_hint(path: Path) -> str:
+    """``"; disk full"``-like context for a failed write, where the disk is (nearly) full."""
+    try:
+        free = shutil.disk_usage(Path(path).resolve().parent).free
+    except OSError:
+        return ""
+    return f"; the disk is full ({free / 2**20:.0f} MB free)" if free < 64 * 2**20 else ""
+
+
 class _GdalFailure:
     """Raises OSError when GDAL signalled a failure inside the block. A full disk shows up only
     there: GDAL's write and close calls can return normally while its block cache fails to
@@ -902,7 +912,9 @@ class GeoTiffWriter:
                 self._ds.write(data, window=Window(0, row, self.width, n))
         except (RasterioError, OSError) as exc:
             self.abort()
-            raise RasterWriteError(f"{self.path}: write failed ({_short(exc)})") from None
+            raise RasterWriteError(
+                f"{self.path}: write failed ({_short(exc)}){space_hint(self.path)}"
+            ) from None
         self._rows[row : row + n] = True
 
     @property

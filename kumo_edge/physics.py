@@ -129,7 +129,9 @@ def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
-def _correct(x, p, lnr, t_min, thick_t, pclear, valid, weigh, y, t550, stats):  # pragma: no cover - numba
+def _correct(
+    x, p, lnr, t_min, thick_t, pclear, valid, weigh, y, t550, stats
+):  # pragma: no cover - numba
     """The runtime's whole correction in one pass: inversion, clip to [0, 1], input kept where
     the estimated cloud is thick, blended in by ``1 - pclear`` when ``weigh`` (else taken whole),
     and per tile row the counts the gate needs (``stats[i, r]``: thin changed pixels, those

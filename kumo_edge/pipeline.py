@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from .bands import BandSet
 from .classes import ACTIONS, COLOURS, MaskClass
-from .errors import KumoError, RasterReadError
+from .errors import KumoError, RasterReadError, RasterWriteError
 from .io import (
     FLOAT_NODATA,
     GeoTiffWriter,
@@ -30,6 +30,7 @@ from .io import (
     check_outputs,
     check_reflectance,
     set_block_cache,
+    space_hint,
 )
 from .remover import Remover
 from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
@@ -118,7 +119,12 @@ class _Spool:
         self.bands, self.width, self.dtype, self.rows = bands, width, np.dtype(dtype), 0
 
     def write(self, data: np.ndarray) -> None:
-        self.f.write(np.ascontiguousarray(data.astype(self.dtype).transpose(1, 0, 2)).tobytes())
+        try:
+            self.f.write(np.ascontiguousarray(data.astype(self.dtype).transpose(1, 0, 2)).tobytes())
+        except OSError as exc:
+            raise RasterWriteError(
+                f"{self.path.parent}: cannot spool the stream ({exc.strerror}){space_hint(self.path)}"
+            ) from None
         self.rows += data.shape[1]
 
     def copy_to(self, writer: GeoTiffWriter, lines: int = 64) -> None:

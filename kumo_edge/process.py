@@ -231,6 +231,9 @@ def process(
         meta["models"], meta["method"] = name, o.method if o.remove else None
         meta["model_files"] = model_files(det, gen)
         meta["output_dtype"] = output_dtype(o.output_dtype, r.dtype)
+        out_bands = len(r.bands) if o.output_bands == "input" else len(det.contract.bands)
+        lines = r.height if rows is None else rows[1] - rows[0]
+        check_free_space(paths, r.width, lines, out_bands, meta["output_dtype"], o.compress)
         geo = {"crs": r.crs, "transform": r.transform}
         window = None
         chunks = raster_chunks(r, o.strip_lines)
@@ -245,6 +248,53 @@ def process(
             chunks, r.width, r.bands, det, gen, cfg, *stream_args, r.height, geo, o.overwrite,
             progress, meta, window,
         )  # fmt: skip
+
+
+#: Smallest compression ratio assumed of a cleaned cube (zstd/deflate on reflectance: measured
+#: 1.3-2x); a disk with less free space than the output needs at this ratio is refused.
+BEST_COMPRESSION = 4.0
+
+
+def check_free_space(
+    paths: dict[str, Path | None],
+    width: int,
+    lines: int,
+    bands: int,
+    dtype: str,
+    compress: str,
+) -> None:
+    """Refuse a run whose outputs cannot fit on their disk even at :data:`BEST_COMPRESSION`
+    (warn when they would not fit uncompressed): before any work, not halfway through a pass."""
+    import shutil
+
+    need: dict[Path, float] = {}
+    sizes = {"OUTPUT": bands * np.dtype(dtype).itemsize, "--mask": 1}
+    for key, per_px in sizes.items():
+        p = paths.get(key)
+        if p is None:
+            continue
+        folder = p.resolve().parent
+        need[folder] = need.get(folder, 0.0) + width * lines * per_px
+    for folder, raw in need.items():
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        low = raw / (BEST_COMPRESSION if compress != "none" else 1.0)
+        mb = 2**20
+        if free < low:
+            raise KumoError(
+                f"{folder}: {free / mb:.0f} MB free, the outputs need at least {low / mb:.0f} MB "
+                f"({raw / mb:.0f} MB uncompressed); free space or choose another folder"
+            )
+        if free < raw:
+            logger.warning(
+                "%s: %.0f MB free; the outputs take %.0f MB uncompressed and fit only if they "
+                "compress well",
+                folder,
+                free / mb,
+                raw / mb,
+            )
 
 
 def _stream_bands(src: Source, meta: dict[str, Any]) -> tuple[BandSet, int]:

@@ -162,3 +162,64 @@ def test_sigterm_discards_outputs(tmp_path: Path) -> None:
     assert p.returncode == 130, err.decode()[-500:]
     assert "interrupted" in err.decode()
     assert not list(tmp_path.iterdir())
+
+
+def test_a_disk_too_small_is_refused_before_any_work(
+    scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kumo_edge.errors import KumoError
+    from kumo_edge.process import process
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda p: real(p)._replace(free=50_000)
+    )  # 50 kB left: the 4-band uint16 output needs ~1.7 MB uncompressed
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KumoError, match=r"MB free, the outputs need at least"):
+        process(scene, out / "c.tif", out / "m.tif", out / "r.json")
+    assert list(out.iterdir()) == []
+
+
+def test_disk_full_mid_run_is_one_error_and_leaves_nothing(scene: Path, tmp_path: Path) -> None:
+    import resource
+    import signal
+
+    def limit() -> None:  # files may not grow past 200 kB: writes fail as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    before = _digest(scene)
+    out = tmp_path / "o"
+    out.mkdir()
+    r = subprocess.run(
+        [sys.executable, "-m", "kumo_edge.cli", "run", scene, out / "c.tif", "--mask",
+         out / "m.tif", "--report", out / "r.json"],
+        capture_output=True, text=True, preexec_fn=limit, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 1
+    ours = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(ours) == 1 and "c.tif: write failed" in ours[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert list(out.iterdir()) == [] and _digest(scene) == before
+
+
+def test_disk_full_on_stdin_is_one_error_and_leaves_nothing(tmp_path: Path) -> None:
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    bil = (np.random.default_rng(0).random((300, 4, 200)) * 3000 + 500).astype(np.uint16)
+    r = subprocess.run(
+        [sys.executable, "-m", "kumo_edge.cli", "run", "-", tmp_path / "c.tif", "--profile",
+         "rgbn", "--bil-width", "200", "--mask", tmp_path / "m.tif"],
+        input=bil.tobytes(), capture_output=True, preexec_fn=limit, timeout=300,
+    )  # fmt: skip
+    err = r.stderr.decode()
+    assert r.returncode == 1
+    ours = [ln for ln in err.splitlines() if ln.startswith("Error:")]
+    assert len(ours) == 1 and "cannot spool the stream" in ours[0], err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []

@@ -47,4 +47,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo("Error: aborted", err=True)
         raise SystemExit(1) from None
     raise SystemExit(rc if isinstance(rc, int) else 0)
-

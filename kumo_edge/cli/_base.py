@@ -117,6 +117,11 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.exception("failed")
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # anything the library did not word itself: still one line
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.exception("failed")
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:
             click.echo("interrupted; no output was left behind", err=True)
             raise SystemExit(130) from None
