@@ -224,6 +224,8 @@ def process(
         unused += ["--bil-dtype"] if src.bil_dtype != "uint16" else []
         raise ConfigError(f"{', '.join(unused)} only apply to INPUT '-' (a BIL stream)")
     with src.open(input_path) as r:
+        if progress is not None and hasattr(progress, "total"):  # a tqdm bar: its length
+            progress.total = r.height if rows is None else rows[1] - rows[0]
         refuse_8bit(r.dtype, o, Path(input_path).name)
         det, gen, name = load_models(
             o.models, r.bands, prov, o.threads, need_generator=o.remove, method=o.method

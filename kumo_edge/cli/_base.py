@@ -20,7 +20,6 @@ from ..errors import KumoError
 from ..io import (
     STREAM_STRIP_LINES,
     Raster,
-    check_outputs,
 )
 from ..process import RunOptions, Source, process
 
@@ -312,15 +311,7 @@ def _run(input_path: str, out, mask, report, options: RunOptions) -> dict[str, A
     src = options.source
     if input_path == "-" and not src.profile and not (src.wavelengths and src.bil_width):
         raise click.UsageError("INPUT '-' needs --profile NAME, or --bil-width and --wavelengths")
-    total = 0
-    if input_path != "-":
-        # the bar's length; process() opens the file again (a cheap header read)
-        check_outputs(
-            {"OUTPUT": out, "--mask": mask, "--report": report}, [input_path], options.overwrite
-        )
-        with options.source.open(input_path) as r:
-            total = r.height
-    with _progress(total, "lines") as bar:
+    with _progress(0, "lines") as bar:  # process() sets its length once the input is open
         return process(input_path, out, mask, report, options, bar)
 
 
