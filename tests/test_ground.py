@@ -252,3 +252,24 @@ def test_discover_lists_stac_and_name_collisions(scenes: Path, tmp_path: Path) -
         discover([scenes, other])
     with pytest.raises(Exception, match="no such file"):
         discover([tmp_path / "missing.tif"])
+
+
+def test_batch_on_an_existing_scheduler(scenes: Path, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        s = run_batch(
+            [scenes / "scene_0.tif", scenes / "scene_1.tif"],
+            tmp_path / "o",
+            OPTS,
+            BatchOptions(scheduler=cluster.scheduler_address, progress=False),
+        )
+    assert (s["done"], s["failed"]) == (2, 0) and s["scheduler"].startswith("tcp://")
+    assert (tmp_path / "o" / "scene_1.item.json").is_file()
+    with pytest.raises(Exception, match="cannot reach the Dask scheduler"):
+        run_batch(
+            [scenes / "scene_0.tif"],
+            tmp_path / "p",
+            OPTS,
+            BatchOptions(scheduler="tcp://127.0.0.1:9", progress=False, connect_timeout=2),
+        )

@@ -70,6 +70,7 @@ class BatchOptions:
         split_lines: Cut passes longer than this into line ranges of about this many lines,
             processed by different workers and stitched (None: one task per scene).
         progress: Show a progress bar over lines and scenes (on a terminal).
+        connect_timeout: Seconds to wait for ``scheduler``.
     """
 
     workers: int = 2
@@ -78,6 +79,7 @@ class BatchOptions:
     retries: int = 1
     split_lines: int | None = None
     progress: bool = True
+    connect_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.threads_per_worker < 1 or self.retries < 0:
@@ -380,7 +382,7 @@ def _cluster(batch: BatchOptions) -> tuple[Any, Any]:
 
     if batch.scheduler:
         try:
-            return Client(batch.scheduler, timeout="20s"), None
+            return Client(batch.scheduler, timeout=f"{batch.connect_timeout}s"), None
         except OSError as exc:
             raise KumoError(f"cannot reach the Dask scheduler {batch.scheduler}: {exc}") from None
     threads = str(batch.threads_per_worker)
