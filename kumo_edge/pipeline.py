@@ -194,7 +194,7 @@ def output_writers(
     mask: Path | None,
     width: int,
     height: int,
-    bands: BandSet,
+    bands: BandSet | None,
     out_dtype: str,
     compress: str,
     geo: dict[str, Any],
@@ -203,7 +203,7 @@ def output_writers(
     """The writers of a run's cleaned cube (``bands``, ``out_dtype``, nodata and scale declared,
     bands named) and class mask (colour table, category names), striped for streaming."""
     nodata, scales = OUTPUT_DTYPES[out_dtype]
-    nb = len(bands)
+    nb = len(bands) if out else 0
     w_out = (
         GeoTiffWriter(
             out,

@@ -273,3 +273,23 @@ def test_batch_on_an_existing_scheduler(scenes: Path, tmp_path: Path) -> None:
             OPTS,
             BatchOptions(scheduler="tcp://127.0.0.1:9", progress=False, connect_timeout=2),
         )
+
+
+def test_detect_only_split_batch(tmp_path: Path) -> None:
+    src = _tall_scene(tmp_path / "pass.tif", 500)
+    opts = OPTS.with_(remove=False)
+    process(src, None, tmp_path / "one.mask.tif", options=opts)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / ".pass.part0007.tif").write_bytes(b"left by a killed split run")
+    s = run_batch(
+        [src], tmp_path / "o", opts, BatchOptions(workers=1, split_lines=224, progress=False)
+    )
+    assert s["done"] == 1
+    item = json.loads((tmp_path / "o" / "pass.item.json").read_text())
+    assert set(item["assets"]) == {"mask", "report"} and not (tmp_path / "o" / "pass.tif").exists()
+    with (
+        rasterio.open(tmp_path / "one.mask.tif") as x,
+        rasterio.open(tmp_path / "o/pass.mask.tif") as y,
+    ):
+        assert np.array_equal(x.read(), y.read())
+    assert not [f for f in (tmp_path / "o").iterdir() if f.name.startswith(".")]

@@ -11,6 +11,7 @@ fails is recorded with its one-line error and does not stop the others.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -151,11 +152,16 @@ def fingerprint(scene: SceneInput, options: RunOptions) -> dict[str, Any]:
     }
 
 
-def scene_paths(out_dir: Path, scene_id: str, piece: int | None = None) -> dict[str, Path]:
-    """Output paths of a scene (or of one line range, hidden, while a split pass runs)."""
+def scene_paths(
+    out_dir: Path, scene_id: str, piece: int | None = None, remove: bool = True
+) -> dict[str, Path]:
+    """Output paths of a scene (or of one line range, hidden, while a split pass runs); no
+    ``data`` without removal."""
     stem = scene_id if piece is None else f".{scene_id}.part{piece:04d}"
     paths = {k: out_dir / f"{stem}{suffix}" for k, suffix in OUTPUTS.items()}
     paths["item"] = out_dir / f"{stem}{ITEM_SUFFIX}"
+    if not remove:
+        del paths["data"]
     return paths
 
 
@@ -193,12 +199,12 @@ def scene_task(
     Bad input returns a ``failed`` record with the one-line error; anything else raises (and
     is retried by the scheduler)."""
     out = Path(out_dir)
-    paths = scene_paths(out, scene.id, piece)
+    paths = scene_paths(out, scene.id, piece, options.remove)
     t0 = time.perf_counter()
     try:
         rep = process(
             scene.href,
-            paths["data"] if options.remove else None,
+            paths.get("data"),
             paths["mask"],
             paths["report"],
             options,
@@ -227,45 +233,45 @@ def stitch_task(
 
     out = Path(out_dir)
     t0 = time.perf_counter()
-    parts = [scene_paths(out, scene.id, p["piece"]) for p in pieces]
+    parts = [scene_paths(out, scene.id, p["piece"], options.remove) for p in pieces]
+    failed = [p for p in pieces if p["status"] == "failed"]
+    if failed:
+        _remove(parts)
+        return _failed(scene, failed[0]["error"], sum(p["seconds"] for p in pieces))
+    reps = [json.loads(p["report"].read_text()) for p in parts]
+    rep = merge_reports(reps)
+    final = scene_paths(out, scene.id, remove=options.remove)
     try:
-        failed = [p for p in pieces if p["status"] == "failed"]
-        if failed:
-            return _failed(scene, failed[0]["error"], sum(p["seconds"] for p in pieces))
-        reps = [json.loads(p["report"].read_text()) for p in parts]
-        rep = merge_reports(reps)
-        final = scene_paths(out, scene.id)
         with options.source.open(scene.href) as src:
             geo = {"crs": src.crs, "transform": src.transform}
             height, width = src.height, src.width
-        first = parts[0]["data"] if options.remove else parts[0]["mask"]
-        with Raster(first, nodata=None) as r0:
-            bands = r0.bands if options.remove else None
+        bands = None
+        if options.remove:
+            with Raster(parts[0]["data"], nodata=None) as r0:
+                bands = r0.bands
         w_data, w_mask = output_writers(
-            final["data"] if options.remove else None,
-            final["mask"],
-            width,
-            height,
-            bands,  # type: ignore[arg-type]
-            rep["output_dtype"],
-            rep.get("compress", "zstd"),
-            geo,
-            True,
-        )
+            final.get("data"), final["mask"], width, height, bands, rep["output_dtype"],
+            rep.get("compress", "zstd"), geo, True,
+        )  # fmt: skip
         with WriterGroup(w_data, w_mask):
             for p, piece in zip(parts, pieces, strict=True):
-                row0 = piece["rows"][0]
                 for key, w in (("data", w_data), ("mask", w_mask)):
                     if w is not None:
-                        _copy_rows(p[key], w, row0)
+                        _copy_rows(p[key], w, piece["rows"][0])
         write_json_atomic(final["report"], rep)
         stac.write_item(scene, out, final, rep, fp)
-    finally:
-        for p in parts:
-            for f in p.values():
-                f.unlink(missing_ok=True)
-                Path(f"{f}.aux.xml").unlink(missing_ok=True)
+    except KumoError as exc:  # bad input or a full disk: recorded (other errors are retried)
+        _remove(parts)
+        return _failed(scene, str(exc), time.perf_counter() - t0)
+    _remove(parts)
     return _record(scene, "done", time.perf_counter() - t0 + rep.get("wall_seconds", 0.0), rep)
+
+
+def _remove(parts: list[dict[str, Path]]) -> None:
+    for p in parts:
+        for f in p.values():
+            f.unlink(missing_ok=True)
+            Path(f"{f}.aux.xml").unlink(missing_ok=True)
 
 
 def _copy_rows(src: Path, writer: Any, row0: int, lines: int = 256) -> None:
@@ -380,6 +386,10 @@ def require_extra() -> None:
 def _cluster(batch: BatchOptions) -> tuple[Any, Any]:
     from dask.distributed import Client, LocalCluster
 
+    # Dask's own chatter (connections, workers starting and closing) only with -vv
+    quiet = logging.INFO if logger.isEnabledFor(logging.DEBUG) else logging.ERROR
+    logging.getLogger("distributed").setLevel(quiet)
+
     if batch.scheduler:
         try:
             return Client(batch.scheduler, timeout=f"{batch.connect_timeout}s"), None
@@ -391,6 +401,7 @@ def _cluster(batch: BatchOptions) -> tuple[Any, Any]:
         threads_per_worker=1,  # one scene (or line range) at a time per worker: bounded memory
         processes=True,
         dashboard_address=None,
+        silence_logs=quiet,
         env={"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads},
     )
     return Client(cluster), cluster
@@ -435,6 +446,8 @@ def run_batch(
             records[s.id] = {"scene": s.id, "input": s.href, "status": "skipped"}
         else:
             todo.append(s)
+            for f in out.glob(f".{glob.escape(s.id)}.part*"):  # pieces of a killed split pass
+                f.unlink(missing_ok=True)
     plans = _plan(todo, options, batch)
     wopts = _worker_options(options, batch.threads_per_worker)
     if plans:

@@ -122,7 +122,7 @@ def write_item(
     from pystac.extensions.eo import Band, EOExtension
     from pystac.extensions.projection import ProjectionExtension
 
-    raster = paths["data"] if paths["data"].is_file() else paths["mask"]
+    raster = paths.get("data", paths["mask"])
     geometry, bbox, proj = _geometry(raster)
     when = dt.datetime.fromisoformat(scene.datetime) if scene.datetime else None
     props: dict[str, Any] = {}
@@ -166,7 +166,7 @@ def write_item(
             "kumo:run": fp,
         }
     )
-    if paths["data"].is_file():
+    if "data" in paths:
         a = pystac.Asset(f"./{paths['data'].name}", media_type=GEOTIFF, roles=["data"])
         a.extra_fields["file:size"] = paths["data"].stat().st_size
         with Raster(paths["data"], nodata=None) as r:
