@@ -143,6 +143,7 @@ def fingerprint(scene: SceneInput, options: RunOptions) -> dict[str, Any]:
     for k in ("threads", "providers", "overwrite", "strip_lines", "batch"):
         settings.pop(k)  # change speed, never pixels
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(_models_digest(options.models).encode())  # new model files: new outputs
     return {
         "input": scene.href,
         "input_size": st.st_size,
@@ -150,6 +151,22 @@ def fingerprint(scene: SceneInput, options: RunOptions) -> dict[str, Any]:
         "settings_sha256": digest.hexdigest()[:16],
         "software": f"kumo-edge {__version__}",
     }
+
+
+def _models_digest(models: str | None) -> str:
+    """SHA-256 over the model files a run may use: the shipped sets, or the given folder."""
+    from ..pipeline import file_sha256
+    from ..runtime import shipped_models
+
+    if models and Path(models).is_dir():
+        files = sorted(Path(models).glob("*.onnx"))
+    else:
+        files = sorted(f for s in shipped_models().values() for f in s.values())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(file_sha256(f, st.st_size, st.st_mtime_ns).encode())
+    return h.hexdigest()
 
 
 def scene_paths(
