@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -91,6 +92,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--runs", default="runs/detcv_{k}")
     ap.add_argument("--no-peer", action="store_true", help="skip ukis-csmask")
+    ap.add_argument("--json", type=Path, default=RESULTS / "detector_real.json")
     a = ap.parse_args()
     patches = real_patches()
     by_name = {p["name"]: p for p in patches}
@@ -302,7 +304,7 @@ def main() -> None:
         ],
         "environment": environment(),
     }
-    path = write_json(doc, RESULTS / "detector_real.json")
+    path = write_json(doc, a.json)
     for key, r in results.items():
         al = r["all"]
         sh = r["shadow"]
