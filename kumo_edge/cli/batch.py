@@ -17,7 +17,6 @@ from ._base import (
 )
 
 
-# -- batch (ground side) --------------------------------------------------------------------
 @cli.command()
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.option(

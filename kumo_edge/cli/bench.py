@@ -14,7 +14,6 @@ from ._base import (
 )
 
 
-# -- bench ----------------------------------------------------------------------------------
 @cli.group()
 def bench() -> None:
     """Benchmarks that write JSON (see also bench/ in the repository)."""
@@ -163,6 +162,3 @@ def bench_models_cmd(bands, repeats, batch, threads, providers, json_path) -> No
     if json_path:
         Path(json_path).write_text(json.dumps(doc, indent=2))
         click.echo(f"-> {json_path}")
-
-
-# -- demo -----------------------------------------------------------------------------------
