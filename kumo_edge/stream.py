@@ -474,6 +474,12 @@ def blend_removed(
     tiles += removed
 
 
+def _batch_index(idx: npt.NDArray[np.int64]) -> slice | npt.NDArray[np.int64]:
+    """Index of a batch of tiles: consecutive tiles (the usual case) as a slice, so that
+    ``tiles[sel]`` is a view, not a copy of the batch."""
+    return slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
+
+
 def _physics_batch(
     tiles: npt.NDArray[np.float32],
     probs: npt.NDArray[np.float32],
@@ -487,10 +493,11 @@ def _physics_batch(
     decided by the estimated transmittance (the detector's cloud probability is moved to the
     thick class there, to the thin class elsewhere), tiles the gate refuses left as they were
     and recorded in ``kept``."""
+    sel = _batch_index(idx)
     corrected, _, thick, verdicts = remover.correct(
-        tiles[idx], probs[idx, 0], valid[idx], weigh=blend != "full"
+        tiles[sel], probs[sel, 0], valid[sel], weigh=blend != "full"
     )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
-    tiles[idx] = corrected
+    tiles[sel] = corrected
     for j, why in enumerate(verdicts):
         n = int(idx[j])
         if why is not None:
@@ -538,8 +545,7 @@ def process_tiles(
         if getattr(generator, "physics", False):
             _physics_batch(tiles, probs, valid, idx, generator, cfg.blend, kept)
             continue
-        # consecutive tiles (the usual case) are a view: no copy of the batch
-        sel = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
+        sel = _batch_index(idx)
         generated = (
             generator.run(tiles[sel], cls[sel])
             if getattr(generator, "needs_classes", False)
