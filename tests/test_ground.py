@@ -124,10 +124,11 @@ def test_rerun_skips_complete_scenes_and_redoes_the_rest(scenes: Path, batch_out
 
 
 def test_a_corrupt_scene_fails_alone(scenes: Path, tmp_path: Path) -> None:
+    """Six scenes, one of them a truncated file, on a LocalCluster of 2 workers (the CLI)."""
     d = tmp_path / "in"
     d.mkdir()
-    for name in ("scene_0.tif", "scene_1.tif"):
-        (d / name).write_bytes((scenes / name).read_bytes())
+    for i in range(5):
+        (d / f"scene_{i}.tif").write_bytes((scenes / f"scene_{i}.tif").read_bytes())
     blob = (scenes / "scene_5.tif").read_bytes()
     (d / "broken.tif").write_bytes(blob[: len(blob) // 3])  # truncated
     r = subprocess.run(
@@ -138,15 +139,14 @@ def test_a_corrupt_scene_fails_alone(scenes: Path, tmp_path: Path) -> None:
     assert r.returncode == 1, r.stderr
     summary = json.loads((tmp_path / "o" / "batch.json").read_text())
     status = {x["scene"]: x["status"] for x in summary["per_scene"]}
-    assert status == {"broken": "failed", "scene_0": "done", "scene_1": "done"}
+    assert status == {"broken": "failed", **{f"scene_{i}": "done" for i in range(5)}}
     err = next(x["error"] for x in summary["per_scene"] if x["scene"] == "broken")
     assert "broken.tif" in err and "\n" not in err
     assert "failed: broken: " in r.stderr and "Traceback" not in r.stderr
     assert not list((tmp_path / "o").glob("broken*"))  # nothing half-written
     cat = json.loads((tmp_path / "o" / "catalog.json").read_text())
     assert sorted(lk["href"] for lk in cat["links"] if lk["rel"] == "item") == [
-        "./scene_0.item.json",
-        "./scene_1.item.json",
+        f"./scene_{i}.item.json" for i in range(5)
     ]
 
 
