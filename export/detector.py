@@ -623,12 +623,15 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--batch", type=int, default=DetectorRun.batch)
     t.add_argument("--tile", type=int, default=DetectorRun.tile)
     t.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
+    t.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("cv", help="train the cross-validation fold models (runs/detcv_<k>)")
     c.add_argument("--folds", type=int, default=4)
     c.add_argument("--steps", type=int, default=DetectorRun.steps)
     c.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
+    c.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
+    c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--runs", default="runs/detcv_{k}", help="fold folders ({k}: the fold)")
     c.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
     r = sub.add_parser("release", help="fold, calibrate, quantise and ship one ONNX per band set")
@@ -638,7 +641,10 @@ def main(argv: list[str] | None = None) -> None:
     if a.cmd == "cv":
         from bench._common import run_jobs
 
-        extra = ("--shadow-weight", str(a.shadow_weight))
+        extra = (
+            "--shadow-weight", str(a.shadow_weight), "--real-fraction", str(a.real_fraction),
+            "--tile", str(a.tile),
+        )  # fmt: skip
         run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
         print("now: python -m bench.detector_real")
     elif a.cmd == "release":
@@ -651,6 +657,7 @@ def main(argv: list[str] | None = None) -> None:
             batch=a.batch,
             tile=a.tile,
             shadow_weight=a.shadow_weight,
+            real_fraction=a.real_fraction,
             seed=a.seed,
             threads=a.threads,
         )
