@@ -445,7 +445,13 @@ def batch_table(doc: dict) -> str:
         "",
         f"Estimate: a day of downlink ({est['lines_per_day']:,.0f} lines) takes "
         f"{est['node_hours_per_day']:.0f} node-hours at {est['node_lines_per_s']:.0f} lines/s per node: "
-        f"**{est['nodes_to_keep_up_ceil']} such nodes** keep up. Assumptions: "
+        + (
+            "**one such node** keeps up. "
+            if est["nodes_to_keep_up_ceil"] == 1
+            else f"**{est['nodes_to_keep_up_ceil']} such nodes** keep up. "
+        )
+        + f"Per-scene fixed costs (cluster and worker start, model loading) weigh on these short "
+        f"{cfg['lines']}-line scenes; longer passes scale better. Assumptions: "
         + "; ".join(est["assumptions"])
         + ".",
     ]
