@@ -451,7 +451,7 @@ def batch_table(doc: dict) -> str:
             else f"**{est['nodes_to_keep_up_ceil']} such nodes** keep up. "
         )
         + f"Per-scene fixed costs (cluster and worker start, model loading) weigh on these short "
-        f"{cfg['lines']}-line scenes; longer passes scale better. Assumptions: "
+        f"{cfg['lines']}-line scenes (longer passes would amortise them; not measured). Assumptions: "
         + "; ".join(est["assumptions"])
         + ".",
     ]
