@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench._common import RESULTS, environment, pyplot, save_figure, write_json
+from bench._common import RESULTS, pyplot, save_figure, write_json
 from kumo_edge.benchmark import bench_file, bench_stream, file_case_line
 from kumo_edge.config import DEFAULT_BATCH
 
@@ -52,7 +52,7 @@ def sweep(a: argparse.Namespace, lines: int) -> None:
         print(f"batch {b}: RTF {c['real_time_factor']:.2f}, peak RSS {c['peak_rss_mb']:.0f} MB")
     out = {
         "benchmark": "stream_batch_sweep",
-        "environment": {**environment(), **doc["environment"]},
+        "environment": doc["environment"],
         "cases": cases,
     }
     write_json(out, a.json or RESULTS / f"stream_batches_{a.sensor}.json")
@@ -83,7 +83,6 @@ def main() -> None:
     modes = tuple(m for m in a.modes.split(",") if m)
     if modes != ("memory",):
         doc = bench_file(a.sensor, lengths, modes, a.models, a.threads)
-        doc["environment"] = {**environment(), **doc["environment"]}
         path = write_json(doc, a.json or RESULTS / f"stream_file_{a.sensor}.json")
         for c in doc["cases"]:
             print(file_case_line(c))
@@ -93,7 +92,6 @@ def main() -> None:
         sweep(a, lengths[0])
         return
     doc = bench_stream(a.sensor, lengths, a.strip_lines, a.models, a.threads, True, batch=a.batch)
-    doc["environment"] = {**environment(), **doc["environment"]}
     path = write_json(doc, a.json or RESULTS / f"stream_{a.sensor}.json")
     png = plot(doc, path.with_suffix(".png"))
     for c in doc["cases"]:

@@ -20,10 +20,13 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -200,7 +203,7 @@ def bench_stream(
         c["rss_growth_vs_first"] = c["peak_rss_mb"] / base - 1.0
     return {
         "benchmark": "stream",
-        "environment": _environment(threads),
+        "environment": environment(threads),
         "cases": cases,
         "targets": {
             "real_time_factor": ">= 2 (satellogic-hsi, worst case)",
@@ -210,22 +213,84 @@ def bench_stream(
     }
 
 
-def _environment(threads: int | None) -> dict[str, Any]:
-    """Platform, versions and thread settings a stream benchmark ran with."""
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_details() -> dict[str, Any]:
+    """Family/model numbers, SIMD extensions and clock of the CPU: hosts that report the same
+    model name differ (measured: the FP32 parent ran 2x slower on one such host than on another,
+    the INT8 model 1.35x), so a benchmark records which one it ran on."""
+    info: dict[str, Any] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    first = text.split("\n\n", 1)[0]
+    fields = dict(
+        (k.strip(), v.strip())
+        for k, v in (ln.split(":", 1) for ln in first.splitlines() if ":" in ln)
+    )
+    flags = set(fields.get("flags", "").split())
+    simd = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
+    info["family_model_stepping"] = "/".join(
+        fields.get(k, "?") for k in ("cpu family", "model", "stepping")
+    )
+    info["simd"] = [f for f in simd if f in flags]
+    if "cpu MHz" in fields:
+        info["mhz"] = float(fields["cpu MHz"])
+    return info
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """Date, versions, CPU (model, family/model/stepping, SIMD) and thread settings of a run:
+    every benchmark, in the package and in the repository, records this one."""
     import numba
     import onnxruntime
+    import rasterio
 
     from . import __version__
 
     return {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
-        "kumo_edge": __version__,
-        "onnxruntime": onnxruntime.__version__,
-        "numba": numba.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_details": cpu_details(),
+        "cpu_count": os.cpu_count(),
         "numba_threads": numba.get_num_threads(),
         "ort_threads": threads,
+        "versions": {
+            "kumo_edge": __version__,
+            "numpy": np.__version__,
+            "numba": numba.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "rasterio": rasterio.__version__,
+        },
+    }
+
+
+def time_it(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median/p95/min seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {
+        "n": repeats,
+        "median_s": statistics.median(times),
+        "p95_s": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
+        "min_s": times[0],
     }
 
 
@@ -500,7 +565,7 @@ def bench_file(
         c["rss_growth_vs_first"] = c["peak_rss_mb"] / first[c["mode"]] - 1.0
     return {
         "benchmark": "stream_file",
-        "environment": _environment(threads),
+        "environment": environment(threads),
         "cases": cases,
         "targets": {
             "peak_rss_mb": "<= 400 at 1,000 lines, growth <= 5 % to 20,000 (file and stdin)",
