@@ -255,17 +255,37 @@ def test_discover_lists_stac_and_name_collisions(scenes: Path, tmp_path: Path) -
 
 
 def test_batch_on_an_existing_scheduler(scenes: Path, tmp_path: Path) -> None:
+    import datetime as dt
+
     from distributed import LocalCluster
 
+    # the scenes come from a STAC ItemCollection: acquisition time and source Item carried over
+    items = []
+    for i in (0, 1):
+        it = pystac.Item(f"pass-{i}", None, None, dt.datetime(2026, 6, 1 + i, tzinfo=dt.UTC), {})
+        it.add_asset("data", pystac.Asset(f"../scenes/scene_{i}.tif", media_type="image/tiff"))
+        items.append(it)
+    (tmp_path / "scenes").mkdir()
+    for i in (0, 1):
+        (tmp_path / "scenes" / f"scene_{i}.tif").write_bytes(
+            (scenes / f"scene_{i}.tif").read_bytes()
+        )
+    (tmp_path / "stac").mkdir()
+    ic = tmp_path / "stac" / "items.json"
+    ic.write_text(json.dumps(pystac.ItemCollection(items).to_dict()))
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
         s = run_batch(
-            [scenes / "scene_0.tif", scenes / "scene_1.tif"],
+            [ic],
             tmp_path / "o",
             OPTS,
             BatchOptions(scheduler=cluster.scheduler_address, progress=False),
         )
     assert (s["done"], s["failed"]) == (2, 0) and s["scheduler"].startswith("tcp://")
-    assert (tmp_path / "o" / "scene_1.item.json").is_file()
+    d = json.loads((tmp_path / "o" / "pass-1.item.json").read_text())
+    assert d["properties"]["datetime"].startswith("2026-06-02")
+    assert "kumo:datetime_is_processing_time" not in d["properties"]
+    link = next(lk["href"] for lk in d["links"] if lk["rel"] == "derived_from")
+    assert (tmp_path / "o" / link).resolve() == ic.resolve()
     with pytest.raises(Exception, match="cannot reach the Dask scheduler"):
         run_batch(
             [scenes / "scene_0.tif"],
