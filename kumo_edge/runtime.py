@@ -73,6 +73,10 @@ class ModelContract:
     #: A detector's operating point: a pixel is cloud where P(thin) + P(thick) reaches it
     #: (chosen on validation data by export/; 0.5 when the file does not say).
     cloud_threshold: float = 0.5
+    #: A detector's shadow operating point: a pixel that is not cloud is shadow where
+    #: P(shadow) / (P(shadow) + P(clear)) exceeds it (0.5, "the larger of the two", when the
+    #: file does not say; the shipped detectors carry one fitted cross-fold on real shadows).
+    shadow_threshold: float = 0.5
     precision: str = "fp32"
     opset: int = 0
     git_sha: str = ""
@@ -107,6 +111,9 @@ class ModelContract:
                     PREFIX + "output", "probabilities" if kind == "detector" else "clear"
                 ),
                 cloud_threshold=_threshold(meta.get(PREFIX + "cloud_threshold", "0.5"), source),
+                shadow_threshold=_threshold(
+                    meta.get(PREFIX + "shadow_threshold", "0.5"), source, "shadow_threshold"
+                ),
                 precision=meta.get(PREFIX + "precision", "fp32"),
                 opset=int(meta.get(PREFIX + "opset", "0")),
                 git_sha=meta.get(PREFIX + "git_sha", ""),
@@ -143,6 +150,8 @@ class ModelContract:
             "training_config": json.dumps(self.training),
             "metrics": json.dumps(self.metrics),
         }
+        if self.shadow_threshold != 0.5:  # files without one keep their metadata as it was
+            meta["shadow_threshold"] = repr(float(self.shadow_threshold))
         return {PREFIX + k: v for k, v in meta.items()}
 
     def describe(self) -> list[str]:
@@ -164,7 +173,8 @@ class ModelContract:
             )
             lines.append(
                 f"masks       cloud where P(thin) + P(thick) >= {self.cloud_threshold:g}; "
-                "then the larger of thin/thick, else of clear/shadow"
+                "then the larger of thin/thick; else shadow where P(shadow) / (P(shadow) + "
+                f"P(clear)) > {self.shadow_threshold:g}, clear otherwise"
             )
         elif self.output == "cloud_params_half":
             lines.append(
@@ -183,25 +193,30 @@ class ModelContract:
         return lines
 
 
-def _threshold(text: str, source: str) -> float:
+def _threshold(text: str, source: str, name: str = "cloud_threshold") -> float:
     t = float(text)
     if not 0.0 < t < 1.0:
-        raise ModelContractError(f"{source}: cloud_threshold must lie in (0, 1), got {text}")
+        raise ModelContractError(f"{source}: {name} must lie in (0, 1), got {text}")
     return t
 
 
 def classify(
-    probs: npt.NDArray[np.float32], cloud_threshold: float = 0.5, axis: int = 0
+    probs: npt.NDArray[np.float32],
+    cloud_threshold: float = 0.5,
+    axis: int = 0,
+    shadow_threshold: float = 0.5,
 ) -> npt.NDArray[np.uint8]:
     """Class index per pixel (0 clear, 1 thin, 2 thick, 3 shadow) from a detector's four class
     probabilities along ``axis``: cloud where ``P(thin) + P(thick) >= cloud_threshold`` (the
-    contract's operating point), then thin or thick by the larger; otherwise clear or shadow by
-    the larger. Every mask, tile fraction and evaluation score goes through this one rule."""
+    contract's operating point), then thin or thick by the larger; otherwise shadow where
+    ``P(shadow) / (P(shadow) + P(clear)) > shadow_threshold`` (0.5: the larger of the two),
+    clear elsewhere. Every mask, tile fraction and evaluation score goes through this one rule."""
     p = np.moveaxis(probs, axis, 0)
     if p.shape[0] != 4:
         raise ShapeError(f"expected 4 class probabilities along axis {axis}, got {p.shape[0]}")
     cloud = (p[1] + p[2]) >= cloud_threshold
-    out = np.where(p[3] > p[0], 3, 0).astype(np.uint8)
+    st = np.float32(shadow_threshold)
+    out = np.where(p[3] * (1 - st) > p[0] * st, 3, 0).astype(np.uint8)
     out[cloud] = np.where(p[2] > p[1], 2, 1)[cloud]
     return out
 
@@ -368,8 +383,11 @@ class Model:
         return self.contract.bands
 
     def classify(self, probs: npt.NDArray[np.float32], axis: int = 1) -> npt.NDArray[np.uint8]:
-        """:func:`classify` at this detector's operating point (``contract.cloud_threshold``)."""
-        return classify(probs, self.contract.cloud_threshold, axis)
+        """:func:`classify` at this detector's operating points (``contract.cloud_threshold``,
+        ``contract.shadow_threshold``)."""
+        return classify(
+            probs, self.contract.cloud_threshold, axis, self.contract.shadow_threshold
+        )
 
     def check_bands(self, bands: BandSet) -> None:
         """Refuse data whose band set is not the model's (resample first)."""

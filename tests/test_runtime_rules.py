@@ -25,3 +25,33 @@ def test_ambiguous_bright_counts_bright_white_pixels_the_detector_cannot_call() 
     # no visible band, no answer
     nir = sensor_profile("rgbn").bands.subset([3])
     assert ambiguous_bright(cube[:, 3:], p, nir).tolist() == [0.0]
+
+
+def test_shadow_operating_point() -> None:
+    import pytest
+
+    from kumo_edge.errors import ModelContractError
+    from kumo_edge.runtime import ModelContract, classify
+
+    # per pixel: P(clear), P(thin), P(thick), P(shadow)
+    p = np.array(
+        [
+            [0.60, 0.05, 0.05, 0.30],  # shadow share 1/3
+            [0.45, 0.05, 0.05, 0.45],  # a tie: not shadow at 0.5
+            [0.30, 0.05, 0.05, 0.60],  # shadow by the larger
+            [0.10, 0.30, 0.40, 0.20],  # thick cloud whatever the shadow threshold
+        ],
+        np.float32,
+    ).T
+    assert classify(p).tolist() == [0, 0, 3, 2]  # 0.5: the larger of clear and shadow
+    assert classify(p, shadow_threshold=0.3).tolist() == [3, 3, 3, 2]
+    assert classify(p, shadow_threshold=0.4).tolist() == [0, 3, 3, 2]
+    assert classify(p, shadow_threshold=0.7).tolist() == [0, 0, 0, 2]
+    bands = sensor_profile("rgbn").bands
+    c = ModelContract("detector", "rgbn", bands, 256, 16, 8, {}, ("c", "t", "k", "s"))
+    assert c.shadow_threshold == 0.5
+    c2 = ModelContract.from_metadata({**c.to_metadata(), "kumo.shadow_threshold": "0.3"})
+    assert c2.shadow_threshold == 0.3 and ModelContract.from_metadata(c2.to_metadata()) == c2
+    assert any("> 0.3" in ln for ln in c2.describe())
+    with pytest.raises(ModelContractError, match="shadow_threshold must lie in"):
+        ModelContract.from_metadata({**c.to_metadata(), "kumo.shadow_threshold": "1.2"})
