@@ -607,6 +607,40 @@ def release(ckpt: Path, results: Path) -> None:
         (ship / "detector.json").write_text(json.dumps(card, indent=2))
         print(name, json.dumps({k: v for k, v in metrics.items() if k != "synthetic_held_out"}))
         print("  synthetic", json.dumps(syn))
+    set_shadow_thresholds(results)
+
+
+def set_shadow_thresholds(results: Path) -> None:
+    """Write the shadow operating point the cross-validation fitted on all folds
+    (``shadow_operating_point`` of ``bench/results/detector_real.json``) into every shipped
+    detector (``kumo.shadow_threshold``; metadata only, the weights are untouched) and its card,
+    with the cross-validated shadow figures at that point. hsi32 takes rgbn's (the view it
+    shares)."""
+    from bench._common import ROOT
+    from export.release import _set_props
+
+    doc = json.loads(results.read_text())
+    ops = doc.get("shadow_operating_point")
+    if not ops:
+        raise KumoError(
+            f"{results} has no shadow_operating_point: re-run python -m bench.detector_real"
+        )
+    for name in RELEASE:
+        view = name if name in ops else "rgbn"
+        tau = float(ops[view]["threshold_all_folds"])
+        ship = ROOT / "kumo_edge" / "models" / name
+        _set_props(ship / "detector.onnx", shadow_threshold=repr(tau))
+        card_path = ship / "detector.json"
+        card = json.loads(card_path.read_text())
+        card["shadow_threshold"] = tau
+        card["metrics"][f"cv_real_int8_shadow_operating_point ({view} view)"] = {
+            "threshold_fitted_on_other_folds": ops[view]["fold_thresholds"],
+            "shadow": doc["results"][f"ours_shadow_op/{view}"]["shadow"],
+            "all": doc["results"][f"ours_shadow_op/{view}"]["all"],
+        }
+        card["size_bytes"] = (ship / "detector.onnx").stat().st_size
+        card_path.write_text(json.dumps(card, indent=2))
+        print(name, "shadow threshold", tau)
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -637,6 +671,10 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("release", help="fold, calibrate, quantise and ship one ONNX per band set")
     r.add_argument("--ckpt", default="runs/det_all/last.pt")
     r.add_argument("--results", default="bench/results/detector_real.json")
+    o = sub.add_parser(
+        "shadow-op", help="write the cross-validated shadow operating point into the shipped files"
+    )
+    o.add_argument("--results", default="bench/results/detector_real.json")
     a = ap.parse_args(argv)
     if a.cmd == "cv":
         from bench._common import run_jobs
@@ -649,6 +687,8 @@ def main(argv: list[str] | None = None) -> None:
         print("now: python -m bench.detector_real")
     elif a.cmd == "release":
         release(Path(a.ckpt), Path(a.results))
+    elif a.cmd == "shadow-op":
+        set_shadow_thresholds(Path(a.results))
     elif a.cmd == "train":
         run = DetectorRun(
             out=a.out,
