@@ -88,6 +88,9 @@ class RunOptions:
         output_dtype: ``auto`` (uint16 for integer input, else float32), ``uint16``, ``float32``.
         compress: Compression of the cleaned output: ``zstd``, ``deflate`` or ``none``.
         allow_8bit: Let model removers run on 8-bit input (refused by default).
+        shadow_threshold: Overrides the detector's shadow operating point (contract
+            ``shadow_threshold``): shadow where P(shadow) / (P(shadow) + P(clear)) exceeds it;
+            0.5 is "the larger of the two" (fewer, surer shadow pixels).
         overwrite: Replace existing outputs.
         source: How to read the input.
     """
@@ -104,6 +107,7 @@ class RunOptions:
     output_dtype: str = "auto"
     compress: str = "zstd"
     allow_8bit: bool = False
+    shadow_threshold: float | None = None
     overwrite: bool = False
     source: Source = field(default_factory=Source)
 
@@ -111,6 +115,8 @@ class RunOptions:
         for v in self.source.scale or ():
             if not (v > 0 and np.isfinite(v)):
                 raise ConfigError(f"--scale must be > 0, got {v:g}")
+        if self.shadow_threshold is not None and not 0.0 < self.shadow_threshold < 1.0:
+            raise ConfigError(f"--shadow-threshold must lie in (0, 1), got {self.shadow_threshold}")
         if self.output_dtype not in ("auto", "uint16", "float32"):
             raise ConfigError(f"output dtype {self.output_dtype!r}: auto, uint16 or float32")
 
@@ -213,6 +219,7 @@ def process(
         )
         meta["models"], meta["method"] = name, o.method if o.remove else None
         meta["model_files"] = model_files(det, gen)
+        meta["shadow_threshold"] = _shadow_point(det, o)
         meta["output_dtype"] = output_dtype(o.output_dtype, np.dtype(src.bil_dtype))
         chunks = bil_chunks(stdin_binary(), width, len(bands), src.bil_dtype, o.strip_lines, sc, of)
         return run_stream(
@@ -232,6 +239,7 @@ def process(
         )
         meta["models"], meta["method"] = name, o.method if o.remove else None
         meta["model_files"] = model_files(det, gen)
+        meta["shadow_threshold"] = _shadow_point(det, o)
         meta["output_dtype"] = output_dtype(o.output_dtype, r.dtype)
         out_bands = len(r.bands) if o.output_bands == "input" else len(det.contract.bands)
         lines = r.height if rows is None else rows[1] - rows[0]
@@ -297,6 +305,13 @@ def check_free_space(
                 free / mb,
                 raw / mb,
             )
+
+
+def _shadow_point(det: Any, o: RunOptions) -> float:
+    """The detector's shadow operating point, overridden by ``o.shadow_threshold`` if given."""
+    if o.shadow_threshold is not None:
+        det.contract = replace(det.contract, shadow_threshold=float(o.shadow_threshold))
+    return det.contract.shadow_threshold
 
 
 def _stream_bands(src: Source, meta: dict[str, Any]) -> tuple[BandSet, int]:

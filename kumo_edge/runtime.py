@@ -385,9 +385,7 @@ class Model:
     def classify(self, probs: npt.NDArray[np.float32], axis: int = 1) -> npt.NDArray[np.uint8]:
         """:func:`classify` at this detector's operating points (``contract.cloud_threshold``,
         ``contract.shadow_threshold``)."""
-        return classify(
-            probs, self.contract.cloud_threshold, axis, self.contract.shadow_threshold
-        )
+        return classify(probs, self.contract.cloud_threshold, axis, self.contract.shadow_threshold)
 
     def check_bands(self, bands: BandSet) -> None:
         """Refuse data whose band set is not the model's (resample first)."""

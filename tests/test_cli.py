@@ -260,3 +260,32 @@ def test_8bit_input_is_refused_by_the_model_removers(tmp_path: Path) -> None:
     run(*args, "--allow-8bit")  # the caller vouches for the values
     assert out.exists()
     run("run", p, tmp_path / "hot.tif", *args[3:], "--method", "hot")  # a classical remover runs
+
+
+def test_shadow_threshold_option(tmp_path: Path, sample_path: Path) -> None:
+    shadow = {}
+    for t in ("0.05", "0.95"):
+        m, r = tmp_path / f"m{t}.tif", tmp_path / f"r{t}.json"
+        run(
+            "detect",
+            sample_path,
+            "--mask",
+            m,
+            "--report",
+            r,
+            "--models",
+            "rgbn",
+            "--shadow-threshold",
+            t,
+        )
+        rep = json.loads(r.read_text())
+        assert rep["shadow_threshold"] == float(t)
+        with rasterio.open(m) as ds:
+            codes = ds.read(1)
+        shadow[t] = int((codes == 4).sum())
+        assert rep["class_pixels"]["shadow"] == shadow[t]
+    assert shadow["0.05"] > shadow["0.95"]  # a lower point calls more shadow
+    e = run(
+        "detect", sample_path, "--mask", tmp_path / "x.tif", "--shadow-threshold", "1", ok=False
+    )
+    assert e.exit_code == 2

@@ -85,6 +85,7 @@ def batch(
     strip_lines,
     batch,
     drop_fraction,
+    shadow_threshold,
     bil_width,
     bil_dtype,
     sensor,
