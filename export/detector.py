@@ -589,11 +589,15 @@ def release(ckpt: Path, results: Path) -> None:
             "lineage": {
                 "fp32": str(final["fp32"].relative_to(ROOT)),
                 "shipped": "int8 (QDQ, per-channel, Conv; thin convolutions in float)",
-                "checkpoint": "runs/det_all/last.pt (not in the repository)",
+                "checkpoint": f"{ckpt} (not in the repository)",
             },
             "training": {
-                "command": "python -m export.detector train --out runs/det_all --threads 2",
-                "release": "python -m export.detector release",
+                "command": (
+                    f"python -m export.detector train --out {ckpt.parent} --steps {run['steps']} "
+                    f"--real-fraction {run['real_fraction']} --shadow-weight "
+                    f"{run.get('shadow_weight', 1.5)} --threads 2"
+                ),
+                "release": f"python -m export.detector release --ckpt {ckpt}",
                 "run": run,
                 "real_patches": "all 36 (L8 Biome 28, ukis-csmask tests 3, On-Cloud-N 5)",
                 "synthetic_scenes_held_out": list(SYNTH_TEST),
