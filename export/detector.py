@@ -611,15 +611,21 @@ def release(ckpt: Path, results: Path) -> None:
         (ship / "detector.json").write_text(json.dumps(card, indent=2))
         print(name, json.dumps({k: v for k, v in metrics.items() if k != "synthetic_held_out"}))
         print("  synthetic", json.dumps(syn))
-    set_shadow_thresholds(results)
+    set_shadow_thresholds(results, write_files=False)
 
 
-def set_shadow_thresholds(results: Path) -> None:
-    """Write the shadow operating point the cross-validation fitted on all folds
-    (``shadow_operating_point`` of ``bench/results/detector_real.json``) into every shipped
-    detector (``kumo.shadow_threshold``; metadata only, the weights are untouched) and its card,
-    with the cross-validated shadow figures at that point. hsi32 takes rgbn's (the view it
-    shares)."""
+def set_shadow_thresholds(results: Path, write_files: bool = True) -> None:
+    """Record the shadow operating point the cross-validation fitted on all folds
+    (``shadow_operating_point`` of ``bench/results/detector_real.json``) in every shipped
+    detector's card, with the cross-validated shadow figures at that point, and with
+    ``write_files`` also in the file itself (``kumo.shadow_threshold``; metadata only, the
+    weights are untouched). hsi32 takes rgbn's (the view it shares).
+
+    A release records it in the cards only: measured, the recall-70 % point (0.05-0.15) calls so
+    many pixels shadow that the class-driven removers lose their clear references (hsi32
+    removal CV, the same detector at 0.5 and at 0.05: HOT +2.37 -> +0.00 dB, inpainting +1.90 ->
+    -0.01; the physics remover and the cGAN, blended by probabilities, unchanged), so the shipped
+    files keep 0.5 and ``--shadow-threshold`` selects the point."""
     from bench._common import ROOT
     from export.release import _set_props
 
@@ -633,18 +639,20 @@ def set_shadow_thresholds(results: Path) -> None:
         view = name if name in ops else "rgbn"
         tau = float(ops[view]["threshold_all_folds"])
         ship = ROOT / "kumo_edge" / "models" / name
-        _set_props(ship / "detector.onnx", shadow_threshold=repr(tau))
+        if write_files:
+            _set_props(ship / "detector.onnx", shadow_threshold=repr(tau))
         card_path = ship / "detector.json"
         card = json.loads(card_path.read_text())
-        card["shadow_threshold"] = tau
-        card["metrics"][f"cv_real_int8_shadow_operating_point ({view} view)"] = {
+        card["shadow_threshold"] = tau if write_files else 0.5
+        card["shadow_threshold_for_70_percent_recall"] = tau
+        card["metrics"][f"shadow_operating_point_for_70_percent_recall ({view} view)"] = {
             "threshold_fitted_on_other_folds": ops[view]["fold_thresholds"],
             "shadow": doc["results"][f"ours_shadow_op/{view}"]["shadow"],
             "all": doc["results"][f"ours_shadow_op/{view}"]["all"],
         }
         card["size_bytes"] = (ship / "detector.onnx").stat().st_size
         card_path.write_text(json.dumps(card, indent=2))
-        print(name, "shadow threshold", tau)
+        print(name, "shadow threshold for 70 % recall", tau, "(written)" if write_files else "")
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -676,7 +684,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--ckpt", default="runs/det_all/last.pt")
     r.add_argument("--results", default="bench/results/detector_real.json")
     o = sub.add_parser(
-        "shadow-op", help="write the cross-validated shadow operating point into the shipped files"
+        "shadow-op",
+        help="write the cross-validated recall-70 % shadow operating point into the shipped files "
+        "(a release records it in the cards only)",
     )
     o.add_argument("--results", default="bench/results/detector_real.json")
     a = ap.parse_args(argv)

@@ -188,8 +188,10 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--shadow-threshold",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
             help="Shadow operating point: a pixel that is not cloud is shadow where P(shadow) / "
-            "(P(shadow) + P(clear)) exceeds it [default: the detector's, fitted to reach 70 % "
-            "shadow recall in cross-validation at ~20-26 % precision; 0.5: fewer, surer shadows].",
+            "(P(shadow) + P(clear)) exceeds it [default: the detector's, 0.5 for the shipped "
+            "ones: the larger of the two]. The cards give the point that reached 70 % shadow recall "
+            "in cross-validation (0.05-0.15, at 19-26 % precision); below 0.5 the HOT and "
+            "inpainting removers lose clear references.",
         ),
         click.option(
             "--bil-width",
