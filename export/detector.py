@@ -526,7 +526,7 @@ def fold_commands(
     return jobs
 
 
-def release(ckpt: Path, results: Path) -> None:
+def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -> None:
     """Fold the final weights for every band set of :data:`RELEASE`, at the temperature the
     cross-validation fitted (``bench/results/detector_real.json``), quantise, score, and write
     ``kumo_edge/models/<set>/detector.onnx`` with its card."""
@@ -536,7 +536,10 @@ def release(ckpt: Path, results: Path) -> None:
     doc = json.loads(results.read_text())
     net = load(ckpt)
     run = torch.load(ckpt, weights_only=True)["run"]
-    for name in RELEASE:
+    unknown = sorted(set(sets) - set(RELEASE))
+    if unknown:
+        raise KumoError(f"unknown band sets {unknown}; released: {', '.join(RELEASE)}")
+    for name in sets:
         # hsi32 feeds the same canonical bands as rgbn: it takes rgbn's temperature
         view = name if name in doc["calibration"] else "rgbn"
         t = float(doc["calibration"][view]["temperature_all_folds"])
@@ -611,10 +614,12 @@ def release(ckpt: Path, results: Path) -> None:
         (ship / "detector.json").write_text(json.dumps(card, indent=2))
         print(name, json.dumps({k: v for k, v in metrics.items() if k != "synthetic_held_out"}))
         print("  synthetic", json.dumps(syn))
-    set_shadow_thresholds(results, write_files=False)
+    set_shadow_thresholds(results, write_files=False, sets=sets)
 
 
-def set_shadow_thresholds(results: Path, write_files: bool = True) -> None:
+def set_shadow_thresholds(
+    results: Path, write_files: bool = True, sets: tuple[str, ...] = tuple(RELEASE)
+) -> None:
     """Record the shadow operating point the cross-validation fitted on all folds
     (``shadow_operating_point`` of ``bench/results/detector_real.json``) in every shipped
     detector's card, with the cross-validated shadow figures at that point, and with
@@ -635,7 +640,7 @@ def set_shadow_thresholds(results: Path, write_files: bool = True) -> None:
         raise KumoError(
             f"{results} has no shadow_operating_point: re-run python -m bench.detector_real"
         )
-    for name in RELEASE:
+    for name in sets:
         view = name if name in ops else "rgbn"
         tau = float(ops[view]["threshold_all_folds"])
         ship = ROOT / "kumo_edge" / "models" / name
@@ -683,12 +688,16 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("release", help="fold, calibrate, quantise and ship one ONNX per band set")
     r.add_argument("--ckpt", default="runs/det_all/last.pt")
     r.add_argument("--results", default="bench/results/detector_real.json")
+    r.add_argument(
+        "--sets", default=",".join(RELEASE), help="band sets to release (comma separated)"
+    )
     o = sub.add_parser(
         "shadow-op",
         help="write the cross-validated recall-70 % shadow operating point into the shipped files "
         "(a release records it in the cards only)",
     )
     o.add_argument("--results", default="bench/results/detector_real.json")
+    o.add_argument("--sets", default=",".join(RELEASE), help="band sets (comma separated)")
     a = ap.parse_args(argv)
     if a.cmd == "cv":
         from bench._common import run_jobs
@@ -700,9 +709,9 @@ def main(argv: list[str] | None = None) -> None:
         run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
         print("now: python -m bench.detector_real")
     elif a.cmd == "release":
-        release(Path(a.ckpt), Path(a.results))
+        release(Path(a.ckpt), Path(a.results), tuple(x for x in a.sets.split(",") if x))
     elif a.cmd == "shadow-op":
-        set_shadow_thresholds(Path(a.results))
+        set_shadow_thresholds(Path(a.results), sets=tuple(x for x in a.sets.split(",") if x))
     elif a.cmd == "train":
         run = DetectorRun(
             out=a.out,
