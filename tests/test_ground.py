@@ -313,3 +313,26 @@ def test_detect_only_split_batch(tmp_path: Path) -> None:
     ):
         assert np.array_equal(x.read(), y.read())
     assert not [f for f in (tmp_path / "o").iterdir() if f.name.startswith(".")]
+
+
+def test_batch_refuses_bad_setups_before_any_work(scenes: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from kumo_edge.cli import cli
+    from kumo_edge.errors import ConfigError
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match="is a file; --out needs a folder"):
+        run_batch([scenes], f, OPTS, BatchOptions(progress=False))
+    out = tmp_path / "o"
+    out.mkdir()
+    own = out / "scene_0.tif"
+    own.write_bytes((scenes / "scene_0.tif").read_bytes())
+    with pytest.raises(ConfigError, match="one of the batch's own outputs"):
+        run_batch([own], out, OPTS, BatchOptions(progress=False))
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        run_batch([tmp_path / "nope"], out, OPTS, BatchOptions(progress=False))
+    r = CliRunner().invoke(cli, ["batch", str(scenes), "--out", str(out), "--bil-width", "9"])
+    assert r.exit_code == 2 and "apply to `run -`" in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["scene_0.tif"]  # nothing written
