@@ -179,14 +179,7 @@ def process(
     Raises:
         KumoError: Bad input, settings or outputs, with a one-line message; nothing is written.
     """
-    from .pipeline import (
-        bil_chunks,
-        load_models,
-        model_files,
-        raster_chunks,
-        run_stream,
-        stdin_binary,
-    )
+    from .pipeline import bil_chunks, raster_chunks, run_stream, stdin_binary
     from .stream import StreamConfig
 
     o = options or RunOptions()
@@ -204,7 +197,6 @@ def process(
     # every output checked (writable, distinct, not the input) before any work
     check_outputs(paths, [str(input_path)], o.overwrite)
     meta = {**(meta or {}), "input": str(input_path), "compress": o.compress}
-    prov = list(o.providers)
     stream_args = (paths["OUTPUT"], paths["--mask"], paths["--report"])
     if str(input_path) == "-":
         if rows is not None:
@@ -214,13 +206,7 @@ def process(
         default_scale = 1.0 / (2**16 - 1) if src.bil_dtype == "uint16" else 1.0
         sc = (src.scale or (default_scale,))[0]
         of = (src.offset or (0.0,))[0]
-        det, gen, name = load_models(
-            o.models, bands, prov, o.threads, need_generator=o.remove, method=o.method
-        )
-        meta["models"], meta["method"] = name, o.method if o.remove else None
-        meta["model_files"] = model_files(det, gen)
-        meta["shadow_threshold"] = _shadow_point(det, o)
-        meta["output_dtype"] = output_dtype(o.output_dtype, np.dtype(src.bil_dtype))
+        det, gen = _models(o, bands, np.dtype(src.bil_dtype), meta)
         chunks = bil_chunks(stdin_binary(), width, len(bands), src.bil_dtype, o.strip_lines, sc, of)
         return run_stream(
             chunks, width, bands, det, gen, cfg, *stream_args, None, None, o.overwrite,
@@ -234,26 +220,19 @@ def process(
         if progress is not None and hasattr(progress, "total"):  # a tqdm bar: its length
             progress.total = r.height if rows is None else rows[1] - rows[0]
         refuse_8bit(r.dtype, o, Path(input_path).name)
-        det, gen, name = load_models(
-            o.models, r.bands, prov, o.threads, need_generator=o.remove, method=o.method
-        )
-        meta["models"], meta["method"] = name, o.method if o.remove else None
-        meta["model_files"] = model_files(det, gen)
-        meta["shadow_threshold"] = _shadow_point(det, o)
-        meta["output_dtype"] = output_dtype(o.output_dtype, r.dtype)
+        det, gen = _models(o, r.bands, r.dtype, meta)
         out_bands = len(r.bands) if o.output_bands == "input" else len(det.contract.bands)
         lines = r.height if rows is None else rows[1] - rows[0]
         check_free_space(paths, r.width, lines, out_bands, meta["output_dtype"], o.compress)
         geo = {"crs": r.crs, "transform": r.transform}
         window = None
-        chunks = raster_chunks(r, o.strip_lines)
         if rows is not None:
             from .stream import input_window
 
             c = det.contract
             window = (*input_window(rows, r.height, c.tile, c.halo), *rows)
-            chunks = raster_chunks(r, o.strip_lines, (window[0], window[1]))
             meta["rows"] = list(rows)
+        chunks = raster_chunks(r, o.strip_lines, window[:2] if window else None)
         return run_stream(
             chunks, r.width, r.bands, det, gen, cfg, *stream_args, r.height, geo, o.overwrite,
             progress, meta, window,
@@ -305,6 +284,23 @@ def check_free_space(
                 free / mb,
                 raw / mb,
             )
+
+
+def _models(
+    o: RunOptions, bands: BandSet, input_dtype: np.dtype, meta: dict[str, Any]
+) -> tuple[Any, Any]:
+    """The detector and remover for data in ``bands``; what the report says of them (names,
+    files and hashes, shadow point, output sample type) goes into ``meta``."""
+    from .pipeline import load_models, model_files
+
+    det, gen, name = load_models(
+        o.models, bands, list(o.providers), o.threads, need_generator=o.remove, method=o.method
+    )
+    meta["models"], meta["method"] = name, o.method if o.remove else None
+    meta["model_files"] = model_files(det, gen)
+    meta["shadow_threshold"] = _shadow_point(det, o)
+    meta["output_dtype"] = output_dtype(o.output_dtype, input_dtype)
+    return det, gen
 
 
 def _shadow_point(det: Any, o: RunOptions) -> float:

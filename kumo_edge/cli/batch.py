@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -66,35 +67,16 @@ from ._base import (
 @raster_options
 @handle_errors
 def batch(
-    inputs,
-    out_dir,
-    workers,
-    threads_per_worker,
-    scheduler,
-    retries,
-    split_lines,
-    detect_only,
-    output_bands,
-    method,
-    output_dtype,
-    compress,
-    allow_8bit,
-    models,
-    threads,
-    providers,
-    strip_lines,
-    batch,
-    drop_fraction,
-    shadow_threshold,
-    bil_width,
-    bil_dtype,
-    sensor,
-    wavelengths,
-    fwhm,
-    scale,
-    offset,
-    nodata,
-) -> None:  # noqa: ANN001
+    inputs: tuple[str, ...],
+    out_dir: str,
+    workers: int,
+    threads_per_worker: int,
+    scheduler: str | None,
+    retries: int,
+    split_lines: int | None,
+    detect_only: bool,
+    **opts: Any,
+) -> None:
     """Process many scenes on Dask: files, folders, list files (one path per line) or STAC
     Catalogs / Items / ItemCollections (their 'data' asset).
 
@@ -104,7 +86,7 @@ def batch(
     code 0 when every scene is done or skipped, 1 otherwise. Needs the ground extra
     (pip install 'kumo-edge[ground]').
     """
-    if bil_width or bil_dtype != "uint16":
+    if opts["bil_width"] or opts["bil_dtype"] != "uint16":
         raise click.UsageError("--bil-width and --bil-dtype apply to `run -`, not to batch")
     try:
         from ..ground import BatchOptions, run_batch
@@ -112,13 +94,11 @@ def batch(
         raise KumoError(
             "kumo-edge batch needs the ground extra: pip install 'kumo-edge[ground]'"
         ) from None
-    p = dict(locals())
-    p["overwrite"] = False
-    opts = _options(not detect_only, p)
+    options = _options(not detect_only, {**opts, "overwrite": False})
     summary = run_batch(
         inputs,
         out_dir,
-        opts,
+        options,
         BatchOptions(workers, threads_per_worker, scheduler, retries, split_lines),
     )
     click.echo(

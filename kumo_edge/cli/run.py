@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -36,33 +37,7 @@ from ._base import (
 @raster_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @handle_errors
-def run(
-    input_path,
-    output,
-    mask,
-    report,
-    output_bands,
-    method,
-    models,
-    threads,
-    providers,
-    strip_lines,
-    batch,
-    drop_fraction,
-    shadow_threshold,
-    bil_width,
-    bil_dtype,
-    sensor,
-    wavelengths,
-    fwhm,
-    scale,
-    offset,
-    nodata,
-    overwrite,
-    output_dtype,
-    compress,
-    allow_8bit,
-) -> None:  # noqa: ANN001
+def run(input_path: str, output: str, mask: str | None, report: str | None, **opts: Any) -> None:
     """Detect clouds in INPUT and remove thin clouds and shadows, streaming, into OUTPUT.
 
     INPUT is a raster file, or '-' for a raw band-interleaved-by-line stream on stdin (give
@@ -70,13 +45,12 @@ def run(
     band set, georeferenced like INPUT, written in 16-row strips as lines finish (constant
     memory), bands named by wavelength, nodata declared. Thick cloud is flagged, never invented.
     """
-    p = dict(locals())
     rep = _run(
         input_path,
         Path(output),
         Path(mask) if mask else None,
         Path(report) if report else None,
-        _options(True, p),
+        _options(True, opts),  # the model, output and raster options, as click parsed them
     )
     click.echo(_summary(rep))
 
@@ -94,28 +68,9 @@ def run(
 @raster_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @handle_errors
-def detect(
-    input_path,
-    mask,
-    report,
-    models,
-    threads,
-    providers,
-    strip_lines,
-    batch,
-    drop_fraction,
-    shadow_threshold,
-    bil_width,
-    bil_dtype,
-    sensor,
-    wavelengths,
-    fwhm,
-    scale,
-    offset,
-    nodata,
-    overwrite,
-) -> None:  # noqa: ANN001
+def detect(input_path: str, mask: str, report: str | None, **opts: Any) -> None:
     """Detect clouds and shadows in INPUT and write the class mask (no removal)."""
-    p = dict(locals())
-    rep = _run(input_path, None, Path(mask), Path(report) if report else None, _options(False, p))
+    rep = _run(
+        input_path, None, Path(mask), Path(report) if report else None, _options(False, opts)
+    )
     click.echo(_summary(rep))

@@ -182,13 +182,17 @@ def scene_paths(
     return paths
 
 
-def is_complete(scene: SceneInput, out_dir: Path, options: RunOptions) -> bool:
+def is_complete(
+    scene: SceneInput, out_dir: Path, options: RunOptions, fp: dict[str, Any] | None = None
+) -> bool:
     """Whether the scene's outputs are complete for this input and these settings: its Item
-    exists, records the same fingerprint, and every asset it lists is there with its size."""
+    exists, records the same fingerprint (``fp``, computed when not given), and every asset it
+    lists is there with its size."""
     paths = scene_paths(out_dir, scene.id)
     try:
         item = json.loads(paths["item"].read_text())
-        if item.get("properties", {}).get("kumo:run") != fingerprint(scene, options):
+        want = fp if fp is not None else fingerprint(scene, options)
+        if item.get("properties", {}).get("kumo:run") != want:
             return False
         for asset in item["assets"].values():
             f = out_dir / asset["href"]
@@ -358,20 +362,21 @@ class _Plan:
     rows: list[tuple[int, int]] = field(default_factory=list)
 
 
-def _plan(scenes: Iterable[SceneInput], options: RunOptions, batch: BatchOptions) -> list[_Plan]:
-    """Each scene's fingerprint, line count and (for long passes) line ranges; a scene that
-    cannot be opened gets no plan here and fails in its task with the reader's message."""
+def _plan(
+    scenes: Iterable[SceneInput],
+    fps: dict[str, dict[str, Any]],
+    options: RunOptions,
+    batch: BatchOptions,
+) -> list[_Plan]:
+    """Each scene's line count and (for long passes) line ranges, beside its fingerprint
+    ``fps[id]``; a scene that cannot be opened fails in its task with the reader's message."""
     from ..runtime import load_models
     from ..stream import split_rows
 
     plans = []
     strides: dict[Any, tuple[int, int]] = {}
     for s in scenes:
-        try:
-            fp = fingerprint(s, options)
-        except OSError as exc:
-            raise ConfigError(f"{s.href}: {exc.strerror}") from None
-        plan = _Plan(s, fp, 0)
+        plan = _Plan(s, fps[s.id], 0)
         try:
             with options.source.open(s.href) as r:
                 plan.lines = r.height
@@ -457,15 +462,21 @@ def run_batch(
             raise ConfigError(f"{s.href} is one of the batch's own outputs")
     t0 = time.perf_counter()
     records: dict[str, dict[str, Any]] = {}
+    fps = {}
+    for s in scenes:
+        try:
+            fps[s.id] = fingerprint(s, options)
+        except OSError as exc:
+            raise ConfigError(f"{s.href}: {exc.strerror}") from None
     todo = []
     for s in scenes:
-        if is_complete(s, out, options):
+        if is_complete(s, out, options, fps[s.id]):
             records[s.id] = {"scene": s.id, "input": s.href, "status": "skipped"}
         else:
             todo.append(s)
             for f in out.glob(f".{glob.escape(s.id)}.part*"):  # pieces of a killed split pass
                 f.unlink(missing_ok=True)
-    plans = _plan(todo, options, batch)
+    plans = _plan(todo, fps, options, batch)
     wopts = _worker_options(options, batch.threads_per_worker)
     if plans:
         client, cluster = _cluster(batch)
