@@ -21,6 +21,20 @@ So the output is the input seen through an explicit, bounded correction: a pixel
 calls cloud-free (``k = 0``, ``d = 1``) comes back unchanged, and the correction can only add or
 remove what a cloud of the estimated thickness can add or remove.
 
+**The cloud's spectrum, fitted per tile.** How fast a cloud grows transparent towards the
+infrared (the Angstrom exponent) and how thick it is overall are properties of the cloud, not of
+a pixel, and a network only knows the range it was trained on: outside it, it answers with what
+it learned (measured: it returns alpha 0.7-1.0 for clouds of alpha 0.1 and 2.6). So each tile
+fits them from its own data (:func:`fit_spectrum`): the network's thickness MAP is kept, and the
+exponent ``alpha`` and a gain ``g`` on ``k`` are chosen so that the corrected surface no longer
+follows the cloud, i.e. in every band its regression slope on the estimated ``k`` across the
+tile is as small as possible (least squares over the bands; a coarse grid, then a finer one
+around the best point). Surfaces do not know where clouds are, so a correct removal leaves no
+trace of the cloud pattern; a wrong exponent leaves one that grows with ``k``, positive in the
+bands it under-corrects and negative in those it over-corrects. The fit extrapolates where a
+network cannot, and it needs contrast: tiles with fewer than 64 thin-cloud samples or a flat
+``k`` map (standard deviation below 0.02) keep the network's values.
+
 **Thick cloud** is decided by the estimated transmittance, not the detector's hard class: where
 ``exp(-k) < thick_transmittance`` (contract ``kumo.thick_transmittance``, 0.2 if absent) the
 surface contributes too little to recover and the pixel keeps its input (flagged thick).
@@ -69,6 +83,13 @@ CLEAR_P = 0.9
 CLEAR_MIN_PIXELS = 64
 CLEAR_CHANGE = 0.01
 CHANGED = 0.005
+#: Per-tile spectral fit (:func:`fit_spectrum`): samples per tile, the least contrast it needs,
+#: and its search grid (Angstrom exponent; gain on the network's optical depth).
+FIT_SAMPLES = 512
+FIT_MIN_SAMPLES = 64
+FIT_MIN_STD = 0.02
+FIT_ALPHA = (-0.5, 3.5)
+FIT_GAIN = (0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
 
 
 def spectral_terms(bands: BandSet) -> npt.NDArray[np.float32]:
@@ -227,6 +248,141 @@ def invert(
     return y, t550
 
 
+@nb.njit(inline="always")
+def _fit_cost(xs, ks, kc, As, lnr, g, alpha, ns):  # pragma: no cover - numba
+    """Sum over bands of the squared regression slope, on the centred ``k``, of the surface
+    corrected with gain ``g`` and exponent ``alpha``; samples ``[:ns]``."""
+    c = xs.shape[0]
+    one = np.float32(1.0)
+    den = np.float32(0.0)
+    for j in range(ns):
+        den += kc[j] * kc[j]
+    cost = 0.0
+    for b in range(c):
+        u = np.float32(g) * _exp(-np.float32(alpha) * lnr[b])
+        acc = np.float32(0.0)
+        for j in range(ns):
+            t = max(_exp(-u * ks[j]), np.float32(T_MIN))
+            acc += ((xs[b, j] - As[j]) / t + As[j]) * kc[j]
+        slope = acc / den
+        cost += slope * slope
+    return cost
+
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def _fit_spectrum(x, p, valid, lnr, thick_t, alphas, gains, nsamp, min_n, min_std, out):  # pragma: no cover - numba
+    """Per tile ``(alpha, g, fitted)`` into ``out[i]`` (:func:`fit_spectrum`)."""
+    n, c, h, w = x.shape
+    for i in nb.prange(n):
+        out[i, 0] = np.nan
+        out[i, 1] = 1.0
+        out[i, 2] = 0.0
+        kmax = -np.log(thick_t)
+        cnt = 0
+        for r in range(h):
+            for col in range(w):
+                if valid[i, r, col] and p[i, 0, r, col] <= kmax:
+                    cnt += 1
+        if cnt < min_n:
+            continue
+        step = max(1, cnt // nsamp)
+        ns = min(nsamp, cnt // step)
+        xs = np.empty((c, ns), np.float32)
+        ks = np.empty(ns, np.float32)
+        As = np.empty(ns, np.float32)
+        kc = np.empty(ns, np.float32)
+        seen = 0
+        j = 0
+        for r in range(h):
+            for col in range(w):
+                kk = p[i, 0, r, col]
+                if valid[i, r, col] and kk <= kmax:
+                    if seen % step == 0 and j < ns:
+                        ks[j] = max(kk, np.float32(0.0))
+                        As[j] = p[i, 2, r, col]
+                        for b in range(c):
+                            xs[b, j] = x[i, b, r, col]
+                        j += 1
+                    seen += 1
+        mean = 0.0
+        for j in range(ns):
+            mean += ks[j]
+        mean /= ns
+        var = 0.0
+        for j in range(ns):
+            kc[j] = ks[j] - mean
+            var += kc[j] * kc[j]
+        if np.sqrt(var / ns) < min_std:
+            continue
+        best = np.inf
+        ba = 0.0
+        bg = 1.0
+        for gi in range(gains.size):
+            for ai in range(alphas.size):
+                cost = _fit_cost(xs, ks, kc, As, lnr, gains[gi], alphas[ai], ns)
+                if cost < best:
+                    best, ba, bg = cost, alphas[ai], gains[gi]
+        da = (alphas[1] - alphas[0]) / 2.0
+        for _ in range(2):  # two refinements around the best point
+            a0, g0 = ba, bg
+            for fa in (-1.0, 0.0, 1.0):
+                for fg in (0.9, 1.0, 1.1):
+                    if fa == 0.0 and fg == 1.0:
+                        continue
+                    cost = _fit_cost(xs, ks, kc, As, lnr, g0 * fg, a0 + fa * da, ns)
+                    if cost < best:
+                        best, ba, bg = cost, a0 + fa * da, g0 * fg
+            da /= 2.0
+        out[i, 0] = ba
+        out[i, 1] = bg
+        out[i, 2] = 1.0
+
+
+def fit_spectrum(
+    x: npt.NDArray[np.float32],
+    params: npt.NDArray[np.float32],
+    bands: BandSet,
+    valid: npt.NDArray[np.bool_] | None = None,
+    thick_transmittance: float = THICK_TRANSMITTANCE,
+) -> npt.NDArray[np.float32]:
+    """Fit each tile's Angstrom exponent and optical-depth gain to its own data (module
+    docstring) and write them into ``params`` in place (``k *= g``, ``alpha = fitted``).
+
+    Args:
+        x: ``(N, C, H, W)`` observed reflectance.
+        params: ``(N, 6, H, W)`` full-resolution parameters from the network.
+        bands: The band set of ``x``.
+        valid: ``(N, H, W)`` pixels to fit on (default all).
+        thick_transmittance: Pixels estimated thicker than this are left out of the fit.
+
+    Returns:
+        ``(N, 3)``: per tile the fitted ``alpha`` (NaN where not fitted), ``g`` and whether the
+        tile was fitted (1) or kept the network's values (0).
+    """
+    n, _, h, w = x.shape
+    ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
+    out = np.empty((n, 3), np.float32)
+    step = 0.5
+    alphas = np.arange(FIT_ALPHA[0], FIT_ALPHA[1] + step / 2, step, dtype=np.float32)
+    _fit_spectrum(
+        np.ascontiguousarray(x, dtype=np.float32),
+        params,
+        ok,
+        spectral_terms(bands),
+        np.float32(thick_transmittance),
+        alphas,
+        np.array(FIT_GAIN, np.float32),
+        FIT_SAMPLES,
+        FIT_MIN_SAMPLES,
+        np.float32(FIT_MIN_STD),
+        out,
+    )
+    for i in np.flatnonzero(out[:, 2] > 0):
+        params[i, 0] *= out[i, 1]
+        params[i, 1] = out[i, 0]
+    return out
+
+
 def check_tile(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
@@ -263,13 +419,16 @@ class PhysicsRemover:
 
     needs_classes = False
     physics = True
+    #: Fit each tile's Angstrom exponent and optical-depth gain (:func:`fit_spectrum`).
+    fit = True
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, fit: bool = True) -> None:
         if model.contract.output != "cloud_params_half":
             raise ModelContractError(
                 f"{model.path.name}: a physics remover needs output 'cloud_params_half', got {model.contract.output!r}"
             )
         self.model = model
+        self.fit = fit
         self.bands = model.bands
         self.contract = model.contract
         self.path = model.path
@@ -308,9 +467,12 @@ class PhysicsRemover:
             else np.ascontiguousarray(p_clear, np.float32)
         )
         ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
+        p = np.ascontiguousarray(self.params(x), dtype=np.float32)
+        if self.fit:
+            fit_spectrum(x, p, self.bands, ok, self.thick_transmittance)
         _correct(
             x,
-            np.ascontiguousarray(self.params(x)),
+            p,
             spectral_terms(self.bands),
             np.float32(T_MIN),
             np.float32(self.thick_transmittance),

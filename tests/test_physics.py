@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kumo_edge.bands import BandSet
-from kumo_edge.physics import PhysicsRemover, check_tile, invert
+from kumo_edge.physics import PhysicsRemover, check_tile, fit_spectrum, invert
 
 BANDS = BandSet.uniform(450, 850, 8, 50)
 
@@ -43,6 +43,43 @@ def test_inversion_recovers_the_surface_of_the_forward_model(k, alpha, albedo, d
     y, t550 = invert(x, _params(x.shape, k, alpha, albedo, d, f, q), BANDS)
     np.testing.assert_allclose(y[0], surface, atol=2e-5)
     assert t550[0, 0, 0] == pytest.approx(math.exp(-k), rel=1e-6)
+
+
+def _cloud_tile(alpha, seed=3, size=32):
+    """A textured surface under a cloud of Angstrom exponent ``alpha`` whose optical depth
+    varies across the tile (0 in the left columns: clear sky)."""
+    rng = np.random.default_rng(seed)
+    surface = rng.uniform(0.05, 0.45, (8, size, size)).astype(np.float32)
+    k = np.tile(np.linspace(0.0, 1.2, size, dtype=np.float32), (size, 1))
+    r = (BANDS.centers / 550.0)[:, None, None]
+    t = np.exp(-k[None] * r**-alpha)
+    return surface, (surface * t + 0.8 * (1 - t)).astype(np.float32)[None], k
+
+
+@pytest.mark.parametrize("alpha", [0.0, 2.6])  # both outside the training range (0.3-1.8)
+def test_spectral_fit_recovers_a_cloud_the_network_misreads(alpha):
+    surface, x, k = _cloud_tile(alpha)
+    # a network that knows only its training range: mid-range exponent, thickness 40 % low
+    p = _params(x.shape, alpha=0.9, albedo=0.8)
+    p[0, 0] = 0.6 * k
+    before = np.abs(invert(x, p, BANDS)[0][0] - surface).mean()
+    fit = fit_spectrum(x, p, BANDS)
+    assert fit[0, 2] == 1.0
+    assert fit[0, 0] == pytest.approx(alpha, abs=0.3)
+    assert fit[0, 1] == pytest.approx(1 / 0.6, rel=0.15)
+    after = np.abs(invert(x, p, BANDS)[0][0] - surface).mean()
+    assert after < 0.3 * before
+
+
+def test_spectral_fit_keeps_the_network_where_the_tile_gives_no_contrast():
+    _, x, _ = _cloud_tile(2.0)
+    flat = _params(x.shape, k=0.4, alpha=0.9)  # one thickness everywhere: nothing to regress on
+    fit = fit_spectrum(x, flat, BANDS)
+    assert fit[0, 2] == 0.0 and np.isnan(fit[0, 0])
+    np.testing.assert_array_equal(flat, _params(x.shape, k=0.4, alpha=0.9))
+    few = _params(x.shape, k=5.0)  # thick everywhere: no sample to fit on
+    few[0, 0, :2, :2] = 0.1
+    assert fit_spectrum(x, few, BANDS)[0, 2] == 0.0
 
 
 def test_gate_refuses_a_thin_cloud_brighter_than_the_data():
@@ -293,7 +330,8 @@ def test_blend_in_the_kernel_equals_blending_afterwards() -> None:
     pc = (0.8 * rng.random((2, 64, 64))).astype(np.float32)
     y0, _, thick, v0 = g.correct(x, pc)
     y1, _, thick1, v1 = g.correct(x, pc, weigh=True)
-    assert v0 == v1 == [None, None] and np.array_equal(thick, thick1)
+    assert v0 == v1 and v0[0] is None and np.array_equal(thick, thick1)
     assert np.abs(y0 - x).max() > 0.05  # a real correction
     w = np.where(thick, 0.0, 1.0 - pc)[:, None]
     np.testing.assert_allclose(y1, x + w * (y0 - x), atol=1e-6)
+    assert g.fit  # the shipped remover fits each tile's cloud spectrum (both calls did)
