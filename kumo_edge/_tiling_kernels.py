@@ -170,3 +170,20 @@ def dequantize(src, step, dst):
         for b in range(c):
             for x in range(w):
                 dst[b, r, x] = np.float32(src[b, r, x] * step)
+
+
+@nb.njit(parallel=True, cache=True)
+def encode_u16(src, mask, per_unit, nodata, dst):
+    """dst (uint16) = src (float32) * per_unit rounded half to even and clipped to [0, 65534],
+    ``nodata`` where ``mask`` (R, W) is 0; (C, R, W) arrays, no temporary."""
+    c, rows, w = src.shape
+    hi = np.float32(65534.0)
+    zero = np.float32(0.0)
+    for r in nb.prange(rows):
+        for b in range(c):
+            for x in range(w):
+                if mask[r, x] == 0:
+                    dst[b, r, x] = nodata
+                else:
+                    v = np.rint(src[b, r, x] * per_unit)
+                    dst[b, r, x] = np.uint16(min(max(v, zero), hi))

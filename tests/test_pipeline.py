@@ -190,3 +190,23 @@ def test_full_disk_fails_cleanly(tmp_path: Path, sample_path: Path, model_dir: P
     assert p.returncode == 1
     assert str(out) in p.stderr.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []  # neither output nor mask nor a temporary is left
+
+
+def test_uint16_encoding_rounds_clips_and_marks_nodata_in_one_pass():
+    """The output encoder (one numba pass, no float temporaries) against the numpy reference:
+    round half to even, clip to [0, 65534], 65535 where the mask says no data; views too."""
+    from kumo_edge.pipeline import encode
+
+    rng = np.random.default_rng(0)
+    big = rng.uniform(-0.2, 7.0, (3, 9, 7)).astype(np.float32)
+    data = big[:, 2:7]  # a view, as the stream's windowed lines are
+    mask = (rng.random((5, 7)) > 0.3).astype(np.uint8)
+    mask[0, 0] = 1
+    want = np.clip(np.rint(data * np.float32(1e4)), 0, 65534).astype(np.uint16)
+    want[:, mask == 0] = 65535
+    got = encode(data, mask, "uint16")
+    assert got.dtype == np.uint16 and np.array_equal(got, want)
+    assert (got == 65534).any() and (got == 0).any() and (got == 65535).any()
+    f = encode(data, mask, "float32")
+    assert (f[:, mask == 0] == -9999.0).all()
+    assert np.array_equal(f[:, mask == 1], data[:, mask == 1])
