@@ -468,8 +468,10 @@ class PhysicsRemover:
         )
         ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
         p = np.ascontiguousarray(self.params(x), dtype=np.float32)
-        if self.fit:
-            fit_spectrum(x, p, self.bands, ok, self.thick_transmittance)
+        # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
+        self.last_fit = (
+            fit_spectrum(x, p, self.bands, ok, self.thick_transmittance) if self.fit else None
+        )
         _correct(
             x,
             p,

@@ -123,30 +123,62 @@ def test_thick_pixels_and_kept_tiles_keep_their_input_exactly():
     np.testing.assert_array_equal(out, dark)
 
 
-def test_stream_reports_kept_tiles_and_leaves_them_untouched(monkeypatch):
+class _ThinDetector:
+    """A detector stub that calls every pixel thin cloud."""
+
+    bands = BANDS
+
+    def __init__(self):
+        self.contract = type("C", (), {"cloud_threshold": 0.5})()
+
+    def run(self, x):
+        p = np.zeros((len(x), 4, *x.shape[2:]), np.float32)
+        p[:, 1] = 1.0
+        return p
+
+    def classify(self, probs, axis=1):
+        from kumo_edge.runtime import classify
+
+        return classify(probs, 0.5, axis)
+
+
+class _MapParams(PhysicsRemover):
+    """A physics remover whose 'network' returns a given parameter map per call."""
+
+    def __init__(self, params):  # noqa: ANN001
+        self.bands, self.thick_transmittance, self.p = BANDS, 0.2, params
+
+    def params(self, tiles):  # noqa: ANN001, ANN201
+        return self.p[: len(tiles)].copy()
+
+
+def test_stream_records_each_tiles_fitted_cloud_spectrum():
     from kumo_edge.stream import Report, StreamConfig, process_tiles
 
-    class Det:
-        bands = BANDS
+    surface, x, k = _cloud_tile(2.4)
+    p = _params(x.shape, alpha=0.9, albedo=0.8)
+    p[0, 0] = 0.6 * k  # a network that under-reads the cloud and knows only its training range
+    rep = Report()
+    out, _ = process_tiles(
+        x.copy(), np.ones((1, 32, 32), bool), _ThinDetector(), _MapParams(p),
+        StreamConfig(tile=32, halo=0, batch=1, blend="full"), rep,
+    )  # fmt: skip
+    t = rep.tiles[0]
+    assert t["decision"] == "removed"
+    assert t["cloud_angstrom"] == pytest.approx(2.4, abs=0.3)
+    assert t["optical_depth_gain"] == pytest.approx(1 / 0.6, rel=0.15)
+    cloudy_px = k >= 0.3  # where the cloud is, the output is closer to the surface than before
+    assert np.abs(out[0] - surface)[:, cloudy_px].mean() < 0.5 * np.abs(x[0] - surface)[:, cloudy_px].mean()
 
-        def __init__(self):
-            self.contract = type("C", (), {"cloud_threshold": 0.5})()
 
-        def run(self, x):
-            p = np.zeros((len(x), 4, *x.shape[2:]), np.float32)
-            p[:, 1] = 1.0  # everything thin cloud
-            return p
-
-        def classify(self, probs, axis=1):
-            from kumo_edge.runtime import classify
-
-            return classify(probs, 0.5, axis)
+def test_stream_reports_kept_tiles_and_leaves_them_untouched(monkeypatch):
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
 
     x = np.full((2, 8, 16, 16), 0.05, np.float32)
     x[1] = 0.6
     rep = Report()
     out, probs = process_tiles(
-        x.copy(), np.ones((2, 16, 16), bool), Det(), _FixedParams(k=0.5, albedo=0.5),
+        x.copy(), np.ones((2, 16, 16), bool), _ThinDetector(), _FixedParams(k=0.5, albedo=0.5),
         StreamConfig(tile=16, halo=0, batch=2), rep,
     )  # fmt: skip
     d = rep.to_dict()
