@@ -253,7 +253,6 @@ def _fit_cost(xs, ks, kc, As, lnr, g, alpha, ns):  # pragma: no cover - numba
     """Sum over bands of the squared regression slope, on the centred ``k``, of the surface
     corrected with gain ``g`` and exponent ``alpha``; samples ``[:ns]``."""
     c = xs.shape[0]
-    one = np.float32(1.0)
     den = np.float32(0.0)
     for j in range(ns):
         den += kc[j] * kc[j]
@@ -270,7 +269,9 @@ def _fit_cost(xs, ks, kc, As, lnr, g, alpha, ns):  # pragma: no cover - numba
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
-def _fit_spectrum(x, p, valid, lnr, thick_t, alphas, gains, nsamp, min_n, min_std, out):  # pragma: no cover - numba
+def _fit_spectrum(
+    x, p, valid, lnr, thick_t, alphas, gains, nsamp, min_n, min_std, out
+):  # pragma: no cover - numba
     """Per tile ``(alpha, g, fitted)`` into ``out[i]`` (:func:`fit_spectrum`)."""
     n, c, h, w = x.shape
     for i in nb.prange(n):

@@ -168,7 +168,10 @@ def test_stream_records_each_tiles_fitted_cloud_spectrum():
     assert t["cloud_angstrom"] == pytest.approx(2.4, abs=0.3)
     assert t["optical_depth_gain"] == pytest.approx(1 / 0.6, rel=0.15)
     cloudy_px = k >= 0.3  # where the cloud is, the output is closer to the surface than before
-    assert np.abs(out[0] - surface)[:, cloudy_px].mean() < 0.5 * np.abs(x[0] - surface)[:, cloudy_px].mean()
+    assert (
+        np.abs(out[0] - surface)[:, cloudy_px].mean()
+        < 0.5 * np.abs(x[0] - surface)[:, cloudy_px].mean()
+    )
 
 
 def test_stream_reports_kept_tiles_and_leaves_them_untouched(monkeypatch):
