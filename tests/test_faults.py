@@ -181,7 +181,14 @@ def test_a_disk_too_small_is_refused_before_any_work(
     assert list(out.iterdir()) == []
 
 
-def test_disk_full_mid_run_is_one_error_and_leaves_nothing(scene: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("gdal_threads", [None, "2"])
+def test_disk_full_mid_run_is_one_error_and_leaves_nothing(
+    scene: Path, tmp_path: Path, gdal_threads: str | None
+) -> None:
+    """Also with GDAL_NUM_THREADS set by the user: GDAL's compression worker threads would
+    swallow the write error (measured: exit 0 and a truncated output), so outputs are always
+    compressed in the writing thread."""
+    import os
     import resource
     import signal
 
@@ -196,6 +203,7 @@ def test_disk_full_mid_run_is_one_error_and_leaves_nothing(scene: Path, tmp_path
         [sys.executable, "-m", "kumo_edge.cli", "run", scene, out / "c.tif", "--mask",
          out / "m.tif", "--report", out / "r.json"],
         capture_output=True, text=True, preexec_fn=limit, timeout=300,
+        env={**os.environ, **({"GDAL_NUM_THREADS": gdal_threads} if gdal_threads else {})},
     )  # fmt: skip
     assert r.returncode == 1
     ours = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
