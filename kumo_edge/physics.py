@@ -249,13 +249,11 @@ def invert(
 
 
 @nb.njit(inline="always")
-def _fit_cost(xs, ks, kc, As, lnr, g, alpha, ns):  # pragma: no cover - numba
-    """Sum over bands of the squared regression slope, on the centred ``k``, of the surface
-    corrected with gain ``g`` and exponent ``alpha``; samples ``[:ns]``."""
+def _fit_cost(xs, ks, kc, den, As, lnr, g, alpha, ns):  # pragma: no cover - numba
+    """Sum over bands of the squared regression slope, on the centred ``k`` (``den`` its sum of
+    squares), of the surface corrected with gain ``g`` and exponent ``alpha``; samples
+    ``[:ns]``."""
     c = xs.shape[0]
-    den = np.float32(0.0)
-    for j in range(ns):
-        den += kc[j] * kc[j]
     cost = 0.0
     for b in range(c):
         u = np.float32(g) * _exp(-np.float32(alpha) * lnr[b])
@@ -274,11 +272,11 @@ def _fit_spectrum(
 ):  # pragma: no cover - numba
     """Per tile ``(alpha, g, fitted)`` into ``out[i]`` (:func:`fit_spectrum`)."""
     n, c, h, w = x.shape
+    kmax = -np.log(thick_t)
     for i in nb.prange(n):
         out[i, 0] = np.nan
         out[i, 1] = 1.0
         out[i, 2] = 0.0
-        kmax = -np.log(thick_t)
         cnt = 0
         for r in range(h):
             for col in range(w):
@@ -309,7 +307,7 @@ def _fit_spectrum(
         for j in range(ns):
             mean += ks[j]
         mean /= ns
-        var = 0.0
+        var = np.float32(0.0)
         for j in range(ns):
             kc[j] = ks[j] - mean
             var += kc[j] * kc[j]
@@ -320,7 +318,7 @@ def _fit_spectrum(
         bg = 1.0
         for gi in range(gains.size):
             for ai in range(alphas.size):
-                cost = _fit_cost(xs, ks, kc, As, lnr, gains[gi], alphas[ai], ns)
+                cost = _fit_cost(xs, ks, kc, var, As, lnr, gains[gi], alphas[ai], ns)
                 if cost < best:
                     best, ba, bg = cost, alphas[ai], gains[gi]
         da = (alphas[1] - alphas[0]) / 2.0
@@ -330,7 +328,7 @@ def _fit_spectrum(
                 for fg in (0.9, 1.0, 1.1):
                     if fa == 0.0 and fg == 1.0:
                         continue
-                    cost = _fit_cost(xs, ks, kc, As, lnr, g0 * fg, a0 + fa * da, ns)
+                    cost = _fit_cost(xs, ks, kc, var, As, lnr, g0 * fg, a0 + fa * da, ns)
                     if cost < best:
                         best, ba, bg = cost, a0 + fa * da, g0 * fg
             da /= 2.0
