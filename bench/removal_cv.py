@@ -12,6 +12,9 @@ detector, HOT and harmonic inpainting (driven by the shipped detector), and the 
 Scores are over the recoverable pixels (true two-way transmittance at 550 nm >= 0.2; thick
 cloud is kept as input by every method): PSNR gain over the input (pooled MSE per scene, 95 %
 bootstrap interval over tiles), SAM against the input's, and the gain by true thickness.
+With ``--knees`` the physics remover's depth knee (:func:`kumo_edge.physics.soften_depth`) is
+also chosen per fold on the other folds' scenes, and that nested choice is reported beside the
+shipped constant.
 Writes ``bench/results/removal_cv_<bands>.json``.
 """
 
@@ -28,7 +31,7 @@ import numpy as np
 from bench._common import RESULTS, ROOT, environment, run_jobs, write_json
 from export.data import clean_origins
 from kumo_edge.baselines import remover
-from kumo_edge.physics import PhysicsRemover
+from kumo_edge.physics import DEPTH_KNEE, PhysicsRemover
 from kumo_edge.runtime import load_model, shipped_models
 from kumo_edge.stream import StreamConfig, process_tiles
 
@@ -47,6 +50,12 @@ FOLDS = (
     ("jasper_ridge", "samson"),
     ("hydice_urban", "rosis_beach"),
 )
+#: The physics remover with the cGAN as its brightness model (kumo_edge.physics, module
+#: docstring): the spectral direction of the one, the length of the other.
+BRIGHT_ROW = "physics INT8+cgan brightness+detector"
+#: Rows of the depth-knee study (``--knees``): one per knee, and each fold's choice.
+KNEE_ROW = "physics INT8+detector, knee"
+NESTED_ROW = "physics INT8+detector, knee nested"
 #: Thickness breakdown: bins of the true two-way transmittance at 550 nm.
 BINS = {"clear": (0.98, 1.01), "thin": (0.5, 0.98), "medium": (0.2, 0.5)}
 
@@ -113,6 +122,21 @@ def score(out: np.ndarray, clear: np.ndarray, cloudy: np.ndarray, t550: np.ndarr
     return d
 
 
+def _nested(per_scene: dict, knees: list[float], grid: list[str]) -> dict[str, float]:
+    """Each held-out scene's depth knee, chosen on the scenes of the OTHER folds only: the
+    knee with the lowest mean ratio of output to input SAM there (ties: the smaller knee)."""
+    out = {}
+    for k, held in enumerate(FOLDS):
+        other = [n for n, v in per_scene.items() if v["fold"] != k]
+        crit = [
+            np.mean([per_scene[n][m]["sam_deg"] / per_scene[n]["input"]["sam_deg"] for n in other])
+            for m in grid
+        ]
+        best = knees[int(np.argmin(crit))]
+        out.update({n: best for n in held if n in per_scene})
+    return out
+
+
 def _psnr(se: float, n: int) -> float:
     return 10 * math.log10(n / se) if se > 0 and n else math.inf
 
@@ -143,6 +167,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tiles", type=int, default=48, help="64-px tiles per held-out scene")
     ap.add_argument("--eval-only", action="store_true", help="use the fold checkpoints as they are")
     ap.add_argument(
+        "--knees",
+        default="",
+        help="comma-separated depth knees (kumo_edge.physics.soften_depth) to evaluate beside the "
+        "shipped one; each fold's knee is then chosen on the OTHER folds' scenes (lowest mean "
+        "SAM ratio to the input) and reported as the 'knee, nested' row",
+    )
+    ap.add_argument(
         "--method",
         default="physics",
         choices=["physics", "residual"],
@@ -172,14 +203,18 @@ def main(argv: list[str] | None = None) -> None:
         "hot",
         "inpaint",
         "cgan (previous shipped)",
+        BRIGHT_ROW,
     ]
     residual = all(
         (fold_dir(a.bands, k, "residual") / "best.pt").exists() for k in range(len(FOLDS))
     )
     if residual:
         methods.append("residual (corpus)+detector")
+    knees = [float(v) for v in a.knees.split(",") if v]
+    grid = [f"{KNEE_ROW} {v:g}" for v in knees]
+    methods += grid
     per_scene: dict = {}
-    pooled = {m: {} for m in methods}
+    raws: dict = {}  # per scene and method: the per-tile sums (score)
     rng = np.random.default_rng(0)
     for k, held in enumerate(FOLDS):
         ckpt = fold_dir(a.bands, k) / "best.pt"
@@ -196,7 +231,10 @@ def main(argv: list[str] | None = None) -> None:
             "hot": _stream(det, remover("hot", bs)),
             "inpaint": _stream(det, remover("inpaint", bs)),
             "cgan (previous shipped)": _stream(det, gen),
+            BRIGHT_ROW: _stream(det, PhysicsRemover(rem8.model, brightness=gen)),
         }
+        for v, m in zip(knees, grid, strict=True):
+            run[m] = _stream(det, PhysicsRemover(rem8.model, depth_knee=v))
         if residual:
             rck = fold_dir(a.bands, k, "residual") / "best.pt"
             res = load_model(export(rck, rck.with_name("residual_fp32.onnx")))
@@ -213,10 +251,7 @@ def main(argv: list[str] | None = None) -> None:
                 "fold": k,
                 **{m: summarise(raw[m], raw["input"], rng) for m in methods},
             }
-            for m in methods:
-                for key, v in raw[m].items():
-                    pooled[m].setdefault(key, [])
-                    pooled[m][key] += v if isinstance(v, list) else [v]
+            raws[name] = raw
             row = "  ".join(
                 f"{m} {per_scene[name][m]['gain_db']:+.2f} dB/{per_scene[name][m]['sam_deg']:.1f}"
                 for m in methods[1:]
@@ -225,6 +260,19 @@ def main(argv: list[str] | None = None) -> None:
                 f"fold {k} {name:18s} input {per_scene[name]['input']['psnr']:.2f} dB/{per_scene[name]['input']['sam_deg']:.1f} deg  {row}",
                 flush=True,
             )
+    if grid:
+        nested = _nested(per_scene, knees, grid)
+        methods.append(NESTED_ROW)
+        for name, v in nested.items():
+            per_scene[name][NESTED_ROW] = {**per_scene[name][f"{KNEE_ROW} {v:g}"], "knee": v}
+            raws[name][NESTED_ROW] = raws[name][f"{KNEE_ROW} {v:g}"]
+            print(f"fold {per_scene[name]['fold']} {name:18s} nested knee {v:g}")
+    pooled: dict = {m: {} for m in methods}
+    for raw in raws.values():
+        for m in methods:
+            for key, v in raw[m].items():
+                pooled[m].setdefault(key, [])
+                pooled[m][key] += v if isinstance(v, list) else [v]
     breakdown = {}
     for m in methods:
         p = pooled[m]
@@ -262,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
         "tile": 64,
         "clouds": "export.physics.alien_clouds (AlienRanges: outside TRAIN_RANGES, curved Angstrom law, tilted albedo, r^-3 sky light)",
         "scored_pixels": "true two-way transmittance at 550 nm >= 0.2",
+        "depth_knee": DEPTH_KNEE,
+        "knees": knees,
         "summary": summary,
         "per_scene": per_scene,
         "environment": environment(),

@@ -240,12 +240,19 @@ TABLES = {"tiling": ("tiling.json", tiling_table), "quality": ("quality.json", q
 MODELS_DIR = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
 
 
+def _knee_grid_row(method: str) -> bool:
+    """A row of one depth knee of bench.removal_cv's ``--knees`` study (not the nested one)."""
+    head, _, last = method.rpartition(" ")
+    return head.endswith(", knee") and last.replace(".", "", 1).isdigit()
+
+
 def removal_cv_table(doc: dict) -> str:
     """Cross-validation of cloud removal by place (bench/removal_cv.py): per held-out scene, PSNR
     gain over the cloudy input and SAM, every method; then the summary."""
     env = doc["environment"]
     methods = list(next(iter(doc["per_scene"].values())).keys())
-    methods = [m for m in methods if m not in ("fold", "input")]
+    # the per-knee rows of the depth-knee study go to the summary only
+    methods = [m for m in methods if m not in ("fold", "input") and not _knee_grid_row(m)]
     lines = [
         f"Band set `{doc['bands']}`, {len(doc['per_scene'])} held-out scenes in {len(doc['folds'])} folds by place, "
         f"{doc['tiles_per_scene']} tiles of {doc['tile']} px per scene, clouds from outside the training ranges and "

@@ -379,9 +379,16 @@ def alien_clouds(
 
 # -- export ------------------------------------------------------------------------------------
 def export(
-    ckpt: Path, out: Path, tile: int = 256, halo: int = 16, metrics: dict | None = None
+    ckpt: Path,
+    out: Path,
+    tile: int = 256,
+    halo: int = 16,
+    metrics: dict | None = None,
+    brightness: str | None = None,
 ) -> Path:
-    """FP32 ONNX of a trained :class:`PhysicsNet` with its contract (output ``cloud_params_half``)."""
+    """FP32 ONNX of a trained :class:`PhysicsNet` with its contract (output ``cloud_params_half``);
+    ``brightness``: the file name of a companion learned remover that will lie beside it
+    (contract ``kumo.brightness_model``, see :mod:`kumo_edge.physics`)."""
     import io
 
     import onnx
@@ -431,6 +438,8 @@ def export(
     )
     model = onnx.load_from_string(f.getvalue())
     extra = {"thick_transmittance": repr(THICK_TRANSMITTANCE)}
+    if brightness:
+        extra["brightness_model"] = brightness
     return write_model(model, contract("cloud_params_half", "physics"), out, extra)
 
 
@@ -473,18 +482,35 @@ def quantize(fp32: Path, int8: Path, meta: dict) -> Path:
     )
 
 
-def release(ckpt: Path, ship: Path, command: str, metrics: dict | None = None) -> Path:
+def release(
+    ckpt: Path,
+    ship: Path,
+    command: str,
+    metrics: dict | None = None,
+    brightness: Path | None = None,
+) -> Path:
     """FP32 export to ``export/artifacts/<bands>/physics_fp32.onnx``, INT8 (every Conv but the
     parameter head, whose outputs the inversion divides by) to ``ship/generator.onnx``, and the
     model card ``ship/generator.json``: every training scene with its wavelength provenance,
-    the cloud ranges, the command, the metrics."""
+    the cloud ranges, the command, the metrics. ``brightness``: a learned remover (ONNX, its
+    card beside it) copied to ``ship/brightness.onnx`` and named in the contract as the
+    companion whose output length the corrected pixels take."""
+    import shutil
+
     from export.train import band_set
 
     net, meta = load_net(ckpt)
     c = meta["config"]
     bs = band_set(c["bands"])
     art = Path(__file__).resolve().parent / "artifacts" / c["bands"]
-    fp32 = export(ckpt, art / "physics_fp32.onnx", metrics=metrics)
+    companion = None
+    if brightness is not None:
+        companion = "brightness.onnx"
+        if brightness.resolve() != (ship / companion).resolve():
+            shutil.copyfile(brightness, ship / companion)
+            if brightness.with_suffix(".json").exists():
+                shutil.copyfile(brightness.with_suffix(".json"), ship / "brightness.json")
+    fp32 = export(ckpt, art / "physics_fp32.onnx", metrics=metrics, brightness=companion)
     int8 = quantize(fp32, ship / "generator.onnx", meta)
     card = {
         "name": f"{c['bands']}/generator",
@@ -508,6 +534,16 @@ def release(ckpt: Path, ship: Path, command: str, metrics: dict | None = None) -
         },
         "metrics": metrics or {},
         "files": {"fp32": str(fp32.relative_to(fp32.parents[2])), "int8": "generator.onnx"},
+        "brightness_model": (
+            {
+                "file": companion,
+                "card": "brightness.json",
+                "role": "each corrected pixel keeps the physics correction's spectral direction and "
+                "takes its length from this learned remover's output (kumo_edge.physics)",
+            }
+            if companion
+            else None
+        ),
         # the fields every model card carries (README tables)
         "bands": {"centers_nm": list(bs.centers_nm), "fwhm_nm": list(bs.fwhm_nm)},
         "file": "generator.onnx",
@@ -565,6 +601,11 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--ship", type=Path, required=True, help="kumo_edge/models/<bands>")
     r.add_argument("--cv", type=Path, help="bench/results/removal_cv_<bands>.json for the card")
     r.add_argument("--command", default="", help="the training command, for the card")
+    r.add_argument(
+        "--brightness",
+        type=Path,
+        help="a learned remover (ONNX) shipped beside it as the brightness companion",
+    )
     e = sub.add_parser("export", help="export a checkpoint to ONNX with its contract")
     e.add_argument("--ckpt", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -586,7 +627,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(train(cfg, a.out))
     elif a.cmd == "release":
-        print(release(a.ckpt, a.ship, a.command, cv_metrics(a.cv) if a.cv else None))
+        metrics = cv_metrics(a.cv) if a.cv else None
+        print(release(a.ckpt, a.ship, a.command, metrics, a.brightness))
     else:
         print(export(a.ckpt, a.out))
 

@@ -35,9 +35,25 @@ bands it under-corrects and negative in those it over-corrects. The fit extrapol
 network cannot, and it needs contrast: tiles with fewer than 64 thin-cloud samples or a flat
 ``k`` map (standard deviation below 0.02) keep the network's values.
 
+**Small depths are the network's noise floor.** On scenes it never saw, the network reads a
+small optical depth on cloud-free ground too (measured on held-out AVIRIS tiles: median 0.03,
+90th percentile 0.1, where the truth is 0), and every such pixel gets a small correction that
+bends its spectrum. Depths below :data:`DEPTH_KNEE` are therefore softened before the fit
+(:func:`soften_depth`: ``k -> k**2 / knee``, continuous at the knee and unchanged above it):
+a pixel the network is unsure about is corrected less, one it calls clearly cloudy as before.
+
 **Thick cloud** is decided by the estimated transmittance, not the detector's hard class: where
 ``exp(-k) < thick_transmittance`` (contract ``kumo.thick_transmittance``, 0.2 if absent) the
 surface contributes too little to recover and the pixel keeps its input (flagged thick).
+
+**Brightness from a learned remover (optional).** Where the network under-reads the optical
+depth (measured with four bands: a tenth of the true depth on clouds finer than it was trained
+on), the inversion keeps the right spectral shape but removes too little brightness. A physics
+model file may name a companion learned remover (contract ``kumo.brightness_model``, a file
+beside it): then each corrected pixel keeps the physics correction's spectral direction and
+takes its length (the Euclidean norm over bands) from the companion's output, blended in by the
+same weights. The spectral angle is the physics correction's; the PSNR, the learned remover's.
+Thick pixels and tiles the gate keeps are not rescaled.
 
 **Do no harm.** Every tile's correction is checked before it is used (:func:`check_tile`); a
 tile that fails keeps its input unchanged and is reported ``kept`` with the reason:
@@ -56,6 +72,7 @@ tile that fails keeps its input unchanged and is reported ``kept`` with the reas
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numba as nb
@@ -64,7 +81,7 @@ import numpy.typing as npt
 
 from . import _runtime_kernels as _rk
 from .bands import BandSet
-from .errors import ModelContractError, ShapeError
+from .errors import ConfigError, ModelContractError, ShapeError
 
 if TYPE_CHECKING:
     from .runtime import Model
@@ -90,6 +107,9 @@ FIT_MIN_SAMPLES = 64
 FIT_MIN_STD = 0.02
 FIT_ALPHA = (-0.5, 3.5)
 FIT_GAIN = (0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
+#: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
+#: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
+DEPTH_KNEE = 0.15
 
 
 def spectral_terms(bands: BandSet) -> npt.NDArray[np.float32]:
@@ -382,6 +402,16 @@ def fit_spectrum(
     return out
 
 
+def soften_depth(params: npt.NDArray[np.float32], knee: float = DEPTH_KNEE) -> None:
+    """In place: the optical depth ``params[:, 0]`` below ``knee`` becomes ``k**2 / knee``
+    (module docstring); negative depths become 0. ``knee`` 0 leaves the depths as they are."""
+    k = params[:, 0]
+    np.maximum(k, 0.0, out=k)
+    if knee > 0:
+        small = k < knee
+        k[small] = k[small] * k[small] / np.float32(knee)
+
+
 def check_tile(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
@@ -420,14 +450,39 @@ class PhysicsRemover:
     physics = True
     #: Fit each tile's Angstrom exponent and optical-depth gain (:func:`fit_spectrum`).
     fit = True
+    #: Optical depths below this are softened (:func:`soften_depth`; 0: off).
+    depth_knee = DEPTH_KNEE
+    #: The companion learned remover whose output length each pixel takes (module
+    #: docstring), or None.
+    brightness: Model | None = None
 
-    def __init__(self, model: Model, fit: bool = True) -> None:
+    def __init__(
+        self,
+        model: Model,
+        fit: bool = True,
+        depth_knee: float = DEPTH_KNEE,
+        brightness: Model | None = None,
+    ) -> None:
         if model.contract.output != "cloud_params_half":
             raise ModelContractError(
                 f"{model.path.name}: a physics remover needs output 'cloud_params_half', got {model.contract.output!r}"
             )
         self.model = model
         self.fit = fit
+        if not 0.0 <= depth_knee < 1.0:
+            raise ConfigError(f"depth_knee must lie in [0, 1), got {depth_knee}")
+        self.depth_knee = float(depth_knee)
+        if brightness is not None:
+            if brightness.contract.kind != "generator" or brightness.contract.output in (
+                "cloud_params_half",
+                "probabilities_half",
+            ):
+                raise ModelContractError(
+                    f"{brightness.path.name}: a brightness model must be a generator returning "
+                    f"reflectance, got kind {brightness.contract.kind!r} output {brightness.contract.output!r}"
+                )
+            brightness.check_bands(model.bands)
+        self.brightness = brightness
         self.bands = model.bands
         self.contract = model.contract
         self.path = model.path
@@ -467,6 +522,7 @@ class PhysicsRemover:
         )
         ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
         p = np.ascontiguousarray(self.params(x), dtype=np.float32)
+        soften_depth(p, self.depth_knee)
         # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
         self.last_fit = (
             fit_spectrum(x, p, self.bands, ok, self.thick_transmittance) if self.fit else None
@@ -495,15 +551,63 @@ class PhysicsRemover:
             if why is not None:
                 y[i] = x[i]  # the input itself is never clipped
             verdicts.append(why)
-        return y, t550, t550 < self.thick_transmittance, verdicts
+        thick = t550 < self.thick_transmittance
+        if self.brightness is not None:
+            self._rescale(x, y, pc if weigh else None, thick, verdicts)
+        return y, t550, thick, verdicts
+
+    def _rescale(
+        self,
+        x: npt.NDArray[np.float32],
+        y: npt.NDArray[np.float32],
+        p_clear: npt.NDArray[np.float32] | None,
+        thick: npt.NDArray[np.bool_],
+        verdicts: list[str | None],
+    ) -> None:
+        """In place: each corrected pixel of ``y`` takes the length of the brightness model's
+        output, blended in by the same weights (module docstring)."""
+        assert self.brightness is not None
+        todo = [i for i, why in enumerate(verdicts) if why is None]
+        if not todo:
+            return
+        sel = slice(todo[0], todo[-1] + 1) if todo[-1] - todo[0] + 1 == len(todo) else todo
+        xs, ys = x[sel], y[sel]
+        g = self.brightness.run(np.ascontiguousarray(xs))
+        w = np.ones(thick[sel].shape, np.float32) if p_clear is None else 1.0 - p_clear[sel]
+        w[thick[sel]] = 0.0
+        g -= xs
+        g *= w[:, None]
+        g += xs  # the learned correction, blended as the physics one
+        scale = np.sqrt(np.einsum("nchw,nchw->nhw", g, g))
+        scale /= np.maximum(np.sqrt(np.einsum("nchw,nchw->nhw", ys, ys)), np.float32(1e-6))
+        scale[w == 0] = 1.0
+        ys *= scale[:, None]
+        moved = (w > 0)[:, None] & (ys > 1.0)
+        ys[moved] = 1.0  # clipped like every correction (thick pixels keep their input)
+        y[sel] = ys
 
     def run(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return self.correct(tiles)[0]
 
 
 def as_remover(model: Model) -> Model | PhysicsRemover:
-    """A loaded generator file as the stream's remover: physics models are wrapped."""
-    return PhysicsRemover(model) if model.contract.output == "cloud_params_half" else model
+    """A loaded generator file as the stream's remover: physics models are wrapped, with the
+    companion brightness model their contract names (``kumo.brightness_model``, a file beside
+    them) loaded alike."""
+    if model.contract.output != "cloud_params_half":
+        return model
+    name = model.contract.extra.get("brightness_model")
+    bright = None
+    if name:
+        from .runtime import Model
+
+        path = model.path.with_name(Path(name).name)
+        if not path.is_file():
+            raise ModelContractError(
+                f"{model.path.name}: its brightness model {path.name} is missing beside it"
+            )
+        bright = Model(path, model.requested_providers, model.threads)
+    return PhysicsRemover(model, brightness=bright)
 
 
 def upsample_params(half: npt.NDArray[np.float32], h: int, w: int) -> npt.NDArray[np.float32]:

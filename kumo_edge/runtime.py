@@ -329,6 +329,8 @@ class Model:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelContractError(f"{self.path}: no such model file")
+        # as asked for: a companion model file (PhysicsRemover's brightness) is loaded alike
+        self.requested_providers, self.threads = providers, threads
         prov: list[Any] = list(resolve_providers(providers))
         if "TensorrtExecutionProvider" in prov:
             cache = trt_cache_dir()

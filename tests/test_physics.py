@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from kumo_edge.bands import BandSet
-from kumo_edge.physics import PhysicsRemover, check_tile, fit_spectrum, invert
+from kumo_edge.physics import (
+    DEPTH_KNEE,
+    PhysicsRemover,
+    check_tile,
+    fit_spectrum,
+    invert,
+    soften_depth,
+)
 
 BANDS = BandSet.uniform(450, 850, 8, 50)
 
@@ -119,6 +126,89 @@ def test_thick_pixels_and_kept_tiles_keep_their_input_exactly():
     np.testing.assert_array_equal(out, x)  # neither corrected nor clipped
     dark = np.full((1, 8, 8, 8), 0.05, np.float32)
     out, _, _, verdicts = _FixedParams(k=0.5, albedo=0.9).correct(dark.copy())
+    assert verdicts == ["out_of_range"]
+    np.testing.assert_array_equal(out, dark)
+
+
+def test_soften_depth_shrinks_only_the_depths_below_the_knee():
+    k = np.array([-0.1, 0.0, 0.03, 0.1, 0.15, 0.1500001, 0.4, 2.0], np.float32)
+    p = np.zeros((1, 6, 1, k.size), np.float32)
+    p[0, 0, 0] = k
+    soften_depth(p, 0.15)
+    got = p[0, 0, 0]
+    np.testing.assert_allclose(got[4:], k[4:], rtol=1e-6)  # at and above the knee: unchanged
+    np.testing.assert_allclose(got[:4], [0.0, 0.0, 0.006, 0.1 / 1.5], rtol=1e-5)
+    assert np.all(np.diff(got) >= 0)  # still monotonic
+    assert np.all(p[0, 1:] == 0)  # the other parameters untouched
+    q = np.zeros((1, 6, 1, k.size), np.float32)
+    q[0, 0, 0] = k
+    soften_depth(q, 0.0)
+    np.testing.assert_allclose(q[0, 0, 0], np.maximum(k, 0))
+
+
+def test_depth_knee_spares_cloud_free_ground_and_leaves_clouds_as_they_were():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.05, 0.5, (1, 8, 16, 16)).astype(np.float32)  # cloud-free ground
+    noisy = _FixedParams(k=0.04, alpha=1.0, albedo=0.8)  # the network's noise floor
+    assert noisy.depth_knee == DEPTH_KNEE > 0.04
+    softened = np.abs(noisy.correct(x.copy())[0] - x).mean()
+    noisy.depth_knee = 0.0
+    raw = np.abs(noisy.correct(x.copy())[0] - x).mean()
+    assert raw > 0.005 and softened < 0.35 * raw
+    cloud = _FixedParams(k=0.6, alpha=1.0, albedo=0.8)  # a real cloud: corrected as before
+    y = cloud.correct(x.copy())[0]
+    cloud.depth_knee = 0.0
+    np.testing.assert_array_equal(y, cloud.correct(x.copy())[0])
+
+
+class _Brightness:
+    """A stand-in learned remover: darkens every pixel by a fixed factor."""
+
+    path = None
+
+    class contract:  # noqa: N801
+        kind, output = "generator", "residual_half"
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def check_bands(self, bands) -> None:  # noqa: ANN001
+        assert bands is BANDS
+
+    def run(self, x):  # noqa: ANN001, ANN201
+        return (x * self.factor).astype(np.float32)
+
+
+def test_brightness_model_sets_the_length_and_physics_the_direction():
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0.35, 0.7, (2, 8, 16, 16)).astype(np.float32)
+    p_clear = rng.uniform(0, 1, (2, 16, 16)).astype(np.float32)
+    plain = _FixedParams(k=0.3, alpha=1.0, albedo=0.6)
+    y0, t0, thick0, v0 = plain.correct(x.copy(), p_clear, weigh=True)
+    both = _FixedParams(k=0.3, alpha=1.0, albedo=0.6)
+    both.brightness = _Brightness(0.7)
+    y1, t1, thick1, v1 = both.correct(x.copy(), p_clear, weigh=True)
+    assert v0 == v1 == [None, None] and np.array_equal(thick0, thick1)
+    cos = (y0 * y1).sum(1) / np.linalg.norm(y0, axis=1) / np.linalg.norm(y1, axis=1)
+    assert cos.min() > 1 - 1e-6  # the physics correction's spectral direction
+    w = (1 - p_clear)[:, None]
+    want = np.linalg.norm(x + w * (0.7 * x - x), axis=1)  # the blended learned output's length
+    np.testing.assert_allclose(np.linalg.norm(y1, axis=1), want, rtol=1e-4)
+    assert not np.allclose(np.linalg.norm(y0, axis=1), want, rtol=1e-2)  # it did change
+
+
+def test_brightness_model_leaves_thick_pixels_and_kept_tiles_alone():
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.3, 1.4, (1, 8, 8, 8)).astype(np.float32)
+    thick = _FixedParams(k=2.0, albedo=0.9)
+    thick.brightness = _Brightness(0.5)
+    out, _, mask, _ = thick.correct(x.copy())
+    assert mask.all()
+    np.testing.assert_array_equal(out, x)
+    dark = np.full((1, 8, 8, 8), 0.05, np.float32)  # a bright haze over dark ground: kept
+    kept = _FixedParams(k=0.5, albedo=0.9)
+    kept.brightness = _Brightness(0.5)
+    out, _, _, verdicts = kept.correct(dark.copy())
     assert verdicts == ["out_of_range"]
     np.testing.assert_array_equal(out, dark)
 
@@ -296,6 +386,31 @@ def test_exported_physics_model_matches_torch(exported):  # noqa: ANN001
     ckpt, path, _, rem = exported
     assert rem.contract.output == "cloud_params_half" and rem.thick_transmittance == 0.2
     assert parity(ckpt, path) < 1e-4
+
+
+def test_contract_names_the_brightness_companion(exported, tmp_path):  # noqa: ANN001
+    import shutil
+
+    from export.physics import export
+    from kumo_edge.errors import ModelContractError
+    from kumo_edge.physics import as_remover
+    from kumo_edge.runtime import load_model
+
+    from conftest import random_models
+
+    ckpt, _, _, _ = exported
+    path = export(ckpt, tmp_path / "generator.onnx", tile=64, halo=8, brightness="brightness.onnx")
+    with pytest.raises(ModelContractError, match="brightness.onnx is missing"):
+        as_remover(load_model(path, threads=1))
+    shutil.copyfile(
+        random_models(tmp_path / "gen", seed=3)["generator"], tmp_path / "brightness.onnx"
+    )
+    rem = as_remover(load_model(path, threads=1))
+    assert isinstance(rem, PhysicsRemover) and rem.brightness is not None
+    assert rem.brightness.path.name == "brightness.onnx" and rem.brightness.threads == 1
+    x = np.random.default_rng(0).uniform(0.2, 0.6, (1, 4, 64, 64)).astype(np.float32)
+    alone = PhysicsRemover(rem.model).correct(x.copy())[0]
+    assert not np.allclose(rem.correct(x.copy())[0], alone)  # the companion changes lengths
 
 
 def test_physics_stream_equals_whole_image(exported):  # noqa: ANN001
