@@ -50,9 +50,17 @@ def models_table(cards: list[dict]) -> str:
         m = c["metrics"]
         if c["kind"] == "generator" and "cross_validation" in m:
             cv = m["cross_validation"]["summary"]
-            row = cv.get("physics INT8+detector") or cv.get("physics INT8") or {}
+            bright = bool(c.get("brightness_model"))
+            row = (
+                cv.get(
+                    "physics INT8+cgan brightness+detector" if bright else "physics INT8+detector"
+                )
+                or cv.get("physics INT8")
+                or {}
+            )
+            what = "physics, cGAN brightness (`brightness.onnx`)" if bright else "physics"
             metric = (
-                f"physics; CV by place ({row.get('scenes', 0)} held-out scenes, out-of-range clouds): "
+                f"{what}; CV by place ({row.get('scenes', 0)} held-out scenes, out-of-range clouds): "
                 f"PSNR gain {row.get('mean_gain_db', float('nan')):+.2f} dB mean, {row.get('min_gain_db', float('nan')):+.2f} worst; "
                 f"SAM below input on {row.get('sam_lower_than_input', 0)}/{row.get('scenes', 0)}"
             )

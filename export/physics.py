@@ -508,8 +508,15 @@ def release(
         companion = "brightness.onnx"
         if brightness.resolve() != (ship / companion).resolve():
             shutil.copyfile(brightness, ship / companion)
-            if brightness.with_suffix(".json").exists():
-                shutil.copyfile(brightness.with_suffix(".json"), ship / "brightness.json")
+            src = brightness.with_suffix(".json")
+            if src.exists():  # its own card, renamed for its place and role
+                bcard = json.loads(src.read_text())
+                bcard.update(
+                    name=f"{c['bands']}/brightness",
+                    file=companion,
+                    role=f"brightness companion of {c['bands']}/generator (kumo_edge.physics)",
+                )
+                (ship / "brightness.json").write_text(json.dumps(bcard, indent=2))
     fp32 = export(ckpt, art / "physics_fp32.onnx", metrics=metrics, brightness=companion)
     int8 = quantize(fp32, ship / "generator.onnx", meta)
     card = {

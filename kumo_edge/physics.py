@@ -52,8 +52,13 @@ on), the inversion keeps the right spectral shape but removes too little brightn
 model file may name a companion learned remover (contract ``kumo.brightness_model``, a file
 beside it): then each corrected pixel keeps the physics correction's spectral direction and
 takes its length (the Euclidean norm over bands) from the companion's output, blended in by the
-same weights. The spectral angle is the physics correction's; the PSNR, the learned remover's.
-Thick pixels and tiles the gate keeps are not rescaled.
+same weights. The spectral angle is the physics correction's; most of the PSNR, the learned
+remover's. The learned remover may only change a pixel's brightness as far as the physics
+remover sees cloud there: in full where its depth (after the knee and the fit) reaches
+:data:`BRIGHTNESS_DEPTH`, in proportion below, not at all where it sees none (measured on 21
+real Landsat-8 patches: the clear pixels' mean change 0.004 without this rule, as much as the
+learned remover alone makes, and 0.0004 with it). Thick pixels and tiles the gate keeps are
+not rescaled.
 
 **Do no harm.** Every tile's correction is checked before it is used (:func:`check_tile`); a
 tile that fails keeps its input unchanged and is reported ``kept`` with the reason:
@@ -107,6 +112,9 @@ FIT_MIN_SAMPLES = 64
 FIT_MIN_STD = 0.02
 FIT_ALPHA = (-0.5, 3.5)
 FIT_GAIN = (0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
+#: The brightness companion's length is taken in full where the physics remover's optical
+#: depth reaches this, in proportion below (module docstring).
+BRIGHTNESS_DEPTH = 0.05
 #: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
 #: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
 DEPTH_KNEE = 0.15
@@ -553,19 +561,21 @@ class PhysicsRemover:
             verdicts.append(why)
         thick = t550 < self.thick_transmittance
         if self.brightness is not None:
-            self._rescale(x, y, pc if weigh else None, thick, verdicts)
+            self._rescale(x, y, p[:, 0], pc if weigh else None, thick, verdicts)
         return y, t550, thick, verdicts
 
     def _rescale(
         self,
         x: npt.NDArray[np.float32],
         y: npt.NDArray[np.float32],
+        k: npt.NDArray[np.float32],
         p_clear: npt.NDArray[np.float32] | None,
         thick: npt.NDArray[np.bool_],
         verdicts: list[str | None],
     ) -> None:
         """In place: each corrected pixel of ``y`` takes the length of the brightness model's
-        output, blended in by the same weights (module docstring)."""
+        output, blended in by the same weights, in full where the physics depth ``k`` reaches
+        :data:`BRIGHTNESS_DEPTH` and in proportion below (module docstring)."""
         assert self.brightness is not None
         todo = [i for i, why in enumerate(verdicts) if why is None]
         if not todo:
@@ -580,6 +590,9 @@ class PhysicsRemover:
         g += xs  # the learned correction, blended as the physics one
         scale = np.sqrt(np.einsum("nchw,nchw->nhw", g, g))
         scale /= np.maximum(np.sqrt(np.einsum("nchw,nchw->nhw", ys, ys)), np.float32(1e-6))
+        scale -= 1.0
+        scale *= np.minimum(k[sel] / np.float32(BRIGHTNESS_DEPTH), np.float32(1.0))
+        scale += 1.0
         scale[w == 0] = 1.0
         ys *= scale[:, None]
         moved = (w > 0)[:, None] & (ys > 1.0)

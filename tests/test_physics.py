@@ -197,6 +197,26 @@ def test_brightness_model_sets_the_length_and_physics_the_direction():
     assert not np.allclose(np.linalg.norm(y0, axis=1), want, rtol=1e-2)  # it did change
 
 
+def test_brightness_model_changes_brightness_only_as_far_as_physics_sees_cloud():
+    from kumo_edge.physics import BRIGHTNESS_DEPTH
+
+    x = np.random.default_rng(8).uniform(0.35, 0.7, (1, 8, 8, 8)).astype(np.float32)
+    none = _FixedParams(k=0.0)  # no cloud seen: the learned remover may not darken anything
+    alone = none.correct(x.copy())[0]
+    none.brightness = _Brightness(0.5)
+    np.testing.assert_array_equal(none.correct(x.copy())[0], alone)
+    np.testing.assert_allclose(alone, x, atol=1e-6)
+    k = 0.06  # softened to 0.024 by the knee: under BRIGHTNESS_DEPTH, so in proportion
+    r = (k * k / DEPTH_KNEE) / BRIGHTNESS_DEPTH
+    assert 0.2 < r < 0.8
+    part = _FixedParams(k=k)
+    y0 = part.correct(x.copy())[0]
+    part.brightness = _Brightness(0.5)
+    y1 = part.correct(x.copy())[0]
+    n0, n1, nx = (np.linalg.norm(v, axis=1) for v in (y0, y1, x))
+    np.testing.assert_allclose(n1 / n0, 1 + r * (0.5 * nx / n0 - 1), rtol=1e-4)
+
+
 def test_brightness_model_leaves_thick_pixels_and_kept_tiles_alone():
     rng = np.random.default_rng(7)
     x = rng.uniform(0.3, 1.4, (1, 8, 8, 8)).astype(np.float32)
