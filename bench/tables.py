@@ -209,7 +209,8 @@ def quality_table(doc: dict) -> str:
             "",
             "\\* The physics remover was trained on these test scenes (all 15 hyperspectral crops, and "
             "for rgbn/rgb the clear Landsat-8/Sentinel-2 scenes): not held out here. Its held-out figures "
-            "are the cross-validation by place above.",
+            "are the cross-validation by place above. For rgbn and rgb it runs with its brightness "
+            "companion, the cGAN of the 'cGAN INT8 shipped' row (shipped alone until 2026-11-30).",
         ]
     st = doc["band_sets"]
     lines += [

@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +89,8 @@ class PhysicsConfig:
     #: cannot feed. They are never test scenes of the cross-validation (it holds out places of
     #: the hyperspectral corpus), and they bring satellite pixel sizes the airborne crops lack.
     multispectral: bool | None = None
+    #: share of training tiles with no cloud at all (TRAIN_RANGES' own share by default)
+    clear_fraction: float = TRAIN_RANGES.clear_fraction
     extra: dict = field(default_factory=dict)
 
 
@@ -237,10 +239,9 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
             if s.name != "landsat7_nc" and s.name not in hyper
         ]
         scenes += extra
-    ds = CloudyTiles(
-        scenes, cfg.tile, length=cfg.steps * cfg.batch, seed=cfg.seed, ranges=TRAIN_RANGES
-    )
-    val = CloudyTiles(scenes, cfg.tile, length=128, seed=cfg.seed + 1000, ranges=TRAIN_RANGES)
+    ranges = replace(TRAIN_RANGES, clear_fraction=cfg.clear_fraction)
+    ds = CloudyTiles(scenes, cfg.tile, length=cfg.steps * cfg.batch, seed=cfg.seed, ranges=ranges)
+    val = CloudyTiles(scenes, cfg.tile, length=128, seed=cfg.seed + 1000, ranges=ranges)
     rng = np.random.default_rng(cfg.seed)
     vb = _batch(val, range(128), rng, cfg.noise)
     lnr = torch.from_numpy(spectral_terms(bs))
@@ -611,6 +612,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--init", default="", help="start from this checkpoint (fine-tuning)")
     t.add_argument("--lr", type=float, default=PhysicsConfig.lr)
     t.add_argument("--alpha-weight", type=float, default=PhysicsConfig.alpha_weight)
+    t.add_argument(
+        "--clear-fraction",
+        type=float,
+        default=PhysicsConfig.clear_fraction,
+        help="share of training tiles with no cloud at all",
+    )
     r = sub.add_parser(
         "release",
         help="FP32 + INT8 export, the INT8 model into the package, its model card with the CV metrics",
@@ -642,6 +649,7 @@ def main(argv: list[str] | None = None) -> None:
             init=a.init,
             lr=a.lr,
             alpha_weight=a.alpha_weight,
+            clear_fraction=a.clear_fraction,
         )
         print(train(cfg, a.out))
     elif a.cmd == "release":
