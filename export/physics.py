@@ -547,7 +547,10 @@ def release(
             "seed": c["seed"],
             "wavelength_jitter_nm": list(JITTER_NM),
             "noise_sigma_max": c["noise"],
-            "cloud_ranges": {k: v for k, v in asdict(TRAIN_RANGES).items()},
+            "cloud_ranges": {
+                **asdict(TRAIN_RANGES),
+                "clear_fraction": c.get("clear_fraction", TRAIN_RANGES.clear_fraction),
+            },
             "scenes": card_rows(hyperspectral_corpus(names=meta["train_scenes"])),  # native bands
             "multispectral_scenes": meta.get("extra_scenes", []),
         },
