@@ -77,6 +77,8 @@ tile that fails keeps its input unchanged and is reported ``kept`` with the reas
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -493,6 +495,11 @@ class PhysicsRemover:
         self.brightness = brightness
         self.bands = model.bands
         self.contract = model.contract
+        if brightness is not None:  # tiles must suit both networks
+            self.contract = replace(
+                model.contract,
+                multiple=math.lcm(model.contract.multiple, brightness.contract.multiple),
+            )
         self.path = model.path
         self.thick_transmittance = float(
             model.contract.extra.get("thick_transmittance", THICK_TRANSMITTANCE)

@@ -27,6 +27,7 @@ shadow (corrected).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -255,9 +256,12 @@ class StreamProcessor:
             )  # refuses what the model bands cannot give
         self.T = cfg.tile or c.tile
         self.h = c.halo if cfg.halo is None else cfg.halo
-        if self.T % c.multiple:
+        multiple = c.multiple
+        if self.generator is not None and getattr(self.generator, "contract", None) is not None:
+            multiple = math.lcm(multiple, self.generator.contract.multiple)
+        if self.T % multiple:
             raise ConfigError(
-                f"tile {self.T} is not a multiple of {c.multiple}, which the models need"
+                f"tile {self.T} is not a multiple of {multiple}, which the models need"
             )
         self.s = self.T - 2 * self.h
         self.width = width

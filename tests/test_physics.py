@@ -445,6 +445,8 @@ def test_contract_names_the_brightness_companion(exported, tmp_path):  # noqa: A
     rem = as_remover(load_model(path, threads=1))
     assert isinstance(rem, PhysicsRemover) and rem.brightness is not None
     assert rem.brightness.path.name == "brightness.onnx" and rem.brightness.threads == 1
+    want = math.lcm(rem.model.contract.multiple, rem.brightness.contract.multiple)
+    assert rem.contract.multiple == want  # tiles must suit both networks
     x = np.random.default_rng(0).uniform(0.2, 0.6, (1, 4, 64, 64)).astype(np.float32)
     alone = PhysicsRemover(rem.model).correct(x.copy())[0]
     assert not np.allclose(rem.correct(x.copy())[0], alone)  # the companion changes lengths
