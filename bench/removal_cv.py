@@ -200,6 +200,12 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="further `export.physics train` arguments for the folds, e.g. '--clear-fraction 0.3'",
     )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="result file (default bench/results/removal_cv_<bands>.json, or for a variant "
+        "bench/results/variants/removal_cv_<bands>-<variant>.json)",
+    )
     a = ap.parse_args(argv)
     import torch
 
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         "environment": environment(),
     }
     # a variant's result goes beside, not over, the shipped recipe's (README tables read those)
-    out = (
+    out = a.out or (
         RESULTS / "variants" / f"removal_cv_{a.bands}-{a.variant}.json"
         if a.variant
         else RESULTS / f"removal_cv_{a.bands}.json"

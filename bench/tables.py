@@ -264,7 +264,12 @@ def removal_cv_table(doc: dict) -> str:
     methods = [m for m in methods if m not in ("fold", "input") and not _knee_grid_row(m)]
     lines = [
         f"Band set `{doc['bands']}`, {len(doc['per_scene'])} held-out scenes in {len(doc['folds'])} folds by place, "
-        f"{doc['tiles_per_scene']} tiles of {doc['tile']} px per scene, clouds from outside the training ranges and "
+        + (
+            f"physics folds trained with `{doc['train_args']}` (`--variant {doc['variant']}`), "
+            if doc.get("variant")
+            else ""
+        )
+        + f"{doc['tiles_per_scene']} tiles of {doc['tile']} px per scene, clouds from outside the training ranges and "
         f"from another cloud model; scored on pixels with true two-way transmittance >= 0.2. "
         f"Cells: PSNR gain over the input in dB [95 % bootstrap interval] / SAM in degrees. "
         f"{env['cpu']}, {env['date_utc'][:10]}.",
