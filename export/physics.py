@@ -521,16 +521,9 @@ def release(
     fp32 = export(ckpt, art / "physics_fp32.onnx", metrics=metrics)  # the network alone
     int8 = quantize(fp32, ship / "generator.onnx", meta)
     if companion:  # only the shipped file names its companion, which lies beside it
-        import onnx
+        from export.release import _set_props
 
-        from kumo_edge.runtime import PREFIX
-
-        model = onnx.load(str(int8))
-        prop = model.metadata_props.add()
-        prop.key, prop.value = PREFIX + "brightness_model", companion
-        tmp = int8.with_suffix(".onnx.tmp")
-        onnx.save(model, str(tmp))
-        tmp.replace(int8)
+        _set_props(int8, brightness_model=companion)
     card = {
         "name": f"{c['bands']}/generator",
         "kind": "generator",

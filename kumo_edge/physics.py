@@ -89,6 +89,7 @@ import numpy.typing as npt
 from . import _runtime_kernels as _rk
 from .bands import BandSet
 from .errors import ConfigError, ModelContractError, ShapeError
+from .tiling import batch_index
 
 if TYPE_CHECKING:
     from .runtime import Model
@@ -494,12 +495,15 @@ class PhysicsRemover:
             brightness.check_bands(model.bands)
         self.brightness = brightness
         self.bands = model.bands
-        self.contract = model.contract
-        if brightness is not None:  # tiles must suit both networks
-            self.contract = replace(
+        # tiles must suit both networks
+        self.contract = (
+            model.contract
+            if brightness is None
+            else replace(
                 model.contract,
                 multiple=math.lcm(model.contract.multiple, brightness.contract.multiple),
             )
+        )
         self.path = model.path
         self.thick_transmittance = float(
             model.contract.extra.get("thick_transmittance", THICK_TRANSMITTANCE)
@@ -584,10 +588,10 @@ class PhysicsRemover:
         output, blended in by the same weights, in full where the physics depth ``k`` reaches
         :data:`BRIGHTNESS_DEPTH` and in proportion below (module docstring)."""
         assert self.brightness is not None
-        todo = [i for i, why in enumerate(verdicts) if why is None]
-        if not todo:
+        todo = np.array([i for i, why in enumerate(verdicts) if why is None], np.int64)
+        if not todo.size:
             return
-        sel = slice(todo[0], todo[-1] + 1) if todo[-1] - todo[0] + 1 == len(todo) else todo
+        sel = batch_index(todo)
         xs, ys = x[sel], y[sel]
         g = self.brightness.run(np.ascontiguousarray(xs))
         w = np.ones(thick[sel].shape, np.float32) if p_clear is None else 1.0 - p_clear[sel]
@@ -604,7 +608,8 @@ class PhysicsRemover:
         ys *= scale[:, None]
         moved = (w > 0)[:, None] & (ys > 1.0)
         ys[moved] = 1.0  # clipped like every correction (thick pixels keep their input)
-        y[sel] = ys
+        if not isinstance(sel, slice):  # a slice gave a view of y, already written
+            y[sel] = ys
 
     def run(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         return self.correct(tiles)[0]

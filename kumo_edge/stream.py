@@ -47,6 +47,7 @@ from .tiling import (
     accumulate_tile_row,
     axis_origins,
     axis_weights,
+    batch_index,
     extract_tiles,
     taper,
 )
@@ -478,12 +479,6 @@ def blend_removed(
     tiles += removed
 
 
-def _batch_index(idx: npt.NDArray[np.int64]) -> slice | npt.NDArray[np.int64]:
-    """Index of a batch of tiles: consecutive tiles (the usual case) as a slice, so that
-    ``tiles[sel]`` is a view, not a copy of the batch."""
-    return slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
-
-
 def _physics_batch(
     tiles: npt.NDArray[np.float32],
     probs: npt.NDArray[np.float32],
@@ -499,7 +494,7 @@ def _physics_batch(
     thick class there, to the thin class elsewhere), tiles the gate refuses left as they were
     and recorded in ``kept``, each fitted tile's cloud spectrum (Angstrom exponent, gain on the
     optical depth) in ``fits``."""
-    sel = _batch_index(idx)
+    sel = batch_index(idx)
     corrected, _, thick, verdicts = remover.correct(
         tiles[sel], probs[sel, 0], valid[sel], weigh=blend != "full"
     )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
@@ -555,7 +550,7 @@ def process_tiles(
         if getattr(generator, "physics", False):
             _physics_batch(tiles, probs, valid, idx, generator, cfg.blend, kept, fits)
             continue
-        sel = _batch_index(idx)
+        sel = batch_index(idx)
         generated = (
             generator.run(tiles[sel], cls[sel])
             if getattr(generator, "needs_classes", False)

@@ -375,3 +375,9 @@ def tile_image(
     padded = pad_to(img, size, size)
     origins = inference_origins(padded.shape[1], padded.shape[2], size, halo)
     return extract_tiles(padded, origins, size), origins, (padded.shape[1], padded.shape[2])
+
+
+def batch_index(idx: npt.NDArray[np.int64]) -> slice | npt.NDArray[np.int64]:
+    """Index of a batch of tiles ``idx`` (ascending): consecutive tiles (the usual case) as a
+    slice, so that ``tiles[sel]`` is a view, not a copy of the batch."""
+    return slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == len(idx) else idx
