@@ -86,6 +86,11 @@ SYNTH_TEST = (
 )
 
 
+#: The largest synthetic-cloud sample drawn from the clear scenes: every scene group holds fully
+#: valid tiles of this size (BigEarthNet patches are 120 px); larger training tiles mirror it out.
+SYNTH_TILE = 96
+
+
 def release_bands(name: str) -> BandSet:
     return sensor_profile(RELEASE.get(name, name)).bands
 
@@ -235,7 +240,10 @@ class RealSampler:
 class SynthSampler:
     """Synthetic clouds over clear scenes, rendered in each scene's canonical bands."""
 
-    def __init__(self, scenes: list[Scene], tile: int, seed: int) -> None:
+    def __init__(self, scenes: list[Scene], tile: int, seed: int, size: int = 0) -> None:
+        #: samples are ``tile`` px drawn, mirrored out to ``size`` px when larger (many clear
+        #: scenes hold no fully valid tile above :data:`SYNTH_TILE`)
+        self.pad = max(0, size - tile)
         groups: dict[tuple, list[Scene]] = {}
         for s in scenes:
             try:
@@ -263,11 +271,17 @@ class SynthSampler:
             persistence=(0.4, 0.65),
             view_zenith_deg=(0.0, 10.0),
         )
-        self.groups = [
-            (np.array(idx), CloudyTiles(g, tile, 1 << 30, seed=seed + i, ranges=ranges))
-            for i, (idx, g) in enumerate(sorted(groups.items()))
-        ]
-        self.names = sorted(s.name for g in groups.values() for s in g)
+        self.groups = []
+        for i, (idx, g) in enumerate(sorted(groups.items())):
+            try:
+                ds = CloudyTiles(g, tile, 1 << 30, seed=seed + i, ranges=ranges)
+            except KumoError:  # every scene of the group smaller than the tile
+                logger.info(
+                    "synthetic clouds: %s too small for %d px tiles", [s.name for s in g], tile
+                )
+                continue
+            self.groups.append((np.array(idx), ds))
+        self.names = sorted(s.name for _, ds in self.groups for s in ds.scenes)
         w = np.array([len(ds.scenes) for _, ds in self.groups], float)
         self.p = w / w.sum()
 
@@ -283,6 +297,10 @@ class SynthSampler:
             pv = view_of(present, str(rng.choice(views_for(present))))
             y = it["classes"].copy()
             y[(it["tau"] >= 0.02) & (it["tau"] < 0.08)] = -1  # invisible cloud edges: no answer
+            if self.pad:
+                a, b = self.pad // 2, self.pad - self.pad // 2
+                x = np.pad(x, ((0, 0), (a, b), (a, b)), mode="reflect")
+                y = np.pad(y, ((a, b), (a, b)), mode="reflect")
             xs.append(x * pv[:, None, None])
             ps.append(pv)
             ys.append(y)
@@ -314,6 +332,8 @@ class DetectorRun:
     weight_decay: float = 1e-4
     widths: tuple[int, ...] = (8, 16, 32, 64)
     stem: int = 16
+    #: a tile-wide context block at the deepest level (:class:`export.nets.GlobalContext`)
+    context: bool = False
     real_fraction: float = 0.7
     shadow_weight: float = 1.5
     seed: int = 0
@@ -342,9 +362,12 @@ def train(run: DetectorRun) -> Path:
     train_p = [p for p in patches if p["name"] not in run.test_patches]
     real = RealSampler(train_p, run.tile)
     synth = SynthSampler(
-        [s for s in corpus_scenes() if s.name not in SYNTH_TEST], run.tile, run.seed
+        [s for s in corpus_scenes() if s.name not in SYNTH_TEST],
+        min(run.tile, SYNTH_TILE),
+        run.seed,
+        size=run.tile,
     )
-    net = SpectralDetector(len(CANON), run.widths, run.stem)
+    net = SpectralDetector(len(CANON), run.widths, run.stem, run.context)
     opt = torch.optim.AdamW(net.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, run.lr, total_steps=run.steps, pct_start=0.1)
     step = 0
@@ -400,7 +423,7 @@ def train(run: DetectorRun) -> Path:
 def load(ckpt: Path) -> SpectralDetector:
     st = torch.load(ckpt, weights_only=True, map_location="cpu")
     r = st["run"]
-    net = SpectralDetector(len(CANON), tuple(r["widths"]), r["stem"])
+    net = SpectralDetector(len(CANON), tuple(r["widths"]), r["stem"], r.get("context", False))
     net.load_state_dict(st["model"])
     return net.eval()
 
@@ -673,6 +696,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--steps", type=int, default=DetectorRun.steps)
     t.add_argument("--batch", type=int, default=DetectorRun.batch)
     t.add_argument("--tile", type=int, default=DetectorRun.tile)
+    t.add_argument(
+        "--context", action="store_true", help="a tile-wide context block at the deepest level"
+    )
     t.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
     t.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
@@ -683,6 +709,8 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
     c.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
+    c.add_argument("--batch", type=int, default=DetectorRun.batch)
+    c.add_argument("--context", action="store_true", help="see train --context")
     c.add_argument("--runs", default="runs/detcv_{k}", help="fold folders ({k}: the fold)")
     c.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
     r = sub.add_parser("release", help="fold, calibrate, quantise and ship one ONNX per band set")
@@ -704,7 +732,7 @@ def main(argv: list[str] | None = None) -> None:
 
         extra = (
             "--shadow-weight", str(a.shadow_weight), "--real-fraction", str(a.real_fraction),
-            "--tile", str(a.tile),
+            "--tile", str(a.tile), "--batch", str(a.batch), *(["--context"] if a.context else []),
         )  # fmt: skip
         run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
         print("now: python -m bench.detector_real")
@@ -719,6 +747,7 @@ def main(argv: list[str] | None = None) -> None:
             steps=a.steps,
             batch=a.batch,
             tile=a.tile,
+            context=a.context,
             shadow_weight=a.shadow_weight,
             real_fraction=a.real_fraction,
             seed=a.seed,

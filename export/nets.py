@@ -80,6 +80,8 @@ class EncoderDecoder(nn.Module):
         self.dec = nn.ModuleList(
             conv_block(widths[i] + widths[i - 1], widths[i - 1], norm) for i in levels
         )
+        #: applied to the deepest level's features (no parameters unless a subclass sets one)
+        self.context: nn.Module = nn.Identity()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -87,6 +89,7 @@ class EncoderDecoder(nn.Module):
         for d in self.down:
             h = d(h)
             skips.append(h)
+        h = self.context(h)
         for up, dec, skip in zip(self.ups, self.dec, reversed(skips[:-1]), strict=True):
             h = dec(torch.cat([up(h), skip], dim=1))
         return h
@@ -178,9 +181,27 @@ class DetectorConfig:
     classes: int = 4
     #: width of a per-pixel 1x1 "spectral stem" (convolution + ReLU) before the trunk; 0: none
     stem: int = 0
+    #: a tile-wide context at the deepest level (:class:`GlobalContext`)
+    context: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class GlobalContext(nn.Module):
+    """``relu(h + W mean(h))``: every position of the deepest level sees a summary of the whole
+    tile (a uniform bright tile is snow or cloud by what surrounds it, not by its colour). ``W``
+    starts at zero, so a new block is the identity. Exports as GlobalAveragePool, a 1x1
+    convolution and a broadcast addition."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.mix = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.mix.weight)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(h + self.mix(F.adaptive_avg_pool2d(h, 1)))
 
 
 class CloudDetector(EncoderDecoder):
@@ -197,6 +218,8 @@ class CloudDetector(EncoderDecoder):
         self.cfg = cfg
         self.stem = nn.Conv2d(cfg.in_ch, cfg.stem, 1) if cfg.stem else None
         self.head = nn.Conv2d(cfg.widths[0], cfg.classes, 1)
+        if cfg.context:
+            self.context = GlobalContext(cfg.widths[-1])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.stem is not None:
@@ -219,9 +242,11 @@ class SpectralDetector(nn.Module):
     ``W R`` as weights and ``b + E present`` as bias: one set of weights, one ONNX per band set,
     no run-time cost for the mapping."""
 
-    def __init__(self, n_canon: int, widths: tuple[int, ...], stem: int = 16) -> None:
+    def __init__(
+        self, n_canon: int, widths: tuple[int, ...], stem: int = 16, context: bool = False
+    ) -> None:
         super().__init__()
-        self.net = CloudDetector(DetectorConfig(n_canon, tuple(widths), 4, stem))
+        self.net = CloudDetector(DetectorConfig(n_canon, tuple(widths), 4, stem, context))
         self.presence = nn.Linear(n_canon, stem, bias=False)
 
     def forward(self, x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -240,7 +265,9 @@ class SpectralDetector(nn.Module):
         divided by ``temperature`` (calibration)."""
         assert self.net.stem is not None
         cfg = self.net.cfg
-        out = CloudDetector(DetectorConfig(matrix.shape[1], cfg.widths, cfg.classes, cfg.stem))
+        out = CloudDetector(
+            DetectorConfig(matrix.shape[1], cfg.widths, cfg.classes, cfg.stem, cfg.context)
+        )
         state = {k: v for k, v in self.net.state_dict().items() if not k.startswith("stem.")}
         w = self.net.stem.weight[:, :, 0, 0] @ matrix.float()
         state["stem.weight"] = w[:, :, None, None]

@@ -54,12 +54,15 @@ def test_set_loss_is_minus_log_of_the_allowed_set() -> None:
     assert set_loss(logits, labels).item() == pytest.approx(expect.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("context", [False, True])
 @pytest.mark.parametrize("profile", ["rgb", "rgbn", "satellogic-hsi", "sentinel2-msi"])
-def test_folded_detector_equals_the_training_graph(profile: str) -> None:
+def test_folded_detector_equals_the_training_graph(profile: str, context: bool) -> None:
     torch.manual_seed(0)
-    net = SpectralDetector(len(CANON), (8, 16), stem=8).eval()
+    net = SpectralDetector(len(CANON), (8, 16), stem=8, context=context).eval()
     with torch.no_grad():
         net.presence.weight.normal_()  # an untrained presence embedding is all but zero
+        if context:
+            net.net.context.mix.weight.normal_()  # a new context block is the identity
     bands = sensor_profile(profile).bands
     m, present = canonical_map(bands)
     x = torch.rand(2, len(bands), 32, 32)
@@ -70,6 +73,24 @@ def test_folded_detector_equals_the_training_graph(profile: str) -> None:
         hot = net.fold(torch.from_numpy(m), torch.from_numpy(present), temperature=2.0)(x)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(hot, want / 2.0, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_context_block_lets_a_far_corner_change_the_answer(context: bool) -> None:
+    """Without the block a pixel's answer depends on its neighbourhood only; with it, on the whole
+    tile (here a corner 60 px away, far outside the receptive field of a 2-level trunk)."""
+    torch.manual_seed(0)
+    net = SpectralDetector(len(CANON), (8, 16), stem=8, context=context).eval()
+    if context:
+        with torch.no_grad():
+            net.net.context.mix.weight.normal_()
+    x = torch.rand(1, len(CANON), 64, 64)
+    y = x.clone()
+    y[:, :, 48:, 48:] += 0.5
+    present = torch.ones(1, len(CANON))
+    with torch.no_grad():
+        a, b = net(x, present)[..., :8, :8], net(y, present)[..., :8, :8]
+    assert (a - b).abs().max().item() > 1e-6 if context else torch.equal(a, b)
 
 
 def test_export_band_set_writes_a_runtime_model(tmp_path: Path) -> None:
