@@ -130,6 +130,7 @@ def score(out: np.ndarray, clear: np.ndarray, cloudy: np.ndarray, t550: np.ndarr
     for b, (lo, hi) in BINS.items():
         m = (t550 >= lo) & (t550 < hi)
         d[f"se_{b}"], d[f"n_{b}"] = float(se[m].sum()), int(m.sum())
+        d[f"ang_{b}"] = float(ang[m].sum())
     return d
 
 
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             for key, v in raw[m].items():
                 pooled[m].setdefault(key, [])
                 pooled[m][key] += v if isinstance(v, list) else [v]
-    breakdown = {}
+    breakdown, sam_bins = {}, {}
     for m in methods:
         p = pooled[m]
         breakdown[m] = {
@@ -308,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
             - _psnr(sum(pooled["input"][f"se_{b}"]), sum(p[f"n_{b}"]))
             for b in BINS
         }
+        # the spectral angle by thickness: where the input's is small (grey ground under thin
+        # cloud), a correction's colour error shows more than the cloud did
+        sam_bins[m] = {b: sum(p[f"ang_{b}"]) / max(sum(p[f"n_{b}"]), 1) for b in BINS}
     summary = {}
     for m in methods[1:]:
         gains = np.array([v[m]["gain_db"] for v in per_scene.values()])
@@ -324,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
             "sam_lower_than_input": int(sum(sam_better)),
             "scenes": len(gains),
             "gain_by_thickness_db": breakdown[m],
+            "sam_by_thickness_deg": sam_bins[m],
+            "input_sam_by_thickness_deg": sam_bins["input"],
         }
         print(
             f"{m:18s} mean {gains.mean():+.2f} dB  min {gains.min():+.2f}  SAM better on {sum(sam_better)}/{len(gains)}  by thickness {breakdown[m]}"
