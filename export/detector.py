@@ -210,7 +210,8 @@ def cv_folds(patches: list[dict], k: int) -> list[list[str]]:
 class RealSampler:
     """Random crops of real patches in canonical bands, through a random view."""
 
-    def __init__(self, patches: list[dict], tile: int) -> None:
+    def __init__(self, patches: list[dict], tile: int, band_jitter: float = 0.0) -> None:
+        self.band_jitter = band_jitter
         self.items = []
         for p in patches:
             c, present = to_canonical(p["cube"], p["bands"])
@@ -229,7 +230,11 @@ class RealSampler:
             cc, ll = np.rot90(cc, r, (1, 2)), np.rot90(ll, r)
             if rng.random() < 0.5:
                 cc, ll = cc[:, :, ::-1], ll[:, ::-1]
+            # overall gain and a small per-band gain: sensors differ in calibration
             cc = cc * np.float32(rng.uniform(0.9, 1.1))
+            if self.band_jitter:
+                jit = rng.uniform(1 - self.band_jitter, 1 + self.band_jitter, (len(cc), 1, 1))
+                cc = cc * jit.astype(np.float32)
             pv = view_of(present, str(rng.choice(views_for(present))))
             xs.append(np.clip(cc, 0, 1) * pv[:, None, None])
             ps.append(pv)
@@ -336,6 +341,11 @@ class DetectorRun:
     context: bool = False
     real_fraction: float = 0.7
     shadow_weight: float = 1.5
+    #: per-band gain jitter of the real crops (uniform, +-)
+    band_jitter: float = 0.0
+    #: decay of an exponential moving average of the weights (0: none); the average is what
+    #: :func:`load` returns
+    ema: float = 0.0
     seed: int = 0
     threads: int = 1
 
@@ -360,7 +370,7 @@ def train(run: DetectorRun) -> Path:
     if unknown:
         raise KumoError(f"unknown real patches {unknown}")
     train_p = [p for p in patches if p["name"] not in run.test_patches]
-    real = RealSampler(train_p, run.tile)
+    real = RealSampler(train_p, run.tile, run.band_jitter)
     synth = SynthSampler(
         [s for s in corpus_scenes() if s.name not in SYNTH_TEST],
         min(run.tile, SYNTH_TILE),
@@ -378,6 +388,7 @@ def train(run: DetectorRun) -> Path:
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
         step = int(st["step"])
+    ema = _Ema(net, run.ema, st.get("ema") if last.exists() else None) if run.ema else None
     rng = np.random.default_rng([run.seed, step])
     weights = LABEL_WEIGHTS.clone()
     weights[3] = run.shadow_weight
@@ -397,6 +408,8 @@ def train(run: DetectorRun) -> Path:
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update(net)
         step += 1
         if step % 100 == 0 or step == run.steps:
             rec = {"step": step, "loss": round(loss.item(), 4), "elapsed_s": time.time() - t0}
@@ -410,6 +423,7 @@ def train(run: DetectorRun) -> Path:
                     "opt": opt.state_dict(),
                     "sched": sched.state_dict(),
                     "step": step,
+                    **({"ema": ema.state} if ema is not None else {}),
                     "run": {
                         k: list(v) if isinstance(v, tuple) else v for k, v in asdict(run).items()
                     },
@@ -420,11 +434,28 @@ def train(run: DetectorRun) -> Path:
     return last
 
 
+class _Ema:
+    """Exponential moving average of a network's weights (and normalisation statistics)."""
+
+    def __init__(self, net: torch.nn.Module, decay: float, state: dict | None = None) -> None:
+        self.decay = decay
+        self.state = state or {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        for k, v in net.state_dict().items():
+            if v.is_floating_point():
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+
 def load(ckpt: Path) -> SpectralDetector:
+    """The trained detector of a checkpoint: its weight average where the run kept one."""
     st = torch.load(ckpt, weights_only=True, map_location="cpu")
     r = st["run"]
     net = SpectralDetector(len(CANON), tuple(r["widths"]), r["stem"], r.get("context", False))
-    net.load_state_dict(st["model"])
+    net.load_state_dict(st.get("ema", st["model"]))
     return net.eval()
 
 
@@ -700,6 +731,8 @@ def main(argv: list[str] | None = None) -> None:
         "--context", action="store_true", help="a tile-wide context block at the deepest level"
     )
     t.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
+    t.add_argument("--band-jitter", type=float, default=DetectorRun.band_jitter)
+    t.add_argument("--ema", type=float, default=DetectorRun.ema, help="weight-average decay")
     t.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
@@ -707,6 +740,8 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--folds", type=int, default=4)
     c.add_argument("--steps", type=int, default=DetectorRun.steps)
     c.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
+    c.add_argument("--band-jitter", type=float, default=DetectorRun.band_jitter)
+    c.add_argument("--ema", type=float, default=DetectorRun.ema, help="weight-average decay")
     c.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--batch", type=int, default=DetectorRun.batch)
@@ -732,7 +767,8 @@ def main(argv: list[str] | None = None) -> None:
 
         extra = (
             "--shadow-weight", str(a.shadow_weight), "--real-fraction", str(a.real_fraction),
-            "--tile", str(a.tile), "--batch", str(a.batch), *(["--context"] if a.context else []),
+            "--tile", str(a.tile), "--batch", str(a.batch), "--band-jitter", str(a.band_jitter),
+            "--ema", str(a.ema), *(["--context"] if a.context else []),
         )  # fmt: skip
         run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
         print("now: python -m bench.detector_real")
@@ -749,6 +785,8 @@ def main(argv: list[str] | None = None) -> None:
             tile=a.tile,
             context=a.context,
             shadow_weight=a.shadow_weight,
+            band_jitter=a.band_jitter,
+            ema=a.ema,
             real_fraction=a.real_fraction,
             seed=a.seed,
             threads=a.threads,

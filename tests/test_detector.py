@@ -104,3 +104,23 @@ def test_export_band_set_writes_a_runtime_model(tmp_path: Path) -> None:
     p = m.run(x)
     assert p.shape == (1, 4, 64, 64)
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-4)
+
+
+def test_weight_average_follows_the_weights_and_keeps_counters() -> None:
+    from export.detector import _Ema
+
+    torch.manual_seed(0)
+    net = SpectralDetector(len(CANON), (8, 16), stem=8)
+    ema = _Ema(net, 0.9)
+    before = {k: v.clone() for k, v in ema.state.items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    net(torch.rand(2, len(CANON), 16, 16), torch.ones(2, len(CANON)))  # moves BN statistics
+    ema.update(net)
+    now = net.state_dict()
+    for k, v in ema.state.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.9 * before[k] + 0.1 * now[k])
+        else:
+            assert torch.equal(v, now[k])  # batch counters are copied, not averaged
