@@ -715,6 +715,52 @@ def set_shadow_thresholds(
 
 
 # -- command line ------------------------------------------------------------------------------
+def screen(
+    runs: list[str], folds: list[int], k: int = 4, views: tuple[str, ...] = ("rgbn", "swir6")
+) -> dict:
+    """A quick look at candidate recipes before a full cross-validation: each run's fold models
+    (``runs``: folder patterns with ``{k}``) on the real patches those folds held out, FP32 in
+    torch at the default operating point (not the runtime's INT8: ``bench.detector_real`` gives
+    the figures a release quotes). Returns, per run and view, pooled cloud accuracy and
+    clear-called-cloud and the accuracy of each patch."""
+    from export.evaluate import detection_scores
+    from kumo_edge.bands import resample
+    from kumo_edge.runtime import classify
+
+    patches = real_patches()
+    by_name = {p["name"]: p for p in patches}
+    fold_names = cv_folds(patches, k)
+    out: dict = {}
+    for pattern in runs:
+        for view in views:
+            want = CANON.subset(VIEWS[view])
+            ps, ts, per_patch = [], [], {}
+            for f in folds:
+                det = fold_for(load(Path(pattern.format(k=f)) / "last.pt"), want)
+                for name in fold_names[f]:
+                    p = by_name[name]
+                    try:
+                        m = resampling_matrix(p["bands"], want, tolerance_nm=60.0)
+                    except BandMappingError:
+                        continue
+                    x = np.clip(resample(p["cube"], m), 0, 1).astype(np.float32)
+                    with torch.no_grad():
+                        prob = torch.softmax(det(torch.from_numpy(x[None])), 1)[0].numpy()
+                    ok = p["labels"] >= 0
+                    pred = np.isin(classify(prob), (1, 2))[ok]
+                    truth = np.isin(p["labels"], (1, 2, 4))[ok]
+                    ps.append(pred)
+                    ts.append(truth)
+                    per_patch[name] = float(np.mean(pred == truth))
+            d = detection_scores(np.concatenate(ps), np.concatenate(ts))
+            out.setdefault(pattern, {})[view] = {
+                "accuracy": d["accuracy"],
+                "false_positive_rate": d["false_positive_rate"],
+                "per_patch_accuracy": per_patch,
+            }
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ap = argparse.ArgumentParser(
@@ -761,8 +807,26 @@ def main(argv: list[str] | None = None) -> None:
     )
     o.add_argument("--results", default="bench/results/detector_real.json")
     o.add_argument("--sets", default=",".join(RELEASE), help="band sets (comma separated)")
+    sc = sub.add_parser(
+        "screen",
+        help="compare recipes on some folds (FP32, quick; bench.detector_real gives the real figures)",
+    )
+    sc.add_argument("runs", nargs="+", help="fold folder patterns, e.g. 'runs/detcv_rf85_{k}'")
+    sc.add_argument("--folds", default="0,1", help="folds to score (comma separated)")
+    sc.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args(argv)
-    if a.cmd == "cv":
+    if a.cmd == "screen":
+        res = screen(a.runs, [int(f) for f in a.folds.split(",")])
+        for pattern, views in res.items():
+            for view, r in views.items():
+                print(
+                    f"{pattern:32s} {view:6s} accuracy {r['accuracy']:.1%}  "
+                    f"clear called cloud {r['false_positive_rate']:.1%}"
+                )
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps({"folds": a.folds, "results": res}, indent=1))
+    elif a.cmd == "cv":
         from bench._common import run_jobs
 
         extra = (

@@ -124,3 +124,55 @@ def test_weight_average_follows_the_weights_and_keeps_counters() -> None:
             torch.testing.assert_close(v, 0.9 * before[k] + 0.1 * now[k])
         else:
             assert torch.equal(v, now[k])  # batch counters are copied, not averaged
+
+
+def test_screen_scores_each_fold_on_the_patches_it_held_out(tmp_path: Path, monkeypatch) -> None:
+    """Two fold models, one of which calls everything cloud: each is scored on its own fold's
+    held-out patch, and the pooled figures are those of the two patches together."""
+    import export.detector as d
+
+    rgbn = sensor_profile("rgbn").bands
+    rng = np.random.default_rng(0)
+    patches = []
+    for i in range(4):
+        labels = np.zeros((32, 32), np.int64)
+        labels[:, : 8 * (i + 1)] = 4  # cloud, more of it in each patch
+        patches.append(
+            {
+                "name": f"p{i}",
+                "sensor": "s",
+                "land": "l",
+                "scheme": "cloud/not cloud",
+                "cube": rng.random((4, 32, 32), dtype=np.float32) * 0.3,
+                "bands": rgbn,
+                "labels": labels,
+            }  # fmt: skip
+        )
+    monkeypatch.setattr(d, "real_patches", lambda: patches)
+    folds = d.cv_folds(patches, 4)
+    for k, cloudy in ((0, False), (1, True)):
+        torch.manual_seed(k)
+        net = SpectralDetector(len(CANON), (8, 16), stem=8)
+        with torch.no_grad():
+            net.net.head.weight.zero_()
+            net.net.head.bias.copy_(
+                torch.tensor([0.0, 5.0, 5.0, 0.0] if cloudy else [5.0, 0, 0, 0])
+            )
+        out = tmp_path / f"f{k}"
+        out.mkdir()
+        torch.save(
+            {"model": net.state_dict(), "run": {"widths": [8, 16], "stem": 8}}, out / "last.pt"
+        )
+    res = d.screen([str(tmp_path / "f{k}")], [0, 1], views=("rgbn",))[str(tmp_path / "f{k}")][
+        "rgbn"
+    ]
+    clear_patch, cloud_patch = (patches[int(folds[k][0][1:])] for k in (0, 1))
+    frac = {p["name"]: float(np.mean(p["labels"] == 4)) for p in (clear_patch, cloud_patch)}
+    assert res["per_patch_accuracy"] == pytest.approx(
+        {
+            clear_patch["name"]: 1 - frac[clear_patch["name"]],
+            cloud_patch["name"]: frac[cloud_patch["name"]],
+        }
+    )
+    n_clear = sum(np.sum(p["labels"] == 0) for p in (clear_patch, cloud_patch))
+    assert res["false_positive_rate"] == pytest.approx(np.sum(cloud_patch["labels"] == 0) / n_clear)
