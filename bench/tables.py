@@ -260,8 +260,12 @@ def removal_cv_table(doc: dict) -> str:
     gain over the cloudy input and SAM, every method; then the summary."""
     env = doc["environment"]
     methods = list(next(iter(doc["per_scene"].values())).keys())
-    # the per-knee rows of the depth-knee study go to the summary only
-    methods = [m for m in methods if m not in ("fold", "input") and not _knee_grid_row(m)]
+    # the per-knee rows of the depth-knee study and the oracle analysis go to the summary only
+    methods = [
+        m
+        for m in methods
+        if m not in ("fold", "input") and not _knee_grid_row(m) and not m.endswith("(oracle)")
+    ]
     lines = [
         f"Band set `{doc['bands']}`, {len(doc['per_scene'])} held-out scenes in {len(doc['folds'])} folds by place, "
         + (
@@ -289,15 +293,25 @@ def removal_cv_table(doc: dict) -> str:
         )
     lines += [
         "",
-        "| method | mean gain dB [95 % CI over scenes] | worst scene | scenes < +1 dB | SAM below input | gain by true thickness (clear / thin / medium) |",
-        "|---|---|---:|---:|---:|---|",
+        "| method | mean gain dB [95 % CI over scenes] | worst scene | scenes < +1 dB | SAM below input | gain by true thickness (clear / thin / medium) | SAM by true thickness, deg |",
+        "|---|---|---:|---:|---:|---|---|",
     ]
+    sam_in = next(iter(doc["summary"].values())).get("input_sam_by_thickness_deg")
+    if sam_in:
+        lines.append(
+            "| input | | | | | | "
+            + " / ".join(f"{sam_in[b]:.2f}" for b in ("clear", "thin", "medium"))
+            + " |"
+        )
     for m, v in doc["summary"].items():
         t = v["gain_by_thickness_db"]
+        sam = v.get("sam_by_thickness_deg")
         lines.append(
             f"| {m} | {v['mean_gain_db']:+.2f} [{v['mean_gain_ci95'][0]:+.2f}, {v['mean_gain_ci95'][1]:+.2f}] | "
             f"{v['min_gain_db']:+.2f} | {len(v['scenes_below_1db'])} | {v['sam_lower_than_input']}/{v['scenes']} | "
-            f"{t['clear']:+.2f} / {t['thin']:+.2f} / {t['medium']:+.2f} |"
+            f"{t['clear']:+.2f} / {t['thin']:+.2f} / {t['medium']:+.2f} | "
+            + (" / ".join(f"{sam[b]:.2f}" for b in ("clear", "thin", "medium")) if sam else "-")
+            + " |"
         )
     return "\n".join(lines)
 
