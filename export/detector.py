@@ -792,6 +792,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--batch", type=int, default=DetectorRun.batch)
     c.add_argument("--context", action="store_true", help="see train --context")
+    c.add_argument("--seed", type=int, default=0, help="training seed of every fold")
     c.add_argument("--runs", default="runs/detcv_{k}", help="fold folders ({k}: the fold)")
     c.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
     r = sub.add_parser("release", help="fold, calibrate, quantise and ship one ONNX per band set")
@@ -832,7 +833,7 @@ def main(argv: list[str] | None = None) -> None:
         extra = (
             "--shadow-weight", str(a.shadow_weight), "--real-fraction", str(a.real_fraction),
             "--tile", str(a.tile), "--batch", str(a.batch), "--band-jitter", str(a.band_jitter),
-            "--ema", str(a.ema), *(["--context"] if a.context else []),
+            "--ema", str(a.ema), "--seed", str(a.seed), *(["--context"] if a.context else []),
         )  # fmt: skip
         run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
         print("now: python -m bench.detector_real")
