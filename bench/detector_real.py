@@ -34,27 +34,15 @@ from export.detector import (
     export_band_set,
     load,
     real_patches,
+    view_cube,
 )
 from export.evaluate import detection_scores, threshold_test
 from kumo_edge import metrics
-from kumo_edge.bands import resample, resampling_matrix
-from kumo_edge.errors import BandMappingError
 from kumo_edge.runtime import Model, ambiguous_bright, ambiguous_mask, classify, load_model
 
 #: ukis-csmask's band names for the canonical bands.
 UKIS_BANDS = ["blue", "green", "red", "nir", "swir16", "swir22"]
 TEMPERATURES = np.exp(np.linspace(np.log(0.4), np.log(4.0), 41))
-
-
-def _view_cube(p: dict, view: str) -> np.ndarray | None:
-    """The patch in the view's canonical bands (None if its bands cannot feed the view)."""
-    want = CANON.subset(VIEWS[view])
-    try:
-        return np.clip(
-            resample(p["cube"], resampling_matrix(p["bands"], want, tolerance_nm=60.0)), 0, 1
-        )
-    except BandMappingError:
-        return None
 
 
 def _ukis(cube: np.ndarray, view: str, level: str) -> np.ndarray:
@@ -188,7 +176,7 @@ def main() -> None:
             cloud_thr[(view, k)] = m.contract.cloud_threshold
             for name in test:
                 fold_of[name] = k
-                x = _view_cube(by_name[name], view)
+                x = view_cube(by_name[name], view)
                 if x is None:
                     continue
                 pr = m.run(x[None].astype(np.float32))[0]
@@ -198,7 +186,7 @@ def main() -> None:
         print(f"fold {k}: {len(test)} patches scored", flush=True)
     for p in patches:
         for view in VIEWS:
-            x = _view_cube(p, view)
+            x = view_cube(p, view)
             if x is None:
                 continue
             tt = threshold_test(x, CANON.subset(VIEWS[view]))
@@ -312,7 +300,7 @@ def main() -> None:
     for view, d in probs.items():
         per = {}
         for n, pr in d.items():
-            x = _view_cube(by_name[n], view)[:, ::4, ::4]
+            x = view_cube(by_name[n], view)[:, ::4, ::4]
             lab = by_name[n]["labels"][::4, ::4]
             frac = ambiguous_bright(x[None], pr[None], CANON.subset(VIEWS[view]))[0]
             fp = np.isin(classify(pr, 0.5, 0), (1, 2)) & np.isin(lab, (0, 3, 5))

@@ -715,6 +715,19 @@ def set_shadow_thresholds(
 
 
 # -- command line ------------------------------------------------------------------------------
+def view_cube(p: dict, view: str) -> np.ndarray | None:
+    """A real patch (:func:`real_patches`) in a view's canonical bands, as the runtime would get
+    it resampled (None where its bands cannot feed the view)."""
+    from kumo_edge.bands import resample
+
+    want = CANON.subset(VIEWS[view])
+    try:
+        m = resampling_matrix(p["bands"], want, tolerance_nm=60.0)
+    except BandMappingError:
+        return None
+    return np.clip(resample(p["cube"], m), 0, 1)
+
+
 def screen(
     runs: list[str], folds: list[int], k: int = 4, views: tuple[str, ...] = ("rgbn", "swir6")
 ) -> dict:
@@ -724,7 +737,6 @@ def screen(
     the figures a release quotes). Returns, per run and view, pooled cloud accuracy and
     clear-called-cloud and the accuracy of each patch."""
     from export.evaluate import detection_scores
-    from kumo_edge.bands import resample
     from kumo_edge.runtime import classify
 
     patches = real_patches()
@@ -733,17 +745,17 @@ def screen(
     out: dict = {}
     for pattern in runs:
         for view in views:
-            want = CANON.subset(VIEWS[view])
             ps, ts, per_patch = [], [], {}
             for f in folds:
-                det = fold_for(load(Path(pattern.format(k=f)) / "last.pt"), want)
+                det = fold_for(
+                    load(Path(pattern.format(k=f)) / "last.pt"), CANON.subset(VIEWS[view])
+                )
                 for name in fold_names[f]:
                     p = by_name[name]
-                    try:
-                        m = resampling_matrix(p["bands"], want, tolerance_nm=60.0)
-                    except BandMappingError:
+                    x = view_cube(p, view)
+                    if x is None:
                         continue
-                    x = np.clip(resample(p["cube"], m), 0, 1).astype(np.float32)
+                    x = x.astype(np.float32)
                     with torch.no_grad():
                         prob = torch.softmax(det(torch.from_numpy(x[None])), 1)[0].numpy()
                     ok = p["labels"] >= 0
