@@ -250,9 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     per_scene: dict = {}
     raws: dict = {}  # per scene and method: the per-tile sums (score)
     rng = np.random.default_rng(0)
-    oracle_rng = np.random.default_rng(
-        1
-    )  # its own draws: the other rows' intervals stay as they were
+    # the oracle row draws its bootstrap from its own generator: the other rows' intervals
+    # stay as they were before it existed
+    oracle_rng = np.random.default_rng(1)
     for k, held in enumerate(FOLDS):
         ckpt = fold_dir(a.bands, k, variant=a.variant) / "best.pt"
         fp32 = export(ckpt, ckpt.with_name("physics_fp32.onnx"))

@@ -40,7 +40,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from export.data import SHARED, CloudRanges, CloudyTiles, Scene, real_cloud_patches, shared_scenes
 from export.nets import CloudDetector, SpectralDetector, count_macs, count_params
-from kumo_edge.bands import BandSet, resampling_matrix
+from kumo_edge.bands import BandSet, resample, resampling_matrix
 from kumo_edge.config import sensor_profile
 from kumo_edge.errors import BandMappingError, KumoError
 
@@ -714,12 +714,10 @@ def set_shadow_thresholds(
         print(name, "shadow threshold for 70 % recall", tau, "(written)" if write_files else "")
 
 
-# -- command line ------------------------------------------------------------------------------
+# -- screening candidate recipes ---------------------------------------------------------------
 def view_cube(p: dict, view: str) -> np.ndarray | None:
     """A real patch (:func:`real_patches`) in a view's canonical bands, as the runtime would get
     it resampled (None where its bands cannot feed the view)."""
-    from kumo_edge.bands import resample
-
     want = CANON.subset(VIEWS[view])
     try:
         m = resampling_matrix(p["bands"], want, tolerance_nm=60.0)
@@ -773,6 +771,7 @@ def screen(
     return out
 
 
+# -- command line ------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ap = argparse.ArgumentParser(
