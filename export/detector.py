@@ -732,8 +732,10 @@ def screen(
     """A quick look at candidate recipes before a full cross-validation: each run's fold models
     (``runs``: folder patterns with ``{k}``) on the real patches those folds held out, FP32 in
     torch at the default operating point (not the runtime's INT8: ``bench.detector_real`` gives
-    the figures a release quotes). Returns, per run and view, pooled cloud accuracy and
-    clear-called-cloud and the accuracy of each patch."""
+    the figures a release quotes). A run given as ``A+B`` is the ensemble of A's and B's fold
+    models (their class probabilities averaged): what more compute per tile would buy. Returns,
+    per run and view, pooled cloud accuracy and clear-called-cloud and the accuracy of each
+    patch."""
     from export.evaluate import detection_scores
     from kumo_edge.runtime import classify
 
@@ -745,17 +747,20 @@ def screen(
         for view in views:
             ps, ts, per_patch = [], [], {}
             for f in folds:
-                det = fold_for(
-                    load(Path(pattern.format(k=f)) / "last.pt"), CANON.subset(VIEWS[view])
-                )
+                want = CANON.subset(VIEWS[view])
+                dets = [
+                    fold_for(load(Path(m.format(k=f)) / "last.pt"), want)
+                    for m in pattern.split("+")
+                ]
                 for name in fold_names[f]:
                     p = by_name[name]
                     x = view_cube(p, view)
                     if x is None:
                         continue
-                    x = x.astype(np.float32)
+                    xt = torch.from_numpy(x.astype(np.float32)[None])
                     with torch.no_grad():
-                        prob = torch.softmax(det(torch.from_numpy(x[None])), 1)[0].numpy()
+                        prob = torch.stack([torch.softmax(d(xt), 1)[0] for d in dets]).mean(0)
+                    prob = prob.numpy()
                     ok = p["labels"] >= 0
                     pred = np.isin(classify(prob), (1, 2))[ok]
                     truth = np.isin(p["labels"], (1, 2, 4))[ok]
@@ -823,7 +828,11 @@ def main(argv: list[str] | None = None) -> None:
         "screen",
         help="compare recipes on some folds (FP32, quick; bench.detector_real gives the real figures)",
     )
-    sc.add_argument("runs", nargs="+", help="fold folder patterns, e.g. 'runs/detcv_rf85_{k}'")
+    sc.add_argument(
+        "runs",
+        nargs="+",
+        help="fold folder patterns, e.g. 'runs/detcv_rf85_{k}'; 'A+B' scores the ensemble of A and B",
+    )
     sc.add_argument("--folds", default="0,1", help="folds to score (comma separated)")
     sc.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args(argv)
