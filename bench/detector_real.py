@@ -303,12 +303,17 @@ def main() -> None:
             x = view_cube(by_name[n], view)[:, ::4, ::4]
             lab = by_name[n]["labels"][::4, ::4]
             frac = ambiguous_bright(x[None], pr[None], CANON.subset(VIEWS[view]))[0]
-            fp = np.isin(classify(pr, 0.5, 0), (1, 2)) & np.isin(lab, (0, 3, 5))
+            called = np.isin(classify(pr, 0.5, 0), (1, 2))
+            fp = called & np.isin(lab, (0, 3, 5))
+            tp = called & np.isin(lab, (1, 2, 4))
             flag = ambiguous_mask(x, pr, CANON.subset(VIEWS[view]))
             per[n] = {
                 "ambiguous_bright": float(frac),
                 "false_cloud_pixels_flagged": float((flag & fp).sum() / max(fp.sum(), 1)),
                 "false_cloud_pixels": int(fp.sum()),
+                # the price: true cloud calls the flag puts in doubt
+                "true_cloud_pixels_flagged": float((flag & tp).sum() / max(tp.sum(), 1)),
+                "true_cloud_pixels": int(tp.sum()),
             }
         snow_names = [n for n in per if by_name[n]["land"] == "SnowIce"]
         amb[view] = {
@@ -316,10 +321,16 @@ def main() -> None:
             "other_patches_mean": float(
                 np.mean([v["ambiguous_bright"] for n, v in per.items() if n not in snow_names])
             ),
-            "false_cloud_pixels_flagged_all": float(
-                sum(v["false_cloud_pixels_flagged"] * v["false_cloud_pixels"] for v in per.values())
-                / max(sum(v["false_cloud_pixels"] for v in per.values()), 1)
-            ),
+            **{
+                f"{kind}_cloud_pixels_flagged_all": float(
+                    sum(
+                        v[f"{kind}_cloud_pixels_flagged"] * v[f"{kind}_cloud_pixels"]
+                        for v in per.values()
+                    )
+                    / max(sum(v[f"{kind}_cloud_pixels"] for v in per.values()), 1)
+                )
+                for kind in ("false", "true")
+            },
         }
 
     # speed, side by side in one run

@@ -431,17 +431,21 @@ def detector_real_table(doc: dict) -> str:
     if amb:
         lines += [
             "",
-            "`ambiguous_bright` (bright, white pixels whose P(cloud) lies in 0.2-0.8), out of fold:",
+            "`ambiguous_bright` (bright, white pixels whose P(cloud) lies in 0.2-0.8, or, with a "
+            "SWIR-1 band, that are called cloud while as snow-like as ice: NDSI >= 0.4), out of fold:",
             "",
-            "| band set | snow/ice patches | other patches (mean) | clear pixels called cloud that it flags |",
-            "|---|---|---:|---:|",
+            "| band set | snow/ice patches | other patches (mean) | clear pixels called cloud that it flags | cloud pixels called cloud that it flags |",
+            "|---|---|---:|---:|---:|",
         ]
         for view, a in amb.items():
             snow = ", ".join(
                 f"{n} {v['ambiguous_bright']:.1%}" for n, v in a["snow_ice_patches"].items()
             )
+            true = a.get("true_cloud_pixels_flagged_all")
             lines.append(
-                f"| {view} | {snow} | {a['other_patches_mean']:.1%} | {a['false_cloud_pixels_flagged_all']:.1%} |"
+                f"| {view} | {snow} | {a['other_patches_mean']:.1%} | {a['false_cloud_pixels_flagged_all']:.1%} | "
+                + (f"{true:.1%}" if true is not None else "-")
+                + " |"
             )
     sp = doc.get("speed", {})
     if sp:

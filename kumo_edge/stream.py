@@ -192,7 +192,7 @@ class Report:
                 for r in sorted({t["kept_reason"] for t in self.tiles if t.get("kept_reason")})
             },
             "tiles_drop": sum(t["drop"] for t in self.tiles),
-            # tiles where at least 5 % of the pixels are bright and the detector cannot call them
+            # tiles where at least 5 % of the pixels are bright and the bands cannot call them
             "tiles_ambiguous_bright": sum(
                 t.get("ambiguous_bright", 0.0) >= 0.05 for t in self.tiles
             ),

@@ -27,6 +27,23 @@ def test_ambiguous_bright_counts_bright_white_pixels_the_detector_cannot_call() 
     assert ambiguous_bright(cube[:, 3:], p, nir).tolist() == [0.0]
 
 
+def test_ambiguous_bright_flags_cloud_calls_on_snow_like_pixels_where_swir_exists() -> None:
+    """With SWIR-1, a bright white pixel called cloud is ambiguous when it is as dark in the SWIR
+    as snow or ice (NDSI >= 0.4), not when it stays bright there (a water cloud); without SWIR the
+    same call is left alone."""
+    swir6 = sensor_profile("rgbn-swir").bands  # blue, green, red, NIR, SWIR-1, SWIR-2
+    cube = np.full((1, 6, 1, 3), 0.7, np.float32)  # three bright white pixels
+    cube[0, 4:, 0, 0] = 0.15  # ice-like: NDSI (0.7 - 0.15) / 0.85 = 0.65
+    cube[0, 4:, 0, 1] = 0.45  # water-cloud-like: NDSI 0.22
+    cube[0, 4:, 0, 2] = 0.15  # ice-like, but the detector calls it clear
+    p = np.zeros((1, 4, 1, 3), np.float32)
+    p[0, 2] = [0.95, 0.95, 0.05]  # P(thick)
+    p[0, 0] = 1.0 - p[0, 2]
+    assert ambiguous_bright(cube, p, swir6).tolist() == [1 / 3]
+    rgbn = sensor_profile("rgbn").bands
+    assert ambiguous_bright(cube[:, :4], p, rgbn).tolist() == [0.0]
+
+
 def test_shadow_operating_point() -> None:
     import pytest
 
