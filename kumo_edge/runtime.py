@@ -252,13 +252,20 @@ def ambiguous_bright(
         bands: Band set of ``cube``.
         valid: ``(N, H, W)`` valid pixels (default: all).
     """
-    if not any(440.0 <= c <= 700.0 for c in bands.centers_nm):
-        return np.zeros(len(cube))
-    amb = np.stack([ambiguous_mask(c, p, bands) for c, p in zip(cube, probs, strict=True)])
+    amb = ambiguous_masks(cube, probs, bands)
     if valid is not None:
         amb &= valid
         return amb.sum(axis=(1, 2)) / np.maximum(valid.sum(axis=(1, 2)), 1)
     return amb.mean(axis=(1, 2))
+
+
+def ambiguous_masks(
+    cube: npt.NDArray[np.float32], probs: npt.NDArray[np.float32], bands: BandSet
+) -> npt.NDArray[np.bool_]:
+    """``(N, H, W)``: :func:`ambiguous_mask` of every tile of ``(N, C, H, W)`` ``cube``."""
+    if not any(440.0 <= c <= 700.0 for c in bands.centers_nm):
+        return np.zeros((len(cube), *cube.shape[2:]), bool)
+    return np.stack([ambiguous_mask(c, p, bands) for c, p in zip(cube, probs, strict=True)])
 
 
 def ambiguous_mask(

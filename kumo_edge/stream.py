@@ -41,7 +41,7 @@ from .config import DEFAULT_BATCH
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .physics import PhysicsRemover
 from .remover import Remover
-from .runtime import Model, ambiguous_bright
+from .runtime import Model, ambiguous_masks
 from .tiling import (
     GridBlender,
     accumulate_tile_row,
@@ -83,7 +83,9 @@ class StreamConfig:
         min_fraction: A tile goes to the generator when at least this fraction of its pixels is
             thin cloud or shadow.
         drop_fraction: Tiles whose cloud fraction (thin + thick) exceeds this are marked
-            ``drop`` in the report (downlink prioritisation).
+            ``drop`` in the report (downlink prioritisation). Cloud calls on ambiguous bright
+            pixels (``ambiguous_bright``: snow, ice or cloud, the bands cannot tell) do not
+            count: what might be ground is not thrown away.
         remove: Run the generator at all (False: detection only).
         output_bands: ``"model"`` (the models' band set) or ``"input"`` (resampled back to the
             input's band set; refused when the model bands cannot produce it, e.g. SWIR bands
@@ -536,7 +538,11 @@ def process_tiles(
     cls = detector.classify(probs, axis=1)
     n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
     frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
-    amb = ambiguous_bright(tiles, probs, detector.bands, valid)  # on the input, before removal
+    # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud),
+    # and those of them the detector calls cloud (which the drop rule does not count)
+    amb_px = ambiguous_masks(tiles, probs, detector.bands) & valid
+    amb = amb_px.sum(axis=(1, 2)) / n_valid
+    amb_cloud = (amb_px & ((cls == 1) | (cls == 2))).sum(axis=(1, 2)) / n_valid
     todo = (
         np.flatnonzero((frac[1] + frac[3]) >= cfg.min_fraction)
         if generator is not None
@@ -590,7 +596,8 @@ def process_tiles(
             "shadow_fraction": round(float(frac[3][i]), 4),
             "ambiguous_bright": round(float(amb[i]), 4),
             "decision": decision,
-            "drop": cloud > cfg.drop_fraction,
+            # what might be snow or ice is never thrown away as cloud
+            "drop": cloud - float(amb_cloud[i]) > cfg.drop_fraction,
         }
         if i in kept:
             rec["kept_reason"] = kept[i]

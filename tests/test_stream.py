@@ -250,3 +250,36 @@ def test_embedding_through_callbacks(models) -> None:  # noqa: ANN001
     ref, ref_mask = _run(StreamProcessor(150, RGBN, det, gen), cube, 40)
     np.testing.assert_array_equal(np.concatenate([x.data for x in lines], axis=1), ref)
     np.testing.assert_array_equal(np.concatenate([x.mask for x in lines]), ref_mask)
+
+
+class _SureCloudDetector:
+    """Six bands with SWIR; every pixel called thick cloud with P = 0.95."""
+
+    bands = sensor_profile("rgbn-swir").bands
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        p = np.zeros((batch.shape[0], 4, *batch.shape[2:]), np.float32)
+        p[:, 2], p[:, 0] = 0.95, 0.05
+        return p
+
+    def classify(self, probs: np.ndarray, axis: int = 1) -> np.ndarray:
+        from kumo_edge.runtime import classify
+
+        return classify(probs, 0.5, axis)
+
+
+def test_drop_rule_never_throws_away_what_might_be_snow() -> None:
+    """Two tiles the detector calls cloud with the same certainty: the one as dark in the SWIR as
+    snow or ice is ambiguous and not marked drop; the one bright in the SWIR (a water cloud) is."""
+    from kumo_edge.stream import Report, process_tiles
+
+    tiles = np.full((2, 6, 16, 16), 0.7, np.float32)
+    tiles[0, 4:] = 0.15  # NDSI 0.65: snow, ice or an ice cloud
+    tiles[1, 4:] = 0.5  # NDSI 0.17: a water cloud
+    rep = Report()
+    process_tiles(
+        tiles, np.ones((2, 16, 16), bool), _SureCloudDetector(), None, StreamConfig(), rep
+    )
+    assert [t["cloud_fraction"] for t in rep.tiles] == [1.0, 1.0]
+    assert [t["ambiguous_bright"] for t in rep.tiles] == [1.0, 0.0]
+    assert [t["drop"] for t in rep.tiles] == [False, True]

@@ -182,7 +182,8 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             default=0.7,
             show_default=True,
             type=click.FloatRange(0, 1),
-            help="Report tiles more cloudy than this as 'drop' (downlink prioritisation).",
+            help="Report tiles more cloudy than this as 'drop' (downlink prioritisation); cloud "
+            "calls on ambiguous bright pixels (snow, ice or cloud) do not count.",
         ),
         click.option(
             "--shadow-threshold",
