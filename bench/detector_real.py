@@ -141,6 +141,49 @@ def shadow_operating_points(
     return out
 
 
+def drop_rule(
+    fullp: dict[str, dict[str, np.ndarray]],
+    by_name: dict,
+    fold_of: dict[str, int],
+    cloud_thr: dict[tuple[str, int], float],
+    tile: int = 256,
+) -> dict:
+    """The downlink ``drop`` rule on the real patches cut into ``tile``-px tiles, out of fold:
+    with every cloud call counted (``before``) and without the calls on ambiguous bright pixels
+    (``now``, :mod:`kumo_edge.stream`). A tile is truly cloudy when its labelled cloud fraction
+    exceeds the drop fraction; the mostly clear tiles a rule drops are named."""
+    from kumo_edge.stream import StreamConfig
+
+    limit = StreamConfig().drop_fraction
+    out = {}
+    for view, d in fullp.items():
+        bands = CANON.subset(VIEWS[view])
+        rows = []
+        for n, pr in d.items():
+            x, lab = view_cube(by_name[n], view), by_name[n]["labels"]
+            for y0 in range(0, lab.shape[0], tile):
+                for x0 in range(0, lab.shape[1], tile):
+                    win = np.s_[y0 : y0 + tile, x0 : x0 + tile]
+                    ok = lab[win] >= 0
+                    if not ok.any():
+                        continue
+                    p = pr[(slice(None), *win)].astype(np.float32)
+                    called = np.isin(classify(p, cloud_thr[(view, fold_of[n])], 0), (1, 2))
+                    amb = ambiguous_mask(x[(slice(None), *win)], p, bands)
+                    truth = float(np.isin(lab[win][ok], (1, 2, 4)).mean())
+                    rows.append((n, called.mean(), (called & ~amb).mean(), truth > limit))
+        res = {"tiles": len(rows), "drop_fraction": limit}
+        for key, col in (("before", 1), ("now", 2)):
+            dropped = [r for r in rows if r[col] > limit]
+            res[key] = {
+                "dropped": len(dropped),
+                "mostly_clear_dropped": sorted(r[0] for r in dropped if not r[3]),
+                "cloudy_kept": sum(1 for r in rows if r[3] and r[col] <= limit),
+            }
+        out[view] = res
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=4)
@@ -333,6 +376,8 @@ def main() -> None:
             },
         }
 
+    drop = drop_rule(fullp, by_name, fold_of, cloud_thr)
+
     # speed, side by side in one run
     speed: dict = {}
     tile = np.random.default_rng(0).random((1, 4, 256, 256), dtype=np.float32) * 0.5
@@ -366,6 +411,7 @@ def main() -> None:
         "results": results,
         "calibration": calib,
         "ambiguous_bright": amb,
+        "drop_rule": drop,
         "shadow_operating_point": shadow_op,
         "speed": speed,
         "notes": [

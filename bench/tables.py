@@ -447,6 +447,24 @@ def detector_real_table(doc: dict) -> str:
                 + (f"{true:.1%}" if true is not None else "-")
                 + " |"
             )
+    drop = doc.get("drop_rule", {})
+    if drop:
+        lim = next(iter(drop.values()))["drop_fraction"]
+        lines += [
+            "",
+            f"The downlink `drop` rule (cloud fraction above {lim:g}) on the patches cut into 256-px tiles, out of fold: "
+            "every cloud call counted (before) and without the calls on `ambiguous_bright` pixels (now, the runtime's rule):",
+            "",
+            "| band set | tiles | dropped before / now | mostly clear tiles dropped before | ... now | cloudy tiles kept before / now |",
+            "|---|---:|---:|---|---|---:|",
+        ]
+        for view, r in drop.items():
+            b, n = r["before"], r["now"]
+            lines.append(
+                f"| {view} | {r['tiles']} | {b['dropped']} / {n['dropped']} | "
+                f"{', '.join(b['mostly_clear_dropped']) or 'none'} | {', '.join(n['mostly_clear_dropped']) or 'none'} | "
+                f"{b['cloudy_kept']} / {n['cloudy_kept']} |"
+            )
     sp = doc.get("speed", {})
     if sp:
         lines += ["", "Speed, one run, " + doc["environment"].get("cpu", "") + ":", ""]
