@@ -152,7 +152,7 @@ def drop_rule(
     with every cloud call counted (``before``) and without the calls on ambiguous bright pixels
     (``now``, :mod:`kumo_edge.stream`). A tile is truly cloudy when its labelled cloud fraction
     exceeds the drop fraction; the mostly clear tiles a rule drops are named."""
-    from kumo_edge.stream import StreamConfig
+    from kumo_edge.stream import StreamConfig, drop_flags
 
     limit = StreamConfig().drop_fraction
     out = {}
@@ -170,15 +170,23 @@ def drop_rule(
                     p = pr[(slice(None), *win)].astype(np.float32)
                     called = np.isin(classify(p, cloud_thr[(view, fold_of[n])], 0), (1, 2))
                     amb = ambiguous_mask(x[(slice(None), *win)], p, bands)
+                    every = np.ones((1, *called.shape), bool)
                     truth = float(np.isin(lab[win][ok], (1, 2, 4)).mean())
-                    rows.append((n, called.mean(), (called & ~amb).mean(), truth > limit))
+                    rows.append(
+                        (
+                            n,
+                            bool(drop_flags(called[None], ~every, every, limit)[0]),  # all calls
+                            bool(drop_flags(called[None], amb[None], every, limit)[0]),  # runtime
+                            truth > limit,
+                        )
+                    )
         res = {"tiles": len(rows), "drop_fraction": limit}
         for key, col in (("before", 1), ("now", 2)):
-            dropped = [r for r in rows if r[col] > limit]
+            dropped = [r for r in rows if r[col]]
             res[key] = {
                 "dropped": len(dropped),
                 "mostly_clear_dropped": sorted(r[0] for r in dropped if not r[3]),
-                "cloudy_kept": sum(1 for r in rows if r[3] and r[col] <= limit),
+                "cloudy_kept": sum(1 for r in rows if r[3] and not r[col]),
             }
         out[view] = res
     return out

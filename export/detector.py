@@ -742,16 +742,19 @@ def screen(
     patches = real_patches()
     by_name = {p["name"]: p for p in patches}
     fold_names = cv_folds(patches, k)
+    nets: dict[Path, SpectralDetector] = {}  # each checkpoint loaded once, for every view
     out: dict = {}
     for pattern in runs:
         for view in views:
             ps, ts, per_patch = [], [], {}
             for f in folds:
                 want = CANON.subset(VIEWS[view])
-                dets = [
-                    fold_for(load(Path(m.format(k=f)) / "last.pt"), want)
-                    for m in pattern.split("+")
-                ]
+                dets = []
+                for m in pattern.split("+"):
+                    ckpt = Path(m.format(k=f)) / "last.pt"
+                    if ckpt not in nets:
+                        nets[ckpt] = load(ckpt)
+                    dets.append(fold_for(nets[ckpt], want))
                 for name in fold_names[f]:
                     p = by_name[name]
                     x = view_cube(p, view)

@@ -481,6 +481,19 @@ def blend_removed(
     tiles += removed
 
 
+def drop_flags(
+    cloud: npt.NDArray[np.bool_],
+    ambiguous: npt.NDArray[np.bool_],
+    valid: npt.NDArray[np.bool_],
+    drop_fraction: float,
+) -> npt.NDArray[np.bool_]:
+    """Per tile of ``(N, H, W)`` masks, the downlink ``drop`` rule: its cloud calls, not counting
+    those on ambiguous bright pixels (snow, ice or cloud: what might be ground is never thrown
+    away), cover more than ``drop_fraction`` of its valid pixels."""
+    n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
+    return (cloud & ~ambiguous & valid).sum(axis=(1, 2)) / n_valid > drop_fraction
+
+
 def _physics_batch(
     tiles: npt.NDArray[np.float32],
     probs: npt.NDArray[np.float32],
@@ -538,11 +551,11 @@ def process_tiles(
     cls = detector.classify(probs, axis=1)
     n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
     frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
-    # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud),
-    # and those of them the detector calls cloud (which the drop rule does not count)
+    # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud)
     amb_px = ambiguous_masks(tiles, probs, detector.bands) & valid
     amb = amb_px.sum(axis=(1, 2)) / n_valid
-    amb_cloud = (amb_px & ((cls == 1) | (cls == 2))).sum(axis=(1, 2)) / n_valid
+    # the physics remover may move cloud between thin and thick, never in or out of cloud
+    drop = drop_flags((cls == 1) | (cls == 2), amb_px, valid, cfg.drop_fraction)
     todo = (
         np.flatnonzero((frac[1] + frac[3]) >= cfg.min_fraction)
         if generator is not None
@@ -596,8 +609,7 @@ def process_tiles(
             "shadow_fraction": round(float(frac[3][i]), 4),
             "ambiguous_bright": round(float(amb[i]), 4),
             "decision": decision,
-            # what might be snow or ice is never thrown away as cloud
-            "drop": cloud - float(amb_cloud[i]) > cfg.drop_fraction,
+            "drop": bool(drop[i]),
         }
         if i in kept:
             rec["kept_reason"] = kept[i]
