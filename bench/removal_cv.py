@@ -24,6 +24,7 @@ import argparse
 import math
 import sys
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,13 @@ NESTED_ROW = "physics INT8+detector, knee nested"
 #: it never touched clear ground (its spectral angle is also the brightness pair's: the pair
 #: keeps the physics direction).
 ORACLE_ROW = "physics INT8+detector, clear pixels left alone (oracle)"
+#: Analysis rows (``--analysis``), not methods: the physics remover (INT8, no detector; compare
+#: with the "physics INT8" row) given the TRUE optical depth map instead of its network's, the
+#: true cloud albedo (at 550 nm), or both; the per-tile spectral fit still runs. How much of
+#: what is left is the network's estimates.
+DEPTH_ROW = "physics INT8, true depth (analysis)"
+ALBEDO_ROW = "physics INT8, true albedo (analysis)"
+DEPTH_ALBEDO_ROW = "physics INT8, true depth and albedo (analysis)"
 #: Thickness breakdown: bins of the true two-way transmittance at 550 nm.
 BINS = {"clear": (0.98, 1.01), "thin": (0.5, 0.98), "medium": (0.2, 0.5)}
 
@@ -96,8 +104,29 @@ def train_folds(
     run_jobs(todo, jobs)
 
 
-def _tiles(scene, n: int, size: int, seed: int) -> tuple[np.ndarray, list[dict]]:
-    from export.physics import alien_clouds
+class _GivenParams(PhysicsRemover):
+    """The physics remover with some of its network's parameters replaced by given maps
+    (``given``: parameter index -> ``(N, H, W)``, the tiles of the next call)."""
+
+    given: dict[int, np.ndarray] = {}  # noqa: RUF012
+
+    def params(self, tiles: np.ndarray) -> np.ndarray:
+        p = self.model.run(tiles)
+        for i, v in self.given.items():
+            p[:, i] = v
+        return p
+
+
+def _tiles(
+    scene,
+    n: int,
+    size: int,
+    seed: int,
+    ranges=None,  # noqa: ANN001
+) -> tuple[np.ndarray, list[dict]]:
+    from export.physics import AlienRanges, alien_clouds
+
+    ranges = ranges or AlienRanges()
 
     rng = np.random.default_rng(seed)
     origins = clean_origins(scene.valid, size)
@@ -106,8 +135,13 @@ def _tiles(scene, n: int, size: int, seed: int) -> tuple[np.ndarray, list[dict]]
         y, x = origins[rng.integers(len(origins))]
         c = np.ascontiguousarray(scene.cube[:, y : y + size, x : x + size])
         clear.append(c)
-        clouds.append(alien_clouds(c, scene.bands, rng, scene.gsd_m))
+        clouds.append(alien_clouds(c, scene.bands, rng, scene.gsd_m, ranges))
     return np.stack(clear), clouds
+
+
+def _given(rem: _GivenParams, x: np.ndarray, given: dict[int, np.ndarray]) -> np.ndarray:
+    rem.given = given
+    return rem.correct(x)[0]
 
 
 def _stream(det, rem, blend: str = "detector"):  # noqa: ANN001, ANN202
@@ -207,6 +241,19 @@ def main(argv: list[str] | None = None) -> None:
         help="further `export.physics train` arguments for the folds, e.g. '--clear-fraction 0.3'",
     )
     ap.add_argument(
+        "--clouds",
+        default="alien",
+        choices=["alien", "alien-flat"],
+        help="test clouds: export.physics.AlienRanges, or the same draws with a flat albedo and a "
+        "straight Angstrom law (no tilt, no curvature): what the alien cloud model's shape costs",
+    )
+    ap.add_argument(
+        "--analysis",
+        action="store_true",
+        help="also the analysis rows: the physics remover given the true optical depth, the true "
+        "cloud albedo, or both, instead of its network's",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         help="result file (default bench/results/removal_cv_<bands>.json, or for a variant "
@@ -215,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     import torch
 
-    from export.physics import corpus, export, quantize
+    from export.physics import AlienRanges, corpus, export, quantize
     from export.train import band_set
 
     if not a.eval_only:
@@ -244,6 +291,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     if residual:
         methods.append("residual (corpus)+detector")
+    if a.analysis:
+        methods += [DEPTH_ROW, ALBEDO_ROW, DEPTH_ALBEDO_ROW]
+    ranges = AlienRanges()
+    if a.clouds == "alien-flat":
+        # u() still draws the tilt and curvature: every other parameter is the same draw
+        ranges = replace(ranges, tilt=(0.0, 0.0), curvature=(0.0, 0.0))
     knees = [float(v) for v in a.knees.split(",") if v]
     grid = [f"{KNEE_ROW} {v:g}" for v in knees]
     methods += grid
@@ -280,9 +333,23 @@ def main(argv: list[str] | None = None) -> None:
             if name not in scenes:
                 continue
             seed = zlib.crc32(name.encode())  # every scene its own cloud draws
-            clear, clouds = _tiles(scenes[name], a.tiles, 64, seed)
+            clear, clouds = _tiles(scenes[name], a.tiles, 64, seed, ranges)
             cloudy = np.stack([c["cloudy"] for c in clouds])
             t550 = np.stack([c["t550"] for c in clouds])
+            if a.analysis:
+                given = _GivenParams(rem8.model)
+                depth = -np.log(np.maximum(t550, 1e-6))
+                albedo = np.stack(
+                    [
+                        np.full(t550.shape[1:], c["params"]["cloud_albedo"], np.float32)
+                        for c in clouds
+                    ]
+                )
+                run[DEPTH_ROW] = lambda x, r=given, d=depth: _given(r, x, {0: d})
+                run[ALBEDO_ROW] = lambda x, r=given, al=albedo: _given(r, x, {2: al})
+                run[DEPTH_ALBEDO_ROW] = lambda x, r=given, d=depth, al=albedo: _given(
+                    r, x, {0: d, 2: al}
+                )
             outs = {m: run[m](cloudy) for m in methods if m != ORACLE_ROW}
             untouched = (t550 >= BINS["clear"][0])[:, None]
             outs[ORACLE_ROW] = np.where(untouched, cloudy, outs["physics INT8+detector"])
@@ -357,7 +424,8 @@ def main(argv: list[str] | None = None) -> None:
         "steps": a.steps,
         "tiles_per_scene": a.tiles,
         "tile": 64,
-        "clouds": "export.physics.alien_clouds (AlienRanges: outside TRAIN_RANGES, curved Angstrom law, tilted albedo, r^-3 sky light)",
+        "clouds": "export.physics.alien_clouds (AlienRanges: outside TRAIN_RANGES, curved Angstrom law, tilted albedo, r^-3 sky light)"
+        + (", with a flat albedo and a straight Angstrom law" if a.clouds == "alien-flat" else ""),
         "scored_pixels": "true two-way transmittance at 550 nm >= 0.2",
         "depth_knee": DEPTH_KNEE,
         "variant": a.variant,
@@ -367,10 +435,16 @@ def main(argv: list[str] | None = None) -> None:
         "per_scene": per_scene,
         "environment": environment(),
     }
-    # a variant's result goes beside, not over, the shipped recipe's (README tables read those)
+    # a variant's or an analysis's result goes beside, not over, the shipped recipe's (README
+    # tables read those)
+    tag = "-".join(
+        t
+        for t in (a.variant, "" if a.clouds == "alien" else a.clouds, "analysis" * a.analysis)
+        if t
+    )
     out = a.out or (
-        RESULTS / "variants" / f"removal_cv_{a.bands}-{a.variant}.json"
-        if a.variant
+        RESULTS / "variants" / f"removal_cv_{a.bands}-{tag}.json"
+        if tag
         else RESULTS / f"removal_cv_{a.bands}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)

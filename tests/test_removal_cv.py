@@ -29,3 +29,31 @@ def test_nested_knee_is_chosen_without_the_held_out_folds_scenes() -> None:
     for k in range(1, len(FOLDS)):
         assert {chosen[n] for n in FOLDS[k]} == {0.1}
     assert set(chosen) == {n for held in FOLDS for n in held}
+
+
+def test_analysis_rows_correct_with_the_given_maps_not_the_networks() -> None:
+    import numpy as np
+
+    from bench.removal_cv import _given, _GivenParams
+    from kumo_edge.bands import BandSet
+
+    bands = BandSet.uniform(450, 850, 8, 50)
+    rng = np.random.default_rng(0)
+    surface = rng.uniform(0.05, 0.45, (1, 8, 32, 32)).astype(np.float32)
+    k = np.tile(np.linspace(0.0, 1.2, 32, dtype=np.float32), (32, 1))[None]  # clear to medium
+    t = np.exp(-k[:, None] * ((bands.centers / 550.0) ** -1.0)[None, :, None, None])
+    x = (surface * t + 0.6 * (1 - t)).astype(np.float32)
+
+    class _Net:  # a network that reads a third of the depth and the wrong albedo
+        def run(self, tiles: np.ndarray) -> np.ndarray:
+            p = np.empty((len(tiles), 6, *tiles.shape[2:]), np.float32)
+            p[:, 0], p[:, 1], p[:, 2], p[:, 3], p[:, 4], p[:, 5] = k / 3, 1.0, 0.9, 1.0, 0.15, 2.0
+            return p
+
+    rem = object.__new__(_GivenParams)  # no model file: only what correct() needs
+    rem.model, rem.bands, rem.thick_transmittance = _Net(), bands, 0.2
+    err = lambda y: float(np.abs(y - surface).mean())  # noqa: E731
+    truth = _given(rem, x.copy(), {0: k, 2: np.full_like(k, 0.6)})
+    net = _given(rem, x.copy(), {})
+    assert err(truth) < 0.1 * err(x)  # the true maps recover the surface
+    assert err(net) > 3 * err(truth)  # and they, not the network's, were used
