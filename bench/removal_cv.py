@@ -117,6 +117,13 @@ class _GivenParams(PhysicsRemover):
         return p
 
 
+def _trained_steps(folder: Path) -> int:
+    """The last step a fold's training log records."""
+    import json
+
+    return json.loads(folder.joinpath("log.jsonl").read_text().splitlines()[-1])["step"]
+
+
 def _tiles(
     scene,
     n: int,
@@ -421,7 +428,11 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "removal_cv",
         "bands": a.bands,
         "folds": [list(f) for f in FOLDS],
-        "steps": a.steps,
+        # what the evaluated fold checkpoints were trained for (not --steps: with --eval-only
+        # the folds are used as they are)
+        "steps": sorted(
+            {_trained_steps(fold_dir(a.bands, k, variant=a.variant)) for k in range(len(FOLDS))}
+        ),
         "tiles_per_scene": a.tiles,
         "tile": 64,
         "clouds": "export.physics.alien_clouds (AlienRanges: outside TRAIN_RANGES, curved Angstrom law, tilted albedo, r^-3 sky light)"
