@@ -39,7 +39,15 @@ from export.nets import EncoderDecoder, UNet, UNetConfig, count_macs, count_para
 from export.scenes import card_rows, hyperspectral_corpus
 from kumo_edge.bands import BandSet
 from kumo_edge.clouds import CloudField, CloudParams
-from kumo_edge.physics import N_PARAMS, T_MIN, THICK_TRANSMITTANCE, spectral_terms
+from kumo_edge.physics import (
+    FIT_ALBEDO,
+    FIT_MIN_SAMPLES,
+    FIT_MIN_STD,
+    N_PARAMS,
+    T_MIN,
+    THICK_TRANSMITTANCE,
+    spectral_terms,
+)
 
 logger = logging.getLogger("kumo_edge.physics_train")
 
@@ -91,6 +99,10 @@ class PhysicsConfig:
     multispectral: bool | None = None
     #: share of training tiles with no cloud at all (TRAIN_RANGES' own share by default)
     clear_fraction: float = TRAIN_RANGES.clear_fraction
+    #: fit one cloud albedo per tile in closed form (as the runtime then does, contract
+    #: ``kumo.fit_albedo``) instead of using the network's albedo map: the depth map is trained
+    #: to pair with a fitted albedo, which extrapolates where the network's cannot
+    fit_albedo: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -120,11 +132,36 @@ def up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+def tile_albedo(
+    x: torch.Tensor, p: torch.Tensor, lnr: torch.Tensor, lo: float, hi: float
+) -> torch.Tensor:
+    """Per tile, the cloud albedo in ``[lo, hi]`` that leaves the corrected surface least
+    correlated with the depth map (the runtime's :func:`kumo_edge.physics.fit_spectrum`
+    criterion at its network's exponent and gain 1, in closed form over all non-thick pixels);
+    tiles with too little depth contrast keep the network's map. ``p``: full-res params."""
+    k = p[:, 0:1].clamp(min=0.0)
+    t = torch.exp(-k * torch.exp(-p[:, 1:2] * lnr.view(1, -1, 1, 1))).clamp(min=T_MIN)
+    use = (k <= -math.log(THICK_TRANSMITTANCE)).float()
+    cnt = use.sum((1, 2, 3), keepdim=True)
+    kc = (k - (k * use).sum((1, 2, 3), keepdim=True) / cnt.clamp(min=1.0)) * use
+    pb = (x / t * kc).sum((2, 3))  # (N, C): slopes' numerators, the shared 1/var dropped
+    qb = ((1.0 / t - 1.0) * kc).sum((2, 3))
+    a = ((pb * qb).sum(1) / (qb * qb).sum(1).clamp(min=1e-12)).clamp(lo, hi)
+    std = ((kc * kc).sum((1, 2, 3)) / cnt.flatten().clamp(min=1.0)).sqrt()
+    ok = (cnt.flatten() >= FIT_MIN_SAMPLES) & (std >= FIT_MIN_STD)
+    return torch.where(ok.view(-1, 1, 1, 1), a.view(-1, 1, 1, 1), p[:, 2:3])
+
+
 def invert(
-    x: torch.Tensor, half: torch.Tensor, lnr: torch.Tensor
+    x: torch.Tensor, half: torch.Tensor, lnr: torch.Tensor, fit_albedo: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The runtime's inversion in torch: ``(surface, t550, illum550)`` from half-res params."""
+    """The runtime's inversion in torch: ``(surface, t550, illum550)`` from half-res params
+    (with ``fit_albedo``, the albedo of :func:`tile_albedo`)."""
     p = up2(half)
+    if fit_albedo:
+        p = torch.cat(
+            [p[:, :2], tile_albedo(x, p, lnr, *FIT_ALBEDO).expand_as(p[:, 2:3]), p[:, 3:]], 1
+        )
     k, a, alb, d, f, q = (p[:, i : i + 1] for i in range(N_PARAMS))
     d = d.clamp(0.0, 1.0)
     lnr = lnr.view(1, -1, 1, 1)
@@ -182,7 +219,7 @@ def losses(
         t550 = illum = None
     else:
         half = net(b["cloudy"])
-        y, t550, illum = invert(b["cloudy"], half, lnr)
+        y, t550, illum = invert(b["cloudy"], half, lnr, cfg.fit_albedo)
     rec = (b["t550"] >= THICK_TRANSMITTANCE).float()[:, None]
     n = rec.sum().clamp(min=1.0)
     yc = y.clamp(-0.1, 1.1)
@@ -439,6 +476,8 @@ def export(
     )
     model = onnx.load_from_string(f.getvalue())
     extra = {"thick_transmittance": repr(THICK_TRANSMITTANCE)}
+    if c.get("fit_albedo"):
+        extra["fit_albedo"] = "1"
     if brightness:
         extra["brightness_model"] = brightness
     return write_model(model, contract("cloud_params_half", "physics"), out, extra)
@@ -614,6 +653,12 @@ def main(argv: list[str] | None = None) -> None:
         default=PhysicsConfig.clear_fraction,
         help="share of training tiles with no cloud at all",
     )
+    t.add_argument(
+        "--fit-albedo",
+        action="store_true",
+        help="fit one cloud albedo per tile in closed form, in training and (through the "
+        "contract) at run time, instead of the network's albedo map",
+    )
     r = sub.add_parser(
         "release",
         help="FP32 + INT8 export, the INT8 model into the package, its model card with the CV metrics",
@@ -646,6 +691,7 @@ def main(argv: list[str] | None = None) -> None:
             lr=a.lr,
             alpha_weight=a.alpha_weight,
             clear_fraction=a.clear_fraction,
+            fit_albedo=a.fit_albedo,
         )
         print(train(cfg, a.out))
     elif a.cmd == "release":

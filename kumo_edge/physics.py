@@ -115,6 +115,9 @@ FIT_MIN_SAMPLES = 64
 FIT_MIN_STD = 0.02
 FIT_ALPHA = (-0.5, 3.5)
 FIT_GAIN = (0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
+#: The range of a cloud albedo fitted per tile (models whose contract asks for it,
+#: ``kumo.fit_albedo``; module docstring).
+FIT_ALBEDO = (0.3, 1.0)
 #: The brightness companion's length is taken in full where the physics remover's optical
 #: depth reaches this, in proportion below (module docstring).
 BRIGHTNESS_DEPTH = 0.05
@@ -280,26 +283,48 @@ def invert(
 
 
 @nb.njit(inline="always")
-def _fit_cost(xs, ks, kc, den, As, lnr, g, alpha, ns):  # pragma: no cover - numba
+def _fit_cost(xs, ks, kc, den, As, lnr, g, alpha, ns, alb):  # pragma: no cover - numba
     """Sum over bands of the squared regression slope, on the centred ``k`` (``den`` its sum of
     squares), of the surface corrected with gain ``g`` and exponent ``alpha``; samples
-    ``[:ns]``."""
+    ``[:ns]``. With ``alb[0] < alb[1]`` the albedo is one per tile, the value in that range
+    with the least cost (the corrected surface ``x / t - A (1 / t - 1)`` is linear in it, so
+    that value has a closed form), else each sample's network albedo ``As``. Returns
+    ``(cost, albedo)`` (albedo NaN: the network's)."""
     c = xs.shape[0]
-    cost = 0.0
+    fit_alb = alb[0] < alb[1]
+    pb = np.empty(c, np.float32)
+    qb = np.empty(c, np.float32)
     for b in range(c):
         u = np.float32(g) * _exp(-np.float32(alpha) * lnr[b])
         acc = np.float32(0.0)
+        acq = np.float32(0.0)
         for j in range(ns):
             t = max(_exp(-u * ks[j]), np.float32(T_MIN))
-            acc += ((xs[b, j] - As[j]) / t + As[j]) * kc[j]
-        slope = acc / den
+            if fit_alb:  # corrected = x / t - A * (1 / t - 1)
+                acc += xs[b, j] / t * kc[j]
+                acq += (np.float32(1.0) / t - np.float32(1.0)) * kc[j]
+            else:
+                acc += ((xs[b, j] - As[j]) / t + As[j]) * kc[j]
+        pb[b] = acc / den
+        qb[b] = acq / den
+    a_best = np.nan
+    if fit_alb:
+        num = 0.0
+        q2 = 0.0
+        for b in range(c):
+            num += pb[b] * qb[b]
+            q2 += qb[b] * qb[b]
+        a_best = min(max(num / q2 if q2 > 0 else alb[0], alb[0]), alb[1])
+    cost = 0.0
+    for b in range(c):
+        slope = pb[b] - a_best * qb[b] if fit_alb else pb[b]
         cost += slope * slope
-    return cost
+    return cost, a_best
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def _fit_spectrum(
-    x, p, valid, lnr, thick_t, alphas, gains, nsamp, min_n, min_std, out
+    x, p, valid, lnr, thick_t, alphas, gains, nsamp, min_n, min_std, alb, out
 ):  # pragma: no cover - numba
     """Per tile ``(alpha, g, fitted)`` into ``out[i]`` (:func:`fit_spectrum`)."""
     n, c, h, w = x.shape
@@ -308,6 +333,7 @@ def _fit_spectrum(
         out[i, 0] = np.nan
         out[i, 1] = 1.0
         out[i, 2] = 0.0
+        out[i, 3] = np.nan
         cnt = 0
         for r in range(h):
             for col in range(w):
@@ -347,25 +373,29 @@ def _fit_spectrum(
         best = np.inf
         ba = 0.0
         bg = 1.0
+        bal = np.nan
         for gi in range(gains.size):
             for ai in range(alphas.size):
-                cost = _fit_cost(xs, ks, kc, var, As, lnr, gains[gi], alphas[ai], ns)
+                cost, al = _fit_cost(xs, ks, kc, var, As, lnr, gains[gi], alphas[ai], ns, alb)
                 if cost < best:
-                    best, ba, bg = cost, alphas[ai], gains[gi]
+                    best, ba, bg, bal = cost, alphas[ai], gains[gi], al
         da = (alphas[1] - alphas[0]) / 2.0
+        # with the albedo fitted, the gain stays 1: the two trade off (module docstring)
+        gstep = 0.0 if alb[0] < alb[1] else 0.1
         for _ in range(2):  # two refinements around the best point
             a0, g0 = ba, bg
             for fa in (-1.0, 0.0, 1.0):
-                for fg in (0.9, 1.0, 1.1):
+                for fg in (1.0 - gstep, 1.0, 1.0 + gstep):
                     if fa == 0.0 and fg == 1.0:
                         continue
-                    cost = _fit_cost(xs, ks, kc, var, As, lnr, g0 * fg, a0 + fa * da, ns)
+                    cost, al = _fit_cost(xs, ks, kc, var, As, lnr, g0 * fg, a0 + fa * da, ns, alb)
                     if cost < best:
-                        best, ba, bg = cost, a0 + fa * da, g0 * fg
+                        best, ba, bg, bal = cost, a0 + fa * da, g0 * fg, al
             da /= 2.0
         out[i, 0] = ba
         out[i, 1] = bg
         out[i, 2] = 1.0
+        out[i, 3] = bal
 
 
 def fit_spectrum(
@@ -374,6 +404,7 @@ def fit_spectrum(
     bands: BandSet,
     valid: npt.NDArray[np.bool_] | None = None,
     thick_transmittance: float = THICK_TRANSMITTANCE,
+    albedo: tuple[float, float] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Fit each tile's Angstrom exponent and optical-depth gain to its own data (module
     docstring) and write them into ``params`` in place (``k *= g``, ``alpha = fitted``).
@@ -384,14 +415,17 @@ def fit_spectrum(
         bands: The band set of ``x``.
         valid: ``(N, H, W)`` pixels to fit on (default all).
         thick_transmittance: Pixels estimated thicker than this are left out of the fit.
+        albedo: ``(lo, hi)``: also fit one cloud albedo per tile in this range (it replaces
+            the network's map where the tile is fitted); None: keep the network's.
 
     Returns:
-        ``(N, 3)``: per tile the fitted ``alpha`` (NaN where not fitted), ``g`` and whether the
-        tile was fitted (1) or kept the network's values (0).
+        ``(N, 4)``: per tile the fitted ``alpha`` (NaN where not fitted), ``g``, whether the
+        tile was fitted (1) or kept the network's values (0), and the fitted albedo (NaN: the
+        network's).
     """
     n, _, h, w = x.shape
     ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
-    out = np.empty((n, 3), np.float32)
+    out = np.empty((n, 4), np.float32)
     step = 0.5
     alphas = np.arange(FIT_ALPHA[0], FIT_ALPHA[1] + step / 2, step, dtype=np.float32)
     _fit_spectrum(
@@ -401,15 +435,18 @@ def fit_spectrum(
         spectral_terms(bands),
         np.float32(thick_transmittance),
         alphas,
-        np.array(FIT_GAIN, np.float32),
+        np.array((1.0,) if albedo else FIT_GAIN, np.float32),
         FIT_SAMPLES,
         FIT_MIN_SAMPLES,
         np.float32(FIT_MIN_STD),
+        np.array(albedo or (0.0, 0.0), np.float32),
         out,
     )
     for i in np.flatnonzero(out[:, 2] > 0):
         params[i, 0] *= out[i, 1]
         params[i, 1] = out[i, 0]
+        if not np.isnan(out[i, 3]):
+            params[i, 2] = out[i, 3]
     return out
 
 
@@ -463,6 +500,8 @@ class PhysicsRemover:
     fit = True
     #: Optical depths below this are softened (:func:`soften_depth`; 0: off).
     depth_knee = DEPTH_KNEE
+    #: ``(lo, hi)``: fit one cloud albedo per tile (contract ``kumo.fit_albedo``), or None.
+    fit_albedo: tuple[float, float] | None = None
     #: The companion learned remover whose output length each pixel takes (module
     #: docstring), or None.
     brightness: Model | None = None
@@ -512,6 +551,9 @@ class PhysicsRemover:
             raise ModelContractError(
                 f"{model.path.name}: thick_transmittance must lie in (0, 1), got {self.thick_transmittance}"
             )
+        # a network trained with its tile's albedo fitted (export.physics --fit-albedo) needs
+        # the same fit at run time: its own albedo map is not what it was trained to pair with
+        self.fit_albedo = FIT_ALBEDO if model.contract.extra.get("fit_albedo") == "1" else None
 
     def params(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``(N, 6, H, W)`` parameters at full resolution."""
@@ -544,7 +586,9 @@ class PhysicsRemover:
         soften_depth(p, self.depth_knee)
         # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
         self.last_fit = (
-            fit_spectrum(x, p, self.bands, ok, self.thick_transmittance) if self.fit else None
+            fit_spectrum(x, p, self.bands, ok, self.thick_transmittance, self.fit_albedo)
+            if self.fit
+            else None
         )
         _correct(
             x,

@@ -15,6 +15,7 @@ from kumo_edge.physics import (
     fit_spectrum,
     invert,
     soften_depth,
+    spectral_terms,
 )
 
 BANDS = BandSet.uniform(450, 850, 8, 50)
@@ -76,6 +77,40 @@ def test_spectral_fit_recovers_a_cloud_the_network_misreads(alpha):
     assert fit[0, 1] == pytest.approx(1 / 0.6, rel=0.15)
     after = np.abs(invert(x, p, BANDS)[0][0] - surface).mean()
     assert after < 0.3 * before
+
+
+@pytest.mark.parametrize("albedo", [0.55, 0.98])  # both outside the training range (0.7-0.95)
+def test_spectral_fit_with_albedo_recovers_a_cloud_of_unseen_albedo(albedo):
+    surface, _, k = _cloud_tile(1.0)
+    x = _forward(surface, k[None], 1.0, albedo, 1.0, 0.15, 2.0)[None]
+    p = _params(x.shape, alpha=1.0, albedo=0.8)  # the network's albedo: its training range
+    p[0, 0] = k
+    q = p.copy()
+    fit = fit_spectrum(x, q, BANDS, albedo=(0.3, 1.0))
+    assert fit[0, 2] == 1.0 and fit[0, 1] == 1.0  # fitted; the gain stays 1 with the albedo
+    assert fit[0, 3] == pytest.approx(albedo, abs=0.02)
+    np.testing.assert_allclose(q[0, 2], fit[0, 3])  # the tile's albedo replaces the map
+    base = p.copy()  # without: the network's albedo stays, and the fit cannot make up for it
+    assert np.isnan(fit_spectrum(x, base, BANDS)[0, 3])
+    err = lambda pp: np.abs(invert(x, pp, BANDS)[0][0] - surface).mean()  # noqa: E731
+    assert err(q) < 0.2 * err(base)
+
+
+def test_training_albedo_is_the_runtime_fit_in_closed_form():
+    torch = pytest.importorskip("torch")
+    from export.physics import tile_albedo
+
+    surface, _, k = _cloud_tile(1.0)
+    lnr = torch.from_numpy(spectral_terms(BANDS))
+    for albedo in (0.55, 0.98):
+        x = _forward(surface, k[None], 1.0, albedo, 1.0, 0.15, 2.0)[None]
+        p = _params(x.shape, alpha=1.0, albedo=0.8)
+        p[0, 0] = k
+        a = tile_albedo(torch.from_numpy(x), torch.from_numpy(p), lnr, 0.3, 1.0)
+        assert float(a.flatten()[0]) == pytest.approx(albedo, abs=0.005)
+    flat = _params(x.shape, k=0.4, alpha=1.0, albedo=0.8)  # no depth contrast: the network's
+    a = tile_albedo(torch.from_numpy(x), torch.from_numpy(flat), lnr, 0.3, 1.0)
+    assert float(a.flatten()[0]) == pytest.approx(0.8)
 
 
 def test_spectral_fit_keeps_the_network_where_the_tile_gives_no_contrast():
@@ -423,6 +458,22 @@ def test_exported_physics_model_matches_torch(exported):  # noqa: ANN001
     ckpt, path, _, rem = exported
     assert rem.contract.output == "cloud_params_half" and rem.thick_transmittance == 0.2
     assert parity(ckpt, path) < 1e-4
+
+
+def test_contract_asks_for_the_albedo_fit_of_a_model_trained_with_it(exported, tmp_path):  # noqa: ANN001
+    import torch
+
+    from export.physics import export
+    from kumo_edge.physics import FIT_ALBEDO
+    from kumo_edge.runtime import load_model
+
+    ckpt, _, _, rem = exported
+    assert rem.fit_albedo is None  # trained with the network's albedo map
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["meta"]["config"]["fit_albedo"] = True
+    torch.save(state, tmp_path / "fit.pt")
+    path = export(tmp_path / "fit.pt", tmp_path / "generator.onnx", tile=64, halo=8)
+    assert PhysicsRemover(load_model(path, threads=1)).fit_albedo == FIT_ALBEDO
 
 
 def test_contract_names_the_brightness_companion(exported, tmp_path):  # noqa: ANN001
