@@ -296,15 +296,29 @@ def invert(
 
 
 @nb.njit(inline="always")
-def _fit_cost(xs, ks, kc, den, As, lnr, g, alpha, ns, alb):  # pragma: no cover - numba
+def _fit_cost(xs, ks, kc, den, As, lnr, g, alpha, ns):  # pragma: no cover - numba
     """Sum over bands of the squared regression slope, on the centred ``k`` (``den`` its sum of
     squares), of the surface corrected with gain ``g`` and exponent ``alpha``; samples
-    ``[:ns]``. With ``alb[0] < alb[1]`` the albedo is one per tile, the value in that range
-    with the least cost (the corrected surface ``x / t - A (1 / t - 1)`` is linear in it, so
-    that value has a closed form), else each sample's network albedo ``As``. Returns
-    ``(cost, albedo)`` (albedo NaN: the network's)."""
+    ``[:ns]``."""
     c = xs.shape[0]
-    fit_alb = alb[0] < alb[1]
+    cost = 0.0
+    for b in range(c):
+        u = np.float32(g) * _exp(-np.float32(alpha) * lnr[b])
+        acc = np.float32(0.0)
+        for j in range(ns):
+            t = max(_exp(-u * ks[j]), np.float32(T_MIN))
+            acc += ((xs[b, j] - As[j]) / t + As[j]) * kc[j]
+        slope = acc / den
+        cost += slope * slope
+    return cost
+
+
+@nb.njit(inline="always")
+def _fit_cost_albedo(xs, ks, kc, den, lnr, g, alpha, ns, lo, hi):  # pragma: no cover - numba
+    """:func:`_fit_cost` with one albedo for the tile, the value in ``[lo, hi]`` with the least
+    cost: the corrected surface ``x / t - A (1 / t - 1)`` is linear in it, so that value has a
+    closed form. Returns ``(cost, albedo)``."""
+    c = xs.shape[0]
     pb = np.empty(c, np.float32)
     qb = np.empty(c, np.float32)
     for b in range(c):
@@ -313,24 +327,19 @@ def _fit_cost(xs, ks, kc, den, As, lnr, g, alpha, ns, alb):  # pragma: no cover 
         acq = np.float32(0.0)
         for j in range(ns):
             t = max(_exp(-u * ks[j]), np.float32(T_MIN))
-            if fit_alb:  # corrected = x / t - A * (1 / t - 1)
-                acc += xs[b, j] / t * kc[j]
-                acq += (np.float32(1.0) / t - np.float32(1.0)) * kc[j]
-            else:
-                acc += ((xs[b, j] - As[j]) / t + As[j]) * kc[j]
+            acc += xs[b, j] / t * kc[j]
+            acq += (np.float32(1.0) / t - np.float32(1.0)) * kc[j]
         pb[b] = acc / den
         qb[b] = acq / den
-    a_best = np.nan
-    if fit_alb:
-        num = 0.0
-        q2 = 0.0
-        for b in range(c):
-            num += pb[b] * qb[b]
-            q2 += qb[b] * qb[b]
-        a_best = min(max(num / q2 if q2 > 0 else alb[0], alb[0]), alb[1])
+    num = 0.0
+    q2 = 0.0
+    for b in range(c):
+        num += pb[b] * qb[b]
+        q2 += qb[b] * qb[b]
+    a_best = min(max(num / q2 if q2 > 0 else lo, lo), hi)
     cost = 0.0
     for b in range(c):
-        slope = pb[b] - a_best * qb[b] if fit_alb else pb[b]
+        slope = pb[b] - a_best * qb[b]
         cost += slope * slope
     return cost, a_best
 
@@ -342,6 +351,7 @@ def _fit_spectrum(
     """Per tile ``(alpha, g, fitted)`` into ``out[i]`` (:func:`fit_spectrum`)."""
     n, c, h, w = x.shape
     kmax = -np.log(thick_t)
+    fit_alb = alb[0] < alb[1]
     for i in nb.prange(n):
         out[i, 0] = np.nan
         out[i, 1] = 1.0
@@ -389,19 +399,32 @@ def _fit_spectrum(
         bal = np.nan
         for gi in range(gains.size):
             for ai in range(alphas.size):
-                cost, al = _fit_cost(xs, ks, kc, var, As, lnr, gains[gi], alphas[ai], ns, alb)
+                if fit_alb:
+                    cost, al = _fit_cost_albedo(
+                        xs, ks, kc, var, lnr, gains[gi], alphas[ai], ns, alb[0], alb[1]
+                    )
+                else:
+                    cost = _fit_cost(xs, ks, kc, var, As, lnr, gains[gi], alphas[ai], ns)
+                    al = np.nan
                 if cost < best:
                     best, ba, bg, bal = cost, alphas[ai], gains[gi], al
         da = (alphas[1] - alphas[0]) / 2.0
         # with the albedo fitted, the gain stays 1: the two trade off (module docstring)
-        gstep = 0.0 if alb[0] < alb[1] else 0.1
+        gstep = 0.0 if fit_alb else 0.1
         for _ in range(2):  # two refinements around the best point
             a0, g0 = ba, bg
             for fa in (-1.0, 0.0, 1.0):
                 for fg in (1.0 - gstep, 1.0, 1.0 + gstep):
                     if fa == 0.0 and fg == 1.0:
                         continue
-                    cost, al = _fit_cost(xs, ks, kc, var, As, lnr, g0 * fg, a0 + fa * da, ns, alb)
+                    g1, a1 = g0 * fg, a0 + fa * da
+                    if fit_alb:
+                        cost, al = _fit_cost_albedo(
+                            xs, ks, kc, var, lnr, g1, a1, ns, alb[0], alb[1]
+                        )
+                    else:
+                        cost = _fit_cost(xs, ks, kc, var, As, lnr, g1, a1, ns)
+                        al = np.nan
                     if cost < best:
                         best, ba, bg, bal = cost, a0 + fa * da, g0 * fg, al
             da /= 2.0
