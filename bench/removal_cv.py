@@ -21,6 +21,7 @@ Writes ``bench/results/removal_cv_<bands>.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import zlib
@@ -119,8 +120,6 @@ class _GivenParams(PhysicsRemover):
 
 def _trained_steps(folder: Path) -> int:
     """The last step a fold's training log records."""
-    import json
-
     return json.loads(folder.joinpath("log.jsonl").read_text().splitlines()[-1])["step"]
 
 
