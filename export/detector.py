@@ -746,9 +746,9 @@ def screen(
     out: dict = {}
     for pattern in runs:
         for view in views:
+            want = CANON.subset(VIEWS[view])
             ps, ts, per_patch = [], [], {}
             for f in folds:
-                want = CANON.subset(VIEWS[view])
                 dets = []
                 for m in pattern.split("+"):
                     ckpt = Path(m.format(k=f)) / "last.pt"

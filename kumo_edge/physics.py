@@ -344,14 +344,23 @@ def _fit_cost_albedo(xs, ks, kc, den, lnr, g, alpha, ns, lo, hi):  # pragma: no 
     return cost, a_best
 
 
+@nb.njit(inline="always")
+def _tile_cost(xs, ks, kc, den, As, lnr, g, alpha, ns, alb):  # pragma: no cover - numba
+    """``(cost, albedo)``: :func:`_fit_cost_albedo` when ``alb`` is a range (``lo < hi``), else
+    :func:`_fit_cost` with the samples' network albedo (albedo NaN)."""
+    if alb[0] < alb[1]:
+        return _fit_cost_albedo(xs, ks, kc, den, lnr, g, alpha, ns, alb[0], alb[1])
+    return _fit_cost(xs, ks, kc, den, As, lnr, g, alpha, ns), np.nan
+
+
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def _fit_spectrum(
-    x, p, valid, lnr, thick_t, alphas, gains, nsamp, min_n, min_std, alb, out
+    x, p, valid, lnr, thick_t, alphas, gains, gain_steps, nsamp, min_n, min_std, alb, out
 ):  # pragma: no cover - numba
-    """Per tile ``(alpha, g, fitted)`` into ``out[i]`` (:func:`fit_spectrum`)."""
+    """Per tile ``(alpha, g, fitted, albedo)`` into ``out[i]`` (:func:`fit_spectrum`);
+    ``gain_steps``: the factors on the gain each refinement tries."""
     n, c, h, w = x.shape
     kmax = -np.log(thick_t)
-    fit_alb = alb[0] < alb[1]
     for i in nb.prange(n):
         out[i, 0] = np.nan
         out[i, 1] = 1.0
@@ -399,32 +408,17 @@ def _fit_spectrum(
         bal = np.nan
         for gi in range(gains.size):
             for ai in range(alphas.size):
-                if fit_alb:
-                    cost, al = _fit_cost_albedo(
-                        xs, ks, kc, var, lnr, gains[gi], alphas[ai], ns, alb[0], alb[1]
-                    )
-                else:
-                    cost = _fit_cost(xs, ks, kc, var, As, lnr, gains[gi], alphas[ai], ns)
-                    al = np.nan
+                cost, al = _tile_cost(xs, ks, kc, var, As, lnr, gains[gi], alphas[ai], ns, alb)
                 if cost < best:
                     best, ba, bg, bal = cost, alphas[ai], gains[gi], al
         da = (alphas[1] - alphas[0]) / 2.0
-        # with the albedo fitted, the gain stays 1: the two trade off (module docstring)
-        gstep = 0.0 if fit_alb else 0.1
         for _ in range(2):  # two refinements around the best point
             a0, g0 = ba, bg
             for fa in (-1.0, 0.0, 1.0):
-                for fg in (1.0 - gstep, 1.0, 1.0 + gstep):
+                for fg in gain_steps:
                     if fa == 0.0 and fg == 1.0:
                         continue
-                    g1, a1 = g0 * fg, a0 + fa * da
-                    if fit_alb:
-                        cost, al = _fit_cost_albedo(
-                            xs, ks, kc, var, lnr, g1, a1, ns, alb[0], alb[1]
-                        )
-                    else:
-                        cost = _fit_cost(xs, ks, kc, var, As, lnr, g1, a1, ns)
-                        al = np.nan
+                    cost, al = _tile_cost(xs, ks, kc, var, As, lnr, g0 * fg, a0 + fa * da, ns, alb)
                     if cost < best:
                         best, ba, bg, bal = cost, a0 + fa * da, g0 * fg, al
             da /= 2.0
@@ -464,6 +458,8 @@ def fit_spectrum(
     out = np.empty((n, 4), np.float32)
     step = 0.5
     alphas = np.arange(FIT_ALPHA[0], FIT_ALPHA[1] + step / 2, step, dtype=np.float32)
+    # with the albedo fitted, the gain stays 1: the two trade off (module docstring)
+    gains, gain_steps = ((1.0,), (1.0,)) if albedo else (FIT_GAIN, (0.9, 1.0, 1.1))
     _fit_spectrum(
         np.ascontiguousarray(x, dtype=np.float32),
         params,
@@ -471,7 +467,8 @@ def fit_spectrum(
         spectral_terms(bands),
         np.float32(thick_transmittance),
         alphas,
-        np.array((1.0,) if albedo else FIT_GAIN, np.float32),
+        np.array(gains, np.float32),
+        np.array(gain_steps, np.float64),  # the factors as the float literals they were
         FIT_SAMPLES,
         FIT_MIN_SAMPLES,
         np.float32(FIT_MIN_STD),
