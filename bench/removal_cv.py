@@ -55,13 +55,16 @@ FOLDS = (
 #: The physics remover with the cGAN as its brightness model (kumo_edge.physics, module
 #: docstring): the spectral direction of the one, the length of the other.
 BRIGHT_ROW = "physics INT8+cgan brightness+detector"
+#: The same two rows with the runtime's direction check off (kumo_edge.physics, module
+#: docstring, "The direction check"): what the check changes.
+NODIR_ROW = "physics INT8+detector, no direction check"
+NODIR_BRIGHT_ROW = f"{BRIGHT_ROW}, no direction check"
 #: Rows of the depth-knee study (``--knees``): one per knee, and each fold's choice.
 KNEE_ROW = "physics INT8+detector, knee"
 NESTED_ROW = "physics INT8+detector, knee nested"
 #: An analysis row, not a method: the shipped physics row with every truly cloud-free pixel
 #: (two-way transmittance >= 0.98) put back to its input, i.e. what the remover would score if
-#: it never touched clear ground (its spectral angle is also the brightness pair's: the pair
-#: keeps the physics direction).
+#: it never touched clear ground.
 ORACLE_ROW = "physics INT8+detector, clear pixels left alone (oracle)"
 #: Analysis rows (``--analysis``), not methods: the physics remover (INT8, no detector; compare
 #: with the "physics INT8" row) given the TRUE optical depth map instead of its network's, the
@@ -291,6 +294,8 @@ def main(argv: list[str] | None = None) -> None:
         "cgan (previous shipped)",
         BRIGHT_ROW,
         ORACLE_ROW,
+        NODIR_ROW,
+        NODIR_BRIGHT_ROW,
     ]
     residual = all(
         (fold_dir(a.bands, k, "residual") / "best.pt").exists() for k in range(len(FOLDS))
@@ -328,6 +333,10 @@ def main(argv: list[str] | None = None) -> None:
             "inpaint": _stream(det, remover("inpaint", bs)),
             "cgan (previous shipped)": _stream(det, gen),
             BRIGHT_ROW: _stream(det, PhysicsRemover(rem8.model, brightness=gen)),
+            NODIR_ROW: _stream(det, PhysicsRemover(rem8.model, direction=False)),
+            NODIR_BRIGHT_ROW: _stream(
+                det, PhysicsRemover(rem8.model, brightness=gen, direction=False)
+            ),
         }
         for v, m in zip(knees, grid, strict=True):
             run[m] = _stream(det, PhysicsRemover(rem8.model, depth_knee=v))

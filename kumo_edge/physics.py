@@ -73,6 +73,26 @@ real Landsat-8 patches: the clear pixels' mean change 0.004 without this rule, a
 learned remover alone makes, and 0.0004 with it). Thick pixels and tiles the gate keeps are
 not rescaled.
 
+**The direction check.** A correction's spectral direction comes from the network's depth and
+albedo, and where they are wrong (an albedo outside the range it was trained on, a
+thickness read badly with three bands) it bends the spectrum further from the truth than the
+cloud did: on grey ground (roads, roofs, airfields), whose colour a white cloud hardly
+changes, the input's angle is already small and a wrong correction easily doubles it. A tile
+carries its own evidence: clouds do not know where the land cover is, so the surface under
+the cloud should look like the clear ground beside it. Per block of
+:data:`DIRECTION_BLOCK` pixels holding both pixels the correction left (nearly) alone and
+pixels it corrected, the runtime compares the mean unit spectrum of the corrected pixels with
+that of the untouched ones, for each weight ``s`` in :data:`DIRECTION_WEIGHTS` on the
+correction's direction (``unit((1 - s) unit(x) + s unit(y))``; every pixel keeps the
+correction's length, so the brightness is unchanged), and keeps the weight with the smallest
+angle, summed over blocks by corrected pixels (ties: the larger weight). Tiles without such
+blocks (all cloud, or no cloud the correction touched) keep ``s = 1``, and pixels the
+correction left alone are not touched. The report gives each tile whose weight fell below 1
+its ``direction_weight``. Measured on the removal cross-validation (``bench.removal_cv``, the
+``no direction check`` rows): the angle below the input's on 13/15 held-out scenes for rgb
+(8/15 without), and the mean ratio of output to input angle lower in every band set, for
+PSNR changes within 0.01 dB.
+
 **Do no harm.** Every tile's correction is checked before it is used (:func:`check_tile`); a
 tile that fails keeps its input unchanged and is reported ``kept`` with the reason:
 
@@ -134,6 +154,17 @@ FIT_ALBEDO = (0.3, 1.0)
 #: The brightness companion's length is taken in full where the physics remover's optical
 #: depth reaches this, in proportion below (module docstring).
 BRIGHTNESS_DEPTH = 0.05
+#: The direction check (:func:`check_direction`): the weights on the correction's spectral
+#: direction it tries; pixels whose correction moved them by less than DIRECTION_REFERENCE
+#: (relative to their length) are the clear reference, by more than DIRECTION_MOVED the
+#: corrected pixels; the blocks (pixels) in which the two are compared, and the samples of each
+#: a block needs; it reads every DIRECTION_STRIDE-th row and column (its statistics are means).
+DIRECTION_WEIGHTS = tuple(i / 8 for i in range(9))
+DIRECTION_REFERENCE = 0.02
+DIRECTION_MOVED = 0.05
+DIRECTION_BLOCK = 32
+DIRECTION_MIN_PIXELS = 16
+DIRECTION_STRIDE = 2
 #: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
 #: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
 DEPTH_KNEE = 0.15
@@ -519,6 +550,138 @@ def check_tile(
     return None
 
 
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def _direction_costs(x, y, use, st, bb, ref_lim, moved_lim, min_n, weights):  # pragma: no cover - numba
+    """The direction check's cost per weight (:func:`check_direction`), and whether any block
+    had enough evidence: over every ``st``-th row and column, each block of ``bb`` x ``bb``
+    samples sums the unit spectra of its reference pixels and, per weight, of its corrected
+    pixels; the cost is the corrected count times ``1 - cos`` of the two sums' angle, summed
+    over the blocks with at least ``min_n`` of each."""
+    c, h, w = x.shape
+    hs, ws = (h + st - 1) // st, (w + st - 1) // st
+    bw = (ws + bb - 1) // bb
+    nblk = ((hs + bb - 1) // bb) * bw
+    nw = weights.shape[0]
+    ref = np.zeros((nblk, c))
+    cor = np.zeros((nw, nblk, c))
+    n_ref = np.zeros(nblk, np.int64)
+    n_cor = np.zeros(nblk, np.int64)
+    nbh = (hs + bb - 1) // bb
+    for br in nb.prange(nbh):  # each block row's sums are its own
+        ux = np.empty(c)
+        uy = np.empty(c)
+        for i in range(br * bb, min(br * bb + bb, hs)):
+            for j in range(ws):
+                r, q = i * st, j * st
+                if not use[r, q]:
+                    continue
+                xx = 0.0
+                yy = 0.0
+                xy = 0.0
+                for b in range(c):
+                    xx += x[b, r, q] * x[b, r, q]
+                    yy += y[b, r, q] * y[b, r, q]
+                    xy += x[b, r, q] * y[b, r, q]
+                nx = max(np.sqrt(xx), 1e-6)
+                ny = max(np.sqrt(yy), 1e-6)
+                moved = np.sqrt(max(xx + yy - 2.0 * xy, 0.0) / max(xx, 1e-12))
+                k = (i // bb) * bw + j // bb
+                if moved < ref_lim:
+                    n_ref[k] += 1
+                    for b in range(c):
+                        ref[k, b] += x[b, r, q] / nx
+                elif moved > moved_lim:
+                    n_cor[k] += 1
+                    cos = xy / (nx * ny)
+                    for b in range(c):
+                        ux[b] = x[b, r, q] / nx
+                        uy[b] = y[b, r, q] / ny
+                    for m in range(nw):
+                        s = weights[m]
+                        norm = np.sqrt(max((1 - s) ** 2 + s * s + 2 * s * (1 - s) * cos, 1e-12))
+                        fa = (1 - s) / norm
+                        fb = s / norm
+                        acc = cor[m, k]
+                        for b in range(c):
+                            acc[b] += fa * ux[b] + fb * uy[b]
+    cost = np.zeros(nw)
+    any_good = False
+    for k in range(nblk):
+        if n_ref[k] < min_n or n_cor[k] < min_n:
+            continue
+        any_good = True
+        rr = 0.0
+        for b in range(c):
+            rr += ref[k, b] * ref[k, b]
+        for m in range(nw):
+            cc = 0.0
+            rc = 0.0
+            for b in range(c):
+                cc += cor[m, k, b] * cor[m, k, b]
+                rc += cor[m, k, b] * ref[k, b]
+            cost[m] += n_cor[k] * (1.0 - rc / max(np.sqrt(rr * cc), 1e-12))
+    return cost, any_good
+
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def _direction_apply(x, y, s):  # pragma: no cover - numba
+    """In place: every pixel of ``y`` that differs from ``x`` becomes
+    ``|y| * unit((1 - s) unit(x) + s unit(y))``, at most 1 (:func:`check_direction`)."""
+    c, h, w = x.shape
+    for r in nb.prange(h):
+        d = np.empty(c, np.float32)
+        for q in range(w):
+            xx = np.float32(0.0)
+            yy = np.float32(0.0)
+            same = True
+            for b in range(c):
+                xx += x[b, r, q] * x[b, r, q]
+                yy += y[b, r, q] * y[b, r, q]
+                same &= x[b, r, q] == y[b, r, q]
+            if same:  # a pixel the correction left alone stays exactly as it was
+                continue
+            nx = max(np.sqrt(xx), np.float32(1e-6))
+            ny = max(np.sqrt(yy), np.float32(1e-6))
+            dd = np.float32(0.0)
+            for b in range(c):
+                d[b] = (1 - s) * x[b, r, q] / nx + s * y[b, r, q] / ny
+                dd += d[b] * d[b]
+            f = np.sqrt(yy) / max(np.sqrt(dd), np.float32(1e-9))
+            for b in range(c):
+                y[b, r, q] = min(d[b] * f, np.float32(1.0))
+
+
+def check_direction(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    use: npt.NDArray[np.bool_],
+) -> float:
+    """In place on one tile: how much of the correction's spectral direction ``y`` keeps
+    (module docstring, "The direction check"). ``x``/``y`` ``(C, H, W)`` input and corrected
+    tile, ``use`` ``(H, W)`` the pixels that may serve as evidence (valid, not thick). Returns
+    the weight ``s`` applied: every pixel becomes ``|y| * unit((1 - s) unit(x) + s unit(y))``
+    (at most 1); 1 leaves ``y`` as it was."""
+    weights = np.asarray(DIRECTION_WEIGHTS, np.float64)
+    cost, any_good = _direction_costs(
+        x,
+        y,
+        use,
+        DIRECTION_STRIDE,
+        max(DIRECTION_BLOCK // DIRECTION_STRIDE, 1),
+        DIRECTION_REFERENCE,
+        DIRECTION_MOVED,
+        DIRECTION_MIN_PIXELS,
+        weights,
+    )
+    if not any_good:
+        return 1.0
+    # the smallest angle between corrected and clear mean directions (ties: the larger weight)
+    best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))])
+    if best < 1.0:
+        _direction_apply(x, y, np.float32(best))
+    return best
+
+
 class PhysicsRemover:
     """A ``cloud_params_half`` model behind the remover interface of the stream.
 
@@ -538,6 +701,9 @@ class PhysicsRemover:
     #: The companion learned remover whose output length each pixel takes (module
     #: docstring), or None.
     brightness: Model | None = None
+    #: Check each corrected tile's spectral direction against its clear pixels
+    #: (:func:`check_direction`).
+    direction = True
 
     def __init__(
         self,
@@ -545,6 +711,7 @@ class PhysicsRemover:
         fit: bool = True,
         depth_knee: float = DEPTH_KNEE,
         brightness: Model | None = None,
+        direction: bool = True,
     ) -> None:
         if model.contract.output != "cloud_params_half":
             raise ModelContractError(
@@ -552,6 +719,7 @@ class PhysicsRemover:
             )
         self.model = model
         self.fit = fit
+        self.direction = direction
         if not 0.0 <= depth_knee < 1.0:
             raise ConfigError(f"depth_knee must lie in [0, 1), got {depth_knee}")
         self.depth_knee = float(depth_knee)
@@ -650,6 +818,13 @@ class PhysicsRemover:
         thick = t550 < self.thick_transmittance
         if self.brightness is not None:
             self._rescale(x, y, p[:, 0], pc if weigh else None, thick, verdicts)
+        # per tile of the last call: the weight the direction check left on the correction
+        self.last_direction = np.ones(n, np.float32)
+        if self.direction:
+            use = ok & ~thick
+            for i, why in enumerate(verdicts):
+                if why is None:
+                    self.last_direction[i] = check_direction(x[i], y[i], use[i])
         return y, t550, thick, verdicts
 
     def _rescale(

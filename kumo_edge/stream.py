@@ -502,23 +502,31 @@ def _physics_batch(
     remover: PhysicsRemover,
     blend: str,
     kept: dict[int, str],
-    fits: dict[int, tuple[float, float]],
+    fits: dict[int, dict[str, float]],
 ) -> None:
     """A physics remover on the tiles ``idx`` (in place): the corrected tiles blended in, thick
     decided by the estimated transmittance (the detector's cloud probability is moved to the
     thick class there, to the thin class elsewhere), tiles the gate refuses left as they were
     and recorded in ``kept``, each fitted tile's cloud spectrum (Angstrom exponent, gain on the
-    optical depth) in ``fits``."""
+    optical depth) and the weight the direction check left on its correction (where below 1)
+    in ``fits``, as report fields."""
     sel = batch_index(idx)
     corrected, _, thick, verdicts = remover.correct(
         tiles[sel], probs[sel, 0], valid[sel], weigh=blend != "full"
     )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
     tiles[sel] = corrected
     fit = getattr(remover, "last_fit", None)
+    direction = getattr(remover, "last_direction", None)
     for j, why in enumerate(verdicts):
         n = int(idx[j])
+        rec: dict[str, float] = {}
         if fit is not None and fit[j, 2] > 0:
-            fits[n] = (float(fit[j, 0]), float(fit[j, 1]))
+            rec["cloud_angstrom"] = round(float(fit[j, 0]), 3)
+            rec["optical_depth_gain"] = round(float(fit[j, 1]), 3)
+        if direction is not None and direction[j] < 1:
+            rec["direction_weight"] = round(float(direction[j]), 3)
+        if rec:
+            fits[n] = rec
         if why is not None:
             kept[n] = why
             continue
@@ -563,7 +571,7 @@ def process_tiles(
     )
     t0 = time.perf_counter()
     kept: dict[int, str] = {}
-    fits: dict[int, tuple[float, float]] = {}
+    fits: dict[int, dict[str, float]] = {}
     for i in range(0, len(todo), cfg.batch):
         idx = todo[i : i + cfg.batch]
         if getattr(generator, "physics", False):
@@ -613,8 +621,8 @@ def process_tiles(
         }
         if i in kept:
             rec["kept_reason"] = kept[i]
-        if i in fits:  # the cloud's spectrum as this tile's data fitted it
-            rec["cloud_angstrom"], rec["optical_depth_gain"] = (round(v, 3) for v in fits[i])
+        # the cloud's spectrum as this tile's data fitted it, the direction check's weight
+        rec.update(fits.get(i, {}))
         if origins is not None:
             rec["row"], rec["col"] = int(origins[i, 0]), int(origins[i, 1])
         rep.add(rec)

@@ -11,6 +11,7 @@ from kumo_edge.bands import BandSet
 from kumo_edge.physics import (
     DEPTH_KNEE,
     PhysicsRemover,
+    check_direction,
     check_tile,
     fit_spectrum,
     invert,
@@ -144,7 +145,10 @@ def test_gate_refuses_a_correction_where_the_detector_is_sure_of_clear_sky():
 
 
 class _FixedParams(PhysicsRemover):
-    """A physics remover whose 'network' returns fixed parameters (no model file)."""
+    """A physics remover whose 'network' returns fixed parameters (no model file); the
+    direction check off unless a test turns it on (it has its own tests)."""
+
+    direction = False
 
     def __init__(self, **kw):  # noqa: ANN003
         self.bands, self.thick_transmittance, self.kw = BANDS, 0.2, kw
@@ -288,7 +292,10 @@ class _ThinDetector:
 
 
 class _MapParams(PhysicsRemover):
-    """A physics remover whose 'network' returns a given parameter map per call."""
+    """A physics remover whose 'network' returns a given parameter map per call (direction
+    check off unless a test turns it on)."""
+
+    direction = False
 
     def __init__(self, params):  # noqa: ANN001
         self.bands, self.thick_transmittance, self.p = BANDS, 0.2, params
@@ -575,3 +582,74 @@ def test_blend_in_the_kernel_equals_blending_afterwards() -> None:
     w = np.where(thick, 0.0, 1.0 - pc)[:, None]
     np.testing.assert_allclose(y1, x + w * (y0 - x), atol=1e-6)
     assert g.fit  # the shipped remover fits each tile's cloud spectrum (both calls did)
+
+
+def _angle(a, b):  # noqa: ANN001, ANN202
+    """Per pixel, the angle in degrees between ``(C, H, W)`` spectra."""
+    cos = (a * b).sum(0) / np.linalg.norm(a, axis=0) / np.linalg.norm(b, axis=0)
+    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
+def _striped_cloud(albedo_used: float):  # noqa: ANN202
+    """A 64 x 64 tile of one land cover (a vegetation spectrum with per-pixel variation), thin cloud
+    (two-way transmittance 0.6, flat albedo 0.7) on every other 8-column stripe, and the
+    correction an inversion with cloud albedo ``albedo_used`` gives there."""
+    rng = np.random.default_rng(11)
+    shape = np.array([0.08, 0.12, 0.18, 0.14, 0.10, 0.40, 0.50, 0.52], np.float32)
+    surface = (shape[:, None, None] * rng.uniform(0.7, 1.3, (1, 64, 64))).astype(np.float32)
+    surface *= rng.uniform(0.9, 1.1, surface.shape).astype(np.float32)
+    cloudy = ((np.arange(64) // 8) % 2 == 1)[None, :].repeat(64, 0)
+    t = np.where(cloudy, 0.6, 1.0).astype(np.float32)
+    x = surface * t + 0.7 * (1 - t)
+    y = np.where(cloudy, (x - albedo_used * (1 - t)) / t, x).astype(np.float32)
+    return surface, x.astype(np.float32), np.clip(y, 0, 1), cloudy
+
+
+def test_direction_check_pulls_an_overcorrected_spectrum_back_and_keeps_its_length():
+    surface, x, y, cloudy = _striped_cloud(albedo_used=0.8)  # too bright a cloud: overcorrected
+    before = y.copy()
+    s = check_direction(x, y, np.ones((64, 64), bool))
+    assert s < 1.0
+    # closer in angle to the true surface than the overcorrection was, and than the input
+    assert _angle(y, surface)[cloudy].mean() < 0.7 * _angle(before, surface)[cloudy].mean()
+    assert _angle(y, surface)[cloudy].mean() < _angle(x, surface)[cloudy].mean()
+    np.testing.assert_allclose(
+        np.linalg.norm(y, axis=0), np.linalg.norm(before, axis=0), rtol=1e-5
+    )  # the length (the brightness) is the correction's
+    np.testing.assert_array_equal(y[:, ~cloudy], before[:, ~cloudy])  # untouched pixels stay
+
+
+def test_direction_check_keeps_a_right_correction_and_needs_evidence():
+    surface, x, y, cloudy = _striped_cloud(albedo_used=0.7)  # the true cloud: y is the surface
+    before = y.copy()
+    assert check_direction(x, y, np.ones((64, 64), bool)) == 1.0
+    np.testing.assert_array_equal(y, before)
+    _, x, y, cloudy = _striped_cloud(albedo_used=0.8)
+    before = y.copy()
+    # no clear reference among the pixels it may use (the clear stripes are thick, say)
+    assert check_direction(x, y, cloudy) == 1.0
+    np.testing.assert_array_equal(y, before)
+
+
+def test_stream_reports_the_direction_check():
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
+
+    surface, x, _, cloudy = _striped_cloud(albedo_used=0.8)
+    p = _params((1, 8, 64, 64), alpha=0.0, albedo=0.8)
+    p[0, 0] = np.where(cloudy, -np.log(0.6), 0.0)  # the true depth, too bright an albedo
+    runs = {}
+    for on in (False, True):
+        rem = _MapParams(p)
+        rem.fit, rem.direction = False, on
+        rep = Report()
+        out, _ = process_tiles(
+            x[None].copy(), np.ones((1, 64, 64), bool), _ThinDetector(), rem,
+            StreamConfig(tile=64, halo=0, batch=1, blend="full"), rep,
+        )  # fmt: skip
+        runs[on] = (out[0], rep.tiles[0])
+    assert "direction_weight" not in runs[False][1]
+    assert runs[True][1]["direction_weight"] < 1.0
+    assert (
+        _angle(runs[True][0], surface)[cloudy].mean()
+        < _angle(runs[False][0], surface)[cloudy].mean()
+    )
