@@ -551,7 +551,9 @@ def check_tile(
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
-def _direction_costs(x, y, use, st, bb, ref_lim, moved_lim, min_n, weights):  # pragma: no cover - numba
+def _direction_costs(
+    x, y, use, st, bb, ref_lim, moved_lim, min_n, weights
+):  # pragma: no cover - numba
     """The direction check's cost per weight (:func:`check_direction`), and whether any block
     had enough evidence: over every ``st``-th row and column, each block of ``bb`` x ``bb``
     samples sums the unit spectra of its reference pixels and, per weight, of its corrected
