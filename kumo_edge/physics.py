@@ -562,39 +562,46 @@ def _direction_costs(
     c, h, w = x.shape
     hs, ws = (h + st - 1) // st, (w + st - 1) // st
     bw = (ws + bb - 1) // bb
-    nblk = ((hs + bb - 1) // bb) * bw
+    nbh = (hs + bb - 1) // bb
+    nblk = nbh * bw
     nw = weights.shape[0]
     ref = np.zeros((nblk, c))
     cor = np.zeros((nw, nblk, c))
     n_ref = np.zeros(nblk, np.int64)
     n_cor = np.zeros(nblk, np.int64)
-    nbh = (hs + bb - 1) // bb
     for br in nb.prange(nbh):  # each block row's sums are its own
+        xx = np.empty(ws)
+        yy = np.empty(ws)
+        xy = np.empty(ws)
         ux = np.empty(c)
         uy = np.empty(c)
         for i in range(br * bb, min(br * bb + bb, hs)):
+            r = i * st
+            xx[:] = 0.0
+            yy[:] = 0.0
+            xy[:] = 0.0
+            for b in range(c):  # the row's band sums first: each band's row is contiguous
+                for j in range(ws):
+                    u = x[b, r, j * st]
+                    v = y[b, r, j * st]
+                    xx[j] += u * u
+                    yy[j] += v * v
+                    xy[j] += u * v
             for j in range(ws):
-                r, q = i * st, j * st
+                q = j * st
                 if not use[r, q]:
                     continue
-                xx = 0.0
-                yy = 0.0
-                xy = 0.0
-                for b in range(c):
-                    xx += x[b, r, q] * x[b, r, q]
-                    yy += y[b, r, q] * y[b, r, q]
-                    xy += x[b, r, q] * y[b, r, q]
-                nx = max(np.sqrt(xx), 1e-6)
-                ny = max(np.sqrt(yy), 1e-6)
-                moved = np.sqrt(max(xx + yy - 2.0 * xy, 0.0) / max(xx, 1e-12))
-                k = (i // bb) * bw + j // bb
+                nx = max(np.sqrt(xx[j]), 1e-6)
+                ny = max(np.sqrt(yy[j]), 1e-6)
+                moved = np.sqrt(max(xx[j] + yy[j] - 2.0 * xy[j], 0.0) / max(xx[j], 1e-12))
+                k = br * bw + j // bb
                 if moved < ref_lim:
                     n_ref[k] += 1
                     for b in range(c):
                         ref[k, b] += x[b, r, q] / nx
                 elif moved > moved_lim:
                     n_cor[k] += 1
-                    cos = xy / (nx * ny)
+                    cos = xy[j] / (nx * ny)
                     for b in range(c):
                         ux[b] = x[b, r, q] / nx
                         uy[b] = y[b, r, q] / ny
@@ -630,27 +637,35 @@ def _direction_apply(x, y, s):  # pragma: no cover - numba
     """In place: every pixel of ``y`` that differs from ``x`` becomes
     ``|y| * unit((1 - s) unit(x) + s unit(y))``, at most 1 (:func:`check_direction`)."""
     c, h, w = x.shape
+    one = np.float32(1.0)
     for r in nb.prange(h):
-        d = np.empty(c, np.float32)
+        xx = np.zeros(w, np.float32)
+        yy = np.zeros(w, np.float32)
+        dd = np.zeros(w, np.float32)
+        same = np.ones(w, np.bool_)
+        for b in range(c):  # band by band: each band's row is contiguous
+            for q in range(w):
+                u = x[b, r, q]
+                v = y[b, r, q]
+                xx[q] += u * u
+                yy[q] += v * v
+                same[q] &= u == v
         for q in range(w):
-            xx = np.float32(0.0)
-            yy = np.float32(0.0)
-            same = True
-            for b in range(c):
-                xx += x[b, r, q] * x[b, r, q]
-                yy += y[b, r, q] * y[b, r, q]
-                same &= x[b, r, q] == y[b, r, q]
-            if same:  # a pixel the correction left alone stays exactly as it was
-                continue
-            nx = max(np.sqrt(xx), np.float32(1e-6))
-            ny = max(np.sqrt(yy), np.float32(1e-6))
-            dd = np.float32(0.0)
-            for b in range(c):
-                d[b] = (1 - s) * x[b, r, q] / nx + s * y[b, r, q] / ny
-                dd += d[b] * d[b]
-            f = np.sqrt(yy) / max(np.sqrt(dd), np.float32(1e-9))
-            for b in range(c):
-                y[b, r, q] = min(d[b] * f, np.float32(1.0))
+            xx[q] = (one - s) / max(np.sqrt(xx[q]), np.float32(1e-6))  # now the weights
+            dd[q] = 0.0
+            yy[q] = np.sqrt(yy[q])
+        for b in range(c):
+            for q in range(w):
+                d = xx[q] * x[b, r, q] + s * y[b, r, q] / max(yy[q], np.float32(1e-6))
+                dd[q] += d * d
+        for q in range(w):  # the factor that gives each pixel its length back
+            dd[q] = yy[q] / max(np.sqrt(dd[q]), np.float32(1e-9))
+            yy[q] = s / max(yy[q], np.float32(1e-6))
+        for b in range(c):
+            for q in range(w):
+                if not same[q]:  # a pixel the correction left alone stays exactly as it was
+                    d = (xx[q] * x[b, r, q] + yy[q] * y[b, r, q]) * dd[q]
+                    y[b, r, q] = min(d, one)
 
 
 def check_direction(
