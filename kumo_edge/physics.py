@@ -88,7 +88,10 @@ correction's length, so the brightness is unchanged), and keeps the weight with 
 angle, summed over blocks by corrected pixels (ties: the larger weight). Tiles without such
 blocks (all cloud, or no cloud the correction touched) keep ``s = 1``, and pixels the
 correction left alone are not touched. The report gives each tile whose weight fell below 1
-its ``direction_weight``. Measured on the removal cross-validation (``bench.removal_cv``, the
+its ``direction_weight``. The check cannot make a pixel worse than both the input and the full
+correction: its direction lies on the arc between theirs, and for non-negative spectra the
+angle to any true spectrum along that arc is largest at one of its ends (up to the clipping of
+values above 1). Measured on the removal cross-validation (``bench.removal_cv``, the
 ``no direction check`` rows): the angle below the input's on 13/15 held-out scenes for rgb
 (8/15 without), and the mean ratio of output to input angle lower in every band set, for
 PSNR changes within 0.01 dB.

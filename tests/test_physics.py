@@ -653,3 +653,23 @@ def test_stream_reports_the_direction_check():
         _angle(runs[True][0], surface)[cloudy].mean()
         < _angle(runs[False][0], surface)[cloudy].mean()
     )
+
+
+def test_direction_check_never_leaves_a_pixel_worse_than_both_input_and_correction():
+    from kumo_edge.physics import _direction_apply
+
+    rng = np.random.default_rng(12)
+    x = rng.uniform(0.02, 0.6, (8, 32, 32)).astype(np.float32)
+    y = np.clip(x * rng.uniform(0.3, 1.2, x.shape), 0, 0.9).astype(np.float32)
+    truth = rng.uniform(0.02, 0.6, (8, 32, 32)).astype(np.float32)
+    worst = np.maximum(_angle(x, truth), _angle(y, truth))
+    for s in (0.0, 0.25, 0.5, 0.875):
+        out = y.copy()
+        _direction_apply(x, out, np.float32(s))
+        assert (_angle(out, truth) <= worst + 1e-3).all()
+        np.testing.assert_allclose(
+            np.linalg.norm(out, axis=0), np.linalg.norm(y, axis=0), rtol=1e-5
+        )
+    out = y.copy()
+    _direction_apply(x, out, np.float32(0.0))  # no weight on the correction: the input's angle
+    np.testing.assert_allclose(_angle(out, x), 0.0, atol=0.05)
