@@ -502,14 +502,14 @@ def _physics_batch(
     remover: PhysicsRemover,
     blend: str,
     kept: dict[int, str],
-    fits: dict[int, dict[str, float]],
+    fields: dict[int, dict[str, float]],
 ) -> None:
     """A physics remover on the tiles ``idx`` (in place): the corrected tiles blended in, thick
     decided by the estimated transmittance (the detector's cloud probability is moved to the
     thick class there, to the thin class elsewhere), tiles the gate refuses left as they were
     and recorded in ``kept``, each fitted tile's cloud spectrum (Angstrom exponent, gain on the
     optical depth) and the weight the direction check left on its correction (where below 1)
-    in ``fits``, as report fields."""
+    in ``fields``, as report fields."""
     sel = batch_index(idx)
     corrected, _, thick, verdicts = remover.correct(
         tiles[sel], probs[sel, 0], valid[sel], weigh=blend != "full"
@@ -526,7 +526,7 @@ def _physics_batch(
         if direction is not None and direction[j] < 1:
             rec["direction_weight"] = round(float(direction[j]), 3)
         if rec:
-            fits[n] = rec
+            fields[n] = rec
         if why is not None:
             kept[n] = why
             continue
@@ -571,11 +571,11 @@ def process_tiles(
     )
     t0 = time.perf_counter()
     kept: dict[int, str] = {}
-    fits: dict[int, dict[str, float]] = {}
+    fields: dict[int, dict[str, float]] = {}
     for i in range(0, len(todo), cfg.batch):
         idx = todo[i : i + cfg.batch]
         if getattr(generator, "physics", False):
-            _physics_batch(tiles, probs, valid, idx, generator, cfg.blend, kept, fits)
+            _physics_batch(tiles, probs, valid, idx, generator, cfg.blend, kept, fields)
             continue
         sel = batch_index(idx)
         generated = (
@@ -622,7 +622,7 @@ def process_tiles(
         if i in kept:
             rec["kept_reason"] = kept[i]
         # the cloud's spectrum as this tile's data fitted it, the direction check's weight
-        rec.update(fits.get(i, {}))
+        rec.update(fields.get(i, {}))
         if origins is not None:
             rec["row"], rec["col"] = int(origins[i, 0]), int(origins[i, 1])
         rep.add(rec)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kumo_edge.bands import BandSet
+from kumo_edge.metrics import sam
 from kumo_edge.physics import (
     DEPTH_KNEE,
     PhysicsRemover,
@@ -585,7 +586,8 @@ def test_blend_in_the_kernel_equals_blending_afterwards() -> None:
 
 
 def _angle(a, b):  # noqa: ANN001, ANN202
-    """Per pixel, the angle in degrees between ``(C, H, W)`` spectra."""
+    """Per pixel, the angle in degrees between ``(C, H, W)`` spectra (the means are
+    :func:`kumo_edge.metrics.sam`)."""
     cos = (a * b).sum(0) / np.linalg.norm(a, axis=0) / np.linalg.norm(b, axis=0)
     return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
@@ -611,8 +613,8 @@ def test_direction_check_pulls_an_overcorrected_spectrum_back_and_keeps_its_leng
     s = check_direction(x, y, np.ones((64, 64), bool))
     assert s < 1.0
     # closer in angle to the true surface than the overcorrection was, and than the input
-    assert _angle(y, surface)[cloudy].mean() < 0.7 * _angle(before, surface)[cloudy].mean()
-    assert _angle(y, surface)[cloudy].mean() < _angle(x, surface)[cloudy].mean()
+    assert sam(y, surface, cloudy) < 0.7 * sam(before, surface, cloudy)
+    assert sam(y, surface, cloudy) < sam(x, surface, cloudy)
     np.testing.assert_allclose(
         np.linalg.norm(y, axis=0), np.linalg.norm(before, axis=0), rtol=1e-5
     )  # the length (the brightness) is the correction's
@@ -649,10 +651,7 @@ def test_stream_reports_the_direction_check():
         runs[on] = (out[0], rep.tiles[0])
     assert "direction_weight" not in runs[False][1]
     assert runs[True][1]["direction_weight"] < 1.0
-    assert (
-        _angle(runs[True][0], surface)[cloudy].mean()
-        < _angle(runs[False][0], surface)[cloudy].mean()
-    )
+    assert sam(runs[True][0], surface, cloudy) < sam(runs[False][0], surface, cloudy)
 
 
 def test_direction_check_never_leaves_a_pixel_worse_than_both_input_and_correction():
