@@ -668,7 +668,7 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
         (ship / "detector.json").write_text(json.dumps(card, indent=2))
         print(name, json.dumps({k: v for k, v in metrics.items() if k != "synthetic_held_out"}))
         print("  synthetic", json.dumps(syn))
-    set_shadow_thresholds(results, write_files=False, sets=sets)
+    set_shadow_thresholds(results, sets=sets)
 
 
 def set_shadow_thresholds(
@@ -680,11 +680,12 @@ def set_shadow_thresholds(
     ``write_files`` also in the file itself (``kumo.shadow_threshold``; metadata only, the
     weights are untouched). hsi32 takes rgbn's (the view it shares).
 
-    A release records it in the cards only: measured, the recall-70 % point (0.05-0.15) calls so
-    many pixels shadow that the class-driven removers lose their clear references (hsi32
-    removal CV, the same detector at 0.5 and at 0.05: HOT +2.37 -> +0.00 dB, inpainting +1.90 ->
-    -0.01; the physics remover and the cGAN, blended by probabilities, unchanged), so the shipped
-    files keep 0.5 and ``--shadow-threshold`` selects the point."""
+    The point sets what the mask and the report call shadow. The removal keeps the balanced
+    point (:data:`kumo_edge.stream.REMOVAL_SHADOW_THRESHOLD`): measured, the recall-70 % point
+    (0.05-0.15) calls so many pixels shadow that the class-driven removers lost their clear
+    references (hsi32 removal CV, the same detector at 0.5 and at 0.05: HOT +2.37 -> +0.00 dB,
+    inpainting +1.90 -> -0.01; the physics remover and the cGAN, blended by probabilities,
+    unchanged)."""
     from bench._common import ROOT
     from export.release import _set_props
 
@@ -702,7 +703,7 @@ def set_shadow_thresholds(
             _set_props(ship / "detector.onnx", shadow_threshold=repr(tau))
         card_path = ship / "detector.json"
         card = json.loads(card_path.read_text())
-        card["shadow_threshold"] = tau if write_files else 0.5
+        card["shadow_threshold"] = tau if write_files else card.get("shadow_threshold", 0.5)
         card["shadow_threshold_for_70_percent_recall"] = tau
         card["metrics"][f"shadow_operating_point_for_70_percent_recall ({view} view)"] = {
             "threshold_fitted_on_other_folds": ops[view]["fold_thresholds"],
@@ -822,8 +823,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     o = sub.add_parser(
         "shadow-op",
-        help="write the cross-validated recall-70 % shadow operating point into the shipped files "
-        "(a release records it in the cards only)",
+        help="write the cross-validated recall-70 % shadow operating point into the shipped "
+        "detectors and their cards (a release does this too)",
     )
     o.add_argument("--results", default="bench/results/detector_real.json")
     o.add_argument("--sets", default=",".join(RELEASE), help="band sets (comma separated)")

@@ -166,6 +166,64 @@ def test_generator_only_where_cloud_and_never_on_thick_pixels() -> None:
     assert rep.tiles[2]["thick_fraction"] == pytest.approx(64 / 256)
 
 
+class _ShadowDetector:
+    """P(shadow) / (P(shadow) + P(clear)) = 0.3 on tile 0 (shadow at a 0.125 operating point,
+    clear at the balanced 0.5) and 0.8 on tile 1 (shadow at both)."""
+
+    bands = BandSet((560.0, 842.0), (35.0, 115.0))
+
+    def __init__(self, shadow_threshold: float) -> None:
+        from types import SimpleNamespace
+
+        self.contract = SimpleNamespace(cloud_threshold=0.5, shadow_threshold=shadow_threshold)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        p = np.zeros((len(batch), 4, *batch.shape[2:]), np.float32)
+        p[0, 0], p[0, 3] = 0.7, 0.3
+        p[1, 0], p[1, 3] = 0.2, 0.8
+        return p
+
+    def classify(self, probs: np.ndarray, axis: int = 1) -> np.ndarray:
+        from kumo_edge.runtime import classify
+
+        return classify(probs, 0.5, axis, self.contract.shadow_threshold)
+
+
+class _ClassRecorder:
+    """A class-driven remover (as HOT and inpainting are) that records the classes it gets."""
+
+    needs_classes = True
+
+    def __init__(self) -> None:
+        self.calls: list[np.ndarray] = []
+
+    def run(self, batch: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        self.calls.append(classes.copy())
+        return batch + 0.1
+
+
+def test_shadow_operating_point_sets_the_mask_not_the_removal() -> None:
+    from kumo_edge.stream import Report, process_tiles
+
+    tiles = np.full((2, 2, 16, 16), 0.2, np.float32)
+    valid = np.ones((2, 16, 16), bool)
+    fractions = {}
+    for point in (0.5, 0.125):
+        rep, rec = Report(), _ClassRecorder()
+        out, _ = process_tiles(
+            tiles.copy(), valid, _ShadowDetector(point), rec, StreamConfig(batch=8), rep
+        )
+        fractions[point] = [t["shadow_fraction"] for t in rep.tiles]
+        # the removal acts at the balanced point whatever the mask's: only tile 1 goes to the
+        # remover, and it is told shadow there; tile 0 is left as it came
+        assert len(rec.calls) == 1 and rec.calls[0].shape == (1, 16, 16)
+        assert (rec.calls[0] == 3).all()
+        np.testing.assert_array_equal(out[0], tiles[0])
+        assert [t["decision"] for t in rep.tiles] == ["clear", "removed"]
+    # the report (and the mask, by the same rule) calls tile 0 shadow only at the 0.125 point
+    assert fractions[0.5] == [0.0, 1.0] and fractions[0.125] == [1.0, 1.0]
+
+
 def test_output_resampled_back_to_input_bands(models) -> None:  # noqa: ANN001
     det, gen = models
     l7 = sensor_profile("landsat7-etm").bands
