@@ -38,7 +38,15 @@ from export.detector import (
 )
 from export.evaluate import detection_scores, threshold_test
 from kumo_edge import metrics
-from kumo_edge.runtime import Model, ambiguous_bright, ambiguous_mask, classify, load_model
+from kumo_edge.runtime import (
+    Model,
+    ambiguous_bright,
+    ambiguous_mask,
+    classify,
+    load_model,
+    shadow_reference_band,
+    veto_bright_shadows,
+)
 
 #: ukis-csmask's band names for the canonical bands.
 UKIS_BANDS = ["blue", "green", "red", "nir", "swir16", "swir22"]
@@ -81,21 +89,26 @@ SHADOW_RECALL_AIM = 0.75
 SHADOW_GRID = np.round(np.arange(0.05, 0.5001, 0.025), 3)
 
 
-def _shadow_recall(
-    fullp: dict[str, np.ndarray],
-    by_name: dict,
-    names: list[str],
-    thr: dict[str, float],
-    tau: float,
-) -> float:
-    tp = fn = 0
-    for n in names:
-        lab = by_name[n]["labels"]
-        truth = lab == 3
-        c = classify(fullp[n].astype(np.float32), thr[n], 0, tau)
-        tp += int(np.sum((c == 3) & truth))
-        fn += int(np.sum((c != 3) & truth))
-    return tp / max(tp + fn, 1)
+#: Darkness factors the fit tries with each threshold (0: no darkness rule; see
+#: :func:`kumo_edge.runtime.veto_bright_shadows`).
+DARKER_GRID = (0.0, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _shadow_calls(
+    prob: np.ndarray, cube: np.ndarray, valid: np.ndarray, thr: float, tau: float, darker: float
+) -> np.ndarray:
+    """Shadow calls on a whole patch as the runtime makes them: ``prob`` ``(4, H, W)``, the
+    darkness rule per 256-px tile (the patches are 256 or 512 px) on ``cube``'s reference band."""
+    p = prob.astype(np.float32).copy()
+    if darker:
+        t = 256
+        h, w = p.shape[1:]
+        tiles = p.reshape(4, h // t, t, w // t, t).transpose(1, 3, 0, 2, 4).reshape(-1, 4, t, t)
+        ref = cube.reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t, t)
+        ok = valid.reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t, t)
+        veto_bright_shadows(tiles, ref, ok, darker, thr, tau)
+        p = tiles.reshape(h // t, w // t, 4, t, t).transpose(2, 0, 3, 1, 4).reshape(4, h, w)
+    return classify(p, thr, 0, tau) == 3
 
 
 def shadow_operating_points(
@@ -106,37 +119,65 @@ def shadow_operating_points(
     folds: int,
     pred: dict,
 ) -> dict:
-    """Per view: the shadow threshold of each fold, fitted on the OTHER folds' out-of-fold
-    probabilities (the largest on :data:`SHADOW_GRID` whose shadow recall there reaches
-    :data:`SHADOW_RECALL_AIM`), applied to the fold's own patches as method ``ours_shadow_op``;
-    and the threshold fitted on all folds (what a release ships)."""
+    """Per view: the shadow operating point of each fold, fitted on the OTHER folds'
+    out-of-fold probabilities, applied to the fold's own patches as method ``ours_shadow_op``;
+    and the point fitted on all folds (what a release ships). A point is a threshold on
+    :data:`SHADOW_GRID` and a darkness factor on :data:`DARKER_GRID`: for each factor the largest
+    threshold whose shadow recall reaches :data:`SHADOW_RECALL_AIM`, and of those the pair with
+    the best shadow precision."""
     out = {}
     for view, d in fullp.items():
         thr = {n: cloud_thr[(view, fold_of[n])] for n in d}
         labelled = [n for n in d if "shadow" in by_name[n]["scheme"]]
+        band = shadow_reference_band(CANON.subset(VIEWS[view]))
+        counts: dict[tuple[str, float, float], tuple[int, int, int]] = {}
+        for n in labelled:
+            cube = view_cube(by_name[n], view)
+            assert cube is not None
+            lab = by_name[n]["labels"]
+            truth, ok = lab == 3, lab >= 0
+            for tau in SHADOW_GRID:
+                for q in DARKER_GRID:
+                    s = _shadow_calls(d[n], cube[band], ok, thr[n], float(tau), q)
+                    counts[(n, float(tau), q)] = (
+                        int(np.sum(s & truth)),
+                        int(np.sum(s & ~truth & ok)),
+                        int(np.sum(~s & truth)),
+                    )
 
-        def fit(names: list[str], thr: dict[str, float] = thr, d: dict = d) -> float:
-            ok = [
-                t
-                for t in SHADOW_GRID
-                if _shadow_recall(d, by_name, names, thr, t) >= SHADOW_RECALL_AIM
-            ]
-            return float(max(ok)) if ok else float(SHADOW_GRID[0])
+        def fit(names: list[str], counts: dict = counts) -> tuple[float, float]:
+            best: tuple[float, float, float] | None = None  # precision, tau, q
+            for q in DARKER_GRID:
+                for tau in sorted((float(t) for t in SHADOW_GRID), reverse=True):
+                    tp, fp, fn = (sum(counts[(n, tau, q)][i] for n in names) for i in range(3))
+                    if tp / max(tp + fn, 1) >= SHADOW_RECALL_AIM:
+                        prec = tp / max(tp + fp, 1)
+                        if best is None or prec > best[0]:
+                            best = (prec, tau, q)
+                        break
+            return (best[1], best[2]) if best else (float(SHADOW_GRID[0]), 0.0)
 
-        taus = {}
+        points = {}
         for k in range(folds):
             mine = [n for n in d if fold_of[n] == k]
             if not mine:
                 continue
-            taus[k] = fit([n for n in labelled if fold_of[n] != k])
+            points[k] = fit([n for n in labelled if fold_of[n] != k])
+            tau, q = points[k]
             for n in mine:
-                pred[("ours_shadow_op", view)][n] = classify(
-                    d[n].astype(np.float32), thr[n], 0, taus[k]
-                )
+                c = classify(d[n].astype(np.float32), thr[n], 0, tau)
+                cube = view_cube(by_name[n], view)
+                if q and cube is not None:
+                    ok = by_name[n]["labels"] >= 0
+                    c[(c == 3) & ~_shadow_calls(d[n], cube[band], ok, thr[n], tau, q)] = 0
+                pred[("ours_shadow_op", view)][n] = c
+        tau_all, q_all = fit(labelled)
         out[view] = {
             "aim_recall_on_other_folds": SHADOW_RECALL_AIM,
-            "fold_thresholds": taus,
-            "threshold_all_folds": fit(labelled),
+            "fold_thresholds": {k: v[0] for k, v in points.items()},
+            "fold_darker": {k: v[1] for k, v in points.items()},
+            "threshold_all_folds": tau_all,
+            "darker_all_folds": q_all,
         }
     return out
 

@@ -374,15 +374,26 @@ def detector_real_table(doc: dict) -> str:
     if ops:
         lines += [
             "",
-            "Shadow operating point (shadow where P(shadow) / (P(shadow) + P(clear)) exceeds it), "
-            "fitted on the other folds to reach "
-            f"{next(iter(ops.values()))['aim_recall_on_other_folds']:.0%} shadow recall there; "
-            "cloud decisions do not depend on it: "
+            "Shadow operating point (shadow where P(shadow) / (P(shadow) + P(clear)) exceeds the "
+            "threshold, and, with a darkness factor q > 0, only where the pixel is darker in the "
+            "band nearest the NIR than q x the median of its 256-px tile's clear pixels), fitted "
+            "on the other folds to reach "
+            f"{next(iter(ops.values()))['aim_recall_on_other_folds']:.0%} shadow recall there at "
+            "the best precision; cloud decisions do not depend on it: "
             + "; ".join(
-                f"{v}: per fold {', '.join(f'{t:g}' for t in o['fold_thresholds'].values())}, "
-                f"all folds {o['threshold_all_folds']:g}"
+                f"{v}: per fold "
+                + ", ".join(
+                    f"{t:g}/{q:g}"
+                    for t, q in zip(
+                        o["fold_thresholds"].values(),
+                        o.get("fold_darker", {k: 0 for k in o["fold_thresholds"]}).values(),
+                        strict=True,
+                    )
+                )
+                + f", all folds {o['threshold_all_folds']:g}/{o.get('darker_all_folds', 0):g}"
                 for v, o in ops.items()
             )
+            + " (threshold/q)"
             + ".",
         ]
     lines += ["", "Per sensor (accuracy / clear called cloud):", ""]

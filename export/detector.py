@@ -674,11 +674,11 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
 def set_shadow_thresholds(
     results: Path, write_files: bool = True, sets: tuple[str, ...] = tuple(RELEASE)
 ) -> None:
-    """Record the shadow operating point the cross-validation fitted on all folds
-    (``shadow_operating_point`` of ``bench/results/detector_real.json``) in every shipped
-    detector's card, with the cross-validated shadow figures at that point, and with
-    ``write_files`` also in the file itself (``kumo.shadow_threshold``; metadata only, the
-    weights are untouched). hsi32 takes rgbn's (the view it shares).
+    """Record the shadow operating point (threshold and darkness factor) the cross-validation
+    fitted on all folds (``shadow_operating_point`` of ``bench/results/detector_real.json``) in
+    every shipped detector's card, with the cross-validated shadow figures at that point, and
+    with ``write_files`` also in the file itself (``kumo.shadow_threshold``,
+    ``kumo.shadow_darker``; metadata only, the weights are untouched). hsi32 takes rgbn's (the view it shares).
 
     The point sets what the mask and the report call shadow. The removal keeps the balanced
     point (:data:`kumo_edge.stream.REMOVAL_SHADOW_THRESHOLD`): measured, the recall-70 % point
@@ -698,15 +698,20 @@ def set_shadow_thresholds(
     for name in sets:
         view = name if name in ops else "rgbn"
         tau = float(ops[view]["threshold_all_folds"])
+        darker = float(ops[view].get("darker_all_folds", 0.0))
         ship = ROOT / "kumo_edge" / "models" / name
         if write_files:
-            _set_props(ship / "detector.onnx", shadow_threshold=repr(tau))
+            _set_props(
+                ship / "detector.onnx", shadow_threshold=repr(tau), shadow_darker=repr(darker)
+            )
         card_path = ship / "detector.json"
         card = json.loads(card_path.read_text())
         card["shadow_threshold"] = tau if write_files else card.get("shadow_threshold", 0.5)
         card["shadow_threshold_for_70_percent_recall"] = tau
+        card["shadow_darker"] = darker if write_files else card.get("shadow_darker", 0.0)
         card["metrics"][f"shadow_operating_point_for_70_percent_recall ({view} view)"] = {
             "threshold_fitted_on_other_folds": ops[view]["fold_thresholds"],
+            "darker_fitted_on_other_folds": ops[view].get("fold_darker", {}),
             "shadow": doc["results"][f"ours_shadow_op/{view}"]["shadow"],
             "all": doc["results"][f"ours_shadow_op/{view}"]["all"],
         }

@@ -77,6 +77,10 @@ class ModelContract:
     #: P(shadow) / (P(shadow) + P(clear)) exceeds it (0.5, "the larger of the two", when the
     #: file does not say; the shipped detectors carry one fitted cross-fold on real shadows).
     shadow_threshold: float = 0.5
+    #: A detector's shadow darkness rule (0: none): a shadow call stands only where the pixel,
+    #: in the band nearest the NIR, is darker than this times the median of the tile's clear
+    #: pixels (:func:`veto_bright_shadows`).
+    shadow_darker: float = 0.0
     precision: str = "fp32"
     opset: int = 0
     git_sha: str = ""
@@ -114,6 +118,7 @@ class ModelContract:
                 shadow_threshold=_threshold(
                     meta.get(PREFIX + "shadow_threshold", "0.5"), source, "shadow_threshold"
                 ),
+                shadow_darker=_darker(meta.get(PREFIX + "shadow_darker", "0"), source),
                 precision=meta.get(PREFIX + "precision", "fp32"),
                 opset=int(meta.get(PREFIX + "opset", "0")),
                 git_sha=meta.get(PREFIX + "git_sha", ""),
@@ -152,6 +157,8 @@ class ModelContract:
         }
         if self.shadow_threshold != 0.5:  # files without one keep their metadata as it was
             meta["shadow_threshold"] = repr(float(self.shadow_threshold))
+        if self.shadow_darker:
+            meta["shadow_darker"] = repr(float(self.shadow_darker))
         return {PREFIX + k: v for k, v in meta.items()}
 
     def describe(self) -> list[str]:
@@ -175,6 +182,12 @@ class ModelContract:
                 f"masks       cloud where P(thin) + P(thick) >= {self.cloud_threshold:g}; "
                 "then the larger of thin/thick; else shadow where P(shadow) / (P(shadow) + "
                 f"P(clear)) > {self.shadow_threshold:g}, clear otherwise"
+                + (
+                    f"; shadow only where darker than {self.shadow_darker:g} x the tile's clear "
+                    "ground (band nearest the NIR)"
+                    if self.shadow_darker
+                    else ""
+                )
             )
         elif self.output == "cloud_params_half":
             lines.append(
@@ -191,6 +204,13 @@ class ModelContract:
         if self.metrics:
             lines.append("metrics     " + json.dumps(self.metrics)[:300])
         return lines
+
+
+def _darker(text: str, source: str) -> float:
+    t = float(text)
+    if not 0.0 <= t <= 2.0:
+        raise ModelContractError(f"{source}: shadow_darker must lie in [0, 2], got {text}")
+    return t
 
 
 def _threshold(text: str, source: str, name: str = "cloud_threshold") -> float:
@@ -219,6 +239,53 @@ def classify(
     out = np.where(p[3] * (1 - st) > p[0] * st, 3, 0).astype(np.uint8)
     out[cloud] = np.where(p[2] > p[1], 2, 1)[cloud]
     return out
+
+
+#: Cloud shadow takes the direct sun away, so a shadowed pixel is darker than the sunlit ground
+#: of its tile, most of all in the NIR (little diffuse skylight there): the darkness rule looks
+#: at the band nearest this wavelength ...
+SHADOW_REFERENCE_NM = 842.0
+#: ... and only in tiles with at least this many valid pixels called clear (its reference).
+SHADOW_REFERENCE_PIXELS = 256
+
+
+def shadow_reference_band(bands: BandSet) -> int:
+    """Index of the band the shadow darkness rule compares (nearest :data:`SHADOW_REFERENCE_NM`)."""
+    return int(np.argmin(np.abs(bands.centers - SHADOW_REFERENCE_NM)))
+
+
+def veto_bright_shadows(
+    probs: npt.NDArray[np.float32],
+    ref: npt.NDArray[np.float32],
+    valid: npt.NDArray[np.bool_],
+    darker: float,
+    cloud_threshold: float = 0.5,
+    shadow_threshold: float = 0.5,
+) -> int:
+    """The darkness rule, in place: where the classes of ``probs`` ``(N, 4, T, T)`` (at the
+    operating points given, as :func:`classify`) call shadow on a pixel whose ``ref``
+    ``(N, T, T)`` (the input's :func:`shadow_reference_band`) is not darker than ``darker``
+    (a contract's ``shadow_darker``; 0: no rule) times the median of that tile's valid
+    clear-called pixels, P(shadow) moves to P(clear).
+    Tiles with fewer than :data:`SHADOW_REFERENCE_PIXELS` clear pixels keep their calls (no
+    reference). Returns the number of shadow calls withdrawn. Measured cross-fold on the real
+    patches (``bench.detector_real``), it lifts shadow precision at the same recall."""
+    if not darker:
+        return 0
+    cls = classify(probs, cloud_threshold, 1, shadow_threshold)
+    n = 0
+    for i in range(len(cls)):
+        shadow = cls[i] == 3
+        if not shadow.any():
+            continue
+        clear = (cls[i] == 0) & valid[i]
+        if int(clear.sum()) < SHADOW_REFERENCE_PIXELS:
+            continue
+        veto = shadow & (ref[i] >= np.float32(darker) * np.median(ref[i][clear]))
+        probs[i, 0][veto] += probs[i, 3][veto]
+        probs[i, 3][veto] = 0.0
+        n += int(veto.sum())
+    return n
 
 
 #: A pixel is "bright" when its mean visible reflectance reaches this (the threshold test's rule).

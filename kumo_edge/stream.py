@@ -41,7 +41,7 @@ from .config import DEFAULT_BATCH
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .physics import PhysicsRemover
 from .remover import Remover
-from .runtime import Model, ambiguous_masks, classify
+from .runtime import Model, ambiguous_masks, classify, shadow_reference_band, veto_bright_shadows
 from .tiling import (
     GridBlender,
     accumulate_tile_row,
@@ -573,6 +573,10 @@ def process_tiles(
     amb = amb_px.sum(axis=(1, 2)) / n_valid
     # the physics remover may move cloud between thin and thick, never in or out of cloud
     drop = drop_flags((cls == 1) | (cls == 2), amb_px, valid, cfg.drop_fraction)
+    contract = getattr(detector, "contract", None)
+    darker = getattr(contract, "shadow_darker", 0.0)
+    # the darkness rule compares the input, which the removal below overwrites
+    ref = tiles[:, shadow_reference_band(detector.bands)].copy() if darker else None
     todo = (
         np.flatnonzero((frac[1] + rshadow) >= cfg.min_fraction)
         if generator is not None
@@ -606,6 +610,12 @@ def process_tiles(
         cls = detector.classify(probs, axis=1)
         frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
         rshadow = removal_classes(detector, probs, cls, valid, n_valid)[1]
+    if ref is not None and veto_bright_shadows(
+        probs, ref, valid, darker, contract.cloud_threshold, contract.shadow_threshold
+    ):
+        # shadow calls on ground as bright as the tile's clear ground withdrawn (mask, report)
+        cls = detector.classify(probs, axis=1)
+        frac[3] = ((cls == 3) & valid).sum(axis=(1, 2)) / n_valid
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])
         decision = (

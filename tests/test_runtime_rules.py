@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from kumo_edge.config import sensor_profile
 from kumo_edge.runtime import ambiguous_bright
@@ -72,3 +73,49 @@ def test_shadow_operating_point() -> None:
     assert any("> 0.3" in ln for ln in c2.describe())
     with pytest.raises(ModelContractError, match="shadow_threshold must lie in"):
         ModelContract.from_metadata({**c.to_metadata(), "kumo.shadow_threshold": "1.2"})
+
+
+def test_darkness_rule_withdraws_shadow_calls_on_ground_as_bright_as_the_clear() -> None:
+    from kumo_edge.errors import ModelContractError
+    from kumo_edge.runtime import (
+        SHADOW_REFERENCE_PIXELS,
+        ModelContract,
+        classify,
+        shadow_reference_band,
+        veto_bright_shadows,
+    )
+
+    bands = sensor_profile("rgbn").bands
+    assert shadow_reference_band(bands) == 3  # the NIR band
+    assert shadow_reference_band(sensor_profile("rgb").bands) == 2  # red, the nearest
+    # a 32 x 32 tile: left half called clear (NIR 0.30), right half called shadow, of which the
+    # top rows are dark (0.10: shadow) and the bottom rows as bright as the clear (0.30)
+    p = np.zeros((2, 4, 32, 32), np.float32)
+    p[:, 0], p[:, 3] = 0.9, 0.1
+    p[:, 0, :, 16:], p[:, 3, :, 16:] = 0.2, 0.8
+    p[:, 1, :2, :2], p[:, 0, :2, :2] = 0.9, 0.0  # a cloud corner, left alone
+    p[:, 3, :2, :2] = 0.1
+    ref = np.full((2, 32, 32), 0.30, np.float32)
+    ref[:, :16, 16:] = 0.10
+    valid = np.ones((2, 32, 32), bool)
+    valid[1, :, 2:16] = False  # tile 1: too few valid clear pixels to compare with
+    before = p.copy()
+    n = veto_bright_shadows(p, ref, valid, 0.8)
+    assert n == 16 * 16  # the bright half of tile 0's shadow calls
+    c = classify(p, axis=1)
+    assert (c[0, :16, 16:] == 3).all() and (c[0, 16:, 16:] == 0).all()
+    assert (c[0, :2, :2] == 1).all()  # cloud untouched
+    np.testing.assert_array_equal(p[1], before[1])  # no reference: calls kept
+    assert int(valid[1].sum() - 16 * 32) < SHADOW_REFERENCE_PIXELS
+    np.testing.assert_allclose(p.sum(axis=1), before.sum(axis=1))  # probabilities still sum
+    q = before.copy()
+    assert veto_bright_shadows(q, ref, valid, 0.0) == 0  # 0: no rule
+    np.testing.assert_array_equal(q, before)
+    # the factor travels in the contract
+    c0 = ModelContract("detector", "rgbn", bands, 256, 16, 8, {}, ("c", "t", "k", "s"))
+    assert c0.shadow_darker == 0.0 and "kumo.shadow_darker" not in c0.to_metadata()
+    c1 = ModelContract.from_metadata({**c0.to_metadata(), "kumo.shadow_darker": "0.8"})
+    assert c1.shadow_darker == 0.8 and ModelContract.from_metadata(c1.to_metadata()) == c1
+    assert any("darker than 0.8" in ln for ln in c1.describe())
+    with pytest.raises(ModelContractError, match="shadow_darker must lie in"):
+        ModelContract.from_metadata({**c0.to_metadata(), "kumo.shadow_darker": "-1"})

@@ -341,3 +341,37 @@ def test_drop_rule_never_throws_away_what_might_be_snow() -> None:
     assert [t["cloud_fraction"] for t in rep.tiles] == [1.0, 1.0]
     assert [t["ambiguous_bright"] for t in rep.tiles] == [1.0, 0.0]
     assert [t["drop"] for t in rep.tiles] == [False, True]
+
+
+def test_darkness_rule_changes_the_mask_and_report_never_the_removal() -> None:
+    from types import SimpleNamespace
+
+    from kumo_edge.runtime import classify
+    from kumo_edge.stream import Report, process_tiles
+
+    class Det(_ShadowDetector):
+        def __init__(self, darker: float) -> None:
+            self.contract = SimpleNamespace(
+                cloud_threshold=0.5, shadow_threshold=0.5, shadow_darker=darker
+            )
+
+        def run(self, batch: np.ndarray) -> np.ndarray:  # left half clear, right half shadow
+            p = np.zeros((len(batch), 4, *batch.shape[2:]), np.float32)
+            p[:, 0], p[:, 3] = 0.9, 0.1
+            p[:, 0, :, 16:], p[:, 3, :, 16:] = 0.2, 0.8
+            return p
+
+    tiles = np.full((1, 2, 32, 32), 0.3, np.float32)
+    tiles[0, 1, :16, 16:] = 0.1  # NIR: only the top of the shadow half is darker than the clear
+    valid = np.ones((1, 32, 32), bool)
+    got = {}
+    for darker in (0.0, 0.8):
+        rep, rec = Report(), _ClassRecorder()
+        out, probs = process_tiles(tiles.copy(), valid, Det(darker), rec, StreamConfig(), rep)
+        got[darker] = (out, rep.tiles[0]["shadow_fraction"], rec.calls[0])
+        mask = classify(probs, 0.5, 1)  # the mask's rule, on what the stream blends
+        assert (mask[0, :16, 16:] == 3).all()
+        assert (mask[0, 16:, 16:] == (0 if darker else 3)).all()
+    assert got[0.0][1] == 0.5 and got[0.8][1] == 0.25
+    np.testing.assert_array_equal(got[0.0][0], got[0.8][0])  # the same cleaned tile
+    np.testing.assert_array_equal(got[0.0][2], got[0.8][2])  # the same classes to the remover
