@@ -610,11 +610,8 @@ def process_tiles(
         cls = detector.classify(probs, axis=1)
         frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
         rshadow = removal_classes(detector, probs, cls, valid, n_valid)[1]
-    if ref is not None and veto_bright_shadows(
-        probs, ref, valid, darker, contract.cloud_threshold, contract.shadow_threshold
-    ):
+    if ref is not None and veto_bright_shadows(probs, ref, valid, darker, classes=cls):
         # shadow calls on ground as bright as the tile's clear ground withdrawn (mask, report)
-        cls = detector.classify(probs, axis=1)
         frac[3] = ((cls == 3) & valid).sum(axis=(1, 2)) / n_valid
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])
@@ -661,7 +658,13 @@ def removal_classes(
     fraction at that point."""
     contract = getattr(detector, "contract", None)
     point = getattr(contract, "shadow_threshold", REMOVAL_SHADOW_THRESHOLD)
-    if point != REMOVAL_SHADOW_THRESHOLD:
+    if point < REMOVAL_SHADOW_THRESHOLD:  # fewer shadows: only the mask's shadow calls can go
+        st = np.float32(REMOVAL_SHADOW_THRESHOLD)
+        where = np.flatnonzero(cls == 3)
+        p0, p3 = probs[:, 0].reshape(-1)[where], probs[:, 3].reshape(-1)[where]
+        cls = cls.copy()
+        cls.reshape(-1)[where[p3 * (1 - st) <= p0 * st]] = 0
+    elif point > REMOVAL_SHADOW_THRESHOLD:
         cls = classify(probs, contract.cloud_threshold, 1, REMOVAL_SHADOW_THRESHOLD)
     return cls, ((cls == 3) & valid).sum(axis=(1, 2)) / n_valid
 
