@@ -646,6 +646,13 @@ def process_tiles(
     return out, probs.astype(np.float32, copy=False)
 
 
+def removal_classify(detector: Model, probs: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """The classes the removal acts on, for probabilities ``(N, 4, T, T)``: the detector's cloud
+    point, shadow at :data:`REMOVAL_SHADOW_THRESHOLD` (what the stream gives a class-driven
+    remover; benchmarks that run removers outside the stream use it to run them as it does)."""
+    return classify(probs, detector.contract.cloud_threshold, 1, REMOVAL_SHADOW_THRESHOLD)
+
+
 def removal_classes(
     detector: Model,
     probs: npt.NDArray[np.float32],
@@ -665,7 +672,7 @@ def removal_classes(
         cls = cls.copy()
         cls.reshape(-1)[where[p3 * (1 - st) <= p0 * st]] = 0
     elif point > REMOVAL_SHADOW_THRESHOLD:
-        cls = classify(probs, contract.cloud_threshold, 1, REMOVAL_SHADOW_THRESHOLD)
+        cls = removal_classify(detector, probs)
     return cls, ((cls == 3) & valid).sum(axis=(1, 2)) / n_valid
 
 

@@ -20,6 +20,7 @@ from export.evaluate import run_batches
 from export.train import TrainConfig, load_scenes
 from kumo_edge.baselines import HarmonicInpainting, HazeOptimizedTransform
 from kumo_edge.runtime import load_model, shipped_models
+from kumo_edge.stream import removal_classify
 
 
 # -- 1. methods ----------------------------------------------------------------------------------
@@ -31,7 +32,7 @@ def method_comparison(
     ship = shipped_models()[bands]
     det = load_model(ship["detector"], threads=2)
     probs = run_batches(det.run, t["cloudy"])
-    classes = det.classify(probs)
+    classes = removal_classify(det, probs)  # as the stream gives them to HOT and inpainting
     x = t["cloudy"]
     parent = run_batches(load_model(ART / bands / "generator_parent_fp32.onnx", threads=2).run, x)
     raw = run_batches(load_model(cgan_path(bands), threads=2).run, x)

@@ -11,6 +11,7 @@ from export.train import REAL_TEST
 from kumo_edge import metrics
 from kumo_edge.baselines import HarmonicInpainting, HazeOptimizedTransform
 from kumo_edge.runtime import load_model, shipped_models
+from kumo_edge.stream import removal_classify
 
 
 # -- 4. real clouds ------------------------------------------------------------------------------
@@ -41,7 +42,7 @@ def rice2(models: str = "rgb") -> tuple[dict, list]:
     scale = 1.0 / 255.0
     x, y = np.clip(a * scale, 0, 1), np.clip(b * scale, 0, 1)
     probs = run_batches(det.run, x, batch=4)
-    classes = det.classify(probs)
+    classes = removal_classify(det, probs)  # as the stream gives them to HOT and inpainting
     preds = {
         "cloudy input": x,
         "HOT": _as_runtime(
@@ -109,7 +110,7 @@ def l8_removal(bands: str = "rgbn") -> tuple[dict, list]:
         x = np.ascontiguousarray(x[:, :, :h2, :w2])
         truth = p["classes"][:h2, :w2]
         probs = det.run(x)
-        cls = det.classify(probs)
+        cls = removal_classify(det, probs)
         y = {
             "HOT": _as_runtime(x, HazeOptimizedTransform(det.bands).run(x, cls), probs, cls)[0],
             "inpainting": _as_runtime(x, HarmonicInpainting(det.bands).run(x, cls), probs, cls)[0],
