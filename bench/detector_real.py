@@ -94,11 +94,12 @@ SHADOW_GRID = np.round(np.arange(0.05, 0.5001, 0.025), 3)
 DARKER_GRID = (0.0, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def _shadow_calls(
+def _runtime_classes(
     prob: np.ndarray, cube: np.ndarray, valid: np.ndarray, thr: float, tau: float, darker: float
 ) -> np.ndarray:
-    """Shadow calls on a whole patch as the runtime makes them: ``prob`` ``(4, H, W)``, the
-    darkness rule per 256-px tile (the patches are 256 or 512 px) on ``cube``'s reference band."""
+    """Classes of a whole patch as the runtime makes them at the point (``tau``, ``darker``):
+    ``prob`` ``(4, H, W)``, the darkness rule per 256-px tile (the patches are 256 or 512 px) on
+    ``cube``'s reference band."""
     p = prob.astype(np.float32).copy()
     if darker:
         t = 256
@@ -108,7 +109,7 @@ def _shadow_calls(
         ok = valid.reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t, t)
         veto_bright_shadows(tiles, ref, ok, darker, thr, tau)
         p = tiles.reshape(h // t, w // t, 4, t, t).transpose(2, 0, 3, 1, 4).reshape(4, h, w)
-    return classify(p, thr, 0, tau) == 3
+    return classify(p, thr, 0, tau)
 
 
 def shadow_operating_points(
@@ -138,7 +139,7 @@ def shadow_operating_points(
             truth, ok = lab == 3, lab >= 0
             for tau in SHADOW_GRID:
                 for q in DARKER_GRID:
-                    s = _shadow_calls(d[n], cube[band], ok, thr[n], float(tau), q)
+                    s = _runtime_classes(d[n], cube[band], ok, thr[n], float(tau), q) == 3
                     counts[(n, float(tau), q)] = (
                         int(np.sum(s & truth)),
                         int(np.sum(s & ~truth & ok)),
@@ -165,12 +166,12 @@ def shadow_operating_points(
             points[k] = fit([n for n in labelled if fold_of[n] != k])
             tau, q = points[k]
             for n in mine:
-                c = classify(d[n].astype(np.float32), thr[n], 0, tau)
                 cube = view_cube(by_name[n], view)
-                if q and cube is not None:
-                    ok = by_name[n]["labels"] >= 0
-                    c[(c == 3) & ~_shadow_calls(d[n], cube[band], ok, thr[n], tau, q)] = 0
-                pred[("ours_shadow_op", view)][n] = c
+                assert cube is not None  # fullp holds the patches the view can feed
+                ok = by_name[n]["labels"] >= 0
+                pred[("ours_shadow_op", view)][n] = _runtime_classes(
+                    d[n], cube[band], ok, thr[n], tau, q
+                )
         tau_all, q_all = fit(labelled)
         out[view] = {
             "aim_recall_on_other_folds": SHADOW_RECALL_AIM,
