@@ -713,8 +713,10 @@ def set_block_cache(nbytes: int) -> bool:
         return False
 
 
+@functools.cache
 def _gdal() -> Any:  # noqa: ANN401
-    """GDAL's C library as rasterio loaded it (ctypes), or None where it cannot be found."""
+    """GDAL's C library as rasterio loaded it (ctypes), or None where it cannot be found (looked
+    up once: it is called around every write)."""
     path = None
     try:
         with open("/proc/self/maps") as f:

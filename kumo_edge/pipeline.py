@@ -33,6 +33,7 @@ from .io import (
     set_block_cache,
     space_hint,
 )
+from .overlap import Background, prefetch
 from .remover import Remover
 from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
 from .stream import Lines, StreamConfig, StreamProcessor
@@ -356,6 +357,11 @@ def run_stream(
                 class_pixels[:] += np.bincount(lines.mask.ravel(), minlength=len(class_pixels))
                 if out is not None:
                     lines = Lines(lines.row, encode(lines.data, lines.mask, out_dtype), lines.mask)
+                writer.submit(store, lines)  # written while the models go on
+                if progress is not None:
+                    progress.update(lines.data.shape[1])
+
+            def store(lines: Lines) -> None:
                 if height is not None:
                     if w_out:
                         w_out.write(lines.data, lines.row)
@@ -366,12 +372,18 @@ def run_stream(
                         s_out.write(lines.data)
                     if s_mask:
                         s_mask.write(lines.mask[None])
-                if progress is not None:
-                    progress.update(lines.data.shape[1])
 
-            for data, valid in chunks:
-                proc.push(data, valid, sink)  # lines go out as views, written at once
-            proc.flush(sink)
+            # the next strip is read and the finished lines written beside the models (one
+            # strip and one piece of lines ahead); the stream's lines are new arrays, never
+            # changed once handed out
+            ahead = prefetch(iter(chunks), join_timeout=None if height is not None else 1.0)
+            try:
+                with Background() as writer:
+                    for data, valid in ahead:
+                        proc.push(data, valid, sink)
+                    proc.flush(sink)
+            finally:
+                ahead.close()
             if height is None:
                 w_out, w_mask = open_writers(proc.received)
                 if s_out and w_out:

@@ -59,7 +59,7 @@ NODATA, CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3, 4
 RING_PER_UNIT = 32768.0
 RING_STEP = 1.0 / RING_PER_UNIT
 #: Output lines go to the sink in pieces of this many lines (small transient copies).
-EMIT_LINES = 32
+EMIT_LINES = 16
 #: Shadow operating point of the removal (which tiles go to the remover, and the classes a
 #: class-driven remover such as HOT or inpainting is given): the balanced point, shadow where
 #: P(shadow) > P(clear). The mask and the report use the detector's own point (its contract's
@@ -382,8 +382,10 @@ class StreamProcessor:
             )
         if valid is not None and (valid.shape != lines.shape[1:] or valid.dtype != np.bool_):
             raise ShapeError(f"`valid` must be a bool array of shape {lines.shape[1:]}")
-        check = lines if valid is None else lines[:, valid]
-        if not np.isfinite(check).all():
+        # the whole strip first (no copy); only where that fails, its valid pixels
+        if not np.isfinite(lines).all() and (
+            valid is None or not np.isfinite(lines[:, valid]).all()
+        ):
             r = int(np.argwhere(~np.isfinite(lines).all(axis=(0, 2)))[0, 0]) + self.received
             raise InvalidDataError(
                 f"NaN or infinite values in line {r}; mark such pixels invalid instead"
