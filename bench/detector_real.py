@@ -45,7 +45,7 @@ from kumo_edge.runtime import (
     classify,
     load_model,
     shadow_reference_band,
-    veto_bright_shadows,
+    shadow_rules,
 )
 
 #: ukis-csmask's band names for the canonical bands.
@@ -98,17 +98,16 @@ def _runtime_classes(
     prob: np.ndarray, cube: np.ndarray, valid: np.ndarray, thr: float, tau: float, darker: float
 ) -> np.ndarray:
     """Classes of a whole patch as the runtime makes them at the point (``tau``, ``darker``):
-    ``prob`` ``(4, H, W)``, the darkness rule per 256-px tile (the patches are 256 or 512 px) on
-    ``cube``'s reference band."""
+    ``prob`` ``(4, H, W)``, the mask's shadow rules per 256-px tile (the patches are 256 or
+    512 px; the darkness rule on ``cube``'s reference band)."""
     p = prob.astype(np.float32).copy()
-    if darker:
-        t = 256
-        h, w = p.shape[1:]
-        tiles = p.reshape(4, h // t, t, w // t, t).transpose(1, 3, 0, 2, 4).reshape(-1, 4, t, t)
-        ref = cube.reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t, t)
-        ok = valid.reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t, t)
-        veto_bright_shadows(tiles, ref, ok, darker, thr, tau)
-        p = tiles.reshape(h // t, w // t, 4, t, t).transpose(2, 0, 3, 1, 4).reshape(4, h, w)
+    t = 256
+    h, w = p.shape[1:]
+    tiles = p.reshape(4, h // t, t, w // t, t).transpose(1, 3, 0, 2, 4).reshape(-1, 4, t, t)
+    ref = cube.reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t, t)
+    ok = valid.reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t, t)
+    shadow_rules(tiles, ref, ok, darker, thr, tau)
+    p = tiles.reshape(h // t, w // t, 4, t, t).transpose(2, 0, 3, 1, 4).reshape(4, h, w)
     return classify(p, thr, 0, tau)
 
 

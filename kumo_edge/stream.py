@@ -41,7 +41,7 @@ from .config import DEFAULT_BATCH
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .physics import PhysicsRemover
 from .remover import Remover
-from .runtime import Model, ambiguous_masks, classify, shadow_reference_band, veto_bright_shadows
+from .runtime import Model, ambiguous_masks, classify, shadow_reference_band, shadow_rules
 from .tiling import (
     GridBlender,
     accumulate_tile_row,
@@ -612,8 +612,9 @@ def process_tiles(
         cls = detector.classify(probs, axis=1)
         frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
         rshadow = removal_classes(detector, probs, cls, valid, n_valid)[1]
-    if ref is not None and veto_bright_shadows(probs, ref, valid, darker, classes=cls):
-        # shadow calls on ground as bright as the tile's clear ground withdrawn (mask, report)
+    if shadow_rules(probs, ref, valid, darker, classes=cls):
+        # shadow calls without cloud in the tile, or on ground as bright as the tile's clear
+        # ground, withdrawn (mask, report)
         frac[3] = ((cls == 3) & valid).sum(axis=(1, 2)) / n_valid
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])

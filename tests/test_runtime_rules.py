@@ -119,3 +119,37 @@ def test_darkness_rule_withdraws_shadow_calls_on_ground_as_bright_as_the_clear()
     assert any("darker than 0.8" in ln for ln in c1.describe())
     with pytest.raises(ModelContractError, match="shadow_darker must lie in"):
         ModelContract.from_metadata({**c0.to_metadata(), "kumo.shadow_darker": "-1"})
+
+
+def test_no_shadow_call_stands_in_a_tile_without_cloud() -> None:
+    from kumo_edge.runtime import (
+        SHADOW_MIN_CLOUD,
+        classify,
+        shadow_rules,
+        veto_cloudless_shadows,
+    )
+
+    # three 20 x 20 tiles, each with a shadow-called block; cloud called on 60 pixels (15 %),
+    # 20 pixels (5 %), and 60 pixels of which 40 lie outside the valid footprint (5 % valid)
+    p = np.zeros((3, 4, 20, 20), np.float32)
+    p[:, 0] = 1.0
+    p[:, 0, 10:, 10:], p[:, 3, 10:, 10:] = 0.3, 0.7
+    p[0, 0, :3, :], p[0, 1, :3, :] = 0.0, 1.0
+    p[1, 0, :1, :], p[1, 1, :1, :] = 0.0, 1.0
+    p[2, 0, :3, :], p[2, 1, :3, :] = 0.0, 1.0
+    valid = np.ones((3, 20, 20), bool)
+    valid[2, 1:3, :] = False
+    assert 0.05 < SHADOW_MIN_CLOUD <= 0.15
+    before = p.copy()
+    n = veto_cloudless_shadows(p, valid)
+    assert n == 2 * 100  # tiles 1 and 2 lose their 100 shadow calls
+    c = classify(p, axis=1)
+    assert (c[0, 10:, 10:] == 3).all()
+    assert (c[1:, 10:, 10:] == 0).all()
+    assert (c[:, :1] == 1).all()  # cloud calls never move
+    np.testing.assert_allclose(p.sum(axis=1), before.sum(axis=1))
+    # with the darkness rule behind it (off here): the same withdrawals, classes updated in place
+    q = before.copy()
+    cls = classify(q, axis=1)
+    assert shadow_rules(q, None, valid, 0.0, classes=cls) == 200
+    np.testing.assert_array_equal(cls, c)

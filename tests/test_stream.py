@@ -168,7 +168,9 @@ def test_generator_only_where_cloud_and_never_on_thick_pixels() -> None:
 
 class _ShadowDetector:
     """P(shadow) / (P(shadow) + P(clear)) = 0.3 on tile 0 (shadow at a 0.125 operating point,
-    clear at the balanced 0.5) and 0.8 on tile 1 (shadow at both)."""
+    clear at the balanced 0.5) and 0.8 on tile 1 (shadow at both), below a thick cloud on the
+    top two rows of each (a shadow needs a cloud in its tile; thick sends no tile to the
+    remover)."""
 
     bands = BandSet((560.0, 842.0), (35.0, 115.0))
 
@@ -181,6 +183,8 @@ class _ShadowDetector:
         p = np.zeros((len(batch), 4, *batch.shape[2:]), np.float32)
         p[0, 0], p[0, 3] = 0.7, 0.3
         p[1, 0], p[1, 3] = 0.2, 0.8
+        p[:, :, :2] = 0.0
+        p[:, 2, :2] = 1.0
         return p
 
     def classify(self, probs: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -217,11 +221,11 @@ def test_shadow_operating_point_sets_the_mask_not_the_removal() -> None:
         # the removal acts at the balanced point whatever the mask's: only tile 1 goes to the
         # remover, and it is told shadow there; tile 0 is left as it came
         assert len(rec.calls) == 1 and rec.calls[0].shape == (1, 16, 16)
-        assert (rec.calls[0] == 3).all()
+        assert (rec.calls[0][:, 2:] == 3).all() and (rec.calls[0][:, :2] == 2).all()
         np.testing.assert_array_equal(out[0], tiles[0])
-        assert [t["decision"] for t in rep.tiles] == ["clear", "removed"]
+        assert [t["decision"] for t in rep.tiles] == ["passed", "removed"]
     # the report (and the mask, by the same rule) calls tile 0 shadow only at the 0.125 point
-    assert fractions[0.5] == [0.0, 1.0] and fractions[0.125] == [1.0, 1.0]
+    assert fractions[0.5] == [0.0, 0.875] and fractions[0.125] == [0.875, 0.875]
 
 
 def test_output_resampled_back_to_input_bands(models) -> None:  # noqa: ANN001
@@ -359,6 +363,8 @@ def test_darkness_rule_changes_the_mask_and_report_never_the_removal() -> None:
             p = np.zeros((len(batch), 4, *batch.shape[2:]), np.float32)
             p[:, 0], p[:, 3] = 0.9, 0.1
             p[:, 0, :, 16:], p[:, 3, :, 16:] = 0.2, 0.8
+            # a cloud over the top left (12.5 % of the tile): a shadow needs one
+            p[:, 0, :8, :16], p[:, 1, :8, :16], p[:, 3, :8, :16] = 0.0, 1.0, 0.0
             return p
 
     tiles = np.full((1, 2, 32, 32), 0.3, np.float32)
@@ -375,3 +381,27 @@ def test_darkness_rule_changes_the_mask_and_report_never_the_removal() -> None:
     assert got[0.0][1] == 0.5 and got[0.8][1] == 0.25
     np.testing.assert_array_equal(got[0.0][0], got[0.8][0])  # the same cleaned tile
     np.testing.assert_array_equal(got[0.0][2], got[0.8][2])  # the same classes to the remover
+
+
+@pytest.mark.parametrize("band_set", ["rgbn", "rgb"])
+def test_the_clear_sample_scene_gets_no_shadow_in_its_mask(band_set: str) -> None:
+    """The bundled Landsat-7 scene is cloud-free: at the shipped shadow points (the recall
+    points) the detectors had called a third (rgbn) and half (rgb) of it cloud shadow; without a
+    cloud in the tile no shadow call stands."""
+    from kumo_edge.bands import resample, resampling_matrix
+    from kumo_edge.cli import sample_scene_path
+    from kumo_edge.io import Raster
+    from kumo_edge.runtime import load_models, read_contract, shipped_models
+    from kumo_edge.stream import process_image
+
+    bands = read_contract(shipped_models()[band_set]["detector"]).bands
+    det, _, _ = load_models(band_set, bands, need_generator=False)
+    assert det.contract.shadow_threshold < 0.5  # the recall point, where it mattered
+    with Raster(sample_scene_path()) as r:
+        x = resample(r.read_strip(0, r.height).data, resampling_matrix(r.bands, bands))
+    _, mask, _ = process_image(
+        np.ascontiguousarray(x), bands, det, None, StreamConfig(remove=False)
+    )
+    share = np.bincount(mask.ravel(), minlength=5) / mask.size
+    assert share[4] < 0.01, share
+    assert share[1] > 0.9  # called clear

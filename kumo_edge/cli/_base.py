@@ -189,10 +189,11 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--shadow-threshold",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
             help="Shadow operating point of the mask and report: a pixel that is not cloud is "
-            "shadow where P(shadow) / (P(shadow) + P(clear)) exceeds it and it is darker than its "
-            "tile's clear ground (the detector's darkness rule) [default: the detector's; the "
-            "shipped ones carry the point that reached 70 % shadow recall in cross-validation, "
-            "0.05-0.125: 70-78 % recall at 19-33 % precision]. 0.5 (the larger of the two) calls "
+            "shadow where P(shadow) / (P(shadow) + P(clear)) exceeds it, it is darker than its "
+            "tile's clear ground (the detector's darkness rule) and its tile holds cloud (10 % of "
+            "it) [default: the detector's; the shipped ones carry the point that reached 70 % "
+            "shadow recall in cross-validation, 0.05-0.075: 71-78 % recall at 19-31 % "
+            "precision]. 0.5 (the larger of the two) calls "
             "fewer shadows more surely (about 30 % recall at 55-65 % precision). The removal "
             "always decides at 0.5.",
         ),
