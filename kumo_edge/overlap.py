@@ -56,6 +56,7 @@ def prefetch(items: Iterator[T], depth: int = 1, join_timeout: float | None = No
             for it in items:
                 if not _put(q, (it, None), stop):
                     break
+                del it  # the consumer's now: not held here while the next one is made
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             end = (_END, exc)
         finally:

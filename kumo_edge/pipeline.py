@@ -87,14 +87,17 @@ def bil_chunks(
             .transpose(1, 0, 2)
             .astype(np.float32)
         )
-        arr = arr * np.float32(scale) + np.float32(offset)
-        valid = np.isfinite(arr).all(axis=0)
-        if not valid.all():
+        del blob
+        arr *= np.float32(scale)  # in place: no temporaries of the strip
+        arr += np.float32(offset)
+        if not np.isfinite(arr).all():
             raise KumoError(
                 f"NaN or infinite samples in lines {got}-{got + n - 1} of the input stream"
             )
         check_reflectance(arr, None, f"input stream lines {got}-{got + n - 1}")
-        yield np.clip(arr, 0.0, 1.0), None
+        np.clip(arr, 0.0, 1.0, out=arr)
+        yield arr, None
+        del arr
         got += n
 
 
