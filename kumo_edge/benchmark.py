@@ -421,13 +421,15 @@ def write_input_file(
     return path
 
 
-def _bil_feeder(stream: Any, block: np.ndarray, lines: int, step: int = 64) -> None:  # noqa: ANN401
-    """Write ``lines`` lines of ``block`` (cyclically) to ``stream`` as BIL, then close it."""
+def _bil_feeder(stream: Any, bil: np.ndarray, lines: int, step: int = 64) -> None:  # noqa: ANN401
+    """Write ``lines`` lines of ``bil`` (``(lines, bands, width)``, C order; cyclically) to
+    ``stream``, then close it: slices of memory, no conversion (a sensor's DMA costs the flight
+    computer's cores nothing either)."""
     try:
         for r in range(0, lines, step):
             n = min(step, lines - r)
-            i = r % (block.shape[1] - step)
-            stream.write(np.ascontiguousarray(block[:, i : i + n].transpose(1, 0, 2)).tobytes())
+            i = r % (bil.shape[0] - step)
+            stream.write(memoryview(bil[i : i + n]).cast("B"))
         stream.close()
     except (BrokenPipeError, OSError):
         pass
@@ -465,6 +467,13 @@ def run_cli_pass(
     args += [out, "--mask", mask, "--report", rep]
     args += ["--models", models] if models else []
     args += ["--threads", str(threads)] if threads else []
+    # the sensor's lines exist, line-interleaved, before the pass starts: made later, their
+    # synthesis (1-2 s) would compete with the pass's start for the cores
+    block = (
+        np.ascontiguousarray(_lines_source(profile_name, width, BLOCK_LINES).transpose(1, 0, 2))
+        if mode == "stdin"
+        else None
+    )
     t0 = time.time()
     proc = subprocess.Popen(
         args,
@@ -473,8 +482,7 @@ def run_cli_pass(
         stderr=subprocess.PIPE,
     )
     feeder = None
-    if mode == "stdin":
-        block = _lines_source(profile_name, width, BLOCK_LINES)
+    if block is not None:
         feeder = threading.Thread(target=_bil_feeder, args=(proc.stdin, block, lines), daemon=True)
         feeder.start()
     err = b""
