@@ -679,6 +679,8 @@ def set_shadow_thresholds(
     every shipped detector's card, with the cross-validated shadow figures at that point, and
     with ``write_files`` also in the file itself (``kumo.shadow_threshold``,
     ``kumo.shadow_darker``; metadata only, the weights are untouched). hsi32 takes rgbn's (the view it shares).
+    The figures are the runtime's at that point, its shadow rules applied
+    (:func:`kumo_edge.runtime.shadow_rules`: no shadow in a tile without cloud, the darkness rule).
 
     The point sets what the mask and the report call shadow. The removal keeps the balanced
     point (:data:`kumo_edge.stream.REMOVAL_SHADOW_THRESHOLD`): measured, the recall-70 % point
