@@ -294,12 +294,20 @@ def veto_bright_shadows(
             continue
         r = ref[i].ravel()
         veto = shadow[r[shadow] >= np.float32(darker) * np.median(ref[i][clear])]
-        p0, p3 = probs[i, 0].reshape(-1), probs[i, 3].reshape(-1)  # views: probs is contiguous
-        p0[veto] += p3[veto]
-        p3[veto] = 0.0
-        cls[i].reshape(-1)[veto] = 0
-        n += veto.size
+        n += _withdraw_shadow(probs[i], cls[i], veto)
     return n
+
+
+def _withdraw_shadow(
+    probs: npt.NDArray[np.float32], cls: npt.NDArray[np.uint8], idx: npt.NDArray[np.intp]
+) -> int:
+    """Call the flat pixel indices ``idx`` of one tile clear: P(shadow) moves to P(clear) in
+    ``probs`` ``(4, T, T)`` (C-contiguous: the reshapes are views) and ``cls`` is updated."""
+    p0, p3 = probs[0].reshape(-1), probs[3].reshape(-1)
+    p0[idx] += p3[idx]
+    p3[idx] = 0.0
+    cls.reshape(-1)[idx] = 0
+    return int(idx.size)
 
 
 def veto_cloudless_shadows(
@@ -324,12 +332,7 @@ def veto_cloudless_shadows(
         cloud = int(np.count_nonzero(((cls[i] == 1) | (cls[i] == 2)) & valid[i]))
         if not n_valid or cloud >= min_cloud * n_valid:
             continue
-        veto = np.flatnonzero(cls[i] == 3)
-        p0, p3 = probs[i, 0].reshape(-1), probs[i, 3].reshape(-1)
-        p0[veto] += p3[veto]
-        p3[veto] = 0.0
-        cls[i].reshape(-1)[veto] = 0
-        n += veto.size
+        n += _withdraw_shadow(probs[i], cls[i], np.flatnonzero(cls[i] == 3))
     return n
 
 
