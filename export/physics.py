@@ -85,6 +85,10 @@ class PhysicsConfig:
     noise: float = 0.004
     sam_weight: float = 0.2
     param_weight: float = 0.1
+    #: weight of the ground-illumination term (shadow); None: ``param_weight``
+    illum_weight: float | None = None
+    #: initial bias of the shadow head (``d = sigmoid(bias)``: 4 starts at "no shadow")
+    shadow_bias: float = 4.0
     range_weight: float = 1.0
     alpha_weight: float = 0.0
     #: ``physics`` (the five-parameter network) or ``residual`` (the cGAN's residual U-Net, same
@@ -109,13 +113,13 @@ class PhysicsConfig:
 class PhysicsNet(EncoderDecoder):
     """Cloudy reflectance -> the five cloud-model parameters at half resolution."""
 
-    def __init__(self, in_ch: int, widths: tuple[int, ...]) -> None:
+    def __init__(self, in_ch: int, widths: tuple[int, ...], shadow_bias: float = 4.0) -> None:
         super().__init__(in_ch, widths, "batch", "bilinear", "lrelu")
         self.in_ch, self.widths = in_ch, tuple(widths)
         self.head = nn.Conv2d(widths[0], N_PARAMS, 3, 1, 1)
         nn.init.normal_(self.head.weight, std=1e-3)
         with torch.no_grad():  # start near "no cloud, no shadow"
-            self.head.bias.copy_(torch.tensor([-4.0, 0.0, 1.0, 4.0, -1.0, 0.0]))
+            self.head.bias.copy_(torch.tensor([-4.0, 0.0, 1.0, shadow_bias, -1.0, 0.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(self.features(x))
@@ -203,9 +207,11 @@ def _batch(ds: CloudyTiles, idx: range, rng: np.random.Generator, noise: float) 
     return b
 
 
-def build_net(method: str, n_bands: int, widths: tuple[int, ...]) -> nn.Module:
+def build_net(
+    method: str, n_bands: int, widths: tuple[int, ...], shadow_bias: float = 4.0
+) -> nn.Module:
     if method == "physics":
-        return PhysicsNet(n_bands, widths)
+        return PhysicsNet(n_bands, widths, shadow_bias)
     if method == "residual":
         return UNet(UNetConfig(n_bands, n_bands, tuple(widths), "bilinear", "batch", "residual"))
     raise ValueError(f"unknown method {method!r}; choose physics or residual")
@@ -242,7 +248,8 @@ def losses(
     loss = (
         l1
         + cfg.sam_weight * sam
-        + cfg.param_weight * (lk + li)
+        + cfg.param_weight * lk
+        + (cfg.param_weight if cfg.illum_weight is None else cfg.illum_weight) * li
         + cfg.alpha_weight * la
         + cfg.range_weight * out
     )
@@ -282,7 +289,7 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
     rng = np.random.default_rng(cfg.seed)
     vb = _batch(val, range(128), rng, cfg.noise)
     lnr = torch.from_numpy(spectral_terms(bs))
-    net = build_net(cfg.method, len(bs), cfg.widths)
+    net = build_net(cfg.method, len(bs), cfg.widths, cfg.shadow_bias)
     if cfg.init:
         net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["model"])
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -648,6 +655,17 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--lr", type=float, default=PhysicsConfig.lr)
     t.add_argument("--alpha-weight", type=float, default=PhysicsConfig.alpha_weight)
     t.add_argument(
+        "--illum-weight",
+        type=float,
+        help="weight of the ground-illumination (shadow) loss term (default: the parameter weight)",
+    )
+    t.add_argument(
+        "--shadow-bias",
+        type=float,
+        default=PhysicsConfig.shadow_bias,
+        help="initial bias of the shadow head, d = sigmoid(bias) (4: starts at no shadow)",
+    )
+    t.add_argument(
         "--clear-fraction",
         type=float,
         default=PhysicsConfig.clear_fraction,
@@ -690,6 +708,8 @@ def main(argv: list[str] | None = None) -> None:
             init=a.init,
             lr=a.lr,
             alpha_weight=a.alpha_weight,
+            illum_weight=a.illum_weight,
+            shadow_bias=a.shadow_bias,
             clear_fraction=a.clear_fraction,
             fit_albedo=a.fit_albedo,
         )

@@ -115,6 +115,29 @@ def test_training_albedo_is_the_runtime_fit_in_closed_form():
     assert float(a.flatten()[0]) == pytest.approx(0.8)
 
 
+def test_training_loss_weighs_the_shadow_term_as_configured():
+    torch = pytest.importorskip("torch")
+    from export.physics import PhysicsConfig, PhysicsNet, losses
+
+    torch.manual_seed(0)
+    net = PhysicsNet(len(BANDS), (8, 8), shadow_bias=1.0).eval()
+    assert float(torch.sigmoid(net.head.bias[3])) == pytest.approx(1 / (1 + np.exp(-1.0)))
+    clear = torch.rand(2, len(BANDS), 16, 16) * 0.5
+    b = {
+        "cloudy": clear * 0.7 + 0.2,
+        "clear": clear,
+        "t550": torch.full((2, 16, 16), 0.7),
+        "illum550": torch.full((2, 16, 16), 0.6),
+        "angstrom": torch.ones(2),
+    }
+    lnr = torch.from_numpy(spectral_terms(BANDS))
+    with torch.no_grad():
+        base, parts = losses(net, b, lnr, PhysicsConfig())  # illum weight = parameter weight
+        heavy, _ = losses(net, b, lnr, PhysicsConfig(illum_weight=2.0))
+    assert parts["illum"] > 0.05
+    assert float(heavy - base) == pytest.approx((2.0 - 0.1) * parts["illum"], rel=1e-4)
+
+
 def test_spectral_fit_keeps_the_network_where_the_tile_gives_no_contrast():
     _, x, _ = _cloud_tile(2.0)
     flat = _params(x.shape, k=0.4, alpha=0.9)  # one thickness everywhere: nothing to regress on
