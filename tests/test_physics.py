@@ -121,7 +121,7 @@ def test_training_loss_weighs_the_shadow_term_as_configured():
 
     torch.manual_seed(0)
     net = PhysicsNet(len(BANDS), (8, 8), shadow_bias=1.0).eval()
-    assert float(torch.sigmoid(net.head.bias[3])) == pytest.approx(1 / (1 + np.exp(-1.0)))
+    assert float(torch.sigmoid(net.head.bias.detach()[3])) == pytest.approx(1 / (1 + np.exp(-1.0)))
     clear = torch.rand(2, len(BANDS), 16, 16) * 0.5
     b = {
         "cloudy": clear * 0.7 + 0.2,
