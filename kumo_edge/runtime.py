@@ -470,13 +470,14 @@ def resolve_providers(names: list[str] | None) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _shared_cpu_arena() -> bool:
     """Register one CPU arena allocator with ONNX Runtime's environment, once per process;
-    False where that fails (another component registered one first: each session then keeps
-    its own arena, as before)."""
-    info = ort.OrtMemoryInfo(
-        "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
-    )
+    False where that fails (another component of the process registered one first, or an
+    onnxruntime without the call: each session then keeps its own arena, as before)."""
     try:
-        ort.create_and_register_allocator(info, ort.OrtArenaCfg({}))
+        info = ort.OrtMemoryInfo(
+            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+        )
+        # ONNX Runtime's defaults: no limit, power-of-two growth, default chunk sizes
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
     except Exception:  # noqa: BLE001 - onnxruntime raises its own error types
         return False
     return True
