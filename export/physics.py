@@ -4,7 +4,7 @@
     python -m export.physics export --ckpt runs/phys_hsi32/best.pt --out kumo_edge/models/hsi32
 
 The network (:class:`PhysicsNet`, the encoder-decoder trunk of the detector and generator)
-returns the five thin-cloud parameters per pixel at half resolution (k, alpha, A, d, f; see
+returns the six thin-cloud parameters per pixel at half resolution (k, alpha, A, d, f, q; see
 :mod:`kumo_edge.physics`), already squashed into their physical ranges. Training inverts the
 cloud model with :func:`invert` (the torch twin of the runtime's numba kernel) and scores the
 recovered surface against the clear truth, plus the parameters the truth knows (two-way
@@ -91,7 +91,7 @@ class PhysicsConfig:
     shadow_bias: float = 4.0
     range_weight: float = 1.0
     alpha_weight: float = 0.0
-    #: ``physics`` (the five-parameter network) or ``residual`` (the cGAN's residual U-Net, same
+    #: ``physics`` (the six-parameter network) or ``residual`` (the cGAN's residual U-Net, same
     #: trunk, same data and losses less the parameter terms: the comparison the issue asks for)
     method: str = "physics"
     #: start from this checkpoint's weights (same network) instead of random ones
@@ -111,7 +111,7 @@ class PhysicsConfig:
 
 
 class PhysicsNet(EncoderDecoder):
-    """Cloudy reflectance -> the five cloud-model parameters at half resolution."""
+    """Cloudy reflectance -> the six cloud-model parameters at half resolution."""
 
     def __init__(self, in_ch: int, widths: tuple[int, ...], shadow_bias: float = 4.0) -> None:
         super().__init__(in_ch, widths, "batch", "bilinear", "lrelu")
