@@ -293,15 +293,15 @@ def removal_cv_table(doc: dict) -> str:
         )
     lines += [
         "",
-        "| method | mean gain dB [95 % CI over scenes] | worst scene | scenes < +1 dB | SAM below input | gain by true thickness (clear / thin / medium) | SAM by true thickness, deg |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| method | mean gain dB [95 % CI over scenes] | worst scene | scenes < +1 dB | SAM below input | gain by true thickness (clear / thin / medium) | SAM by true thickness, deg | cloud-free shadow: gain dB, scenes made worse |",
+        "|---|---|---:|---:|---:|---|---|---|",
     ]
     sam_in = next(iter(doc["summary"].values())).get("input_sam_by_thickness_deg")
     if sam_in:
         lines.append(
             "| input | | | | | | "
             + " / ".join(f"{sam_in[b]:.2f}" for b in ("clear", "thin", "medium"))
-            + " |"
+            + " | |"
         )
     for m, v in doc["summary"].items():
         t = v["gain_by_thickness_db"]
@@ -311,7 +311,11 @@ def removal_cv_table(doc: dict) -> str:
             f"{v['min_gain_db']:+.2f} | {len(v['scenes_below_1db'])} | {v['sam_lower_than_input']}/{v['scenes']} | "
             f"{t['clear']:+.2f} / {t['thin']:+.2f} / {t['medium']:+.2f} | "
             + (" / ".join(f"{sam[b]:.2f}" for b in ("clear", "thin", "medium")) if sam else "-")
-            + " |"
+            + (
+                f" | {v['cloud_free_shadow_gain_db']:+.2f}, {v['cloud_free_shadow_scenes_worse']}/{v['scenes']} |"
+                if "cloud_free_shadow_gain_db" in v
+                else " | - |"
+            )
         )
     return "\n".join(lines)
 

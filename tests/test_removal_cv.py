@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.removal_cv import FOLDS, _nested
 
 
@@ -57,3 +59,21 @@ def test_analysis_rows_correct_with_the_given_maps_not_the_networks() -> None:
     net = _given(rem, x.copy(), {})
     assert err(truth) < 0.1 * err(x)  # the true maps recover the surface
     assert err(net) > 3 * err(truth)  # and they, not the network's, were used
+
+
+def test_cloud_free_shadow_is_scored_apart_from_shadow_under_cloud() -> None:
+    import numpy as np
+
+    from bench.removal_cv import score
+
+    clear = np.full((1, 3, 4, 4), 0.3, np.float32)
+    t550 = np.ones((1, 4, 4), np.float32)
+    t550[0, 0] = 0.6  # row 0 under thin cloud
+    illum = np.ones((1, 4, 4), np.float32)
+    illum[0, :2] = 0.5  # rows 0-1 in shadow: only row 1 is cloud-free shadow
+    out = clear.copy()
+    out[0, :, 1] -= 0.1  # a correction that darkens the cloud-free shadow row
+    d = score(out, clear, clear, t550, illum)
+    assert d["n_shadow"] == 4
+    assert d["se_shadow"] == pytest.approx(0.04, rel=1e-5)  # 4 pixels x 0.1 ** 2
+    assert "se_shadow" not in score(out, clear, clear, t550)
