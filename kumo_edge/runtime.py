@@ -221,6 +221,15 @@ def _threshold(text: str, source: str, name: str = "cloud_threshold") -> float:
     return t
 
 
+def shadow_over_clear(
+    p_shadow: npt.NDArray[np.float32], p_clear: npt.NDArray[np.float32], threshold: float
+) -> npt.NDArray[np.bool_]:
+    """Where ``P(shadow) / (P(shadow) + P(clear)) > threshold`` (without the division): the
+    shadow rule of :func:`classify`, for callers that hold the two probabilities already."""
+    st = np.float32(threshold)
+    return p_shadow * (1 - st) > p_clear * st
+
+
 def classify(
     probs: npt.NDArray[np.float32],
     cloud_threshold: float = 0.5,
@@ -236,8 +245,7 @@ def classify(
     if p.shape[0] != 4:
         raise ShapeError(f"expected 4 class probabilities along axis {axis}, got {p.shape[0]}")
     cloud = (p[1] + p[2]) >= cloud_threshold
-    st = np.float32(shadow_threshold)
-    out = np.where(p[3] * (1 - st) > p[0] * st, 3, 0).astype(np.uint8)
+    out = np.where(shadow_over_clear(p[3], p[0], shadow_threshold), 3, 0).astype(np.uint8)
     out[cloud] = np.where(p[2] > p[1], 2, 1)[cloud]
     return out
 

@@ -41,7 +41,14 @@ from .config import DEFAULT_BATCH
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .physics import PhysicsRemover
 from .remover import Remover
-from .runtime import Model, ambiguous_masks, classify, shadow_reference_band, shadow_rules
+from .runtime import (
+    Model,
+    ambiguous_masks,
+    classify,
+    shadow_over_clear,
+    shadow_reference_band,
+    shadow_rules,
+)
 from .tiling import (
     GridBlender,
     accumulate_tile_row,
@@ -669,11 +676,10 @@ def removal_classes(
     contract = getattr(detector, "contract", None)
     point = getattr(contract, "shadow_threshold", REMOVAL_SHADOW_THRESHOLD)
     if point < REMOVAL_SHADOW_THRESHOLD:  # fewer shadows: only the mask's shadow calls can go
-        st = np.float32(REMOVAL_SHADOW_THRESHOLD)
         where = np.flatnonzero(cls == 3)
         p0, p3 = probs[:, 0].reshape(-1)[where], probs[:, 3].reshape(-1)[where]
         cls = cls.copy()
-        cls.reshape(-1)[where[p3 * (1 - st) <= p0 * st]] = 0
+        cls.reshape(-1)[where[~shadow_over_clear(p3, p0, REMOVAL_SHADOW_THRESHOLD)]] = 0
     elif point > REMOVAL_SHADOW_THRESHOLD:
         cls = removal_classify(detector, probs)
     return cls, ((cls == 3) & valid).sum(axis=(1, 2)) / n_valid
