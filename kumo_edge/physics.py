@@ -561,7 +561,8 @@ def _direction_costs(
     had enough evidence: over every ``st``-th row and column, each block of ``bb`` x ``bb``
     samples sums the unit spectra of its reference pixels and, per weight, of its corrected
     pixels; the cost is the corrected count times ``1 - cos`` of the two sums' angle, summed
-    over the blocks with at least ``min_n`` of each."""
+    over the blocks with at least ``min_n`` of each. Each sampled row is first copied pixel
+    by pixel (every pixel's spectrum contiguous), so the per-pixel band loops vectorise."""
     c, h, w = x.shape
     hs, ws = (h + st - 1) // st, (w + st - 1) // st
     bw = (ws + bb - 1) // bb
@@ -569,53 +570,57 @@ def _direction_costs(
     nblk = nbh * bw
     nw = weights.shape[0]
     ref = np.zeros((nblk, c))
-    cor = np.zeros((nw, nblk, c))
+    cor = np.zeros((nblk, nw, c))
     n_ref = np.zeros(nblk, np.int64)
     n_cor = np.zeros(nblk, np.int64)
     for br in nb.prange(nbh):  # each block row's sums are its own
-        xx = np.empty(ws)
-        yy = np.empty(ws)
-        xy = np.empty(ws)
-        ux = np.empty(c)
-        uy = np.empty(c)
+        px = np.empty((ws, c))
+        py = np.empty((ws, c))
+        fa = np.empty(nw)
+        fb = np.empty(nw)
         for i in range(br * bb, min(br * bb + bb, hs)):
             r = i * st
-            xx[:] = 0.0
-            yy[:] = 0.0
-            xy[:] = 0.0
-            for b in range(c):  # the row's band sums first: each band's row is contiguous
+            for b in range(c):  # each band's row is contiguous: read it once
+                xr = x[b, r]
+                yr = y[b, r]
                 for j in range(ws):
-                    u = x[b, r, j * st]
-                    v = y[b, r, j * st]
-                    xx[j] += u * u
-                    yy[j] += v * v
-                    xy[j] += u * v
+                    px[j, b] = xr[j * st]
+                    py[j, b] = yr[j * st]
             for j in range(ws):
-                q = j * st
-                if not use[r, q]:
+                if not use[r, j * st]:
                     continue
-                nx = max(np.sqrt(xx[j]), 1e-6)
-                ny = max(np.sqrt(yy[j]), 1e-6)
-                moved = np.sqrt(max(xx[j] + yy[j] - 2.0 * xy[j], 0.0) / max(xx[j], 1e-12))
+                u = px[j]
+                v = py[j]
+                xx = 0.0
+                yy = 0.0
+                xy = 0.0
+                for b in range(c):
+                    xx += u[b] * u[b]
+                    yy += v[b] * v[b]
+                    xy += u[b] * v[b]
+                nx = max(np.sqrt(xx), 1e-6)
+                ny = max(np.sqrt(yy), 1e-6)
+                moved = np.sqrt(max(xx + yy - 2.0 * xy, 0.0) / max(xx, 1e-12))
                 k = br * bw + j // bb
                 if moved < ref_lim:
                     n_ref[k] += 1
+                    rk = ref[k]
                     for b in range(c):
-                        ref[k, b] += x[b, r, q] / nx
+                        rk[b] += u[b] / nx
                 elif moved > moved_lim:
                     n_cor[k] += 1
-                    cos = xy[j] / (nx * ny)
-                    for b in range(c):
-                        ux[b] = x[b, r, q] / nx
-                        uy[b] = y[b, r, q] / ny
+                    cos = xy / (nx * ny)
                     for m in range(nw):
                         s = weights[m]
                         norm = np.sqrt(max((1 - s) ** 2 + s * s + 2 * s * (1 - s) * cos, 1e-12))
-                        fa = (1 - s) / norm
-                        fb = s / norm
-                        acc = cor[m, k]
+                        fa[m] = (1 - s) / norm / nx
+                        fb[m] = s / norm / ny
+                    for m in range(nw):
+                        acc = cor[k, m]
+                        a_ = fa[m]
+                        b_ = fb[m]
                         for b in range(c):
-                            acc[b] += fa * ux[b] + fb * uy[b]
+                            acc[b] += a_ * u[b] + b_ * v[b]
     cost = np.zeros(nw)
     any_good = False
     for k in range(nblk):
@@ -629,8 +634,8 @@ def _direction_costs(
             cc = 0.0
             rc = 0.0
             for b in range(c):
-                cc += cor[m, k, b] * cor[m, k, b]
-                rc += cor[m, k, b] * ref[k, b]
+                cc += cor[k, m, b] * cor[k, m, b]
+                rc += cor[k, m, b] * ref[k, b]
             cost[m] += n_cor[k] * (1.0 - rc / max(np.sqrt(rr * cc), 1e-12))
     return cost, any_good
 
