@@ -384,6 +384,9 @@ def run_stream(
                 with Background() as writer:
                     for data, valid in ahead:
                         proc.push(data, valid, sink)
+                        # dropped before the next strip is taken: else three strips are alive
+                        # (this one, the one queued, the one being read)
+                        del data, valid
                     proc.flush(sink)
             finally:
                 ahead.close()

@@ -434,6 +434,9 @@ class StreamProcessor:
             self.carry[:, :, x0:x_next] = win[:, s:, :f]
             _tk.quantize(win[:, :s, :f], inv, RING_PER_UNIT, self.buf[:, :s, x0:x_next])
             pending = win[:, :, f:].copy() if f < win.shape[2] else None
+            # freed now, not when the next batch rebinds the names: else two batches' tiles and
+            # windows are alive while the next one runs through the models (~32 MB at 32 bands)
+            del tiles, valid_tiles, out_tiles, prob_tiles, win
             t_blend += time.perf_counter() - t0
         for r in range(0, emit, EMIT_LINES):
             t0 = time.perf_counter()
