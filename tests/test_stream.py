@@ -405,3 +405,27 @@ def test_the_clear_sample_scene_gets_no_shadow_in_its_mask(band_set: str) -> Non
     share = np.bincount(mask.ravel(), minlength=5) / mask.size
     assert share[4] < 0.01, share
     assert share[1] > 0.9  # called clear
+
+
+@pytest.mark.parametrize("s", [3, 224])
+def test_tile_row_shift_moves_rows_without_a_temporary_copy(s: int) -> None:
+    """The ring's shift by one stride: rows [s, H) to [0, H - s), the rest untouched, and no
+    temporary of the source (numpy copies it first when the whole array is assigned to itself:
+    8 MB per tile row at 32 bands x 4000 px)."""
+    import tracemalloc
+
+    from kumo_edge.stream import _shift_rows
+
+    a = np.arange(32 * 256 * 64, dtype=np.uint16).reshape(32, 256, 64)
+    ref = a.copy()
+    _shift_rows(a, s)
+    np.testing.assert_array_equal(a[:, : 256 - s], ref[:, s:])
+    np.testing.assert_array_equal(a[:, 256 - s :], ref[:, 256 - s :])
+    big = np.zeros((32, 256, 1000), np.uint16)  # 16 MB: a source copy would be 0.2-14 MB
+    tracemalloc.start()
+    try:
+        _shift_rows(big, 224)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000
