@@ -4,6 +4,7 @@ python -m bench.stream --sensor satellogic-hsi --lines 1000,10000,100000 [--thre
 python -m bench.stream --sweep-batches 1,2,4,8 --lines 10000   # memory/speed vs tiles per call
 python -m bench.stream --lines 10000 --models DIR --json OUT.json  # other models (DIR/detector.onnx, DIR/generator.onnx)
 python -m bench.stream --modes memory,file-tiled,file-striped,stdin --lines 1000,20000  # the path users run
+python -m bench.stream --modes ... --python /tmp/flight/bin/python  # passes run by a flight install
 """
 
 from __future__ import annotations
@@ -78,11 +79,17 @@ def main() -> None:
         help="memory (default), or any of memory,file-tiled,file-striped,stdin side by side "
         "(kumo-edge run file to file / stdin to file, each pass in its own process)",
     )
+    ap.add_argument(
+        "--python",
+        help="interpreter of the file/stdin passes (default this one), e.g. a flight install's "
+        "(`python3 -m venv /tmp/flight && /tmp/flight/bin/pip install .`): only the runtime's "
+        "dependencies, as users run it",
+    )
     a = ap.parse_args()
     lengths = [int(v) for v in a.lines.split(",")]
     modes = tuple(m for m in a.modes.split(",") if m)
     if modes != ("memory",):
-        doc = bench_file(a.sensor, lengths, modes, a.models, a.threads)
+        doc = bench_file(a.sensor, lengths, modes, a.models, a.threads, python=a.python)
         path = write_json(doc, a.json or RESULTS / f"stream_file_{a.sensor}.json")
         for c in doc["cases"]:
             print(file_case_line(c))

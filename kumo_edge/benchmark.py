@@ -304,13 +304,13 @@ def file_case_line(c: dict[str, Any]) -> str:
     )
 
 
-def _pass_in_subprocess(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _pass_in_subprocess(kwargs: dict[str, Any], python: str | None = None) -> dict[str, Any]:
     args = json.dumps(kwargs)
     code = (
         "import json; from kumo_edge.benchmark import run_pass; "
         f"print(json.dumps(run_pass(**json.loads({args!r}))))"
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    p = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True)
     if p.returncode != 0:
         err = p.stderr.strip()
         last = err.splitlines()[-1] if err else f"exit code {p.returncode}"
@@ -444,11 +444,13 @@ def run_cli_pass(
     models: str | None = None,
     threads: int | None = None,
     input_path: str | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """One ``kumo-edge run`` as users run it, in its own process: ``file`` (INPUT a GeoTIFF)
     or ``stdin`` (a BIL stream fed while it runs); outputs GeoTIFF + mask + report. Returns wall
     time, time to first output line, peak RSS of that process (``wait4``) and the report's
-    stage times."""
+    stage times. ``python``: the interpreter that runs it (default this one), e.g. that of a
+    flight install with only the runtime's dependencies."""
     import threading
 
     prof = sensor_profile(profile_name)
@@ -458,7 +460,7 @@ def run_cli_pass(
     for p in (out, mask, rep):
         if os.path.exists(p):
             os.unlink(p)
-    args = [sys.executable, "-m", "kumo_edge.cli", "run"]
+    args = [python or sys.executable, "-m", "kumo_edge.cli", "run"]
     if mode == "file":
         assert input_path is not None
         args += [input_path]
@@ -524,6 +526,19 @@ def run_cli_pass(
     }
 
 
+def interpreter_info(python: str | None = None) -> dict[str, Any]:
+    """The interpreter that runs the passes and which optional packages it can import (numba
+    imports SciPy when it is there; a flight install has none of these)."""
+    exe = python or sys.executable
+    code = (
+        "import importlib.util as u, json; print(json.dumps([m for m in "
+        "('scipy', 'torch', 'sklearn', 'skimage') if u.find_spec(m)]))"
+    )
+    p = subprocess.run([exe, "-c", code], capture_output=True, text=True)
+    extra = json.loads(p.stdout) if p.returncode == 0 else None
+    return {"python": exe, "optional_packages": extra}
+
+
 def bench_file(
     profile_name: str,
     lengths: list[int],
@@ -532,22 +547,31 @@ def bench_file(
     threads: int | None = None,
     width: int | None = None,
     folder: str | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """The stream side by side in one run: in memory (:func:`run_pass`, no file), file to file
     (tiled deflate and striped inputs) and BIL on stdin to file, every pass in its own process,
-    worst case (every tile cloudy in the synthetic input)."""
+    worst case (every tile cloudy in the synthetic input). ``python``: the interpreter of the
+    passes (default this one; e.g. a flight install's, which lacks what the development
+    environment adds: SciPy, which numba imports when present, costs ~0.15 s and ~15 MB per
+    run). One untimed run comes first, so that every timed one is a second run (numba's
+    cache filled, files in the page cache)."""
     import tempfile
 
     prof = sensor_profile(profile_name)
     width = width or prof.width_px
     cases = []
     with tempfile.TemporaryDirectory(prefix="kumo-bench-file-", dir=folder) as tmp:
+        if any(m != "memory" for m in modes):
+            run_cli_pass(
+                "stdin", profile_name, BLOCK_LINES, width, tmp, models, threads, None, python
+            )
         for n in lengths:
             for mode in modes:
                 if mode == "memory":
                     c = _pass_in_subprocess(
                         {"profile_name": profile_name, "lines": n, "models": models,
-                         "threads": threads, "width": width, "worst_case": True}
+                         "threads": threads, "width": width, "worst_case": True}, python,
                     )  # fmt: skip
                     c = {**c, "mode": "memory"}
                 elif mode.startswith("file-"):
@@ -560,11 +584,15 @@ def bench_file(
                          "int(sys.argv[4]), sys.argv[5])", path, profile_name, str(n), str(width), layout],
                         check=True,
                     )  # fmt: skip
-                    c = run_cli_pass("file", profile_name, n, width, tmp, models, threads, path)
+                    c = run_cli_pass(
+                        "file", profile_name, n, width, tmp, models, threads, path, python
+                    )
                     c["mode"] = mode
                     os.unlink(path)
                 elif mode == "stdin":
-                    c = run_cli_pass("stdin", profile_name, n, width, tmp, models, threads)
+                    c = run_cli_pass(
+                        "stdin", profile_name, n, width, tmp, models, threads, None, python
+                    )
                 else:
                     raise KumoError(f"unknown mode {mode!r}")
                 cases.append(c)
@@ -574,6 +602,7 @@ def bench_file(
     return {
         "benchmark": "stream_file",
         "environment": environment(threads),
+        "interpreter": interpreter_info(python),
         "cases": cases,
         "targets": {
             "peak_rss_mb": "<= 400 at 1,000 lines, growth <= 5 % to 20,000 (file and stdin)",

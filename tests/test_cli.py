@@ -289,3 +289,21 @@ def test_shadow_threshold_option(tmp_path: Path, sample_path: Path) -> None:
         "detect", sample_path, "--mask", tmp_path / "x.tif", "--shadow-threshold", "1", ok=False
     )
     assert e.exit_code == 2
+
+
+def test_benchmark_records_the_interpreter_and_its_optional_packages(tmp_path: Path) -> None:
+    """The file-path benchmark says which interpreter ran its passes and what it can import
+    beyond the runtime (a flight install imports none of these; SciPy slows numba's start)."""
+    import importlib.util
+    import sys
+
+    from kumo_edge.benchmark import interpreter_info
+
+    info = interpreter_info()
+    assert info["python"] == sys.executable
+    want = [m for m in ("scipy", "torch", "sklearn", "skimage") if importlib.util.find_spec(m)]
+    assert info["optional_packages"] == want
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    assert interpreter_info(str(broken))["optional_packages"] is None
