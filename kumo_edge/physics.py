@@ -232,16 +232,17 @@ def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def _correct(
-    x, p, lnr, t_min, thick_t, pclear, valid, weigh, alpha, y, t550, stats
+    x, p, lnr, t_min, thick_t, pclear, valid, weigh, one_alpha, alpha, y, t550, stats
 ):  # pragma: no cover - numba
     """The runtime's whole correction in one pass: inversion, clip to [0, 1], input kept where
     the estimated cloud is thick, blended in by ``1 - pclear`` when ``weigh`` (else taken whole),
     and per tile row the counts the gate needs (``stats[i, r]``: thin changed pixels, those
     below OUT_OF_RANGE_VALUE, sure-clear pixels, their summed mean absolute change, all of the
-    unblended correction). Loops run along columns, so they vectorise. ``alpha[i]``: tile
-    ``i``'s one Angstrom exponent where :func:`fit_spectrum` set it (NaN: per pixel), so its
-    spectral factor is computed once per band instead of once per pixel and band (the same
-    values: what :func:`_surface` computes)."""
+    unblended correction). Loops run along columns, so they vectorise. Where ``one_alpha[i]``,
+    tile ``i``'s pixels share the Angstrom exponent ``alpha[i]`` (:func:`fit_spectrum` set it),
+    so its spectral factor is computed once per band instead of once per pixel and band (the
+    same values: what :func:`_surface` computes). A flag, not NaN: under ``fastmath`` a NaN
+    test may be compiled away."""
     n, c, h, w = x.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
@@ -249,7 +250,7 @@ def _correct(
         i = job // h
         r = job % h
         tile_alpha = alpha[i]
-        one_alpha = not np.isnan(tile_alpha)
+        same_alpha = one_alpha[i]
         k = np.empty(w, np.float32)
         a = np.empty(w, np.float32)
         alb = np.empty(w, np.float32)
@@ -278,9 +279,9 @@ def _correct(
             lb = lnr[b]
             xr = x[i, b, r]
             yr = y[i, b, r]
-            e_tile = _exp(-tile_alpha * lb) if one_alpha else one
+            e_tile = _exp(-tile_alpha * lb) if same_alpha else one
             for col in range(w):
-                e = e_tile if one_alpha else _exp(-a[col] * lb)
+                e = e_tile if same_alpha else _exp(-a[col] * lb)
                 t = _exp(-k[col] * e)
                 fd = min(ff[col] * _exp(-qq[col] * lb), np.float32(0.95))
                 illum = max(fd + (one - fd) * dd[col], np.float32(0.05))
@@ -789,14 +790,15 @@ class PhysicsRemover:
         # the same fit at run time: its own albedo map is not what it was trained to pair with
         self.fit_albedo = FIT_ALBEDO if model.contract.extra.get("fit_albedo") == "1" else None
 
-    def _tile_alpha(self, p: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Per tile the Angstrom exponent its pixels share after the fit, NaN where they keep
-        the network's own (see :func:`_correct`)."""
-        out = np.full(p.shape[0], np.nan, np.float32)
+    def _tile_alpha(
+        self, p: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
+        """Per tile whether its pixels share one Angstrom exponent after the fit, and that
+        exponent (see :func:`_correct`)."""
+        fitted = np.zeros(p.shape[0], bool)
         if self.last_fit is not None:
             fitted = self.last_fit[:, 2] > 0
-            out[fitted] = p[fitted, 1, 0, 0]
-        return out
+        return fitted, np.where(fitted, p[:, 1, 0, 0], 0.0).astype(np.float32)
 
     def params(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``(N, 6, H, W)`` parameters at full resolution."""
@@ -842,7 +844,7 @@ class PhysicsRemover:
             pc,
             ok,
             bool(weigh),
-            self._tile_alpha(p),
+            *self._tile_alpha(p),
             y,
             t550,
             stats,

@@ -695,3 +695,37 @@ def test_direction_check_never_leaves_a_pixel_worse_than_both_input_and_correcti
     out = y.copy()
     _direction_apply(x, out, np.float32(0.0))  # no weight on the correction: the input's angle
     np.testing.assert_allclose(_angle(out, x), 0.0, atol=0.05)
+
+
+class _MapParams(_FixedParams):
+    """Fixed per-pixel parameter maps (a spatially varying depth, so the per-tile fit runs)."""
+
+    def __init__(self, p):  # noqa: ANN001
+        self.bands, self.thick_transmittance, self.p = BANDS, 0.2, p
+
+    def params(self, tiles):  # noqa: ANN001, ANN201
+        return self.p.copy()
+
+
+def test_correction_of_fitted_and_unfitted_tiles_is_the_inverted_model():
+    """The runtime's one-pass correction gives the analytic inversion of the parameters as
+    softened and fitted, clipped, the input where thick: tile 0 is fitted (one Angstrom
+    exponent for all its pixels, computed once per band), tile 1 too flat to fit (its pixels'
+    own exponents)."""
+    rng = np.random.default_rng(5)
+    surface = rng.uniform(0.05, 0.4, (2, 8, 32, 32)).astype(np.float32)
+    p = _params(surface.shape, albedo=0.85)
+    p[0, 0] = np.linspace(0.0, 1.2, 32, dtype=np.float32)[None, :]  # a depth gradient: fitted
+    p[1, 0] = 0.01  # no thickness contrast: the network's values stay
+    p[1, 1] = rng.uniform(0.5, 1.5, (32, 32))
+    x = np.stack([_forward(surface[i], p[i, 0], p[i, 1], 0.85, 1.0, 0.15, 2.0) for i in range(2)])
+    rem = _MapParams(p)
+    out, _, thick, verdicts = rem.correct(x.copy())
+    assert rem.last_fit[0, 2] == 1 and rem.last_fit[1, 2] == 0
+    assert verdicts == [None, None] and not thick.all()
+    ref = p.copy()
+    soften_depth(ref, rem.depth_knee)
+    fit_spectrum(x, ref, BANDS, None, 0.2, None)
+    y, t550 = invert(x, ref, BANDS)
+    want = np.where(thick[:, None], x, np.clip(y, 0, 1))
+    np.testing.assert_allclose(out, want, rtol=2e-5, atol=2e-6)
