@@ -497,10 +497,21 @@ def detector_real_table(doc: dict) -> str:
 def stream_file_table(doc: dict) -> str:
     """The path users run, side by side with the in-memory stream (bench stream --modes)."""
     env = doc.get("environment", {})
+    interp = doc.get("interpreter")
+    who = ""
+    if interp is not None:
+        extra = interp.get("optional_packages")
+        who = (
+            " Passes run by a flight install (the runtime's dependencies only)."
+            if extra == []
+            else f" Passes run by an environment that can also import {', '.join(extra or ['?'])}."
+        )
     lines = [
-        f"One run, {env.get('cpu', '')}, {env.get('cpu_count', '')} cores; every pass its own "
-        "process; worst case (every tile cloudy). RTF: lines per second over the sensor's line rate, "
-        "wall time from process start (imports, model loading included).",
+        f"One run, {env.get('cpu', '')}, {env.get('cpu_count', '')} cores, "
+        f"{env.get('date_utc', '')[:10]}; every pass its own process, one untimed run first "
+        "(every timed pass a second run); worst case (every tile cloudy). RTF: lines per second "
+        "over the sensor's line rate, wall time from process start (imports, model loading "
+        f"included).{who}",
         "",
         "| mode | lines | RTF | lines/s | peak RSS MB | growth vs first length | first output line s | output MB |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
