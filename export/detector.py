@@ -242,6 +242,16 @@ class RealSampler:
         return np.stack(xs), np.stack(ps), np.stack(ys)
 
 
+#: Optical depths of synthetic cloud edges too faint to see: training gives them no answer
+#: (label -1), and the synthetic scores say how much of the error is there.
+INVISIBLE_TAU = (0.02, 0.08)
+
+
+def invisible(tau: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Pixels whose synthetic cloud is too faint to see (:data:`INVISIBLE_TAU`)."""
+    return (tau >= INVISIBLE_TAU[0]) & (tau < INVISIBLE_TAU[1])
+
+
 class SynthSampler:
     """Synthetic clouds over clear scenes, rendered in each scene's canonical bands."""
 
@@ -301,7 +311,7 @@ class SynthSampler:
             x[idx] = it["cloudy"]
             pv = view_of(present, str(rng.choice(views_for(present))))
             y = it["classes"].copy()
-            y[(it["tau"] >= 0.02) & (it["tau"] < 0.08)] = -1  # invisible cloud edges: no answer
+            y[invisible(it["tau"])] = -1  # invisible cloud edges: no answer
             if self.pad:
                 a, b = self.pad // 2, self.pad - self.pad // 2
                 x = np.pad(x, ((0, 0), (a, b), (a, b)), mode="reflect")
@@ -532,7 +542,10 @@ def export_band_set(
 
 def synthetic_scores(model_path: Path, n: int = 96, tile: int = 64, seed: int = 50_000) -> dict:
     """The detector on synthetic clouds (the default ranges) over the :data:`SYNTH_TEST` scenes
-    its band set can use: cloud (thin + thick) accuracy and false-positive rate, pooled."""
+    its band set can use: cloud (thin + thick) accuracy and false-positive rate, pooled; and the
+    accuracy with the invisible cloud edges unscored, as training scores them
+    (``accuracy_visible``: on the shipped hsi32 detector those edges, 9 % of the pixels, half
+    found, cost 4 points)."""
     from kumo_edge import metrics
     from kumo_edge.runtime import load_model
 
@@ -549,12 +562,15 @@ def synthetic_scores(model_path: Path, n: int = 96, tile: int = 64, seed: int = 
     x = np.stack([it["cloudy"] for it in items])
     cls = np.concatenate([m.classify(m.run(x[i : i + 16])) for i in range(0, n, 16)])
     truth = np.isin(np.stack([it["classes"] for it in items]), (1, 2))
-    d = metrics.detection(np.isin(cls, (1, 2)), truth)
+    pred = np.isin(cls, (1, 2))
+    d = metrics.detection(pred, truth)
+    seen = ~invisible(np.stack([it["tau"] for it in items]))
     return {
         "scenes": sorted(s.name for s in ds.scenes),
         "tiles": n,
         "accuracy": d.accuracy,
         "false_positive_rate": d.false_positive_rate,
+        "accuracy_visible": float((pred == truth)[seen].mean()),
     }
 
 

@@ -176,3 +176,12 @@ def test_screen_scores_each_fold_on_the_patches_it_held_out(tmp_path: Path, monk
     )
     n_clear = sum(np.sum(p["labels"] == 0) for p in (clear_patch, cloud_patch))
     assert res["false_positive_rate"] == pytest.approx(np.sum(cloud_patch["labels"] == 0) / n_clear)
+
+
+def test_invisible_cloud_edges_are_the_faint_band_only() -> None:
+    """Training gives synthetic cloud too faint to see no answer, and the synthetic score
+    reports the accuracy without it: exactly 0.02 <= tau < 0.08."""
+    from export.detector import invisible
+
+    tau = np.array([0.0, 0.019, 0.02, 0.05, 0.0799, 0.08, 1.0], np.float32)
+    assert invisible(tau).tolist() == [False, False, True, True, True, False, False]
