@@ -75,8 +75,10 @@ DEFAULT_STRIP_LINES = 256
 NATURAL_SPAN_MAX = 1024
 #: Lines per strip on the streamed path (``kumo-edge run``/``detect``): small strips keep the
 #: float copies small; the file's blocks are still read once each (16 rather than 64 lines:
-#: peak RSS 649 -> 572 MB with the one-pass output encoder, 32 bands x 4000 px, 2026-11-30).
-STREAM_STRIP_LINES = 16
+#: peak RSS 649 -> 572 MB with the one-pass output encoder, 32 bands x 4000 px, 2026-11-30;
+#: 8 rather than 16: 422 -> 410 MB from a striped file, 404 -> 394 MB from stdin, at the same
+#: speed, 2026-12-05).
+STREAM_STRIP_LINES = 8
 #: Scaled values outside this range mean the scale/offset is wrong, not that the scene is odd.
 REFLECTANCE_SANITY_RANGE = (-0.5, 2.0)
 
@@ -88,8 +90,9 @@ os.umask(_UMASK)
 NodataSpec = float | str | None
 
 
-#: Rows per strip of a streamed output (``GeoTiffWriter(layout="striped")``).
-STREAM_ROWS = 16
+#: Rows per strip of a streamed output (``GeoTiffWriter(layout="striped")``): the stream's
+#: pieces of lines (``kumo_edge.stream.EMIT_LINES``) fill whole strips.
+STREAM_ROWS = 8
 #: What float outputs declare (and hold) where the input had no data.
 FLOAT_NODATA = -9999.0
 

@@ -429,3 +429,12 @@ def test_tile_row_shift_moves_rows_without_a_temporary_copy(s: int) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 100_000
+
+
+def test_emitted_pieces_fill_whole_output_strips() -> None:
+    """The stream hands the writer pieces that fill whole strips of the streamed GeoTIFF, so GDAL
+    never holds a half-written strip in its cache."""
+    from kumo_edge.io import STREAM_ROWS
+    from kumo_edge.stream import EMIT_LINES
+
+    assert EMIT_LINES % STREAM_ROWS == 0
