@@ -47,8 +47,10 @@ Chunk = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]
 
 #: GDAL block cache of a streamed run (see :func:`kumo_edge.io.set_block_cache`). Every block
 #: is read once and every output strip written once, so two output strip rows of 32 bands x
-#: 4000 px suffice: 8 MB peaked 24 MB lower than 32 MB at the same speed (1,000 lines, 2026-11-30).
-STREAM_BLOCK_CACHE = 8 * 2**20
+#: 4000 px suffice: 8 MB peaked 24 MB lower than 32 MB at the same speed (1,000 lines,
+#: 2026-11-30); with 8-row output strips (2 MB each) 4 MB peaks 5-8 MB lower than 8 MB from a
+#: striped file at the same speed (2 MB: 2 MB less again, first line slower; 2026-12-05).
+STREAM_BLOCK_CACHE = 4 * 2**20
 
 
 def raster_chunks(r: Raster, lines: int, rows: tuple[int, int] | None = None) -> Iterator[Chunk]:

@@ -541,29 +541,30 @@ def _physics_batch(
     thick class there, to the thin class elsewhere), tiles the gate refuses left as they were
     and recorded in ``kept``, each fitted tile's cloud spectrum (Angstrom exponent, gain on the
     optical depth) and the weight the direction check left on its correction (where below 1)
-    in ``fields``, as report fields."""
-    sel = batch_index(idx)
-    corrected, _, thick, verdicts = remover.correct(
-        tiles[sel], probs[sel, 0], valid[sel], weigh=blend != "full"
-    )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
-    tiles[sel] = corrected
-    fit = getattr(remover, "last_fit", None)
-    direction = getattr(remover, "last_direction", None)
-    for j, why in enumerate(verdicts):
-        n = int(idx[j])
+    in ``fields``, as report fields. One tile at a time: a tile's correction (8 MB at 32 bands x
+    256 px) lives only until it is written back (peak RSS 8 MB less than a batch's at once)."""
+    for n in (int(i) for i in idx):
+        sel = slice(n, n + 1)
+        corrected, _, thick, verdicts = remover.correct(
+            tiles[sel], probs[sel, 0], valid[sel], weigh=blend != "full"
+        )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
+        tiles[sel] = corrected
+        del corrected
+        fit = getattr(remover, "last_fit", None)
+        direction = getattr(remover, "last_direction", None)
         rec: dict[str, float] = {}
-        if fit is not None and fit[j, 2] > 0:
-            rec["cloud_angstrom"] = round(float(fit[j, 0]), 3)
-            rec["optical_depth_gain"] = round(float(fit[j, 1]), 3)
-        if direction is not None and direction[j] < 1:
-            rec["direction_weight"] = round(float(direction[j]), 3)
+        if fit is not None and fit[0, 2] > 0:
+            rec["cloud_angstrom"] = round(float(fit[0, 0]), 3)
+            rec["optical_depth_gain"] = round(float(fit[0, 1]), 3)
+        if direction is not None and direction[0] < 1:
+            rec["direction_weight"] = round(float(direction[0]), 3)
         if rec:
             fields[n] = rec
-        if why is not None:
-            kept[n] = why
+        if verdicts[0] is not None:
+            kept[n] = verdicts[0]
             continue
         cloud = probs[n, 1] + probs[n, 2]
-        probs[n, 2] = np.where(thick[j], cloud, 0.0)
+        probs[n, 2] = np.where(thick[0], cloud, 0.0)
         probs[n, 1] = cloud - probs[n, 2]
 
 
