@@ -202,14 +202,20 @@ def _exp(z):  # pragma: no cover - numba
 
 
 @nb.njit(inline="always")
-def _surface(x, k, a, alb, d, f, q, lb, t_min):  # pragma: no cover - numba
-    """The model inverted for one band of one pixel (module docstring); ``d`` already in [0, 1],
-    ``k`` >= 0, ``lb`` = ln(l / 550 nm)."""
+def _surface_e(x, k, e, alb, d, f, q, lb, t_min):  # pragma: no cover - numba
+    """:func:`_surface` given the cloud's spectral factor ``e = exp(-a * lb)`` of the band."""
     one = np.float32(1.0)
-    t = _exp(-k * _exp(-a * lb))
+    t = _exp(-k * e)
     fd = min(f * _exp(-q * lb), np.float32(0.95))
     illum = max(fd + (one - fd) * d, np.float32(0.05))
     return (x - alb * (one - t)) / (max(t, t_min) * illum)
+
+
+@nb.njit(inline="always")
+def _surface(x, k, a, alb, d, f, q, lb, t_min):  # pragma: no cover - numba
+    """The model inverted for one band of one pixel (module docstring); ``d`` already in [0, 1],
+    ``k`` >= 0, ``lb`` = ln(l / 550 nm)."""
+    return _surface_e(x, k, _exp(-a * lb), alb, d, f, q, lb, t_min)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -282,10 +288,7 @@ def _correct(
             e_tile = _exp(-tile_alpha * lb) if same_alpha else one
             for col in range(w):
                 e = e_tile if same_alpha else _exp(-a[col] * lb)
-                t = _exp(-k[col] * e)
-                fd = min(ff[col] * _exp(-qq[col] * lb), np.float32(0.95))
-                illum = max(fd + (one - fd) * dd[col], np.float32(0.05))
-                v = (xr[col] - alb[col] * (one - t)) / (max(t, t_min) * illum)
+                v = _surface_e(xr[col], k[col], e, alb[col], dd[col], ff[col], qq[col], lb, t_min)
                 lo[col] = min(lo[col], v)
                 diff = abs(v - xr[col])
                 dmax[col] = max(dmax[col], diff)
