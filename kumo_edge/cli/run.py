@@ -42,7 +42,7 @@ def run(input_path: str, output: str, mask: str | None, report: str | None, **op
 
     INPUT is a raster file, or '-' for a raw band-interleaved-by-line stream on stdin (give
     --profile or --bil-width and --wavelengths). OUTPUT is a compressed GeoTIFF in the models'
-    band set, georeferenced like INPUT, written in 16-row strips as lines finish (constant
+    band set, georeferenced like INPUT, written in 8-row strips as lines finish (constant
     memory), bands named by wavelength, nodata declared. Thick cloud is flagged, never invented.
     """
     rep = _run(
