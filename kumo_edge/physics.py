@@ -798,10 +798,10 @@ class PhysicsRemover:
     ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
         """Per tile whether its pixels share one Angstrom exponent after the fit, and that
         exponent (see :func:`_correct`)."""
-        fitted = np.zeros(p.shape[0], bool)
-        if self.last_fit is not None:
-            fitted = self.last_fit[:, 2] > 0
-        return fitted, np.where(fitted, p[:, 1, 0, 0], 0.0).astype(np.float32)
+        if self.last_fit is None:
+            return np.zeros(p.shape[0], bool), np.zeros(p.shape[0], np.float32)
+        fitted = self.last_fit[:, 2] > 0
+        return fitted, np.where(fitted, self.last_fit[:, 0], 0.0).astype(np.float32)
 
     def params(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``(N, 6, H, W)`` parameters at full resolution."""
