@@ -3,6 +3,8 @@ nothing: validate in the public front."""
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -151,25 +153,57 @@ def quantize(src, row_scale, per_unit, dst):
 
 @nb.njit(parallel=True, cache=True)
 def extract_dequantized(img, ys, xs, size, step, out):
-    """out[i] = img[:, ys[i]:ys[i]+size, xs[i]:xs[i]+size] * step for a (C, H, W) uint16 image."""
+    """out[i] = img[:, ys[i]:ys[i]+size, xs[i]:xs[i]+size] * step for a (C, H, W) uint16 image.
+
+    One job per tile and band, row slices that vectorise; in float32 where ``step`` is a power
+    of two (then ``float32(u) * float32(step)`` is exact, the same values as the float64
+    product; 32 bands x 2 tiles of 256 px: 0.6 ms against 3.4 ms in float64, 2026-12-05),
+    else in float64."""
     c = img.shape[0]
-    for i in nb.prange(ys.shape[0]):
+    n = ys.shape[0]
+    s32 = np.float32(step)
+    exact = _power_of_two(step)
+    for job in nb.prange(n * c):
+        i = job // c
+        b = job % c
         y0 = ys[i]
         x0 = xs[i]
-        for b in range(c):
-            for r in range(size):
+        for r in range(size):
+            src = img[b, y0 + r, x0 : x0 + size]
+            dst = out[i, b, r]
+            if exact:
                 for x in range(size):
-                    out[i, b, r, x] = np.float32(img[b, y0 + r, x0 + x] * step)
+                    dst[x] = np.float32(src[x]) * s32
+            else:
+                for x in range(size):
+                    dst[x] = np.float32(src[x] * step)
 
 
 @nb.njit(parallel=True, cache=True)
 def dequantize(src, step, dst):
-    """dst (float32) = src (uint16) * step; (C, R, W) arrays of the same shape (views)."""
+    """dst (float32) = src (uint16) * step; (C, R, W) arrays of the same shape (views); in
+    float32 where ``step`` is a power of two, as :func:`extract_dequantized`."""
     c, rows, w = src.shape
-    for r in nb.prange(rows):
-        for b in range(c):
+    s32 = np.float32(step)
+    exact = _power_of_two(step)
+    for job in nb.prange(rows * c):
+        r = job // c
+        b = job % c
+        s = src[b, r]
+        d = dst[b, r]
+        if exact:
             for x in range(w):
-                dst[b, r, x] = np.float32(src[b, r, x] * step)
+                d[x] = np.float32(s[x]) * s32
+        else:
+            for x in range(w):
+                d[x] = np.float32(s[x] * step)
+
+
+@nb.njit(inline="always")
+def _power_of_two(v):
+    """Whether the float ``v`` > 0 is an exact power of two (scaling by it is exact)."""
+    m, _ = math.frexp(v)
+    return v > 0.0 and m == 0.5
 
 
 @nb.njit(parallel=True, cache=True)
