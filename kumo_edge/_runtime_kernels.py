@@ -92,3 +92,53 @@ def upsample2(src, out):
             orow = out[i, b, r]
             for col in range(w2):
                 orow[col] = a * e1[col] + q * e2[col]
+
+
+@nb.njit(parallel=True, cache=True)
+def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, out):
+    """out[i, r, x]: :func:`kumo_edge.runtime.ambiguous_mask` of every tile in one pass, row by
+    row: the detector's doubt first, the visible mean and whiteness only on rows that have a
+    doubtful pixel (band by band along the row, so the loops read contiguous memory).
+
+    cube (N, C, H, W) and probs (N, 4, H, W) float32; vis (K,) int64 the visible bands (K > 0);
+    green, swir band indices (-1: none); the thresholds as float32, as numpy compares float32
+    arrays with Python floats. Sums run band by band in float32, as numpy's reductions over
+    bands do, so the results are the same."""
+    n, _, h, w = cube.shape
+    k = vis.shape[0]
+    snow = green >= 0 and swir >= 0
+    kk = np.float32(k)
+    tiny = np.float32(1e-6)
+    zero = np.float32(0.0)
+    for job in nb.prange(n * h):
+        i = job // h
+        r = job % h
+        o = out[i, r]
+        p1 = probs[i, 1, r]
+        p2 = probs[i, 2, r]
+        doubt = False
+        for x in range(w):
+            p = p1[x] + p2[x]
+            amb = p >= p_lo and p <= p_hi
+            if snow and p > p_hi:
+                g = cube[i, green, r, x]
+                s1 = cube[i, swir, r, x]
+                amb = amb or ((g - s1) >= ndsi * (g + s1) and g + s1 > zero)
+            o[x] = amb
+            doubt |= amb
+        if not doubt:
+            continue
+        mean = np.zeros(w, np.float32)
+        for j in range(k):
+            v = cube[i, vis[j], r]
+            for x in range(w):
+                mean[x] += v[x]
+        dev = np.zeros(w, np.float32)
+        for x in range(w):
+            mean[x] /= kk
+        for j in range(k):
+            v = cube[i, vis[j], r]
+            for x in range(w):
+                dev[x] += abs(v[x] - mean[x])
+        for x in range(w):
+            o[x] = o[x] and mean[x] >= bright and dev[x] / max(mean[x], tiny) < white

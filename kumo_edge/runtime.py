@@ -375,6 +375,9 @@ AMBIGUOUS_P = (0.2, 0.8)
 #: of two other patches (0.59 and above) agree in every band we have, cirrus and thermal included,
 #: so a cloud call there is flagged ambiguous however sure the detector is.
 SNOW_NDSI = 0.4
+#: ... and "white" when the summed absolute deviation of its visible bands from their mean,
+#: over that mean, stays below this.
+WHITENESS_MAX = 0.7
 
 
 def ambiguous_bright(
@@ -406,10 +409,38 @@ def ambiguous_bright(
 def ambiguous_masks(
     cube: npt.NDArray[np.float32], probs: npt.NDArray[np.float32], bands: BandSet
 ) -> npt.NDArray[np.bool_]:
-    """``(N, H, W)``: :func:`ambiguous_mask` of every tile of ``(N, C, H, W)`` ``cube``."""
-    if not any(440.0 <= c <= 700.0 for c in bands.centers_nm):
-        return np.zeros((len(cube), *cube.shape[2:]), bool)
-    return np.stack([ambiguous_mask(c, p, bands) for c, p in zip(cube, probs, strict=True)])
+    """``(N, H, W)``: :func:`ambiguous_mask` of every tile of ``(N, C, H, W)`` ``cube``, in one
+    numba pass (the same values; 2 hsi32 tiles 2.7 -> 0.3 ms, 2026-12-05)."""
+    vis, green, swir = _ambiguous_bands(bands)
+    out = np.zeros((len(cube), *cube.shape[2:]), bool)
+    if not vis:
+        return out
+    _rk.ambiguous(
+        np.ascontiguousarray(cube, dtype=np.float32),
+        np.ascontiguousarray(probs, dtype=np.float32),
+        np.array(vis, np.int64),
+        green,
+        swir,
+        np.float32(AMBIGUOUS_P[0]),
+        np.float32(AMBIGUOUS_P[1]),
+        np.float32(SNOW_NDSI),
+        np.float32(BRIGHT_REFLECTANCE),
+        np.float32(WHITENESS_MAX),
+        out,
+    )
+    return out
+
+
+def _ambiguous_bands(bands: BandSet) -> tuple[list[int], int, int]:
+    """The visible bands of :func:`ambiguous_mask`, and its green and SWIR-1 band (-1: none;
+    both -1 unless the set has a visible, a green and a SWIR-1 band)."""
+    centers = bands.centers_nm
+    vis = [i for i, c in enumerate(centers) if 440.0 <= c <= 700.0]
+    green = [i for i, c in enumerate(centers) if 520.0 <= c <= 600.0]
+    swir = [i for i, c in enumerate(centers) if 1550.0 <= c <= 1750.0]
+    if not (green and swir and vis):
+        return vis, -1, -1
+    return vis, green[len(green) // 2], swir[len(swir) // 2]
 
 
 def ambiguous_mask(
@@ -418,14 +449,11 @@ def ambiguous_mask(
     """``(H, W)``: bright, white pixels of one ``(C, H, W)`` tile whose P(cloud) the detector
     leaves within :data:`AMBIGUOUS_P`, or that it calls cloud while they are as snow-like as ice
     in the SWIR (see :func:`ambiguous_bright`)."""
-    centers = bands.centers_nm
-    vis = [i for i, c in enumerate(centers) if 440.0 <= c <= 700.0]
+    vis, green, swir = _ambiguous_bands(bands)
     p = probs[1] + probs[2]
     out = (p >= AMBIGUOUS_P[0]) & (p <= AMBIGUOUS_P[1])
-    green = [i for i, c in enumerate(centers) if 520.0 <= c <= 600.0]
-    swir = [i for i, c in enumerate(centers) if 1550.0 <= c <= 1750.0]
-    if green and swir and vis:  # a cloud call on a snow-like pixel
-        g, s1 = cube[green[len(green) // 2]], cube[swir[len(swir) // 2]]
+    if green >= 0:  # a cloud call on a snow-like pixel
+        g, s1 = cube[green], cube[swir]
         snowy = (g - s1) >= np.float32(SNOW_NDSI) * (g + s1)
         out |= (p > AMBIGUOUS_P[1]) & snowy & (g + s1 > 0)
     if not vis or not out.any():  # the spectral test only where the bands leave a doubt
@@ -437,7 +465,7 @@ def ambiguous_mask(
     if not out.any():
         return out
     whiteness = np.abs(v - mean[None]).sum(0) / np.maximum(mean, 1e-6)
-    out &= whiteness < 0.7
+    out &= whiteness < WHITENESS_MAX
     return out
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kumo_edge.config import sensor_profile
-from kumo_edge.runtime import ambiguous_bright
+from kumo_edge.runtime import ambiguous_bright, ambiguous_mask, ambiguous_masks
 
 
 def test_ambiguous_bright_counts_bright_white_pixels_the_detector_cannot_call() -> None:
@@ -43,6 +43,29 @@ def test_ambiguous_bright_flags_cloud_calls_on_snow_like_pixels_where_swir_exist
     assert ambiguous_bright(cube, p, swir6).tolist() == [1 / 3]
     rgbn = sensor_profile("rgbn").bands
     assert ambiguous_bright(cube[:, :4], p, rgbn).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("profile", ["satellogic-hsi", "rgbn", "rgb", "rgbn-swir"])
+def test_one_pass_ambiguous_masks_equal_the_per_tile_rule(profile: str) -> None:
+    """The stream's one-pass kernel gives :func:`ambiguous_mask` pixel for pixel, on tiles that
+    reach every branch: doubtful and sure calls, bright and dark, white and coloured, snow-like
+    in the SWIR or not, pixels on the thresholds themselves."""
+    bands = sensor_profile(profile).bands
+    rng = np.random.default_rng(7)
+    n, c = 3, len(bands)
+    grey = rng.uniform(0.0, 0.9, (n, 1, 48, 48)).astype(np.float32)
+    tint = rng.uniform(0.85, 1.15, (n, c, 48, 48)).astype(np.float32)
+    tint[:, :, :16] = rng.uniform(0.2, 1.8, (n, c, 16, 48))  # coloured rows
+    cube = grey * tint
+    cube[:, :, 40:] = rng.uniform(0.0, 0.2, (n, c, 8, 48))  # dark rows: no doubt is bright
+    cube[0, :, 20, :4] = np.float32(0.3)  # bright exactly at the threshold, white
+    p = rng.dirichlet(np.ones(4), (n, 48, 48)).astype(np.float32).transpose(0, 3, 1, 2).copy()
+    p[:, 1, 30:36] += 1.5  # sure cloud calls (snow-like where the SWIR is dark)
+    p /= p.sum(1, keepdims=True)
+    p[0, 1, 21, :4], p[0, 2, 21, :4] = np.float32(0.2), np.float32(0.0)  # P(cloud) on the edge
+    ref = np.stack([ambiguous_mask(x, q, bands) for x, q in zip(cube, p, strict=True)])
+    assert ref.any() and not ref.all()
+    assert np.array_equal(ambiguous_masks(cube, p, bands), ref)
 
 
 def test_shadow_operating_point() -> None:

@@ -169,3 +169,22 @@ def test_blender_checks() -> None:
     tiles = np.zeros((n, 1, 16, 16), np.float32)
     with pytest.raises(ShapeError, match="full row-major grid"):
         blend_tiles(tiles, b.origins[::-1], 40, 40, 2)
+
+
+@pytest.mark.parametrize("step", [1 / 32768, 1e-4, 2.0])
+def test_extract_and_dequantize_uint16_equal_the_float64_product(
+    rng: np.random.Generator, step: float
+) -> None:
+    """uint16 counts times ``step`` as float32: the float32 path the kernels take for a
+    power-of-two step (the stream's ring) and the float64 one for others give what numpy's
+    float64 product rounded to float32 gives, bit for bit."""
+    from kumo_edge import _tiling_kernels as _tk
+
+    img = rng.integers(0, 65536, (3, 40, 50), dtype=np.uint16)
+    origins = np.array([[0, 3], [20, 30], [24, 34]])
+    tiles = extract_tiles(img, origins, 16, step=step)
+    ref = np.stack([img[:, y : y + 16, x : x + 16] * step for y, x in origins]).astype(np.float32)
+    assert np.array_equal(tiles, ref)
+    out = np.empty(img.shape, np.float32)
+    _tk.dequantize(img, step, out)
+    assert np.array_equal(out, (img * step).astype(np.float32))
