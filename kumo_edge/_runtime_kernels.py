@@ -95,15 +95,16 @@ def upsample2(src, out):
 
 
 @nb.njit(parallel=True, cache=True)
-def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, out):
+def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, scratch, out):
     """out[i, r, x]: :func:`kumo_edge.runtime.ambiguous_mask` of every tile in one pass, row by
     row: the detector's doubt first, the visible mean and whiteness only on rows that have a
     doubtful pixel (band by band along the row, so the loops read contiguous memory).
 
     cube (N, C, H, W) and probs (N, 4, H, W) float32; vis (K,) int64 the visible bands (K > 0);
     green, swir band indices (-1: none); the thresholds as float32, as numpy compares float32
-    arrays with Python floats. Sums run band by band in float32, as numpy's reductions over
-    bands do, so the results are the same."""
+    arrays with Python floats; scratch (N * H, 2, W) float32 (no allocation in the threads).
+    Sums run band by band in float32, as numpy's reductions over bands do, so the results are
+    the same."""
     n, _, h, w = cube.shape
     k = vis.shape[0]
     snow = green >= 0 and swir >= 0
@@ -128,12 +129,14 @@ def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, ou
             doubt |= amb
         if not doubt:
             continue
-        mean = np.zeros(w, np.float32)
+        mean = scratch[job, 0]
+        dev = scratch[job, 1]
+        mean[:] = zero
+        dev[:] = zero
         for j in range(k):
             v = cube[i, vis[j], r]
             for x in range(w):
                 mean[x] += v[x]
-        dev = np.zeros(w, np.float32)
         for x in range(w):
             mean[x] /= kk
         for j in range(k):

@@ -804,8 +804,37 @@ class PhysicsRemover:
         return fitted, np.where(fitted, self.last_fit[:, 0], 0.0).astype(np.float32)
 
     def params(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """``(N, 6, H, W)`` parameters at full resolution."""
-        return self.model.run(tiles)
+        """``(N, 6, H, W)`` parameters at full resolution, the network run tile by tile (on 2
+        cores one hsi32 tile takes 3.6 ms, a batch of two 7.9 ms, 2026-12-05)."""
+        if len(tiles) == 1:
+            return self.model.run(tiles)
+        return np.concatenate([self.model.run(tiles[i : i + 1]) for i in range(len(tiles))])
+
+    def estimate(
+        self, tiles: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        """``(params, fit)`` of ``(N, C, H, W)`` tiles: the network's parameters at full
+        resolution with the depth softened and each tile's spectral fit applied, and the fit's
+        record (:func:`fit_spectrum`; None where the remover does not fit), the fit on all
+        tiles at once (one thread per tile). What :meth:`correct` computes first; the stream
+        estimates a batch's tiles together, then corrects them one at a time (``estimate=``)."""
+        x = np.ascontiguousarray(tiles, dtype=np.float32)
+        ok = np.ones((x.shape[0], *x.shape[2:]), bool) if valid is None else valid
+        p = np.ascontiguousarray(self.params(x), dtype=np.float32)
+        soften_depth(p, self.depth_knee)
+        fit = (
+            fit_spectrum(
+                x,
+                p,
+                self.bands,
+                np.ascontiguousarray(ok),
+                self.thick_transmittance,
+                self.fit_albedo,
+            )
+            if self.fit
+            else None
+        )
+        return p, fit
 
     def correct(
         self,
@@ -813,12 +842,14 @@ class PhysicsRemover:
         p_clear: npt.NDArray[np.float32] | None = None,
         valid: npt.NDArray[np.bool_] | None = None,
         weigh: bool = False,
+        estimate: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None] | None = None,
     ) -> tuple[
         npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_], list[str | None]
     ]:
         """``(corrected, t550, thick, verdicts)`` for ``(N, C, H, W)`` tiles (class docstring);
         with ``weigh`` each pixel takes ``1 - p_clear`` of its correction (the stream's
-        detector blend), computed in the same pass."""
+        detector blend), computed in the same pass. ``estimate``: these tiles'
+        :meth:`estimate`, where already made."""
         x = np.ascontiguousarray(tiles, dtype=np.float32)
         n, _, h, w = x.shape
         y = np.empty_like(x)
@@ -830,14 +861,8 @@ class PhysicsRemover:
             else np.ascontiguousarray(p_clear, np.float32)
         )
         ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
-        p = np.ascontiguousarray(self.params(x), dtype=np.float32)
-        soften_depth(p, self.depth_knee)
         # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
-        self.last_fit = (
-            fit_spectrum(x, p, self.bands, ok, self.thick_transmittance, self.fit_albedo)
-            if self.fit
-            else None
-        )
+        p, self.last_fit = self.estimate(x, ok) if estimate is None else estimate
         _correct(
             x,
             p,

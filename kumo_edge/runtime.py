@@ -426,6 +426,7 @@ def ambiguous_masks(
         np.float32(SNOW_NDSI),
         np.float32(BRIGHT_REFLECTANCE),
         np.float32(WHITENESS_MAX),
+        np.empty((out.shape[0] * out.shape[1], 2, out.shape[2]), np.float32),
         out,
     )
     return out

@@ -541,12 +541,21 @@ def _physics_batch(
     thick class there, to the thin class elsewhere), tiles the gate refuses left as they were
     and recorded in ``kept``, each fitted tile's cloud spectrum (Angstrom exponent, gain on the
     optical depth) and the weight the direction check left on its correction (where below 1)
-    in ``fields``, as report fields. One tile at a time: a tile's correction (8 MB at 32 bands x
-    256 px) lives only until it is written back (peak RSS 8 MB less than a batch's at once)."""
-    for n in (int(i) for i in idx):
+    in ``fields``, as report fields. The batch's cloud parameters and spectral fits are
+    estimated together (the fit runs one tile per thread: 9.3 -> 8.4 ms per hsi32 tile,
+    2026-12-05), the corrections made one tile at a time: a tile's correction (8 MB at 32
+    bands x 256 px) lives only until it is written back (peak RSS 8 MB less than a batch's)."""
+    # the batch's parameters and spectral fits at once (the fit runs one tile per thread)
+    sel = batch_index(idx)
+    params, fits = remover.estimate(tiles[sel], valid[sel])
+    for j, n in enumerate(int(i) for i in idx):
         sel = slice(n, n + 1)
         corrected, _, thick, verdicts = remover.correct(
-            tiles[sel], probs[sel, 0], valid[sel], weigh=blend != "full"
+            tiles[sel],
+            probs[sel, 0],
+            valid[sel],
+            weigh=blend != "full",
+            estimate=(params[j : j + 1], None if fits is None else fits[j : j + 1]),
         )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
         tiles[sel] = corrected
         del corrected

@@ -450,6 +450,37 @@ def test_shipped_remover_leaves_cloud_free_surfaces_as_they_are(band_set, surfac
     )
 
 
+def test_a_batch_estimated_at_once_corrects_as_each_tile_alone():
+    """The stream estimates a batch's cloud parameters and spectral fits together, then
+    corrects tile by tile (``estimate=``): the same tiles, verdicts and fits as correcting each
+    tile on its own, bit for bit, with the shipped hsi32 remover on cloudy tiles."""
+    from kumo_edge.clouds import CloudField, CloudParams
+    from kumo_edge.runtime import load_models, read_contract, shipped_models
+
+    bands = read_contract(shipped_models()["hsi32"]["detector"]).bands
+    det, rem, _ = load_models("hsi32", bands)
+    land = _surfaces(bands)["mixed_land"][:, :64]
+    tiles = []
+    for seed in (1, 2, 3):  # one cloud field per tile (the first thicker, the last clear)
+        cover = (0.8, 0.5, 0.0)[seed - 1]
+        field = CloudField(CloudParams(cover=cover, thickness=0.8), 64, 96, seed)
+        tiles.append(field.apply(land[:, :, :96].copy(), bands).cloudy[:, :, :64])
+    x = np.clip(np.stack(tiles), 0, 1).astype(np.float32)
+    p_clear = det.run(np.ascontiguousarray(x))[:, 0]
+    params, fits = rem.estimate(x)
+    assert fits is not None and (fits[:, 2] > 0).any()  # some tile was fitted
+    for i in range(len(x)):
+        one = slice(i, i + 1)
+        alone = rem.correct(x[one].copy(), p_clear[one], weigh=True)
+        fit_alone = rem.last_fit.copy()
+        shared = rem.correct(
+            x[one].copy(), p_clear[one], weigh=True, estimate=(params[one], fits[one])
+        )
+        for a, b in zip(alone, shared, strict=True):
+            assert a == b if isinstance(a, list) else np.array_equal(a, b)
+        assert np.array_equal(fit_alone, rem.last_fit, equal_nan=True)
+
+
 # -- an exported physics network (random weights) through the runtime and the stream -----------
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):  # noqa: ANN001, ANN201
