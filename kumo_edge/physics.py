@@ -804,8 +804,9 @@ class PhysicsRemover:
         return fitted, np.where(fitted, self.last_fit[:, 0], 0.0).astype(np.float32)
 
     def params(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """``(N, 6, H, W)`` parameters at full resolution, the network run tile by tile (on 2
-        cores one hsi32 tile takes 3.6 ms, a batch of two 7.9 ms, 2026-12-05)."""
+        """``(N, 6, H, W)`` parameters at full resolution, the network run tile by tile, as the
+        stream has run it since it corrects one tile at a time (a batch of two was not faster
+        on the 2-core host, and changes a few output pixels by one line-ring step)."""
         if len(tiles) == 1:
             return self.model.run(tiles)
         return np.concatenate([self.model.run(tiles[i : i + 1]) for i in range(len(tiles))])
