@@ -107,22 +107,35 @@ class PhysicsConfig:
     #: ``kumo.fit_albedo``) instead of using the network's albedo map: the depth map is trained
     #: to pair with a fitted albedo, which extrapolates where the network's cannot
     fit_albedo: bool = False
+    #: the network reads the tile averaged over ``pool`` x ``pool`` pixels (its cost / pool**2)
+    #: and its parameters are resized back to half the tile's resolution inside the graph, so
+    #: the runtime's contract (``cloud_params_half``) is the same
+    pool: int = 1
     extra: dict = field(default_factory=dict)
 
 
 class PhysicsNet(EncoderDecoder):
-    """Cloudy reflectance -> the six cloud-model parameters at half resolution."""
+    """Cloudy reflectance -> the six cloud-model parameters at half resolution (with ``pool``
+    > 1, computed from the tile averaged over ``pool`` x ``pool`` pixels, then resized)."""
 
-    def __init__(self, in_ch: int, widths: tuple[int, ...], shadow_bias: float = 4.0) -> None:
+    def __init__(
+        self, in_ch: int, widths: tuple[int, ...], shadow_bias: float = 4.0, pool: int = 1
+    ) -> None:
         super().__init__(in_ch, widths, "batch", "bilinear", "lrelu")
-        self.in_ch, self.widths = in_ch, tuple(widths)
+        self.in_ch, self.widths, self.pool = in_ch, tuple(widths), int(pool)
         self.head = nn.Conv2d(widths[0], N_PARAMS, 3, 1, 1)
         nn.init.normal_(self.head.weight, std=1e-3)
         with torch.no_grad():  # start near "no cloud, no shadow"
             self.head.bias.copy_(torch.tensor([-4.0, 0.0, 1.0, shadow_bias, -1.0, 0.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool > 1:
+            x = F.avg_pool2d(x, self.pool)
         h = self.head(self.features(x))
+        if self.pool > 1:
+            h = F.interpolate(
+                h, scale_factor=float(self.pool), mode="bilinear", align_corners=False
+            )
         k = F.softplus(h[:, 0:1])
         alpha = 3.0 * torch.sigmoid(h[:, 1:2])
         albedo = torch.sigmoid(h[:, 2:3])
@@ -208,10 +221,10 @@ def _batch(ds: CloudyTiles, idx: range, rng: np.random.Generator, noise: float) 
 
 
 def build_net(
-    method: str, n_bands: int, widths: tuple[int, ...], shadow_bias: float = 4.0
+    method: str, n_bands: int, widths: tuple[int, ...], shadow_bias: float = 4.0, pool: int = 1
 ) -> nn.Module:
     if method == "physics":
-        return PhysicsNet(n_bands, widths, shadow_bias)
+        return PhysicsNet(n_bands, widths, shadow_bias, pool)
     if method == "residual":
         return UNet(UNetConfig(n_bands, n_bands, tuple(widths), "bilinear", "batch", "residual"))
     raise ValueError(f"unknown method {method!r}; choose physics or residual")
@@ -289,7 +302,7 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
     rng = np.random.default_rng(cfg.seed)
     vb = _batch(val, range(128), rng, cfg.noise)
     lnr = torch.from_numpy(spectral_terms(bs))
-    net = build_net(cfg.method, len(bs), cfg.widths, cfg.shadow_bias)
+    net = build_net(cfg.method, len(bs), cfg.widths, cfg.shadow_bias, cfg.pool)
     if cfg.init:
         net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["model"])
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -343,7 +356,12 @@ def load_net(ckpt: Path) -> tuple[nn.Module, dict]:
     c = state["meta"]["config"]
     from export.train import band_set
 
-    net = build_net(c.get("method", "physics"), len(band_set(c["bands"])), tuple(c["widths"]))
+    net = build_net(
+        c.get("method", "physics"),
+        len(band_set(c["bands"])),
+        tuple(c["widths"]),
+        pool=c.get("pool", 1),
+    )
     net.load_state_dict(state["model"])
     return net.eval(), state["meta"]
 
@@ -453,7 +471,7 @@ def export(
             bands=bs,
             tile=tile,
             halo=halo,
-            multiple=2 ** len(c["widths"]),
+            multiple=2 ** len(c["widths"]) * c.get("pool", 1),
             input_scaling={"type": "reflectance", "scale": 1.0, "offset": 0.0, "range": [0.0, 1.0]},
             output=output,
             opset=OPSET,
@@ -649,6 +667,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--holdout", default="", help="comma-separated scenes left out of training")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--widths", default="8,16,32")
+    t.add_argument(
+        "--pool",
+        type=int,
+        default=PhysicsConfig.pool,
+        help="run the network on the tile averaged over POOL x POOL pixels (cost / POOL**2)",
+    )
     t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     t.add_argument("--method", default="physics", choices=["physics", "residual"])
     t.add_argument("--init", default="", help="start from this checkpoint (fine-tuning)")
@@ -704,6 +728,7 @@ def main(argv: list[str] | None = None) -> None:
             seed=a.seed,
             holdout=tuple(n for n in a.holdout.split(",") if n),
             widths=tuple(int(v) for v in a.widths.split(",")),
+            pool=a.pool,
             method=a.method,
             init=a.init,
             lr=a.lr,

@@ -522,6 +522,39 @@ def test_exported_physics_model_matches_torch(exported):  # noqa: ANN001
     assert parity(ckpt, path) < 1e-4
 
 
+def test_pooled_physics_network_exports_with_the_same_contract_and_matches_torch(tmp_path):  # noqa: ANN001
+    """``pool``: the network reads the tile averaged 2 x 2 and resizes its parameters back to
+    half resolution inside the graph; the export keeps ``cloud_params_half``, asks for tiles
+    that are a multiple of its deeper grid, and the runtime gives torch's parameters."""
+    torch = pytest.importorskip("torch")
+    from dataclasses import asdict
+
+    from export.physics import PhysicsConfig, PhysicsNet, export, parity
+    from kumo_edge.runtime import load_model
+
+    torch.manual_seed(5)
+    net = PhysicsNet(4, (8, 8), pool=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    net.train()
+    net(torch.rand(4, 4, 32, 32))
+    net.eval()
+    x = torch.rand(1, 4, 32, 32)
+    assert net(x).shape == (1, 6, 16, 16)  # half resolution, as unpooled
+    cfg = PhysicsConfig(bands="rgbn", widths=(8, 8), pool=2)
+    meta = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        "train_scenes": [],
+    }
+    ckpt = tmp_path / "net.pt"
+    torch.save({"model": net.state_dict(), "meta": meta}, ckpt)
+    path = export(ckpt, tmp_path / "generator.onnx", tile=64, halo=8)
+    model = load_model(path, threads=1)
+    assert model.contract.output == "cloud_params_half" and model.contract.multiple == 8
+    assert parity(ckpt, path) < 1e-4
+
+
 def test_contract_asks_for_the_albedo_fit_of_a_model_trained_with_it(exported, tmp_path):  # noqa: ANN001
     import torch
 
