@@ -254,6 +254,13 @@ def main(argv: list[str] | None = None) -> None:
         help="which remover's folds to train (both are evaluated where their checkpoints exist)",
     )
     ap.add_argument(
+        "--direction-strides",
+        default="",
+        help="comma-separated sampling strides of the runtime's direction check to evaluate beside "
+        "the shipped one (kumo_edge.physics.DIRECTION_STRIDE): one row each, with and without "
+        "the brightness companion",
+    )
+    ap.add_argument(
         "--variant",
         default="",
         help="folder suffix of the physics folds to train and evaluate (runs/removal_cv/<bands>-<variant>)",
@@ -325,6 +332,12 @@ def main(argv: list[str] | None = None) -> None:
     knees = [float(v) for v in a.knees.split(",") if v]
     grid = [f"{KNEE_ROW} {v:g}" for v in knees]
     methods += grid
+    strides = [int(v) for v in a.direction_strides.split(",") if v]
+    stride_rows = {
+        v: (f"physics INT8+detector, direction stride {v}", f"{BRIGHT_ROW}, direction stride {v}")
+        for v in strides
+    }
+    methods += [r for pair in stride_rows.values() for r in pair]
     per_scene: dict = {}
     raws: dict = {}  # per scene and method: the per-tile sums (score)
     rng = np.random.default_rng(0)
@@ -354,6 +367,11 @@ def main(argv: list[str] | None = None) -> None:
         }
         for v, m in zip(knees, grid, strict=True):
             run[m] = _stream(det, PhysicsRemover(rem8.model, depth_knee=v))
+        for v, (plain, bright) in stride_rows.items():
+            run[plain] = _stream(det, PhysicsRemover(rem8.model, direction_stride=v))
+            run[bright] = _stream(
+                det, PhysicsRemover(rem8.model, brightness=gen, direction_stride=v)
+            )
         if residual:
             rck = fold_dir(a.bands, k, "residual") / "best.pt"
             res = load_model(export(rck, rck.with_name("residual_fp32.onnx")))
@@ -486,7 +504,12 @@ def main(argv: list[str] | None = None) -> None:
     # tables read those)
     tag = "-".join(
         t
-        for t in (a.variant, "" if a.clouds == "alien" else a.clouds, "analysis" * a.analysis)
+        for t in (
+            a.variant,
+            "" if a.clouds == "alien" else a.clouds,
+            "analysis" * a.analysis,
+            "dirstride" * bool(a.direction_strides),
+        )
         if t
     )
     out = a.out or (

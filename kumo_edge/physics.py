@@ -692,19 +692,21 @@ def check_direction(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
     use: npt.NDArray[np.bool_],
+    stride: int = DIRECTION_STRIDE,
 ) -> float:
     """In place on one tile: how much of the correction's spectral direction ``y`` keeps
     (module docstring, "The direction check"). ``x``/``y`` ``(C, H, W)`` input and corrected
     tile, ``use`` ``(H, W)`` the pixels that may serve as evidence (valid, not thick). Returns
     the weight ``s`` applied: every pixel becomes ``|y| * unit((1 - s) unit(x) + s unit(y))``
-    (at most 1); 1 leaves ``y`` as it was."""
+    (at most 1); 1 leaves ``y`` as it was. ``stride``: every how many rows and columns the
+    evidence is sampled."""
     weights = np.asarray(DIRECTION_WEIGHTS, np.float64)
     cost, any_good = _direction_costs(
         x,
         y,
         use,
-        DIRECTION_STRIDE,
-        max(DIRECTION_BLOCK // DIRECTION_STRIDE, 1),
+        stride,
+        max(DIRECTION_BLOCK // stride, 1),
         DIRECTION_REFERENCE,
         DIRECTION_MOVED,
         DIRECTION_MIN_PIXELS,
@@ -739,8 +741,9 @@ class PhysicsRemover:
     #: docstring), or None.
     brightness: Model | None = None
     #: Check each corrected tile's spectral direction against its clear pixels
-    #: (:func:`check_direction`).
+    #: (:func:`check_direction`), sampling every ``direction_stride``-th row and column.
     direction = True
+    direction_stride = DIRECTION_STRIDE
 
     def __init__(
         self,
@@ -749,6 +752,7 @@ class PhysicsRemover:
         depth_knee: float = DEPTH_KNEE,
         brightness: Model | None = None,
         direction: bool = True,
+        direction_stride: int = DIRECTION_STRIDE,
     ) -> None:
         if model.contract.output != "cloud_params_half":
             raise ModelContractError(
@@ -757,6 +761,11 @@ class PhysicsRemover:
         self.model = model
         self.fit = fit
         self.direction = direction
+        if not 1 <= direction_stride <= DIRECTION_BLOCK:
+            raise ConfigError(
+                f"direction_stride must lie in [1, {DIRECTION_BLOCK}], got {direction_stride}"
+            )
+        self.direction_stride = int(direction_stride)
         if not 0.0 <= depth_knee < 1.0:
             raise ConfigError(f"depth_knee must lie in [0, 1), got {depth_knee}")
         self.depth_knee = float(depth_knee)
@@ -898,7 +907,9 @@ class PhysicsRemover:
             use = ok & ~thick
             for i, why in enumerate(verdicts):
                 if why is None:
-                    self.last_direction[i] = check_direction(x[i], y[i], use[i])
+                    self.last_direction[i] = check_direction(
+                        x[i], y[i], use[i], self.direction_stride
+                    )
         return y, t550, thick, verdicts
 
     def _rescale(

@@ -720,6 +720,29 @@ def test_direction_check_keeps_a_right_correction_and_needs_evidence():
     np.testing.assert_array_equal(y, before)
 
 
+def test_direction_check_samples_every_stride_th_row_and_column():
+    """The evidence is read on every ``stride``-th row and column: with usable pixels only on
+    odd rows, the default stride 2 sees none and leaves the correction, stride 1 sees them
+    and pulls it back; a remover refuses a stride outside [1, block]."""
+    from kumo_edge.physics import DIRECTION_BLOCK, DIRECTION_STRIDE
+
+    assert DIRECTION_STRIDE == 2
+    _, x, y, _ = _striped_cloud(albedo_used=0.8)
+    odd = (np.arange(64) % 2 == 1)[:, None].repeat(64, 1)
+    before = y.copy()
+    assert check_direction(x, y, odd) == 1.0
+    np.testing.assert_array_equal(y, before)
+    assert check_direction(x, y, odd, stride=1) < 1.0
+    from kumo_edge.errors import ConfigError
+    from kumo_edge.runtime import load_model, shipped_models
+
+    model = load_model(shipped_models()["hsi32"]["generator"], threads=1)
+    assert PhysicsRemover(model, direction_stride=4).direction_stride == 4
+    for bad in (0, DIRECTION_BLOCK + 1):
+        with pytest.raises(ConfigError, match="direction_stride"):
+            PhysicsRemover(model, direction_stride=bad)
+
+
 def test_stream_reports_the_direction_check():
     from kumo_edge.stream import Report, StreamConfig, process_tiles
 
