@@ -14,39 +14,22 @@ Writes ``bench/results/variants/stream_vs_<commit>.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from bench._common import RESULTS, ROOT, environment, write_json
+from kumo_edge.benchmark import pass_in_subprocess
 
 #: The commit issue 11 was filed against (the last one before the physics remover).
 FILED_AT = "1424396"
 
-_PASS = """
-import json, sys
-from kumo_edge.benchmark import run_pass
-r = run_pass("satellogic-hsi", int(sys.argv[1]))
-print(json.dumps({k: r[k] for k in ("real_time_factor", "peak_rss_mb", "stage_seconds", "wall_s")}))
-"""
-
 
 def one_pass(root: Path, lines: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-c", _PASS, str(lines)],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """One hsi32 pass of the ``kumo_edge`` in checkout ``root``, in its own process."""
+    return pass_in_subprocess({"profile_name": "satellogic-hsi", "lines": lines}, root=root)
 
 
 def main(argv: list[str] | None = None) -> None:

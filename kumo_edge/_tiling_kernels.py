@@ -169,34 +169,32 @@ def extract_dequantized(img, ys, xs, size, step, out):
         y0 = ys[i]
         x0 = xs[i]
         for r in range(size):
-            src = img[b, y0 + r, x0 : x0 + size]
-            dst = out[i, b, r]
-            if exact:
-                for x in range(size):
-                    dst[x] = np.float32(src[x]) * s32
-            else:
-                for x in range(size):
-                    dst[x] = np.float32(src[x] * step)
+            _dequantize_row(img[b, y0 + r, x0 : x0 + size], step, s32, exact, out[i, b, r])
 
 
 @nb.njit(parallel=True, cache=True)
 def dequantize(src, step, dst):
     """dst (float32) = src (uint16) * step; (C, R, W) arrays of the same shape (views); in
     float32 where ``step`` is a power of two, as :func:`extract_dequantized`."""
-    c, rows, w = src.shape
+    c, rows, _ = src.shape
     s32 = np.float32(step)
     exact = _power_of_two(step)
     for job in nb.prange(rows * c):
         r = job // c
         b = job % c
-        s = src[b, r]
-        d = dst[b, r]
-        if exact:
-            for x in range(w):
-                d[x] = np.float32(s[x]) * s32
-        else:
-            for x in range(w):
-                d[x] = np.float32(s[x] * step)
+        _dequantize_row(src[b, r], step, s32, exact, dst[b, r])
+
+
+@nb.njit(inline="always")
+def _dequantize_row(src, step, s32, exact, dst):
+    """dst = src * step for one row: in float32 (``s32``) where ``exact`` (a power-of-two
+    step), else in float64, rounded to float32."""
+    if exact:
+        for x in range(src.shape[0]):
+            dst[x] = np.float32(src[x]) * s32
+    else:
+        for x in range(src.shape[0]):
+            dst[x] = np.float32(src[x] * step)
 
 
 @nb.njit(inline="always")

@@ -197,7 +197,7 @@ def bench_stream(
         block_path = os.path.join(tmp, "block.npy")
         np.save(block_path, _lines_source(profile_name, width or prof.width_px, BLOCK_LINES))
         for n in lengths:
-            cases.append(_pass_in_subprocess({**common, "lines": n, "block_path": block_path}))
+            cases.append(pass_in_subprocess({**common, "lines": n, "block_path": block_path}))
     base = cases[0]["peak_rss_mb"]
     for c in cases:
         c["rss_growth_vs_first"] = c["peak_rss_mb"] / base - 1.0
@@ -304,13 +304,21 @@ def file_case_line(c: dict[str, Any]) -> str:
     )
 
 
-def _pass_in_subprocess(kwargs: dict[str, Any], python: str | None = None) -> dict[str, Any]:
+def pass_in_subprocess(
+    kwargs: dict[str, Any], python: str | None = None, root: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """:func:`run_pass` in its own process (its peak RSS its own), by ``python`` (default this
+    interpreter); ``root``: a checkout whose ``kumo_edge`` that process imports instead of the
+    installed one (run from there, first on its path)."""
     args = json.dumps(kwargs)
     code = (
         "import json; from kumo_edge.benchmark import run_pass; "
         f"print(json.dumps(run_pass(**json.loads({args!r}))))"
     )
-    p = subprocess.run([python or sys.executable, "-c", code], capture_output=True, text=True)
+    env = None if root is None else {**os.environ, "PYTHONPATH": str(root)}
+    p = subprocess.run(
+        [python or sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env
+    )
     if p.returncode != 0:
         err = p.stderr.strip()
         last = err.splitlines()[-1] if err else f"exit code {p.returncode}"
@@ -569,7 +577,7 @@ def bench_file(
         for n in lengths:
             for mode in modes:
                 if mode == "memory":
-                    c = _pass_in_subprocess(
+                    c = pass_in_subprocess(
                         {"profile_name": profile_name, "lines": n, "models": models,
                          "threads": threads, "width": width, "worst_case": True}, python,
                     )  # fmt: skip

@@ -559,12 +559,11 @@ def _physics_batch(
         )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
         tiles[sel] = corrected
         del corrected
-        fit = getattr(remover, "last_fit", None)
         direction = getattr(remover, "last_direction", None)
         rec: dict[str, float] = {}
-        if fit is not None and fit[0, 2] > 0:
-            rec["cloud_angstrom"] = round(float(fit[0, 0]), 3)
-            rec["optical_depth_gain"] = round(float(fit[0, 1]), 3)
+        if fits is not None and fits[j, 2] > 0:
+            rec["cloud_angstrom"] = round(float(fits[j, 0]), 3)
+            rec["optical_depth_gain"] = round(float(fits[j, 1]), 3)
         if direction is not None and direction[0] < 1:
             rec["direction_weight"] = round(float(direction[0]), 3)
         if rec:
