@@ -336,3 +336,22 @@ def test_batch_refuses_bad_setups_before_any_work(scenes: Path, tmp_path: Path) 
     r = CliRunner().invoke(cli, ["batch", str(scenes), "--out", str(out), "--bil-width", "9"])
     assert r.exit_code == 2 and "apply to `run -`" in r.output
     assert sorted(p.name for p in out.iterdir()) == ["scene_0.tif"]  # nothing written
+
+
+def test_workers_of_our_own_cluster_log_only_when_asked() -> None:
+    """A LocalCluster's workers must not print dask's shutdown races (a heartbeat in flight
+    as the scheduler closes logs a traceback at ERROR): their logging level is set in the
+    environment they are spawned with, since they configure logging on import."""
+    import logging
+
+    from kumo_edge.ground.batch import _cluster
+
+    def level() -> int:
+        return logging.getLogger("distributed.worker").getEffectiveLevel()
+
+    client, cluster = _cluster(BatchOptions(workers=1))
+    try:
+        assert client.submit(level, pure=False).result() == logging.CRITICAL
+    finally:
+        client.close()
+        cluster.close()

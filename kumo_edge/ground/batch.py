@@ -406,6 +406,7 @@ def require_extra() -> None:
 
 
 def _cluster(batch: BatchOptions) -> tuple[Any, Any]:
+    import dask
     from dask.distributed import Client, LocalCluster
 
     # Dask's own chatter (connections, workers starting and closing) only with -vv
@@ -418,14 +419,22 @@ def _cluster(batch: BatchOptions) -> tuple[Any, Any]:
         except OSError as exc:
             raise KumoError(f"cannot reach the Dask scheduler {batch.scheduler}: {exc}") from None
     threads = str(batch.threads_per_worker)
-    cluster = LocalCluster(
-        n_workers=batch.workers,
-        threads_per_worker=1,  # one scene (or line range) at a time per worker: bounded memory
-        processes=True,
-        dashboard_address=None,
-        silence_logs=quiet,
-        env={"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads},
-    )
+    # The worker processes configure their logging when they import distributed, before the
+    # Nanny's env reaches them: the level must be in the environment they are spawned with.
+    # Without it a worker whose heartbeat is in flight as the cluster closes logs a traceback
+    # at ERROR ("Failed to communicate with scheduler during heartbeat") after a clean batch;
+    # a task's own failure reaches us through its future either way.
+    worker_log = "info" if quiet == logging.INFO else "critical"
+    spawn_env = "distributed.nanny.pre-spawn-environ.DASK_LOGGING__DISTRIBUTED"
+    with dask.config.set({spawn_env: worker_log}):  # beside dask's own pre-spawn variables
+        cluster = LocalCluster(
+            n_workers=batch.workers,
+            threads_per_worker=1,  # one scene (or line range) at a time per worker
+            processes=True,
+            dashboard_address=None,
+            silence_logs=quiet,
+            env={"NUMBA_NUM_THREADS": threads, "OMP_NUM_THREADS": threads},
+        )
     return Client(cluster), cluster
 
 
