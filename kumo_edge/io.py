@@ -33,6 +33,7 @@ nodata and wavelengths (as GDAL ``IMAGERY`` metadata and as ``wavelength`` tags 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -43,6 +44,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +54,11 @@ import numpy as np
 import numpy.typing as npt
 import rasterio
 from rasterio.enums import MaskFlags
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from .bands import BandSet
+from .counts import Counts, check_reflectance
 from .errors import (
     BandCountError,
     DataTypeError,
@@ -79,8 +82,6 @@ NATURAL_SPAN_MAX = 1024
 #: 8 rather than 16: 422 -> 410 MB from a striped file, 404 -> 394 MB from stdin, at the same
 #: speed, 2026-12-05).
 STREAM_STRIP_LINES = 8
-#: Scaled values outside this range mean the scale/offset is wrong, not that the scene is odd.
-REFLECTANCE_SANITY_RANGE = (-0.5, 2.0)
 
 _NM_IN_TEXT = re.compile(r"(\d{3,5}(?:\.\d+)?)\s*nm\b", re.IGNORECASE)
 _ACCEPTED_KINDS = "biuf"
@@ -169,6 +170,16 @@ class Strip:
     valid: npt.NDArray[np.bool_]
 
 
+@contextlib.contextmanager
+def _georeferencing_optional() -> Iterator[None]:
+    """Quiet rasterio's NotGeoreferencedWarning (a two-line Python warning with a source line):
+    a raster without georeferencing is valid input and output (a raw ENVI cube, a pass from
+    stdin), and the report and ``kumo-edge info`` state its CRS as absent."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
 def _find_envi_header(path: Path) -> Path | None:
     for cand in (path.with_suffix(".hdr"), Path(str(path) + ".hdr")):
         if cand.is_file():
@@ -215,7 +226,7 @@ class Raster:
             # applies to this read-only dataset only: on written datasets GDAL's worker
             # threads would swallow write errors (a full disk would go unnoticed).
             threads = os.environ.get("GDAL_NUM_THREADS") or str(max(1, os.cpu_count() or 1))
-            with rasterio.Env(GDAL_NUM_THREADS=threads):
+            with rasterio.Env(GDAL_NUM_THREADS=threads), _georeferencing_optional():
                 self._ds = rasterio.open(self.path)
         except (RasterioError, OSError) as exc:
             raise RasterReadError(
@@ -475,11 +486,9 @@ class Raster:
             InvalidDataError: No scale for integer data, NaN/inf in valid pixels, or values far
                 outside the reflectance range (a wrong scale).
         """
-        if self.scale is None or self.offset is None:
-            raise InvalidDataError(
-                f"{self.path.name} stores {self.dtype} values with no scale/offset metadata; give the "
-                "conversion to reflectance with --scale/--offset (e.g. --scale 1e-4 for reflectance x 10000)"
-            )
+        if raw.dtype.kind in "iu":
+            return self.counts(raw, valid, row).reflectance()
+        self._require_scale()
         out = raw.astype(np.float32, copy=True)
         out *= self.scale.astype(np.float32)[:, None, None]
         out += self.offset.astype(np.float32)[:, None, None]
@@ -492,13 +501,33 @@ class Raster:
                     f"{self.path.name}: NaN or infinite values at row {r} in pixels not marked no-data; "
                     "declare them no-data with --nodata nan (Python: nodata='nan')"
                 )
-        check_reflectance(
-            out,
-            valid,
-            f"{self.path.name}: rows {row}-{row + out.shape[1] - 1} after scaling ({self.scale_source})",
-        )
+        check_reflectance(out, valid, self._rows_what(row, out.shape[1]))
         np.clip(out, 0.0, 1.0, out=out)
         return out
+
+    def counts(
+        self, raw: npt.NDArray[np.integer], valid: npt.NDArray[np.bool_], row: int = 0
+    ) -> Counts:
+        """Stored integer values of a full-width window read at ``row``, unconverted, with the
+        file's scale and offset (:class:`kumo_edge.counts.Counts`)."""
+        self._require_scale()
+        return Counts(
+            raw,
+            valid,
+            self.scale.astype(np.float32),
+            self.offset.astype(np.float32),
+            self._rows_what(row, raw.shape[1]),
+        )
+
+    def _require_scale(self) -> None:
+        if self.scale is None or self.offset is None:
+            raise InvalidDataError(
+                f"{self.path.name} stores {self.dtype} values with no scale/offset metadata; give the "
+                "conversion to reflectance with --scale/--offset (e.g. --scale 1e-4 for reflectance x 10000)"
+            )
+
+    def _rows_what(self, row: int, n: int) -> str:
+        return f"{self.path.name}: rows {row}-{row + n - 1} after scaling ({self.scale_source})"
 
     def read_strip(self, row: int, nrows: int) -> Strip:
         """Rows ``row .. row + nrows - 1`` as reflectance (see :class:`Strip`)."""
@@ -518,6 +547,29 @@ class Raster:
         ``lines`` (a tiled file), one block row is read as stored values and converted ``lines``
         rows at a time, so that GDAL's block cache never has to hold it. Strips start where
         they would in a read of the whole scene (the first one may be shorter)."""
+        for a, sub, valid in self._natural_windows(lines, rows):
+            strip = Strip(a, self.to_reflectance(sub, valid, a), valid)
+            del sub  # a view keeps the whole block row alive
+            yield strip
+
+    def natural_counts(self, lines: int, rows: tuple[int, int] | None = None) -> Iterator[Counts]:
+        """As :meth:`natural_strips`, but the stored integer values unconverted
+        (:meth:`counts`), half the size of float32 reflectance or less. Integer files only."""
+        if self.dtype.kind not in "iu":
+            raise DataTypeError(f"{self.path.name} stores {self.dtype} values, not integer counts")
+        self._require_scale()
+        for a, sub, valid in self._natural_windows(lines, rows):
+            # a copy: a view would keep the whole block row alive while the strip waits in a
+            # queue, and two block rows would be held when the next one is read
+            counts = self.counts(sub.copy(), valid, a)
+            del sub
+            yield counts
+
+    def _natural_windows(
+        self, lines: int, rows: tuple[int, int] | None
+    ) -> Iterator[tuple[int, npt.NDArray[Any], npt.NDArray[np.bool_]]]:
+        """``(row, raw, valid)`` of the strips of :meth:`natural_strips`; ``raw`` is a view of
+        the block row read, valid until the next item is asked for."""
         if lines < 1:
             raise ValueError(f"`lines` must be >= 1, got {lines}")
         first, stop = rows or (0, self.height)
@@ -533,10 +585,8 @@ class Raster:
                 if a >= b:
                     continue
                 sub = raw[:, a - lo : b - lo]
-                valid = self.valid_of(sub, a)
-                strip = Strip(a, self.to_reflectance(sub, valid, a), valid)
-                del sub  # a view keeps the whole block row alive
-                yield strip
+                yield a, sub, self.valid_of(sub, a)
+                del sub
             # freed before the next block row is read (else two are held, 125 MB at 32 bands
             # x 4000 px x 256 rows)
             del raw
@@ -564,39 +614,6 @@ class Raster:
         for row, _raw, valid in self.raw_strips(lines):
             out[row : row + valid.shape[0]] = valid
         return out
-
-
-#: Reflectance below this is beyond noise; a strip where more than NEGATIVE_SHARE of the valid
-#: samples fall below it is not reflectance (a wrong offset or scale).
-NEGATIVE_NOISE = -0.05
-NEGATIVE_SHARE = 0.05
-
-
-def check_reflectance(
-    data: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_] | None, what: str
-) -> None:
-    """Refuse ``(bands, rows, cols)`` values that cannot be reflectance: outside
-    :data:`REFLECTANCE_SANITY_RANGE`, or mostly negative beyond noise."""
-    # band by band: no temporary larger than one band of the strip
-    n = int(valid.sum()) if valid is not None else data[0].size
-    if not n:
-        return
-    lo, hi = REFLECTANCE_SANITY_RANGE
-    vmin, vmax, neg = math.inf, -math.inf, 0
-    for b in data:
-        v = b[valid] if valid is not None and not valid.all() else b
-        vmin, vmax = min(vmin, float(v.min())), max(vmax, float(v.max()))
-        neg += int(np.count_nonzero(v < NEGATIVE_NOISE))
-    if vmin < lo or vmax > hi:
-        raise InvalidDataError(
-            f"{what}: values {vmin:.4g}..{vmax:.4g} are not reflectance; check --scale/--offset"
-        )
-    share = neg / (n * len(data))
-    if share > NEGATIVE_SHARE:
-        raise InvalidDataError(
-            f"{what}: {share:.0%} of the values are below {NEGATIVE_NOISE} (negative beyond noise): "
-            "not reflectance; check --scale/--offset"
-        )
 
 
 def open_raster(path: str | os.PathLike[str], **kwargs: Any) -> Raster:
@@ -876,7 +893,8 @@ class GeoTiffWriter:
         if count > 1:
             kwargs["interleave"] = "pixel" if count <= 4 else "band"
         try:
-            self._ds = rasterio.open(self._tmp, "w", **kwargs)
+            with _georeferencing_optional():  # a stream from stdin has none
+                self._ds = rasterio.open(self._tmp, "w", **kwargs)
             if bands is not None:
                 for b, (c, f) in enumerate(
                     zip(bands.centers_nm, bands.fwhm_nm, strict=True), start=1

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from . import _tiling_kernels as _tk
 from .bands import BandSet
 from .classes import ACTIONS, COLOURS, MaskClass
+from .counts import Counts, check_reflectance
 from .errors import KumoError, RasterReadError, RasterWriteError
 from .io import (
     FLOAT_NODATA,
@@ -29,7 +30,6 @@ from .io import (
     WriterGroup,
     _partial_prefix,
     check_outputs,
-    check_reflectance,
     set_block_cache,
     space_hint,
 )
@@ -42,7 +42,9 @@ MASK_CLASSES = {str(int(c)): name for c, name in ACTIONS.items()}
 #: The mask's GDAL colour table.
 MASK_COLOURS = {int(c): rgba for c, rgba in COLOURS.items()}
 
-Chunk = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_] | None]
+#: A strip of input lines: float32 reflectance and its validity, or stored integer values
+#: (:class:`kumo_edge.counts.Counts`, which carry their validity) and None.
+Chunk = tuple[npt.NDArray[np.float32] | Counts, npt.NDArray[np.bool_] | None]
 
 
 #: GDAL block cache of a streamed run (see :func:`kumo_edge.io.set_block_cache`). Every block
@@ -55,7 +57,12 @@ STREAM_BLOCK_CACHE = 4 * 2**20
 
 def raster_chunks(r: Raster, lines: int, rows: tuple[int, int] | None = None) -> Iterator[Chunk]:
     """Strips of ``lines`` rows (of the lines ``rows = (first, stop)`` only, where given), every
-    stored block read once (:meth:`Raster.natural_strips`)."""
+    stored block read once (:meth:`Raster.natural_strips`); an integer file's as its stored
+    values (:meth:`Raster.natural_counts`), which the stream converts in one pass."""
+    if r.dtype.kind in "iu":
+        for counts in r.natural_counts(lines, rows):
+            yield counts, None
+        return
     for strip in r.natural_strips(lines, rows):
         yield strip.data, strip.valid
 
@@ -74,6 +81,8 @@ def bil_chunks(
     dt = np.dtype(dtype)
     line_bytes = bands * width * dt.itemsize
     got = 0
+    scales = np.full(bands, scale, np.float32)
+    offsets = np.full(bands, offset, np.float32)
     while True:
         blob = _read_exact(stream, line_bytes * lines)
         if not blob:
@@ -83,20 +92,23 @@ def bil_chunks(
             raise RasterReadError(
                 f"input stream ended inside line {got + n} ({rest} of {line_bytes} bytes); the pass is truncated"
             )
-        arr = (
-            np.frombuffer(blob, dtype=dt)
-            .reshape(n, bands, width)
-            .transpose(1, 0, 2)
-            .astype(np.float32)
-        )
+        raw = np.frombuffer(blob, dtype=dt).reshape(n, bands, width).transpose(1, 0, 2)
         del blob
+        what = f"input stream lines {got}-{got + n - 1}"
+        if dt.kind in "iu":  # converted by the stream in one pass (a view of the bytes read)
+            yield Counts(raw, np.ones((n, width), bool), scales, offsets, what), None
+            del raw
+            got += n
+            continue
+        arr = raw.astype(np.float32)
+        del raw
         arr *= np.float32(scale)  # in place: no temporaries of the strip
         arr += np.float32(offset)
         if not np.isfinite(arr).all():
             raise KumoError(
                 f"NaN or infinite samples in lines {got}-{got + n - 1} of the input stream"
             )
-        check_reflectance(arr, None, f"input stream lines {got}-{got + n - 1}")
+        check_reflectance(arr, None, what)
         np.clip(arr, 0.0, 1.0, out=arr)
         yield arr, None
         del arr
@@ -385,7 +397,10 @@ def run_stream(
             try:
                 with Background() as writer:
                     for data, valid in ahead:
-                        proc.push(data, valid, sink)
+                        if isinstance(data, Counts):
+                            proc.push_counts(data, sink)
+                        else:
+                            proc.push(data, valid, sink)
                         # dropped before the next strip is taken: else three strips are alive
                         # (this one, the one queued, the one being read)
                         del data, valid

@@ -38,6 +38,7 @@ import numpy.typing as npt
 from . import _tiling_kernels as _tk
 from .bands import BandSet, resample, resampling_matrix
 from .config import DEFAULT_BATCH
+from .counts import Counts
 from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
 from .physics import PhysicsRemover
 from .remover import Remover
@@ -334,17 +335,57 @@ class StreamProcessor:
         if not valid.all():
             lines = np.where(valid[None], lines, np.float32(0.0))
         self.report.seconds["resample"] += time.perf_counter() - t0
+
+        def fill(i: int, k: int, ring: npt.NDArray[np.uint16]) -> None:
+            _tk.quantize(lines[:, i : i + k], self._ones[:k], RING_PER_UNIT, ring)
+
+        return self._fill(n, valid, fill, sink)
+
+    def push_counts(
+        self, counts: Counts, sink: Callable[[Lines], None] | None = None
+    ) -> list[Lines]:
+        """Add lines given as stored integer values (:class:`kumo_edge.counts.Counts`): the same
+        as ``push(counts.reflectance(), counts.valid, sink)``, bitwise, but converted straight
+        into the line ring, without a float32 strip (where the models' band set is the input's;
+        else through that strip)."""
+        if self._done:
+            raise ShapeError("the pass was flushed; start a new StreamProcessor")
+        raw = counts.raw
+        if raw.shape[0] != len(self.in_bands):
+            raise BandCountError(
+                f"lines have {raw.shape[0]} bands but the stream was opened with {len(self.in_bands)}"
+            )
+        if raw.shape[2] != self.width:
+            raise ShapeError(
+                f"lines are {raw.shape[2]} pixels wide but the stream was opened with width {self.width}"
+            )
+        if self.matrix is not None:  # resampled in float32 anyway
+            return self.push(counts.reflectance(), counts.valid, sink)
+        counts.check()
+
+        def fill(i: int, k: int, ring: npt.NDArray[np.uint16]) -> None:
+            rows = slice(i, i + k)
+            _tk.quantize_counts(
+                raw[:, rows], counts.valid[rows], counts.scale, counts.offset, RING_PER_UNIT, ring
+            )
+
+        return self._fill(raw.shape[1], counts.valid, fill, sink)
+
+    def _fill(
+        self,
+        n: int,
+        valid: npt.NDArray[np.bool_],
+        fill: Callable[[int, int, npt.NDArray[np.uint16]], None],
+        sink: Callable[[Lines], None] | None,
+    ) -> list[Lines]:
+        """Put ``n`` lines into the ring, ``fill(i, k, ring)`` writing lines ``i .. i + k - 1``
+        into the ``ring`` rows given, and run every tile row they complete."""
         out: list[Lines] = []
         i = 0
         while i < n:
             k = min(n - i, self.T - self.filled)
             f = self.filled
-            _tk.quantize(
-                lines[:, i : i + k],
-                self._ones[:k],
-                RING_PER_UNIT,
-                self.buf[:, f : f + k, : self.width],
-            )
+            fill(i, k, self.buf[:, f : f + k, : self.width])
             self.vbuf[f : f + k, : self.width] = valid[i : i + k]
             if self.wp > self.width:  # narrow swath: repeat the last column
                 self.buf[:, f : f + k, self.width :] = self.buf[

@@ -90,23 +90,29 @@ def test_detect_and_bil_stdin(tmp_path: Path, model_dir: Path) -> None:
     lines, width = 150, 70
     samples = (rng.random((lines, 4, width)) * 20000 + 2000).astype("<u2")  # BIL: line, band, pixel
     mask = tmp_path / "m.tif"
-    r = invoke(
-        "detect",
-        "-",
-        "--mask",
-        mask,
-        "--models",
-        model_dir,
-        "--profile",
-        "rgbn",
-        "--bil-width",
-        width,
-        "--scale",
-        "2e-5",
-        "--strip-lines",
-        "40",
-        stdin=samples.tobytes(),
-    )
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():  # a stream has no georeferencing: no warning about that
+        warnings.simplefilter("error", NotGeoreferencedWarning)
+        r = invoke(
+            "detect",
+            "-",
+            "--mask",
+            mask,
+            "--models",
+            model_dir,
+            "--profile",
+            "rgbn",
+            "--bil-width",
+            width,
+            "--scale",
+            "2e-5",
+            "--strip-lines",
+            "40",
+            stdin=samples.tobytes(),
+        )
     assert r.exit_code == 0, r.output + r.stderr
     with rasterio.open(mask) as ds:
         assert (ds.height, ds.width) == (lines, width)

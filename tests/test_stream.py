@@ -438,3 +438,75 @@ def test_emitted_pieces_fill_whole_output_strips() -> None:
     from kumo_edge.stream import EMIT_LINES
 
     assert EMIT_LINES % STREAM_ROWS == 0
+
+
+def _counts(cube: np.ndarray, valid: np.ndarray, seed: int = 3):  # noqa: ANN202
+    """uint16 counts of ``cube`` (reflectance x 10,000, a per-band offset) and their Counts."""
+    from kumo_edge.counts import Counts
+
+    rng = np.random.default_rng(seed)
+    c = cube.shape[0]
+    scale = np.full(c, 1e-4, np.float32)
+    offset = rng.uniform(-0.01, 0.0, c).astype(np.float32)
+    raw = np.round((cube - offset[:, None, None]) / scale[:, None, None]).astype(np.uint16)
+    raw[:, ~valid] = rng.integers(0, 65535, (c, int((~valid).sum())))  # junk under no data
+    return raw, lambda r0, r1: Counts(raw[:, r0:r1], valid[r0:r1], scale, offset, f"rows {r0}")
+
+
+@pytest.mark.parametrize("bands", ["rgbn", "landsat8-oli"])
+def test_stored_counts_stream_as_their_float32_strips_do(models, bands: str) -> None:  # noqa: ANN001
+    """``push_counts`` (integer values straight into the line ring) gives bitwise the lines of
+    ``push`` on the float32 reflectance strip those values make; through the float32 strip
+    where the input's bands must be resampled to the models' (landsat8-oli)."""
+    det, gen = models
+    cube = _scene(150, 96, seed=5)
+    if bands != "rgbn":
+        cube = np.concatenate([cube[[0]] * 0.9, cube, cube[:3]], axis=0)[:8]
+    cube[1, 40:44, 10:20] = 1.3  # clipped to 1
+    valid = np.ones(cube.shape[1:], bool)
+    valid[5:30, 50:70] = False
+    raw, counts = _counts(cube, valid)
+    band_set = sensor_profile(bands).bands
+    a = StreamProcessor(96, band_set, det, gen, StreamConfig(min_fraction=0.0))
+    b = StreamProcessor(96, band_set, det, gen, StreamConfig(min_fraction=0.0))
+    out_a, out_b = [], []
+    for r in range(0, 150, 37):
+        c = counts(r, r + 37)
+        out_a += a.push(c.reflectance(), c.valid)
+        out_b += b.push_counts(c)
+    out_a += a.flush()
+    out_b += b.flush()
+    assert [o.row for o in out_a] == [o.row for o in out_b]
+    for x, y in zip(out_a, out_b, strict=True):
+        assert np.array_equal(x.data, y.data) and np.array_equal(x.mask, y.mask)
+    assert a.report.to_dict()["tiles"] == b.report.to_dict()["tiles"]
+
+
+def test_stored_counts_that_cannot_be_reflectance_are_refused_as_the_float_strip_is(
+    models,  # noqa: ANN001
+) -> None:
+    from kumo_edge.counts import Counts
+
+    det, gen = models
+    cube = _scene(20, 80)
+    valid = np.ones(cube.shape[1:], bool)
+    raw, _ = _counts(cube, valid)
+    for scale, offset in ((1e-3, 0.0), (1e-4, -0.2)):  # too bright; mostly negative
+        c = Counts(raw, valid, np.full(4, scale, np.float32), np.full(4, offset, np.float32), "s")
+        with pytest.raises(InvalidDataError) as float_way:
+            c.reflectance()
+        proc = StreamProcessor(80, RGBN, det, gen)
+        with pytest.raises(InvalidDataError) as counts_way:
+            proc.push_counts(c)
+        assert str(counts_way.value) == str(float_way.value)
+        assert proc.received == 0  # refused before any line entered the ring
+    # values under no data are not judged
+    bad = raw.copy()
+    bad[:, :3, :4] = 65535
+    valid[:3, :4] = False
+    c = Counts(bad, valid, np.full(4, 1e-4, np.float32), np.zeros(4, np.float32), "s")
+    StreamProcessor(80, RGBN, det, gen).push_counts(c)
+    with pytest.raises(BandCountError, match="3 bands"):
+        StreamProcessor(80, RGBN, det, gen).push_counts(
+            Counts(raw[:3], valid, np.ones(3, np.float32), np.zeros(3, np.float32), "s")
+        )

@@ -171,6 +171,39 @@ def test_blender_checks() -> None:
         blend_tiles(tiles, b.origins[::-1], 40, 40, 2)
 
 
+@pytest.mark.parametrize("per_unit", [32768.0, 30000.0])
+def test_quantize_rounds_as_the_float64_rule(rng: np.random.Generator, per_unit: float) -> None:
+    """The ring's quantiser gives floor(float64(v * s) * per_unit + 0.5) clipped to [0, 65535]
+    bit for bit, in its float32 path (a power-of-two ``per_unit``, where adding 0.5 in float32
+    could round up) and its float64 one, at the values where rounding is decided: half steps,
+    one ulp either side of them, tiny values, negatives and values past the top."""
+    from kumo_edge import _tiling_kernels as _tk
+
+    k = rng.integers(0, 65536, (2, 30, 64)).astype(np.float64)
+    half = ((k + 0.5) / per_unit).astype(np.float32)
+    x = np.concatenate(
+        [
+            half,
+            np.nextafter(half, np.float32(0)),
+            np.nextafter(half, np.float32(3)),
+            (rng.random((2, 30, 64)) * 4 / per_unit).astype(np.float32),  # near 0
+            rng.uniform(-1, 3, (2, 30, 64)).astype(np.float32),
+        ],
+        axis=1,
+    )
+    # just under half a step: 0.5 - 2**-25 steps, + 0.5 in float32 rounds up to a whole step
+    under = np.nextafter(np.float32(0.5 / per_unit), np.float32(0))
+    x[0, 1, :5] = [under, np.nextafter(under, np.float32(0)), -0.0, 1e-45, 3e38]  # row scale 1
+    s = np.float32(1.0)
+    rows = np.full(x.shape[1], s, np.float32)
+    rows[::3] = np.float32(0.7)  # a blend's normalisation on some rows
+    got = np.empty(x.shape, np.uint16)
+    _tk.quantize(x, rows, per_unit, got)
+    v = (x * rows[None, :, None]).astype(np.float32).astype(np.float64)
+    ref = np.floor(np.clip(v * per_unit + 0.5, 0.0, 65535.0)).astype(np.uint16)
+    assert np.array_equal(got, ref)
+
+
 @pytest.mark.parametrize("step", [1 / 32768, 1e-4, 2.0])
 def test_extract_and_dequantize_uint16_equal_the_float64_product(
     rng: np.random.Generator, step: float
