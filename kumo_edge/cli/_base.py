@@ -258,7 +258,7 @@ def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Remove clouds from 8-bit input too. 8-bit imagery is display-stretched in practice, not "
             "reflectance, so model removers refuse it by default (measured on 73 RICE2 pairs, DN / 255: "
-            "the shipped rgb remover -0.97 dB, the cGAN before it -1.80 dB, inpainting +1.03 dB; "
+            "the shipped rgb remover -0.94 dB, the cGAN before it -1.80 dB, inpainting +1.03 dB; "
             "python -m bench.removal_real); pass this only if the 8-bit values are calibrated reflectance.",
         ),
     ]
