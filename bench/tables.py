@@ -245,7 +245,41 @@ def sweep_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"tiling": ("tiling.json", tiling_table), "quality": ("quality.json", quality_table)}
+def new_sensors_table(doc: dict) -> str:
+    """Band sets no model was trained on, file to file (bench/new_sensors.py)."""
+    env = doc["environment"]
+    first = next(iter(doc["sensors"].values()))
+    lines = [
+        f"{len(first)} scenes per band set (procedural land, clouds from the out-of-range cloud "
+        f"model), each through `kumo-edge run FILE OUT` with the default models; {env.get('date_utc', '')[:10]}. "
+        "Scored in the models' band set; gain and angle on recoverable pixels, change on "
+        "cloud-free ones, cloud found on pixels of two-way transmittance < 0.5.",
+        "",
+        "| band set (file) | models' bands | PSNR gain dB, mean (min) | SAM in -> out deg | lower SAM | cloud-free change, mean (max) | cloud found | clear called cloud |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, rows in doc["sensors"].items():
+        ok = [r for r in rows if "error" not in r]
+        if len(ok) < len(rows):
+            err = next(r["error"] for r in rows if "error" in r)
+            lines.append(f"| {name} | failed: {err} | | | | | | |")
+            continue
+        mean = lambda k, ok=ok: sum(r[k] for r in ok) / len(ok)  # noqa: E731
+        found = [r["cloud_found"] for r in ok if r["cloud_found"] is not None]
+        lines.append(
+            f"| {name} | {ok[0]['model_bands']} | {mean('gain_db'):+.2f} ({min(r['gain_db'] for r in ok):+.2f}) "
+            f"| {mean('sam_in'):.2f} -> {mean('sam_out'):.2f} | {sum(r['sam_out'] < r['sam_in'] for r in ok)}/{len(ok)} "
+            f"| {mean('clear_change'):.4f} ({max(r['clear_change'] for r in ok):.4f}) "
+            f"| {sum(found) / len(found):.0%} | {mean('clear_called_cloud'):.1%} |"
+        )
+    return "\n".join(lines)
+
+
+TABLES = {
+    "tiling": ("tiling.json", tiling_table),
+    "quality": ("quality.json", quality_table),
+    "new-sensors": ("new_sensors.json", new_sensors_table),
+}
 MODELS_DIR = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
 
 

@@ -39,7 +39,14 @@ from . import _tiling_kernels as _tk
 from .bands import BandSet, resample, resampling_matrix
 from .config import DEFAULT_BATCH
 from .counts import Counts
-from .errors import BandCountError, ConfigError, DataTypeError, InvalidDataError, ShapeError
+from .errors import (
+    BandCountError,
+    BandMappingError,
+    ConfigError,
+    DataTypeError,
+    InvalidDataError,
+    ShapeError,
+)
 from .physics import PhysicsRemover
 from .remover import Remover
 from .runtime import (
@@ -272,9 +279,15 @@ class StreamProcessor:
         self.matrix = None if _same_bands(bands, c.bands) else resampling_matrix(bands, c.bands)
         self.back = None
         if cfg.output_bands == "input" and self.matrix is not None:
-            self.back = resampling_matrix(
-                c.bands, bands
-            )  # refuses what the model bands cannot give
+            try:  # refuses what the model bands cannot give
+                self.back = resampling_matrix(c.bands, bands)
+            except BandMappingError as exc:
+                lo, hi = min(c.bands.centers_nm), max(c.bands.centers_nm)
+                raise BandMappingError(
+                    f"output bands 'input': the models' {len(c.bands.centers_nm)} bands "
+                    f"({lo:.0f}-{hi:.0f} nm) cannot give the input's bands back: "
+                    f"{str(exc).split(';')[0]}; use output bands 'model'"
+                ) from None
         self.T = cfg.tile or c.tile
         self.h = c.halo if cfg.halo is None else cfg.halo
         multiple = c.multiple

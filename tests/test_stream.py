@@ -239,8 +239,11 @@ def test_output_resampled_back_to_input_bands(models) -> None:  # noqa: ANN001
     assert data.shape == (4, 70, 64) and proc.out_bands == vnir
     np.testing.assert_array_equal(data, ref)  # nearest-band both ways: the same values, relabelled
     # an input band the models cannot give back (SWIR 1648 nm) is refused, not invented
-    with pytest.raises(Exception, match="1648 nm"):
+    with pytest.raises(Exception, match="1648 nm") as refused:
         StreamProcessor(64, l7, det, gen, StreamConfig(output_bands="input"))
+    # the message says it is the models' bands that cannot give it, not the input that lacks it
+    assert "cannot give the input's bands back" in str(refused.value)
+    assert "input lacks" not in str(refused.value)
     # and a gap in the models' bands (615 nm between 560 and 665) as well
     from kumo_edge.bands import BandSet
 
