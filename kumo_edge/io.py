@@ -391,10 +391,15 @@ class Raster:
     def bands(self) -> BandSet:
         """The band set; raises :class:`MissingWavelengthsError` when the file has none."""
         if self.band_set is None:
+            from .config import profile_names, sensor_profile
+
+            fits = [n for n in profile_names() if len(sensor_profile(n).bands) == self.count]
+            profile = f"--profile {' or '.join(fits)} (Python: profile=...), " if fits else ""
             raise MissingWavelengthsError(
-                f"{self.path.name} carries no band wavelengths; supply them with --wavelengths "
-                "(Python: wavelengths=[...]), an ENVI header `wavelength = {...}`, GDAL IMAGERY "
-                "CENTRAL_WAVELENGTH_UM band metadata, or a per-band `wavelength` tag in nm"
+                f"{self.path.name} carries no band wavelengths; supply them with {profile}"
+                "--wavelengths (Python: wavelengths=[...]), an ENVI header `wavelength = {...}`, "
+                "GDAL IMAGERY CENTRAL_WAVELENGTH_UM band metadata, or a per-band `wavelength` "
+                "tag in nm"
             )
         return self.band_set
 

@@ -156,6 +156,7 @@ def test_synth_bad_inputs_leave_no_output(tmp_path: Path) -> None:
     plain = make_raster(tmp_path / "plain.tif", np.full((3, 40, 40), 0.2, np.float32))
     e = run("synth", plain, tmp_path / "o.tif", ok=False)
     assert "carries no band wavelengths" in one_line_error(e)
+    assert "--profile rgb (" in one_line_error(e)  # the one profile with 3 bands
     nan = np.full((3, 300, 40), 0.2, np.float32)
     nan[:, 290, 5] = np.nan  # late in the file: the first strip has already been written
     p = make_raster(tmp_path / "nan.tif", nan)

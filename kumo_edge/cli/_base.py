@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..classes import NAMES
-from ..config import DEFAULT_BATCH
+from ..config import DEFAULT_BATCH, profile_names
 from ..errors import KumoError
 from ..io import (
     STREAM_STRIP_LINES,
@@ -211,7 +211,9 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--profile",
             "sensor",
-            help="Sensor profile giving the band set: of the BIL stream (INPUT '-', also its width), or of a file without wavelength metadata (band counts must agree).",
+            help="Sensor profile giving the band set: of the BIL stream (INPUT '-', also its width), or of a file without wavelength metadata (band counts must agree). One of: "
+            + ", ".join(profile_names())
+            + ".",
         ),
     ]
     for opt in reversed(opts):
