@@ -696,6 +696,23 @@ def _partial_prefix(path: Path) -> str:
     return f".{path.name}.kumo{os.getpid()}."
 
 
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie. A run killed with its process group
+    (a batch's workers) stays a zombie until its parent or init reaps it, and in a container
+    whose first process does not reap, that is never: its files would never count as left."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): trust the signal test
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")  # the state after "(comm)"
+
+
 def remove_stale_partials(path: Path) -> list[Path]:
     """Remove the temporary files a killed run left beside ``path`` (``.<name>.kumo<pid>.*``
     whose process no longer runs); returns what was removed."""
@@ -705,15 +722,8 @@ def remove_stale_partials(path: Path) -> list[Path]:
         if not m:
             continue
         pid = int(m.group(1))
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-            continue  # still running: another run's file
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # someone else's live process
+        if pid == os.getpid() or process_running(pid):
+            continue  # another run's file
         try:
             f.unlink()
             gone.append(f)

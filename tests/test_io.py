@@ -305,3 +305,38 @@ def test_natural_strips_read_each_block_once_and_match_strips(tmp_path) -> None:
     np.testing.assert_array_equal(
         np.concatenate([s.data for s in got], 1), np.concatenate([s.data for s in ref], 1)
     )
+
+
+def test_a_zombie_process_does_not_hold_its_partial_files(tmp_path) -> None:  # noqa: ANN001
+    """A run killed with its process group stays a zombie until reaped (in a container whose
+    first process does not reap, forever): its .partial files are left over all the same."""
+    import subprocess
+    import sys
+    import time
+
+    from kumo_edge.io import process_running, remove_stale_partials
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 10:  # exited, not reaped: a zombie
+            try:
+                with open(f"/proc/{dead.pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                        break
+            except OSError:
+                break
+            time.sleep(0.02)
+        assert process_running(live.pid) and not process_running(dead.pid)
+        out = tmp_path / "o.tif"
+        for pid in (live.pid, dead.pid):
+            (tmp_path / f".o.tif.kumo{pid}.abc.partial").write_bytes(b"x")
+        assert [p.name for p in remove_stale_partials(out)] == [
+            f".o.tif.kumo{dead.pid}.abc.partial"
+        ]
+        assert (tmp_path / f".o.tif.kumo{live.pid}.abc.partial").exists()
+    finally:
+        live.kill()
+        live.wait()
+        dead.wait()
