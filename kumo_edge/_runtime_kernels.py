@@ -145,3 +145,55 @@ def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, sc
                 dev[x] += abs(v[x] - mean[x])
         for x in range(w):
             o[x] = o[x] and mean[x] >= bright and dev[x] / max(mean[x], tiny) < white
+
+
+@nb.njit(parallel=True, cache=True)
+def fill_invalid(tiles, valid):
+    """In place: each invalid pixel of ``tiles`` (N, C, H, W) takes the values of the nearest
+    valid pixel of its row (the left one on a tie), and a row with none takes the filled row
+    nearest to it (the upper one on a tie); tiles with no valid pixel, or no invalid one, are
+    left as they are. ``valid`` (N, H, W)."""
+    n, c, h, w = tiles.shape
+    for i in nb.prange(n):
+        v = valid[i]
+        total = 0
+        for r in range(h):
+            for x in range(w):
+                total += v[r, x]
+        if total == 0 or total == h * w:
+            continue
+        src = np.empty(w, np.int64)
+        rows = np.full(h, -1, np.int64)  # a row with a valid pixel: itself, else -1
+        for r in range(h):
+            last = -1
+            for x in range(w):  # nearest valid to the left
+                if v[r, x]:
+                    last = x
+                src[x] = last
+            if last < 0:
+                continue
+            rows[r] = r
+            nxt = -1
+            for x in range(w - 1, -1, -1):  # ... or to the right, where nearer
+                if v[r, x]:
+                    nxt = x
+                elif nxt >= 0 and (src[x] < 0 or nxt - x < x - src[x]):
+                    src[x] = nxt
+            for x in range(w):
+                if not v[r, x]:
+                    for b in range(c):
+                        tiles[i, b, r, x] = tiles[i, b, r, src[x]]
+        for r in range(h):
+            if rows[r] >= 0:
+                continue
+            best = -1
+            for d in range(1, h):
+                if r - d >= 0 and rows[r - d] == r - d:
+                    best = r - d
+                    break
+                if r + d < h and rows[r + d] == r + d:
+                    best = r + d
+                    break
+            for b in range(c):
+                for x in range(w):
+                    tiles[i, b, r, x] = tiles[i, b, best, x]

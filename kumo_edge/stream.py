@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _tiling_kernels as _tk
+from ._runtime_kernels import fill_invalid
 from .bands import BandSet, resample, resampling_matrix
 from .config import DEFAULT_BATCH
 from .counts import Counts
@@ -646,6 +647,10 @@ def process_tiles(
     overwritten with the outputs (no copy of the batch is made).
     """
     rep = report or Report()
+    # no data (zeros) beside data reads as a dark edge: the detector called the valid pixels
+    # along a swath edge thin cloud and the remover corrected them; filled from the nearest
+    # valid pixel, the models see land continue (the outputs there are discarded)
+    fill_invalid(tiles, valid)
     t0 = time.perf_counter()
     probs = np.concatenate(
         [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]

@@ -264,12 +264,14 @@ def test_8bit_input_is_refused_by_the_model_removers(tmp_path: Path) -> None:
 
 
 def test_shadow_threshold_option(tmp_path: Path, sample_path: Path) -> None:
+    cloudy = tmp_path / "cloudy.tif"  # the sample scene is clear: no cloud, so no shadow
+    run("synth", sample_path, cloudy, "--cover", "0.5", "--seed", "3")
     shadow = {}
     for t in ("0.05", "0.95"):
         m, r = tmp_path / f"m{t}.tif", tmp_path / f"r{t}.json"
         run(
             "detect",
-            sample_path,
+            cloudy,
             "--mask",
             m,
             "--report",
