@@ -149,10 +149,11 @@ def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, sc
 
 @nb.njit(parallel=True, cache=True)
 def fill_invalid(tiles, valid):
-    """In place: each invalid pixel of ``tiles`` (N, C, H, W) takes the values of the nearest
-    valid pixel of its row (the left one on a tie), and a row with none takes the filled row
-    nearest to it (the upper one on a tie); tiles with no valid pixel, or no invalid one, are
-    left as they are. ``valid`` (N, H, W)."""
+    """In place: each invalid pixel of ``tiles`` (N, C, H, W) takes the values of its row
+    mirrored about the nearest valid pixel (the left one on a tie), or of that pixel where the
+    mirrored one is not valid, so texture continues across a no-data edge; a row with none
+    takes the filled row nearest to it (the upper one on a tie). Tiles with no valid pixel, or
+    no invalid one, are left as they are. ``valid`` (N, H, W)."""
     n, c, h, w = tiles.shape
     for i in nb.prange(n):
         v = valid[i]
@@ -179,6 +180,11 @@ def fill_invalid(tiles, valid):
                     nxt = x
                 elif nxt >= 0 and (src[x] < 0 or nxt - x < x - src[x]):
                     src[x] = nxt
+            for x in range(w):
+                if not v[r, x]:
+                    m = 2 * src[x] - x  # mirrored about the nearest valid pixel
+                    if 0 <= m < w and v[r, m]:
+                        src[x] = m
             for x in range(w):
                 if not v[r, x]:
                     for b in range(c):

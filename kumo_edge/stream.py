@@ -648,8 +648,9 @@ def process_tiles(
     """
     rep = report or Report()
     # no data (zeros) beside data reads as a dark edge: the detector called the valid pixels
-    # along a swath edge thin cloud and the remover corrected them; filled from the nearest
-    # valid pixel, the models see land continue (the outputs there are discarded)
+    # along a swath edge thin cloud and the remover corrected them; filled (each row mirrored
+    # about its nearest valid pixel), the models see land go on (their outputs there are
+    # discarded)
     fill_invalid(tiles, valid)
     t0 = time.perf_counter()
     probs = np.concatenate(

@@ -405,9 +405,9 @@ def _shipped_physics() -> list[str]:
 
 #: Known shortfalls (strict: the day one passes, it fails). Empty since 2026-12-05: the clear
 #: Landsat-7 scene's first 128 x 128 pixels changed by 0.0063 (rgbn) and 0.0120 (rgb) when its
-#: SLC-off gaps reached the models as zeros (read as cloud edges: "built-up patches read as
-#: haze" was the diagnosis then); with no-data filled from the nearest valid pixel
-#: (``kumo_edge.stream.process_tiles``) and the gaps passed as no data, 0.0000 and 0.0000.
+#: no-data border reached the models as zeros (read as cloud edges: "built-up patches read as
+#: haze" was the diagnosis then); with no data filled before the models see it
+#: (``kumo_edge.stream.process_tiles``) and the border passed as no data, 0.0000 and 0.0000.
 _KNOWN_CHANGE: set[tuple[str, str]] = set()
 
 
@@ -444,7 +444,9 @@ def test_shipped_remover_leaves_cloud_free_surfaces_as_they_are(band_set, surfac
                 pytest.skip(f"the sample scene cannot feed {band_set}")
             strip = r.read_strip(0, 128)
             x = resample(strip.data[:, :, :128], m)
-            valid = np.ascontiguousarray(strip.valid[:, :128])  # its SLC-off gaps: no data
+            valid = np.ascontiguousarray(
+                strip.valid[:, :128]
+            )  # its rotated footprint: no-data borders
     else:
         x = _surfaces(bands)[surface]
     y, mask, rep = process_image(np.ascontiguousarray(x), bands, det, rem, StreamConfig(), valid)

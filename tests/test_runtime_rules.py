@@ -144,6 +144,30 @@ def test_darkness_rule_withdraws_shadow_calls_on_ground_as_bright_as_the_clear()
         ModelContract.from_metadata({**c0.to_metadata(), "kumo.shadow_darker": "-1"})
 
 
+def test_darkness_rule_takes_its_reference_at_the_balanced_point_when_the_mask_calls_little_clear() -> (
+    None
+):
+    """At a permissive shadow point (the shipped 0.075) a tile of clear ground can be nearly
+    all "shadow", leaving no clear pixels to compare with: the reference is then the valid
+    pixels where P(clear) >= P(shadow), and the bright calls go as before."""
+    from kumo_edge.runtime import classify, veto_bright_shadows
+
+    p = np.zeros((1, 4, 32, 32), np.float32)
+    p[0, 0], p[0, 3] = 0.8, 0.2  # clear at 0.5, "shadow" at 0.075
+    p[0, 0, :8], p[0, 3, :8] = 0.1, 0.9  # the top rows: shadow at both points
+    ref = np.full((1, 32, 32), 0.30, np.float32)
+    ref[0, :8] = 0.10  # ... and dark
+    valid = np.ones((1, 32, 32), bool)
+    cls = classify(p, axis=1, shadow_threshold=0.075)
+    assert (cls == 3).all()  # no clear call at the mask's point
+    n = veto_bright_shadows(p, ref, valid, 0.7, shadow_threshold=0.075, classes=cls)
+    assert n == 24 * 32 and (cls[0, :8] == 3).all() and (cls[0, 8:] == 0).all()
+    q = np.zeros_like(p)
+    q[0, 0], q[0, 3] = 0.3, 0.7  # nothing clear at either point: no reference, calls kept
+    cq = classify(q, axis=1, shadow_threshold=0.075)
+    assert veto_bright_shadows(q, ref, valid, 0.7, shadow_threshold=0.075, classes=cq) == 0
+
+
 def test_no_shadow_call_stands_in_a_tile_without_cloud() -> None:
     from kumo_edge.runtime import (
         SHADOW_MIN_CLOUD,

@@ -515,30 +515,34 @@ def test_stored_counts_that_cannot_be_reflectance_are_refused_as_the_float_strip
         )
 
 
-def test_fill_invalid_takes_the_nearest_valid_pixel() -> None:
+def test_fill_invalid_mirrors_the_row_about_the_nearest_valid_pixel() -> None:
     from kumo_edge._runtime_kernels import fill_invalid
 
-    t = np.arange(2 * 2 * 4 * 5, dtype=np.float32).reshape(2, 2, 4, 5) + 1
-    v = np.ones((2, 4, 5), bool)
-    v[0, 0, [0, 3, 4]] = False  # row 0: valid at 1 and 2
-    v[0, 1, 2] = False  # a tie: the left neighbour
+    t = np.arange(2 * 2 * 4 * 6, dtype=np.float32).reshape(2, 2, 4, 6) + 1
+    v = np.ones((2, 4, 6), bool)
+    v[0, 0, [0, 3, 4, 5]] = False  # row 0: valid at 1 and 2
+    v[0, 1, 2] = False  # between two valid pixels: the left one (its mirror, 0, is valid)
+    v[0, 1, 5] = False  # the edge: mirrored about 4 -> 3
     v[0, 2] = False  # a row with none: the nearest row (1 and 3 tie: the upper)
     v[1] = False  # nothing valid: left alone
     x = t.copy()
     fill_invalid(x, v)
     e = t[0].copy()
-    e[:, 0, 0], e[:, 0, 3], e[:, 0, 4] = t[0, :, 0, 1], t[0, :, 0, 2], t[0, :, 0, 2]
-    e[:, 1, 2] = t[0, :, 1, 1]
+    # row 0: 0 mirrors 2 about 1; 3 mirrors 1 about 2; 4 would mirror 0 (invalid): 2 itself;
+    # 5 would mirror -1: 2 itself
+    e[:, 0, 0], e[:, 0, 3] = t[0, :, 0, 2], t[0, :, 0, 1]
+    e[:, 0, 4], e[:, 0, 5] = t[0, :, 0, 2], t[0, :, 0, 2]
+    e[:, 1, 2], e[:, 1, 5] = t[0, :, 1, 0], t[0, :, 1, 3]
     e[:, 2] = e[:, 1]
     np.testing.assert_array_equal(x[0], e)
     np.testing.assert_array_equal(x[1], t[1])
     w = t.copy()
-    fill_invalid(w, np.ones((2, 4, 5), bool))  # all valid: untouched
+    fill_invalid(w, np.ones((2, 4, 6), bool))  # all valid: untouched
     np.testing.assert_array_equal(w, t)
 
 
 def test_no_data_beside_data_is_not_read_as_cloud(monkeypatch) -> None:  # noqa: ANN001
-    """The bundled clear Landsat-7 scene holds SLC-off gaps (38 % no data); with a slanted
+    """The bundled clear Landsat-7 scene has no-data borders (38 % of it); with a slanted
     swath edge added, the shipped rgbn models call under 1 % of its valid pixels cloud or
     shadow and leave it as it is. The models used to see the gaps as zeros, dark edges
     beside bright land, and called 8 % of it cloud (checked below with the fill switched off)."""
