@@ -644,7 +644,9 @@ def process_tiles(
 
     Returns ``(outputs, probabilities)``: ``(N, C, T, T)`` reflectance (thick-cloud pixels and
     clear tiles keep their input values) and ``(N, 4, T, T)`` class probabilities. ``tiles`` is
-    overwritten with the outputs (no copy of the batch is made).
+    overwritten with the outputs (no copy of the batch is made); its pixels that ``valid`` marks
+    as no data are filled first (:func:`kumo_edge._runtime_kernels.fill_invalid`), and what is
+    returned there means nothing.
     """
     rep = report or Report()
     # no data (zeros) beside data reads as a dark edge: the detector called the valid pixels
