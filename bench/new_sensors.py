@@ -11,8 +11,11 @@ set the file can be resampled to). The scenes are synthetic: procedural land (ve
 soil, roofs and water in 20-px fields, 6 % texture, the water-vapour bands dimmed), under
 clouds from the cloud model the removal cross-validation tests with (``export.physics``'s
 ``AlienRanges``: every parameter outside the training ranges, a curved Angstrom law, a tilted
-albedo). So this checks band sets and file handling, not land: what users' real scenes do is
-the cross-validation by place and the real-cloud benchmarks.
+albedo). Every file's valid footprint is a rotated rectangle, the rest declared no data (NaN,
+-9999, 0 or -32768), as a satellite product's raster is. So this checks band sets and file
+handling, not land: what users' real scenes do is the cross-validation by place and the
+real-cloud benchmarks. ``--checkout DIR`` runs ``kumo-edge`` from another checkout (a git
+worktree of an older commit) for a before/after comparison.
 
 Scored in the models' band set (the input and its clear truth resampled there by the project's
 rule, ``kumo_edge.bands.resampling_matrix``): PSNR gain over the cloudy input and spectral
@@ -36,28 +39,28 @@ from bench._common import RESULTS, environment, write_json
 #: name -> (centres nm, FWHM nm, GeoTIFF dtype, scale, nodata)
 SENSORS: dict[str, tuple[list[float], list[float], str, float | None, float | None]] = {
     "AVIRIS-like 224, float32": (
-        list(np.linspace(400, 2500, 224)), [10.0] * 224, "float32", None, None,
+        list(np.linspace(400, 2500, 224)), [10.0] * 224, "float32", None, -9999.0,
     ),
     "EnMAP-like 224, int16": (
         list(np.linspace(420, 2450, 224)), [8.0] * 224, "int16", 1e-4, -32768.0,
     ),
     "PRISMA-like 239, uint16": (
         sorted([*np.linspace(400, 1010, 66), *np.linspace(920, 2500, 173)]),
-        [12.0] * 239, "uint16", 1e-4, None,
+        [12.0] * 239, "uint16", 1e-4, 0.0,
     ),
     "Sentinel-2 13, uint16": (
         [443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190],
-        [20, 65, 35, 30, 15, 15, 20, 115, 20, 20, 30, 90, 180], "uint16", 1e-4, None,
+        [20, 65, 35, 30, 15, 15, 20, 115, 20, 20, 30, 90, 180], "uint16", 1e-4, 0.0,
     ),
     "WorldView-3-like 8, uint16": (
         [427, 478, 546, 608, 659, 724, 831, 908],
-        [50, 60, 70, 40, 60, 40, 120, 100], "uint16", 1e-4, None,
+        [50, 60, 70, 40, 60, 40, 120, 100], "uint16", 1e-4, 0.0,
     ),
     "SuperDove-like 8, uint16": (
         [443, 490, 531, 565, 610, 665, 705, 865],
-        [20, 50, 36, 36, 20, 31, 15, 40], "uint16", 1e-4, None,
+        [20, 50, 36, 36, 20, 31, 15, 40], "uint16", 1e-4, 0.0,
     ),
-    "VNIR 60, float32": (list(np.linspace(400, 1000, 60)), [10.0] * 60, "float32", None, None),
+    "VNIR 60, float32": (list(np.linspace(400, 1000, 60)), [10.0] * 60, "float32", None, float("nan")),
 }  # fmt: skip
 
 
@@ -80,10 +83,22 @@ def land(lam: np.ndarray, h: int, w: int, seed: int) -> np.ndarray:
     return np.clip(cube, 0, 1).astype(np.float32)
 
 
+def footprint(h: int, w: int, degrees: float = 12.0) -> np.ndarray:
+    """``(h, w)`` bool: a rotated rectangle, as a scene's valid footprint lies in its raster
+    (Landsat and Sentinel-2 products; a quarter or so of the raster is no data)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    yy, xx = yy - (h - 1) / 2, xx - (w - 1) / 2
+    a = np.radians(degrees)
+    u, v = xx * np.cos(a) + yy * np.sin(a), -xx * np.sin(a) + yy * np.cos(a)
+    return (np.abs(u) < 0.42 * w) & (np.abs(v) < 0.40 * h)
+
+
 def write_scene(
     path: Path, cube: np.ndarray, centers: list[float], fwhm: list[float], dtype: str,
-    scale: float | None, nodata: float | None,
+    scale: float | None, nodata: float | None, valid: np.ndarray | None = None,
 ) -> None:  # fmt: skip
+    """``cube`` as a user's GeoTIFF: wavelength and FWHM tags, stored values scaled by
+    ``scale`` where given, ``nodata`` (declared) outside ``valid``."""
     import rasterio
     from rasterio.transform import from_origin
 
@@ -91,6 +106,9 @@ def write_scene(
     if scale:
         info = np.iinfo(dtype)
         data = np.clip(np.round(cube / scale), info.min + 1, info.max - 1).astype(dtype)
+    if valid is not None:
+        data = data.copy()
+        data[:, ~valid] = nodata
     with rasterio.open(
         path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
         count=data.shape[0], dtype=dtype, crs="EPSG:32633",
@@ -109,7 +127,9 @@ def _sam(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(num / np.maximum(den, 1e-9), -1, 1)))
 
 
-def run_case(name: str, seed: int, h: int, w: int, folder: Path) -> dict:
+def run_case(
+    name: str, seed: int, h: int, w: int, folder: Path, checkout: Path | None = None
+) -> dict:
     from export.physics import AlienRanges, alien_clouds
     from kumo_edge.bands import BandSet, resample, resampling_matrix
     from kumo_edge.io import Raster
@@ -119,16 +139,18 @@ def run_case(name: str, seed: int, h: int, w: int, folder: Path) -> dict:
     clear = land(np.asarray(centers, float), h, w, seed)
     clouds = alien_clouds(clear, bands, np.random.default_rng(seed), 30.0, AlienRanges())
     src, out, mask = (folder / f"{seed}_{n}.tif" for n in ("in", "out", "mask"))
-    write_scene(src, clouds["cloudy"], centers, fwhm, dtype, scale, nodata)
+    valid = footprint(h, w)
+    write_scene(src, clouds["cloudy"], centers, fwhm, dtype, scale, nodata, valid)
     cmd = [sys.executable, "-m", "kumo_edge.cli", "run", str(src), str(out), "--mask", str(mask)]
-    r = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True)
+    # python -m finds kumo_edge in the working folder first: another checkout's, where given
+    r = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True, cwd=checkout)
     if r.returncode:
         return {"seed": seed, "error": (r.stderr.strip().splitlines() or ["?"])[-1]}
     with Raster(src) as i:
         x = i.read_strip(0, i.height).data  # the cloudy input as the file stores it
     with Raster(out) as o:
-        y = o.read_strip(0, o.height).data
-        out_bands = o.bands
+        strip = o.read_strip(0, o.height)
+        y, o_valid, out_bands = strip.data, strip.valid, o.bands
     import rasterio
 
     with rasterio.open(mask) as m:
@@ -136,7 +158,7 @@ def run_case(name: str, seed: int, h: int, w: int, folder: Path) -> dict:
     to_model = resampling_matrix(bands, out_bands)
     x_m, truth = resample(x, to_model), resample(clear, to_model)
     t = clouds["t550"]
-    rec, free, cloudy = t >= 0.2, t >= 0.98, t < 0.5
+    rec, free, cloudy = (t >= 0.2) & valid, (t >= 0.98) & valid, (t < 0.5) & valid
     called = np.isin(classes, (2, 3))
 
     def psnr(a: np.ndarray) -> float:
@@ -145,7 +167,9 @@ def run_case(name: str, seed: int, h: int, w: int, folder: Path) -> dict:
     return {
         "seed": seed,
         "model_bands": len(out_bands.centers_nm),
-        "cloud_fraction": float(1 - free.mean()),
+        "cloud_fraction": float(1 - free.sum() / valid.sum()),
+        "no_data_fraction": float(1 - valid.mean()),
+        "no_data_kept": bool(not o_valid[~valid].any()),
         "psnr_in": psnr(x_m),
         "psnr_out": psnr(y),
         "gain_db": psnr(y) - psnr(x_m),
@@ -162,12 +186,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=3, help="cloud and land draws per band set")
     ap.add_argument("--size", default="256x384", help="lines x pixels of each scene")
     ap.add_argument("--json", type=Path, default=RESULTS / "new_sensors.json")
+    ap.add_argument("--checkout", type=Path, help="run kumo-edge from this checkout instead")
     a = ap.parse_args(argv)
     h, w = (int(v) for v in a.size.split("x"))
-    doc: dict = {"benchmark": "new_sensors", "environment": environment(), "sensors": {}}
+    doc: dict = {
+        "benchmark": "new_sensors",
+        "environment": environment(),
+        "checkout": str(a.checkout.resolve()) if a.checkout else None,
+        "sensors": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name in SENSORS:
-            rows = [run_case(name, s, h, w, Path(tmp)) for s in range(1, a.seeds + 1)]
+            rows = [run_case(name, s, h, w, Path(tmp), a.checkout) for s in range(1, a.seeds + 1)]
             doc["sensors"][name] = rows
             for r in rows:
                 line = (
