@@ -179,24 +179,27 @@ def counts_stats(raw, valid, scale, offset, noise, out):
     ``float32(raw) * scale[b] + offset[b]`` over the pixels ``valid`` (C, R, W) marks; min/max
     are +inf/-inf where none is valid. Each band's rows in one job (no shared sums)."""
     c, rows, w = raw.shape
+    inf = np.float32(np.inf)
     for b in nb.prange(c):
         s = scale[b]
         o = offset[b]
-        lo = np.float32(np.inf)
-        hi = np.float32(-np.inf)
-        neg = 0
+        lo = np.empty(w, np.float32)  # per column, so that the loop vectorises (no branches)
+        hi = np.empty(w, np.float32)
+        neg = np.zeros(w, np.int32)
+        lo[:] = inf
+        hi[:] = -inf
         for r in range(rows):
             src = raw[b, r]
             vr = valid[r]
             for x in range(w):
-                if vr[x]:
-                    v = np.float32(src[x]) * s + o
-                    lo = min(lo, v)
-                    hi = max(hi, v)
-                    neg += v < noise
-        out[b, 0] = lo
-        out[b, 1] = hi
-        out[b, 2] = neg
+                v = np.float32(src[x]) * s + o
+                ok = vr[x]
+                lo[x] = min(lo[x], v if ok else inf)
+                hi[x] = max(hi[x], v if ok else -inf)
+                neg[x] += np.int32(ok and v < noise)
+        out[b, 0] = lo.min()
+        out[b, 1] = hi.max()
+        out[b, 2] = neg.sum()
 
 
 @nb.njit(parallel=True, cache=True)
