@@ -45,6 +45,7 @@ import re
 import shutil
 import tempfile
 import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ from .errors import (
     RasterWriteError,
     ShapeError,
 )
+from .tiff_rows import TileRows
 
 logger = logging.getLogger(__name__)
 
@@ -540,6 +542,16 @@ class Raster:
         valid = self.valid_of(raw, row)
         return Strip(row, self.to_reflectance(raw, valid, row), valid)
 
+    @functools.cached_property
+    def tile_rows(self) -> TileRows | None:
+        """A reader of this file's rows a few at a time per tile (:mod:`kumo_edge.tiff_rows`),
+        where its layout allows one (a tiled GeoTIFF of integers, uncompressed or deflate), else
+        None."""
+        try:
+            return TileRows.open(self._ds)
+        except (RasterioError, OSError, ValueError):
+            return None
+
     @property
     def block_rows(self) -> int:
         """Rows per stored block (the tile height of a tiled file, the rows per strip of a
@@ -582,6 +594,15 @@ class Raster:
             raise ValueError(f"rows {first}-{stop} are not inside {self.height} lines")
         # a block row is read whole; a file stored as one huge strip is read ``lines`` at a time
         span = self.block_rows if lines < self.block_rows <= NATURAL_SPAN_MAX else lines
+        if span > lines and self.tile_rows is not None:  # a tiled file: a few rows per tile
+            try:
+                for a, sub in self.tile_rows.strips(lines, first, stop):
+                    yield a, sub, self.valid_of(sub, a)
+            except (OSError, zlib.error, ValueError) as exc:
+                raise RasterReadError(
+                    f"{self.path}: reading rows from {first} failed, the file may be truncated or corrupt ({_short(exc)})"
+                ) from None
+            return
         for row in range(first // span * span, stop, span):
             lo, hi = max(row, first), min(row + span, stop)
             raw = self.read_raw(lo, hi - lo)

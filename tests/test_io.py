@@ -307,6 +307,82 @@ def test_natural_strips_read_each_block_once_and_match_strips(tmp_path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "dtype,compress,predictor,count",
+    [("uint16", "deflate", 1, 4), ("uint16", "deflate", 2, 4), ("int16", "deflate", 2, 1),
+     ("uint8", None, 1, 3), ("uint16", None, 1, 5)],
+)  # fmt: skip
+def test_tiled_rows_are_decoded_a_few_at_a_time_as_gdal_reads_them(
+    tmp_path,
+    dtype: str,
+    compress: str | None,
+    predictor: int,
+    count: int,  # noqa: ANN001
+) -> None:
+    """A tiled integer GeoTIFF is read per tile a few rows at a time (kumo_edge.tiff_rows,
+    never a whole block row): the same values as GDAL's read, for any strip height and line
+    range, through Raster.natural_counts as the file path reads it."""
+    import rasterio
+
+    from kumo_edge.io import Raster
+
+    rng = np.random.default_rng(1)
+    h, w = 300, 530  # partial tiles at the right and the bottom
+    data = rng.integers(0, 4000, (count, h, w)).astype(dtype)
+    p = tmp_path / "t.tif"
+    kw = dict(compress=compress, predictor=predictor) if compress else {}
+    with rasterio.open(
+        p, "w", driver="GTiff", width=w, height=h, count=count, dtype=dtype,
+        tiled=True, blockxsize=128, blockysize=128, **kw,
+    ) as ds:  # fmt: skip
+        ds.write(data)
+    with Raster(p, wavelengths=list(range(450, 450 + 30 * count, 30)), scale=1e-4) as r:
+        assert r.tile_rows is not None
+        for lines, rows in ((8, None), (7, (13, 290)), (200, (129, 300))):
+            first, stop = rows or (0, h)
+            got = list(r.natural_counts(lines, rows))
+            assert all(c.raw.shape[1] <= lines for c in got)
+            np.testing.assert_array_equal(
+                np.concatenate([c.raw for c in got], axis=1), data[:, first:stop]
+            )
+
+
+def test_tiled_files_tiff_rows_cannot_read_go_through_gdal_and_truncation_is_one_line(
+    tmp_path,  # noqa: ANN001
+) -> None:
+    import rasterio
+
+    from kumo_edge.errors import RasterReadError
+    from kumo_edge.io import Raster
+
+    data = np.random.default_rng(2).integers(0, 4000, (2, 256, 256)).astype("uint16")
+    base = dict(driver="GTiff", width=256, height=256, count=2, tiled=True, blockxsize=128,
+                blockysize=128)  # fmt: skip
+    for name, kw in (
+        ("lzw", dict(dtype="uint16", compress="lzw")),
+        ("float", dict(dtype="float32", compress="deflate", predictor=3)),
+        ("band", dict(dtype="uint16", compress="deflate", interleave="band")),
+    ):
+        p = tmp_path / f"{name}.tif"
+        with rasterio.open(p, "w", **base, **kw) as ds:
+            ds.write(data.astype(kw["dtype"]) / (1e4 if name == "float" else 1))
+        with Raster(p, wavelengths=[490, 560], scale=None if name == "float" else 1e-4) as r:
+            assert r.tile_rows is None  # read through GDAL, as before
+            got = np.concatenate([s.data for s in r.natural_strips(8)], axis=1)
+            assert got.shape == (2, 256, 256)
+    p = tmp_path / "cut.tif"
+    with rasterio.open(p, "w", **base, dtype="uint16", compress="deflate") as ds:
+        ds.write(data)
+    blob = p.read_bytes()
+    with rasterio.open(p) as ds:  # cut inside the last tile's data
+        last = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
+    p.write_bytes(blob[: last + 100])
+    with Raster(p, wavelengths=[490, 560], scale=1e-4) as r:
+        with pytest.raises(RasterReadError, match="truncated or corrupt") as e:
+            list(r.natural_counts(8))
+        assert "\n" not in str(e.value)
+
+
 def test_a_zombie_process_does_not_hold_its_partial_files(tmp_path) -> None:  # noqa: ANN001
     """A run killed with its process group stays a zombie until reaped (in a container whose
     first process does not reap, forever): its .partial files are left over all the same."""

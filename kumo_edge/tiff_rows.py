@@ -1,0 +1,180 @@
+"""Full-width rows of a tiled GeoTIFF, decoded a few rows at a time, so that a block row of
+tiles is never held whole.
+
+A tiled file stores 256 x 256 (say) tiles; a stream needs full-width lines, 8 at a time. Read
+through GDAL, every tile of a block row must be decompressed before the first line of it is
+out, and the decompressed block row (65 MB at 32 bands x 4000 px x 256 rows of uint16) is
+held until its last line is: the largest buffer of the file path. A deflate stream can be
+decompressed in order, any number of bytes at a time, and a pixel-interleaved tile stores its
+rows in order, so each tile of the block row gets its own decompressor and gives up its next
+rows when asked: what is held is the decompressors (a 32 KB window each) and one strip.
+
+Only what this covers is read this way (:meth:`TileRows.open`): a GeoTIFF, little-endian,
+tiled, pixel-interleaved (or one band), uncompressed or deflate, no predictor or horizontal
+differencing (predictor 2), integer samples. Anything else returns None, and the caller reads
+through GDAL as before. The values are the file's stored values, the same as GDAL reads.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+#: Compressed bytes read from the file at a time per tile.
+CHUNK = 1 << 16
+
+
+class _Tile:
+    """One tile's rows, in order: its compressed bytes read and decompressed as they are asked
+    for (or, uncompressed, read directly)."""
+
+    def __init__(self, fd: int, offset: int, size: int, row_bytes: int, deflate: bool) -> None:
+        self.fd, self.pos, self.end = fd, offset, offset + size
+        self.row_bytes = row_bytes
+        self.z = zlib.decompressobj() if deflate else None
+        self.pending = b""  # decompressed bytes not handed out yet
+        self.tail = b""  # compressed bytes not decompressed yet
+
+    def rows(self, n: int) -> bytes:
+        want = n * self.row_bytes
+        if self.z is None:
+            got = os.pread(self.fd, want, self.pos)
+            self.pos += len(got)
+            if len(got) != want:
+                raise OSError(f"tile data ends early ({len(got)} of {want} bytes)")
+            return got
+        parts, have = [self.pending], len(self.pending)
+        while have < want:
+            if not self.tail:
+                if self.pos >= self.end:
+                    raise OSError("a deflate tile ends early")
+                self.tail = os.pread(self.fd, min(CHUNK, self.end - self.pos), self.pos)
+                self.pos += len(self.tail)
+                if not self.tail:
+                    raise OSError("the file ends inside a tile")
+            out = self.z.decompress(self.tail, want - have)
+            self.tail = self.z.unconsumed_tail
+            parts.append(out)
+            have += len(out)
+            if not out and not self.tail and self.pos >= self.end:
+                raise OSError("a deflate tile ends early")
+        blob = b"".join(parts)
+        self.pending = blob[want:]
+        return blob[:want]
+
+
+class TileRows:
+    """Strips of full-width rows of a tiled GeoTIFF (module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        offsets: list[list[int]],
+        sizes: list[list[int]],
+        shape: tuple[int, int, int],
+        tile: tuple[int, int],
+        dtype: np.dtype,
+        deflate: bool,
+        predictor: int,
+    ) -> None:
+        self.path = path
+        self.offsets, self.sizes = offsets, sizes  # [tile row][tile column]
+        self.bands, self.height, self.width = shape
+        self.th, self.tw = tile
+        self.dtype = dtype
+        self.deflate, self.predictor = deflate, predictor
+
+    @classmethod
+    def open(cls, ds: Any) -> TileRows | None:  # noqa: ANN401 - a rasterio dataset
+        """A reader for the rasterio dataset ``ds``, or None when its layout is not one this
+        module reads (module docstring)."""
+        if ds.driver != "GTiff" or not ds.profile.get("tiled"):
+            return None
+        dtype = np.dtype(ds.dtypes[0])
+        if dtype.kind not in "iu" or len(set(ds.dtypes)) != 1:
+            return None
+        st = ds.tags(ns="IMAGE_STRUCTURE")
+        comp = st.get("COMPRESSION", "NONE").upper()
+        predictor = int(st.get("PREDICTOR", "1"))
+        if comp not in ("NONE", "DEFLATE") or predictor not in (1, 2):
+            return None
+        if ds.count > 1 and st.get("INTERLEAVE", "PIXEL").upper() != "PIXEL":
+            return None
+        try:
+            with open(ds.name, "rb") as f:
+                if f.read(2) != b"II":  # little-endian only
+                    return None
+        except OSError:
+            return None
+        th, tw = ds.block_shapes[0]
+        rows, cols = -(-ds.height // th), -(-ds.width // tw)
+        offsets, sizes = [], []
+        for ty in range(rows):
+            o_row, s_row = [], []
+            for tx in range(cols):
+                o = ds.get_tag_item(f"BLOCK_OFFSET_{tx}_{ty}", "TIFF", bidx=1)
+                s = ds.get_tag_item(f"BLOCK_SIZE_{tx}_{ty}", "TIFF", bidx=1)
+                if not o or not s:  # a sparse (empty) tile, or no such metadata
+                    return None
+                o_row.append(int(o))
+                s_row.append(int(s))
+            offsets.append(o_row)
+            sizes.append(s_row)
+        return cls(
+            Path(ds.name),
+            offsets,
+            sizes,
+            (ds.count, ds.height, ds.width),
+            (th, tw),
+            dtype.newbyteorder("<"),
+            comp == "DEFLATE",
+            predictor,
+        )
+
+    def strips(
+        self, lines: int, first: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, npt.NDArray[Any]]]:
+        """``(row, values)`` for the rows ``[first, stop)`` in strips of up to ``lines`` rows,
+        ``values`` ``(bands, n, width)`` in the file's dtype; cut every ``lines`` rows from the
+        start of each block row, as :meth:`kumo_edge.io.Raster.natural_strips` cuts them."""
+        stop = self.height if stop is None else stop
+        row_bytes = self.tw * self.bands * self.dtype.itemsize
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for ty in range(first // self.th, -(-stop // self.th)):
+                y0 = ty * self.th
+                tiles = [
+                    _Tile(fd, o, s, row_bytes, self.deflate)
+                    for o, s in zip(self.offsets[ty], self.sizes[ty], strict=True)
+                ]
+                at = y0  # rows of this block row decoded so far
+                hi = min(y0 + self.th, stop)
+                for g in range(y0, hi, lines):  # cut as Raster.natural_strips cuts
+                    a, b = max(g, first), min(g + lines, hi)
+                    if a >= b:
+                        continue
+                    if a > at:  # rows before the range: decoded and dropped
+                        for t in tiles:
+                            t.rows(a - at)
+                        at = a
+                    yield a, self._strip(tiles, b - a)
+                    at = b
+        finally:
+            os.close(fd)
+
+    def _strip(self, tiles: list[_Tile], n: int) -> npt.NDArray[Any]:
+        out = np.empty((self.bands, n, self.width), self.dtype.newbyteorder("="))
+        for j, t in enumerate(tiles):
+            block = np.frombuffer(t.rows(n), self.dtype).reshape(n, self.tw, self.bands)
+            if self.predictor == 2:  # horizontal differencing, per band, wrapping
+                block = np.cumsum(block, axis=1, dtype=self.dtype)
+            x0 = j * self.tw
+            w = min(self.tw, self.width - x0)
+            out[:, :, x0 : x0 + w] = block[:, :w, :].transpose(2, 0, 1)
+        return out
