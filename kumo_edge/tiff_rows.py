@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ import numpy.typing as npt
 
 #: Compressed bytes read from the file at a time per tile.
 CHUNK = 1 << 16
+#: Threads that inflate the tiles of a strip (as GDAL decodes a read on every core).
+THREADS = min(4, os.cpu_count() or 1)
 
 
 class _Tile:
@@ -146,6 +149,7 @@ class TileRows:
         stop = self.height if stop is None else stop
         row_bytes = self.tw * self.bands * self.dtype.itemsize
         fd = os.open(self.path, os.O_RDONLY)
+        pool = ThreadPoolExecutor(THREADS) if self.deflate and THREADS > 1 else None
         try:
             for ty in range(first // self.th, -(-stop // self.th)):
                 y0 = ty * self.th
@@ -163,18 +167,29 @@ class TileRows:
                         for t in tiles:
                             t.rows(a - at)
                         at = a
-                    yield a, self._strip(tiles, b - a)
+                    yield a, self._strip(tiles, b - a, pool)
                     at = b
         finally:
+            if pool is not None:
+                pool.shutdown()
             os.close(fd)
 
-    def _strip(self, tiles: list[_Tile], n: int) -> npt.NDArray[Any]:
+    def _strip(self, tiles: list[_Tile], n: int, pool: Any = None) -> npt.NDArray[Any]:  # noqa: ANN401
         out = np.empty((self.bands, n, self.width), self.dtype.newbyteorder("="))
-        for j, t in enumerate(tiles):
+
+        def one(j: int) -> None:
+            t = tiles[j]
             block = np.frombuffer(t.rows(n), self.dtype).reshape(n, self.tw, self.bands)
             if self.predictor == 2:  # horizontal differencing, per band, wrapping
                 block = np.cumsum(block, axis=1, dtype=self.dtype)
             x0 = j * self.tw
             w = min(self.tw, self.width - x0)
             out[:, :, x0 : x0 + w] = block[:, :w, :].transpose(2, 0, 1)
+
+        if pool is None:
+            for j in range(len(tiles)):
+                one(j)
+        else:  # zlib lets go of Python's lock while it inflates: the tiles in parallel
+            for f in [pool.submit(one, j) for j in range(len(tiles))]:
+                f.result()
         return out
