@@ -653,7 +653,8 @@ def process_tiles(
     # along a swath edge thin cloud and the remover corrected them; filled (each row mirrored
     # about its nearest valid pixel), the models see land go on (their outputs there are
     # discarded)
-    fill_invalid(tiles, valid)
+    if not valid.all():
+        fill_invalid(tiles, valid)
     t0 = time.perf_counter()
     probs = np.concatenate(
         [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]
