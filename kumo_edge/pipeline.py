@@ -29,6 +29,7 @@ from .io import (
     Raster,
     WriterGroup,
     _partial_prefix,
+    _representable,
     check_outputs,
     set_block_cache,
     space_hint,
@@ -75,9 +76,14 @@ def bil_chunks(
     lines: int,
     scale: float = 1.0,
     offset: float = 0.0,
+    nodata: float | str | None = "auto",
 ) -> Iterator[Chunk]:
     """Band-interleaved-by-line records from a byte stream: each line is ``bands x width``
-    samples of ``dtype`` (band 1's line, then band 2's, ...). A truncated final line is an error."""
+    samples of ``dtype`` (band 1's line, then band 2's, ...). A truncated final line is an error.
+
+    ``nodata`` as a file's (:class:`kumo_edge.io.Raster`): a stored value (a pixel with it in any
+    band is no data), ``"nan"``, ``"auto"`` (a stream declares nothing: pixels whose bands are
+    all 0, a swath edge's fill) or None (every pixel is data)."""
     dt = np.dtype(dtype)
     line_bytes = bands * width * dt.itemsize
     got = 0
@@ -94,24 +100,42 @@ def bil_chunks(
         # strips are, kumo_edge.counts.Counts): measured that way, the stream's peak from stdin
         # was 6-7 MB higher (389-391 against 383-386 MB at 1,000 and 5,000 lines, 32 bands x
         # 4000 px, 2026-12-05), whatever the layout of the strip handed on
-        arr = (
-            np.frombuffer(blob, dtype=dt)
-            .reshape(n, bands, width)
-            .transpose(1, 0, 2)
-            .astype(np.float32)
-        )
-        del blob
+        raw = np.frombuffer(blob, dtype=dt).reshape(n, bands, width).transpose(1, 0, 2)
+        valid = _stream_valid(raw, nodata)
+        arr = raw.astype(np.float32)
+        del blob, raw
         arr *= np.float32(scale)  # in place: no temporaries of the strip
         arr += np.float32(offset)
+        if valid is not None:
+            arr[:, ~valid] = 0.0
         if not np.isfinite(arr).all():
             raise KumoError(
                 f"NaN or infinite samples in lines {got}-{got + n - 1} of the input stream"
+                + ("" if nodata == "nan" else "; declare them no data with --nodata nan")
             )
-        check_reflectance(arr, None, f"input stream lines {got}-{got + n - 1}")
+        check_reflectance(arr, valid, f"input stream lines {got}-{got + n - 1}")
         np.clip(arr, 0.0, 1.0, out=arr)
-        yield arr, None
-        del arr
+        yield arr, valid
+        del arr, valid
         got += n
+
+
+def _stream_valid(
+    raw: npt.NDArray[Any], nodata: float | str | None
+) -> npt.NDArray[np.bool_] | None:
+    """``(n, width)`` validity of a stream's stored values (see :func:`bil_chunks`); None where
+    every pixel is data."""
+    if nodata is None:
+        return None
+    if nodata == "auto":
+        valid = (raw != 0).any(axis=0)
+    elif isinstance(nodata, str):  # "nan"
+        valid = ~np.isnan(raw).any(axis=0) if raw.dtype.kind == "f" else None
+    elif not _representable(float(nodata), raw.dtype):
+        valid = None  # a value the type cannot hold marks nothing
+    else:
+        valid = ~(raw == raw.dtype.type(nodata)).any(axis=0)
+    return None if valid is None or valid.all() else valid
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes:

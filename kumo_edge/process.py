@@ -208,7 +208,9 @@ def process(
         sc = (src.scale or (default_scale,))[0]
         of = (src.offset or (0.0,))[0]
         det, gen = _models(o, bands, np.dtype(src.bil_dtype), meta)
-        chunks = bil_chunks(stdin_binary(), width, len(bands), src.bil_dtype, o.strip_lines, sc, of)
+        chunks = bil_chunks(
+            stdin_binary(), width, len(bands), src.bil_dtype, o.strip_lines, sc, of, src.nodata
+        )
         return run_stream(
             chunks, width, bands, det, gen, cfg, *stream_args, None, None, o.overwrite,
             progress, meta,

@@ -250,3 +250,28 @@ def test_a_new_sensors_int16_file_with_negative_nodata_is_cleaned(tmp_path: Path
     err_in = float(((before - truth) ** 2).mean(0)[ok].mean())
     err_out = float(((strip.data - truth) ** 2).mean(0)[ok].mean())
     assert err_out < 0.7 * err_in, (err_in, err_out)
+
+
+def test_a_streams_all_zero_pixels_are_no_data_as_a_files_are(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """BIL on stdin follows --nodata as a file does: by default (auto) pixels whose bands are
+    all 0 (a swath edge's fill) are no data, masked 0 and never shown to the models as black
+    ground; --nodata none takes them as data; a value marks the pixels holding it in any band."""
+    rng = np.random.default_rng(3)
+    lines, width = 60, 70
+    samples = (rng.random((lines, 4, width)) * 20000 + 2000).astype("<u2")
+    samples[:, :, :9] = 0  # the edge of the swath
+    samples[30, 2, 40] = 65535  # a saturated sample
+    masks = {}
+    for nd in ("auto", "none", "65535"):
+        m = tmp_path / f"m_{nd}.tif"
+        args = ["detect", "-", "--mask", m, "--models", model_dir, "--profile", "rgbn",
+                "--bil-width", width, "--scale", "2e-5", "--nodata", nd]  # fmt: skip
+        r = invoke(*args, stdin=samples.tobytes())
+        assert r.exit_code == 0, r.output + r.stderr
+        with rasterio.open(m) as ds:
+            masks[nd] = ds.read(1)
+    assert (masks["auto"][:, :9] == 0).all() and (masks["auto"][:, 9:] > 0).all()
+    assert (masks["none"] > 0).all()
+    assert masks["65535"][30, 40] == 0 and (masks["65535"][:, :9] > 0).all()
