@@ -12,7 +12,8 @@ rows when asked: what is held is the decompressors (a 32 KB window each) and one
 Only what this covers is read this way (:meth:`TileRows.open`): a GeoTIFF, little-endian,
 tiled, pixel-interleaved (or one band), uncompressed or deflate, no predictor or horizontal
 differencing (predictor 2), integer samples. Anything else returns None, and the caller reads
-through GDAL as before. The values are the file's stored values, the same as GDAL reads.
+through GDAL as before; a block row with a tile not stored (a sparse file) is read whole through
+GDAL. The values are the file's stored values, the same as GDAL reads.
 """
 
 from __future__ import annotations
@@ -77,17 +78,15 @@ class TileRows:
 
     def __init__(
         self,
-        path: Path,
-        offsets: list[list[int]],
-        sizes: list[list[int]],
+        ds: Any,  # noqa: ANN401 - a rasterio dataset, kept open by its owner
         shape: tuple[int, int, int],
         tile: tuple[int, int],
         dtype: np.dtype,
         deflate: bool,
         predictor: int,
     ) -> None:
-        self.path = path
-        self.offsets, self.sizes = offsets, sizes  # [tile row][tile column]
+        self.ds = ds
+        self.path = Path(ds.name)
         self.bands, self.height, self.width = shape
         self.th, self.tw = tile
         self.dtype = dtype
@@ -116,29 +115,29 @@ class TileRows:
         except OSError:
             return None
         th, tw = ds.block_shapes[0]
-        rows, cols = -(-ds.height // th), -(-ds.width // tw)
-        offsets, sizes = [], []
-        for ty in range(rows):
-            o_row, s_row = [], []
-            for tx in range(cols):
-                o = ds.get_tag_item(f"BLOCK_OFFSET_{tx}_{ty}", "TIFF", bidx=1)
-                s = ds.get_tag_item(f"BLOCK_SIZE_{tx}_{ty}", "TIFF", bidx=1)
-                if not o or not s:  # a sparse (empty) tile, or no such metadata
-                    return None
-                o_row.append(int(o))
-                s_row.append(int(s))
-            offsets.append(o_row)
-            sizes.append(s_row)
-        return cls(
-            Path(ds.name),
-            offsets,
-            sizes,
+        reader = cls(
+            ds,
             (ds.count, ds.height, ds.width),
             (th, tw),
             dtype.newbyteorder("<"),
             comp == "DEFLATE",
             predictor,
         )
+        return reader
+
+    def block_row(self, ty: int) -> list[tuple[int, int]] | None:
+        """``(offset, size)`` in the file of the tiles of block row ``ty`` (from GDAL's TIFF
+        metadata, asked for one block row at a time: a long pass has thousands of tiles), or
+        None where one is not stored (a sparse file: GDAL reads those as no data) or the
+        metadata is not there."""
+        out = []
+        for tx in range(-(-self.width // self.tw)):
+            o = self.ds.get_tag_item(f"BLOCK_OFFSET_{tx}_{ty}", "TIFF", bidx=1)
+            n = self.ds.get_tag_item(f"BLOCK_SIZE_{tx}_{ty}", "TIFF", bidx=1)
+            if not o or not n or int(o) == 0 or int(n) == 0:
+                return None
+            out.append((int(o), int(n)))
+        return out
 
     def strips(
         self, lines: int, first: int = 0, stop: int | None = None
@@ -153,10 +152,11 @@ class TileRows:
         try:
             for ty in range(first // self.th, -(-stop // self.th)):
                 y0 = ty * self.th
-                tiles = [
-                    _Tile(fd, o, s, row_bytes, self.deflate)
-                    for o, s in zip(self.offsets[ty], self.sizes[ty], strict=True)
-                ]
+                where = self.block_row(ty)
+                if where is None:  # a tile not stored (sparse): GDAL reads this block row
+                    yield from self._gdal_block_row(y0, lines, first, stop)
+                    continue
+                tiles = [_Tile(fd, o, n, row_bytes, self.deflate) for o, n in where]
                 at = y0  # rows of this block row decoded so far
                 hi = min(y0 + self.th, stop)
                 for g in range(y0, hi, lines):  # cut as Raster.natural_strips cuts
@@ -173,6 +173,20 @@ class TileRows:
             if pool is not None:
                 pool.shutdown()
             os.close(fd)
+
+    def _gdal_block_row(
+        self, y0: int, lines: int, first: int, stop: int
+    ) -> Iterator[tuple[int, npt.NDArray[Any]]]:
+        """The strips of the block row at ``y0`` read whole through GDAL (as before this
+        module), for a block row this reader cannot read."""
+        from rasterio.windows import Window
+
+        lo, hi = max(y0, first), min(y0 + self.th, stop)
+        block = self.ds.read(window=Window(0, lo, self.width, hi - lo))
+        for g in range(y0, hi, lines):
+            a, b = max(g, lo), min(g + lines, hi)
+            if a < b:
+                yield a, block[:, a - lo : b - lo].copy()
 
     def _strip(self, tiles: list[_Tile], n: int, pool: Any = None) -> npt.NDArray[Any]:  # noqa: ANN401
         out = np.empty((self.bands, n, self.width), self.dtype.newbyteorder("="))

@@ -370,6 +370,21 @@ def test_tiled_files_tiff_rows_cannot_read_go_through_gdal_and_truncation_is_one
             assert r.tile_rows is None  # read through GDAL, as before
             got = np.concatenate([s.data for s in r.natural_strips(8)], axis=1)
             assert got.shape == (2, 256, 256)
+    # a sparse file: a block row whose tiles were never written is read through GDAL (zeros)
+    from rasterio.windows import Window
+
+    p = tmp_path / "sparse.tif"
+    with rasterio.open(
+        p, "w", **base, dtype="uint16", compress="deflate", sparse_ok=True, nodata=0
+    ) as ds:
+        ds.write(data[:, :128], window=Window(0, 0, 256, 128))
+    with rasterio.open(p) as ds:
+        ref = ds.read()
+    assert (ref[:, 128:] == 0).all()
+    with Raster(p, wavelengths=[490, 560], scale=1e-4) as r:
+        assert r.tile_rows is not None
+        got = np.concatenate([c.raw for c in r.natural_counts(8)], axis=1)
+    np.testing.assert_array_equal(got, ref)
     p = tmp_path / "cut.tif"
     with rasterio.open(p, "w", **base, dtype="uint16", compress="deflate") as ds:
         ds.write(data)
