@@ -365,14 +365,7 @@ class StreamProcessor:
         if self._done:
             raise ShapeError("the pass was flushed; start a new StreamProcessor")
         raw = counts.raw
-        if raw.shape[0] != len(self.in_bands):
-            raise BandCountError(
-                f"lines have {raw.shape[0]} bands but the stream was opened with {len(self.in_bands)}"
-            )
-        if raw.shape[2] != self.width:
-            raise ShapeError(
-                f"lines are {raw.shape[2]} pixels wide but the stream was opened with width {self.width}"
-            )
+        self._check_layout(raw.shape)
         if self.matrix is not None:  # resampled in float32 anyway
             return self.push(counts.reflectance(), counts.valid, sink)
         counts.check()
@@ -431,6 +424,17 @@ class StreamProcessor:
         self.report.lines = self.received
         return out
 
+    def _check_layout(self, shape: tuple[int, ...]) -> None:
+        """Refuse ``(bands, n, width)`` lines whose band count or width is not the stream's."""
+        if shape[0] != len(self.in_bands):
+            raise BandCountError(
+                f"lines have {shape[0]} bands but the stream was opened with {len(self.in_bands)}"
+            )
+        if shape[2] != self.width:
+            raise ShapeError(
+                f"lines are {shape[2]} pixels wide but the stream was opened with width {self.width}"
+            )
+
     def _check(self, lines: npt.NDArray, valid: npt.NDArray | None) -> npt.NDArray[np.float32]:
         if not isinstance(lines, np.ndarray) or lines.ndim != 3:
             raise ShapeError(
@@ -438,14 +442,7 @@ class StreamProcessor:
             )
         if lines.dtype != np.float32:
             raise DataTypeError(f"lines must be float32 reflectance, got {lines.dtype}")
-        if lines.shape[0] != len(self.in_bands):
-            raise BandCountError(
-                f"lines have {lines.shape[0]} bands but the stream was opened with {len(self.in_bands)}"
-            )
-        if lines.shape[2] != self.width:
-            raise ShapeError(
-                f"lines are {lines.shape[2]} pixels wide but the stream was opened with width {self.width}"
-            )
+        self._check_layout(lines.shape)
         if valid is not None and (valid.shape != lines.shape[1:] or valid.dtype != np.bool_):
             raise ShapeError(f"`valid` must be a bool array of shape {lines.shape[1:]}")
         # the whole strip first (no copy); only where that fails, its valid pixels
