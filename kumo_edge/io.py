@@ -182,6 +182,37 @@ def _georeferencing_optional() -> Iterator[None]:
         yield
 
 
+def nodata_rule(nodata: NodataSpec, declared: float | None) -> tuple[float | None, bool]:
+    """``(value, zero_fill)`` of a no-data setting (``--nodata``) for data that declares
+    ``declared`` (None: nothing, as a stream): ``"auto"`` the declared value, else pixels whose
+    bands are all 0; None the declared value only; ``"nan"``; or a number."""
+    if nodata == "auto":
+        return declared, declared is None
+    if nodata is None:
+        return declared, False
+    if isinstance(nodata, str):
+        if nodata.lower() != "nan":
+            raise ValueError(f"`nodata` must be a number, 'nan', 'auto' or None, got {nodata!r}")
+        return float("nan"), False
+    return float(nodata), False
+
+
+def values_valid(
+    raw: npt.NDArray[Any], nodata: float | None, zero_fill: bool
+) -> npt.NDArray[np.bool_]:
+    """``(n, w)`` validity of ``(bands, n, w)`` stored values under :func:`nodata_rule`'s rule:
+    a pixel holding ``nodata`` in any band, or (``zero_fill``) 0 in every band, is no data."""
+    valid = np.ones(raw.shape[1:], dtype=bool)
+    if nodata is not None:
+        if math.isnan(nodata):
+            valid &= ~np.isnan(raw).any(axis=0)
+        elif _representable(nodata, raw.dtype):  # a value the type cannot hold marks nothing
+            valid &= ~(raw == raw.dtype.type(nodata)).any(axis=0)
+    if zero_fill:
+        valid &= (raw != 0).any(axis=0)
+    return valid
+
+
 def _find_envi_header(path: Path) -> Path | None:
     for cand in (path.with_suffix(".hdr"), Path(str(path) + ".hdr")):
         if cand.is_file():
@@ -267,20 +298,7 @@ class Raster:
 
         self.scale, self.offset, self.scale_source = self._find_scale(scale, offset)
 
-        declared = ds.nodata
-        if nodata == "auto":
-            self.nodata = declared
-            self.zero_fill = declared is None
-        elif nodata is None:
-            self.nodata, self.zero_fill = declared, False
-        elif isinstance(nodata, str):
-            if nodata.lower() != "nan":
-                raise ValueError(
-                    f"`nodata` must be a number, 'nan', 'auto' or None, got {nodata!r}"
-                )
-            self.nodata, self.zero_fill = float("nan"), False
-        else:
-            self.nodata, self.zero_fill = float(nodata), False
+        self.nodata, self.zero_fill = nodata_rule(nodata, ds.nodata)
         flags = ds.mask_flag_enums[0] if ds.count else []
         self._mask_band = any(
             f in (MaskFlags.per_dataset, MaskFlags.alpha) for f in flags
@@ -465,15 +483,7 @@ class Raster:
 
     def valid_of(self, raw: npt.NDArray[Any], row: int = 0, col: int = 0) -> npt.NDArray[np.bool_]:
         """``(n, w)`` bool validity of a raw window read at (row, col)."""
-        valid = np.ones(raw.shape[1:], dtype=bool)
-        nd = self.nodata
-        if nd is not None:
-            if isinstance(nd, float) and math.isnan(nd):
-                valid &= ~np.isnan(raw).any(axis=0)
-            elif _representable(nd, raw.dtype):  # a value the type cannot hold marks nothing
-                valid &= ~(raw == raw.dtype.type(nd)).any(axis=0)
-        if self.zero_fill:
-            valid &= (raw != 0).any(axis=0)
+        valid = values_valid(raw, self.nodata, self.zero_fill)
         if self._mask_band:
             try:
                 m = self._ds.read_masks(1, window=Window(col, row, raw.shape[2], raw.shape[1]))

@@ -29,10 +29,11 @@ from .io import (
     Raster,
     WriterGroup,
     _partial_prefix,
-    _representable,
     check_outputs,
+    nodata_rule,
     set_block_cache,
     space_hint,
+    values_valid,
 )
 from .overlap import Background, prefetch
 from .remover import Remover
@@ -123,19 +124,10 @@ def bil_chunks(
 def _stream_valid(
     raw: npt.NDArray[Any], nodata: float | str | None
 ) -> npt.NDArray[np.bool_] | None:
-    """``(n, width)`` validity of a stream's stored values (see :func:`bil_chunks`); None where
-    every pixel is data."""
-    if nodata is None:
-        return None
-    if nodata == "auto":
-        valid = (raw != 0).any(axis=0)
-    elif isinstance(nodata, str):  # "nan"
-        valid = ~np.isnan(raw).any(axis=0) if raw.dtype.kind == "f" else None
-    elif not _representable(float(nodata), raw.dtype):
-        valid = None  # a value the type cannot hold marks nothing
-    else:
-        valid = ~(raw == raw.dtype.type(nodata)).any(axis=0)
-    return None if valid is None or valid.all() else valid
+    """``(n, width)`` validity of a stream's stored values (see :func:`bil_chunks`: a file's
+    rule, a stream declaring nothing); None where every pixel is data."""
+    valid = values_valid(raw, *nodata_rule(nodata, None))
+    return None if valid.all() else valid
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes:
