@@ -70,7 +70,7 @@ from .errors import (
     RasterWriteError,
     ShapeError,
 )
-from .tiff_rows import TileRows
+from .tiff_rows import TileRows, strip_cuts
 
 logger = logging.getLogger(__name__)
 
@@ -616,10 +616,7 @@ class Raster:
         for row in range(first // span * span, stop, span):
             lo, hi = max(row, first), min(row + span, stop)
             raw = self.read_raw(lo, hi - lo)
-            for g in range(row, hi, lines):  # strip boundaries of a whole read
-                a, b = max(g, lo), min(g + lines, hi)
-                if a >= b:
-                    continue
+            for a, b in strip_cuts(row, lo, hi, lines):  # strip boundaries of a whole read
                 sub = raw[:, a - lo : b - lo]
                 yield a, sub, self.valid_of(sub, a)
                 del sub

@@ -34,6 +34,16 @@ CHUNK = 1 << 16
 THREADS = min(4, os.cpu_count() or 1)
 
 
+def strip_cuts(start: int, lo: int, hi: int, lines: int) -> Iterator[tuple[int, int]]:
+    """``(a, b)``: the rows ``[lo, hi)`` of a block row starting at ``start``, cut every
+    ``lines`` rows from ``start`` (the first and last piece may be shorter): how the file path
+    cuts every read into strips, whoever reads it."""
+    for g in range(start, hi, lines):
+        a, b = max(g, lo), min(g + lines, hi)
+        if a < b:
+            yield a, b
+
+
 class _Tile:
     """One tile's rows, in order: its compressed bytes read and decompressed as they are asked
     for (or, uncompressed, read directly)."""
@@ -159,10 +169,7 @@ class TileRows:
                 tiles = [_Tile(fd, o, n, row_bytes, self.deflate) for o, n in where]
                 at = y0  # rows of this block row decoded so far
                 hi = min(y0 + self.th, stop)
-                for g in range(y0, hi, lines):  # cut as Raster.natural_strips cuts
-                    a, b = max(g, first), min(g + lines, hi)
-                    if a >= b:
-                        continue
+                for a, b in strip_cuts(y0, max(y0, first), hi, lines):
                     if a > at:  # rows before the range: decoded and dropped
                         for t in tiles:
                             t.rows(a - at)
@@ -183,10 +190,8 @@ class TileRows:
 
         lo, hi = max(y0, first), min(y0 + self.th, stop)
         block = self.ds.read(window=Window(0, lo, self.width, hi - lo))
-        for g in range(y0, hi, lines):
-            a, b = max(g, lo), min(g + lines, hi)
-            if a < b:
-                yield a, block[:, a - lo : b - lo].copy()
+        for a, b in strip_cuts(y0, lo, hi, lines):
+            yield a, block[:, a - lo : b - lo].copy()
 
     def _strip(self, tiles: list[_Tile], n: int, pool: Any = None) -> npt.NDArray[Any]:  # noqa: ANN401
         out = np.empty((self.bands, n, self.width), self.dtype.newbyteorder("="))
