@@ -121,16 +121,11 @@ def write_scene(
             ds.scales = (scale,) * data.shape[0]
 
 
-def _sam(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    num = (a * b).sum(0)
-    den = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0)
-    return np.degrees(np.arccos(np.clip(num / np.maximum(den, 1e-9), -1, 1)))
-
-
 def run_case(
     name: str, seed: int, h: int, w: int, folder: Path, checkout: Path | None = None
 ) -> dict:
     from export.physics import AlienRanges, alien_clouds
+    from kumo_edge import metrics
     from kumo_edge.bands import BandSet, resample, resampling_matrix
     from kumo_edge.io import Raster
 
@@ -161,20 +156,18 @@ def run_case(
     rec, free, cloudy = (t >= 0.2) & valid, (t >= 0.98) & valid, (t < 0.5) & valid
     called = np.isin(classes, (2, 3))
 
-    def psnr(a: np.ndarray) -> float:
-        return float(10 * np.log10(1.0 / ((a - truth) ** 2).mean(0)[rec].mean()))
-
+    psnr_in, psnr_out = (metrics.psnr(a, truth, mask=rec) for a in (x_m, y))
     return {
         "seed": seed,
         "model_bands": len(out_bands.centers_nm),
         "cloud_fraction": float(1 - free.sum() / valid.sum()),
         "no_data_fraction": float(1 - valid.mean()),
         "no_data_kept": bool(not o_valid[~valid].any()),
-        "psnr_in": psnr(x_m),
-        "psnr_out": psnr(y),
-        "gain_db": psnr(y) - psnr(x_m),
-        "sam_in": float(_sam(x_m, truth)[rec].mean()),
-        "sam_out": float(_sam(y, truth)[rec].mean()),
+        "psnr_in": psnr_in,
+        "psnr_out": psnr_out,
+        "gain_db": psnr_out - psnr_in,
+        "sam_in": metrics.sam(x_m, truth, mask=rec),
+        "sam_out": metrics.sam(y, truth, mask=rec),
         "clear_change": float(np.abs(y - x_m).mean(0)[free].mean()),
         "cloud_found": float(called[cloudy].mean()) if cloudy.any() else None,
         "clear_called_cloud": float(called[free].mean()),
