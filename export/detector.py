@@ -207,11 +207,30 @@ def cv_folds(patches: list[dict], k: int) -> list[list[str]]:
     return folds
 
 
+#: Saturation levels (reflectance) drawn for each canonical band when a sample is seen through a
+#: saturating sensor (:func:`saturate`): Landsat-5 TM and Landsat-7 ETM+ clip bright cloud at
+#: 0.38-0.43 in the visible (measured on the ukis-csmask Landsat-5/7 patches: 10 % of their
+#: pixels sit at the blue band's ceiling), which turns a white cloud's interior yellow; the
+#: NIR saturates later, the SWIR bands hardly at all.
+SATURATION = ((0.3, 0.8), (0.3, 0.8), (0.3, 0.8), (0.5, 1.0), (1.0, 1.0), (1.0, 1.0))
+
+
+def saturate(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x`` (canonical bands, H, W) as a sensor that clips each band at a random level of
+    :data:`SATURATION` records it."""
+    lo, hi = np.array(SATURATION, np.float32).T
+    level = rng.uniform(lo, hi).astype(np.float32)
+    return np.minimum(x, level[: len(x), None, None])
+
+
 class RealSampler:
     """Random crops of real patches in canonical bands, through a random view."""
 
-    def __init__(self, patches: list[dict], tile: int, band_jitter: float = 0.0) -> None:
+    def __init__(
+        self, patches: list[dict], tile: int, band_jitter: float = 0.0, saturate: float = 0.0
+    ) -> None:
         self.band_jitter = band_jitter
+        self.saturate = saturate
         self.items = []
         for p in patches:
             c, present = to_canonical(p["cube"], p["bands"])
@@ -235,6 +254,8 @@ class RealSampler:
             if self.band_jitter:
                 jit = rng.uniform(1 - self.band_jitter, 1 + self.band_jitter, (len(cc), 1, 1))
                 cc = cc * jit.astype(np.float32)
+            if self.saturate and rng.random() < self.saturate:
+                cc = saturate(cc, rng)
             pv = view_of(present, str(rng.choice(views_for(present))))
             xs.append(np.clip(cc, 0, 1) * pv[:, None, None])
             ps.append(pv)
@@ -255,7 +276,10 @@ def invisible(tau: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
 class SynthSampler:
     """Synthetic clouds over clear scenes, rendered in each scene's canonical bands."""
 
-    def __init__(self, scenes: list[Scene], tile: int, seed: int, size: int = 0) -> None:
+    def __init__(
+        self, scenes: list[Scene], tile: int, seed: int, size: int = 0, saturate: float = 0.0
+    ) -> None:
+        self.saturate = saturate
         #: samples are ``tile`` px drawn, mirrored out to ``size`` px when larger (many clear
         #: scenes hold no fully valid tile above :data:`SYNTH_TILE`)
         self.pad = max(0, size - tile)
@@ -309,6 +333,8 @@ class SynthSampler:
             present[idx] = 1.0
             x = np.zeros((len(CANON),) + it["cloudy"].shape[1:], np.float32)
             x[idx] = it["cloudy"]
+            if self.saturate and rng.random() < self.saturate:
+                x = saturate(x, rng)
             pv = view_of(present, str(rng.choice(views_for(present))))
             y = it["classes"].copy()
             y[invisible(it["tau"])] = -1  # invisible cloud edges: no answer
@@ -353,6 +379,8 @@ class DetectorRun:
     shadow_weight: float = 1.5
     #: per-band gain jitter of the real crops (uniform, +-)
     band_jitter: float = 0.0
+    #: fraction of samples seen through a saturating sensor (:func:`saturate`)
+    saturate: float = 0.0
     #: decay of an exponential moving average of the weights (0: none); the average is what
     #: :func:`load` returns
     ema: float = 0.0
@@ -380,12 +408,13 @@ def train(run: DetectorRun) -> Path:
     if unknown:
         raise KumoError(f"unknown real patches {unknown}")
     train_p = [p for p in patches if p["name"] not in run.test_patches]
-    real = RealSampler(train_p, run.tile, run.band_jitter)
+    real = RealSampler(train_p, run.tile, run.band_jitter, run.saturate)
     synth = SynthSampler(
         [s for s in corpus_scenes() if s.name not in SYNTH_TEST],
         min(run.tile, SYNTH_TILE),
         run.seed,
         size=run.tile,
+        saturate=run.saturate,
     )
     net = SpectralDetector(len(CANON), run.widths, run.stem, run.context)
     opt = torch.optim.AdamW(net.parameters(), lr=run.lr, weight_decay=run.weight_decay)
@@ -822,6 +851,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
     t.add_argument("--band-jitter", type=float, default=DetectorRun.band_jitter)
     t.add_argument("--ema", type=float, default=DetectorRun.ema, help="weight-average decay")
+    t.add_argument(
+        "--saturate",
+        type=float,
+        default=DetectorRun.saturate,
+        help="fraction of samples clipped as a saturating sensor clips bright cloud",
+    )
     t.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
@@ -831,6 +866,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
     c.add_argument("--band-jitter", type=float, default=DetectorRun.band_jitter)
     c.add_argument("--ema", type=float, default=DetectorRun.ema, help="weight-average decay")
+    c.add_argument("--saturate", type=float, default=DetectorRun.saturate, help="see train")
     c.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--batch", type=int, default=DetectorRun.batch)
@@ -880,7 +916,8 @@ def main(argv: list[str] | None = None) -> None:
         extra = (
             "--shadow-weight", str(a.shadow_weight), "--real-fraction", str(a.real_fraction),
             "--tile", str(a.tile), "--batch", str(a.batch), "--band-jitter", str(a.band_jitter),
-            "--ema", str(a.ema), "--seed", str(a.seed), *(["--context"] if a.context else []),
+            "--ema", str(a.ema), "--saturate", str(a.saturate), "--seed", str(a.seed),
+            *(["--context"] if a.context else []),
         )  # fmt: skip
         run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
         print("now: python -m bench.detector_real")
@@ -899,6 +936,7 @@ def main(argv: list[str] | None = None) -> None:
             shadow_weight=a.shadow_weight,
             band_jitter=a.band_jitter,
             ema=a.ema,
+            saturate=a.saturate,
             real_fraction=a.real_fraction,
             seed=a.seed,
             threads=a.threads,

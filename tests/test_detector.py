@@ -185,3 +185,22 @@ def test_invisible_cloud_edges_are_the_faint_band_only() -> None:
 
     tau = np.array([0.0, 0.019, 0.02, 0.05, 0.0799, 0.08, 1.0], np.float32)
     assert invisible(tau).tolist() == [False, False, True, True, True, False, False]
+
+
+def test_saturate_clips_each_band_at_a_level_of_its_range() -> None:
+    from export.detector import SATURATION, saturate
+
+    rng = np.random.default_rng(0)
+    x = np.tile(np.linspace(0, 1.2, 50 * 50, dtype=np.float32).reshape(1, 50, 50), (6, 1, 1))
+    for _ in range(20):
+        y = saturate(x, rng)
+        for b, (lo, hi) in enumerate(SATURATION):
+            top = float(y[b].max())
+            assert lo - 1e-6 <= top <= hi + 1e-6
+            below = x[b] <= top
+            np.testing.assert_array_equal(y[b][below], x[b][below])  # dark pixels untouched
+    # the visible bands do get clipped somewhere in the range, the SWIR bands never below 1
+    y = saturate(x, np.random.default_rng(1))
+    assert (y[:3].max((1, 2)) < 0.8 + 1e-6).all() and (y[4:].max((1, 2)) >= 1.0).all()
+    # a four-band (rgbn) sample takes the first four levels
+    assert saturate(x[:4], rng).shape == (4, 50, 50)
