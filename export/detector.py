@@ -697,7 +697,13 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
                 "command": (
                     f"python -m export.detector train --out {ckpt.parent} --steps {run['steps']} "
                     f"--real-fraction {run['real_fraction']} --shadow-weight "
-                    f"{run.get('shadow_weight', 1.5)} --threads 2"
+                    f"{run.get('shadow_weight', 1.5)}"
+                    + "".join(
+                        f" --{k.replace('_', '-')} {run[k]}"
+                        for k in ("band_jitter", "ema", "saturate", "seed")
+                        if run.get(k)
+                    )
+                    + " --threads 2"
                 ),
                 "release": f"python -m export.detector release --ckpt {ckpt}",
                 "run": run,
