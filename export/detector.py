@@ -381,6 +381,8 @@ class DetectorRun:
     band_jitter: float = 0.0
     #: fraction of samples seen through a saturating sensor (:func:`saturate`)
     saturate: float = 0.0
+    #: clip the synthetic samples too, not only the real crops
+    saturate_synthetic: bool = True
     #: decay of an exponential moving average of the weights (0: none); the average is what
     #: :func:`load` returns
     ema: float = 0.0
@@ -414,7 +416,7 @@ def train(run: DetectorRun) -> Path:
         min(run.tile, SYNTH_TILE),
         run.seed,
         size=run.tile,
-        saturate=run.saturate,
+        saturate=run.saturate if run.saturate_synthetic else 0.0,
     )
     net = SpectralDetector(len(CANON), run.widths, run.stem, run.context)
     opt = torch.optim.AdamW(net.parameters(), lr=run.lr, weight_decay=run.weight_decay)
@@ -703,6 +705,7 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
                         for k in ("band_jitter", "ema", "saturate", "seed")
                         if run.get(k)
                     )
+                    + (" --saturate-real-only" if run.get("saturate_synthetic") is False else "")
                     + " --threads 2"
                 ),
                 "release": f"python -m export.detector release --ckpt {ckpt}",
@@ -863,6 +866,9 @@ def main(argv: list[str] | None = None) -> None:
         default=DetectorRun.saturate,
         help="fraction of samples clipped as a saturating sensor clips bright cloud",
     )
+    t.add_argument(
+        "--saturate-real-only", action="store_true", help="--saturate clips the real crops only"
+    )
     t.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
@@ -873,6 +879,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--band-jitter", type=float, default=DetectorRun.band_jitter)
     c.add_argument("--ema", type=float, default=DetectorRun.ema, help="weight-average decay")
     c.add_argument("--saturate", type=float, default=DetectorRun.saturate, help="see train")
+    c.add_argument("--saturate-real-only", action="store_true", help="see train")
     c.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--batch", type=int, default=DetectorRun.batch)
@@ -924,6 +931,7 @@ def main(argv: list[str] | None = None) -> None:
             "--tile", str(a.tile), "--batch", str(a.batch), "--band-jitter", str(a.band_jitter),
             "--ema", str(a.ema), "--saturate", str(a.saturate), "--seed", str(a.seed),
             *(["--context"] if a.context else []),
+            *(["--saturate-real-only"] if a.saturate_real_only else []),
         )  # fmt: skip
         run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
         print("now: python -m bench.detector_real")
@@ -943,6 +951,7 @@ def main(argv: list[str] | None = None) -> None:
             band_jitter=a.band_jitter,
             ema=a.ema,
             saturate=a.saturate,
+            saturate_synthetic=not a.saturate_real_only,
             real_fraction=a.real_fraction,
             seed=a.seed,
             threads=a.threads,
