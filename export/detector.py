@@ -605,6 +605,31 @@ def synthetic_scores(model_path: Path, n: int = 96, tile: int = 64, seed: int = 
     }
 
 
+def fold_synthetic_scores(
+    patterns: list[str], folds: int, sets: tuple[str, ...]
+) -> dict[str, dict[str, dict]]:
+    """:func:`synthetic_scores` of every fold model of each ``patterns`` (``{k}``: the fold),
+    folded for each band set of ``sets`` and quantised as shipped (exported beside the fold's
+    checkpoint, in its ``onnx`` folder, where not there yet); per pattern and set the folds'
+    figures and their mean."""
+    out: dict[str, dict[str, dict]] = {}
+    for pattern in patterns:
+        for k in range(folds):
+            run = Path(pattern.format(k=k))
+            net = None
+            for name in sets:
+                path = run / "onnx" / f"{name}_int8.onnx"
+                if not path.exists():
+                    net = net or load(run / "last.pt")
+                    export_band_set(net, name, run / "onnx")
+                r = out.setdefault(pattern, {}).setdefault(name, {"folds": []})
+                r["folds"].append(synthetic_scores(path))
+        for r in out[pattern].values():
+            keys = ("accuracy", "false_positive_rate", "accuracy_visible")
+            r["mean"] = {key: float(np.mean([f[key] for f in r["folds"]])) for key in keys}
+    return out
+
+
 def fold_commands(
     k: int, steps: int, runs: str = "runs/detcv_{k}", extra: tuple[str, ...] = ()
 ) -> list[tuple[list[str], Path]]:
@@ -911,8 +936,30 @@ def main(argv: list[str] | None = None) -> None:
     )
     sc.add_argument("--folds", default="0,1", help="folds to score (comma separated)")
     sc.add_argument("--json", type=Path, help="also write the figures here")
+    sy = sub.add_parser(
+        "synthetic",
+        help="every fold model's score on synthetic clouds over the held-out clear scenes "
+        "(synthetic_scores, INT8 as shipped): whether a recipe's synthetic figure is a draw",
+    )
+    sy.add_argument("runs", nargs="+", help="fold folder patterns, e.g. 'runs/detcv_{k}'")
+    sy.add_argument("--folds", type=int, default=4)
+    sy.add_argument("--sets", default="hsi32,rgbn", help="band sets (comma separated)")
+    sy.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args(argv)
-    if a.cmd == "screen":
+    if a.cmd == "synthetic":
+        from kumo_edge.benchmark import environment
+
+        res = fold_synthetic_scores(a.runs, a.folds, tuple(a.sets.split(",")))
+        for pattern, sets in res.items():
+            for name, r in sets.items():
+                print(
+                    f"{pattern:28s} {name:6s} accuracy {r['mean']['accuracy']:.1%} clear called "
+                    f"cloud {r['mean']['false_positive_rate']:.1%} (mean of {len(r['folds'])} folds)"
+                )
+        if a.json:
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps({"results": res, "environment": environment()}, indent=1))
+    elif a.cmd == "screen":
         res = screen(a.runs, [int(f) for f in a.folds.split(",")])
         for pattern, views in res.items():
             for view, r in views.items():

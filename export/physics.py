@@ -39,6 +39,7 @@ from export.nets import EncoderDecoder, UNet, UNetConfig, count_macs, count_para
 from export.scenes import card_rows, hyperspectral_corpus
 from kumo_edge.bands import BandSet
 from kumo_edge.clouds import CloudField, CloudParams
+from kumo_edge.errors import KumoError
 from kumo_edge.physics import (
     FIT_ALBEDO,
     FIT_MIN_SAMPLES,
@@ -655,6 +656,26 @@ def cv_metrics(path: Path) -> dict:
     }
 
 
+def refresh_card(ship: Path, cv: Path) -> Path:
+    """Replace the cross-validation metrics of the card ``ship/generator.json`` by those of
+    ``cv`` (:func:`cv_metrics`), keeping everything else; the model files are not touched."""
+    path = ship / "generator.json"
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise KumoError(f"{path}: no readable model card ({exc})") from None
+    metrics = cv_metrics(cv)
+    doc = json.loads(cv.read_text())
+    if doc.get("bands") not in (None, card.get("band_set")):
+        raise KumoError(
+            f"{cv} is a {doc.get('bands')} result, {path} a {card.get('band_set')} card"
+        )
+    metrics["cross_validation"]["host"] = doc.get("environment", {}).get("cpu")
+    card["metrics"] = metrics
+    path.write_text(json.dumps(card, indent=2))
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m export.physics", description=__doc__.split("\n\n")[0]
@@ -714,6 +735,13 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="a learned remover (ONNX) shipped beside it as the brightness companion",
     )
+    c = sub.add_parser(
+        "card",
+        help="refresh a shipped remover's card with a newer cross-validation (the model files are "
+        "untouched; e.g. after a new detector, which the CV's blend and gate depend on)",
+    )
+    c.add_argument("--ship", type=Path, required=True, help="kumo_edge/models/<bands>")
+    c.add_argument("--cv", type=Path, required=True, help="bench/results/removal_cv_<bands>.json")
     e = sub.add_parser("export", help="export a checkpoint to ONNX with its contract")
     e.add_argument("--ckpt", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -742,6 +770,8 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "release":
         metrics = cv_metrics(a.cv) if a.cv else None
         print(release(a.ckpt, a.ship, a.command, metrics, a.brightness))
+    elif a.cmd == "card":
+        print(refresh_card(a.ship, a.cv))
     else:
         print(export(a.ckpt, a.out))
 

@@ -823,3 +823,37 @@ def test_correction_of_fitted_and_unfitted_tiles_is_the_inverted_model():
     y, t550 = invert(x, ref, BANDS)
     want = np.where(thick[:, None], x, np.clip(y, 0, 1))
     np.testing.assert_allclose(out, want, rtol=2e-5, atol=2e-6)
+
+
+def test_card_refresh_replaces_the_cv_metrics_and_refuses_another_band_set(tmp_path):  # noqa: ANN001
+    pytest.importorskip("torch")
+    import json
+
+    from export.physics import refresh_card
+    from kumo_edge.errors import KumoError
+
+    ship = tmp_path / "rgbn"
+    ship.mkdir()
+    card = {"band_set": "rgbn", "file": "generator.onnx", "metrics": {"cross_validation": {}}}
+    (ship / "generator.json").write_text(json.dumps(card))
+    summary = {"physics": {"mean_gain_db": 4.2}}
+    cv = {
+        "bands": "rgbn",
+        "folds": [["a"], ["b"]],
+        "steps": [1500],
+        "clouds": "alien",
+        "scored_pixels": "t >= 0.2",
+        "summary": summary,
+        "per_scene": {"a": {"physics": {"gain_db": 4.0}}, "b": {"physics": {"gain_db": 4.4}}},
+        "environment": {"cpu": "AMD EPYC"},
+    }
+    (tmp_path / "cv.json").write_text(json.dumps(cv))
+    refresh_card(ship, tmp_path / "cv.json")
+    got = json.loads((ship / "generator.json").read_text())
+    assert got["file"] == "generator.onnx"  # the rest of the card kept
+    assert got["metrics"]["cross_validation"]["summary"] == summary
+    assert got["metrics"]["cross_validation"]["per_scene_gain_db"]["b"] == {"physics": 4.4}
+    assert got["metrics"]["cross_validation"]["host"] == "AMD EPYC"
+    (tmp_path / "cv.json").write_text(json.dumps({**cv, "bands": "rgb"}))
+    with pytest.raises(KumoError, match="rgb result"):
+        refresh_card(ship, tmp_path / "cv.json")
