@@ -544,17 +544,21 @@ def stream_file_table(doc: dict) -> str:
         f"One run, {env.get('cpu', '')}, {env.get('cpu_count', '')} cores, "
         f"{env.get('date_utc', '')[:10]}; every pass its own process, one untimed run first "
         "(every timed pass a second run); worst case (every tile cloudy). RTF: lines per second "
-        "over the sensor's line rate, wall time from process start (imports, model loading "
-        f"included).{who}",
+        "over the sensor's line rate; file and stdin passes timed from process start (imports, "
+        "model loading included), the memory pass alone (after loading and one warm-up run). "
+        "CPU: the pass's CPU seconds (user + system, every thread; file and stdin from process "
+        "start) per second of sensor time, i.e. how many cores must be busy all the time to keep "
+        f"up with the sensor: a real-time factor R needs R times that many.{who}",
         "",
-        "| mode | lines | RTF | lines/s | peak RSS MB | growth vs first length | first output line s | output MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | lines | RTF | lines/s | CPU s / sensor s | peak RSS MB | growth vs first length | first output line s | output MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in doc["cases"]:
         fl = c.get("first_line_s")
         lines.append(
             f"| {c['mode']} | {c['lines']:,} | {c['real_time_factor']:.2f} | {c['lines_per_s']:.0f} | "
-            f"{c['peak_rss_mb']:.0f} | {c['rss_growth_vs_first']:+.1%} | "
+            + (f"{c['cpu_per_sensor_s']:.2f}" if "cpu_per_sensor_s" in c else "-")
+            + f" | {c['peak_rss_mb']:.0f} | {c['rss_growth_vs_first']:+.1%} | "
             + (f"{fl:.2f}" if fl else "-")
             + f" | {c.get('output_mb', 0):.0f} |"
         )

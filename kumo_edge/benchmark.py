@@ -65,6 +65,19 @@ def _lines_source(profile_name: str, width: int, block: int, seed: int = 0) -> n
     return out
 
 
+def _cpu_seconds(usage: Any) -> float:  # noqa: ANN401 - a resource.struct_rusage
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def cpu_figures(cpu_s: float, lines: int, sensor_lines_per_s: float) -> dict[str, float]:
+    """CPU time of a pass (user + system, every thread) and what it means for real time:
+    ``cpu_per_sensor_s``, CPU seconds per second of sensor time, is the number of cores that
+    must be busy ALL the time for the pass to keep up with the sensor (real-time factor 1);
+    a real-time factor R needs R times as many, whatever the threading."""
+    sensor_s = lines / sensor_lines_per_s
+    return {"cpu_s": cpu_s, "cpu_per_sensor_s": cpu_s / sensor_s}
+
+
 def run_pass(
     profile_name: str,
     lines: int,
@@ -118,6 +131,7 @@ def run_pass(
         done += out.data.shape[1]
         out.data.sum(dtype=np.float64)
 
+    cpu0 = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
     t_start = time.perf_counter()
     for r in range(0, lines, strip):
         n = min(strip, lines - r)
@@ -129,6 +143,7 @@ def run_pass(
     proc.flush(sink)
     lat.append(time.perf_counter() - t0)
     wall = time.perf_counter() - t_start
+    cpu = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - cpu0
     from .pipeline import peak_rss_mb
 
     # VmHWM: ru_maxrss would also count what the forking parent held before exec
@@ -152,6 +167,7 @@ def run_pass(
         "lines_per_s": lines / wall,
         "sensor_lines_per_s": prof.lines_per_s,
         "real_time_factor": lines / wall / prof.lines_per_s,
+        **cpu_figures(cpu, lines, prof.lines_per_s),
         "mpx_per_s": lines * width / wall / 1e6,
         "samples_per_s": lines * width * len(prof.bands) / wall,
         "strip_latency_ms": {
@@ -524,6 +540,8 @@ def run_cli_pass(
         "lines_per_s": lines / wall,
         "sensor_lines_per_s": prof.lines_per_s,
         "real_time_factor": lines / wall / prof.lines_per_s,
+        # the child's own CPU time, every thread, start-up included
+        **cpu_figures(_cpu_seconds(usage), lines, prof.lines_per_s),
         # VmHWM reported by the run itself: wait4's ru_maxrss also counts what this (forking)
         # process held before the child's exec (measured: 1.5 GB after writing a 20k-line input)
         "peak_rss_mb": report.get("peak_rss_mb") or usage.ru_maxrss / 1024,

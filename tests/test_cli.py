@@ -310,3 +310,18 @@ def test_benchmark_records_the_interpreter_and_its_optional_packages(tmp_path: P
     broken.write_text("#!/bin/sh\nexit 3\n")
     broken.chmod(0o755)
     assert interpreter_info(str(broken))["optional_packages"] is None
+
+
+def test_benchmark_pass_reports_its_cpu_time_as_cores_per_sensor_second() -> None:
+    """A pass's CPU seconds (every thread) over the sensor time it covers: the cores that must
+    be busy all the time to keep up. Bounded by the cores the pass could use during its wall
+    time, so start-up CPU (imports, model loading) is not counted in the in-memory pass."""
+    import os
+
+    from kumo_edge.benchmark import cpu_figures, run_pass
+
+    assert cpu_figures(6.0, 568, 284.0) == {"cpu_s": 6.0, "cpu_per_sensor_s": 3.0}
+    r = run_pass("satellogic-hsi", 300, strip=64, width=512)
+    assert 0.0 < r["cpu_s"] <= r["wall_s"] * (os.cpu_count() or 1) * 1.05 + 0.05
+    sensor_s = 300 / r["sensor_lines_per_s"]
+    assert abs(r["cpu_per_sensor_s"] - r["cpu_s"] / sensor_s) < 1e-9
