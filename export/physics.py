@@ -771,7 +771,10 @@ def main(argv: list[str] | None = None) -> None:
         metrics = cv_metrics(a.cv) if a.cv else None
         print(release(a.ckpt, a.ship, a.command, metrics, a.brightness))
     elif a.cmd == "card":
-        print(refresh_card(a.ship, a.cv))
+        try:
+            print(refresh_card(a.ship, a.cv))
+        except KumoError as exc:
+            ap.exit(1, f"error: {exc}\n")
     else:
         print(export(a.ckpt, a.out))
 
