@@ -332,6 +332,10 @@ def add_snow(
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+#: Range of the thickness exponent of an overcast sample (:class:`CloudRanges`).
+OVERCAST_GAMMA = (0.05, 0.2)
+
+
 @dataclass(frozen=True)
 class CloudRanges:
     """Ranges the cloud parameters are drawn from, uniformly."""
@@ -345,6 +349,11 @@ class CloudRanges:
     cloud_height_m: tuple[float, float] = (300.0, 3000.0)
     clear_fraction: float = 0.1  # share of samples with no cloud at all
     snow_fraction: float = 0.0  # share of samples with snow under the clouds (:func:`add_snow`)
+    #: share of cloudy samples drawn as an overcast: cover 1 and a thickness nearly flat
+    #: (gamma in OVERCAST_GAMMA: ``u ** gamma`` of u in [0.05, 1] stays within 0.55-1), a
+    #: featureless sheet such as hazy overcast or ice cloud; drawn only when above 0 (older
+    #: recipes draw what they drew)
+    overcast_fraction: float = 0.0
     # drawn only when the range is not a single value (older recipes draw what they drew)
     diffuse_fraction: tuple[float, float] = (0.15, 0.15)
     view_zenith_deg: tuple[float, float] = (0.0, 0.0)
@@ -355,6 +364,9 @@ class CloudRanges:
     def draw(self, rng: np.random.Generator, gsd_m: float) -> CloudParams:
         u = lambda r: float(rng.uniform(*r))  # noqa: E731
         cover = 0.0 if rng.random() < self.clear_fraction else u(self.cover)
+        overcast = (
+            cover > 0 and self.overcast_fraction > 0 and rng.random() < self.overcast_fraction
+        )
         kw = dict(
             cover=cover,
             thickness=u(self.thickness),
@@ -369,6 +381,8 @@ class CloudRanges:
         for name in ("diffuse_fraction", "view_zenith_deg", "gamma", "persistence", "sky_exponent"):
             r = getattr(self, name)
             kw[name] = u(r) if r[1] > r[0] else r[0]
+        if overcast:
+            kw["cover"], kw["gamma"] = 1.0, u(OVERCAST_GAMMA)
         return CloudParams(**kw)
 
 

@@ -277,7 +277,13 @@ class SynthSampler:
     """Synthetic clouds over clear scenes, rendered in each scene's canonical bands."""
 
     def __init__(
-        self, scenes: list[Scene], tile: int, seed: int, size: int = 0, saturate: float = 0.0
+        self,
+        scenes: list[Scene],
+        tile: int,
+        seed: int,
+        size: int = 0,
+        saturate: float = 0.0,
+        overcast: float = 0.0,
     ) -> None:
         self.saturate = saturate
         #: samples are ``tile`` px drawn, mirrored out to ``size`` px when larger (many clear
@@ -309,6 +315,7 @@ class SynthSampler:
             gamma=(1.0, 2.5),
             persistence=(0.4, 0.65),
             view_zenith_deg=(0.0, 10.0),
+            overcast_fraction=overcast,
         )
         self.groups = []
         for i, (idx, g) in enumerate(sorted(groups.items())):
@@ -383,6 +390,8 @@ class DetectorRun:
     saturate: float = 0.0
     #: clip the synthetic samples too, not only the real crops
     saturate_synthetic: bool = True
+    #: share of the synthetic cloudy samples drawn as a flat overcast (``CloudRanges``)
+    overcast: float = 0.0
     #: decay of an exponential moving average of the weights (0: none); the average is what
     #: :func:`load` returns
     ema: float = 0.0
@@ -417,6 +426,7 @@ def train(run: DetectorRun) -> Path:
         run.seed,
         size=run.tile,
         saturate=run.saturate if run.saturate_synthetic else 0.0,
+        overcast=run.overcast,
     )
     net = SpectralDetector(len(CANON), run.widths, run.stem, run.context)
     opt = torch.optim.AdamW(net.parameters(), lr=run.lr, weight_decay=run.weight_decay)
@@ -727,7 +737,7 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
                     f"{run.get('shadow_weight', 1.5)}"
                     + "".join(
                         f" --{k.replace('_', '-')} {run[k]}"
-                        for k in ("band_jitter", "ema", "saturate", "seed")
+                        for k in ("band_jitter", "ema", "saturate", "overcast", "seed")
                         if run.get(k)
                     )
                     + (" --saturate-real-only" if run.get("saturate_synthetic") is False else "")
@@ -894,6 +904,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument(
         "--saturate-real-only", action="store_true", help="--saturate clips the real crops only"
     )
+    t.add_argument(
+        "--overcast",
+        type=float,
+        default=DetectorRun.overcast,
+        help="share of synthetic cloudy samples drawn as a flat, full-cover overcast",
+    )
     t.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
@@ -905,6 +921,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--ema", type=float, default=DetectorRun.ema, help="weight-average decay")
     c.add_argument("--saturate", type=float, default=DetectorRun.saturate, help="see train")
     c.add_argument("--saturate-real-only", action="store_true", help="see train")
+    c.add_argument("--overcast", type=float, default=DetectorRun.overcast, help="see train")
     c.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--batch", type=int, default=DetectorRun.batch)
@@ -977,6 +994,7 @@ def main(argv: list[str] | None = None) -> None:
             "--shadow-weight", str(a.shadow_weight), "--real-fraction", str(a.real_fraction),
             "--tile", str(a.tile), "--batch", str(a.batch), "--band-jitter", str(a.band_jitter),
             "--ema", str(a.ema), "--saturate", str(a.saturate), "--seed", str(a.seed),
+            "--overcast", str(a.overcast),
             *(["--context"] if a.context else []),
             *(["--saturate-real-only"] if a.saturate_real_only else []),
         )  # fmt: skip
@@ -999,6 +1017,7 @@ def main(argv: list[str] | None = None) -> None:
             ema=a.ema,
             saturate=a.saturate,
             saturate_synthetic=not a.saturate_real_only,
+            overcast=a.overcast,
             real_fraction=a.real_fraction,
             seed=a.seed,
             threads=a.threads,

@@ -58,3 +58,25 @@ def test_threshold_test_spares_snow_only_where_a_swir_band_exists() -> None:
     rgbn = sensor_profile("rgbn").bands
     # without SWIR, snow is as bright and white as cloud
     assert threshold_test(cube[:4], rgbn)[:, 0].tolist() == [True, True, False]
+
+
+def test_overcast_samples_are_full_cover_and_flat_and_leave_other_recipes_as_they_were() -> None:
+    from kumo_edge.clouds import CloudField
+
+    base, off, on = (
+        CloudRanges(),
+        CloudRanges(overcast_fraction=0.0),
+        CloudRanges(overcast_fraction=1.0),
+    )
+    for i in range(20):  # a zero share draws exactly what the recipes before it drew
+        assert base.draw(np.random.default_rng(i), 30.0) == off.draw(np.random.default_rng(i), 30.0)
+    covers = []
+    for i in range(20):
+        p = on.draw(np.random.default_rng(i), 30.0)
+        covers.append(p.cover)
+        if p.cover == 0.0:  # the clear samples stay clear
+            continue
+        assert p.cover == 1.0 and 0.05 <= p.gamma <= 0.2
+        tau = CloudField(p, 64, 64, seed=i).tau550(0, 64)
+        assert tau.min() > 0.5 * tau.max() > 0  # a sheet, not scattered cumuli
+    assert sum(c == 1.0 for c in covers) >= 15
