@@ -964,7 +964,7 @@ def main(argv: list[str] | None = None) -> None:
     sy.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args(argv)
     if a.cmd == "synthetic":
-        from kumo_edge.benchmark import environment
+        from bench._common import environment, write_json
 
         res = fold_synthetic_scores(a.runs, a.folds, tuple(a.sets.split(",")))
         for pattern, sets in res.items():
@@ -974,8 +974,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"cloud {r['mean']['false_positive_rate']:.1%} (mean of {len(r['folds'])} folds)"
                 )
         if a.json:
-            a.json.parent.mkdir(parents=True, exist_ok=True)
-            a.json.write_text(json.dumps({"results": res, "environment": environment()}, indent=1))
+            write_json({"results": res, "environment": environment()}, a.json)
     elif a.cmd == "screen":
         res = screen(a.runs, [int(f) for f in a.folds.split(",")])
         for pattern, views in res.items():
@@ -985,8 +984,9 @@ def main(argv: list[str] | None = None) -> None:
                     f"clear called cloud {r['false_positive_rate']:.1%}"
                 )
         if a.json:
-            a.json.parent.mkdir(parents=True, exist_ok=True)
-            a.json.write_text(json.dumps({"folds": a.folds, "results": res}, indent=1))
+            from bench._common import write_json
+
+            write_json({"folds": a.folds, "results": res}, a.json)
     elif a.cmd == "cv":
         from bench._common import run_jobs
 
