@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import RESULTS, environment, write_json
-from export.data import SHARED, patch_cube, real_cloud_patches
+from export.data import patch_cube, real_cloud_patches, rice2_pairs
 from kumo_edge import metrics
 from kumo_edge.baselines import remover
 from kumo_edge.physics import as_remover
@@ -74,19 +74,10 @@ def l8(models: str) -> dict:
 
 
 def rice2(models: str) -> dict:
-    from PIL import Image
-
-    folder = SHARED / "real_clouds" / "rice2_pairs"
     det, rems = removers(models)
-    pairs = sorted(folder.glob("*_real_A.png"))
+    pairs = rice2_pairs()  # blue, green, red, as the rgb band set
     res: dict = {name: [] for name in rems}
-    for pa in pairs:
-        a, b = (
-            np.ascontiguousarray(
-                np.asarray(Image.open(f).convert("RGB"), np.float32).transpose(2, 0, 1) / 255.0
-            )
-            for f in (pa, str(pa).replace("_A.png", "_B.png"))
-        )
+    for _, a, b in pairs:
         for name, rem in rems.items():
             y, mask, rep = run(a, det.bands, det, rem)
             keep = mask != THICK  # thick-cloud pixels are flagged, alike for every method
@@ -113,7 +104,7 @@ def rice2(models: str) -> dict:
         }
     return {
         "summary": summary,
-        "per_pair": {p.name: [res[n][i] for n in res] for i, p in enumerate(pairs)},
+        "per_pair": {p[0]: [res[n][i] for n in res] for i, p in enumerate(pairs)},
         "methods": list(res),
     }
 

@@ -472,6 +472,35 @@ def patch_cube(patch: dict, bands: BandSet) -> npt.NDArray[np.float32]:
     return np.clip(resample(patch["cube"], resampling_matrix(patch["bands"], bands)), 0, 1)
 
 
+#: The band order of :func:`rice2_pairs`' cubes: blue, green, red, as the ``rgb`` band set.
+RICE2_ORDER = ("blue", "green", "red")
+
+
+def rice2_pairs(root: Path = SHARED) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The RICE2 pairs as ``(name, cloudy, clear)``: float32 ``(3, H, W)`` cubes of the 8-bit
+    display values / 255 (the usual RICE convention; no radiometric calibration exists), in the
+    order :data:`RICE2_ORDER`. The PNGs store red, green, blue; the band sets run blue to red,
+    so the channels are reversed here (fed as stored, red was read as blue)."""
+    from PIL import Image
+
+    folder = root / "real_clouds" / "rice2_pairs"
+    if not folder.is_dir():
+        raise KumoError(f"{folder} not found")
+
+    def load(f: Path) -> np.ndarray:
+        rgb = np.asarray(Image.open(f).convert("RGB"), np.float32) / 255.0
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1)[::-1])
+
+    return [
+        (
+            a.name.removesuffix("_real_A.png"),
+            load(a),
+            load(a.with_name(a.name.replace("_A.", "_B."))),
+        )
+        for a in sorted(folder.glob("*_real_A.png"))
+    ]
+
+
 def real_cloud_patches(root: Path = SHARED) -> list[dict]:
     """The labelled Landsat-8 L8 Biome patches: ``name``, ``land``, ``cube`` (7 reflective bands:
     B2 B3 B4 B5 B6 B7 B9), ``bands``, ``classes`` (0 clear, 1 thin, 2 thick, 3 shadow, -1 fill)."""

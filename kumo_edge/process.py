@@ -144,8 +144,8 @@ def refuse_8bit(dtype: np.dtype, options: RunOptions, what: str) -> None:
     ):
         raise KumoError(
             f"{what} is 8-bit: such imagery is display-stretched, not reflectance, and the model "
-            "removers were measured to make it worse (65 RICE2 pairs: -1.05 dB); use `kumo-edge "
-            "detect` for the mask, --method inpaint (+1.55 dB there), or --allow-8bit if the "
+            "removers were measured to make it worse (62 RICE2 pairs: -0.22 dB); use `kumo-edge "
+            "detect` for the mask, --method inpaint (+0.23 dB there), or --allow-8bit if the "
             "values are calibrated reflectance"
         )
 

@@ -80,3 +80,25 @@ def test_overcast_samples_are_full_cover_and_flat_and_leave_other_recipes_as_the
         tau = CloudField(p, 64, 64, seed=i).tau550(0, 64)
         assert tau.min() > 0.5 * tau.max() > 0  # a sheet, not scattered cumuli
     assert sum(c == 1.0 for c in covers) >= 15
+
+
+def test_rice2_pairs_come_blue_to_red_as_the_rgb_band_set(tmp_path) -> None:  # noqa: ANN001
+    """The RICE2 PNGs store red, green, blue; fed as stored, the rgb models (blue, green, red)
+    read red as blue, which every RICE2 figure did until 2026-12-05."""
+    from PIL import Image
+
+    from export.data import RICE2_ORDER, rice2_pairs
+
+    folder = tmp_path / "real_clouds" / "rice2_pairs"
+    folder.mkdir(parents=True)
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50  # a reddish pixel everywhere
+    Image.fromarray(rgb).save(folder / "7_real_A.png")
+    Image.fromarray(rgb // 2).save(folder / "7_real_B.png")
+    ((name, cloudy, clear),) = rice2_pairs(tmp_path)
+    assert name == "7" and cloudy.shape == (3, 4, 5) and cloudy.dtype == np.float32
+    red, blue = RICE2_ORDER.index("red"), RICE2_ORDER.index("blue")
+    assert sensor_profile("rgb").bands.names == RICE2_ORDER
+    np.testing.assert_allclose(cloudy[red], 200 / 255)
+    np.testing.assert_allclose(cloudy[blue], 50 / 255)
+    np.testing.assert_allclose(clear[red], 100 / 255)

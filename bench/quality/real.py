@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.quality.common import _as_runtime, bootstrap, cgan_path
-from export.data import SHARED, patch_cube, real_cloud_patches
+from export.data import SHARED, patch_cube, real_cloud_patches, rice2_pairs
 from export.evaluate import run_batches
 from export.train import REAL_TEST
 from kumo_edge import metrics
@@ -17,30 +17,19 @@ from kumo_edge.stream import removal_classify
 # -- 4. real clouds ------------------------------------------------------------------------------
 def rice2(models: str = "rgb") -> tuple[dict, list]:
     """RICE2 pairs through the rgb detector + each remover; the 'truth' is another date."""
-    from PIL import Image
-
     ship = shipped_models()
-    folder = SHARED / "real_clouds" / "rice2_pairs"
-    if models not in ship or not folder.is_dir():
-        return {"missing": f"models {models} or {folder}"}, []
+    if models not in ship or not (SHARED / "real_clouds" / "rice2_pairs").is_dir():
+        return {"missing": f"models {models} or the RICE2 pairs"}, []
     det = load_model(ship[models]["detector"], threads=2)
     gen = load_model(cgan_path(models), threads=2)
     bands = det.bands
-    pairs = sorted(folder.glob("*_real_A.png"))
-    a = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32) for p in pairs]).transpose(
-        0, 3, 1, 2
-    )
-    b = np.stack(
-        [
-            np.asarray(Image.open(str(p).replace("_A.png", "_B.png")).convert("RGB"), np.float32)
-            for p in pairs
-        ]
-    ).transpose(0, 3, 1, 2)
+    pairs = rice2_pairs()  # blue, green, red, as the rgb band set
     # 8-bit display values with no radiometric calibration: taken as reflectance = DN / 255, the
     # usual convention of RICE results (PSNR on the 8-bit scale). Land is brighter than in our
     # training scenes under this mapping; clouds are near 1.
     scale = 1.0 / 255.0
-    x, y = np.clip(a * scale, 0, 1), np.clip(b * scale, 0, 1)
+    x = np.stack([a for _, a, _ in pairs])
+    y = np.stack([b for _, _, b in pairs])
     probs = run_batches(det.run, x, batch=4)
     classes = removal_classify(det, probs)  # as the stream gives them to HOT and inpainting
     preds = {

@@ -260,7 +260,7 @@ def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Remove clouds from 8-bit input too. 8-bit imagery is display-stretched in practice, not "
             "reflectance, so model removers refuse it by default (measured on the RICE2 pairs, DN / 255: "
-            "the shipped rgb remover -1.05 dB, the cGAN before it -2.00 dB, inpainting +1.55 dB on the 65 "
+            "the shipped rgb remover -0.22 dB, the cGAN before it -1.02 dB, inpainting +0.23 dB on the 62 "
             "with enough pixels not called thick; "
             "python -m bench.removal_real); pass this only if the 8-bit values are calibrated reflectance.",
         ),
