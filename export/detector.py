@@ -743,7 +743,10 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
                     + (" --saturate-real-only" if run.get("saturate_synthetic") is False else "")
                     + " --threads 2"
                 ),
-                "release": f"python -m export.detector release --ckpt {ckpt}",
+                "release": (
+                    f"python -m export.detector release --ckpt {ckpt} --results "
+                    f"{results} --sets {','.join(sets)}"
+                ),
                 "run": run,
                 "real_patches": "all 36 (L8 Biome 28, ukis-csmask tests 3, On-Cloud-N 5)",
                 "synthetic_scenes_held_out": list(SYNTH_TEST),
