@@ -51,6 +51,8 @@ from kumo_edge.runtime import (
 #: ukis-csmask's band names for the canonical bands.
 UKIS_BANDS = ["blue", "green", "red", "nir", "swir16", "swir22"]
 TEMPERATURES = np.exp(np.linspace(np.log(0.4), np.log(4.0), 41))
+#: Cloud thresholds of the trade-off curve (:func:`cloud_threshold_curve`).
+CURVE_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(12))
 
 
 def _ukis(cube: np.ndarray, view: str, level: str) -> np.ndarray:
@@ -230,6 +232,32 @@ def drop_rule(
                 "cloudy_kept": sum(1 for r in rows if r[3] and not r[col]),
             }
         out[view] = res
+    return out
+
+
+def cloud_threshold_curve(
+    probs: dict[str, np.ndarray], by_name: dict[str, dict]
+) -> list[dict[str, float]]:
+    """Pooled accuracy and clear-called-cloud of one view's out-of-fold probabilities
+    (name -> ``(4, H, W)``) with cloud where ``P(thin) + P(thick) >=`` each of
+    :data:`CURVE_THRESHOLDS`: what the cloud operating point trades."""
+    p_cloud, truth = [], []
+    for n in sorted(probs):
+        lab = by_name[n]["labels"]
+        ok = lab >= 0
+        p_cloud.append((probs[n][1].astype(np.float32) + probs[n][2])[ok])
+        truth.append(np.isin(lab, (1, 2, 4))[ok])
+    pc, tr = np.concatenate(p_cloud), np.concatenate(truth)
+    out = []
+    for t in CURVE_THRESHOLDS:
+        s = detection_scores(pc >= t, tr)
+        out.append(
+            {
+                "cloud_threshold": t,
+                "accuracy": s["accuracy"],
+                "false_positive_rate": s["false_positive_rate"],
+            }
+        )
     return out
 
 
@@ -459,6 +487,7 @@ def main() -> None:
         },
         "results": results,
         "calibration": calib,
+        "cloud_threshold_curve": {v: cloud_threshold_curve(d, by_name) for v, d in fullp.items()},
         "ambiguous_bright": amb,
         "drop_rule": drop,
         "shadow_operating_point": shadow_op,

@@ -204,3 +204,30 @@ def test_saturate_clips_each_band_at_a_level_of_its_range() -> None:
     assert (y[:3].max((1, 2)) < 0.8 + 1e-6).all() and (y[4:].max((1, 2)) >= 1.0).all()
     # a four-band (rgbn) sample takes the first four levels
     assert saturate(x[:4], rng).shape == (4, 50, 50)
+
+
+def test_cloud_threshold_curve_pools_patches_and_trades_false_cloud_for_misses() -> None:
+    from bench.detector_real import CURVE_THRESHOLDS, cloud_threshold_curve
+
+    # patch a: 4 pixels, labels clear, thin, thick, no label; patch b: cloud/not-cloud scheme
+    la = np.array([[0, 1, 2, -1]])
+    lb = np.array([[4, 5]])
+    pa = np.zeros((4, 1, 4), np.float16)
+    pa[1, 0] = [0.42, 0.3, 0.2, 0.9]  # P(thin)
+    pa[2, 0] = [0.0, 0.3, 0.6, 0.0]  # P(thick): cloud 0.42, 0.6, 0.8, (0.9 unlabelled)
+    pb = np.zeros((4, 1, 2), np.float16)
+    pb[2, 0] = [0.52, 0.62]  # cloud truly, then not cloud
+    rows = {
+        r["cloud_threshold"]: r
+        for r in cloud_threshold_curve(
+            {"a": pa, "b": pb}, {"a": {"labels": la}, "b": {"labels": lb}}
+        )
+    }
+    assert tuple(rows) == CURVE_THRESHOLDS
+    # at 0.5: a's clear pixel (0.42) stays clear, its thin (0.6) and thick (0.8) are cloud; b's
+    # cloud (0.52) is found and its not-cloud (0.62) called cloud: 4 of 5 right, 1 of 2 clear lost
+    assert rows[0.5]["accuracy"] == pytest.approx(4 / 5)
+    assert rows[0.5]["false_positive_rate"] == pytest.approx(1 / 2)
+    # at 0.4 the clear pixel of a goes too; at 0.65 the false call and the 0.6 and 0.52 clouds go
+    assert rows[0.4]["false_positive_rate"] == pytest.approx(1.0)
+    assert rows[0.65]["false_positive_rate"] == 0 and rows[0.65]["accuracy"] == pytest.approx(3 / 5)
