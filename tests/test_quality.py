@@ -54,3 +54,23 @@ def test_cross_validation_folds_cover_every_land_type() -> None:
     assert max(map(len, fs)) - min(map(len, fs)) <= 1
     for f in fs:  # land types with >= 4 patches appear in every fold
         assert {n.split("_")[0] for n in f} >= {"Barren", "Forest"}
+
+
+def test_detector_table_adds_the_recipe_each_band_set_ships(tmp_path) -> None:  # noqa: ANN001
+    """A band set whose detector comes from another recipe gets that recipe's rows, renamed, and
+    the main file's rows stay as they were."""
+    import json
+
+    from bench.tables import SHIPPED_DETECTOR_RESULTS, with_shipped_recipes
+
+    view = next(iter(SHIPPED_DETECTOR_RESULTS))
+    mine, theirs = {"all": {"accuracy": 0.8}}, {"all": {"accuracy": 0.9}}
+    (tmp_path / SHIPPED_DETECTOR_RESULTS[view]).write_text(
+        json.dumps({"results": {f"ours/{view}": theirs, f"ours_shadow_op/{view}": theirs}})
+    )
+    doc = {"results": {f"ours/{view}": mine}, "patches": {}}
+    out = with_shipped_recipes(doc, tmp_path)["results"]
+    assert out[f"ours/{view}"] == mine
+    assert out[f"shipped/{view}"] == theirs and out[f"shipped_shadow_op/{view}"] == theirs
+    assert doc["results"] == {f"ours/{view}": mine}  # the input is not changed
+    assert with_shipped_recipes(doc, tmp_path / "none")["results"] == doc["results"]
