@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from bench.quality.common import _as_runtime, bootstrap, cgan_path
-from export.data import SHARED, patch_cube, real_cloud_patches, rice2_pairs
+from export.data import patch_cube, real_cloud_patches, rice2_pairs
 from export.evaluate import run_batches
 from export.train import REAL_TEST
 from kumo_edge import metrics
 from kumo_edge.baselines import HarmonicInpainting, HazeOptimizedTransform
+from kumo_edge.errors import KumoError
 from kumo_edge.runtime import load_model, shipped_models
 from kumo_edge.stream import removal_classify
 
@@ -18,12 +19,15 @@ from kumo_edge.stream import removal_classify
 def rice2(models: str = "rgb") -> tuple[dict, list]:
     """RICE2 pairs through the rgb detector + each remover; the 'truth' is another date."""
     ship = shipped_models()
-    if models not in ship or not (SHARED / "real_clouds" / "rice2_pairs").is_dir():
-        return {"missing": f"models {models} or the RICE2 pairs"}, []
+    if models not in ship:
+        return {"missing": f"models {models}"}, []
+    try:
+        pairs = rice2_pairs()  # blue, green, red, as the rgb band set
+    except KumoError as e:
+        return {"missing": str(e)}, []
     det = load_model(ship[models]["detector"], threads=2)
     gen = load_model(cgan_path(models), threads=2)
     bands = det.bands
-    pairs = rice2_pairs()  # blue, green, red, as the rgb band set
     # 8-bit display values with no radiometric calibration: taken as reflectance = DN / 255, the
     # usual convention of RICE results (PSNR on the 8-bit scale). Land is brighter than in our
     # training scenes under this mapping; clouds are near 1.
