@@ -1,6 +1,7 @@
 """Export a trained checkpoint to ONNX with the Kumo Edge contract in ``metadata_props``.
 
 python -m export.onnx_export runs/detector_rgbn/best.pt kumo_edge/models/rgbn/detector.onnx
+python -m export.onnx_export --primitive-softmax kumo_edge/models/*/detector.onnx
 """
 
 from __future__ import annotations
@@ -119,7 +120,68 @@ def to_onnx(net: torch.nn.Module, n_bands: int, tile: int = DEFAULT_TILE) -> onn
         do_constant_folding=True,
         dynamo=False,
     )
-    return onnx.load_from_string(f.getvalue())
+    model = onnx.load_from_string(f.getvalue())
+    primitive_softmax(model)
+    return model
+
+
+def primitive_softmax(model: onnx.ModelProto) -> int:
+    """In place: every ``Softmax`` over the channel axis (1) of a 4-D tensor becomes
+    ``exp(z - max(z)) / sum(exp(z - max(z)))`` in primitive ops (ReduceMax, Sub, Exp,
+    ReduceSum, Div), the same values to ~2e-7. ONNX Runtime's CPU Softmax on an axis that is
+    not the last transposes around a scalar kernel: on the detectors' (2, 4, 128, 128) output
+    1.40 ms against 0.14 ms for the primitives (2 threads, AMD EPYC, 2026-12-05), 17 % of an
+    INT8 hsi32 detector call. Returns how many were rewritten."""
+    g = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset >= 18:  # ReduceMax's axes became an input
+        raise ValueError(f"primitive_softmax writes opset <= 17 reductions, the model is {opset}")
+    nodes, n_done = [], 0
+    for node in g.node:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+        if node.op_type != "Softmax" or axis != 1:
+            nodes.append(node)
+            continue
+        z, out, tag = node.input[0], node.output[0], node.name or f"softmax{n_done}"
+        axes = f"{tag}/axes"
+        g.initializer.append(onnx.numpy_helper.from_array(np.array([1], np.int64), axes))
+        h = onnx.helper
+        nodes += [
+            h.make_node("ReduceMax", [z], [f"{tag}/max"], f"{tag}/ReduceMax", axes=[1], keepdims=1),
+            h.make_node("Sub", [z, f"{tag}/max"], [f"{tag}/shifted"], f"{tag}/Sub"),
+            h.make_node("Exp", [f"{tag}/shifted"], [f"{tag}/exp"], f"{tag}/Exp"),
+            h.make_node(
+                "ReduceSum", [f"{tag}/exp", axes], [f"{tag}/sum"], f"{tag}/ReduceSum", keepdims=1
+            ),
+            h.make_node("Div", [f"{tag}/exp", f"{tag}/sum"], [out], f"{tag}/Div"),
+        ]
+        n_done += 1
+    if n_done:
+        del g.node[:]
+        g.node.extend(nodes)
+    return n_done
+
+
+def rewrite_softmax(path: Path) -> bool:
+    """:func:`primitive_softmax` on an ONNX file, in place (atomically, metadata kept), and the
+    ``size_bytes`` of its model card beside it (``<name>.json``, where it names this file).
+    Returns whether anything changed."""
+    import json
+
+    model = onnx.load(str(path))
+    if not primitive_softmax(model):
+        return False
+    onnx.checker.check_model(model)
+    tmp = path.with_suffix(".onnx.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    card = path.with_suffix(".json")
+    if card.is_file():
+        doc = json.loads(card.read_text())
+        if doc.get("file") == path.name and "size_bytes" in doc:
+            doc["size_bytes"] = path.stat().st_size
+            card.write_text(json.dumps(doc, indent=2))
+    return True
 
 
 def write_model(
@@ -177,11 +239,25 @@ def parity(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoint", type=Path)
-    ap.add_argument("out", type=Path)
+    ap.add_argument("checkpoint", type=Path, nargs="?")
+    ap.add_argument("out", type=Path, nargs="?")
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE)
     ap.add_argument("--halo", type=int, default=DEFAULT_HALO)
+    ap.add_argument(
+        "--primitive-softmax",
+        type=Path,
+        nargs="+",
+        metavar="ONNX",
+        help="only rewrite these exported files' channel softmax in primitive ops, in place "
+        "(what every export now does; same outputs to ~2e-7, ~10x faster in ONNX Runtime)",
+    )
     a = ap.parse_args()
+    if a.primitive_softmax:
+        for path in a.primitive_softmax:
+            print(f"{path}: {'rewritten' if rewrite_softmax(path) else 'no channel softmax'}")
+        return
+    if a.checkpoint is None or a.out is None:
+        ap.error("give CHECKPOINT and OUT, or --primitive-softmax ONNX...")
     p = export_checkpoint(a.checkpoint, a.out, a.tile, a.halo)
     print(p)
 

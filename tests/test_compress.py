@@ -98,3 +98,50 @@ def test_thin_convs_stay_in_float(tmp_path: Path) -> None:
     assert load_model(q).contract.extra["float_convs"].split(",") == thin
     x = rng.random((1, 4, 64, 64), dtype=np.float32) * 0.5
     assert np.abs(load_model(q).run(x) - load_model(fp32).run(x)).max() < INT8_TOLERANCE
+
+
+def test_channel_softmax_becomes_primitives_with_the_same_values(tmp_path: Path) -> None:
+    """ONNX Runtime's Softmax over a non-last axis is ~10x slower than the primitive ops;
+    exports rewrite it. The values must not change, and a softmax over another axis stays."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from export.onnx_export import primitive_softmax, rewrite_softmax
+
+    def model(axis: int) -> onnx.ModelProto:
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, "h", "w"])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, "h", "w"])
+        node = helper.make_node("Softmax", ["x"], ["y"], "sm", axis=axis)
+        g = helper.make_graph([node], "g", [x], [y])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+    x = (np.random.default_rng(0).standard_normal((2, 4, 8, 8)) * 30).astype(np.float32)
+    before = ort.InferenceSession(model(1).SerializeToString()).run(None, {"x": x})[0]
+    m = model(1)
+    assert primitive_softmax(m) == 1
+    assert "Softmax" not in {n.op_type for n in m.graph.node}
+    onnx.checker.check_model(m)
+    after = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    assert np.isfinite(after).all()  # logits of +-100 would overflow exp without the max
+    other = model(-1)
+    assert primitive_softmax(other) == 0
+    path = tmp_path / "m.onnx"
+    onnx.save(model(1), str(path))
+    assert rewrite_softmax(path) and not rewrite_softmax(path)
+
+
+def test_shipped_detectors_carry_no_softmax_node() -> None:
+    """Every export and the shipped detectors compute the softmax in primitive ops."""
+    root = Path(__file__).resolve().parents[1] / "kumo_edge" / "models"
+    files = sorted(root.glob("*/detector.onnx"))
+    assert files
+    for f in files:
+        ops = {n.op_type for n in onnx.load(str(f)).graph.node}
+        assert "Softmax" not in ops and {"Exp", "ReduceSum"} <= ops, f
+    from export.nets import CloudDetector, DetectorConfig
+
+    torch.manual_seed(0)
+    det = CloudDetector(DetectorConfig(4, (8, 16))).eval()
+    ops = {n.op_type for n in to_onnx(det, 4, 32).graph.node}
+    assert "Softmax" not in ops and "Exp" in ops
