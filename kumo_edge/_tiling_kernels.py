@@ -174,6 +174,61 @@ def _quantize_row(src, s, per_unit, p32, exact, dst):
 
 
 @nb.njit(parallel=True, cache=True)
+def blend_batch(tiles, xs, wy, wx, pending, carry, inv, per_unit, ring, new_pending, s):
+    """One batch of the stream's tile row, blended and routed in one pass per band (see
+    ``kumo_edge.stream.StreamProcessor._tile_row``): the window of columns the batch covers is
+    the columns the previous batch left ``pending`` (C, T, P), plus each tile of ``tiles``
+    (M, C, T, T; starting at window columns ``xs``) weighted ``wy[r] * wx[m, x]`` in order,
+    plus, on its first ``T - s`` rows, ``carry`` (C, T - s, F) of the tile row above; its
+    first F columns are final: rows ``[0, s)`` go, times ``inv[r]``, quantised to ``ring``
+    (C, s, F; as :func:`quantize`), rows ``[s, T)`` replace ``carry``; the columns from F on
+    go to ``new_pending`` (C, T, window - F). The same float32 operations in the same order as
+    accumulating into a zeroed window (:func:`accumulate_row`), then adding the carry, so the
+    same values, without the window (32 bands: 16 MB zeroed and read three times per batch).
+    Bands run in parallel; within a band rows run in order, so the carry rows a band reads
+    (``[0, T - s)``) are read before it writes rows ``r - s`` for ``r >= s``."""
+    c = tiles.shape[1]
+    t = tiles.shape[2]
+    m_n = xs.shape[0]
+    f = carry.shape[2]
+    width = f + new_pending.shape[2]
+    n_pend = pending.shape[2]
+    p32 = np.float32(per_unit)
+    exact = _power_of_two(per_unit)
+    zero = np.float32(0.0)
+    for b in nb.prange(c):
+        v = np.empty(width, np.float32)
+        wrow = np.empty(t, np.float32)
+        for r in range(t):
+            for x in range(width):
+                v[x] = zero
+            pr = pending[b, r]
+            for x in range(n_pend):
+                v[x] += pr[x]
+            a = wy[r]
+            for m in range(m_n):
+                x0 = xs[m]
+                for x in range(t):
+                    wrow[x] = a * wx[m, x]
+                src = tiles[m, b, r]
+                for x in range(t):
+                    v[x0 + x] += wrow[x] * src[x]
+            if r < t - s:
+                cr = carry[b, r]
+                for x in range(f):
+                    v[x] += cr[x]
+            if r < s:
+                _quantize_row(v[:f], inv[r], per_unit, p32, exact, ring[b, r])
+            if r >= s:
+                cw = carry[b, r - s]
+                for x in range(f):
+                    cw[x] = v[x]
+            npr = new_pending[b, r]
+            for x in range(width - f):
+                npr[x] = v[f + x]
+
+
+@nb.njit(parallel=True, cache=True)
 def counts_stats(raw, valid, scale, offset, noise, out):
     """Per band ``b``: out[b] = (min, max, number below ``noise``) of the reflectance
     ``float32(raw) * scale[b] + offset[b]`` over the pixels ``valid`` (C, R, W) marks; min/max

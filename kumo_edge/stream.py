@@ -480,19 +480,28 @@ class StreamProcessor:
             t0 = time.perf_counter()
             x0, x_end = int(xs[0]), int(xs[-1]) + T
             x_next = int(starts[j + b]) if j + b < len(starts) else self.wp
-            win = np.zeros((out_tiles.shape[1], T, x_end - x0), np.float32)
-            if pending is not None:
-                win[:, :, : pending.shape[2]] += pending
-            accumulate_tile_row(win, out_tiles, xs - x0, self.wy, self.wx[j : j + b])
             accumulate_tile_row(self.pacc, prob_tiles, xs, self.wy, self.wx[j : j + b])
-            f = x_next - x0  # columns [x0, x_next) are final
-            win[:, : T - s, :f] += self.carry[:, :, x0:x_next]
-            self.carry[:, :, x0:x_next] = win[:, s:, :f]
-            _tk.quantize(win[:, :s, :f], inv, RING_PER_UNIT, self.buf[:, :s, x0:x_next])
-            pending = win[:, :, f:].copy() if f < win.shape[2] else None
-            # freed now, not when the next batch rebinds the names: else two batches' tiles and
-            # windows are alive while the next one runs through the models (~32 MB at 32 bands)
-            del tiles, valid_tiles, out_tiles, prob_tiles, win
+            # the window [x0, x_end): columns [x0, x_next) are final (rows [0, s) to the ring,
+            # [s, T) to the carry), the rest waits for the next batch
+            c = out_tiles.shape[1]
+            nxt = np.empty((c, T, x_end - x_next), np.float32)
+            _tk.blend_batch(
+                np.ascontiguousarray(out_tiles, dtype=np.float32),
+                (xs - x0).astype(np.int64),
+                self.wy,
+                np.ascontiguousarray(self.wx[j : j + b], dtype=np.float32),
+                np.empty((c, T, 0), np.float32) if pending is None else pending,
+                self.carry[:, :, x0:x_next],
+                inv,
+                RING_PER_UNIT,
+                self.buf[:, :s, x0:x_next],
+                nxt,
+                s,
+            )
+            pending = nxt if nxt.shape[2] else None
+            # freed now, not when the next batch rebinds the names: else two batches' tiles are
+            # alive while the next one runs through the models (~17 MB at 32 bands)
+            del tiles, valid_tiles, out_tiles, prob_tiles
             t_blend += time.perf_counter() - t0
         for r in range(0, emit, EMIT_LINES):
             t0 = time.perf_counter()

@@ -221,3 +221,51 @@ def test_extract_and_dequantize_uint16_equal_the_float64_product(
     out = np.empty(img.shape, np.float32)
     _tk.dequantize(img, step, out)
     assert np.array_equal(out, (img * step).astype(np.float32))
+
+
+@pytest.mark.parametrize("halo", [4, 10])  # stride 24 and 12 of a 32-px tile (carry rows < and > s)
+def test_blend_batch_matches_window_accumulation_bitwise(halo: int) -> None:
+    """The stream's fused blend of one batch against what it replaced: a zeroed window, the
+    pending columns added, the tiles accumulated, the carry added, then routed to the ring,
+    the carry and the next pending columns."""
+    from kumo_edge import _tiling_kernels as tk
+    from kumo_edge.tiling import axis_origins, axis_weights, taper
+
+    rng = np.random.default_rng(5)
+    t, c, width = 32, 3, 90
+    s = t - 2 * halo
+    starts = axis_origins(width, t, halo)
+    wx = axis_weights(width, starts, t, halo)
+    wy = taper(t, halo).astype(np.float32)
+    inv = (1.0 / (wy[:s] + rng.random(s).astype(np.float32))).astype(np.float32)
+    j, b = 1, 2  # the second batch of two tiles: columns of the first wait as pending
+    xs = starts[j : j + b]
+    x0, x_end = int(xs[0]), int(xs[-1]) + t
+    x_next = int(starts[j + b])
+    f = x_next - x0
+    n_pend = int(starts[j - 1]) + t - x0
+    tiles = rng.random((b, c, t, t), dtype=np.float32)
+    pending = rng.random((c, t, n_pend), dtype=np.float32)
+    carry = rng.random((c, t - s, width), dtype=np.float32)
+    ring = np.zeros((c, t, width), np.uint16)
+    # reference
+    win = np.zeros((c, t, x_end - x0), np.float32)
+    win[:, :, :n_pend] += pending
+    tk.accumulate_row(
+        win, tiles, (xs - x0).astype(np.int64), wy, np.ascontiguousarray(wx[j : j + b])
+    )
+    ref_carry = carry.copy()
+    win[:, : t - s, :f] += ref_carry[:, :, x0:x_next]
+    ref_carry[:, :, x0:x_next] = win[:, s:, :f]
+    ref_ring = ring.copy()
+    tk.quantize(win[:, :s, :f], inv, 32768.0, ref_ring[:, :s, x0:x_next])
+    # fused
+    nxt = np.empty((c, t, x_end - x_next), np.float32)
+    tk.blend_batch(
+        tiles, (xs - x0).astype(np.int64), wy, np.ascontiguousarray(wx[j : j + b]), pending,
+        carry[:, :, x0:x_next], inv, 32768.0, ring[:, :s, x0:x_next], nxt, s,
+    )  # fmt: skip
+    np.testing.assert_array_equal(ring, ref_ring)
+    np.testing.assert_array_equal(carry, ref_carry)
+    np.testing.assert_array_equal(nxt, win[:, :, f:])
+    assert ring[:, :s, x0:x_next].any()
