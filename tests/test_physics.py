@@ -857,3 +857,16 @@ def test_card_refresh_replaces_the_cv_metrics_and_refuses_another_band_set(tmp_p
     (tmp_path / "cv.json").write_text(json.dumps({**cv, "bands": "rgb"}))
     with pytest.raises(KumoError, match="rgb result"):
         refresh_card(ship, tmp_path / "cv.json")
+
+
+def test_soften_depth_kernel_gives_the_numpy_rule_bitwise():
+    rng = np.random.default_rng(2)
+    p = (rng.standard_normal((2, 6, 33, 40)) * 0.2).astype(np.float32)
+    p[0, 0, 0, :4] = [0.0, -0.0, 0.15, np.float32(0.15) - np.float32(1e-8)]
+    for knee in (0.15, 0.0, 0.3):
+        fast = p.copy()
+        soften_depth(fast, knee)
+        slow = p.astype(np.float32, order="F")  # not C-contiguous: the numpy rule
+        soften_depth(slow, knee)
+        np.testing.assert_array_equal(fast, slow)
+        assert (fast[:, 1:] == p[:, 1:]).all()
