@@ -350,3 +350,19 @@ def encode_u16(src, mask, per_unit, nodata, dst):
                 else:
                     v = np.rint(src[b, r, x] * per_unit)
                     dst[b, r, x] = np.uint16(min(max(v, zero), hi))
+
+
+@nb.njit(parallel=True, cache=True)
+def all_finite(a):
+    """Whether every value of the float (C, R, W) array ``a`` (any strides) is finite: one
+    pass, no temporary (``np.isfinite(a).all()`` makes a bool array as large as ``a``)."""
+    c, rows, w = a.shape
+    bad = 0
+    for job in nb.prange(c * rows):
+        row = a[job // rows, job % rows]
+        n = 0
+        for x in range(w):
+            v = row[x]
+            n += not (v - v == 0.0)  # inf - inf and nan - nan are nan
+        bad += n
+    return bad == 0

@@ -269,3 +269,16 @@ def test_blend_batch_matches_window_accumulation_bitwise(halo: int) -> None:
     np.testing.assert_array_equal(carry, ref_carry)
     np.testing.assert_array_equal(nxt, win[:, :, f:])
     assert ring[:, :s, x0:x_next].any()
+
+
+def test_all_finite_finds_every_kind_of_non_finite_value_in_strided_views() -> None:
+    from kumo_edge import _tiling_kernels as tk
+
+    x = np.random.default_rng(1).random((3, 8, 20), dtype=np.float32)
+    assert tk.all_finite(x)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[2, 5, 19] = bad
+        assert not tk.all_finite(y)
+        assert tk.all_finite(y[:, :, :19]) and tk.all_finite(y[:, ::2])
+        assert not tk.all_finite(y[:, 1::2])
