@@ -727,7 +727,8 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
             "temperature": t,
             "lineage": {
                 "fp32": str(final["fp32"].relative_to(ROOT)),
-                "shipped": "int8 (QDQ, per-channel, Conv; thin convolutions in float)",
+                "shipped": "int8 (QDQ, per-channel, Conv; thin convolutions in float; softmax in "
+                "primitive ops)",
                 "checkpoint": f"{ckpt} (not in the repository)",
             },
             "training": {

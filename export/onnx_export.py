@@ -164,8 +164,8 @@ def primitive_softmax(model: onnx.ModelProto) -> int:
 
 def rewrite_softmax(path: Path) -> bool:
     """:func:`primitive_softmax` on an ONNX file, in place (atomically, metadata kept), and the
-    ``size_bytes`` of its model card beside it (``<name>.json``, where it names this file).
-    Returns whether anything changed."""
+    ``size_bytes`` (and a ``lineage`` note) of its model card beside it (``<name>.json``, where
+    it names this file). Returns whether anything changed."""
     import json
 
     model = onnx.load(str(path))
@@ -180,6 +180,11 @@ def rewrite_softmax(path: Path) -> bool:
         doc = json.loads(card.read_text())
         if doc.get("file") == path.name and "size_bytes" in doc:
             doc["size_bytes"] = path.stat().st_size
+            if isinstance(doc.get("lineage"), dict):
+                doc["lineage"]["softmax"] = (
+                    "rewritten in primitive ops after release, same weights "
+                    "(python -m export.onnx_export --primitive-softmax)"
+                )
             card.write_text(json.dumps(doc, indent=2))
     return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,11 @@ def test_channel_softmax_becomes_primitives_with_the_same_values(tmp_path: Path)
     assert primitive_softmax(other) == 0
     path = tmp_path / "m.onnx"
     onnx.save(model(1), str(path))
+    card = path.with_suffix(".json")
+    card.write_text(json.dumps({"file": "m.onnx", "size_bytes": 1, "lineage": {}}))
     assert rewrite_softmax(path) and not rewrite_softmax(path)
+    doc = json.loads(card.read_text())
+    assert doc["size_bytes"] == path.stat().st_size and "softmax" in doc["lineage"]
 
 
 def test_shipped_detectors_carry_no_softmax_node() -> None:
