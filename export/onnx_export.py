@@ -126,7 +126,7 @@ def to_onnx(net: torch.nn.Module, n_bands: int, tile: int = DEFAULT_TILE) -> onn
 
 
 def primitive_softmax(model: onnx.ModelProto) -> int:
-    """In place: every ``Softmax`` over the channel axis (1) of a 4-D tensor becomes
+    """In place: every ``Softmax`` over axis 1 (the channels of an NCHW output) becomes
     ``exp(z - max(z)) / sum(exp(z - max(z)))`` in primitive ops (ReduceMax, Sub, Exp,
     ReduceSum, Div), the same values to ~2e-7. ONNX Runtime's CPU Softmax on an axis that is
     not the last transposes around a scalar kernel: on the detectors' (2, 4, 128, 128) output
