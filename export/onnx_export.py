@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import subprocess
 from pathlib import Path
 
@@ -166,15 +167,10 @@ def rewrite_softmax(path: Path) -> bool:
     """:func:`primitive_softmax` on an ONNX file, in place (atomically, metadata kept), and the
     ``size_bytes`` (and a ``lineage`` note) of its model card beside it (``<name>.json``, where
     it names this file). Returns whether anything changed."""
-    import json
-
     model = onnx.load(str(path))
     if not primitive_softmax(model):
         return False
-    onnx.checker.check_model(model)
-    tmp = path.with_suffix(".onnx.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(path)
+    save_model(model, path)
     card = path.with_suffix(".json")
     if card.is_file():
         doc = json.loads(card.read_text())
@@ -202,6 +198,12 @@ def write_model(
     for k, v in fields.items():
         p = model.metadata_props.add()
         p.key, p.value = k, v
+    return save_model(model, path)
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> Path:
+    """Check ``model`` and save it to ``path`` atomically (a temporary file beside it, then
+    renamed): a reader never sees half a file."""
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".onnx.tmp")
