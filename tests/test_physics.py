@@ -316,8 +316,9 @@ class _ThinDetector:
 
 
 class _MapParams(PhysicsRemover):
-    """A physics remover whose 'network' returns a given parameter map per call (direction
-    check off unless a test turns it on)."""
+    """A physics remover whose 'network' returns given per-pixel parameter maps (a spatially
+    varying depth, so the per-tile fit runs), for as many tiles as it is given; the direction
+    check off unless a test turns it on."""
 
     direction = False
 
@@ -771,6 +772,32 @@ def test_stream_reports_the_direction_check():
     assert sam(runs[True][0], surface, cloudy) < sam(runs[False][0], surface, cloudy)
 
 
+def test_correct_into_out_gives_the_same_tiles_also_in_place():
+    """``correct(out=...)`` writes what it returns without it, into a third array or into the
+    input itself (the stream's batch): a tile the direction check pulls back, a kept tile, and
+    both with the check off."""
+    _, x, _, cloudy = _striped_cloud(albedo_used=0.8)
+    dark = np.full_like(x, 0.05)
+    tiles = np.stack([x, dark])
+    p = _params((2, 6, 64, 64), alpha=0.0, albedo=0.8)
+    p[0, 0] = np.where(cloudy, -np.log(0.6), 0.0)  # the true depth, too bright an albedo
+    p[1, 0] = 0.5  # the dark tile comes out below zero: kept
+    for direction in (True, False):
+        rem = _MapParams(p)
+        rem.fit, rem.direction = False, direction
+        want, t550, thick, verdicts = rem.correct(tiles.copy())
+        assert verdicts == [None, "out_of_range"]
+        assert (rem.last_direction[0] < 1) == direction
+        np.testing.assert_array_equal(want[1], dark)
+        third = np.full_like(tiles, np.nan)
+        got = rem.correct(tiles.copy(), out=third)
+        assert got[0] is third
+        same = tiles.copy()
+        rem.correct(same, out=same)
+        for y in (third, same):
+            np.testing.assert_array_equal(y, want)
+
+
 def test_direction_check_never_leaves_a_pixel_worse_than_both_input_and_correction():
     from kumo_edge.physics import _direction_apply
 
@@ -781,24 +808,37 @@ def test_direction_check_never_leaves_a_pixel_worse_than_both_input_and_correcti
     worst = np.maximum(_angle(x, truth), _angle(y, truth))
     for s in (0.0, 0.25, 0.5, 0.875):
         out = y.copy()
-        _direction_apply(x, out, np.float32(s))
+        _direction_apply(x, out, np.float32(s), out)
         assert (_angle(out, truth) <= worst + 1e-3).all()
         np.testing.assert_allclose(
             np.linalg.norm(out, axis=0), np.linalg.norm(y, axis=0), rtol=1e-5
         )
     out = y.copy()
-    _direction_apply(x, out, np.float32(0.0))  # no weight on the correction: the input's angle
+    _direction_apply(x, out, np.float32(0.0), out)  # no weight on the correction: x's angle
     np.testing.assert_allclose(_angle(out, x), 0.0, atol=0.05)
 
 
-class _MapParams(_FixedParams):
-    """Fixed per-pixel parameter maps (a spatially varying depth, so the per-tile fit runs)."""
+def test_direction_apply_writes_anywhere_and_leaves_untouched_pixels_exact():
+    """``out`` may be ``y``, ``x`` or a third array, with the same values; a pixel the
+    correction left alone is copied exactly (also above 1, where the cap would change it)."""
+    from kumo_edge.physics import _direction_apply
 
-    def __init__(self, p):  # noqa: ANN001
-        self.bands, self.thick_transmittance, self.p = BANDS, 0.2, p
-
-    def params(self, tiles):  # noqa: ANN001, ANN201
-        return self.p.copy()
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.02, 0.6, (8, 16, 16)).astype(np.float32)
+    y = np.clip(x * rng.uniform(0.3, 1.2, x.shape), 0, 1).astype(np.float32)
+    x[:, :4] *= 3.0  # bright input (above 1 in places) the correction left alone
+    y[:, :4] = x[:, :4]
+    s = np.float32(0.5)
+    third = np.full_like(y, np.nan)
+    _direction_apply(x, y, s, third)
+    in_x, in_y = x.copy(), y.copy()
+    _direction_apply(in_x, y, s, in_x)
+    _direction_apply(x, in_y, s, in_y)
+    np.testing.assert_array_equal(third, in_x)
+    np.testing.assert_array_equal(third, in_y)
+    np.testing.assert_array_equal(third[:, :4], x[:, :4])
+    assert (x[:, :4] > 1).any() and (third[:, 4:] <= 1).all()
+    assert not np.array_equal(third[:, 4:], y[:, 4:])  # the rest did move
 
 
 def test_correction_of_fitted_and_unfitted_tiles_is_the_inverted_model():
