@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from . import _runtime_kernels as _rk
 from . import _tiling_kernels as _tk
 from ._runtime_kernels import fill_invalid
 from .bands import BandSet, resample, resampling_matrix
@@ -582,8 +583,27 @@ def drop_flags(
     """Per tile of ``(N, H, W)`` masks, the downlink ``drop`` rule: its cloud calls, not counting
     those on ambiguous bright pixels (snow, ice or cloud: what might be ground is never thrown
     away), cover more than ``drop_fraction`` of its valid pixels."""
-    n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
-    return (cloud & ~ambiguous & valid).sum(axis=(1, 2)) / n_valid > drop_fraction
+    cls = np.ascontiguousarray(cloud, dtype=np.uint8)  # class 1 where cloud
+    zeros = np.zeros(cls.shape, np.float32)
+    counts = np.empty((len(cls), 8), np.int64)
+    _rk.tile_counts(
+        cls,
+        np.ascontiguousarray(valid, dtype=bool),
+        np.ascontiguousarray(ambiguous, dtype=bool),
+        zeros,
+        zeros,
+        np.float32(0.5),
+        np.float32(0.5),
+        False,
+        counts,
+    )
+    return _drop(counts, drop_fraction)
+
+
+def _drop(counts: npt.NDArray[np.int64], drop_fraction: float) -> npt.NDArray[np.bool_]:
+    """:func:`drop_flags` from :func:`tile_counts`."""
+    n_valid = np.maximum(counts[:, _rk.N_VALID], 1)
+    return counts[:, _rk.N_CLOUD_NOT_AMBIGUOUS] / n_valid > drop_fraction
 
 
 def _physics_batch(
@@ -666,14 +686,15 @@ def process_tiles(
     )
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
-    n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
-    frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
-    rcls, rshadow = removal_classes(detector, probs, cls, valid, n_valid)
     # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud)
-    amb_px = ambiguous_masks(tiles, probs, detector.bands) & valid
-    amb = amb_px.sum(axis=(1, 2)) / n_valid
+    amb_px = ambiguous_masks(tiles, probs, detector.bands)
+    counts = tile_counts(detector, probs, cls, valid, amb_px)
+    n_valid = np.maximum(counts[:, _rk.N_VALID], 1)
+    frac = {k: counts[:, _rk.N_CLEAR + k] / n_valid for k in (1, 2, 3)}
+    rshadow = counts[:, _rk.N_REMOVAL_SHADOW] / n_valid
+    amb = counts[:, _rk.N_AMBIGUOUS] / n_valid
     # the physics remover may move cloud between thin and thick, never in or out of cloud
-    drop = drop_flags((cls == 1) | (cls == 2), amb_px, valid, cfg.drop_fraction)
+    drop = _drop(counts, cfg.drop_fraction)
     contract = getattr(detector, "contract", None)
     darker = getattr(contract, "shadow_darker", 0.0)
     # the darkness rule compares the input, which the removal below overwrites
@@ -686,11 +707,14 @@ def process_tiles(
     t0 = time.perf_counter()
     kept: dict[int, str] = {}
     fields: dict[int, dict[str, float]] = {}
+    rcls = None  # the classes a learned remover acts on
     for i in range(0, len(todo), cfg.batch):
         idx = todo[i : i + cfg.batch]
         if getattr(generator, "physics", False):
             _physics_batch(tiles, probs, valid, idx, generator, cfg.blend, kept, fields)
             continue
+        if rcls is None:
+            rcls = removal_classes(detector, probs, cls)
         sel = batch_index(idx)
         generated = (
             generator.run(tiles[sel], rcls[sel])
@@ -709,12 +733,13 @@ def process_tiles(
     if getattr(generator, "physics", False) and len(todo):
         # the physics remover moved thin/thick by transmittance: count again
         cls = detector.classify(probs, axis=1)
-        frac = {k: ((cls == k) & valid).sum(axis=(1, 2)) / n_valid for k in (1, 2, 3)}
-        rshadow = removal_classes(detector, probs, cls, valid, n_valid)[1]
+        counts = tile_counts(detector, probs, cls, valid, amb_px)
+        frac = {k: counts[:, _rk.N_CLEAR + k] / n_valid for k in (1, 2, 3)}
+        rshadow = counts[:, _rk.N_REMOVAL_SHADOW] / n_valid
     if shadow_rules(probs, ref, valid, darker, classes=cls):
         # shadow calls without cloud in the tile, or on ground as bright as the tile's clear
         # ground, withdrawn (mask, report)
-        frac[3] = ((cls == 3) & valid).sum(axis=(1, 2)) / n_valid
+        frac[3] = tile_counts(detector, probs, cls, valid, amb_px)[:, _rk.N_SHADOW] / n_valid
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])
         decision = (
@@ -756,17 +781,12 @@ def removal_classify(detector: Model, probs: npt.NDArray[np.float32]) -> npt.NDA
 
 
 def removal_classes(
-    detector: Model,
-    probs: npt.NDArray[np.float32],
-    cls: npt.NDArray[np.uint8],
-    valid: npt.NDArray[np.bool_],
-    n_valid: npt.NDArray[np.int64],
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
-    """The classes the removal acts on (shadow at :data:`REMOVAL_SHADOW_THRESHOLD`; cloud as in
-    ``cls``, the detector's classes of ``probs`` ``(N, 4, T, T)``) and each tile's shadow
-    fraction at that point."""
-    contract = getattr(detector, "contract", None)
-    point = getattr(contract, "shadow_threshold", REMOVAL_SHADOW_THRESHOLD)
+    detector: Model, probs: npt.NDArray[np.float32], cls: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """The classes the removal acts on: shadow at :data:`REMOVAL_SHADOW_THRESHOLD`, cloud as
+    in ``cls``, the detector's classes of ``probs`` ``(N, 4, T, T)`` (each tile's fraction of
+    that shadow: :func:`tile_counts`)."""
+    point = _detector_shadow_point(detector)
     if point < REMOVAL_SHADOW_THRESHOLD:  # fewer shadows: only the mask's shadow calls can go
         where = np.flatnonzero(cls == 3)
         p0, p3 = probs[:, 0].reshape(-1)[where], probs[:, 3].reshape(-1)[where]
@@ -774,7 +794,41 @@ def removal_classes(
         cls.reshape(-1)[where[~shadow_over_clear(p3, p0, REMOVAL_SHADOW_THRESHOLD)]] = 0
     elif point > REMOVAL_SHADOW_THRESHOLD:
         cls = removal_classify(detector, probs)
-    return cls, ((cls == 3) & valid).sum(axis=(1, 2)) / n_valid
+    return cls
+
+
+def _detector_shadow_point(detector: Model) -> float:
+    """The detector's own shadow operating point (its contract's; the balanced point without)."""
+    contract = getattr(detector, "contract", None)
+    return float(getattr(contract, "shadow_threshold", REMOVAL_SHADOW_THRESHOLD))
+
+
+def tile_counts(
+    detector: Model,
+    probs: npt.NDArray[np.float32],
+    cls: npt.NDArray[np.uint8],
+    valid: npt.NDArray[np.bool_],
+    ambiguous: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.int64]:
+    """``(N, 8)`` counts of the valid pixels of each tile, in one numba pass
+    (:func:`kumo_edge._runtime_kernels.tile_counts`, whose ``N_*`` constants name the columns):
+    all, per class of ``cls``, ``ambiguous`` ones, cloud calls not ambiguous (the downlink
+    ``drop`` rule), and the removal's shadow (the shadow calls of :func:`removal_classes`)
+    (the bookkeeping of a pair of hsi32 tiles 3.6 -> 2.9 ms, 2026-12-06)."""
+    rt = np.float32(REMOVAL_SHADOW_THRESHOLD)
+    out = np.empty((len(cls), 8), np.int64)
+    _rk.tile_counts(
+        cls,
+        np.ascontiguousarray(valid, dtype=bool),
+        np.ascontiguousarray(ambiguous, dtype=bool),
+        probs[:, 0],
+        probs[:, 3],
+        np.float32(1) - rt,
+        rt,
+        _detector_shadow_point(detector) > REMOVAL_SHADOW_THRESHOLD,
+        out,
+    )
+    return out
 
 
 def process_image(

@@ -575,3 +575,40 @@ def test_no_data_beside_data_is_not_read_as_cloud(monkeypatch) -> None:  # noqa:
     monkeypatch.setattr(stream, "fill_invalid", lambda tiles, valid: None)
     called_zeros, change_zeros = run()
     assert called_zeros > 0.05 and change_zeros > 0.002, (called_zeros, change_zeros)
+
+
+@pytest.mark.parametrize("point", [0.05, 0.5, 0.8])
+def test_tile_counts_are_the_numpy_reductions_they_replace(point: float) -> None:
+    """One numba pass gives each tile's valid pixels, per class, ambiguous, cloud not ambiguous
+    (``drop_flags``) and the removal's shadow as counted from ``removal_classes``, at a detector
+    shadow point below, at and above the removal's."""
+    from types import SimpleNamespace
+
+    from kumo_edge import _runtime_kernels as _rk
+    from kumo_edge.runtime import classify
+    from kumo_edge.stream import drop_flags, removal_classes, tile_counts
+
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(4), (3, 24, 20)).astype(np.float32).transpose(0, 3, 1, 2)
+    probs = np.ascontiguousarray(probs)
+    det = SimpleNamespace(contract=SimpleNamespace(shadow_threshold=point, cloud_threshold=0.5))
+    cls = classify(probs, 0.5, 1, point)
+    valid = rng.random((3, 24, 20)) > 0.2
+    valid[2] = False  # a tile with no data
+    amb = rng.random((3, 24, 20)) > 0.7
+    got = tile_counts(det, probs, cls, valid, amb)
+    for k in range(4):
+        np.testing.assert_array_equal(got[:, _rk.N_CLEAR + k], ((cls == k) & valid).sum((1, 2)))
+    np.testing.assert_array_equal(got[:, _rk.N_VALID], valid.sum((1, 2)))
+    np.testing.assert_array_equal(got[:, _rk.N_AMBIGUOUS], (amb & valid).sum((1, 2)))
+    cloud = (cls == 1) | (cls == 2)
+    np.testing.assert_array_equal(
+        got[:, _rk.N_CLOUD_NOT_AMBIGUOUS], (cloud & ~amb & valid).sum((1, 2))
+    )
+    rcls = removal_classes(det, probs, cls)
+    want = ((rcls == 3) & valid).sum((1, 2))
+    np.testing.assert_array_equal(got[:, _rk.N_REMOVAL_SHADOW], want)
+    assert want[:2].min() > 0 and (point == 0.5 or not np.array_equal(want, got[:, _rk.N_SHADOW]))
+    for limit in (0.1, 0.3, 0.5):
+        frac = (cloud & ~amb & valid).sum((1, 2)) / np.maximum(valid.sum((1, 2)), 1)
+        np.testing.assert_array_equal(drop_flags(cloud, amb, valid, limit), frac > limit)
