@@ -116,7 +116,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba as nb
 import numpy as np
@@ -238,7 +238,7 @@ def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def _correct(
-    x, p, lnr, t_min, thick_t, pclear, valid, weigh, one_alpha, alpha, y, t550, stats
+    x, p, lnr, t_min, thick_t, pclear, valid, weigh, one_alpha, alpha, y, t550, stats, ev
 ):  # pragma: no cover - numba
     """The runtime's whole correction in one pass: inversion, clip to [0, 1], input kept where
     the estimated cloud is thick, blended in by ``1 - pclear`` when ``weigh`` (else taken whole),
@@ -248,13 +248,22 @@ def _correct(
     tile ``i``'s pixels share the Angstrom exponent ``alpha[i]`` (:func:`fit_spectrum` set it),
     so its spectral factor is computed once per band instead of once per pixel and band (the
     same values: what :func:`_surface` computes). A flag, not NaN: under ``fastmath`` a NaN
-    test may be compiled away."""
+    test may be compiled away. Each job is one band of rows of one tile, the height of a
+    direction-check block (:class:`_Evidence` ``ev``): where ``ev.on``, the sampled rows'
+    evidence is gathered while they are in cache (:func:`_evidence_row`), on the pixels that
+    are valid and not thick, as :func:`_direction_evidence` reads it from the output."""
     n, c, h, w = x.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    for job in nb.prange(n * h):
-        i = job // h
-        r = job % h
+    # unpacked before the parallel loop: inside one, writes to arrays held in a tuple argument
+    # are lost (numba 0.68)
+    on, st, bb, ref_lim, moved_lim, weights, ref, cor, n_ref, n_cor = ev
+    lims = (ref_lim, moved_lim)
+    band = bb * st  # rows per job: one row of direction-check blocks
+    nbh = (h + band - 1) // band
+    for job in nb.prange(n * nbh):
+        i = job // nbh
+        br = job % nbh
         tile_alpha = alpha[i]
         same_alpha = one_alpha[i]
         k = np.empty(w, np.float32)
@@ -267,51 +276,66 @@ def _correct(
         dmax = np.empty(w, np.float32)
         dsum = np.empty(w, np.float32)
         wgt = np.empty(w, np.float32)
-        for col in range(w):
-            k[col] = max(p[i, 0, r, col], zero)
-            a[col] = p[i, 1, r, col]
-            alb[col] = p[i, 2, r, col]
-            dd[col] = min(max(p[i, 3, r, col], zero), one)
-            ff[col] = p[i, 4, r, col]
-            qq[col] = p[i, 5, r, col]
-            t550[i, r, col] = np.exp(-k[col])
-            lo[col] = np.float32(np.inf)
-            dmax[col] = zero
-            dsum[col] = zero
-            wgt[col] = one - pclear[i, r, col] if weigh else one
-            if t550[i, r, col] < thick_t:  # thick: the input is kept
-                wgt[col] = zero
-        for b in range(c):
-            lb = lnr[b]
-            xr = x[i, b, r]
-            yr = y[i, b, r]
-            e_tile = _exp(-tile_alpha * lb) if same_alpha else one
+        ws = (w + st - 1) // st if on else 0  # scratch of the evidence
+        px = np.empty((ws, c))
+        py = np.empty((ws, c))
+        fa = np.empty(weights.shape[0])
+        fb = np.empty(weights.shape[0])
+        for r in range(br * band, min(br * band + band, h)):
             for col in range(w):
-                e = e_tile if same_alpha else _exp(-a[col] * lb)
-                v = _surface_e(xr[col], k[col], e, alb[col], dd[col], ff[col], qq[col], lb, t_min)
-                lo[col] = min(lo[col], v)
-                diff = abs(v - xr[col])
-                dmax[col] = max(dmax[col], diff)
-                dsum[col] += diff
-                yr[col] = xr[col] + wgt[col] * (min(max(v, zero), one) - xr[col])
-        s0 = zero
-        s1 = zero
-        s2 = zero
-        s3 = zero
-        for col in range(w):
-            if not valid[i, r, col]:
-                continue
-            if t550[i, r, col] >= THIN_TRANSMITTANCE and dmax[col] > CHANGED:
-                s0 += one
-                if lo[col] < OUT_OF_RANGE_VALUE:
-                    s1 += one
-            if t550[i, r, col] >= thick_t and pclear[i, r, col] >= CLEAR_P:
-                s2 += one
-                s3 += dsum[col] / c
-        stats[i, r, 0] = s0
-        stats[i, r, 1] = s1
-        stats[i, r, 2] = s2
-        stats[i, r, 3] = s3
+                k[col] = max(p[i, 0, r, col], zero)
+                a[col] = p[i, 1, r, col]
+                alb[col] = p[i, 2, r, col]
+                dd[col] = min(max(p[i, 3, r, col], zero), one)
+                ff[col] = p[i, 4, r, col]
+                qq[col] = p[i, 5, r, col]
+                t550[i, r, col] = np.exp(-k[col])
+                lo[col] = np.float32(np.inf)
+                dmax[col] = zero
+                dsum[col] = zero
+                wgt[col] = one - pclear[i, r, col] if weigh else one
+                if t550[i, r, col] < thick_t:  # thick: the input is kept
+                    wgt[col] = zero
+            for b in range(c):
+                lb = lnr[b]
+                xr = x[i, b, r]
+                yr = y[i, b, r]
+                e_tile = _exp(-tile_alpha * lb) if same_alpha else one
+                for col in range(w):
+                    e = e_tile if same_alpha else _exp(-a[col] * lb)
+                    v = _surface_e(
+                        xr[col], k[col], e, alb[col], dd[col], ff[col], qq[col], lb, t_min
+                    )
+                    lo[col] = min(lo[col], v)
+                    diff = abs(v - xr[col])
+                    dmax[col] = max(dmax[col], diff)
+                    dsum[col] += diff
+                    yr[col] = xr[col] + wgt[col] * (min(max(v, zero), one) - xr[col])
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
+            for col in range(w):
+                if not valid[i, r, col]:
+                    continue
+                if t550[i, r, col] >= THIN_TRANSMITTANCE and dmax[col] > CHANGED:
+                    s0 += one
+                    if lo[col] < OUT_OF_RANGE_VALUE:
+                        s1 += one
+                if t550[i, r, col] >= thick_t and pclear[i, r, col] >= CLEAR_P:
+                    s2 += one
+                    s3 += dsum[col] / c
+            stats[i, r, 0] = s0
+            stats[i, r, 1] = s1
+            stats[i, r, 2] = s2
+            stats[i, r, 3] = s3
+            if on and r % st == 0:
+                for col in range(w):  # the pixels the check may use: valid, not thick
+                    wgt[col] = one if valid[i, r, col] and t550[i, r, col] >= thick_t else zero
+                _evidence_row(
+                    x[i], y[i], r, wgt, st, bb, lims, weights, ref[i], cor[i], n_ref[i], n_cor[i],
+                    br, px, py, fa, fb,
+                )  # fmt: skip
 
 
 def invert(
@@ -582,74 +606,124 @@ def check_tile(
     return None
 
 
-@nb.njit(parallel=True, cache=True, fastmath=True)
-def _direction_costs(
-    x, y, use, st, bb, ref_lim, moved_lim, min_n, weights
-):  # pragma: no cover - numba
-    """The direction check's cost per weight (:func:`check_direction`), and whether any block
-    had enough evidence: over every ``st``-th row and column, each block of ``bb`` x ``bb``
-    samples sums the unit spectra of its reference pixels and, per weight, of its corrected
-    pixels; the cost is the corrected count times ``1 - cos`` of the two sums' angle, summed
-    over the blocks with at least ``min_n`` of each. Each sampled row is first copied pixel
-    by pixel (every pixel's spectrum contiguous), so the per-pixel band loops vectorise."""
-    c, h, w = x.shape
-    hs, ws = (h + st - 1) // st, (w + st - 1) // st
-    bw = (ws + bb - 1) // bb
-    nbh = (hs + bb - 1) // bb
-    nblk = nbh * bw
+class _Evidence(NamedTuple):
+    """The direction check's evidence (:func:`check_direction`) as :func:`_correct` gathers
+    it: ``on`` (gather at all), stride ``st``, block ``bb`` (samples), the reference and moved
+    limits, the weights, and per tile and block the sums of the reference pixels' unit spectra
+    ``ref`` ``(N, B, C)``, of each weight's blended corrected directions ``cor``
+    ``(N, B, W, C)``, and the counts ``n_ref``, ``n_cor`` ``(N, B)``."""
+
+    on: bool
+    st: int
+    bb: int
+    ref_lim: float
+    moved_lim: float
+    weights: npt.NDArray[np.float64]
+    ref: npt.NDArray[np.float64]
+    cor: npt.NDArray[np.float64]
+    n_ref: npt.NDArray[np.int64]
+    n_cor: npt.NDArray[np.int64]
+
+
+def _evidence(
+    n: int, c: int, h: int, w: int, on: bool, stride: int = DIRECTION_STRIDE
+) -> _Evidence:
+    """Empty :class:`_Evidence` for ``n`` tiles of ``c`` bands x ``h`` x ``w`` (with one block
+    per tile where not ``on``: nothing is gathered)."""
+    bb = max(DIRECTION_BLOCK // stride, 1)
+    hs, ws = (h + stride - 1) // stride, (w + stride - 1) // stride
+    nblk = ((hs + bb - 1) // bb) * ((ws + bb - 1) // bb) if on else 1
+    nw = len(DIRECTION_WEIGHTS)
+    return _Evidence(
+        bool(on),
+        int(stride),
+        int(bb),
+        float(DIRECTION_REFERENCE),
+        float(DIRECTION_MOVED),
+        np.asarray(DIRECTION_WEIGHTS, np.float64),
+        np.zeros((n, nblk, c)),
+        np.zeros((n, nblk, nw, c)),
+        np.zeros((n, nblk), np.int64),
+        np.zeros((n, nblk), np.int64),
+    )
+
+
+@nb.njit(inline="always")
+def _evidence_pixel(u, v, ref_lim, moved_lim, weights, refk, cork, fa, fb):  # pragma: no cover
+    """One sampled pixel's part of the direction check (:func:`check_direction`): ``u``/``v``
+    its input and corrected spectra (float64). A pixel the correction moved by less than
+    ``ref_lim`` of its length adds its unit spectrum to ``refk`` and returns 1; one moved by
+    more than ``moved_lim`` adds, per weight ``s``, ``unit((1 - s) unit(u) + s unit(v))`` to
+    ``cork[m]`` and returns 2; else 0. ``fa``/``fb``: scratch, one per weight."""
+    c = u.shape[0]
+    xx = 0.0
+    yy = 0.0
+    xy = 0.0
+    for b in range(c):
+        xx += u[b] * u[b]
+        yy += v[b] * v[b]
+        xy += u[b] * v[b]
+    nx = max(np.sqrt(xx), 1e-6)
+    ny = max(np.sqrt(yy), 1e-6)
+    moved = np.sqrt(max(xx + yy - 2.0 * xy, 0.0) / max(xx, 1e-12))
+    if moved < ref_lim:
+        for b in range(c):
+            refk[b] += u[b] / nx
+        return 1
+    if moved <= moved_lim:
+        return 0
+    cos = xy / (nx * ny)
     nw = weights.shape[0]
-    ref = np.zeros((nblk, c))
-    cor = np.zeros((nblk, nw, c))
-    n_ref = np.zeros(nblk, np.int64)
-    n_cor = np.zeros(nblk, np.int64)
-    for br in nb.prange(nbh):  # each block row's sums are its own
-        px = np.empty((ws, c))
-        py = np.empty((ws, c))
-        fa = np.empty(nw)
-        fb = np.empty(nw)
-        for i in range(br * bb, min(br * bb + bb, hs)):
-            r = i * st
-            for b in range(c):  # each band's row is contiguous: read it once
-                xr = x[b, r]
-                yr = y[b, r]
-                for j in range(ws):
-                    px[j, b] = xr[j * st]
-                    py[j, b] = yr[j * st]
-            for j in range(ws):
-                if not use[r, j * st]:
-                    continue
-                u = px[j]
-                v = py[j]
-                xx = 0.0
-                yy = 0.0
-                xy = 0.0
-                for b in range(c):
-                    xx += u[b] * u[b]
-                    yy += v[b] * v[b]
-                    xy += u[b] * v[b]
-                nx = max(np.sqrt(xx), 1e-6)
-                ny = max(np.sqrt(yy), 1e-6)
-                moved = np.sqrt(max(xx + yy - 2.0 * xy, 0.0) / max(xx, 1e-12))
-                k = br * bw + j // bb
-                if moved < ref_lim:
-                    n_ref[k] += 1
-                    rk = ref[k]
-                    for b in range(c):
-                        rk[b] += u[b] / nx
-                elif moved > moved_lim:
-                    n_cor[k] += 1
-                    cos = xy / (nx * ny)
-                    for m in range(nw):
-                        s = weights[m]
-                        norm = np.sqrt(max((1 - s) ** 2 + s * s + 2 * s * (1 - s) * cos, 1e-12))
-                        fa[m] = (1 - s) / norm / nx
-                        fb[m] = s / norm / ny
-                    for m in range(nw):
-                        acc = cor[k, m]
-                        a_ = fa[m]
-                        b_ = fb[m]
-                        for b in range(c):
-                            acc[b] += a_ * u[b] + b_ * v[b]
+    for m in range(nw):
+        s = weights[m]
+        norm = np.sqrt(max((1 - s) ** 2 + s * s + 2 * s * (1 - s) * cos, 1e-12))
+        fa[m] = (1 - s) / norm / nx
+        fb[m] = s / norm / ny
+    for m in range(nw):
+        acc = cork[m]
+        a_ = fa[m]
+        b_ = fb[m]
+        for b in range(c):
+            acc[b] += a_ * u[b] + b_ * v[b]
+    return 2
+
+
+@nb.njit(inline="always")
+def _evidence_row(
+    x, y, r, use, st, bb, lims, weights, ref, cor, n_ref, n_cor, br, px, py, fa, fb
+):  # pragma: no cover - numba
+    """Row ``r`` of one tile's input ``x`` and output ``y`` ``(C, H, W)`` into that tile's
+    evidence (:class:`_Evidence`: ``ref``, ``cor``, ``n_ref``, ``n_cor`` of the tile; ``lims``
+    the reference and moved limits), block row ``br``: every ``st``-th pixel where ``use``
+    (> 0), copied pixel by pixel into ``px``/``py`` ``(>= W / st, C)`` first, so the band loops
+    vectorise."""
+    c, _, w = x.shape
+    ws = (w + st - 1) // st
+    bw = (ws + bb - 1) // bb
+    for b in range(c):  # each band's row is contiguous: read it once
+        xr = x[b, r]
+        yr = y[b, r]
+        for j in range(ws):
+            px[j, b] = xr[j * st]
+            py[j, b] = yr[j * st]
+    for j in range(ws):
+        if not use[j * st] > 0:
+            continue
+        k = br * bw + j // bb
+        got = _evidence_pixel(px[j], py[j], lims[0], lims[1], weights, ref[k], cor[k], fa, fb)
+        if got == 1:
+            n_ref[k] += 1
+        elif got == 2:
+            n_cor[k] += 1
+
+
+@nb.njit(cache=True)
+def _evidence_cost(ref, cor, n_ref, n_cor, min_n):  # pragma: no cover - numba
+    """The direction check's cost per weight from one tile's block sums (:class:`_Evidence`,
+    ``ref`` ``(B, C)``, ``cor`` ``(B, W, C)``): the corrected count times ``1 - cos`` of the
+    angle between each weight's corrected sum and the reference sum, summed over the blocks
+    with at least ``min_n`` of each; and whether any block had that much."""
+    nblk, nw, c = cor.shape
     cost = np.zeros(nw)
     any_good = False
     for k in range(nblk):
@@ -667,6 +741,34 @@ def _direction_costs(
                 rc += cor[k, m, b] * ref[k, b]
             cost[m] += n_cor[k] * (1.0 - rc / max(np.sqrt(rr * cc), 1e-12))
     return cost, any_good
+
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def _direction_evidence(x, y, use, ev):  # pragma: no cover - numba
+    """The direction check's evidence read from a corrected tile ``y`` of input ``x``
+    ``(C, H, W)`` into tile 0 of ``ev``, on the pixels ``use`` (what :func:`_correct` gathers
+    as it writes; used where the output changes after it: the brightness companion)."""
+    c, h, w = x.shape
+    # unpacked before the parallel loop: inside one, writes to arrays held in a tuple argument
+    # are lost (numba 0.68)
+    _, st, bb, ref_lim, moved_lim, weights, ref, cor, n_ref, n_cor = ev
+    lims = (ref_lim, moved_lim)
+    nbh = (h + bb * st - 1) // (bb * st)
+    ws = (w + st - 1) // st
+    nw = weights.shape[0]
+    for br in nb.prange(nbh):  # each block row's sums are its own
+        px = np.empty((ws, c))
+        py = np.empty((ws, c))
+        fa = np.empty(nw)
+        fb = np.empty(nw)
+        u = np.empty(w, np.float32)
+        for r in range(br * bb * st, min((br + 1) * bb * st, h), st):
+            for col in range(w):
+                u[col] = 1.0 if use[r, col] else 0.0
+            _evidence_row(
+                x, y, r, u, st, bb, lims, weights, ref[0], cor[0], n_ref[0], n_cor[0], br, px, py,
+                fa, fb,
+            )  # fmt: skip
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
@@ -727,18 +829,23 @@ def check_direction(
     (at most 1); 1 leaves ``y`` as it was. The result is written to ``out`` (default: ``y``
     itself, in place; it may also be ``x``). ``stride``: every how many rows and columns the
     evidence is sampled."""
-    weights = np.asarray(DIRECTION_WEIGHTS, np.float64)
-    cost, any_good = _direction_costs(
-        x,
-        y,
-        use,
-        stride,
-        max(DIRECTION_BLOCK // stride, 1),
-        DIRECTION_REFERENCE,
-        DIRECTION_MOVED,
-        DIRECTION_MIN_PIXELS,
-        weights,
+    ev = _evidence(1, *x.shape, on=True, stride=stride)
+    _direction_evidence(x, y, np.ascontiguousarray(use), ev)
+    return _apply_direction(x, y, ev, 0, out)
+
+
+def _apply_direction(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    ev: _Evidence,
+    i: int,
+    out: npt.NDArray[np.float32] | None,
+) -> float:
+    """:func:`check_direction` given tile ``i``'s evidence: the weight chosen, applied."""
+    cost, any_good = _evidence_cost(
+        ev.ref[i], ev.cor[i], ev.n_ref[i], ev.n_cor[i], DIRECTION_MIN_PIXELS
     )
+    weights = ev.weights
     # the smallest angle between corrected and clear mean directions (ties: the larger weight)
     best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))]) if any_good else 1.0
     if best < 1.0:
@@ -912,6 +1019,11 @@ class PhysicsRemover:
         ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
         # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
         p, self.last_fit = self.estimate(x, ok) if estimate is None else estimate
+        # the direction check's evidence gathered in the same pass, unless the brightness
+        # companion changes the output after it
+        ev = _evidence(
+            n, x.shape[1], h, w, self.direction and self.brightness is None, self.direction_stride
+        )
         _correct(
             x,
             p,
@@ -925,6 +1037,7 @@ class PhysicsRemover:
             y,
             t550,
             stats,
+            ev,
         )
         tot = stats.sum(axis=1, dtype=np.float64)
         verdicts: list[str | None] = []
@@ -940,16 +1053,21 @@ class PhysicsRemover:
         thick = t550 < self.thick_transmittance
         if self.brightness is not None:
             self._rescale(x, y, p[:, 0], pc if weigh else None, thick, verdicts)
-        # per tile of the last call: the weight the direction check left on the correction
+        # per tile of the last call: the weight the direction check left on the correction,
+        # and the evidence the correction pass gathered for it (``on`` False: none)
         self.last_direction = np.ones(n, np.float32)
+        self.last_evidence = ev
         use = ok & ~thick if self.direction else None
         for i, why in enumerate(verdicts):
             if why is not None:  # kept: the input, unless out is the input itself
                 if out is not None and not _same_view(out[i], x[i]):
                     out[i] = x[i]
             elif use is not None:
-                self.last_direction[i] = check_direction(
-                    x[i], y[i], use[i], self.direction_stride, None if out is None else out[i]
+                dst = None if out is None else out[i]
+                self.last_direction[i] = (
+                    _apply_direction(x[i], y[i], ev, i, dst)
+                    if ev.on
+                    else check_direction(x[i], y[i], use[i], self.direction_stride, dst)
                 )
             elif out is not None:
                 out[i] = y[i]

@@ -798,6 +798,41 @@ def test_correct_into_out_gives_the_same_tiles_also_in_place():
             np.testing.assert_array_equal(y, want)
 
 
+def test_direction_evidence_gathered_in_the_correction_pass_is_the_separate_checks():
+    """The correction pass gathers the direction check's evidence as it writes the output; it
+    is what :func:`check_direction` reads from that output afterwards: the same sums, weight
+    and tiles, with no-data and thick pixels left out of the evidence, at strides 1-3."""
+    from kumo_edge.physics import _direction_evidence, _evidence
+
+    surface, x, _, cloudy = _striped_cloud(albedo_used=0.8)
+    tiles = np.stack([x, x[:, ::-1].copy()])
+    p = _params((2, 6, 64, 64), alpha=0.0, albedo=0.8)
+    p[:, 0] = np.where(cloudy, -np.log(0.6), 0.0)
+    p[1, 0, 40:] = 3.0  # a thick band at the bottom of tile 1
+    valid = np.ones((2, 64, 64), bool)
+    valid[0, :, :9] = False  # no data along a swath edge
+    p_clear = np.where(cloudy, 0.05, 0.97).astype(np.float32)[None].repeat(2, 0)
+    for stride in (1, 2, 3):
+        fused = _MapParams(p)
+        fused.fit, fused.direction, fused.direction_stride = False, True, stride
+        want = fused.correct(tiles.copy(), p_clear, valid, weigh=True)[0]
+        apart = _MapParams(p)
+        apart.fit, apart.direction = False, False
+        y, _, thick, verdicts = apart.correct(tiles.copy(), p_clear, valid, weigh=True)
+        assert verdicts == [None, None] and thick[1, 40:].all()
+        got = fused.last_evidence
+        assert got.on
+        for i in range(2):
+            ev = _evidence(1, *tiles[i].shape, on=True, stride=stride)
+            _direction_evidence(tiles[i], y[i], valid[i] & ~thick[i], ev)
+            for a, b in zip(ev[6:], got[6:], strict=True):  # the sums and counts
+                np.testing.assert_allclose(a[0], b[i], rtol=1e-12, atol=1e-12)
+            s = check_direction(tiles[i], y[i], valid[i] & ~thick[i], stride)
+            assert s == fused.last_direction[i]
+        assert fused.last_direction.min() < 1.0
+        np.testing.assert_array_equal(y, want)
+
+
 def test_direction_check_never_leaves_a_pixel_worse_than_both_input_and_correction():
     from kumo_edge.physics import _direction_apply
 
