@@ -232,13 +232,14 @@ N_AMBIGUOUS, N_CLOUD_NOT_AMBIGUOUS, N_REMOVAL_SHADOW = 5, 6, 7
 
 
 @nb.njit(parallel=True, cache=True)
-def tile_counts(cls, valid, amb, p0, p3, one_minus_rt, rt, also_clear, out):
+def tile_counts(cls, valid, amb, probs, one_minus_rt, rt, also_clear, out):
     """Per tile ``i`` of ``(N, H, W)`` classes into ``out[i]`` (int64, the columns above),
     counting valid pixels only: all of them, each class 0-3, the ambiguous ones (``amb``), the
     cloud calls (1, 2) not ambiguous, and the removal's shadow: shadow calls (with
     ``also_clear`` also clear calls) where ``p3 * (1 - rt) > p0 * rt`` (float32, as
-    :func:`kumo_edge.runtime.shadow_over_clear`). ``p0``/``p3``: P(clear), P(shadow), any
-    strides. One pass for the counts the stream took in eight numpy reductions per batch."""
+    :func:`kumo_edge.runtime.shadow_over_clear`) with P(clear), P(shadow) from ``probs``
+    ``(N, 4, H, W)`` (C-contiguous: one compiled signature for any batch). One pass for the
+    counts the stream took in eight numpy reductions per batch."""
     n, h, w = cls.shape
     for i in nb.prange(n):
         c = np.zeros(8, np.int64)
@@ -255,6 +256,6 @@ def tile_counts(cls, valid, amb, p0, p3, one_minus_rt, rt, also_clear, out):
                 elif k == 1 or k == 2:
                     c[6] += 1
                 shadow = k == 3 or (also_clear and k == 0)
-                if shadow and p3[i, y, x] * one_minus_rt > p0[i, y, x] * rt:
+                if shadow and probs[i, 3, y, x] * one_minus_rt > probs[i, 0, y, x] * rt:
                     c[7] += 1
         out[i] = c

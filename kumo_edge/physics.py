@@ -255,10 +255,11 @@ def _correct(
     n, c, h, w = x.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    # unpacked before the parallel loop: inside one, writes to arrays held in a tuple argument
+    # taken out before the parallel loop: inside one, writes to arrays held in a tuple argument
     # are lost (numba 0.68)
-    on, st, bb, ref_lim, moved_lim, weights, ref, cor, n_ref, n_cor = ev
-    lims = (ref_lim, moved_lim)
+    on, st, bb = ev.on, ev.st, ev.bb
+    ref_lim, moved_lim, weights = ev.ref_lim, ev.moved_lim, ev.weights
+    ref, cor, n_ref, n_cor = ev.ref, ev.cor, ev.n_ref, ev.n_cor
     band = bb * st  # rows per job: one row of direction-check blocks
     nbh = (h + band - 1) // band
     for job in nb.prange(n * nbh):
@@ -333,8 +334,8 @@ def _correct(
                 for col in range(w):  # the pixels the check may use: valid, not thick
                     wgt[col] = one if valid[i, r, col] and t550[i, r, col] >= thick_t else zero
                 _evidence_row(
-                    x[i], y[i], r, wgt, st, bb, lims, weights, ref[i], cor[i], n_ref[i], n_cor[i],
-                    br, px, py, fa, fb,
+                    x[i], y[i], r, wgt, st, bb, ref_lim, moved_lim, weights, ref[i], cor[i],
+                    n_ref[i], n_cor[i], br, px, py, fa, fb,
                 )  # fmt: skip
 
 
@@ -688,15 +689,16 @@ def _evidence_pixel(u, v, ref_lim, moved_lim, weights, refk, cork, fa, fb):  # p
     return 2
 
 
-@nb.njit(inline="always")
+@nb.njit(cache=True, fastmath=True)
 def _evidence_row(
-    x, y, r, use, st, bb, lims, weights, ref, cor, n_ref, n_cor, br, px, py, fa, fb
+    x, y, r, use, st, bb, ref_lim, moved_lim, weights, ref, cor, n_ref, n_cor, br, px, py, fa, fb
 ):  # pragma: no cover - numba
     """Row ``r`` of one tile's input ``x`` and output ``y`` ``(C, H, W)`` into that tile's
-    evidence (:class:`_Evidence`: ``ref``, ``cor``, ``n_ref``, ``n_cor`` of the tile; ``lims``
-    the reference and moved limits), block row ``br``: every ``st``-th pixel where ``use``
-    (> 0), copied pixel by pixel into ``px``/``py`` ``(>= W / st, C)`` first, so the band loops
-    vectorise."""
+    evidence (:class:`_Evidence`: ``ref``, ``cor``, ``n_ref``, ``n_cor`` of the tile), block
+    row ``br``: every ``st``-th pixel where ``use`` (> 0), copied pixel by pixel into
+    ``px``/``py`` ``(>= W / st, C)`` first, so the band loops vectorise. One compiled function
+    that both :func:`_correct` and :func:`_direction_evidence` call (inlined into each, it
+    doubled their compile time)."""
     c, _, w = x.shape
     ws = (w + st - 1) // st
     bw = (ws + bb - 1) // bb
@@ -710,7 +712,7 @@ def _evidence_row(
         if not use[j * st] > 0:
             continue
         k = br * bw + j // bb
-        got = _evidence_pixel(px[j], py[j], lims[0], lims[1], weights, ref[k], cor[k], fa, fb)
+        got = _evidence_pixel(px[j], py[j], ref_lim, moved_lim, weights, ref[k], cor[k], fa, fb)
         if got == 1:
             n_ref[k] += 1
         elif got == 2:
@@ -749,10 +751,11 @@ def _direction_evidence(x, y, use, ev):  # pragma: no cover - numba
     ``(C, H, W)`` into tile 0 of ``ev``, on the pixels ``use`` (what :func:`_correct` gathers
     as it writes; used where the output changes after it: the brightness companion)."""
     c, h, w = x.shape
-    # unpacked before the parallel loop: inside one, writes to arrays held in a tuple argument
+    # taken out before the parallel loop: inside one, writes to arrays held in a tuple argument
     # are lost (numba 0.68)
-    _, st, bb, ref_lim, moved_lim, weights, ref, cor, n_ref, n_cor = ev
-    lims = (ref_lim, moved_lim)
+    st, bb = ev.st, ev.bb
+    ref_lim, moved_lim, weights = ev.ref_lim, ev.moved_lim, ev.weights
+    ref, cor, n_ref, n_cor = ev.ref, ev.cor, ev.n_ref, ev.n_cor
     nbh = (h + bb * st - 1) // (bb * st)
     ws = (w + st - 1) // st
     nw = weights.shape[0]
@@ -766,8 +769,8 @@ def _direction_evidence(x, y, use, ev):  # pragma: no cover - numba
             for col in range(w):
                 u[col] = 1.0 if use[r, col] else 0.0
             _evidence_row(
-                x, y, r, u, st, bb, lims, weights, ref[0], cor[0], n_ref[0], n_cor[0], br, px, py,
-                fa, fb,
+                x, y, r, u, st, bb, ref_lim, moved_lim, weights, ref[0], cor[0], n_ref[0],
+                n_cor[0], br, px, py, fa, fb,
             )  # fmt: skip
 
 

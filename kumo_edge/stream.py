@@ -584,14 +584,12 @@ def drop_flags(
     those on ambiguous bright pixels (snow, ice or cloud: what might be ground is never thrown
     away), cover more than ``drop_fraction`` of its valid pixels."""
     cls = np.ascontiguousarray(cloud, dtype=np.uint8)  # class 1 where cloud
-    zeros = np.zeros(cls.shape, np.float32)
     counts = np.empty((len(cls), 8), np.int64)
     _rk.tile_counts(
         cls,
         np.ascontiguousarray(valid, dtype=bool),
         np.ascontiguousarray(ambiguous, dtype=bool),
-        zeros,
-        zeros,
+        np.zeros((len(cls), 4, *cls.shape[1:]), np.float32),  # no shadow is counted
         np.float32(0.5),
         np.float32(0.5),
         False,
@@ -821,8 +819,7 @@ def tile_counts(
         cls,
         np.ascontiguousarray(valid, dtype=bool),
         np.ascontiguousarray(ambiguous, dtype=bool),
-        probs[:, 0],
-        probs[:, 3],
+        np.ascontiguousarray(probs, dtype=np.float32),
         np.float32(1) - rt,
         rt,
         _detector_shadow_point(detector) > REMOVAL_SHADOW_THRESHOLD,
