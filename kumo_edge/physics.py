@@ -87,8 +87,10 @@ correction's direction (``unit((1 - s) unit(x) + s unit(y))``; every pixel keeps
 correction's length, so the brightness is unchanged), and keeps the weight with the smallest
 angle, summed over blocks by corrected pixels (ties: the larger weight). Tiles without such
 blocks (all cloud, or no cloud the correction touched) keep ``s = 1``, and pixels the
-correction left alone are not touched. The report gives each tile whose weight fell below 1
-its ``direction_weight``. The check cannot make a pixel worse than both the input and the full
+correction left alone are not touched. The correction pass gathers this evidence as it
+writes each sampled row (:func:`_correct`); where the brightness companion changes the output
+afterwards, it is read from the output instead (:func:`_direction_evidence`), with the same
+sums. The report gives each tile whose weight fell below 1 its ``direction_weight``. The check cannot make a pixel worse than both the input and the full
 correction: its direction lies on the arc between theirs, and for non-negative spectra the
 angle to any true spectrum along that arc is largest at one of its ends (up to the clipping of
 values above 1). Measured on the removal cross-validation (``bench.removal_cv``, the
