@@ -93,10 +93,10 @@ afterwards, it is read from the output instead (:func:`_direction_evidence`), wi
 sums. The report gives each tile whose weight fell below 1 its ``direction_weight``. The
 check cannot make a pixel worse than both the input and the full correction: its direction
 lies on the arc between theirs, and for non-negative spectra the angle to any true spectrum
-along that arc is largest at one of its ends (up to the clipping of values above 1). Measured on the removal cross-validation (``bench.removal_cv``, the
-``no direction check`` rows): the angle below the input's on 13/15 held-out scenes for rgb
-(8/15 without), and the mean ratio of output to input angle lower in every band set, for
-PSNR changes within 0.01 dB.
+along that arc is largest at one of its ends (up to the clipping of values above 1).
+Measured on the removal cross-validation (``bench.removal_cv``, the ``no direction check``
+rows): the angle below the input's on 13/15 held-out scenes for rgb (8/15 without), and the
+mean ratio of output to input angle lower in every band set, for PSNR changes within 0.01 dB.
 
 **Do no harm.** Every tile's correction is checked before it is used (:func:`check_tile`); a
 tile that fails keeps its input unchanged and is reported ``kept`` with the reason:
