@@ -258,7 +258,7 @@ def _correct(
     one = np.float32(1.0)
     zero = np.float32(0.0)
     # taken out before the parallel loop: inside one, writes to arrays held in a tuple argument
-    # are lost (numba 0.68)
+    # are lost (numba 0.68; numba issues #7135, #10338, open)
     on, st, bb = ev.on, ev.st, ev.bb
     ref_lim, moved_lim, weights = ev.ref_lim, ev.moved_lim, ev.weights
     ref, cor, n_ref, n_cor = ev.ref, ev.cor, ev.n_ref, ev.n_cor
@@ -754,7 +754,7 @@ def _direction_evidence(x, y, use, ev):  # pragma: no cover - numba
     as it writes; used where the output changes after it: the brightness companion)."""
     c, h, w = x.shape
     # taken out before the parallel loop: inside one, writes to arrays held in a tuple argument
-    # are lost (numba 0.68)
+    # are lost (numba 0.68; numba issues #7135, #10338, open)
     st, bb = ev.st, ev.bb
     ref_lim, moved_lim, weights = ev.ref_lim, ev.moved_lim, ev.weights
     ref, cor, n_ref, n_cor = ev.ref, ev.cor, ev.n_ref, ev.n_cor
