@@ -583,25 +583,27 @@ def drop_flags(
     """Per tile of ``(N, H, W)`` masks, the downlink ``drop`` rule: its cloud calls, not counting
     those on ambiguous bright pixels (snow, ice or cloud: what might be ground is never thrown
     away), cover more than ``drop_fraction`` of its valid pixels."""
-    cls = np.ascontiguousarray(cloud, dtype=np.uint8)  # class 1 where cloud
-    counts = np.empty((len(cls), 8), np.int64)
-    _rk.tile_counts(
-        cls,
-        np.ascontiguousarray(valid, dtype=bool),
-        np.ascontiguousarray(ambiguous, dtype=bool),
-        np.zeros((len(cls), 4, *cls.shape[1:]), np.float32),  # no shadow is counted
-        np.float32(0.5),
-        np.float32(0.5),
-        False,
-        counts,
+    return _drop(
+        (cloud & ~ambiguous & valid).sum(axis=(1, 2)), valid.sum(axis=(1, 2)), drop_fraction
     )
-    return _drop(counts, drop_fraction)
 
 
-def _drop(counts: npt.NDArray[np.int64], drop_fraction: float) -> npt.NDArray[np.bool_]:
-    """:func:`drop_flags` from :func:`tile_counts`."""
+def _drop(
+    cloud_counts: npt.NDArray[np.int64], valid_counts: npt.NDArray[np.int64], drop_fraction: float
+) -> npt.NDArray[np.bool_]:
+    """The :func:`drop_flags` rule from per-tile counts of cloud calls not on ambiguous pixels
+    and of valid pixels (the stream's come from :func:`tile_counts`)."""
+    return cloud_counts / np.maximum(valid_counts, 1) > drop_fraction
+
+
+def _fractions(
+    counts: npt.NDArray[np.int64],
+) -> tuple[dict[int, npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+    """From :func:`tile_counts`: per tile, the fraction of its valid pixels in each class 1-3,
+    and in the removal's shadow."""
     n_valid = np.maximum(counts[:, _rk.N_VALID], 1)
-    return counts[:, _rk.N_CLOUD_NOT_AMBIGUOUS] / n_valid > drop_fraction
+    frac = {k: counts[:, _rk.N_CLEAR + k] / n_valid for k in (1, 2, 3)}
+    return frac, counts[:, _rk.N_REMOVAL_SHADOW] / n_valid
 
 
 def _physics_batch(
@@ -687,12 +689,11 @@ def process_tiles(
     # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud)
     amb_px = ambiguous_masks(tiles, probs, detector.bands)
     counts = tile_counts(detector, probs, cls, valid, amb_px)
+    frac, rshadow = _fractions(counts)
     n_valid = np.maximum(counts[:, _rk.N_VALID], 1)
-    frac = {k: counts[:, _rk.N_CLEAR + k] / n_valid for k in (1, 2, 3)}
-    rshadow = counts[:, _rk.N_REMOVAL_SHADOW] / n_valid
     amb = counts[:, _rk.N_AMBIGUOUS] / n_valid
     # the physics remover may move cloud between thin and thick, never in or out of cloud
-    drop = _drop(counts, cfg.drop_fraction)
+    drop = _drop(counts[:, _rk.N_CLOUD_NOT_AMBIGUOUS], counts[:, _rk.N_VALID], cfg.drop_fraction)
     contract = getattr(detector, "contract", None)
     darker = getattr(contract, "shadow_darker", 0.0)
     # the darkness rule compares the input, which the removal below overwrites
@@ -731,9 +732,7 @@ def process_tiles(
     if getattr(generator, "physics", False) and len(todo):
         # the physics remover moved thin/thick by transmittance: count again
         cls = detector.classify(probs, axis=1)
-        counts = tile_counts(detector, probs, cls, valid, amb_px)
-        frac = {k: counts[:, _rk.N_CLEAR + k] / n_valid for k in (1, 2, 3)}
-        rshadow = counts[:, _rk.N_REMOVAL_SHADOW] / n_valid
+        frac, rshadow = _fractions(tile_counts(detector, probs, cls, valid, amb_px))
     if shadow_rules(probs, ref, valid, darker, classes=cls):
         # shadow calls without cloud in the tile, or on ground as bright as the tile's clear
         # ground, withdrawn (mask, report)

@@ -586,7 +586,7 @@ def test_tile_counts_are_the_numpy_reductions_they_replace(point: float) -> None
 
     from kumo_edge import _runtime_kernels as _rk
     from kumo_edge.runtime import classify
-    from kumo_edge.stream import drop_flags, removal_classes, tile_counts
+    from kumo_edge.stream import _drop, drop_flags, removal_classes, tile_counts
 
     rng = np.random.default_rng(5)
     probs = rng.dirichlet(np.ones(4), (3, 24, 20)).astype(np.float32).transpose(0, 3, 1, 2)
@@ -609,6 +609,8 @@ def test_tile_counts_are_the_numpy_reductions_they_replace(point: float) -> None
     want = ((rcls == 3) & valid).sum((1, 2))
     np.testing.assert_array_equal(got[:, _rk.N_REMOVAL_SHADOW], want)
     assert want[:2].min() > 0 and (point == 0.5 or not np.array_equal(want, got[:, _rk.N_SHADOW]))
-    for limit in (0.1, 0.3, 0.5):
+    for limit in (0.1, 0.3, 0.5):  # the stream's drop rule from the counts = drop_flags
         frac = (cloud & ~amb & valid).sum((1, 2)) / np.maximum(valid.sum((1, 2)), 1)
         np.testing.assert_array_equal(drop_flags(cloud, amb, valid, limit), frac > limit)
+        stream_drop = _drop(got[:, _rk.N_CLOUD_NOT_AMBIGUOUS], got[:, _rk.N_VALID], limit)
+        np.testing.assert_array_equal(stream_drop, frac > limit)
