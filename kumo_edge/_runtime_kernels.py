@@ -259,3 +259,79 @@ def tile_counts(cls, valid, amb, probs, one_minus_rt, rt, also_clear, out):
                 if shadow and probs[i, 3, y, x] * one_minus_rt > probs[i, 0, y, x] * rt:
                     c[7] += 1
         out[i] = c
+
+
+@nb.njit(inline="always")
+def _withdraw(p0, p3, c, r, thr):
+    """P(shadow) -> P(clear) and the class to clear on the shadow calls of one tile whose
+    ``r`` reaches ``thr`` (every call where ``r`` is None); returns how many."""
+    h, w = c.shape
+    k = 0
+    for y in range(h):
+        for x in range(w):
+            if c[y, x] == 3 and (r is None or r[y, x] >= thr):
+                p0[y, x] += p3[y, x]
+                p3[y, x] = 0.0
+                c[y, x] = 0
+                k += 1
+    return k
+
+
+@nb.njit(parallel=True, cache=True)
+def shadow_vetoes(probs, cls, ref, valid, min_cloud, darker, min_ref, withdrawn):
+    """The mask's two shadow rules, in place, one tile per job: ``probs`` (N, 4, H, W) float32
+    and ``cls`` (N, H, W) uint8 (its classes) are updated, ``withdrawn[i]`` counts tile i's
+    shadow calls withdrawn.
+
+    No cloud, no shadow: in a tile whose cloud calls are fewer than ``min_cloud`` times its
+    valid pixels, every shadow call goes. Then, with ``darker`` > 0, the darkness rule: a
+    shadow call whose ``ref`` (N, H, W) float32 reaches ``darker`` times the median of ``ref``
+    over the tile's valid clear calls (or, where those are fewer than ``min_ref``, over the
+    valid pixels called clear or called shadow with P(clear) >= P(shadow); still fewer: no
+    rule) goes. The median is numpy's (the mean of the two middle values for an even count,
+    rounded to float32 as numpy's float32 median is), so the calls are those of the numpy
+    rules in :mod:`kumo_edge.runtime`."""
+    n, _, h, w = probs.shape
+    d32 = np.float32(darker)
+    for i in nb.prange(n):
+        c = cls[i]
+        v = valid[i]
+        p0 = probs[i, 0]
+        p3 = probs[i, 3]
+        n_valid = 0
+        n_cloud = 0
+        n_shadow = 0
+        n_clear = 0
+        for y in range(h):
+            for x in range(w):
+                k = c[y, x]
+                if k == 3:
+                    n_shadow += 1
+                if v[y, x]:
+                    n_valid += 1
+                    if k == 1 or k == 2:
+                        n_cloud += 1
+                    elif k == 0:
+                        n_clear += 1
+        withdrawn[i] = 0
+        if n_shadow == 0:
+            continue
+        if n_valid > 0 and n_cloud < min_cloud * n_valid:
+            withdrawn[i] = _withdraw(p0, p3, c, None, d32)
+            continue
+        if darker <= 0.0:
+            continue
+        r = ref[i]
+        wide = n_clear < min_ref  # too few clear calls: the balanced point's clear
+        buf = np.empty(h * w, np.float32)
+        m = 0
+        for y in range(h):
+            for x in range(w):
+                k = c[y, x]
+                if v[y, x] and (k == 0 or (wide and k == 3 and p0[y, x] >= p3[y, x])):
+                    buf[m] = r[y, x]
+                    m += 1
+        if m < min_ref:
+            continue
+        thr = d32 * np.float32(np.median(buf[:m]))
+        withdrawn[i] = _withdraw(p0, p3, c, r, thr)

@@ -310,38 +310,42 @@ def veto_bright_shadows(
     patches (``bench.detector_real``), it lifts shadow precision at the same recall."""
     if not darker:
         return 0
-    if not probs.flags.c_contiguous:
-        raise ShapeError("veto_bright_shadows changes probs in place: give a C-contiguous array")
     cls = classify(probs, cloud_threshold, 1, shadow_threshold) if classes is None else classes
-    n = 0
-    for i in range(len(cls)):
-        shadow = np.flatnonzero(cls[i] == 3)
-        if not shadow.size:
-            continue
-        clear = (cls[i] == 0) & valid[i]
-        if int(np.count_nonzero(clear)) < SHADOW_REFERENCE_PIXELS:
-            # the sunlit ground at the balanced point: at a permissive shadow threshold a
-            # tile's clear calls can be too few (the demo: 0-60 of 65,536 in three tiles, and
-            # every shadow call stood)
-            clear = ((cls[i] == 0) | ((cls[i] == 3) & (probs[i, 0] >= probs[i, 3]))) & valid[i]
-            if int(np.count_nonzero(clear)) < SHADOW_REFERENCE_PIXELS:
-                continue
-        r = ref[i].ravel()
-        veto = shadow[r[shadow] >= np.float32(darker) * np.median(ref[i][clear])]
-        n += _withdraw_shadow(probs[i], cls[i], veto)
-    return n
+    return _shadow_vetoes(probs, cls, ref, valid, 0.0, darker)
 
 
-def _withdraw_shadow(
-    probs: npt.NDArray[np.float32], cls: npt.NDArray[np.uint8], idx: npt.NDArray[np.intp]
+def _shadow_vetoes(
+    probs: npt.NDArray[np.float32],
+    cls: npt.NDArray[np.uint8],
+    ref: npt.NDArray[np.float32] | None,
+    valid: npt.NDArray[np.bool_],
+    min_cloud: float,
+    darker: float,
 ) -> int:
-    """Call the flat pixel indices ``idx`` of one tile clear: P(shadow) moves to P(clear) in
-    ``probs`` ``(4, T, T)`` (C-contiguous: the reshapes are views) and ``cls`` is updated."""
-    p0, p3 = probs[0].reshape(-1), probs[3].reshape(-1)
-    p0[idx] += p3[idx]
-    p3[idx] = 0.0
-    cls.reshape(-1)[idx] = 0
-    return int(idx.size)
+    """Both shadow rules on every tile in one numba pass (:func:`_rk.shadow_vetoes`; ``min_cloud``
+    0: no cloudless rule, ``darker`` 0: no darkness rule); ``probs`` and ``cls`` in place."""
+    if probs.dtype != np.float32 or probs.ndim != 4 or not probs.flags.c_contiguous:
+        raise ShapeError(
+            "the shadow rules change probs in place: give C-contiguous float32 (N, 4, T, T)"
+        )
+    if cls.shape != probs.shape[:1] + probs.shape[2:] or cls.dtype != np.uint8:
+        raise ShapeError(
+            f"classes {cls.shape} {cls.dtype} do not match probabilities {probs.shape}"
+        )
+    if ref is None or not darker:
+        ref, darker = np.zeros((len(probs), 1, 1), np.float32), 0.0
+    withdrawn = np.zeros(len(probs), np.int64)
+    _rk.shadow_vetoes(
+        probs,
+        cls,
+        np.asarray(ref, np.float32),
+        np.asarray(valid, bool),
+        float(min_cloud),
+        float(darker),
+        SHADOW_REFERENCE_PIXELS,
+        withdrawn,
+    )
+    return int(withdrawn.sum())
 
 
 def veto_cloudless_shadows(
@@ -357,17 +361,8 @@ def veto_cloudless_shadows(
     withdrawn (P(shadow) moves to P(clear)). A shadow cast from beyond the tile by a cloud the
     tile does not hold is lost with them (:data:`SHADOW_MIN_CLOUD`). Returns the number of
     shadow calls withdrawn."""
-    if not probs.flags.c_contiguous:
-        raise ShapeError("veto_cloudless_shadows changes probs in place: give a C-contiguous array")
     cls = classify(probs, cloud_threshold, 1, shadow_threshold) if classes is None else classes
-    n = 0
-    for i in range(len(cls)):
-        n_valid = int(np.count_nonzero(valid[i]))
-        cloud = int(np.count_nonzero(((cls[i] == 1) | (cls[i] == 2)) & valid[i]))
-        if not n_valid or cloud >= min_cloud * n_valid:
-            continue
-        n += _withdraw_shadow(probs[i], cls[i], np.flatnonzero(cls[i] == 3))
-    return n
+    return _shadow_vetoes(probs, cls, None, valid, min_cloud, 0.0)
 
 
 def shadow_rules(
@@ -384,10 +379,7 @@ def shadow_rules(
     rule (:func:`veto_bright_shadows`, where ``darker`` is set; ``ref`` its reference band).
     Returns the number of shadow calls withdrawn."""
     cls = classify(probs, cloud_threshold, 1, shadow_threshold) if classes is None else classes
-    n = veto_cloudless_shadows(probs, valid, classes=cls)
-    if darker and ref is not None:
-        n += veto_bright_shadows(probs, ref, valid, darker, classes=cls)
-    return n
+    return _shadow_vetoes(probs, cls, ref, valid, SHADOW_MIN_CLOUD, darker)
 
 
 #: A pixel is "bright" when its mean visible reflectance reaches this (the threshold test's rule).

@@ -200,3 +200,57 @@ def test_no_shadow_call_stands_in_a_tile_without_cloud() -> None:
     cls = classify(q, axis=1)
     assert shadow_rules(q, None, valid, 0.0, classes=cls) == 200
     np.testing.assert_array_equal(cls, c)
+
+
+def _shadow_rules_numpy(probs, ref, valid, darker, cls, min_cloud, min_ref):
+    """The two shadow rules written plainly in numpy, tile by tile: the reference the one-pass
+    kernel behind :func:`kumo_edge.runtime.shadow_rules` must agree with."""
+    n = 0
+    for i in range(len(cls)):
+        p0, p3, c = probs[i, 0], probs[i, 3], cls[i]
+        n_valid = int(valid[i].sum())
+        if n_valid and ((c == 1) | (c == 2))[valid[i]].sum() < min_cloud * n_valid:
+            go = c == 3
+        elif darker:
+            clear = (c == 0) & valid[i]
+            if clear.sum() < min_ref:
+                clear = ((c == 0) | ((c == 3) & (p0 >= p3))) & valid[i]
+            if clear.sum() < min_ref:
+                continue
+            go = (c == 3) & (ref[i] >= np.float32(darker) * np.median(ref[i][clear]))
+        else:
+            continue
+        p0[go] += p3[go]
+        p3[go] = 0.0
+        c[go] = 0
+        n += int(go.sum())
+    return n
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_shadow_rules_in_one_pass_equal_the_plain_numpy_rules(seed: int) -> None:
+    """Random tiles at every operating point: the same calls withdrawn, probabilities and classes
+    bitwise the same (ties in the reference, even and odd clear counts, tiles with too few clear
+    pixels, tiles without cloud)."""
+    from kumo_edge.runtime import SHADOW_MIN_CLOUD, SHADOW_REFERENCE_PIXELS, classify, shadow_rules
+
+    rng = np.random.default_rng(seed)
+    for trial in range(40):
+        n, t = int(rng.integers(1, 4)), int(rng.choice([16, 24, 48]))
+        p = rng.random((n, 4, t, t), dtype=np.float32) ** rng.uniform(0.3, 3, (1, 4, 1, 1))
+        p = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        ref = rng.random((n, t, t), dtype=np.float32)
+        if trial % 2:
+            ref = (np.round(ref * 20) / 20).astype(np.float32)  # ties around the median
+        valid = rng.random((n, t, t)) > rng.uniform(0, 0.6)
+        darker = float(rng.choice([0.0, 0.7, 1.0, 1.2]))  # 1: pixels at the median
+        thr, st = float(rng.choice([0.3, 0.5, 0.7])), float(rng.choice([0.05, 0.5]))
+        a, b = p.copy(), p.copy()
+        ca, cb = classify(a, thr, 1, st), classify(b, thr, 1, st)
+        got = shadow_rules(a, ref, valid, darker, thr, st, classes=ca)
+        want = _shadow_rules_numpy(
+            b, ref, valid, darker, cb, SHADOW_MIN_CLOUD, SHADOW_REFERENCE_PIXELS
+        )
+        assert got == want
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ca, cb)
