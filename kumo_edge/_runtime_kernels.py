@@ -261,20 +261,60 @@ def tile_counts(cls, valid, amb, probs, one_minus_rt, rt, also_clear, out):
         out[i] = c
 
 
-@nb.njit(inline="always")
-def _withdraw(p0, p3, c, r, thr):
-    """P(shadow) -> P(clear) and the class to clear on the shadow calls of one tile whose
-    ``r`` reaches ``thr`` (every call where ``r`` is None); returns how many."""
+@nb.njit(cache=True)
+def _withdraw(p0, p3, c, r, thr, every):
+    """P(shadow) -> P(clear) and the class to clear on the shadow calls of one tile: every one
+    (``every``), or those whose ``r`` reaches ``thr``; returns how many."""
     h, w = c.shape
     k = 0
     for y in range(h):
         for x in range(w):
-            if c[y, x] == 3 and (r is None or r[y, x] >= thr):
+            if c[y, x] == 3 and (every or r[y, x] >= thr):
                 p0[y, x] += p3[y, x]
                 p3[y, x] = 0.0
                 c[y, x] = 0
                 k += 1
     return k
+
+
+@nb.njit(cache=True)
+def _median(v):
+    """numpy's median of the float32 values ``v`` (reordered in place): the middle value, or the
+    mean of the two middle values rounded to float32 as numpy's float32 median is."""
+    m = v.shape[0]
+    hi = _select(v, m // 2)
+    if m % 2:
+        return hi
+    lo = v[0]
+    for j in range(1, m // 2):  # the largest of the lower half: the other middle value
+        lo = max(lo, v[j])
+    return np.float32((np.float64(lo) + np.float64(hi)) / 2.0)
+
+
+@nb.njit(cache=True)
+def _select(v, k):
+    """The ``k``-th smallest of ``v`` (Hoare's quickselect, middle pivot), leaving the ``k``
+    smallest in ``v[:k]``."""
+    lo, hi = 0, v.shape[0] - 1
+    while lo < hi:
+        pivot = v[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while v[i] < pivot:
+                i += 1
+            while v[j] > pivot:
+                j -= 1
+            if i <= j:
+                v[i], v[j] = v[j], v[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return v[k]
 
 
 @nb.njit(parallel=True, cache=True)
@@ -317,7 +357,7 @@ def shadow_vetoes(probs, cls, ref, valid, min_cloud, darker, min_ref, withdrawn)
         if n_shadow == 0:
             continue
         if n_valid > 0 and n_cloud < min_cloud * n_valid:
-            withdrawn[i] = _withdraw(p0, p3, c, None, d32)
+            withdrawn[i] = _withdraw(p0, p3, c, ref[i], d32, True)
             continue
         if darker <= 0.0:
             continue
@@ -333,5 +373,5 @@ def shadow_vetoes(probs, cls, ref, valid, min_cloud, darker, min_ref, withdrawn)
                     m += 1
         if m < min_ref:
             continue
-        thr = d32 * np.float32(np.median(buf[:m]))
-        withdrawn[i] = _withdraw(p0, p3, c, r, thr)
+        thr = d32 * _median(buf[:m])
+        withdrawn[i] = _withdraw(p0, p3, c, r, thr, False)

@@ -254,3 +254,19 @@ def test_shadow_rules_in_one_pass_equal_the_plain_numpy_rules(seed: int) -> None
         assert got == want
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(ca, cb)
+
+
+def test_the_kernels_median_is_numpys_float32_median() -> None:
+    """Odd and even counts, ties, one value: bitwise numpy's median (the darkness rule compares
+    against it)."""
+    from kumo_edge._runtime_kernels import _median
+
+    rng = np.random.default_rng(7)
+    for m in [1, 2, 3, 4, 5, 256, 257, 1000, 4097]:
+        for ties in (False, True):
+            v = rng.random(m, dtype=np.float32)
+            if ties:
+                v = (np.round(v * 7) / 7).astype(np.float32)
+            want = np.median(v)
+            got = _median(v.copy())
+            assert np.float32(got) == want and np.float32(got).tobytes() == want.tobytes()
