@@ -332,8 +332,12 @@ def _shadow_vetoes(
         raise ShapeError(
             f"classes {cls.shape} {cls.dtype} do not match probabilities {probs.shape}"
         )
+    if np.shape(valid) != cls.shape:
+        raise ShapeError(f"valid {np.shape(valid)} does not match the tiles {cls.shape}")
     if ref is None or not darker:
         ref, darker = np.zeros((len(probs), 1, 1), np.float32), 0.0
+    elif np.shape(ref) != cls.shape:
+        raise ShapeError(f"reference band {np.shape(ref)} does not match the tiles {cls.shape}")
     withdrawn = np.zeros(len(probs), np.int64)
     _rk.shadow_vetoes(
         probs,

@@ -270,3 +270,21 @@ def test_the_kernels_median_is_numpys_float32_median() -> None:
             want = np.median(v)
             got = _median(v.copy())
             assert np.float32(got) == want and np.float32(got).tobytes() == want.tobytes()
+
+
+def test_shadow_rules_refuse_arrays_that_do_not_match() -> None:
+    """The kernel indexes without bounds checks: shapes and dtypes are checked in front of it."""
+    from kumo_edge.errors import ShapeError
+    from kumo_edge.runtime import classify, shadow_rules
+
+    p = np.full((2, 4, 8, 8), 0.25, np.float32)
+    cls = classify(p, axis=1)
+    ok = np.ones((2, 8, 8), bool)
+    with pytest.raises(ShapeError, match="reference band"):
+        shadow_rules(p, np.ones((2, 4, 4), np.float32), ok, 0.7, classes=cls)
+    with pytest.raises(ShapeError, match="valid"):
+        shadow_rules(p, np.ones((2, 8, 8), np.float32), ok[:1], 0.7, classes=cls)
+    with pytest.raises(ShapeError, match="float32"):
+        shadow_rules(p.astype(np.float64), None, ok, 0.0)
+    with pytest.raises(ShapeError, match="C-contiguous"):
+        shadow_rules(p.transpose(0, 1, 3, 2), None, ok, 0.0)
