@@ -30,7 +30,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,10 @@ logger = logging.getLogger("kumo_edge.train")
 #: green, red, NIR, SWIR-1 at 1620 nm so that Landsat-5/7 (1650), Landsat-8 (1609) and
 #: Sentinel-2 (1614) all feed it at the runtime's 30 nm tolerance, SWIR-2).
 CANON = sensor_profile("rgbn-swir").bands
+#: The canonical SWIR bands (1.6 and 2.2 um)
+SWIR_CANON = [4, 5]
+#: Which training views see painted snow (:class:`SynthSampler`)
+SNOW_VIEWS = ("all", "swir")
 #: Views a sample can be seen through: indices of the canonical bands kept.
 VIEWS = {"swir6": (0, 1, 2, 3, 4, 5), "rgbn": (0, 1, 2, 3), "rgb": (0, 1, 2)}
 #: The band sets released from one set of weights (name -> band set).
@@ -284,8 +288,14 @@ class SynthSampler:
         size: int = 0,
         saturate: float = 0.0,
         overcast: float = 0.0,
+        snow_views: str = "all",
     ) -> None:
         self.saturate = saturate
+        if snow_views not in SNOW_VIEWS:
+            raise KumoError(f"snow_views must be one of {SNOW_VIEWS}, got {snow_views!r}")
+        #: "swir": snow is painted only under samples seen through a view with a SWIR band (in
+        #: the VNIR painted snow and a soft-edged cloud look alike); "all": under any sample
+        self.snow_views = snow_views
         #: samples are ``tile`` px drawn, mirrored out to ``size`` px when larger (many clear
         #: scenes hold no fully valid tile above :data:`SYNTH_TILE`)
         self.pad = max(0, size - tile)
@@ -326,23 +336,34 @@ class SynthSampler:
                     "synthetic clouds: %s too small for %d px tiles", [s.name for s in g], tile
                 )
                 continue
-            self.groups.append((np.array(idx), ds))
-        self.names = sorted(s.name for _, ds in self.groups for s in ds.scenes)
-        w = np.array([len(ds.scenes) for _, ds in self.groups], float)
+            bare = None
+            if snow_views == "swir":  # the same draws without snow (its own random stream)
+                bare = CloudyTiles(
+                    g, tile, 1 << 30, seed=seed + i, ranges=replace(ranges, snow_fraction=0.0)
+                )
+            self.groups.append((np.array(idx), ds, bare))
+        self.names = sorted(s.name for _, ds, _ in self.groups for s in ds.scenes)
+        w = np.array([len(ds.scenes) for _, ds, _ in self.groups], float)
         self.p = w / w.sum()
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
         xs, ps, ys = [], [], []
         for _ in range(n):
-            idx, ds = self.groups[int(rng.choice(len(self.groups), p=self.p))]
-            it = ds[int(rng.integers(1 << 30))]
+            idx, ds, bare = self.groups[int(rng.choice(len(self.groups), p=self.p))]
             present = np.zeros(len(CANON), np.float32)
             present[idx] = 1.0
+            if bare is not None:  # snow only under views with SWIR: the view decides the draw
+                view = str(rng.choice(views_for(present)))
+                k = int(rng.integers(1 << 30))
+                it = (ds if view_of(present, view)[SWIR_CANON].any() else bare)[k]
+            else:
+                view = ""
+                it = ds[int(rng.integers(1 << 30))]
             x = np.zeros((len(CANON),) + it["cloudy"].shape[1:], np.float32)
             x[idx] = it["cloudy"]
             if self.saturate and rng.random() < self.saturate:
                 x = saturate(x, rng)
-            pv = view_of(present, str(rng.choice(views_for(present))))
+            pv = view_of(present, view or str(rng.choice(views_for(present))))
             y = it["classes"].copy()
             y[invisible(it["tau"])] = -1  # invisible cloud edges: no answer
             if self.pad:
@@ -392,6 +413,8 @@ class DetectorRun:
     saturate_synthetic: bool = True
     #: share of the synthetic cloudy samples drawn as a flat overcast (``CloudRanges``)
     overcast: float = 0.0
+    #: views whose synthetic samples may have snow painted under them (:data:`SNOW_VIEWS`)
+    snow_views: str = "all"
     #: decay of an exponential moving average of the weights (0: none); the average is what
     #: :func:`load` returns
     ema: float = 0.0
@@ -427,6 +450,7 @@ def train(run: DetectorRun) -> Path:
         size=run.tile,
         saturate=run.saturate if run.saturate_synthetic else 0.0,
         overcast=run.overcast,
+        snow_views=run.snow_views,
     )
     net = SpectralDetector(len(CANON), run.widths, run.stem, run.context)
     opt = torch.optim.AdamW(net.parameters(), lr=run.lr, weight_decay=run.weight_decay)
@@ -742,6 +766,11 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
                         if run.get(k)
                     )
                     + (" --saturate-real-only" if run.get("saturate_synthetic") is False else "")
+                    + (
+                        f" --snow-views {run['snow_views']}"
+                        if run.get("snow_views", "all") != "all"
+                        else ""
+                    )
                     + " --threads 2"
                 ),
                 "release": (
@@ -914,6 +943,12 @@ def main(argv: list[str] | None = None) -> None:
         default=DetectorRun.overcast,
         help="share of synthetic cloudy samples drawn as a flat, full-cover overcast",
     )
+    t.add_argument(
+        "--snow-views",
+        choices=SNOW_VIEWS,
+        default=DetectorRun.snow_views,
+        help="paint synthetic snow under samples of every view, or only of views with SWIR",
+    )
     t.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
@@ -926,6 +961,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--saturate", type=float, default=DetectorRun.saturate, help="see train")
     c.add_argument("--saturate-real-only", action="store_true", help="see train")
     c.add_argument("--overcast", type=float, default=DetectorRun.overcast, help="see train")
+    c.add_argument("--snow-views", choices=SNOW_VIEWS, default="all", help="see train")
     c.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--batch", type=int, default=DetectorRun.batch)
@@ -998,7 +1034,7 @@ def main(argv: list[str] | None = None) -> None:
             "--shadow-weight", str(a.shadow_weight), "--real-fraction", str(a.real_fraction),
             "--tile", str(a.tile), "--batch", str(a.batch), "--band-jitter", str(a.band_jitter),
             "--ema", str(a.ema), "--saturate", str(a.saturate), "--seed", str(a.seed),
-            "--overcast", str(a.overcast),
+            "--overcast", str(a.overcast), "--snow-views", a.snow_views,
             *(["--context"] if a.context else []),
             *(["--saturate-real-only"] if a.saturate_real_only else []),
         )  # fmt: skip
@@ -1022,6 +1058,7 @@ def main(argv: list[str] | None = None) -> None:
             saturate=a.saturate,
             saturate_synthetic=not a.saturate_real_only,
             overcast=a.overcast,
+            snow_views=a.snow_views,
             real_fraction=a.real_fraction,
             seed=a.seed,
             threads=a.threads,

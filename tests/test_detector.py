@@ -231,3 +231,39 @@ def test_cloud_threshold_curve_pools_patches_and_trades_false_cloud_for_misses()
     # at 0.4 the clear pixel of a goes too; at 0.65 the false call and the 0.6 and 0.52 clouds go
     assert rows[0.4]["false_positive_rate"] == pytest.approx(1.0)
     assert rows[0.65]["false_positive_rate"] == 0 and rows[0.65]["accuracy"] == pytest.approx(3 / 5)
+
+
+@pytest.mark.parametrize("snow_views", ["all", "swir"])
+def test_snow_is_painted_only_under_views_with_swir_when_asked(
+    monkeypatch, snow_views: str
+) -> None:
+    """``snow_views="swir"``: a sample seen through a view without SWIR never has snow under it
+    (in the VNIR painted snow looks like a soft-edged cloud); with SWIR it may. ``"all"``: any
+    view may. Snow is painted here as a sentinel value the clouds cannot make."""
+    import export.data as data
+    from export.data import Scene
+    from export.detector import SWIR_CANON, SynthSampler
+
+    sentinel = np.float32(0.123456)
+
+    def paint(clear, bands, rng):  # noqa: ANN001, ANN202
+        out = clear.copy()
+        out[:, :4, :4] = sentinel  # a marked corner, before the clouds are rendered over it
+        return out
+
+    monkeypatch.setattr(data, "add_snow", paint)
+    rng = np.random.default_rng(0)
+    six = sensor_profile("rgbn-swir").bands
+    scene = Scene("six", rng.uniform(0.05, 0.3, (6, 80, 80)).astype(np.float32), six,
+                  np.ones((80, 80), bool))  # fmt: skip
+    sampler = SynthSampler([scene], 32, seed=3, snow_views=snow_views)
+    x, present, _ = sampler.sample(np.random.default_rng(1), 200)
+    # the corner's input is the sentinel wherever no cloud moved it: count those per sample
+    marked = (np.abs(x[:, :4, :4, :4] - sentinel) < 1e-6).any(axis=(1, 2, 3))
+    swir = present[:, SWIR_CANON].any(axis=1)
+    assert swir.any() and (~swir).any()
+    assert marked[swir].any()  # snow under views with SWIR in both modes
+    if snow_views == "swir":
+        assert not marked[~swir].any()
+    else:
+        assert marked[~swir].any()
