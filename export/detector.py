@@ -665,15 +665,22 @@ def fold_synthetic_scores(
 
 
 def fold_commands(
-    k: int, steps: int, runs: str = "runs/detcv_{k}", extra: tuple[str, ...] = ()
+    k: int,
+    steps: int,
+    runs: str = "runs/detcv_{k}",
+    extra: tuple[str, ...] = (),
+    only: tuple[int, ...] = (),
 ) -> list[tuple[list[str], Path]]:
     """The training jobs of a ``k``-fold cross-validation over the real patches, and the log of
-    each (``runs`` with ``{k}`` the fold); ``extra`` arguments go to every ``train``."""
+    each (``runs`` with ``{k}`` the fold); ``extra`` arguments go to every ``train``; ``only``:
+    these folds alone (a screen on some folds), else all."""
     from bench._common import ROOT
 
     folds = cv_folds(real_patches(), k)
     jobs = []
     for i, test in enumerate(folds):
+        if only and i not in only:
+            continue
         out = ROOT / runs.format(k=i)
         last = out / "last.pt"
         if last.exists() and torch.load(last, weights_only=True)["step"] >= steps:
@@ -969,6 +976,11 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--seed", type=int, default=0, help="training seed of every fold")
     c.add_argument("--runs", default="runs/detcv_{k}", help="fold folders ({k}: the fold)")
     c.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
+    c.add_argument(
+        "--only-folds",
+        default="",
+        help="train only these folds (comma separated; e.g. 0,1 for `screen --folds 0,1`)",
+    )
     r = sub.add_parser("release", help="fold, calibrate, quantise and ship one ONNX per band set")
     r.add_argument("--ckpt", default="runs/det_all/last.pt")
     r.add_argument("--results", default="bench/results/detector_real.json")
@@ -1038,7 +1050,10 @@ def main(argv: list[str] | None = None) -> None:
             *(["--context"] if a.context else []),
             *(["--saturate-real-only"] if a.saturate_real_only else []),
         )  # fmt: skip
-        run_jobs(fold_commands(a.folds, a.steps, a.runs, extra), a.jobs)
+        only = tuple(int(f) for f in a.only_folds.split(",") if f)
+        if any(not 0 <= f < a.folds for f in only):
+            ap.error(f"--only-folds {a.only_folds}: folds are 0 to {a.folds - 1}")
+        run_jobs(fold_commands(a.folds, a.steps, a.runs, extra, only), a.jobs)
         print("now: python -m bench.detector_real")
     elif a.cmd == "release":
         release(Path(a.ckpt), Path(a.results), tuple(x for x in a.sets.split(",") if x))

@@ -267,3 +267,22 @@ def test_snow_is_painted_only_under_views_with_swir_when_asked(
         assert not marked[~swir].any()
     else:
         assert marked[~swir].any()
+
+
+def test_fold_commands_train_only_the_folds_asked_for(tmp_path: Path, monkeypatch) -> None:
+    """``cv --only-folds 0,1`` (a screen on two folds): only those folds' jobs, each holding out
+    its own patches; without it, every fold."""
+    import export.detector as det
+
+    patches = [
+        {"name": f"p{i}", "sensor": "s", "land": "l"} for i in range(8)
+    ]  # what cv_folds reads
+    monkeypatch.setattr(det, "real_patches", lambda: patches)
+    runs = str(tmp_path / "r_{k}")
+    every = det.fold_commands(4, 10, runs)
+    some = det.fold_commands(4, 10, runs, only=(0, 2))
+    assert [log.name for _, log in every] == ["r_0.log", "r_1.log", "r_2.log", "r_3.log"]
+    assert [log.name for _, log in some] == ["r_0.log", "r_2.log"]
+    held = {log.name: argv[argv.index("--test-patches") + 1] for argv, log in some}
+    folds = det.cv_folds(patches, 4)
+    assert held == {"r_0.log": ",".join(folds[0]), "r_2.log": ",".join(folds[2])}
