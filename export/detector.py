@@ -50,8 +50,8 @@ logger = logging.getLogger("kumo_edge.train")
 #: green, red, NIR, SWIR-1 at 1620 nm so that Landsat-5/7 (1650), Landsat-8 (1609) and
 #: Sentinel-2 (1614) all feed it at the runtime's 30 nm tolerance, SWIR-2).
 CANON = sensor_profile("rgbn-swir").bands
-#: The canonical SWIR bands (1.6 and 2.2 um)
-SWIR_CANON = [4, 5]
+#: The canonical SWIR bands (1.6 and 2.2 um), by wavelength as :func:`export.data.add_snow` tells them
+SWIR_CANON = [i for i, nm in enumerate(CANON.centers) if nm > 1000]
 #: Which training views see painted snow (:class:`SynthSampler`)
 SNOW_VIEWS = ("all", "swir")
 #: Views a sample can be seen through: indices of the canonical bands kept.
