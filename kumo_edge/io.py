@@ -182,6 +182,37 @@ def _georeferencing_optional() -> Iterator[None]:
         yield
 
 
+def _non_finite_message(
+    name: str, raw: npt.NDArray[Any], bad: npt.NDArray[np.bool_], row: int
+) -> str:
+    """The one-line error for NaN or infinite samples (``bad``, after scaling) in pixels not
+    marked no-data, naming the ``--nodata`` value that marks the stored ones ``raw`` (one
+    value marks one kind: NaN, +inf and -inf are three)."""
+    r = int(np.argwhere(bad.any(axis=(0, 2)))[0, 0]) + row
+    kinds = [
+        (k, v, py)
+        for k, v, py, m in (
+            ("NaN", "nan", "'nan'", np.isnan(raw)),
+            ("+inf", "inf", "float('inf')", np.isposinf(raw)),
+            ("-inf", "-inf", "float('-inf')", np.isneginf(raw)),
+        )
+        if m.any()
+    ]
+    what = " and ".join(k for k, _, _ in kinds)
+    if not kinds:  # finite stored values that the scale took beyond float32
+        return f"{name}: values at row {r} overflow float32 after scaling; check --scale/--offset"
+    if len(kinds) == 1:
+        _, v, py = kinds[0]
+        return (
+            f"{name}: {what} values at row {r} in pixels not marked no-data; "
+            f"declare them no-data with --nodata {v} (Python: nodata={py})"
+        )
+    return (
+        f"{name}: {what} values at row {r} in pixels not marked no-data; one --nodata value "
+        "marks one of them: replace the others in the file first"
+    )
+
+
 def nodata_rule(nodata: NodataSpec, declared: float | None) -> tuple[float | None, bool]:
     """``(value, zero_fill)`` of a no-data setting (``--nodata``) for data that declares
     ``declared`` (None: nothing, as a stream): ``"auto"`` the declared value, else pixels whose
@@ -513,11 +544,7 @@ class Raster:
         if self.dtype.kind == "f":
             bad = ~np.isfinite(out)
             if bad.any():
-                r = int(np.argwhere(bad.any(axis=(0, 2)))[0, 0]) + row
-                raise InvalidDataError(
-                    f"{self.path.name}: NaN or infinite values at row {r} in pixels not marked no-data; "
-                    "declare them no-data with --nodata nan (Python: nodata='nan')"
-                )
+                raise InvalidDataError(_non_finite_message(self.path.name, raw, bad, row))
         check_reflectance(out, valid, self._rows_what(row, out.shape[1]))
         np.clip(out, 0.0, 1.0, out=out)
         return out

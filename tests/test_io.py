@@ -143,6 +143,27 @@ def test_nan_is_an_error_unless_declared(tmp_path: Path) -> None:
         assert not s.valid[12, 3] and s.valid.sum() == 399
 
 
+def test_infinite_values_name_the_nodata_that_marks_them(tmp_path: Path) -> None:
+    data = np.full((2, 20, 20), 0.3, np.float32)
+    data[0, 5, 7] = np.inf
+    p = make_raster(tmp_path / "inf.tif", data)
+    with (
+        Raster(p) as r,
+        pytest.raises(InvalidDataError, match=r"\+inf values at row 5.*--nodata inf"),
+    ):
+        r.read_strip(0, 20)
+    with Raster(p, nodata=float("inf")) as r:  # the advice works
+        s = r.read_strip(0, 20)
+        assert not s.valid[5, 7] and s.valid.sum() == 399
+    data[1, 9, 2] = np.nan  # two kinds: one nodata value cannot mark both
+    p = make_raster(tmp_path / "both.tif", data)
+    with (
+        Raster(p) as r,
+        pytest.raises(InvalidDataError, match="NaN and \\+inf values at row 5.*one --nodata"),
+    ):
+        r.read_strip(0, 20)
+
+
 def test_complex_dtype_is_refused(tmp_path: Path) -> None:
     p = make_raster(tmp_path / "c.tif", np.ones((1, 4, 4), np.complex64))
     with pytest.raises(DataTypeError, match="complex64"):
