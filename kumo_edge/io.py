@@ -182,13 +182,10 @@ def _georeferencing_optional() -> Iterator[None]:
         yield
 
 
-def _non_finite_message(
-    name: str, raw: npt.NDArray[Any], bad: npt.NDArray[np.bool_], row: int
-) -> str:
-    """The one-line error for NaN or infinite samples (``bad``, after scaling) in pixels not
-    marked no-data, naming the ``--nodata`` value that marks the stored ones ``raw`` (one
-    value marks one kind: NaN, +inf and -inf are three)."""
-    r = int(np.argwhere(bad.any(axis=(0, 2)))[0, 0]) + row
+def non_finite_message(where: str, raw: npt.NDArray[Any]) -> str:
+    """The one-line error for NaN or infinite samples in pixels not marked no-data, ``where``
+    (e.g. ``"x.tif: at row 5"``), naming the ``--nodata`` value that marks the stored ones
+    ``raw`` (one value marks one kind: NaN, +inf and -inf are three)."""
     kinds = [
         (k, v, py)
         for k, v, py, m in (
@@ -196,20 +193,20 @@ def _non_finite_message(
             ("+inf", "inf", "float('inf')", np.isposinf(raw)),
             ("-inf", "-inf", "float('-inf')", np.isneginf(raw)),
         )
-        if m.any()
+        if raw.dtype.kind == "f" and m.any()
     ]
-    what = " and ".join(k for k, _, _ in kinds)
     if not kinds:  # finite stored values that the scale took beyond float32
-        return f"{name}: values at row {r} overflow float32 after scaling; check --scale/--offset"
+        return f"values {where} overflow float32 after scaling; check --scale/--offset"
+    what = " and ".join(k for k, _, _ in kinds)
     if len(kinds) == 1:
         _, v, py = kinds[0]
         return (
-            f"{name}: {what} values at row {r} in pixels not marked no-data; "
+            f"{what} values {where} in pixels not marked no-data; "
             f"declare them no-data with --nodata {v} (Python: nodata={py})"
         )
     return (
-        f"{name}: {what} values at row {r} in pixels not marked no-data; one --nodata value "
-        "marks one of them: replace the others in the file first"
+        f"{what} values {where} in pixels not marked no-data; one --nodata value marks one of "
+        "them: replace the others first"
     )
 
 
@@ -544,7 +541,10 @@ class Raster:
         if self.dtype.kind == "f":
             bad = ~np.isfinite(out)
             if bad.any():
-                raise InvalidDataError(_non_finite_message(self.path.name, raw, bad, row))
+                r = int(np.argwhere(bad.any(axis=(0, 2)))[0, 0]) + row
+                raise InvalidDataError(
+                    f"{self.path.name}: " + non_finite_message(f"at row {r}", raw)
+                )
         check_reflectance(out, valid, self._rows_what(row, out.shape[1]))
         np.clip(out, 0.0, 1.0, out=out)
         return out

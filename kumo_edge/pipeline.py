@@ -31,6 +31,7 @@ from .io import (
     _partial_prefix,
     check_outputs,
     nodata_rule,
+    non_finite_message,
     set_block_cache,
     space_hint,
     values_valid,
@@ -109,10 +110,9 @@ def bil_chunks(
         arr += np.float32(offset)
         if valid is not None:
             arr[:, ~valid] = 0.0
-        if not np.isfinite(arr).all():
+        if not np.isfinite(arr).all():  # (stored NaN/inf stay so through scale and offset)
             raise KumoError(
-                f"NaN or infinite samples in lines {got}-{got + n - 1} of the input stream"
-                + ("" if nodata == "nan" else "; declare them no data with --nodata nan")
+                non_finite_message(f"in lines {got}-{got + n - 1} of the input stream", arr)
             )
         check_reflectance(arr, valid, f"input stream lines {got}-{got + n - 1}")
         np.clip(arr, 0.0, 1.0, out=arr)
@@ -423,6 +423,8 @@ def run_stream(
             finally:
                 ahead.close()
             if height is None:
+                if not proc.received:
+                    raise RasterReadError("the input stream is empty: no line was received")
                 w_out, w_mask = open_writers(proc.received)
                 if s_out and w_out:
                     s_out.copy_to(w_out)

@@ -139,6 +139,31 @@ def test_detect_and_bil_stdin(tmp_path: Path, model_dir: Path) -> None:
     ]
 
 
+def test_a_streams_bad_samples_and_empty_stream(tmp_path: Path, model_dir: Path) -> None:
+    """Non-finite samples on stdin are refused in one line naming the --nodata value that
+    marks them (which then works), and an empty stream is refused as such; nothing is left."""
+    lines, width = 40, 70
+    samples = np.random.default_rng(5).uniform(0.02, 0.3, (lines, 4, width)).astype("<f4")
+    base = ["detect", "-", "--models", model_dir, "--profile", "rgbn", "--bil-width", width,
+            "--bil-dtype", "float32"]  # fmt: skip
+    for bad, nd in ((np.nan, "nan"), (np.inf, "inf")):
+        s = samples.copy()
+        s[20, 1, 5] = bad
+        m = tmp_path / f"m_{nd}.tif"
+        r = invoke(*base, "--mask", m, stdin=s.tobytes())
+        assert r.exit_code == 1 and f"--nodata {nd} " in r.stderr, r.stderr
+        assert not m.exists()
+        r = invoke(*base, "--mask", m, "--nodata", nd, stdin=s.tobytes())
+        assert r.exit_code == 0, r.stderr
+        with rasterio.open(m) as ds:
+            got = ds.read(1)
+        assert got[20, 5] == 0 and (got > 0).sum() == lines * width - 1
+    r = invoke(*base, "--mask", tmp_path / "empty.tif", stdin=b"")
+    assert r.exit_code == 1 and "stream is empty" in r.stderr, r.stderr
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".aux.xml"))
+    assert left == ["m_inf.tif", "m_nan.tif"]
+
+
 def test_models_that_cannot_take_the_input(tmp_path: Path, model_dir: Path) -> None:
     rgb = tmp_path / "rgb.tif"
     with rasterio.open(
