@@ -262,11 +262,13 @@ def tile_counts(cls, valid, amb, probs, one_minus_rt, rt, also_clear, out):
 
 
 @nb.njit(cache=True)
-def _withdraw(p0, p3, c, r, thr, every):
+def _withdraw(p0, p3, c, v, r, thr, every):
     """P(shadow) -> P(clear) and the class to clear on the shadow calls of one tile: every one
-    (``every``), or those whose ``r`` reaches ``thr``; returns how many."""
+    (``every``), or those whose ``r`` reaches ``thr``; returns how many, and how many of them
+    are valid (``v``)."""
     h, w = c.shape
     k = 0
+    kv = 0
     for y in range(h):
         for x in range(w):
             if c[y, x] == 3 and (every or r[y, x] >= thr):
@@ -274,7 +276,9 @@ def _withdraw(p0, p3, c, r, thr, every):
                 p3[y, x] = 0.0
                 c[y, x] = 0
                 k += 1
-    return k
+                if v[y, x]:
+                    kv += 1
+    return k, kv
 
 
 @nb.njit(cache=True)
@@ -318,10 +322,11 @@ def _select(v, k):
 
 
 @nb.njit(parallel=True, cache=True)
-def shadow_vetoes(probs, cls, ref, valid, min_cloud, darker, min_ref, withdrawn):
+def shadow_vetoes(probs, cls, ref, valid, min_cloud, darker, min_ref, withdrawn, withdrawn_valid):
     """The mask's two shadow rules, in place, one tile per job: ``probs`` (N, 4, H, W) float32
     and ``cls`` (N, H, W) uint8 (its classes) are updated, ``withdrawn[i]`` counts tile i's
-    shadow calls withdrawn.
+    shadow calls withdrawn and ``withdrawn_valid[i]`` those of them on valid pixels (what a
+    count of valid shadow calls made before loses: :func:`tile_counts` need not run again).
 
     No cloud, no shadow: in a tile whose cloud calls are fewer than ``min_cloud`` times its
     valid pixels, every shadow call goes. Then, with ``darker`` > 0, the darkness rule: a
@@ -354,10 +359,11 @@ def shadow_vetoes(probs, cls, ref, valid, min_cloud, darker, min_ref, withdrawn)
                     elif k == 0:
                         n_clear += 1
         withdrawn[i] = 0
+        withdrawn_valid[i] = 0
         if n_shadow == 0:
             continue
         if n_valid > 0 and n_cloud < min_cloud * n_valid:
-            withdrawn[i] = _withdraw(p0, p3, c, ref[i], d32, True)
+            withdrawn[i], withdrawn_valid[i] = _withdraw(p0, p3, c, v, ref[i], d32, True)
             continue
         if darker <= 0.0:
             continue
@@ -374,4 +380,4 @@ def shadow_vetoes(probs, cls, ref, valid, min_cloud, darker, min_ref, withdrawn)
         if m < min_ref:
             continue
         thr = d32 * _median(buf[:m])
-        withdrawn[i] = _withdraw(p0, p3, c, r, thr, False)
+        withdrawn[i], withdrawn_valid[i] = _withdraw(p0, p3, c, v, r, thr, False)

@@ -321,9 +321,11 @@ def _shadow_vetoes(
     valid: npt.NDArray[np.bool_],
     min_cloud: float,
     darker: float,
+    withdrawn_valid: npt.NDArray[np.int64] | None = None,
 ) -> int:
     """Both shadow rules on every tile in one numba pass (:func:`_rk.shadow_vetoes`; ``min_cloud``
-    0: no cloudless rule, ``darker`` 0: no darkness rule); ``probs`` and ``cls`` in place."""
+    0: no cloudless rule, ``darker`` 0: no darkness rule); ``probs`` and ``cls`` in place;
+    ``withdrawn_valid`` ``(N,)``: where given, each tile's withdrawn calls on valid pixels."""
     if probs.dtype != np.float32 or probs.ndim != 4 or not probs.flags.c_contiguous:
         raise ShapeError(
             "the shadow rules change probs in place: give C-contiguous float32 (N, 4, T, T)"
@@ -339,6 +341,7 @@ def _shadow_vetoes(
     elif np.shape(ref) != cls.shape:
         raise ShapeError(f"reference band {np.shape(ref)} does not match the tiles {cls.shape}")
     withdrawn = np.zeros(len(probs), np.int64)
+    on_valid = np.zeros(len(probs), np.int64)
     _rk.shadow_vetoes(
         probs,
         cls,
@@ -348,7 +351,10 @@ def _shadow_vetoes(
         float(darker),
         SHADOW_REFERENCE_PIXELS,
         withdrawn,
+        on_valid,
     )
+    if withdrawn_valid is not None:
+        withdrawn_valid[...] = on_valid
     return int(withdrawn.sum())
 
 
@@ -377,13 +383,15 @@ def shadow_rules(
     cloud_threshold: float = 0.5,
     shadow_threshold: float = 0.5,
     classes: npt.NDArray[np.uint8] | None = None,
+    withdrawn_valid: npt.NDArray[np.int64] | None = None,
 ) -> int:
     """The mask's shadow rules, in place (the runtime and the benchmarks apply them alike):
     no shadow without cloud in the tile (:func:`veto_cloudless_shadows`), then the darkness
     rule (:func:`veto_bright_shadows`, where ``darker`` is set; ``ref`` its reference band).
-    Returns the number of shadow calls withdrawn."""
+    Returns the number of shadow calls withdrawn; ``withdrawn_valid`` ``(N,)`` int64, where
+    given, receives each tile's withdrawn calls on valid pixels."""
     cls = classify(probs, cloud_threshold, 1, shadow_threshold) if classes is None else classes
-    return _shadow_vetoes(probs, cls, ref, valid, SHADOW_MIN_CLOUD, darker)
+    return _shadow_vetoes(probs, cls, ref, valid, SHADOW_MIN_CLOUD, darker, withdrawn_valid)
 
 
 #: A pixel is "bright" when its mean visible reflectance reaches this (the threshold test's rule).

@@ -732,11 +732,13 @@ def process_tiles(
     if getattr(generator, "physics", False) and len(todo):
         # the physics remover moved thin/thick by transmittance: count again
         cls = detector.classify(probs, axis=1)
-        frac, rshadow = _fractions(tile_counts(detector, probs, cls, valid, amb_px))
-    if shadow_rules(probs, ref, valid, darker, classes=cls):
+        counts = tile_counts(detector, probs, cls, valid, amb_px)
+        frac, rshadow = _fractions(counts)
+    gone = np.zeros(len(tiles), np.int64)
+    if shadow_rules(probs, ref, valid, darker, classes=cls, withdrawn_valid=gone):
         # shadow calls without cloud in the tile, or on ground as bright as the tile's clear
-        # ground, withdrawn (mask, report)
-        frac[3] = tile_counts(detector, probs, cls, valid, amb_px)[:, _rk.N_SHADOW] / n_valid
+        # ground, withdrawn (mask, report): the valid shadow calls counted less those withdrawn
+        frac[3] = (counts[:, _rk.N_SHADOW] - gone) / n_valid
     for i in range(len(tiles)):
         cloud = float(frac[1][i] + frac[2][i])
         decision = (

@@ -202,7 +202,7 @@ def test_no_shadow_call_stands_in_a_tile_without_cloud() -> None:
     np.testing.assert_array_equal(cls, c)
 
 
-def _shadow_rules_numpy(probs, ref, valid, darker, cls, min_cloud, min_ref):
+def _shadow_rules_numpy(probs, ref, valid, darker, cls, min_cloud, min_ref, on_valid=None):
     """The two shadow rules written plainly in numpy, tile by tile: the reference the one-pass
     kernel behind :func:`kumo_edge.runtime.shadow_rules` must agree with."""
     n = 0
@@ -224,6 +224,8 @@ def _shadow_rules_numpy(probs, ref, valid, darker, cls, min_cloud, min_ref):
         p3[go] = 0.0
         c[go] = 0
         n += int(go.sum())
+        if on_valid is not None:
+            on_valid[i] = int((go & valid[i]).sum())
     return n
 
 
@@ -247,11 +249,13 @@ def test_shadow_rules_in_one_pass_equal_the_plain_numpy_rules(seed: int) -> None
         thr, st = float(rng.choice([0.3, 0.5, 0.7])), float(rng.choice([0.05, 0.5]))
         a, b = p.copy(), p.copy()
         ca, cb = classify(a, thr, 1, st), classify(b, thr, 1, st)
-        got = shadow_rules(a, ref, valid, darker, thr, st, classes=ca)
+        gv, wv = np.full(n, -1, np.int64), np.zeros(n, np.int64)
+        got = shadow_rules(a, ref, valid, darker, thr, st, classes=ca, withdrawn_valid=gv)
         want = _shadow_rules_numpy(
-            b, ref, valid, darker, cb, SHADOW_MIN_CLOUD, SHADOW_REFERENCE_PIXELS
+            b, ref, valid, darker, cb, SHADOW_MIN_CLOUD, SHADOW_REFERENCE_PIXELS, wv
         )
         assert got == want
+        np.testing.assert_array_equal(gv, wv)  # per tile, the calls withdrawn on valid pixels
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(ca, cb)
 
