@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kumo_edge.benchmark import cpu_details, cpu_model, environment, time_it  # noqa: F401
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,6 +48,29 @@ def save_figure(fig, path: Path) -> Path:  # noqa: ANN001
 
     plt.close(fig)
     return path
+
+
+def bootstrap(
+    values: np.ndarray, n: int = 2000, seed: int = 0, weights: np.ndarray | None = None
+) -> dict[str, float]:
+    """Mean and 95 % percentile-bootstrap interval over the entries of ``values`` (resampled
+    whole); with ``weights`` the weighted mean, each resample weighted by its entries' weights
+    (e.g. per-patch accuracies weighted by pixels: the pooled accuracy, patches resampled)."""
+    v = np.asarray(values, float)
+    w = np.ones_like(v) if weights is None else np.asarray(weights, float)
+    ok = np.isfinite(v) & (w > 0)
+    v, w = v[ok], w[ok]
+    if len(v) == 0:
+        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(v), (n, len(v)))
+    means = (v[i] * w[i]).sum(1) / w[i].sum(1)
+    return {
+        "mean": float((v * w).sum() / w.sum()),
+        "lo": float(np.percentile(means, 2.5)),
+        "hi": float(np.percentile(means, 97.5)),
+        "n": int(len(v)),
+    }
 
 
 def fmt_ci(ci: dict[str, Any] | None, digits: int = 2) -> str:

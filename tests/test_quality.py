@@ -74,3 +74,33 @@ def test_detector_table_adds_the_recipe_each_band_set_ships(tmp_path) -> None:  
     assert out[f"shipped/{view}"] == theirs and out[f"shipped_shadow_op/{view}"] == theirs
     assert doc["results"] == {f"ours/{view}": mine}  # the input is not changed
     assert with_shipped_recipes(doc, tmp_path / "none")["results"] == doc["results"]
+
+
+def test_weighted_bootstrap_pools_and_resamples_whole_entries() -> None:
+    """With weights the mean is the pooled one (per-patch accuracies weighted by pixels) and
+    the interval comes from resampling whole entries: a large patch moves it more."""
+    from bench._common import bootstrap as weighted
+
+    acc, px = np.array([1.0, 0.0, 0.5]), np.array([3.0, 1.0, 0.0])  # a weightless patch: out
+    c = weighted(acc, weights=px)
+    assert c["mean"] == pytest.approx(0.75) and c["n"] == 2
+    assert 0.0 <= c["lo"] < 0.75 < c["hi"] <= 1.0
+    same = weighted(acc[:2], weights=np.ones(2))
+    assert same == weighted(acc[:2])  # unit weights: the plain bootstrap, draw for draw
+
+
+def test_detector_table_gives_patch_intervals_and_the_difference_to_the_peer() -> None:
+    from bench.tables import detector_real_table
+
+    def row(accs: list[float]) -> dict:
+        per = {f"p{i}": {"accuracy": a, "pixels": 100 * (i + 1)} for i, a in enumerate(accs)}
+        pooled = sum(v["accuracy"] * v["pixels"] for v in per.values()) / 600
+        a = {"accuracy": pooled, "false_positive_rate": 0.1}
+        return {"all": a, "without_ukis_tests": a, "shadow": None, "snow_patches": {},
+                "per_sensor": {}, "per_land": {}, "per_patch": per}  # fmt: skip
+
+    doc = {"patches": ["p0", "p1", "p2"], "folds": [["p0"], ["p1"], ["p2"]],
+           "results": {"ours/rgbn": row([0.9, 0.8, 0.7]), "ukis_csmask/rgbn": row([0.9, 0.9, 0.9])}}  # fmt: skip
+    t = detector_real_table(doc)
+    assert "| rgbn | ours (shadow at 0.5) | 76.7% [" in t
+    assert "rgbn -13.3 points [" in t  # pooled: (0 * 100 - 0.1 * 200 - 0.2 * 300) / 600

@@ -1,4 +1,5 @@
-"""Shared by every section of the quality report: paths, seeds, statistics, tiles."""
+"""Shared by every section of the quality report: paths, seeds, tiles (the bootstrap is
+:func:`bench._common.bootstrap`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._common import bootstrap
 from export.data import CloudyTiles, Scene
 from kumo_edge import metrics
 from kumo_edge.bands import resample
@@ -23,23 +25,6 @@ TAU_BINS = {
     "thick (>= 0.45)": (0.45, 99.0),
 }
 SEED = 30_000  # cloud fields of the report (no training or selection ever used this seed)
-
-
-# -- statistics ----------------------------------------------------------------------------------
-def bootstrap(values: np.ndarray, n: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean and 95 % percentile-bootstrap interval over the entries of ``values``."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0}
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n, len(v)))].mean(1)
-    return {
-        "mean": float(v.mean()),
-        "lo": float(np.percentile(means, 2.5)),
-        "hi": float(np.percentile(means, 97.5)),
-        "n": int(len(v)),
-    }
 
 
 # -- tiles and methods ---------------------------------------------------------------------------
