@@ -228,38 +228,69 @@ def saturate(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class RealSampler:
-    """Random crops of real patches in canonical bands, through a random view."""
+    """Random crops of real patches in canonical bands, through a random view.
+
+    ``mix``: the share of samples with a box of another patch's crop pasted in, labels and all
+    (CutMix), seen through a view both patches allow: 27 training patches teach whole-patch
+    answers (a flat white sheet is all cloud or all clear), and a sample holding two scenes
+    must be answered pixel by pixel.
+    """
 
     def __init__(
-        self, patches: list[dict], tile: int, band_jitter: float = 0.0, saturate: float = 0.0
+        self,
+        patches: list[dict],
+        tile: int,
+        band_jitter: float = 0.0,
+        saturate: float = 0.0,
+        mix: float = 0.0,
     ) -> None:
         self.band_jitter = band_jitter
         self.saturate = saturate
+        self.mix = mix
         self.items = []
         for p in patches:
             c, present = to_canonical(p["cube"], p["bands"])
             self.items.append((c, present, p["labels"]))
         self.tile = tile
 
+    def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One patch's crop, rotated, flipped, gained (and clipped as a saturating sensor
+        would, at the set rate): ``(bands, labels, present)``."""
+        t = self.tile
+        c, present, lab = self.items[int(rng.integers(len(self.items)))]
+        y0 = int(rng.integers(0, c.shape[1] - t + 1))
+        x0 = int(rng.integers(0, c.shape[2] - t + 1))
+        cc, ll = c[:, y0 : y0 + t, x0 : x0 + t], lab[y0 : y0 + t, x0 : x0 + t]
+        r = int(rng.integers(4))
+        cc, ll = np.rot90(cc, r, (1, 2)), np.rot90(ll, r)
+        if rng.random() < 0.5:
+            cc, ll = cc[:, :, ::-1], ll[:, ::-1]
+        # overall gain and a small per-band gain: sensors differ in calibration
+        cc = cc * np.float32(rng.uniform(0.9, 1.1))
+        if self.band_jitter:
+            jit = rng.uniform(1 - self.band_jitter, 1 + self.band_jitter, (len(cc), 1, 1))
+            cc = cc * jit.astype(np.float32)
+        if self.saturate and rng.random() < self.saturate:
+            cc = saturate(cc, rng)
+        return cc, ll, present
+
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
         xs, ps, ys = [], [], []
         t = self.tile
         for _ in range(n):
-            c, present, lab = self.items[int(rng.integers(len(self.items)))]
-            y0 = int(rng.integers(0, c.shape[1] - t + 1))
-            x0 = int(rng.integers(0, c.shape[2] - t + 1))
-            cc, ll = c[:, y0 : y0 + t, x0 : x0 + t], lab[y0 : y0 + t, x0 : x0 + t]
-            r = int(rng.integers(4))
-            cc, ll = np.rot90(cc, r, (1, 2)), np.rot90(ll, r)
-            if rng.random() < 0.5:
-                cc, ll = cc[:, :, ::-1], ll[:, ::-1]
-            # overall gain and a small per-band gain: sensors differ in calibration
-            cc = cc * np.float32(rng.uniform(0.9, 1.1))
-            if self.band_jitter:
-                jit = rng.uniform(1 - self.band_jitter, 1 + self.band_jitter, (len(cc), 1, 1))
-                cc = cc * jit.astype(np.float32)
-            if self.saturate and rng.random() < self.saturate:
-                cc = saturate(cc, rng)
+            cc, ll, present = self._crop(rng)
+            # drawn only when mixing (the draws without it stay as they were)
+            if self.mix and rng.random() < self.mix:
+                c2, l2, p2 = self._crop(rng)
+                h, w = (
+                    int(t * v) for v in np.sqrt(rng.uniform(0.15, 0.5)) * rng.uniform(0.7, 1.4, 2)
+                )
+                h, w = min(max(h, 8), t), min(max(w, 8), t)
+                y0, x0 = int(rng.integers(0, t - h + 1)), int(rng.integers(0, t - w + 1))
+                cc, ll = np.array(cc), np.array(ll)
+                cc[:, y0 : y0 + h, x0 : x0 + w] = c2[:, y0 : y0 + h, x0 : x0 + w]
+                ll[y0 : y0 + h, x0 : x0 + w] = l2[y0 : y0 + h, x0 : x0 + w]
+                present = present * p2  # the bands both patches have
             pv = view_of(present, str(rng.choice(views_for(present))))
             xs.append(np.clip(cc, 0, 1) * pv[:, None, None])
             ps.append(pv)
@@ -415,6 +446,8 @@ class DetectorRun:
     overcast: float = 0.0
     #: views whose synthetic samples may have snow painted under them (:data:`SNOW_VIEWS`)
     snow_views: str = "all"
+    #: share of real samples with a box of another patch pasted in (:class:`RealSampler`)
+    real_mix: float = 0.0
     #: decay of an exponential moving average of the weights (0: none); the average is what
     #: :func:`load` returns
     ema: float = 0.0
@@ -442,7 +475,7 @@ def train(run: DetectorRun) -> Path:
     if unknown:
         raise KumoError(f"unknown real patches {unknown}")
     train_p = [p for p in patches if p["name"] not in run.test_patches]
-    real = RealSampler(train_p, run.tile, run.band_jitter, run.saturate)
+    real = RealSampler(train_p, run.tile, run.band_jitter, run.saturate, run.real_mix)
     synth = SynthSampler(
         [s for s in corpus_scenes() if s.name not in SYNTH_TEST],
         min(run.tile, SYNTH_TILE),
@@ -769,7 +802,7 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
                     f"{run.get('shadow_weight', 1.5)}"
                     + "".join(
                         f" --{k.replace('_', '-')} {run[k]}"
-                        for k in ("band_jitter", "ema", "saturate", "overcast", "seed")
+                        for k in ("band_jitter", "ema", "saturate", "overcast", "real_mix", "seed")
                         if run.get(k)
                     )
                     + (" --saturate-real-only" if run.get("saturate_synthetic") is False else "")
@@ -956,6 +989,12 @@ def main(argv: list[str] | None = None) -> None:
         default=DetectorRun.snow_views,
         help="paint synthetic snow under samples of every view, or only of views with SWIR",
     )
+    t.add_argument(
+        "--real-mix",
+        type=float,
+        default=DetectorRun.real_mix,
+        help="share of real samples with a box of another patch's crop pasted in (CutMix)",
+    )
     t.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
@@ -969,6 +1008,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--saturate-real-only", action="store_true", help="see train")
     c.add_argument("--overcast", type=float, default=DetectorRun.overcast, help="see train")
     c.add_argument("--snow-views", choices=SNOW_VIEWS, default="all", help="see train")
+    c.add_argument("--real-mix", type=float, default=DetectorRun.real_mix, help="see train")
     c.add_argument("--real-fraction", type=float, default=DetectorRun.real_fraction)
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--batch", type=int, default=DetectorRun.batch)
@@ -1047,6 +1087,7 @@ def main(argv: list[str] | None = None) -> None:
             "--tile", str(a.tile), "--batch", str(a.batch), "--band-jitter", str(a.band_jitter),
             "--ema", str(a.ema), "--saturate", str(a.saturate), "--seed", str(a.seed),
             "--overcast", str(a.overcast), "--snow-views", a.snow_views,
+            "--real-mix", str(a.real_mix),
             *(["--context"] if a.context else []),
             *(["--saturate-real-only"] if a.saturate_real_only else []),
         )  # fmt: skip
@@ -1074,6 +1115,7 @@ def main(argv: list[str] | None = None) -> None:
             saturate_synthetic=not a.saturate_real_only,
             overcast=a.overcast,
             snow_views=a.snow_views,
+            real_mix=a.real_mix,
             real_fraction=a.real_fraction,
             seed=a.seed,
             threads=a.threads,

@@ -286,3 +286,34 @@ def test_fold_commands_train_only_the_folds_asked_for(tmp_path: Path, monkeypatc
     held = {log.name: argv[argv.index("--test-patches") + 1] for argv, log in some}
     folds = det.cv_folds(patches, 4)
     assert held == {"r_0.log": ",".join(folds[0]), "r_2.log": ",".join(folds[2])}
+
+
+def test_real_mix_pastes_a_box_of_another_patch_with_its_labels() -> None:
+    """CutMix of the real crops: a box of another patch's crop, its labels with it, seen through
+    a view both patches allow; without --real-mix the samples are what they were."""
+    from export.detector import RealSampler
+
+    six, four = sensor_profile("landsat8-oli").bands, sensor_profile("rgbn").bands
+    a = {"cube": np.full((len(six.centers), 64, 64), 0.1, np.float32), "bands": six,
+         "labels": np.zeros((64, 64), np.int64)}  # fmt: skip
+    b = {"cube": np.full((4, 64, 64), 0.8, np.float32), "bands": four,
+         "labels": np.full((64, 64), 4, np.int64)}  # fmt: skip
+    x, p, y = RealSampler([a, b], 32, mix=1.0).sample(np.random.default_rng(0), 40)
+    bright = x[:, 0] > 0.45  # blue of patch b (0.8 x gain) against patch a's 0.1
+    mixed = bright.any(axis=(1, 2)) & ~bright.all(axis=(1, 2))
+    assert mixed.sum() >= 10  # two patches in one sample, often
+    np.testing.assert_array_equal(y == 4, bright)  # the labels came with the pixels
+
+    def is_box(m: np.ndarray) -> bool:
+        rows, cols = np.nonzero(m)
+        return bool(m[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all())
+
+    for i in np.flatnonzero(mixed):
+        assert p[i, 4:].sum() == 0  # patch b has no SWIR: the view has none either
+        assert is_box(bright[i]) or is_box(~bright[i])  # one of the two is the pasted box
+    # no mixing: the same draws as a sampler without the option
+    x0, p0, y0 = RealSampler([a, b], 32).sample(np.random.default_rng(1), 20)
+    x1, p1, y1 = RealSampler([a, b], 32, mix=0.0).sample(np.random.default_rng(1), 20)
+    np.testing.assert_array_equal(x0, x1)
+    np.testing.assert_array_equal(y0, y1)
+    assert not ((x0[:, 0] > 0.45).any(axis=(1, 2)) & ~(x0[:, 0] > 0.45).all(axis=(1, 2))).any()
