@@ -182,18 +182,19 @@ def _georeferencing_optional() -> Iterator[None]:
         yield
 
 
-def non_finite_message(where: str, raw: npt.NDArray[Any]) -> str:
+def non_finite_message(where: str, stored: npt.NDArray[Any]) -> str:
     """The one-line error for NaN or infinite samples in pixels not marked no-data, ``where``
-    (e.g. ``"x.tif: at row 5"``), naming the ``--nodata`` value that marks the stored ones
-    ``raw`` (one value marks one kind: NaN, +inf and -inf are three)."""
+    (e.g. ``"at row 5"``): ``stored`` are the stored values of those samples, and the message
+    names the ``--nodata`` value that marks them (one value marks one kind: NaN, +inf and -inf
+    are three), or says the scale took finite values out of float32's range."""
     kinds = [
         (k, v, py)
         for k, v, py, m in (
-            ("NaN", "nan", "'nan'", np.isnan(raw)),
-            ("+inf", "inf", "float('inf')", np.isposinf(raw)),
-            ("-inf", "-inf", "float('-inf')", np.isneginf(raw)),
+            ("NaN", "nan", "'nan'", np.isnan(stored)),
+            ("+inf", "inf", "float('inf')", np.isposinf(stored)),
+            ("-inf", "-inf", "float('-inf')", np.isneginf(stored)),
         )
-        if raw.dtype.kind == "f" and m.any()
+        if stored.dtype.kind == "f" and m.any()
     ]
     if not kinds:  # finite stored values that the scale took beyond float32
         return f"values {where} overflow float32 after scaling; check --scale/--offset"
@@ -543,7 +544,7 @@ class Raster:
             if bad.any():
                 r = int(np.argwhere(bad.any(axis=(0, 2)))[0, 0]) + row
                 raise InvalidDataError(
-                    f"{self.path.name}: " + non_finite_message(f"at row {r}", raw)
+                    f"{self.path.name}: " + non_finite_message(f"at row {r}", raw[bad])
                 )
         check_reflectance(out, valid, self._rows_what(row, out.shape[1]))
         np.clip(out, 0.0, 1.0, out=out)

@@ -110,9 +110,10 @@ def bil_chunks(
         arr += np.float32(offset)
         if valid is not None:
             arr[:, ~valid] = 0.0
-        if not np.isfinite(arr).all():  # (stored NaN/inf stay so through scale and offset)
+        bad = ~np.isfinite(arr)
+        if bad.any():  # (stored NaN/inf stay so through scale and offset)
             raise KumoError(
-                non_finite_message(f"in lines {got}-{got + n - 1} of the input stream", arr)
+                non_finite_message(f"in lines {got}-{got + n - 1} of the input stream", arr[bad])
             )
         check_reflectance(arr, valid, f"input stream lines {got}-{got + n - 1}")
         np.clip(arr, 0.0, 1.0, out=arr)

@@ -155,7 +155,14 @@ def test_infinite_values_name_the_nodata_that_marks_them(tmp_path: Path) -> None
     with Raster(p, nodata=float("inf")) as r:  # the advice works
         s = r.read_strip(0, 20)
         assert not s.valid[5, 7] and s.valid.sum() == 399
-    data[1, 9, 2] = np.nan  # two kinds: one nodata value cannot mark both
+    data[1, 9, 2] = np.nan  # marked by the file's nodata: only the +inf is named
+    p = make_raster(tmp_path / "nan_declared.tif", data, nodata=float("nan"))
+    with (
+        Raster(p) as r,
+        pytest.raises(InvalidDataError, match=r"\+inf values at row 5.*--nodata inf"),
+    ):
+        r.read_strip(0, 20)
+    # two kinds not marked: one nodata value cannot mark both
     p = make_raster(tmp_path / "both.tif", data)
     with (
         Raster(p) as r,
