@@ -317,3 +317,13 @@ def test_real_mix_pastes_a_box_of_another_patch_with_its_labels() -> None:
     np.testing.assert_array_equal(x0, x1)
     np.testing.assert_array_equal(y0, y1)
     assert not ((x0[:, 0] > 0.45).any(axis=(1, 2)) & ~(x0[:, 0] > 0.45).all(axis=(1, 2))).any()
+
+
+@pytest.mark.parametrize("arg", ["--overcast", "--real-mix", "--saturate", "--real-fraction"])
+def test_training_shares_outside_zero_to_one_are_refused(arg: str, capsys) -> None:  # noqa: ANN001
+    from export.detector import main
+
+    for bad in ("1.5", "-0.1", "half"):
+        with pytest.raises(SystemExit) as e:
+            main(["cv", arg, bad, "--runs", "/nonexistent/{k}"])
+        assert e.value.code == 2 and "expected a number in [0, 1]" in capsys.readouterr().err
