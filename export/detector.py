@@ -38,6 +38,7 @@ import numpy.typing as npt
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from export import share
 from export.data import SHARED, CloudRanges, CloudyTiles, Scene, real_cloud_patches, shared_scenes
 from export.nets import CloudDetector, SpectralDetector, count_macs, count_params
 from kumo_edge.bands import BandSet, resample, resampling_matrix
@@ -950,18 +951,6 @@ def screen(
 
 
 # -- command line ------------------------------------------------------------------------------
-def _share(text: str) -> float:
-    """An argparse type: a share in [0, 1] (``--saturate``, ``--overcast``, ``--real-mix``,
-    ``--real-fraction``, ``--band-jitter``, ``--ema``), refused in one line otherwise."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v:g}")
-    return v
-
-
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ap = argparse.ArgumentParser(
@@ -978,11 +967,11 @@ def main(argv: list[str] | None = None) -> None:
         "--context", action="store_true", help="a tile-wide context block at the deepest level"
     )
     t.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
-    t.add_argument("--band-jitter", type=_share, default=DetectorRun.band_jitter)
-    t.add_argument("--ema", type=_share, default=DetectorRun.ema, help="weight-average decay")
+    t.add_argument("--band-jitter", type=share, default=DetectorRun.band_jitter)
+    t.add_argument("--ema", type=share, default=DetectorRun.ema, help="weight-average decay")
     t.add_argument(
         "--saturate",
-        type=_share,
+        type=share,
         default=DetectorRun.saturate,
         help="fraction of samples clipped as a saturating sensor clips bright cloud",
     )
@@ -991,7 +980,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     t.add_argument(
         "--overcast",
-        type=_share,
+        type=share,
         default=DetectorRun.overcast,
         help="share of synthetic cloudy samples drawn as a flat, full-cover overcast",
     )
@@ -1003,25 +992,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     t.add_argument(
         "--real-mix",
-        type=_share,
+        type=share,
         default=DetectorRun.real_mix,
         help="share of real samples with a box of another patch's crop pasted in (CutMix)",
     )
-    t.add_argument("--real-fraction", type=_share, default=DetectorRun.real_fraction)
+    t.add_argument("--real-fraction", type=share, default=DetectorRun.real_fraction)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("cv", help="train the cross-validation fold models (runs/detcv_<k>)")
     c.add_argument("--folds", type=int, default=4)
     c.add_argument("--steps", type=int, default=DetectorRun.steps)
     c.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
-    c.add_argument("--band-jitter", type=_share, default=DetectorRun.band_jitter)
-    c.add_argument("--ema", type=_share, default=DetectorRun.ema, help="weight-average decay")
-    c.add_argument("--saturate", type=_share, default=DetectorRun.saturate, help="see train")
+    c.add_argument("--band-jitter", type=share, default=DetectorRun.band_jitter)
+    c.add_argument("--ema", type=share, default=DetectorRun.ema, help="weight-average decay")
+    c.add_argument("--saturate", type=share, default=DetectorRun.saturate, help="see train")
     c.add_argument("--saturate-real-only", action="store_true", help="see train")
-    c.add_argument("--overcast", type=_share, default=DetectorRun.overcast, help="see train")
+    c.add_argument("--overcast", type=share, default=DetectorRun.overcast, help="see train")
     c.add_argument("--snow-views", choices=SNOW_VIEWS, default="all", help="see train")
-    c.add_argument("--real-mix", type=_share, default=DetectorRun.real_mix, help="see train")
-    c.add_argument("--real-fraction", type=_share, default=DetectorRun.real_fraction)
+    c.add_argument("--real-mix", type=share, default=DetectorRun.real_mix, help="see train")
+    c.add_argument("--real-fraction", type=share, default=DetectorRun.real_fraction)
     c.add_argument("--tile", type=int, default=DetectorRun.tile)
     c.add_argument("--batch", type=int, default=DetectorRun.batch)
     c.add_argument("--context", action="store_true", help="see train --context")

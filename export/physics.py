@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from export import share
 from export.data import CloudRanges, CloudyTiles, Scene, usable
 from export.nets import EncoderDecoder, UNet, UNetConfig, count_macs, count_params
 from export.scenes import card_rows, hyperspectral_corpus
@@ -712,7 +713,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     t.add_argument(
         "--clear-fraction",
-        type=float,
+        type=share,
         default=PhysicsConfig.clear_fraction,
         help="share of training tiles with no cloud at all",
     )
