@@ -951,6 +951,63 @@ def screen(
 
 
 # -- command line ------------------------------------------------------------------------------
+#: The recipe options ``train`` and ``cv`` share (``cv`` hands them on to every fold's
+#: ``train``): the :class:`DetectorRun` fields they set, the valued ones and the flags.
+RECIPE_VALUES = (
+    "batch", "tile", "shadow_weight", "band_jitter", "ema", "saturate", "overcast",
+    "snow_views", "real_mix", "real_fraction", "seed",
+)  # fmt: skip
+RECIPE_FLAGS = ("context", "saturate_real_only")
+
+
+def _recipe_options(p: argparse.ArgumentParser) -> None:
+    """The training recipe's options (with ``--steps``) on a ``train`` or ``cv`` parser."""
+    p.add_argument("--steps", type=int, default=DetectorRun.steps)
+    p.add_argument("--batch", type=int, default=DetectorRun.batch)
+    p.add_argument("--tile", type=int, default=DetectorRun.tile)
+    p.add_argument(
+        "--context", action="store_true", help="a tile-wide context block at the deepest level"
+    )
+    p.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
+    p.add_argument("--band-jitter", type=share, default=DetectorRun.band_jitter)
+    p.add_argument("--ema", type=share, default=DetectorRun.ema, help="weight-average decay")
+    p.add_argument(
+        "--saturate",
+        type=share,
+        default=DetectorRun.saturate,
+        help="fraction of samples clipped as a saturating sensor clips bright cloud",
+    )
+    p.add_argument(
+        "--saturate-real-only", action="store_true", help="--saturate clips the real crops only"
+    )
+    p.add_argument(
+        "--overcast",
+        type=share,
+        default=DetectorRun.overcast,
+        help="share of synthetic cloudy samples drawn as a flat, full-cover overcast",
+    )
+    p.add_argument(
+        "--snow-views",
+        choices=SNOW_VIEWS,
+        default=DetectorRun.snow_views,
+        help="paint synthetic snow under samples of every view, or only of views with SWIR",
+    )
+    p.add_argument(
+        "--real-mix",
+        type=share,
+        default=DetectorRun.real_mix,
+        help="share of real samples with a box of another patch's crop pasted in (CutMix)",
+    )
+    p.add_argument("--real-fraction", type=share, default=DetectorRun.real_fraction)
+    p.add_argument("--seed", type=int, default=0, help="training seed (cv: of every fold)")
+
+
+def _recipe_argv(a: argparse.Namespace) -> tuple[str, ...]:
+    """The recipe options of ``a`` as ``train`` arguments (without ``--steps``)."""
+    out = [x for n in RECIPE_VALUES for x in (f"--{n.replace('_', '-')}", str(getattr(a, n)))]
+    return (*out, *(f"--{n.replace('_', '-')}" for n in RECIPE_FLAGS if getattr(a, n)))
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ap = argparse.ArgumentParser(
@@ -960,61 +1017,11 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("train", help="train one band-agnostic detector")
     t.add_argument("--out", required=True)
     t.add_argument("--test-patches", default="", help="real patches held out (comma separated)")
-    t.add_argument("--steps", type=int, default=DetectorRun.steps)
-    t.add_argument("--batch", type=int, default=DetectorRun.batch)
-    t.add_argument("--tile", type=int, default=DetectorRun.tile)
-    t.add_argument(
-        "--context", action="store_true", help="a tile-wide context block at the deepest level"
-    )
-    t.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
-    t.add_argument("--band-jitter", type=share, default=DetectorRun.band_jitter)
-    t.add_argument("--ema", type=share, default=DetectorRun.ema, help="weight-average decay")
-    t.add_argument(
-        "--saturate",
-        type=share,
-        default=DetectorRun.saturate,
-        help="fraction of samples clipped as a saturating sensor clips bright cloud",
-    )
-    t.add_argument(
-        "--saturate-real-only", action="store_true", help="--saturate clips the real crops only"
-    )
-    t.add_argument(
-        "--overcast",
-        type=share,
-        default=DetectorRun.overcast,
-        help="share of synthetic cloudy samples drawn as a flat, full-cover overcast",
-    )
-    t.add_argument(
-        "--snow-views",
-        choices=SNOW_VIEWS,
-        default=DetectorRun.snow_views,
-        help="paint synthetic snow under samples of every view, or only of views with SWIR",
-    )
-    t.add_argument(
-        "--real-mix",
-        type=share,
-        default=DetectorRun.real_mix,
-        help="share of real samples with a box of another patch's crop pasted in (CutMix)",
-    )
-    t.add_argument("--real-fraction", type=share, default=DetectorRun.real_fraction)
-    t.add_argument("--seed", type=int, default=0)
+    _recipe_options(t)
     t.add_argument("--threads", type=int, default=1)
     c = sub.add_parser("cv", help="train the cross-validation fold models (runs/detcv_<k>)")
     c.add_argument("--folds", type=int, default=4)
-    c.add_argument("--steps", type=int, default=DetectorRun.steps)
-    c.add_argument("--shadow-weight", type=float, default=DetectorRun.shadow_weight)
-    c.add_argument("--band-jitter", type=share, default=DetectorRun.band_jitter)
-    c.add_argument("--ema", type=share, default=DetectorRun.ema, help="weight-average decay")
-    c.add_argument("--saturate", type=share, default=DetectorRun.saturate, help="see train")
-    c.add_argument("--saturate-real-only", action="store_true", help="see train")
-    c.add_argument("--overcast", type=share, default=DetectorRun.overcast, help="see train")
-    c.add_argument("--snow-views", choices=SNOW_VIEWS, default="all", help="see train")
-    c.add_argument("--real-mix", type=share, default=DetectorRun.real_mix, help="see train")
-    c.add_argument("--real-fraction", type=share, default=DetectorRun.real_fraction)
-    c.add_argument("--tile", type=int, default=DetectorRun.tile)
-    c.add_argument("--batch", type=int, default=DetectorRun.batch)
-    c.add_argument("--context", action="store_true", help="see train --context")
-    c.add_argument("--seed", type=int, default=0, help="training seed of every fold")
+    _recipe_options(c)
     c.add_argument("--runs", default="runs/detcv_{k}", help="fold folders ({k}: the fold)")
     c.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
     c.add_argument(
@@ -1083,15 +1090,7 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "cv":
         from bench._common import run_jobs
 
-        extra = (
-            "--shadow-weight", str(a.shadow_weight), "--real-fraction", str(a.real_fraction),
-            "--tile", str(a.tile), "--batch", str(a.batch), "--band-jitter", str(a.band_jitter),
-            "--ema", str(a.ema), "--saturate", str(a.saturate), "--seed", str(a.seed),
-            "--overcast", str(a.overcast), "--snow-views", a.snow_views,
-            "--real-mix", str(a.real_mix),
-            *(["--context"] if a.context else []),
-            *(["--saturate-real-only"] if a.saturate_real_only else []),
-        )  # fmt: skip
+        extra = _recipe_argv(a)
         only = tuple(int(f) for f in a.only_folds.split(",") if f)
         if any(not 0 <= f < a.folds for f in only):
             ap.error(f"--only-folds {a.only_folds}: folds are 0 to {a.folds - 1}")
@@ -1106,20 +1105,10 @@ def main(argv: list[str] | None = None) -> None:
             out=a.out,
             test_patches=tuple(n for n in a.test_patches.split(",") if n),
             steps=a.steps,
-            batch=a.batch,
-            tile=a.tile,
             context=a.context,
-            shadow_weight=a.shadow_weight,
-            band_jitter=a.band_jitter,
-            ema=a.ema,
-            saturate=a.saturate,
             saturate_synthetic=not a.saturate_real_only,
-            overcast=a.overcast,
-            snow_views=a.snow_views,
-            real_mix=a.real_mix,
-            real_fraction=a.real_fraction,
-            seed=a.seed,
             threads=a.threads,
+            **{n: getattr(a, n) for n in RECIPE_VALUES},
         )
         print(train(run))
 

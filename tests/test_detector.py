@@ -327,3 +327,30 @@ def test_training_shares_outside_zero_to_one_are_refused(arg: str, capsys) -> No
         with pytest.raises(SystemExit) as e:
             main(["cv", arg, bad, "--runs", "/nonexistent/{k}"])
         assert e.value.code == 2 and "expected a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_cv_hands_every_recipe_option_to_its_folds_train(monkeypatch) -> None:  # noqa: ANN001
+    """The fold command `cv` builds, parsed by `train`, gives the run that `train` with the
+    same options gives: no recipe option is lost on the way (each non-default here)."""
+    import export.detector as det
+
+    opts = ["--batch", "8", "--tile", "64", "--context", "--shadow-weight", "2.5",
+            "--band-jitter", "0.05", "--ema", "0.99", "--saturate", "0.3", "--saturate-real-only",
+            "--overcast", "0.2", "--snow-views", "swir", "--real-mix", "0.4",
+            "--real-fraction", "0.8", "--seed", "7"]  # fmt: skip
+    runs: list = []
+    monkeypatch.setattr(det, "train", lambda run: runs.append(run) or "")
+    jobs: list = []
+    monkeypatch.setattr("bench._common.run_jobs", lambda j, n: jobs.extend(j))
+    det.main(["cv", "--steps", "12", "--runs", "/tmp/kumo-test-nonexistent/f{k}", *opts])
+    argv = jobs[0][0]
+    det.main(argv[argv.index("train") :])  # the fold's own train, as run_jobs would start it
+    det.main(["train", "--out", argv[argv.index("--out") + 1], "--test-patches",
+              argv[argv.index("--test-patches") + 1], "--steps", "12", *opts])  # fmt: skip
+    assert runs[0] == runs[1]
+    assert (runs[0].context, runs[0].saturate_synthetic, runs[0].snow_views) == (
+        True,
+        False,
+        "swir",
+    )
+    assert (runs[0].real_mix, runs[0].seed, runs[0].tile) == (0.4, 7, 64)
