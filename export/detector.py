@@ -302,6 +302,10 @@ class RealSampler:
 #: Optical depths of synthetic cloud edges too faint to see: training gives them no answer
 #: (label -1), and the synthetic scores say how much of the error is there.
 INVISIBLE_TAU = (0.02, 0.08)
+#: What training teaches on those edges (``DetectorRun.edges``): nothing (``ignore``, label -1)
+#: or the class the cloud generator gives them, thin cloud (``cloud``; the synthetic-only hsi32
+#: detector of 2026-11-24 was trained so).
+EDGE_LABELS = ("ignore", "cloud")
 
 
 def invisible(tau: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
@@ -321,10 +325,14 @@ class SynthSampler:
         saturate: float = 0.0,
         overcast: float = 0.0,
         snow_views: str = "all",
+        edges: str = "ignore",
     ) -> None:
         self.saturate = saturate
         if snow_views not in SNOW_VIEWS:
             raise KumoError(f"snow_views must be one of {SNOW_VIEWS}, got {snow_views!r}")
+        if edges not in EDGE_LABELS:
+            raise KumoError(f"edges must be one of {EDGE_LABELS}, got {edges!r}")
+        self.edges = edges
         #: "swir": snow is painted only under samples seen through a view with a SWIR band (in
         #: the VNIR painted snow and a soft-edged cloud look alike); "all": under any sample
         self.snow_views = snow_views
@@ -397,7 +405,8 @@ class SynthSampler:
                 x = saturate(x, rng)
             pv = view_of(present, view or str(rng.choice(views_for(present))))
             y = it["classes"].copy()
-            y[invisible(it["tau"])] = -1  # invisible cloud edges: no answer
+            if self.edges == "ignore":
+                y[invisible(it["tau"])] = -1  # invisible cloud edges: no answer
             if self.pad:
                 a, b = self.pad // 2, self.pad - self.pad // 2
                 x = np.pad(x, ((0, 0), (a, b), (a, b)), mode="reflect")
@@ -449,6 +458,8 @@ class DetectorRun:
     snow_views: str = "all"
     #: share of real samples with a box of another patch pasted in (:class:`RealSampler`)
     real_mix: float = 0.0
+    #: what the synthetic clouds' invisible edges are labelled (:data:`EDGE_LABELS`)
+    edges: str = "ignore"
     #: decay of an exponential moving average of the weights (0: none); the average is what
     #: :func:`load` returns
     ema: float = 0.0
@@ -485,6 +496,7 @@ def train(run: DetectorRun) -> Path:
         saturate=run.saturate if run.saturate_synthetic else 0.0,
         overcast=run.overcast,
         snow_views=run.snow_views,
+        edges=run.edges,
     )
     net = SpectralDetector(len(CANON), run.widths, run.stem, run.context)
     opt = torch.optim.AdamW(net.parameters(), lr=run.lr, weight_decay=run.weight_decay)
@@ -797,23 +809,9 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
                 "checkpoint": f"{ckpt} (not in the repository)",
             },
             "training": {
-                "command": (
-                    f"python -m export.detector train --out {ckpt.parent} --steps {run['steps']} "
-                    f"--real-fraction {run['real_fraction']} --shadow-weight "
-                    f"{run.get('shadow_weight', 1.5)}"
-                    + "".join(
-                        f" --{k.replace('_', '-')} {run[k]}"
-                        for k in ("band_jitter", "ema", "saturate", "overcast", "real_mix", "seed")
-                        if run.get(k)
-                    )
-                    + (" --saturate-real-only" if run.get("saturate_synthetic") is False else "")
-                    + (
-                        f" --snow-views {run['snow_views']}"
-                        if run.get("snow_views", "all") != "all"
-                        else ""
-                    )
-                    + " --threads 2"
-                ),
+                "command": f"python -m export.detector train --out {ckpt.parent} "
+                + recipe_command(run)
+                + " --threads 2",
                 "release": (
                     f"python -m export.detector release --ckpt {ckpt} --results "
                     f"{results} --sets {','.join(sets)}"
@@ -955,7 +953,7 @@ def screen(
 #: ``train``): the :class:`DetectorRun` fields they set, the valued ones and the flags.
 RECIPE_VALUES = (
     "batch", "tile", "shadow_weight", "band_jitter", "ema", "saturate", "overcast",
-    "snow_views", "real_mix", "real_fraction", "seed",
+    "snow_views", "real_mix", "edges", "real_fraction", "seed",
 )  # fmt: skip
 RECIPE_FLAGS = ("context", "saturate_real_only")
 
@@ -998,8 +996,28 @@ def _recipe_options(p: argparse.ArgumentParser) -> None:
         default=DetectorRun.real_mix,
         help="share of real samples with a box of another patch's crop pasted in (CutMix)",
     )
+    p.add_argument(
+        "--edges",
+        choices=EDGE_LABELS,
+        default=DetectorRun.edges,
+        help="label of the synthetic clouds' invisible edges (optical depth 0.02-0.08): none "
+        "(ignore) or thin cloud (cloud)",
+    )
     p.add_argument("--real-fraction", type=share, default=DetectorRun.real_fraction)
     p.add_argument("--seed", type=int, default=0, help="training seed (cv: of every fold)")
+
+
+def recipe_command(run: dict) -> str:
+    """A checkpoint's ``run`` record as ``train`` options: ``--steps`` and every recipe option
+    whose value is not :class:`DetectorRun`'s default (records older than an option hold its
+    default)."""
+    default = asdict(DetectorRun(out=""))
+    rec = {**default, **run}
+    rec["saturate_real_only"] = rec["saturate_synthetic"] is False
+    out = [f"--steps {rec['steps']}"]
+    out += [f"--{n.replace('_', '-')} {rec[n]}" for n in RECIPE_VALUES if rec[n] != default[n]]
+    out += [f"--{n.replace('_', '-')}" for n in RECIPE_FLAGS if rec[n]]
+    return " ".join(out)
 
 
 def _recipe_argv(a: argparse.Namespace) -> tuple[str, ...]:

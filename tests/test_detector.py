@@ -3,6 +3,7 @@ the mapping into the stem gives the same output as the training graph, for any b
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -336,7 +337,7 @@ def test_cv_hands_every_recipe_option_to_its_folds_train(monkeypatch) -> None:  
 
     opts = ["--batch", "8", "--tile", "64", "--context", "--shadow-weight", "2.5",
             "--band-jitter", "0.05", "--ema", "0.99", "--saturate", "0.3", "--saturate-real-only",
-            "--overcast", "0.2", "--snow-views", "swir", "--real-mix", "0.4",
+            "--overcast", "0.2", "--snow-views", "swir", "--real-mix", "0.4", "--edges", "cloud",
             "--real-fraction", "0.8", "--seed", "7"]  # fmt: skip
     runs: list = []
     monkeypatch.setattr(det, "train", lambda run: runs.append(run) or "")
@@ -353,4 +354,32 @@ def test_cv_hands_every_recipe_option_to_its_folds_train(monkeypatch) -> None:  
         False,
         "swir",
     )
-    assert (runs[0].real_mix, runs[0].seed, runs[0].tile) == (0.4, 7, 64)
+    assert (runs[0].real_mix, runs[0].seed, runs[0].tile, runs[0].edges) == (0.4, 7, 64, "cloud")
+    # the model card's training command (from the checkpoint's run record) trains it again
+    card = det.recipe_command(asdict(runs[0])).split()
+    det.main(["train", "--out", runs[0].out, "--test-patches", ",".join(runs[0].test_patches),
+              *card])  # fmt: skip
+    assert runs[2] == runs[0]
+    # an older record without the newer options, all at their defaults: --steps alone
+    old = {k: v for k, v in asdict(det.DetectorRun(out="x")).items() if k != "edges"}
+    assert det.recipe_command(old) == f"--steps {det.DetectorRun.steps}"
+
+
+def test_invisible_edges_are_labelled_thin_cloud_when_asked() -> None:
+    """``edges="cloud"``: the same draws as ``"ignore"``, with the invisible edges labelled
+    thin cloud instead of left without an answer."""
+    from export.data import Scene
+    from export.detector import SynthSampler
+
+    rng = np.random.default_rng(0)
+    scene = Scene("four", rng.uniform(0.05, 0.3, (4, 80, 80)).astype(np.float32),
+                  sensor_profile("rgbn").bands, np.ones((80, 80), bool))  # fmt: skip
+    draws = {
+        e: SynthSampler([scene], 32, seed=3, edges=e).sample(np.random.default_rng(1), 40)
+        for e in ("ignore", "cloud")
+    }
+    (xi, pi, yi), (xc, pc, yc) = draws["ignore"], draws["cloud"]
+    assert np.array_equal(xi, xc) and np.array_equal(pi, pc)
+    edge = yi == -1
+    assert edge.any() and (yc >= 0).all()
+    assert (yc[edge] == 1).all() and np.array_equal(yc[~edge], yi[~edge])
