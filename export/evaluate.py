@@ -22,7 +22,7 @@ from export.data import CloudyTiles, Scene, patch_cube, real_cloud_patches
 from kumo_edge import metrics
 from kumo_edge.bands import BandSet, resampling_matrix
 from kumo_edge.errors import BandMappingError
-from kumo_edge.runtime import load_model
+from kumo_edge.runtime import BRIGHT_REFLECTANCE, SNOW_NDSI, WHITENESS_MAX, load_model
 
 DROP_FRACTION = 0.7
 
@@ -81,19 +81,20 @@ def eval_generator(
 
 
 def threshold_test(cube: np.ndarray, bands: BandSet) -> np.ndarray:
-    """Bright-and-white cloud test on any band set with visible bands; where the band set has
-    green and SWIR-1 (1.55-1.7 um) bands, pixels that pass the snow test (NDSI > 0.4, as in
+    """Bright-and-white cloud test on any band set with visible bands (the runtime's
+    thresholds: ``BRIGHT_REFLECTANCE``, ``WHITENESS_MAX``); where the band set has green and
+    SWIR-1 (1.55-1.7 um) bands, pixels that pass the snow test (NDSI > ``SNOW_NDSI``, as in
     Fmask's snow rule) are not cloud."""
     c = bands.centers
     vis = [i for i, w in enumerate(c) if 440 <= w <= 700]
     v = cube[vis]
     mean = v.mean(0)
     whiteness = np.abs(v - mean).sum(0) / np.maximum(mean, 1e-6)
-    cloud = (mean > 0.3) & (whiteness < 0.7)
+    cloud = (mean > BRIGHT_REFLECTANCE) & (whiteness < WHITENESS_MAX)
     green, swir = np.abs(c - 560).argmin(), np.abs(c - 1610).argmin()
     if abs(c[green] - 560) <= 30 and abs(c[swir] - 1610) <= 80:
         g, s = cube[green], cube[swir]
-        cloud &= (g - s) / np.maximum(g + s, 1e-6) <= 0.4
+        cloud &= (g - s) / np.maximum(g + s, 1e-6) <= SNOW_NDSI
     return cloud
 
 
