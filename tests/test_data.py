@@ -3,6 +3,8 @@ snow rule. Runs on the bundled Landsat-7 sample scene (no ../shared needed)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,23 @@ def test_rice2_pairs_come_blue_to_red_as_the_rgb_band_set(tmp_path) -> None:  # 
     np.testing.assert_allclose(cloudy[red], 200 / 255)
     np.testing.assert_allclose(cloudy[blue], 50 / 255)
     np.testing.assert_allclose(clear[red], 100 / 255)
+
+
+EOLEARN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentinel2"
+
+
+@pytest.mark.skipif(
+    not (EOLEARN / "eolearn_reference_scenes_s2_l1c.npy").exists(),
+    reason="../shared/data not present",
+)
+def test_the_cloudy_eolearn_dates_are_not_clear_training_scenes() -> None:
+    """The eo-learn dates left out are the cloudy ones (blue reflectance twice the clear dates'
+    and more), and every clear date is kept."""
+    from export.data import EOLEARN_CLOUDY, shared_scenes
+
+    arr = np.load(EOLEARN / "eolearn_reference_scenes_s2_l1c.npy")
+    blue = np.median(arr[..., 1], axis=(1, 2))  # B2, in ESA band order B1 ... B12
+    clear = [i for i in range(len(arr)) if i not in EOLEARN_CLOUDY]
+    assert min(blue[list(EOLEARN_CLOUDY)]) > 1.5 * max(blue[clear])
+    names = {s.name for s in shared_scenes() if s.name.startswith("s2_eolearn_")}
+    assert names == {f"s2_eolearn_{i}" for i in clear}
