@@ -36,7 +36,7 @@ from export.detector import (
     real_patches,
     view_cube,
 )
-from export.evaluate import detection_scores, threshold_test
+from export.evaluate import detection_scores
 from kumo_edge import metrics
 from kumo_edge.runtime import (
     Model,
@@ -46,6 +46,7 @@ from kumo_edge.runtime import (
     load_model,
     shadow_reference_band,
     shadow_rules,
+    spectral_cloud_test,
 )
 
 #: ukis-csmask's band names for the canonical bands.
@@ -299,7 +300,7 @@ def main() -> None:
                 x = view_cube(by_name[name], view)
                 if x is None:
                     continue
-                pr = m.run(x[None].astype(np.float32))[0]
+                pr = m.detect(x[None].astype(np.float32))[0]
                 pred[("ours", view)][name] = m.classify(pr[None])[0]
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
                 fullp[view][name] = pr.astype(np.float16)
@@ -309,7 +310,7 @@ def main() -> None:
             x = view_cube(p, view)
             if x is None:
                 continue
-            tt = threshold_test(x, CANON.subset(VIEWS[view]))
+            tt = spectral_cloud_test(x, CANON.subset(VIEWS[view]))
             pred[("threshold_test", view)][p["name"]] = np.where(tt, 2, 0).astype(np.uint8)
             if peer and view in ("rgbn", "swir6"):
                 level = "l2a" if p["name"].startswith("oncloudn") else "l1c"

@@ -46,7 +46,9 @@ def main() -> None:
             out = shipped(cloudy)
             shadow = (illum < 0.9)[:, None]
             oracle = np.where(shadow, clear, out)
-            probs = np.concatenate([det.run(cloudy[i : i + 8]) for i in range(0, len(cloudy), 8)])
+            probs = np.concatenate(
+                [det.detect(cloudy[i : i + 8]) for i in range(0, len(cloudy), 8)]
+            )
             cls = removal_classify(det, probs)
             crude = out.copy()
             for i in range(len(cloudy)):

@@ -671,7 +671,7 @@ def synthetic_scores(model_path: Path, n: int = 96, tile: int = 64, seed: int = 
     ds = CloudyTiles(scenes, tile, n, seed=seed, augment=False)
     items = [ds[i] for i in range(n)]
     x = np.stack([it["cloudy"] for it in items])
-    cls = np.concatenate([m.classify(m.run(x[i : i + 16])) for i in range(0, n, 16)])
+    cls = np.concatenate([m.classify(m.detect(x[i : i + 16])) for i in range(0, n, 16)])
     truth = np.isin(np.stack([it["classes"] for it in items]), (1, 2))
     pred = np.isin(cls, (1, 2))
     d = metrics.detection(pred, truth)

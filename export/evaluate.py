@@ -20,9 +20,9 @@ import numpy as np
 
 from export.data import CloudyTiles, Scene, patch_cube, real_cloud_patches
 from kumo_edge import metrics
-from kumo_edge.bands import BandSet, resampling_matrix
+from kumo_edge.bands import resampling_matrix
 from kumo_edge.errors import BandMappingError
-from kumo_edge.runtime import BRIGHT_REFLECTANCE, SNOW_NDSI, WHITENESS_MAX, load_model
+from kumo_edge.runtime import load_model, spectral_cloud_test
 
 DROP_FRACTION = 0.7
 
@@ -80,24 +80,6 @@ def eval_generator(
     }
 
 
-def threshold_test(cube: np.ndarray, bands: BandSet) -> np.ndarray:
-    """Bright-and-white cloud test on any band set with visible bands (the runtime's
-    thresholds: ``BRIGHT_REFLECTANCE``, ``WHITENESS_MAX``); where the band set has green and
-    SWIR-1 (1.55-1.7 um) bands, pixels that pass the snow test (NDSI > ``SNOW_NDSI``, as in
-    Fmask's snow rule) are not cloud."""
-    c = bands.centers
-    vis = [i for i, w in enumerate(c) if 440 <= w <= 700]
-    v = cube[vis]
-    mean = v.mean(0)
-    whiteness = np.abs(v - mean).sum(0) / np.maximum(mean, 1e-6)
-    cloud = (mean > BRIGHT_REFLECTANCE) & (whiteness < WHITENESS_MAX)
-    green, swir = np.abs(c - 560).argmin(), np.abs(c - 1610).argmin()
-    if abs(c[green] - 560) <= 30 and abs(c[swir] - 1610) <= 80:
-        g, s = cube[green], cube[swir]
-        cloud &= (g - s) / np.maximum(g + s, 1e-6) <= SNOW_NDSI
-    return cloud
-
-
 #: Largest share of clear validation pixels a shipped detector may call cloud (the issue's
 #: synthetic target); the operating point is the lowest threshold that keeps within it.
 FPR_BUDGET = 0.02
@@ -120,7 +102,7 @@ def choose_operating_point(
     rule that chose it and the validation curve."""
     m = load_model(onnx_path, threads=2)
     t, used = _test_tiles(val_scenes, n, tile, seed)
-    prob = run_batches(m.run, t["cloudy"])
+    prob = run_batches(m.detect, t["cloudy"])
     p_cloud = prob[:, 1] + prob[:, 2]
     truth = np.isin(t["classes"], (1, 2))
     curve = []
@@ -170,11 +152,11 @@ def eval_detector(
     out: dict = {}
     if scenes:
         t, used = _test_tiles(scenes, n, tile, seed)
-        prob = run_batches(m.run, t["cloudy"])
+        prob = run_batches(m.detect, t["cloudy"])
         pred = np.isin(m.classify(prob), (1, 2))
         truth = np.isin(t["classes"], (1, 2))
         ok = np.ones_like(truth)
-        thr = np.stack([threshold_test(c, bands) for c in t["cloudy"]])
+        thr = np.stack([spectral_cloud_test(c, bands) for c in t["cloudy"]])
         tiles_pred = pred.mean((1, 2)) > DROP_FRACTION
         tiles_true = truth.mean((1, 2)) > DROP_FRACTION
         td = metrics.detection(tiles_pred, tiles_true)
@@ -198,10 +180,10 @@ def eval_detector(
         allp, allt, allthr = [], [], []
         for p in patches:
             x = patch_cube(p, bands)[None]
-            pred = np.isin(m.classify(m.run(x))[0], (1, 2))
+            pred = np.isin(m.classify(m.detect(x))[0], (1, 2))
             truth = np.isin(p["classes"], (1, 2))
             ok = p["classes"] >= 0
-            thr = threshold_test(x[0], bands)
+            thr = spectral_cloud_test(x[0], bands)
             per[p["name"]] = {
                 "land": p["land"],
                 "cloud_fraction": float(truth[ok].mean()),

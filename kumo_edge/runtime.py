@@ -409,6 +409,53 @@ SNOW_NDSI = 0.4
 WHITENESS_MAX = 0.7
 
 
+def spectral_cloud_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.bool_]:
+    """The bright-and-white cloud test (as Fmask's whiteness test) on ``cube`` ``(..., C, H, W)``:
+    cloud where the mean visible reflectance exceeds :data:`BRIGHT_REFLECTANCE` and the visible
+    spectrum is flat (whiteness below :data:`WHITENESS_MAX`); where the band set has a green and
+    a SWIR-1 band, not where the pixel is as snow-like as snow or ice (NDSI above
+    :data:`SNOW_NDSI`). Returns ``(..., H, W)``; nothing where the set has no visible band."""
+    vis, green, swir = _ambiguous_bands(bands)
+    if not vis:
+        return np.zeros(cube.shape[:-3] + cube.shape[-2:], bool)
+    v = cube[..., vis, :, :]
+    mean = v.mean(-3)
+    whiteness = np.abs(v - mean[..., None, :, :]).sum(-3) / np.maximum(mean, 1e-6)
+    cloud = (mean > BRIGHT_REFLECTANCE) & (whiteness < WHITENESS_MAX)
+    if green >= 0:
+        g, s1 = cube[..., green, :, :], cube[..., swir, :, :]
+        cloud &= (g - s1) / np.maximum(g + s1, 1e-6) <= SNOW_NDSI
+    return cloud
+
+
+def force_spectral_clouds(
+    cube: npt.NDArray[np.float32], probs: npt.NDArray[np.float32], bands: BandSet
+) -> int:
+    """Where the band set has a green and a SWIR-1 band (so the snow test can spare snow and
+    ice), pixels that pass :func:`spectral_cloud_test` are cloud whatever the detector says:
+    their clear and shadow probability moves to thick cloud, in place. ``cube`` ``(N, C, H, W)``
+    in ``bands``, ``probs`` ``(N, 4, H, W)``. Returns the number of pixels the test claimed.
+
+    Why: a detector trained on 36 labelled patches misses featureless cloud it has no example
+    of, such as the hazy overcast of one L8 Biome patch (0.4-60 % found across training runs),
+    and the test, which knows nothing of texture, finds it; with the snow test it calls almost
+    no clear pixel cloud (0.1 % on the real patches). Measured over 14 cross-validated training
+    runs of the six-band view: +0.2 to +2.4 points of accuracy, clear pixels called cloud
+    +0.01 points at most. Without a SWIR band bright snow and ice pass the test, so it is not
+    applied there."""
+    _, green, _ = _ambiguous_bands(bands)
+    if green < 0:
+        return 0
+    sure = spectral_cloud_test(cube, bands)
+    n = int(sure.sum())
+    if n:
+        moved = np.where(sure, probs[:, 0] + probs[:, 3], np.float32(0))
+        probs[:, 2] += moved
+        probs[:, 0][sure] = 0
+        probs[:, 3][sure] = 0
+    return n
+
+
 def ambiguous_bright(
     cube: npt.NDArray[np.float32],
     probs: npt.NDArray[np.float32],
@@ -652,6 +699,13 @@ class Model:
                 f"{self.path.name}: band {i + 1} is at {bands.centers[i]:.1f} nm but the model expects {want.centers[i]:.1f} nm; "
                 "resample the data to the model's band set"
             )
+
+    def detect(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """A detector's class probabilities ``(N, 4, H, W)`` as the runtime uses them: the
+        network's (:meth:`run`), then :func:`force_spectral_clouds` where the band set allows."""
+        probs = self.run(batch)
+        force_spectral_clouds(batch, probs, self.bands)
+        return probs
 
     def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Run on ``(N, C, H, W)`` float32 reflectance; returns the model's output."""

@@ -55,6 +55,7 @@ from .runtime import (
     Model,
     ambiguous_masks,
     classify,
+    force_spectral_clouds,
     shadow_over_clear,
     shadow_reference_band,
     shadow_rules,
@@ -684,6 +685,7 @@ def process_tiles(
     probs = np.concatenate(
         [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]
     )
+    force_spectral_clouds(tiles, probs, detector.bands)  # as Model.detect
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
     # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud)

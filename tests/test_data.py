@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("torch")
 
 from export.data import CloudRanges, CloudyTiles, scene_from_raster  # noqa: E402
-from export.evaluate import threshold_test  # noqa: E402
 from kumo_edge.cli import sample_scene_path  # noqa: E402
 from kumo_edge.config import sensor_profile  # noqa: E402
+from kumo_edge.runtime import spectral_cloud_test  # noqa: E402
 
 SWIR = sensor_profile("rgbn-swir").bands
 
@@ -56,10 +56,10 @@ def test_threshold_test_spares_snow_only_where_a_swir_band_exists() -> None:
     cloud = np.array([0.80, 0.80, 0.80, 0.80, 0.60, 0.50])
     grass = np.array([0.05, 0.08, 0.05, 0.40, 0.20, 0.10])
     cube = np.stack([snow, cloud, grass], 1)[:, :, None].astype(np.float32)  # (6, 3, 1)
-    assert threshold_test(cube, SWIR)[:, 0].tolist() == [False, True, False]
+    assert spectral_cloud_test(cube, SWIR)[:, 0].tolist() == [False, True, False]
     rgbn = sensor_profile("rgbn").bands
     # without SWIR, snow is as bright and white as cloud
-    assert threshold_test(cube[:4], rgbn)[:, 0].tolist() == [True, True, False]
+    assert spectral_cloud_test(cube[:4], rgbn)[:, 0].tolist() == [True, True, False]
 
 
 def test_overcast_samples_are_full_cover_and_flat_and_leave_other_recipes_as_they_were() -> None:

@@ -203,3 +203,61 @@ def test_sessions_share_one_cpu_arena():
     grown = float(out.stdout.strip().splitlines()[-1])
     # measured: 0.4 MB with the shared arena, 17 MB with an arena per session
     assert grown < 8.0, f"the generator's first run grew RSS by {grown:.1f} MB"
+
+
+def _six_band_tile() -> np.ndarray:
+    """(1, 6, 32, 32) canonical six-band reflectance: dark vegetation, with a bright white
+    patch bright in the SWIR (cloud), one bright white and dark in the SWIR (snow), and one
+    bright but red (sand)."""
+    x = np.empty((1, 6, 32, 32), np.float32)
+    x[0, :, :, :] = np.array([0.05, 0.07, 0.05, 0.3, 0.15, 0.08], np.float32)[:, None, None]
+    x[0, :, :8, :8] = np.array([0.45, 0.42, 0.43, 0.45, 0.35, 0.25], np.float32)[:, None, None]
+    x[0, :, 8:16, :8] = np.array([0.8, 0.75, 0.72, 0.7, 0.1, 0.08], np.float32)[:, None, None]
+    x[0, :, 16:24, :8] = np.array([0.2, 0.3, 0.5, 0.55, 0.6, 0.5], np.float32)[:, None, None]
+    return x
+
+
+def test_the_spectral_cloud_test_calls_cloud_only_where_a_swir_band_spares_snow() -> None:
+    """With green and SWIR-1, bright white pixels that are not snow-like become thick cloud
+    whatever the detector said (clear and shadow probability moved, the sum kept); snow, red
+    sand and dark ground keep the detector's answer. Without a SWIR band nothing changes."""
+    from kumo_edge.runtime import force_spectral_clouds
+
+    x = _six_band_tile()
+    six = sensor_profile("rgbn-swir").bands
+    probs = np.zeros((1, 4, 32, 32), np.float32)
+    probs[:, 0] = 0.7  # the detector: clear, some shadow
+    probs[:, 3] = 0.3
+    before = probs.copy()
+    n = force_spectral_clouds(x, probs, six)
+    assert n == 64  # the cloud patch only
+    assert (probs[0, 2, :8, :8] == 1).all() and (probs[0, [0, 1, 3], :8, :8] == 0).all()
+    assert np.array_equal(probs[0, :, 8:], before[0, :, 8:])  # snow, sand, ground
+    assert np.allclose(probs.sum(1), 1)
+    rgbn = before.copy()
+    assert force_spectral_clouds(x[:, :4], rgbn, sensor_profile("rgbn").bands) == 0
+    assert np.array_equal(rgbn, before)
+
+
+def test_detect_is_the_network_then_the_spectral_test(models: dict) -> None:  # noqa: ANN001
+    """A detector's ``detect`` is ``run`` with the spectral test applied on its band set."""
+    from kumo_edge.runtime import force_spectral_clouds, shipped_models
+
+    det = load_model(shipped_models()["swir6"]["detector"])
+    x = _six_band_tile()
+    want = det.run(x)
+    assert force_spectral_clouds(x, want, det.bands) == 64
+    got = det.detect(x)
+    assert np.array_equal(got, want)
+    assert (np.isin(det.classify(got)[0, :8, :8], (1, 2))).all()
+    # the stream's tile step goes through it too: a flat hazy grey-white tile, most of which
+    # the network alone calls cloud, all of it with the test
+    from kumo_edge.stream import StreamConfig, process_tiles
+
+    haze = np.empty((1, 6, 32, 32), np.float32)
+    haze[0] = np.array([0.36, 0.33, 0.33, 0.34, 0.25, 0.2], np.float32)[:, None, None]
+    assert (det.classify(det.run(haze)) == 0).mean() > 0.1  # what the test adds here
+    _, probs = process_tiles(
+        haze.copy(), np.ones((1, 32, 32), bool), det, None, StreamConfig(tile=32)
+    )
+    assert np.isin(det.classify(probs), (1, 2)).all()

@@ -8,10 +8,10 @@ import numpy as np
 
 from bench.models import ARTIFACTS
 from export.data import SHARED, patch_cube, real_cloud_patches
-from export.evaluate import DROP_FRACTION, eval_detector, threshold_test
+from export.evaluate import DROP_FRACTION, eval_detector
 from export.train import REAL_TEST, TrainConfig, load_scenes
 from kumo_edge import metrics
-from kumo_edge.runtime import load_model, shipped_models
+from kumo_edge.runtime import load_model, shipped_models, spectral_cloud_test
 
 
 # -- 3. detector ---------------------------------------------------------------------------------
@@ -92,9 +92,9 @@ def _real_tile_decisions(det_path: Path, tile: int = 64) -> dict:
     pred_t, true_t, thr_t = [], [], []
     for p in (p for p in real_cloud_patches() if p["name"] in REAL_TEST):
         x = patch_cube(p, det.bands)
-        cloud = det.classify(det.run(x[None]))[0]
+        cloud = det.classify(det.detect(x[None]))[0]
         cloud = (cloud == 1) | (cloud == 2)
-        thr = threshold_test(x, det.bands)
+        thr = spectral_cloud_test(x, det.bands)
         truth = np.isin(p["classes"], (1, 2))
         ok = p["classes"] >= 0
         h, w = truth.shape

@@ -10,10 +10,9 @@ from bench._common import fmt_ci, pyplot, save_figure
 from bench.quality.common import TAU_BINS
 from bench.quality.detector import L8_BANDS, SNOW_PAIR
 from export.data import SHARED
-from export.evaluate import threshold_test
 from export.train import REAL_TEST, band_set
 from kumo_edge.bands import resample, resampling_matrix
-from kumo_edge.runtime import load_model, shipped_models
+from kumo_edge.runtime import load_model, shipped_models, spectral_cloud_test
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -147,9 +146,9 @@ def s2_detector_panel(plt):  # noqa: ANN001, ANN201
         cube = r.read_strip(0, r.height).data
     det = load_model(ship["rgbn"]["detector"], threads=2)
     x = np.clip(resample(cube, resampling_matrix(s2, det.bands)), 0, 1)[None]
-    cls = det.classify(det.run(np.ascontiguousarray(x)))[0]
+    cls = det.classify(det.detect(np.ascontiguousarray(x)))[0]
     cirrus = cube[s2.names.index("B10")] if "B10" in s2.names else cube[10]
-    thr = threshold_test(x[0], det.bands)
+    thr = spectral_cloud_test(x[0], det.bands)
     fig, ax = plt.subplots(1, 4, figsize=(11, 3))
     ax[0].imshow(_rgb(cube, s2))
     ax[0].set_title("Sentinel-2 L1C true colour", fontsize=8)
