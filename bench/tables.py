@@ -475,24 +475,21 @@ def detector_real_table(doc: dict) -> str:
                 f"| {view} | {METHOD_NAMES.get(method, method.replace('_', '-'))} | {acc} | {a['false_positive_rate']:.1%} | "
                 f"{w['accuracy']:.1%} / {w['false_positive_rate']:.1%} | {snow} | {shadow} |"
             )
-    diffs = [
-        f"{view} {d['mean'] * 100:+.1f} points [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}]"
-        + (" (the recipe shipped for this band set)" if method == "shipped" else "")
+    # ours (and the recipe shipped for the band set) against the peer, on the same patches
+    pairs = [
+        (view + (" (the recipe shipped for this band set)" if method == "shipped" else ""), m, p)
         for view in ("rgbn", "swir6")
         for method in ("ours", "shipped")
-        if (mine := res.get(f"{method}/{view}", {})).get("per_patch")
-        and (peer := res.get(f"ukis_csmask/{view}", {})).get("per_patch")
-        and sorted(mine["per_patch"]) == sorted(peer["per_patch"])
+        if (m := res.get(f"{method}/{view}", {})).get("per_patch")
+        and (p := res.get(f"ukis_csmask/{view}", {})).get("per_patch")
+    ]
+    diffs = [
+        f"{name} {d['mean'] * 100:+.1f} points [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}]"
+        for name, mine, peer in pairs
+        if sorted(mine["per_patch"]) == sorted(peer["per_patch"])
         and (d := _patch_bootstrap(mine, peer))
     ]
-    best = [
-        f"{view} {_best_of(mine, peer):.1%}"
-        + (" (the recipe shipped for this band set)" if method == "shipped" else "")
-        for view in ("rgbn", "swir6")
-        for method in ("ours", "shipped")
-        if (mine := res.get(f"{method}/{view}", {})).get("per_patch")
-        and (peer := res.get(f"ukis_csmask/{view}", {})).get("per_patch")
-    ]
+    best = [f"{name} {_best_of(mine, peer):.1%}" for name, mine, peer in pairs]
     if diffs:
         px = sum(v["pixels"] for v in res["ours/rgbn"]["per_patch"].values())
         lines += [
