@@ -821,7 +821,7 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
                 "synthetic_scenes_held_out": list(SYNTH_TEST),
             },
             "metrics": metrics,
-            "limits": "Real-label figures are the cross-validation (bench/results/detector_real.json),"
+            "limits": f"Real-label figures are the cross-validation ({results}),"
             " from the fold models at temperature 1, not this file's weights (the temperature moves"
             " the cross-validated accuracy by <= 0.1 point); hsi32 has no real hyperspectral "
             "cloud label: its real-data figures are those of the rgbn view it shares.",
