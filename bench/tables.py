@@ -303,7 +303,9 @@ def removal_cv_table(doc: dict) -> str:
     lines = [
         f"Band set `{doc['bands']}`, {len(doc['per_scene'])} held-out scenes in {len(doc['folds'])} folds by place, "
         + (
-            f"physics folds trained with `{doc['train_args']}` (`--variant {doc['variant']}`), "
+            f"physics folds of `--variant {doc['variant']}`"
+            + (f" trained with `{doc['train_args']}`" if doc.get("train_args") else "")
+            + ", "
             if doc.get("variant")
             else ""
         )
