@@ -447,13 +447,11 @@ def force_spectral_clouds(
     if green < 0:
         return 0
     sure = spectral_cloud_test(cube, bands)
-    n = int(sure.sum())
-    if n:
-        moved = np.where(sure, probs[:, 0] + probs[:, 3], np.float32(0))
-        probs[:, 2] += moved
-        probs[:, 0][sure] = 0
-        probs[:, 3][sure] = 0
-    return n
+    clear, thick, shadow = probs[:, 0], probs[:, 2], probs[:, 3]  # views: written in place
+    thick[sure] += clear[sure] + shadow[sure]
+    clear[sure] = 0
+    shadow[sure] = 0
+    return int(sure.sum())
 
 
 def ambiguous_bright(
