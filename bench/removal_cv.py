@@ -62,6 +62,10 @@ NODIR_BRIGHT_ROW = f"{BRIGHT_ROW}, no direction check"
 #: Rows of the depth-knee study (``--knees``): one per knee, and each fold's choice.
 KNEE_ROW = "physics INT8+detector, knee"
 NESTED_ROW = "physics INT8+detector, knee nested"
+#: The direction check's shadow point (kumo_edge.physics.DIRECTION_SHADE), one row per point
+#: evaluated (--direction-shades) and the point each fold chose on the other folds' scenes.
+SHADE_ROW = "physics INT8+detector, shade"
+SHADE_NESTED_ROW = f"{SHADE_ROW} nested"
 #: An analysis row, not a method: the shipped physics row with every truly cloud-free pixel
 #: (two-way transmittance >= 0.98) put back to its input, i.e. what the remover would score if
 #: it never touched clear ground.
@@ -197,8 +201,10 @@ def score(
 
 
 def _nested(per_scene: dict, knees: list[float], grid: list[str]) -> dict[str, float]:
-    """Each held-out scene's depth knee, chosen on the scenes of the OTHER folds only: the
-    knee with the lowest mean ratio of output to input SAM there (ties: the smaller knee)."""
+    """Each held-out scene's value of a setting (the depth knees ``knees``, or the direction
+    check's shadow points, evaluated as the rows ``grid``), chosen on the scenes of the OTHER
+    folds only: the value with the lowest mean ratio of output to input SAM there (ties: the
+    first listed)."""
     out = {}
     for k, held in enumerate(FOLDS):
         other = [n for n, v in per_scene.items() if v["fold"] != k]
@@ -259,6 +265,14 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated sampling strides of the runtime's direction check to evaluate beside "
         "the shipped one (kumo_edge.physics.DIRECTION_STRIDE): one row each, with and without "
         "the brightness companion",
+    )
+    ap.add_argument(
+        "--direction-shades",
+        default="",
+        help="comma-separated P(shadow) points from which the direction check takes no evidence "
+        "(kumo_edge.physics.DIRECTION_SHADE; 1 leaves only certain shadow out) to evaluate beside "
+        "the shipped one: one row each, with and without the brightness companion, and the point "
+        "each fold chooses on the OTHER folds' scenes ('shade nested')",
     )
     ap.add_argument(
         "--variant",
@@ -338,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
         for v in strides
     }
     methods += [r for pair in stride_rows.values() for r in pair]
+    shades = [float(v) for v in a.direction_shades.split(",") if v]
+    shade_rows = {v: (f"{SHADE_ROW} {v:g}", f"{BRIGHT_ROW}, shade {v:g}") for v in shades}
+    methods += [r for pair in shade_rows.values() for r in pair]
     per_scene: dict = {}
     raws: dict = {}  # per scene and method: the per-tile sums (score)
     rng = np.random.default_rng(0)
@@ -371,6 +388,11 @@ def main(argv: list[str] | None = None) -> None:
             run[plain] = _stream(det, PhysicsRemover(rem8.model, direction_stride=v))
             run[bright] = _stream(
                 det, PhysicsRemover(rem8.model, brightness=gen, direction_stride=v)
+            )
+        for v, (plain, bright) in shade_rows.items():
+            run[plain] = _stream(det, PhysicsRemover(rem8.model, direction_shade=v))
+            run[bright] = _stream(
+                det, PhysicsRemover(rem8.model, brightness=gen, direction_shade=v)
             )
         if residual:
             rck = fold_dir(a.bands, k, "residual") / "best.pt"
@@ -431,6 +453,14 @@ def main(argv: list[str] | None = None) -> None:
             per_scene[name][NESTED_ROW] = {**per_scene[name][f"{KNEE_ROW} {v:g}"], "knee": v}
             raws[name][NESTED_ROW] = raws[name][f"{KNEE_ROW} {v:g}"]
             print(f"fold {per_scene[name]['fold']} {name:18s} nested knee {v:g}")
+    if shade_rows:
+        chosen = _nested(per_scene, shades, [plain for plain, _ in shade_rows.values()])
+        methods += [SHADE_NESTED_ROW, f"{BRIGHT_ROW}, shade nested"]
+        for name, v in chosen.items():
+            for row, src in zip(methods[-2:], shade_rows[v], strict=True):
+                per_scene[name][row] = {**per_scene[name][src], "shade": v}
+                raws[name][row] = raws[name][src]
+            print(f"fold {per_scene[name]['fold']} {name:18s} nested shade point {v:g}")
     pooled: dict = {m: {} for m in methods}
     for raw in raws.values():
         for m in methods:
@@ -509,6 +539,7 @@ def main(argv: list[str] | None = None) -> None:
             "" if a.clouds == "alien" else a.clouds,
             "analysis" * a.analysis,
             "dirstride" * bool(a.direction_strides),
+            "shade" * bool(a.direction_shades),
         )
         if t
     )

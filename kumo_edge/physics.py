@@ -87,7 +87,10 @@ correction's direction (``unit((1 - s) unit(x) + s unit(y))``; every pixel keeps
 correction's length, so the brightness is unchanged), and keeps the weight with the smallest
 angle, summed over blocks by corrected pixels (ties: the larger weight). Tiles without such
 blocks (all cloud, or no cloud the correction touched) keep ``s = 1``, and pixels the
-correction left alone are not touched. The correction pass gathers this evidence as it
+correction left alone are not touched. Pixels the detector calls cloud shadow (P(shadow) at
+:data:`DIRECTION_SHADE` or above, passed by the stream) are no evidence: a cloud's shadow is
+lit by the sky alone, bluer than the sunlit ground the check compares the correction with, and
+as the reference it pulled right corrections towards blue. The correction pass gathers this evidence as it
 writes each sampled row (:func:`_correct`); where the brightness companion changes the output
 afterwards, it is read from the output instead (:func:`_direction_evidence`), with the same
 sums. The report gives each tile whose weight fell below 1 its ``direction_weight``. The
@@ -170,6 +173,9 @@ DIRECTION_MOVED = 0.05
 DIRECTION_BLOCK = 32
 DIRECTION_MIN_PIXELS = 16
 DIRECTION_STRIDE = 2
+#: Pixels the detector gives at least this P(shadow) are no evidence for the direction check
+#: (the removal's own shadow point, kumo_edge.stream.REMOVAL_SHADOW_THRESHOLD).
+DIRECTION_SHADE = 0.5
 #: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
 #: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
 DEPTH_KNEE = 0.15
@@ -240,7 +246,7 @@ def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def _correct(
-    x, p, lnr, t_min, thick_t, pclear, valid, weigh, one_alpha, alpha, y, t550, stats, ev
+    x, p, lnr, t_min, thick_t, pclear, valid, shade, weigh, one_alpha, alpha, y, t550, stats, ev
 ):  # pragma: no cover - numba
     """The runtime's whole correction in one pass: inversion, clip to [0, 1], input kept where
     the estimated cloud is thick, blended in by ``1 - pclear`` when ``weigh`` (else taken whole),
@@ -253,7 +259,8 @@ def _correct(
     test may be compiled away. Each job is one band of rows of one tile, the height of a
     direction-check block (:class:`_Evidence` ``ev``): where ``ev.on``, the sampled rows'
     evidence is gathered while they are in cache (:func:`_evidence_row`), on the pixels that
-    are valid and not thick, as :func:`_direction_evidence` reads it from the output."""
+    are valid, not thick and not in ``shade`` (the detector's shadow calls), as
+    :func:`_direction_evidence` reads it from the output."""
     n, c, h, w = x.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
@@ -333,8 +340,9 @@ def _correct(
             stats[i, r, 2] = s2
             stats[i, r, 3] = s3
             if on and r % st == 0:
-                for col in range(w):  # the pixels the check may use: valid, not thick
-                    wgt[col] = one if valid[i, r, col] and t550[i, r, col] >= thick_t else zero
+                for col in range(w):  # the pixels the check may use: valid, not thick, lit
+                    use = valid[i, r, col] and not shade[i, r, col]
+                    wgt[col] = one if use and t550[i, r, col] >= thick_t else zero
                 _evidence_row(
                     x[i], y[i], r, wgt, st, bb, ref_lim, moved_lim, weights, ref[i], cor[i],
                     n_ref[i], n_cor[i], br, px, py, fa, fb,
@@ -892,6 +900,8 @@ class PhysicsRemover:
     #: (:func:`check_direction`), sampling every ``direction_stride``-th row and column.
     direction = True
     direction_stride = DIRECTION_STRIDE
+    #: The detector's P(shadow) from which a pixel is no evidence for the direction check.
+    direction_shade = DIRECTION_SHADE
 
     def __init__(
         self,
@@ -901,6 +911,7 @@ class PhysicsRemover:
         brightness: Model | None = None,
         direction: bool = True,
         direction_stride: int = DIRECTION_STRIDE,
+        direction_shade: float = DIRECTION_SHADE,
     ) -> None:
         if model.contract.output != "cloud_params_half":
             raise ModelContractError(
@@ -914,6 +925,9 @@ class PhysicsRemover:
                 f"direction_stride must lie in [1, {DIRECTION_BLOCK}], got {direction_stride}"
             )
         self.direction_stride = int(direction_stride)
+        if not 0.0 < direction_shade <= 1.0:
+            raise ConfigError(f"direction_shade must lie in (0, 1], got {direction_shade}")
+        self.direction_shade = float(direction_shade)
         if not 0.0 <= depth_knee < 1.0:
             raise ConfigError(f"depth_knee must lie in [0, 1), got {depth_knee}")
         self.depth_knee = float(depth_knee)
@@ -1002,6 +1016,7 @@ class PhysicsRemover:
         weigh: bool = False,
         estimate: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None] | None = None,
         out: npt.NDArray[np.float32] | None = None,
+        p_shadow: npt.NDArray[np.float32] | None = None,
     ) -> tuple[
         npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_], list[str | None]
     ]:
@@ -1010,7 +1025,10 @@ class PhysicsRemover:
         detector blend), computed in the same pass. ``estimate``: these tiles'
         :meth:`estimate`, where already made. ``out``: where the corrected tiles go (it may be
         ``tiles`` itself: the stream corrects its batch in place, without a copy back), and
-        what is returned as ``corrected``; default a new array."""
+        what is returned as ``corrected``; default a new array. ``p_shadow`` ``(N, H, W)``: the
+        detector's P(shadow); pixels at :attr:`direction_shade` or above are never evidence
+        for the direction check (a cloud's shadow is lit by the sky alone, bluer than the
+        sunlit ground the check compares the correction with)."""
         x = np.ascontiguousarray(tiles, dtype=np.float32)
         n, _, h, w = x.shape
         y = np.empty_like(x)
@@ -1022,6 +1040,11 @@ class PhysicsRemover:
             else np.ascontiguousarray(p_clear, np.float32)
         )
         ok = np.ones((n, h, w), bool) if valid is None else np.ascontiguousarray(valid)
+        shaded = (
+            np.zeros((n, h, w), bool)
+            if p_shadow is None
+            else np.ascontiguousarray(p_shadow >= self.direction_shade)
+        )
         # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
         p, self.last_fit = self.estimate(x, ok) if estimate is None else estimate
         # the direction check's evidence gathered in the same pass, unless the brightness
@@ -1037,6 +1060,7 @@ class PhysicsRemover:
             np.float32(self.thick_transmittance),
             pc,
             ok,
+            shaded,
             bool(weigh),
             *self._tile_alpha(p),
             y,
@@ -1062,7 +1086,7 @@ class PhysicsRemover:
         # and the evidence the correction pass gathered for it (``on`` False: none)
         self.last_direction = np.ones(n, np.float32)
         self.last_evidence = ev
-        use = ok & ~thick if self.direction else None
+        use = ok & ~thick & ~shaded if self.direction else None
         for i, why in enumerate(verdicts):
             if why is not None:  # kept: the input, unless out is the input itself
                 if out is not None and not _same_view(out[i], x[i]):

@@ -639,6 +639,7 @@ def _physics_batch(
             weigh=blend != "full",
             estimate=(params[j : j + 1], None if fits is None else fits[j : j + 1]),
             out=tiles[sel],
+            p_shadow=probs[sel, 3],  # shadow calls are no clear ground for the direction check
         )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
         direction = getattr(remover, "last_direction", None)
         rec: dict[str, float] = {}

@@ -945,3 +945,67 @@ def test_soften_depth_kernel_gives_the_numpy_rule_bitwise():
         soften_depth(slow, knee)
         np.testing.assert_array_equal(fast, slow)
         assert (fast[:, 1:] == p[:, 1:]).all()
+
+
+def _shadowed_stripes():  # noqa: ANN202
+    """The striped thin cloud of :func:`_striped_cloud` with the true cloud albedo (the exact
+    correction is the surface), where a quarter of the columns is clear ground in a cloud's
+    shadow, lit by a bluer sky light, and ``p_shadow`` a detector's P(shadow) that finds it."""
+    surface, x, _, cloudy = _striped_cloud(albedo_used=0.7)
+    shadowed = ((np.arange(64) // 8) % 4 == 0)[None, :].repeat(64, 0)
+    sky = (0.5 * (BANDS.centers / 550.0) ** -3.0).astype(np.float32)
+    x[:, shadowed] *= sky[:, None]
+    p = _params((1, 6, 64, 64), alpha=0.0, albedo=0.7)
+    p[0, 0] = np.where(cloudy, -np.log(0.6), 0.0)  # the true cloud
+    p_shadow = np.where(shadowed, 0.9, 0.0).astype(np.float32)[None]
+    return surface, x, cloudy, p, p_shadow
+
+
+def test_direction_check_takes_no_evidence_from_shadow_calls():
+    """Clear ground in a cloud's shadow is bluer than the sunlit ground beside it: taken as the
+    clear reference, it pulls a right correction's direction off; the detector's shadow calls
+    (P(shadow) >= direction_shade) are left out of the evidence, and the right correction is
+    kept whole. In the stream, the detector's P(shadow) reaches the check."""
+    from kumo_edge.errors import ConfigError
+    from kumo_edge.physics import DIRECTION_SHADE
+    from kumo_edge.runtime import load_model, shipped_models
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
+
+    surface, x, cloudy, p, p_shadow = _shadowed_stripes()
+    rem = _MapParams(p)
+    rem.fit, rem.direction = False, True
+    blind = rem.correct(x[None].copy())[0][0]
+    assert rem.last_direction[0] < 1.0  # misled by the shadowed reference
+    seen = rem.correct(x[None].copy(), p_shadow=p_shadow)[0][0]
+    assert rem.last_direction[0] == 1.0
+    np.testing.assert_allclose(seen[:, cloudy], surface[:, cloudy], atol=1e-4)
+    assert sam(seen, surface, cloudy) < 0.5 * sam(blind, surface, cloudy)
+    # below the point, a shadow probability is no reason to leave a pixel out
+    rem.correct(x[None].copy(), p_shadow=p_shadow * (DIRECTION_SHADE * 0.99 / 0.9))
+    assert rem.last_direction[0] < 1.0
+
+    class _ShadowDetector(_ThinDetector):
+        def run(self, t):  # noqa: ANN001, ANN202
+            probs = super().run(t)
+            probs[:, 3] = p_shadow
+            probs[:, 1] -= p_shadow
+            return probs
+
+    weights = {}
+    for det in (_ThinDetector(), _ShadowDetector()):
+        rep = Report()
+        process_tiles(
+            x[None].copy(), np.ones((1, 64, 64), bool), det, rem,
+            StreamConfig(tile=64, halo=0, batch=1, blend="full"), rep,
+        )  # fmt: skip
+        weights[type(det).__name__] = rep.tiles[0].get("direction_weight", 1.0)
+    assert weights == {
+        "_ThinDetector": pytest.approx(weights["_ThinDetector"]),
+        "_ShadowDetector": 1.0,
+    }
+    assert weights["_ThinDetector"] < 1.0
+    model = load_model(shipped_models()["hsi32"]["generator"], threads=1)
+    assert PhysicsRemover(model, direction_shade=0.3).direction_shade == 0.3
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="direction_shade"):
+            PhysicsRemover(model, direction_shade=bad)
