@@ -90,8 +90,8 @@ blocks (all cloud, or no cloud the correction touched) keep ``s = 1``, and pixel
 correction left alone are not touched. Pixels the detector calls cloud shadow (P(shadow) at
 :data:`DIRECTION_SHADE` or above, passed by the stream) are no evidence: a cloud's shadow is
 lit by the sky alone, bluer than the sunlit ground the check compares the correction with, and
-as the reference it pulled right corrections towards blue. The correction pass gathers this evidence as it
-writes each sampled row (:func:`_correct`); where the brightness companion changes the output
+as the reference it pulled right corrections towards blue. The correction pass gathers this
+evidence as it writes each sampled row (:func:`_correct`); where the brightness companion changes the output
 afterwards, it is read from the output instead (:func:`_direction_evidence`), with the same
 sums. The report gives each tile whose weight fell below 1 its ``direction_weight``. The
 check cannot make a pixel worse than both the input and the full correction: its direction
