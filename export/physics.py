@@ -659,7 +659,9 @@ def cv_metrics(path: Path) -> dict:
 
 def refresh_card(ship: Path, cv: Path) -> Path:
     """Replace the cross-validation metrics of the card ``ship/generator.json`` by those of
-    ``cv`` (:func:`cv_metrics`), keeping everything else; the model files are not touched."""
+    ``cv`` (:func:`cv_metrics`), keeping everything else, and in the model file the card names
+    the same metrics (its ``kumo.metrics`` entry, which ``kumo-edge info`` prints); the graph
+    and every other entry of the file are untouched."""
     path = ship / "generator.json"
     try:
         card = json.loads(path.read_text())
@@ -673,6 +675,12 @@ def refresh_card(ship: Path, cv: Path) -> Path:
         )
     metrics["cross_validation"]["host"] = doc.get("environment", {}).get("cpu")
     card["metrics"] = metrics
+    model = ship / card.get("file", "generator.onnx")
+    if model.exists():
+        from export.release import _set_metrics
+
+        _set_metrics(model, metrics)
+        card["size_bytes"] = model.stat().st_size
     path.write_text(json.dumps(card, indent=2))
     return path
 

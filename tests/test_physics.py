@@ -904,12 +904,21 @@ def test_card_refresh_replaces_the_cv_metrics_and_refuses_another_band_set(tmp_p
     pytest.importorskip("torch")
     import json
 
+    import onnx
+    from onnx import TensorProto, helper
+
     from export.physics import refresh_card
     from kumo_edge.errors import KumoError
 
     ship = tmp_path / "rgbn"
     ship.mkdir()
     card = {"band_set": "rgbn", "file": "generator.onnx", "metrics": {"cross_validation": {}}}
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", io[:1], io[1:])
+    model = helper.make_model(graph)
+    for key, value in (("kumo.metrics", "{}"), ("kumo.kind", "generator")):
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(ship / "generator.onnx"))
     (ship / "generator.json").write_text(json.dumps(card))
     summary = {"physics": {"mean_gain_db": 4.2}}
     cv = {
@@ -929,6 +938,11 @@ def test_card_refresh_replaces_the_cv_metrics_and_refuses_another_band_set(tmp_p
     assert got["metrics"]["cross_validation"]["summary"] == summary
     assert got["metrics"]["cross_validation"]["per_scene_gain_db"]["b"] == {"physics": 4.4}
     assert got["metrics"]["cross_validation"]["host"] == "AMD EPYC"
+    # the model file carries the same metrics (what kumo-edge info prints), nothing else changed
+    props = {p.key: p.value for p in onnx.load(str(ship / "generator.onnx")).metadata_props}
+    assert json.loads(props["kumo.metrics"]) == got["metrics"]
+    assert props["kumo.kind"] == "generator"
+    assert got["size_bytes"] == (ship / "generator.onnx").stat().st_size
     (tmp_path / "cv.json").write_text(json.dumps({**cv, "bands": "rgb"}))
     with pytest.raises(KumoError, match="rgb result"):
         refresh_card(ship, tmp_path / "cv.json")
