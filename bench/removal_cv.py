@@ -217,6 +217,23 @@ def _nested(per_scene: dict, knees: list[float], grid: list[str]) -> dict[str, f
     return out
 
 
+def _add_nested(
+    per_scene: dict,
+    raws: dict,
+    chosen: dict[str, float],
+    rows: dict[str, dict[float, str]],
+    key: str,
+) -> None:
+    """Each scene's nested rows (``rows``: row name -> value -> the row that evaluated it)
+    copied from the row of the value :func:`_nested` chose for it (``chosen``), the value
+    recorded as ``key``."""
+    for name, v in chosen.items():
+        for row, source in rows.items():
+            per_scene[name][row] = {**per_scene[name][source[v]], key: v}
+            raws[name][row] = raws[name][source[v]]
+        print(f"fold {per_scene[name]['fold']} {name:18s} nested {key} {v:g}")
+
+
 def _psnr(se: float, n: int) -> float:
     return 10 * math.log10(n / se) if se > 0 and n else math.inf
 
@@ -447,20 +464,24 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     if grid:
-        nested = _nested(per_scene, knees, grid)
+        chosen = _nested(per_scene, knees, grid)
         methods.append(NESTED_ROW)
-        for name, v in nested.items():
-            per_scene[name][NESTED_ROW] = {**per_scene[name][f"{KNEE_ROW} {v:g}"], "knee": v}
-            raws[name][NESTED_ROW] = raws[name][f"{KNEE_ROW} {v:g}"]
-            print(f"fold {per_scene[name]['fold']} {name:18s} nested knee {v:g}")
+        _add_nested(
+            per_scene, raws, chosen, {NESTED_ROW: dict(zip(knees, grid, strict=True))}, "knee"
+        )
     if shade_rows:
         chosen = _nested(per_scene, shades, [plain for plain, _ in shade_rows.values()])
         methods += [SHADE_NESTED_ROW, f"{BRIGHT_ROW}, shade nested"]
-        for name, v in chosen.items():
-            for row, src in zip(methods[-2:], shade_rows[v], strict=True):
-                per_scene[name][row] = {**per_scene[name][src], "shade": v}
-                raws[name][row] = raws[name][src]
-            print(f"fold {per_scene[name]['fold']} {name:18s} nested shade point {v:g}")
+        _add_nested(
+            per_scene,
+            raws,
+            chosen,
+            {
+                SHADE_NESTED_ROW: {v: plain for v, (plain, _) in shade_rows.items()},
+                f"{BRIGHT_ROW}, shade nested": {v: bright for v, (_, bright) in shade_rows.items()},
+            },
+            "shade",
+        )
     pooled: dict = {m: {} for m in methods}
     for raw in raws.values():
         for m in methods:

@@ -1013,10 +1013,7 @@ def test_direction_check_takes_no_evidence_from_shadow_calls():
             StreamConfig(tile=64, halo=0, batch=1, blend="full"), rep,
         )  # fmt: skip
         weights[type(det).__name__] = rep.tiles[0].get("direction_weight", 1.0)
-    assert weights == {
-        "_ThinDetector": pytest.approx(weights["_ThinDetector"]),
-        "_ShadowDetector": 1.0,
-    }
+    assert weights["_ShadowDetector"] == 1.0  # the shadow calls reach the check
     assert weights["_ThinDetector"] < 1.0
     model = load_model(shipped_models()["hsi32"]["generator"], threads=1)
     assert PhysicsRemover(model, direction_shade=0.3).direction_shade == 0.3
