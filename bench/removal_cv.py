@@ -335,6 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     # the cGAN shipped before the physics remover (kept in export/artifacts once replaced)
     previous = ROOT / "export" / "artifacts" / a.bands / "cgan_int8.onnx"
     gen = load_model(previous if previous.exists() else shipped["generator"])
+    # the brightness row's learned remover: the shipped companion where the band set has one
+    # (kumo_edge/models/<bands>/brightness.onnx), else that previous cGAN
+    companion = shipped["generator"].with_name("brightness.onnx")
+    bright = load_model(companion) if companion.exists() else gen
     methods = [
         "input",
         "physics",
@@ -393,10 +397,10 @@ def main(argv: list[str] | None = None) -> None:
             "hot": _stream(det, remover("hot", bs)),
             "inpaint": _stream(det, remover("inpaint", bs)),
             "cgan (previous shipped)": _stream(det, gen),
-            BRIGHT_ROW: _stream(det, PhysicsRemover(rem8.model, brightness=gen)),
+            BRIGHT_ROW: _stream(det, PhysicsRemover(rem8.model, brightness=bright)),
             NODIR_ROW: _stream(det, PhysicsRemover(rem8.model, direction=False)),
             NODIR_BRIGHT_ROW: _stream(
-                det, PhysicsRemover(rem8.model, brightness=gen, direction=False)
+                det, PhysicsRemover(rem8.model, brightness=bright, direction=False)
             ),
         }
         for v, m in zip(knees, grid, strict=True):
@@ -404,12 +408,12 @@ def main(argv: list[str] | None = None) -> None:
         for v, (plain, bright) in stride_rows.items():
             run[plain] = _stream(det, PhysicsRemover(rem8.model, direction_stride=v))
             run[bright] = _stream(
-                det, PhysicsRemover(rem8.model, brightness=gen, direction_stride=v)
+                det, PhysicsRemover(rem8.model, brightness=bright, direction_stride=v)
             )
         for v, (plain, bright) in shade_rows.items():
             run[plain] = _stream(det, PhysicsRemover(rem8.model, direction_shade=v))
             run[bright] = _stream(
-                det, PhysicsRemover(rem8.model, brightness=gen, direction_shade=v)
+                det, PhysicsRemover(rem8.model, brightness=bright, direction_shade=v)
             )
         if residual:
             rck = fold_dir(a.bands, k, "residual") / "best.pt"
@@ -544,6 +548,9 @@ def main(argv: list[str] | None = None) -> None:
         + (", with a flat albedo and a straight Angstrom law" if a.clouds == "alien-flat" else ""),
         "scored_pixels": "true two-way transmittance at 550 nm >= 0.2",
         "depth_knee": DEPTH_KNEE,
+        "brightness_model": str(
+            bright.path.relative_to(ROOT) if bright.path.is_relative_to(ROOT) else bright.path
+        ),
         "variant": a.variant,
         "train_args": a.train_args,
         "knees": knees,

@@ -55,14 +55,22 @@ class ArrayReader(CalibrationDataReader):
 
 
 def calibration_batches(
-    bands: str, n_tiles: int = 64, tile: int = 64, batch: int = 8, seed: int = 123
+    bands: str,
+    n_tiles: int = 64,
+    tile: int = 64,
+    batch: int = 8,
+    seed: int = 123,
+    scenes: Sequence | None = None,
 ) -> list[np.ndarray]:
-    """Cloudy tiles from the training scenes of a band set (real clear imagery + synthetic clouds)."""
+    """Cloudy tiles from the training scenes of a band set (real clear imagery + synthetic
+    clouds): its default split's, or ``scenes`` (a model trained on another split is calibrated
+    on its own training scenes, never on a scene it is tested on)."""
     from export.data import CloudyTiles
     from export.train import TrainConfig, load_scenes
 
-    splits, _ = load_scenes(TrainConfig(bands=bands))
-    ds = CloudyTiles(splits["train"], tile, n_tiles, seed=seed, augment=False)
+    if scenes is None:
+        scenes = load_scenes(TrainConfig(bands=bands))[0]["train"]
+    ds = CloudyTiles(list(scenes), tile, n_tiles, seed=seed, augment=False)
     xs = np.stack([ds[i]["cloudy"] for i in range(n_tiles)])
     return [xs[i : i + batch] for i in range(0, n_tiles, batch)]
 

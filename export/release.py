@@ -79,7 +79,10 @@ def _card(
     lineage: dict,
     metrics: dict,
     splits: dict,
+    recipe_name: str | None = None,
 ) -> dict:
+    """A shipped model's card; ``recipe_name``: the recipe whose steps made it (default: the
+    band set's, the steps of this ``kind``)."""
     ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
     net, cfg = build_from_checkpoint(ck)
     n = len(band_set(bands))
@@ -95,8 +98,10 @@ def _card(
         "parameters": count_params(net),
         "macs_per_256_tile": count_macs(net, (1, n, 256, 256)),
         "training": {
-            "command": recipe.command(bands),
-            "steps": [st for st in recipe.steps(bands) if kind in st or "export.release" in st],
+            "command": recipe.command(recipe_name or bands),
+            "steps": recipe.steps(recipe_name)
+            if recipe_name
+            else [st for st in recipe.steps(bands) if kind in st or "export.release" in st],
             "config": {
                 k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()
             },
@@ -163,6 +168,107 @@ def _release_detector(
     print("detector", json.dumps({k: v.get("cnn") for k, v in headline.items()}, indent=1))
 
 
+def _release_generator(
+    bands: str,
+    par_ck: Path,
+    pr_ck: Path,
+    splits: dict,
+    calib: object,
+    int8_ops: tuple[str, ...],
+    float_convs_upto: int,
+    role: str = "generator",
+    recipe_name: str | None = None,
+) -> Path:
+    """Export the parent (and the pruned network where ``pr_ck`` exists) to FP32 in
+    ``export/artifacts/<bands>/<role>_{parent,pruned}_fp32.onnx``, quantise the last of them to
+    ``kumo_edge/models/<bands>/<role>.onnx``, evaluate each on the held-out scenes (64-px tiles
+    and the runtime's 256) and write the card ``<role>.json``."""
+    art, ship = ART / bands, SHIP / bands
+    test = splits["test"]
+    parent = export_checkpoint(par_ck, art / f"{role}_parent_fp32.onnx")
+    lineage = {"parent_fp32": str(parent.relative_to(ROOT))}
+    metrics = {"held_out_parent_fp32": eval_generator(parent, test)}
+    _at_runtime_tile(metrics, "parent_fp32", parent, test)
+    src_ck, src = par_ck, parent
+    if pr_ck.exists():
+        src = export_checkpoint(pr_ck, art / f"{role}_pruned_fp32.onnx")
+        metrics["held_out_pruned_fp32"] = eval_generator(src, test)
+        _at_runtime_tile(metrics, "pruned_fp32", src, test)
+        lineage["pruned_fp32"] = str(src.relative_to(ROOT))
+        src_ck = pr_ck
+    q = quantize_model(
+        src, ship / f"{role}.onnx", calib, int8_ops, float_convs_upto=float_convs_upto
+    )
+    metrics["held_out_shipped_int8"] = eval_generator(q, test)
+    _at_runtime_tile(metrics, "shipped_int8", q, test)
+    lineage["shipped"] = (
+        "int8 (QDQ, per-channel, ops: "
+        + ",".join(int8_ops)
+        + f"; Convs of <= {float_convs_upto} output x input channels in float: "
+        + (",".join(thin_convs(onnx.load(str(src)), float_convs_upto)) or "none")
+        + ")"
+    )
+    _set_metrics(q, metrics["held_out_shipped_int8"])
+    card = _card("generator", bands, src_ck, q, lineage, metrics, splits, recipe_name)
+    if role != "generator":
+        card["name"] = f"{bands}/{role}"
+        card["role"] = f"{role} companion of {bands}/generator (kumo_edge.physics)"
+    (ship / f"{role}.json").write_text(json.dumps(card, indent=2))
+    print(
+        role,
+        json.dumps(
+            {
+                k: {kk: round(vv, 3) for kk, vv in v.items() if isinstance(vv, float)}
+                for k, v in metrics.items()
+            },
+            indent=1,
+        ),
+    )
+    return q
+
+
+def release_companion(
+    bands: str, parent: str, pruned: str | None, float_convs_upto: int = FLOAT_CONVS_UPTO
+) -> Path:
+    """Release a learned remover as the brightness companion of the band set's shipped physics
+    remover (``kumo_edge/models/<bands>/brightness.onnx``, card ``brightness.json``; the physics
+    remover's contract already names that file): evaluated on the held-out scenes of its own
+    training split (as recorded in its checkpoint) and calibrated on its own training scenes.
+    The physics remover itself is not touched."""
+    ship = SHIP / bands
+    contract = ship / "generator.json"
+    if not contract.exists() or json.loads(contract.read_text()).get("brightness_model") is None:
+        raise KumoError(
+            f"{ship}: no shipped physics remover that takes a brightness companion "
+            "(python -m export.physics release --brightness ... first)"
+        )
+    par_ck = ROOT / parent / "best.pt"
+    if not par_ck.exists():
+        raise KumoError(f"{par_ck} not found; train it first")
+    pr_ck = ROOT / (pruned or "-") / "best.pt"
+    if pruned and not pr_ck.exists():
+        raise KumoError(f"{pr_ck} not found; prune it first")
+    _, cfg = build_from_checkpoint(torch.load(par_ck, weights_only=True, map_location="cpu"))
+    if cfg.bands != bands:
+        raise KumoError(f"{par_ck} is a {cfg.bands} network, not {bands}")
+    splits, _ = load_scenes(cfg)
+    calib = calibration_batches(bands, scenes=splits["train"])
+    name = f"{bands}-brightness"
+    q = _release_generator(
+        bands,
+        par_ck,
+        pr_ck,
+        splits,
+        calib,
+        ("Conv",),
+        float_convs_upto,
+        "brightness",
+        name if name in recipe.COMPANIONS else None,
+    )
+    shutil.rmtree(ART / bands / "__pycache__", ignore_errors=True)
+    return q
+
+
 def release_experiment(bands: str) -> None:
     """An experimental detector: FP32 export and card in ``export/artifacts/<bands>/`` only,
     evaluated like a shipped one, never put in the package."""
@@ -189,7 +295,6 @@ def release(
     if fpr_budget is not None and not splits["val"]:
         # checked before anything is written
         raise KumoError("--fpr-budget needs validation scenes, and this band set has none")
-    test = splits["test"]
     calib = calibration_batches(bands)
 
     det_ck = ROOT / "runs" / f"detector_{bands}" / "best.pt"
@@ -199,45 +304,7 @@ def release(
     par_ck = ROOT / "runs" / f"generator_{bands}" / "best.pt"
     pr_ck = ROOT / (pruned or f"runs/generator_{bands}_p50") / "best.pt"
     if par_ck.exists() and only != "detector":
-        parent = export_checkpoint(par_ck, art / "generator_parent_fp32.onnx")
-        m_parent = eval_generator(parent, test)
-        lineage = {"parent_fp32": str(parent.relative_to(ROOT))}
-        metrics = {"held_out_parent_fp32": m_parent}
-        _at_runtime_tile(metrics, "parent_fp32", parent, test)
-        src_ck = par_ck
-        if pr_ck.exists():
-            pruned = export_checkpoint(pr_ck, art / "generator_pruned_fp32.onnx")
-            metrics["held_out_pruned_fp32"] = eval_generator(pruned, test)
-            _at_runtime_tile(metrics, "pruned_fp32", pruned, test)
-            lineage["pruned_fp32"] = str(pruned.relative_to(ROOT))
-            src_ck, src = pr_ck, pruned
-        else:
-            src = parent
-        q = quantize_model(
-            src, ship / "generator.onnx", calib, int8_ops, float_convs_upto=float_convs_upto
-        )
-        metrics["held_out_shipped_int8"] = eval_generator(q, test)
-        _at_runtime_tile(metrics, "shipped_int8", q, test)
-        lineage["shipped"] = (
-            "int8 (QDQ, per-channel, ops: "
-            + ",".join(int8_ops)
-            + f"; Convs of <= {float_convs_upto} output x input channels in float: "
-            + (",".join(thin_convs(onnx.load(str(src)), float_convs_upto)) or "none")
-            + ")"
-        )
-        _set_metrics(q, metrics["held_out_shipped_int8"])
-        card = _card("generator", bands, src_ck, q, lineage, metrics, splits)
-        (ship / "generator.json").write_text(json.dumps(card, indent=2))
-        print(
-            "generator",
-            json.dumps(
-                {
-                    k: {kk: round(vv, 3) for kk, vv in v.items() if isinstance(vv, float)}
-                    for k, v in metrics.items()
-                },
-                indent=1,
-            ),
-        )
+        _release_generator(bands, par_ck, pr_ck, splits, calib, int8_ops, float_convs_upto)
     for f in ship.glob("*.tmp"):
         f.unlink()
     shutil.rmtree(art / "__pycache__", ignore_errors=True)
@@ -249,6 +316,13 @@ def main() -> None:
     ap.add_argument("--ops", default="Conv")
     ap.add_argument("--pruned", help="folder of the pruned checkpoint [runs/generator_<bands>_p50]")
     ap.add_argument("--only", choices=["detector", "generator"], help="release one model only")
+    ap.add_argument(
+        "--companion",
+        metavar="PARENT",
+        help="release the learned remover in runs/PARENT (pruned: --pruned) as the brightness "
+        "companion of the shipped physics remover (brightness.onnx + brightness.json); the "
+        "physics remover and the detector are untouched",
+    )
     ap.add_argument(
         "--experiment",
         action="store_true",
@@ -272,6 +346,9 @@ def main() -> None:
     try:
         if a.experiment:
             release_experiment(a.bands)
+            return
+        if a.companion:
+            print(release_companion(a.bands, a.companion, a.pruned, a.float_convs_upto))
             return
         release(
             a.bands,

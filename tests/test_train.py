@@ -80,3 +80,71 @@ def test_real_patch_split_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     )
     with pytest.raises(KumoError, match="unknown real patches.*Nowhere_00"):
         train.train_detector(bad)
+
+
+def test_companion_release_ships_beside_the_physics_remover_on_its_own_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``export.release --companion``: the learned remover goes to brightness.onnx with its own
+    card, tested on the held-out scenes of its own split and calibrated on its training scenes
+    only, and the shipped physics remover beside it is not touched."""
+    import shutil
+
+    import onnx
+
+    from export import release
+
+    src = sample_scene_path()
+    for name in ("scene_a", "scene_b"):  # two scenes: one to train on, one held out
+        shutil.copyfile(src, tmp_path / f"{name}.tif")
+    scenes = tmp_path / "scenes.txt"
+    scenes.write_text(f"{tmp_path / 'scene_a.tif'}\n{tmp_path / 'scene_b.tif'}\n")
+    run = tmp_path / "runs" / "gen"
+    train_main(
+        ["generator", "--bands", "rgbn", "--smoke", "--scenes", str(scenes), "--test", "scene_b"]
+        + ["--out", str(run)]
+    )
+    ship, art = tmp_path / "models", tmp_path / "art"
+    (ship / "rgbn").mkdir(parents=True)
+    shipped = release.SHIP / "rgbn"
+    for f in ("generator.onnx", "generator.json"):
+        shutil.copyfile(shipped / f, ship / "rgbn" / f)
+    physics_before = (ship / "rgbn" / "generator.onnx").read_bytes()
+    monkeypatch.setattr(release, "ROOT", tmp_path)
+    monkeypatch.setattr(release, "SHIP", ship)
+    monkeypatch.setattr(release, "ART", art)
+    (art / "rgbn").mkdir(parents=True)
+    evaluated, calibrated = [], []
+    real_eval, real_calib = release.eval_generator, release.calibration_batches
+
+    def spy_eval(model, test, **kw):  # noqa: ANN001, ANN003, ANN202
+        evaluated.append([s.name for s in test])
+        return real_eval(model, test, **kw)
+
+    def spy_calib(bands, **kw):  # noqa: ANN001, ANN003, ANN202
+        calibrated.append([s.name for s in kw["scenes"]])
+        return real_calib(bands, n_tiles=16, **kw)
+
+    monkeypatch.setattr(release, "eval_generator", spy_eval)
+    monkeypatch.setattr(release, "calibration_batches", spy_calib)
+    q = release.release_companion("rgbn", "runs/gen", None)
+    assert q == ship / "rgbn" / "brightness.onnx"
+    assert (ship / "rgbn" / "generator.onnx").read_bytes() == physics_before
+    assert evaluated and all(names == ["scene_b"] for names in evaluated)
+    assert calibrated == [["scene_a"]]
+    card = json.loads((ship / "rgbn" / "brightness.json").read_text())
+    assert card["name"] == "rgbn/brightness" and card["file"] == "brightness.onnx"
+    assert card["training"]["scenes"]["test"] == ["scene_b"]
+    assert card["training"]["scenes"]["train"] == ["scene_a"]
+    assert card["lineage"]["parent_fp32"] == "art/rgbn/brightness_parent_fp32.onnx"
+    m = load_model(q)
+    assert m.contract.kind == "generator"
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(q)).graph.node)
+    # a band set whose shipped remover takes no companion is refused, nothing written
+    card = json.loads((ship / "rgbn" / "generator.json").read_text())
+    card["brightness_model"] = None
+    (ship / "rgbn" / "generator.json").write_text(json.dumps(card))
+    (ship / "rgbn" / "brightness.onnx").unlink()
+    with pytest.raises(KumoError, match="no shipped physics remover"):
+        release.release_companion("rgbn", "runs/gen", None)
+    assert not (ship / "rgbn" / "brightness.onnx").exists()
