@@ -412,8 +412,10 @@ class CloudyTiles:
         seed: int = 0,
         augment: bool = True,
         ranges: CloudRanges = CloudRanges(),  # noqa: B008
+        gain: tuple[float, float] = (0.6, 1.6),
     ) -> None:
         self.scenes = [s for s in scenes if len(clean_origins(s.valid, tile))]
+        self.gain = gain
         if not self.scenes:
             raise KumoError(f"no scene holds a fully valid {tile} x {tile} tile")
         self.origins = [clean_origins(s.valid, tile) for s in self.scenes]
@@ -447,8 +449,9 @@ class CloudyTiles:
             clear = np.rot90(clear, int(rng.integers(4)), axes=(1, 2))
             if rng.random() < 0.5:
                 clear = clear[:, :, ::-1]
-            # brightness and a small per-band gain: sensors, seasons and calibrations differ
-            gain = rng.uniform(0.6, 1.6) * rng.normal(1.0, 0.05, size=(clear.shape[0], 1, 1))
+            # brightness (``gain``: its range) and a small per-band gain: sensors, seasons and
+            # calibrations differ
+            gain = rng.uniform(*self.gain) * rng.normal(1.0, 0.05, size=(clear.shape[0], 1, 1))
             clear = clear * gain.astype(np.float32)
         clear = np.ascontiguousarray(np.clip(clear, 0, 1), dtype=np.float32)
         if self.ranges.snow_fraction > 0:  # own stream: items without snow stay as they were

@@ -49,7 +49,7 @@ def git_sha() -> str:
 def build_from_checkpoint(ckpt: dict) -> tuple[torch.nn.Module, TrainConfig]:
     """The network of a checkpoint, weights loaded, in eval mode."""
     raw = dict(ckpt["config"])
-    for k in ("widths", "train", "val", "test", "ignore_tau", "real_test", "real_val"):
+    for k in ("widths", "train", "val", "test", "ignore_tau", "gain", "real_test", "real_val"):
         if k in raw and isinstance(raw[k], list):
             raw[k] = tuple(raw[k])
     cfg = TrainConfig(**raw)

@@ -124,3 +124,24 @@ def test_the_cloudy_eolearn_dates_are_not_clear_training_scenes() -> None:
     assert min(blue[list(EOLEARN_CLOUDY)]) > 1.5 * max(blue[clear])
     names = {s.name for s in shared_scenes() if s.name.startswith("s2_eolearn_")}
     assert names == {f"s2_eolearn_{i}" for i in clear}
+
+
+def test_the_gain_range_sets_the_training_brightness_and_reaches_the_trainer(scene) -> None:  # noqa: ANN001
+    """``--gain`` widens the brightness augmentation (a generator trained only on dark scenes
+    learns to output dark ground); the default range draws what it always drew."""
+    from export.train import TrainConfig
+    from export.train.cli import parse
+
+    base = CloudyTiles([scene], 64, 16, seed=2)
+    same = CloudyTiles([scene], 64, 16, seed=2, gain=(0.6, 1.6))
+    wide = CloudyTiles([scene], 64, 16, seed=2, gain=(3.0, 3.0))
+    ratios = []
+    for i in range(16):
+        np.testing.assert_array_equal(base[i]["clear"], same[i]["clear"])
+        ratios.append(wide[i]["clear"].mean() / base[i]["clear"].mean())
+    # the same tile, three times brighter before clipping, instead of 0.6-1.6 times
+    assert np.median(ratios) > 1.8
+    cfg, _ = parse(["generator", "--bands", "rgbn", "--gain", "0.5,4"])
+    assert cfg.gain == (0.5, 4.0)
+    with pytest.raises(ValueError, match="gain"):
+        TrainConfig(gain=(2.0, 1.0))

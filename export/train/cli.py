@@ -96,6 +96,11 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         default=",".join(str(v) for v in d.ignore_tau),
         help="detector: tau550 range left out of the loss",
     )
+    ap.add_argument(
+        "--gain",
+        default=",".join(str(v) for v in d.gain),
+        help="LO,HI: range of the brightness gain drawn per training tile (augmentation)",
+    )
     ap.add_argument("--widths", help="comma-separated channel widths per level")
     ap.add_argument(
         "--head", default=d.head, choices=["residual", "affine", "affine_lowres", "direct"]
@@ -130,6 +135,7 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         **{n: getattr(a, n) for n in (*_INT_OPTIONS, *_FLOAT_OPTIONS, *_PLAIN_OPTIONS)},
         widths=tuple(int(w) for w in a.widths.split(",")) if a.widths else (),
         ignore_tau=tuple(float(v) for v in a.ignore_tau.split(",")),
+        gain=tuple(float(v) for v in a.gain.split(",")),
         train=tuple(v for v in a.train.split(",") if v),
         val=tuple(v for v in a.val.split(",") if v),
         test=tuple(v for v in a.test.split(",") if v),

@@ -83,6 +83,9 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     widths: tuple[int, ...] = ()
+    # range of the brightness gain drawn per training tile (export.data.CloudyTiles): wider
+    # than the default teaches surfaces brighter than any training scene
+    gain: tuple[float, float] = (0.6, 1.6)
     # detector
     real_fraction: float = 0.5
     real_start: float = 0.3
@@ -114,6 +117,8 @@ class TrainConfig:
                 raise ValueError(f"`{n}` must be >= 1")
         if self.tile % 16:
             raise ValueError(f"`tile` must be a multiple of 16, got {self.tile}")
+        if len(self.gain) != 2 or not 0 < self.gain[0] <= self.gain[1]:
+            raise ValueError(f"`gain` must be LO,HI with 0 < LO <= HI, got {self.gain}")
 
     def real_split(self) -> tuple[list[str], list[str]]:
         """(test, validation) real labelled patches; the rest train the detector."""

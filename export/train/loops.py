@@ -132,7 +132,7 @@ def train_detector(cfg: TrainConfig, resume: bool = False) -> Path:
     step, best = _maybe_resume(out, resume, model, opt, sched)
     rng = np.random.default_rng([cfg.seed, step])
     ranges = CloudRanges(snow_fraction=cfg.snow_fraction)
-    ds = CloudyTiles(splits["train"], cfg.tile, 4096, seed=cfg.seed, ranges=ranges)
+    ds = CloudyTiles(splits["train"], cfg.tile, 4096, seed=cfg.seed, ranges=ranges, gain=cfg.gain)
     batches = _batches(ds, cfg.batch, rng)
     val = fixed_set(splits["val"] or splits["train"], cfg, seed=10_000 + cfg.seed, ranges=ranges)
     # class weights: shadow and thin cloud are rarer and matter more than easy clear pixels
@@ -298,7 +298,7 @@ def train_generator(
     )
     step, best = _maybe_resume(out, resume, g, opt_g, sched, {"disc": d, "opt_d": opt_d})
     rng = np.random.default_rng([cfg.seed, step])
-    ds = CloudyTiles(splits["train"], cfg.tile, 4096, seed=cfg.seed)
+    ds = CloudyTiles(splits["train"], cfg.tile, 4096, seed=cfg.seed, gain=cfg.gain)
     batches = _batches(ds, cfg.batch, rng)
     # model selection never looks at the test scenes: without validation scenes, it uses
     # fixed tiles of the training scenes with clouds the training never draws (another seed)
