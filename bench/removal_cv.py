@@ -55,6 +55,9 @@ FOLDS = (
 #: The physics remover with the cGAN as its brightness model (kumo_edge.physics, module
 #: docstring): the spectral direction of the one, the length of the other.
 BRIGHT_ROW = "physics INT8+cgan brightness+detector"
+#: The same with the fold's own residual network (``--method residual``, trained on the fold's
+#: scenes only, INT8) as the brightness companion: no held-out scene in its training.
+RES_BRIGHT_ROW = "physics INT8+residual (corpus) brightness+detector"
 #: The same two rows with the runtime's direction check off (kumo_edge.physics, module
 #: docstring, "The direction check"): what the check changes.
 NODIR_ROW = "physics INT8+detector, no direction check"
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         (fold_dir(a.bands, k, "residual") / "best.pt").exists() for k in range(len(FOLDS))
     )
     if residual:
-        methods.append("residual (corpus)+detector")
+        methods += ["residual (corpus)+detector", RES_BRIGHT_ROW]
     if a.analysis:
         methods += [DEPTH_ROW, ALBEDO_ROW, DEPTH_ALBEDO_ROW]
     ranges = AlienRanges()
@@ -417,8 +420,12 @@ def main(argv: list[str] | None = None) -> None:
             )
         if residual:
             rck = fold_dir(a.bands, k, "residual") / "best.pt"
-            res = load_model(export(rck, rck.with_name("residual_fp32.onnx")))
-            run["residual (corpus)+detector"] = _stream(det, res)
+            rfp = export(rck, rck.with_name("residual_fp32.onnx"))
+            run["residual (corpus)+detector"] = _stream(det, load_model(rfp))
+            # the fold's residual network, INT8 as it would ship, as the brightness companion
+            rmeta = torch.load(rck, map_location="cpu", weights_only=True)["meta"]
+            res8 = load_model(quantize(rfp, rck.with_name("residual_int8.onnx"), rmeta))
+            run[RES_BRIGHT_ROW] = _stream(det, PhysicsRemover(rem8.model, brightness=res8))
         for name in held:
             if name not in scenes:
                 continue

@@ -598,21 +598,7 @@ def release(
         "output": "cloud_params_half",
         "thick_transmittance": THICK_TRANSMITTANCE,
         "network": {"widths": c["widths"], "params": meta["params"], "macs_256": meta["macs_256"]},
-        "training": {
-            "command": command,
-            "steps": c["steps"],
-            "tile": c["tile"],
-            "batch": c["batch"],
-            "seed": c["seed"],
-            "wavelength_jitter_nm": list(JITTER_NM),
-            "noise_sigma_max": c["noise"],
-            "cloud_ranges": {
-                **asdict(TRAIN_RANGES),
-                "clear_fraction": c.get("clear_fraction", TRAIN_RANGES.clear_fraction),
-            },
-            "scenes": card_rows(hyperspectral_corpus(names=meta["train_scenes"])),  # native bands
-            "multispectral_scenes": meta.get("extra_scenes", []),
-        },
+        "training": _training_card(meta, command),
         "metrics": metrics or {},
         "files": {"fp32": str(fp32.relative_to(fp32.parents[2])), "int8": "generator.onnx"},
         "brightness_model": (
@@ -634,6 +620,79 @@ def release(
         "macs_per_256_tile": meta["macs_256"],
     }
     (ship / "generator.json").write_text(json.dumps(card, indent=2))
+    return int8
+
+
+def _training_card(meta: dict, command: str) -> dict:
+    """A model card's training record: command, schedule, augmentation, cloud ranges, and every
+    training scene with its wavelength provenance."""
+    c = meta["config"]
+    return {
+        "command": command,
+        "steps": c["steps"],
+        "tile": c["tile"],
+        "batch": c["batch"],
+        "seed": c["seed"],
+        "wavelength_jitter_nm": list(JITTER_NM),
+        "noise_sigma_max": c["noise"],
+        "cloud_ranges": {
+            **asdict(TRAIN_RANGES),
+            "clear_fraction": c.get("clear_fraction", TRAIN_RANGES.clear_fraction),
+        },
+        "scenes": card_rows(hyperspectral_corpus(names=meta["train_scenes"])),  # native bands
+        "multispectral_scenes": meta.get("extra_scenes", []),
+    }
+
+
+def companion(
+    ckpt: Path, ship: Path, command: str, metrics: dict | None = None, art: Path | None = None
+) -> Path:
+    """A residual network (``train --method residual``) released as the brightness companion
+    of the physics remover shipped in ``ship``: FP32 export to
+    ``export/artifacts/<bands>/brightness_fp32.onnx``, INT8 (every Conv, calibrated on its own
+    training scenes) to ``ship/brightness.onnx``, card ``ship/brightness.json`` (``art``: another
+    folder for the FP32 file). The physics remover is not touched: its contract must already
+    name ``brightness.onnx``."""
+    meta = torch.load(ckpt, map_location="cpu", weights_only=True)["meta"]
+    c = meta["config"]
+    if c.get("method") != "residual":
+        raise KumoError(f"{ckpt}: a {c.get('method', 'physics')} network, not a residual one")
+    try:
+        remover = json.loads((ship / "generator.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise KumoError(f"{ship}: no shipped physics remover card ({exc})") from None
+    if (remover.get("brightness_model") or {}).get("file") != "brightness.onnx":
+        raise KumoError(f"{ship}/generator.onnx takes no brightness companion")
+    if remover.get("band_set") != c["bands"]:
+        raise KumoError(f"{ckpt} is a {c['bands']} network, {ship} ships {remover.get('band_set')}")
+    from export.train import band_set
+
+    bs = band_set(c["bands"])
+    art = art or Path(__file__).resolve().parent / "artifacts" / c["bands"]
+    fp32 = export(ckpt, art / "brightness_fp32.onnx", metrics=metrics)
+    int8 = quantize(fp32, ship / "brightness.onnx", meta)
+    card = {
+        "name": f"{c['bands']}/brightness",
+        "kind": "generator",
+        "role": f"brightness companion of {c['bands']}/generator (kumo_edge.physics): each "
+        "corrected pixel takes its length from this network's output",
+        "method": "residual: the cGAN's U-Net, L1 + SAM, trained on the physics remover's corpus",
+        "band_set": c["bands"],
+        "network": {"widths": c["widths"], "params": meta["params"], "macs_256": meta["macs_256"]},
+        "training": _training_card(meta, command),
+        "metrics": metrics or {},
+        "files": {
+            "fp32": f"{fp32.parent.parent.name}/{fp32.parent.name}/{fp32.name}",
+            "int8": "brightness.onnx",
+        },
+        "bands": {"centers_nm": list(bs.centers_nm), "fwhm_nm": list(bs.fwhm_nm)},
+        "file": "brightness.onnx",
+        "precision": "int8",
+        "size_bytes": int8.stat().st_size,
+        "parameters": meta["params"],
+        "macs_per_256_tile": meta["macs_256"],
+    }
+    (ship / "brightness.json").write_text(json.dumps(card, indent=2))
     return int8
 
 
@@ -751,6 +810,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     c.add_argument("--ship", type=Path, required=True, help="kumo_edge/models/<bands>")
     c.add_argument("--cv", type=Path, required=True, help="bench/results/removal_cv_<bands>.json")
+    b = sub.add_parser(
+        "companion",
+        help="release a residual network (train --method residual) as the brightness companion "
+        "of the shipped physics remover (brightness.onnx + card); the remover is untouched",
+    )
+    b.add_argument("--ckpt", type=Path, required=True)
+    b.add_argument("--ship", type=Path, required=True, help="kumo_edge/models/<bands>")
+    b.add_argument("--command", default="", help="the training command, for the card")
+    b.add_argument("--cv", type=Path, help="bench/results/removal_cv_<bands>.json for the card")
     e = sub.add_parser("export", help="export a checkpoint to ONNX with its contract")
     e.add_argument("--ckpt", type=Path, required=True)
     e.add_argument("--out", type=Path, required=True)
@@ -779,6 +847,11 @@ def main(argv: list[str] | None = None) -> None:
     elif a.cmd == "release":
         metrics = cv_metrics(a.cv) if a.cv else None
         print(release(a.ckpt, a.ship, a.command, metrics, a.brightness))
+    elif a.cmd == "companion":
+        try:
+            print(companion(a.ckpt, a.ship, a.command, cv_metrics(a.cv) if a.cv else None))
+        except KumoError as exc:
+            ap.exit(1, f"error: {exc}\n")
     elif a.cmd == "card":
         try:
             print(refresh_card(a.ship, a.cv))

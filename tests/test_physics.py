@@ -1020,3 +1020,79 @@ def test_direction_check_takes_no_evidence_from_shadow_calls():
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="direction_shade"):
             PhysicsRemover(model, direction_shade=bad)
+
+
+def test_companion_release_ships_a_residual_network_beside_the_untouched_remover(
+    tmp_path, monkeypatch
+):  # noqa: ANN001
+    """``export.physics companion``: a residual network becomes ship/brightness.onnx (INT8)
+    with its card; the physics remover beside it is not touched; a physics network, a remover
+    that takes no companion and another band set are refused before anything is written."""
+    torch = pytest.importorskip("torch")
+    import json
+    import shutil
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import onnx
+
+    import export.physics as ep
+    from export.data import scene_from_raster
+    from export.nets import UNet, UNetConfig
+    from kumo_edge.cli import sample_scene_path
+    from kumo_edge.config import sensor_profile
+    from kumo_edge.errors import KumoError
+    from kumo_edge.physics import as_remover
+    from kumo_edge.runtime import load_model
+
+    sample = scene_from_raster(sample_scene_path(), "sample").to(sensor_profile("rgbn").bands)
+    monkeypatch.setattr(ep, "corpus", lambda bs, names=None: [sample])  # calibration scenes
+    monkeypatch.setattr(ep, "hyperspectral_corpus", lambda names=None: [])
+    monkeypatch.setattr(ep, "jittered", lambda scenes, bs: scenes)
+
+    def ckpt(method: str, bands: str = "rgbn") -> Path:
+        torch.manual_seed(0)
+        net = UNet(UNetConfig(4, 4, (8, 8), "bilinear", "batch", "residual")).eval()
+        cfg = ep.PhysicsConfig(bands=bands, widths=(8, 8), method=method)
+        meta = {
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "train_scenes": ["sample"],
+            "params": 1,
+            "macs_256": 1,
+        }
+        path = tmp_path / f"{method}_{bands}.pt"
+        torch.save({"model": net.state_dict(), "meta": meta}, path)
+        return path
+
+    ship = tmp_path / "rgbn"
+    ship.mkdir()
+    for f in ("generator.onnx", "generator.json", "brightness.onnx"):
+        shutil.copyfile(
+            Path(ep.__file__).parents[1] / "kumo_edge" / "models" / "rgbn" / f, ship / f
+        )
+    remover_before = (ship / "generator.onnx").read_bytes()
+    companion_before = (ship / "brightness.onnx").read_bytes()
+    art = tmp_path / "art"
+    with pytest.raises(KumoError, match="not a residual one"):
+        ep.companion(ckpt("physics"), ship, "cmd", art=art)
+    with pytest.raises(KumoError, match="rgb network"):
+        ep.companion(ckpt("residual", "rgb"), ship, "cmd", art=art)
+    card = json.loads((ship / "generator.json").read_text())
+    (ship / "generator.json").write_text(json.dumps({**card, "brightness_model": None}))
+    with pytest.raises(KumoError, match="takes no brightness companion"):
+        ep.companion(ckpt("residual"), ship, "cmd", art=art)
+    assert (ship / "brightness.onnx").read_bytes() == companion_before
+    (ship / "generator.json").write_text(json.dumps(card))
+    out = ep.companion(ckpt("residual"), ship, "the command", {"cross_validation": {"x": 1}}, art)
+    assert out == ship / "brightness.onnx"
+    assert (ship / "generator.onnx").read_bytes() == remover_before
+    assert (ship / "brightness.onnx").read_bytes() != companion_before
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+    got = json.loads((ship / "brightness.json").read_text())
+    assert got["name"] == "rgbn/brightness" and got["file"] == "brightness.onnx"
+    assert got["training"]["command"] == "the command"
+    assert got["metrics"] == {"cross_validation": {"x": 1}}
+    assert got["size_bytes"] == out.stat().st_size
+    # the shipped remover loads it as its companion
+    rem = as_remover(load_model(ship / "generator.onnx", threads=1))
+    assert rem.brightness is not None and rem.brightness.path == out
