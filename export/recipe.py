@@ -3,7 +3,7 @@
     python -m export.recipe --bands hsi32            # train, prune, quantise, evaluate, write cards
     python -m export.recipe --bands rgbn --dry-run   # print the steps only
     python -m export.recipe --bands rgbn-swir        # an experiment (not shipped), ~5 min
-    python -m export.recipe --bands rgbn-brightness  # the physics remover's brightness companion
+    python -m export.recipe --bands rgbn-brightness  # an experiment: a companion without the leak
 
 Runs on the 2-core development CPU in roughly 30-60 minutes per band set (steps run one after
 another; each step's outputs are in runs/ and resumable with --resume where the step supports it).
@@ -55,10 +55,11 @@ RECIPES: dict[str, list[str]] = {
         "python -m export.release --bands rgb --pruned runs/generator_rgb_p50",
     ],
 }
-#: The brightness companions of the shipped physics removers (kumo_edge.physics): the residual
-#: generator, trained with hydice_urban held out (it is one of the removal cross-validation's
-#: scenes) and without the cloudy eo-learn dates, pruned, quantised, and released beside the
-#: physics remover, which is not touched (``export.release --companion``).
+#: Brightness companions for the physics removers (kumo_edge.physics) trained without
+#: hydice_urban (one of the removal cross-validation's scenes) and without the cloudy eo-learn
+#: dates. NOT shipped: the cross-validation prefers them, but they lose 8-11 dB on the
+#: Landsat-7 scene and 5 dB on snow (README, Limits). Kept so that the finding can be rerun;
+#: ``export.release --companion`` releases one into the package.
 _CGAN = "kumo-edge-train generator --steps 3000 --batch 16 --eval-every 250 --eval-tiles 48 --threads 2 --val s2_eolearn_4,ben_56_35"
 COMPANIONS: dict[str, list[str]] = {
     "rgbn-brightness": [
