@@ -113,8 +113,10 @@ def _mat_scene(
 EOLEARN_CLOUDY = (0, 1)
 
 
-def shared_scenes(root: Path = SHARED) -> list[Scene]:
-    """The clear scenes of ../shared/data (see the module docstring)."""
+def shared_scenes(root: Path = SHARED, cloudy_eolearn: bool = False) -> list[Scene]:
+    """The clear scenes of ../shared/data (see the module docstring); ``cloudy_eolearn``: the
+    two cloudy eo-learn dates too (:data:`EOLEARN_CLOUDY`), as bright, hazy "ground" for a
+    brightness companion, which without them learns that ground is dark (README, Limits)."""
     if not root.is_dir():
         raise KumoError(f"{root} not found; pass your own scene list (--scenes) instead")
     scenes: list[Scene] = []
@@ -142,9 +144,10 @@ def shared_scenes(root: Path = SHARED) -> list[Scene]:
     if npy.exists():
         arr = np.load(npy)
         for i in range(arr.shape[0]):
-            if i in EOLEARN_CLOUDY:
+            if i in EOLEARN_CLOUDY and not cloudy_eolearn:
                 continue
             cube = np.clip(np.transpose(arr[i], (2, 0, 1)), 0, 1).astype(np.float32)
+            note = " (a cloudy date, used as bright ground)" if i in EOLEARN_CLOUDY else ""
             scenes.append(
                 Scene(
                     f"s2_eolearn_{i}",
@@ -152,7 +155,7 @@ def shared_scenes(root: Path = SHARED) -> list[Scene]:
                     s2,
                     np.ones(cube.shape[1:], bool),
                     10.0,
-                    "Sentinel-2 L1C, eo-learn example data (Copernicus)",
+                    f"Sentinel-2 L1C, eo-learn example data (Copernicus){note}",
                 )
             )
     # the four 10 m bands, and the two 20 m SWIR bands repeated to 10 m (nearest)

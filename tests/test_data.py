@@ -124,6 +124,21 @@ def test_the_cloudy_eolearn_dates_are_not_clear_training_scenes() -> None:
     assert min(blue[list(EOLEARN_CLOUDY)]) > 1.5 * max(blue[clear])
     names = {s.name for s in shared_scenes() if s.name.startswith("s2_eolearn_")}
     assert names == {f"s2_eolearn_{i}" for i in clear}
+    # asked for (a brightness companion's bright ground), they come back, marked as cloudy
+    extra = {
+        s.name: s.source
+        for s in shared_scenes(cloudy_eolearn=True)
+        if s.name.startswith("s2_eolearn_")
+    }
+    assert set(extra) == names | {f"s2_eolearn_{i}" for i in EOLEARN_CLOUDY}
+    assert all(("cloudy" in extra[f"s2_eolearn_{i}"]) == (i in EOLEARN_CLOUDY) for i in range(5))
+    from export.train import TrainConfig
+    from export.train.cli import parse
+
+    cfg, _ = parse(["generator", "--bands", "rgbn", "--cloudy-eolearn"])
+    assert cfg.cloudy_eolearn
+    with pytest.raises(ValueError, match="detector"):
+        TrainConfig(task="detector", cloudy_eolearn=True)
 
 
 def test_the_gain_range_sets_the_training_brightness_and_reaches_the_trainer(scene) -> None:  # noqa: ANN001

@@ -65,7 +65,7 @@ _HELP = {
     "lambda_adv": "generator: weight of the adversarial loss",
     "lambda_sam": "generator: weight of the spectral-angle loss",
 }
-_PLAIN_OPTIONS = ("head", "upsample", "norm", "scenes", "smoke")
+_PLAIN_OPTIONS = ("head", "upsample", "norm", "scenes", "smoke", "cloudy_eolearn")
 
 
 def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -127,6 +127,12 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         "--smoke", action="store_true", help="a tiny run that exercises every step in seconds"
     )
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument(
+        "--cloudy-eolearn",
+        action="store_true",
+        help="also train on the two cloudy eo-learn dates as ground (their cloud is labelled "
+        "clear): bright, hazy examples for a brightness companion, never for a detector",
+    )
     a = ap.parse_args(argv)
     cfg = TrainConfig(
         task=a.task,

@@ -86,6 +86,8 @@ class TrainConfig:
     # range of the brightness gain drawn per training tile (export.data.CloudyTiles): wider
     # than the default teaches surfaces brighter than any training scene
     gain: tuple[float, float] = (0.6, 1.6)
+    # also train on the two cloudy eo-learn dates, as bright ground (export.data.shared_scenes)
+    cloudy_eolearn: bool = False
     # detector
     real_fraction: float = 0.5
     real_start: float = 0.3
@@ -117,6 +119,8 @@ class TrainConfig:
                 raise ValueError(f"`{n}` must be >= 1")
         if self.tile % 16:
             raise ValueError(f"`tile` must be a multiple of 16, got {self.tile}")
+        if self.cloudy_eolearn and self.task == "detector":
+            raise ValueError("`cloudy_eolearn` would teach a detector real cloud as clear ground")
         if len(self.gain) != 2 or not 0 < self.gain[0] <= self.gain[1]:
             raise ValueError(f"`gain` must be LO,HI with 0 < LO <= HI, got {self.gain}")
 

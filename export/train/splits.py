@@ -41,7 +41,7 @@ def load_scenes(cfg: TrainConfig) -> tuple[dict[str, list[Scene]], BandSet]:
         ]
         scenes = [scene_from_raster(p) for p in paths]
     else:
-        scenes = shared_scenes()
+        scenes = shared_scenes(cloudy_eolearn=cfg.cloudy_eolearn)
     scenes = usable(scenes, target)
     split = DEFAULT_SPLITS.get(cfg.bands, {"val": [], "test": []})
     # an explicit split (or the user's own scenes) replaces the default split as a whole
