@@ -65,7 +65,7 @@ _HELP = {
     "lambda_adv": "generator: weight of the adversarial loss",
     "lambda_sam": "generator: weight of the spectral-angle loss",
 }
-_PLAIN_OPTIONS = ("head", "upsample", "norm", "scenes", "smoke", "cloudy_eolearn")
+_PLAIN_OPTIONS = ("head", "upsample", "norm", "scenes", "smoke", "cloudy_eolearn", "corpus")
 
 
 def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -127,6 +127,12 @@ def parse(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
         "--smoke", action="store_true", help="a tiny run that exercises every step in seconds"
     )
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument(
+        "--corpus",
+        action="store_true",
+        help="also train on the 15 hyperspectral crops (resampled), all but those named in "
+        "--val/--test (e.g. one removal cross-validation fold held out)",
+    )
     ap.add_argument(
         "--cloudy-eolearn",
         action="store_true",

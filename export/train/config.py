@@ -88,6 +88,9 @@ class TrainConfig:
     gain: tuple[float, float] = (0.6, 1.6)
     # also train on the two cloudy eo-learn dates, as bright ground (export.data.shared_scenes)
     cloudy_eolearn: bool = False
+    # also train on the hyperspectral corpus (export.scenes.CATALOGUE, resampled to the band
+    # set), all but the scenes named in val/test: the removal cross-validation's scenes
+    corpus: bool = False
     # detector
     real_fraction: float = 0.5
     real_start: float = 0.3

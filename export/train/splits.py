@@ -42,6 +42,11 @@ def load_scenes(cfg: TrainConfig) -> tuple[dict[str, list[Scene]], BandSet]:
         scenes = [scene_from_raster(p) for p in paths]
     else:
         scenes = shared_scenes(cloudy_eolearn=cfg.cloudy_eolearn)
+    if cfg.corpus:
+        from export.scenes import hyperspectral_corpus
+
+        have = {s.name for s in scenes}
+        scenes += [s for s in hyperspectral_corpus() if s.name not in have]
     scenes = usable(scenes, target)
     split = DEFAULT_SPLITS.get(cfg.bands, {"val": [], "test": []})
     # an explicit split (or the user's own scenes) replaces the default split as a whole
