@@ -58,6 +58,8 @@ BRIGHT_ROW = "physics INT8+cgan brightness+detector"
 #: The same with the fold's own residual network (``--method residual``, trained on the fold's
 #: scenes only, INT8) as the brightness companion: no held-out scene in its training.
 RES_BRIGHT_ROW = "physics INT8+residual (corpus) brightness+detector"
+#: The same with each fold's own learned remover (``--fold-companions``), FP32.
+FOLD_BRIGHT_ROW = "physics INT8+fold companion brightness+detector"
 #: The same two rows with the runtime's direction check off (kumo_edge.physics, module
 #: docstring, "The direction check"): what the check changes.
 NODIR_ROW = "physics INT8+detector, no direction check"
@@ -318,6 +320,13 @@ def main(argv: list[str] | None = None) -> None:
         "cloud albedo, or both, instead of its network's",
     )
     ap.add_argument(
+        "--fold-companions",
+        type=Path,
+        help="a folder of learned removers trained per fold (FOLDER/fold<k>/best.pt, "
+        "kumo-edge-train generator ... --test <the fold's scenes>): a row with each fold's own "
+        "as the brightness companion, FP32, so that no held-out scene is in its training",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         help="result file (default bench/results/removal_cv_<bands>.json, or for a variant "
@@ -361,6 +370,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if residual:
         methods += ["residual (corpus)+detector", RES_BRIGHT_ROW]
+    if a.fold_companions:
+        from export.onnx_export import export_checkpoint
+
+        methods.append(FOLD_BRIGHT_ROW)
     if a.analysis:
         methods += [DEPTH_ROW, ALBEDO_ROW, DEPTH_ALBEDO_ROW]
     ranges = AlienRanges()
@@ -418,6 +431,13 @@ def main(argv: list[str] | None = None) -> None:
             run[bright] = _stream(
                 det, PhysicsRemover(rem8.model, brightness=bright, direction_shade=v)
             )
+        if a.fold_companions:
+            cck = a.fold_companions / f"fold{k}" / "best.pt"
+            held_by = torch.load(cck, map_location="cpu", weights_only=True)["splits"]
+            if set(held) - set(held_by["test"]) - set(held_by["val"]):
+                raise SystemExit(f"{cck} was trained on scenes of fold {k}: {held_by['train']}")
+            comp = load_model(export_checkpoint(cck, cck.with_name("companion_fp32.onnx")))
+            run[FOLD_BRIGHT_ROW] = _stream(det, PhysicsRemover(rem8.model, brightness=comp))
         if residual:
             rck = fold_dir(a.bands, k, "residual") / "best.pt"
             rfp = export(rck, rck.with_name("residual_fp32.onnx"))
@@ -575,6 +595,7 @@ def main(argv: list[str] | None = None) -> None:
             "analysis" * a.analysis,
             "dirstride" * bool(a.direction_strides),
             "shade" * bool(a.direction_shades),
+            "foldcompanion" * bool(a.fold_companions),
         )
         if t
     )
