@@ -253,18 +253,25 @@ def release_companion(
         raise KumoError(f"{par_ck} is a {cfg.bands} network, not {bands}")
     splits, _ = load_scenes(cfg)
     calib = calibration_batches(bands, scenes=splits["train"])
+    # the card names the recipe that made this network, where one did (else the release itself)
     name = f"{bands}-brightness"
+    outs = set()
+    for step in recipe.COMPANIONS.get(name, []):
+        words = step.split()
+        outs |= {b for a, b in zip(words, words[1:], strict=False) if a == "--out"}
+    made_by = name if parent.rstrip("/") in outs else None
     q = _release_generator(
-        bands,
-        par_ck,
-        pr_ck,
-        splits,
-        calib,
-        ("Conv",),
-        float_convs_upto,
-        "brightness",
-        name if name in recipe.COMPANIONS else None,
+        bands, par_ck, pr_ck, splits, calib, ("Conv",), float_convs_upto, "brightness", made_by
     )
+    if made_by is None:
+        card = json.loads((SHIP / bands / "brightness.json").read_text())
+        card["training"]["command"] = (
+            f"python -m export.release --bands {bands} --companion {parent}"
+            + (f" --pruned {pruned}" if pruned else "")
+            + f" --float-convs-upto {float_convs_upto}"
+        )
+        card["training"]["steps"] = []  # see the checkpoints' config.json
+        (SHIP / bands / "brightness.json").write_text(json.dumps(card, indent=2))
     shutil.rmtree(ART / bands / "__pycache__", ignore_errors=True)
     return q
 

@@ -137,6 +137,11 @@ def test_companion_release_ships_beside_the_physics_remover_on_its_own_split(
     assert card["training"]["scenes"]["test"] == ["scene_b"]
     assert card["training"]["scenes"]["train"] == ["scene_a"]
     assert card["lineage"]["parent_fp32"] == "art/rgbn/brightness_parent_fp32.onnx"
+    # no recipe made it: the card names the release, not the band set's cGAN recipe
+    assert card["training"]["command"].startswith(
+        "python -m export.release --bands rgbn --companion runs/gen"
+    )
+    assert card["training"]["steps"] == []
     m = load_model(q)
     assert m.contract.kind == "generator"
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(q)).graph.node)
