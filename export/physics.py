@@ -611,16 +611,22 @@ def release(
             if companion
             else None
         ),
-        # the fields every model card carries (README tables)
+        **_card_fields(bs, int8, meta),
+    }
+    (ship / "generator.json").write_text(json.dumps(card, indent=2))
+    return int8
+
+
+def _card_fields(bs: BandSet, int8: Path, meta: dict) -> dict:
+    """The fields every model card carries (README tables), for a shipped INT8 file."""
+    return {
         "bands": {"centers_nm": list(bs.centers_nm), "fwhm_nm": list(bs.fwhm_nm)},
-        "file": "generator.onnx",
+        "file": int8.name,
         "precision": "int8",
         "size_bytes": int8.stat().st_size,
         "parameters": meta["params"],
         "macs_per_256_tile": meta["macs_256"],
     }
-    (ship / "generator.json").write_text(json.dumps(card, indent=2))
-    return int8
 
 
 def _training_card(meta: dict, command: str) -> dict:
@@ -685,12 +691,7 @@ def companion(
             "fp32": f"{fp32.parent.parent.name}/{fp32.parent.name}/{fp32.name}",
             "int8": "brightness.onnx",
         },
-        "bands": {"centers_nm": list(bs.centers_nm), "fwhm_nm": list(bs.fwhm_nm)},
-        "file": "brightness.onnx",
-        "precision": "int8",
-        "size_bytes": int8.stat().st_size,
-        "parameters": meta["params"],
-        "macs_per_256_tile": meta["macs_256"],
+        **_card_fields(bs, int8, meta),
     }
     (ship / "brightness.json").write_text(json.dumps(card, indent=2))
     return int8
