@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     # the brightness row's learned remover: the shipped companion where the band set has one
     # (kumo_edge/models/<bands>/brightness.onnx), else that previous cGAN
     companion = shipped["generator"].with_name("brightness.onnx")
-    bright = load_model(companion) if companion.exists() else gen
+    bright_model = load_model(companion) if companion.exists() else gen
     methods = [
         "input",
         "physics",
@@ -413,10 +413,10 @@ def main(argv: list[str] | None = None) -> None:
             "hot": _stream(det, remover("hot", bs)),
             "inpaint": _stream(det, remover("inpaint", bs)),
             "cgan (previous shipped)": _stream(det, gen),
-            BRIGHT_ROW: _stream(det, PhysicsRemover(rem8.model, brightness=bright)),
+            BRIGHT_ROW: _stream(det, PhysicsRemover(rem8.model, brightness=bright_model)),
             NODIR_ROW: _stream(det, PhysicsRemover(rem8.model, direction=False)),
             NODIR_BRIGHT_ROW: _stream(
-                det, PhysicsRemover(rem8.model, brightness=bright, direction=False)
+                det, PhysicsRemover(rem8.model, brightness=bright_model, direction=False)
             ),
         }
         for v, m in zip(knees, grid, strict=True):
@@ -424,12 +424,12 @@ def main(argv: list[str] | None = None) -> None:
         for v, (plain, bright) in stride_rows.items():
             run[plain] = _stream(det, PhysicsRemover(rem8.model, direction_stride=v))
             run[bright] = _stream(
-                det, PhysicsRemover(rem8.model, brightness=bright, direction_stride=v)
+                det, PhysicsRemover(rem8.model, brightness=bright_model, direction_stride=v)
             )
         for v, (plain, bright) in shade_rows.items():
             run[plain] = _stream(det, PhysicsRemover(rem8.model, direction_shade=v))
             run[bright] = _stream(
-                det, PhysicsRemover(rem8.model, brightness=bright, direction_shade=v)
+                det, PhysicsRemover(rem8.model, brightness=bright_model, direction_shade=v)
             )
         if a.fold_companions:
             cck = a.fold_companions / f"fold{k}" / "best.pt"
@@ -576,7 +576,9 @@ def main(argv: list[str] | None = None) -> None:
         "scored_pixels": "true two-way transmittance at 550 nm >= 0.2",
         "depth_knee": DEPTH_KNEE,
         "brightness_model": str(
-            bright.path.relative_to(ROOT) if bright.path.is_relative_to(ROOT) else bright.path
+            bright_model.path.relative_to(ROOT)
+            if bright_model.path.is_relative_to(ROOT)
+            else bright_model.path
         ),
         "variant": a.variant,
         "train_args": a.train_args,
