@@ -121,6 +121,34 @@ def train_folds(
     run_jobs(todo, jobs)
 
 
+def companion_fold_argv(bands: str, k: int, steps: int, out: Path) -> list[str]:
+    """The command that trains fold ``k``'s learned remover for ``--fold-companions``: the cGAN
+    trainer on the band set's clear scenes and the hyperspectral corpus (``--corpus``), the
+    fold's scenes held out beside the band set's own test scenes."""
+    from export.train.config import DEFAULT_SPLITS
+
+    split = DEFAULT_SPLITS.get(bands, {"val": [], "test": []})
+    test = list(dict.fromkeys([*FOLDS[k], *split["test"]]))
+    argv = [
+        sys.executable, "-m", "export.train", "generator", "--bands", bands, "--steps", str(steps),
+        "--batch", "16", "--eval-every", "250", "--eval-tiles", "48", "--threads", "1",
+        "--corpus", "--val", ",".join(split["val"]), "--test", ",".join(test), "--out", str(out),
+    ]  # fmt: skip
+    return [*argv, "--resume"] if (out / "last.pt").exists() else argv
+
+
+def train_companion_folds(bands: str, steps: int, folder: Path, jobs: int) -> None:
+    """Train (or resume) the per-fold learned removers of ``folder`` not yet at ``steps``."""
+    todo = []
+    for k in range(len(FOLDS)):
+        out = folder / f"fold{k}"
+        log = out / "log.jsonl"
+        if log.exists() and f'"step": {steps},' in log.read_text():
+            continue
+        todo.append((companion_fold_argv(bands, k, steps, out), folder / f"fold{k}.log"))
+    run_jobs(todo, jobs)
+
+
 class _GivenParams(PhysicsRemover):
     """The physics remover with some of its network's parameters replaced by given maps
     (``given``: parameter index -> ``(N, H, W)``, the tiles of the next call)."""
@@ -327,6 +355,12 @@ def main(argv: list[str] | None = None) -> None:
         "as the brightness companion, FP32, so that no held-out scene is in its training",
     )
     ap.add_argument(
+        "--companion-steps",
+        type=int,
+        help="first train (or resume) the --fold-companions folds not yet at this many steps "
+        "(companion_fold_argv: the cGAN trainer with --corpus, --jobs at a time)",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         help="result file (default bench/results/removal_cv_<bands>.json, or for a variant "
@@ -338,6 +372,10 @@ def main(argv: list[str] | None = None) -> None:
     from export.physics import AlienRanges, corpus, export, quantize
     from export.train import band_set
 
+    if a.companion_steps:
+        if not a.fold_companions:
+            ap.error("--companion-steps needs --fold-companions DIR")
+        train_companion_folds(a.bands, a.companion_steps, a.fold_companions, a.jobs)
     if not a.eval_only:
         train_folds(a.bands, a.steps, a.jobs, a.method, a.variant, tuple(a.train_args.split()))
     bs = band_set(a.bands)

@@ -77,3 +77,23 @@ def test_cloud_free_shadow_is_scored_apart_from_shadow_under_cloud() -> None:
     assert d["n_shadow"] == 4
     assert d["se_shadow"] == pytest.approx(0.04, rel=1e-5)  # 4 pixels x 0.1 ** 2
     assert "se_shadow" not in score(out, clear, clear, t550)
+
+
+def test_each_fold_companion_is_trained_with_its_folds_scenes_held_out(tmp_path) -> None:  # noqa: ANN001
+    """A fold's companion may train on no scene of its fold (nor on the band set's own test
+    scenes); a fold cut off resumes instead of starting again."""
+    from bench.removal_cv import companion_fold_argv
+    from export.train.cli import parse
+    from export.train.config import DEFAULT_SPLITS
+
+    for k, held in enumerate(FOLDS):
+        argv = companion_fold_argv("rgbn", k, 1500, tmp_path / f"fold{k}")
+        cfg, resume = parse(argv[argv.index("generator") :])
+        assert set(held) | set(DEFAULT_SPLITS["rgbn"]["test"]) <= set(cfg.test)
+        assert cfg.corpus and cfg.steps == 1500 and not resume
+        others = {n for j, h in enumerate(FOLDS) if j != k for n in h}
+        own_test = set(DEFAULT_SPLITS["rgbn"]["test"])  # rosis_beach: held out everywhere
+        assert not (others - own_test) & set(cfg.test)  # the other folds' scenes train it
+    (tmp_path / "fold0").mkdir()
+    (tmp_path / "fold0" / "last.pt").write_bytes(b"")
+    assert companion_fold_argv("rgbn", 0, 1500, tmp_path / "fold0")[-1] == "--resume"
