@@ -33,7 +33,7 @@ import numpy as np
 from bench._common import RESULTS, ROOT, environment, run_jobs, write_json
 from export.data import clean_origins
 from kumo_edge.baselines import remover
-from kumo_edge.physics import DEPTH_KNEE, PhysicsRemover
+from kumo_edge.physics import DEPTH_KNEE, PhysicsRemover, as_remover
 from kumo_edge.runtime import load_model, shipped_models
 from kumo_edge.stream import StreamConfig, process_tiles
 
@@ -385,10 +385,9 @@ def main(argv: list[str] | None = None) -> None:
     # the cGAN shipped before the physics remover (kept in export/artifacts once replaced)
     previous = ROOT / "export" / "artifacts" / a.bands / "cgan_int8.onnx"
     gen = load_model(previous if previous.exists() else shipped["generator"])
-    # the brightness row's learned remover: the shipped companion where the band set has one
-    # (kumo_edge/models/<bands>/brightness.onnx), else that previous cGAN
-    companion = shipped["generator"].with_name("brightness.onnx")
-    bright_model = load_model(companion) if companion.exists() else gen
+    # the brightness row's learned remover: the companion the shipped remover's contract names
+    # (kumo_edge.physics.as_remover), else that previous cGAN
+    bright_model = getattr(as_remover(load_model(shipped["generator"])), "brightness", None) or gen
     methods = [
         "input",
         "physics",

@@ -650,6 +650,22 @@ def _training_card(meta: dict, command: str) -> dict:
     }
 
 
+def companion_slot(ship: Path) -> dict:
+    """The card of the physics remover shipped in ``ship``, which must take a brightness
+    companion (``brightness.onnx``, named in its contract at release); else KumoError, before a
+    companion is written there."""
+    try:
+        card = json.loads((ship / "generator.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise KumoError(f"{ship}: no shipped physics remover card ({exc})") from None
+    if (card.get("brightness_model") or {}).get("file") != "brightness.onnx":
+        raise KumoError(
+            f"{ship}/generator.onnx takes no brightness companion (no shipped physics remover "
+            "that names brightness.onnx; python -m export.physics release --brightness ... first)"
+        )
+    return card
+
+
 def companion(
     ckpt: Path, ship: Path, command: str, metrics: dict | None = None, art: Path | None = None
 ) -> Path:
@@ -663,12 +679,7 @@ def companion(
     c = meta["config"]
     if c.get("method") != "residual":
         raise KumoError(f"{ckpt}: a {c.get('method', 'physics')} network, not a residual one")
-    try:
-        remover = json.loads((ship / "generator.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise KumoError(f"{ship}: no shipped physics remover card ({exc})") from None
-    if (remover.get("brightness_model") or {}).get("file") != "brightness.onnx":
-        raise KumoError(f"{ship}/generator.onnx takes no brightness companion")
+    remover = companion_slot(ship)
     if remover.get("band_set") != c["bands"]:
         raise KumoError(f"{ckpt} is a {c['bands']} network, {ship} ships {remover.get('band_set')}")
     from export.train import band_set
@@ -687,10 +698,7 @@ def companion(
         "network": {"widths": c["widths"], "params": meta["params"], "macs_256": meta["macs_256"]},
         "training": _training_card(meta, command),
         "metrics": metrics or {},
-        "files": {
-            "fp32": f"{fp32.parent.parent.name}/{fp32.parent.name}/{fp32.name}",
-            "int8": "brightness.onnx",
-        },
+        "files": {"fp32": str(fp32.relative_to(fp32.parents[2])), "int8": "brightness.onnx"},
         **_card_fields(bs, int8, meta),
     }
     (ship / "brightness.json").write_text(json.dumps(card, indent=2))

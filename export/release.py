@@ -235,13 +235,9 @@ def release_companion(
     remover's contract already names that file): evaluated on the held-out scenes of its own
     training split (as recorded in its checkpoint) and calibrated on its own training scenes.
     The physics remover itself is not touched."""
-    ship = SHIP / bands
-    contract = ship / "generator.json"
-    if not contract.exists() or json.loads(contract.read_text()).get("brightness_model") is None:
-        raise KumoError(
-            f"{ship}: no shipped physics remover that takes a brightness companion "
-            "(python -m export.physics release --brightness ... first)"
-        )
+    from export.physics import companion_slot
+
+    companion_slot(SHIP / bands)
     par_ck = ROOT / parent / "best.pt"
     if not par_ck.exists():
         raise KumoError(f"{par_ck} not found; train it first")
