@@ -121,10 +121,13 @@ def train_folds(
     run_jobs(todo, jobs)
 
 
-def companion_fold_argv(bands: str, k: int, steps: int, out: Path) -> list[str]:
+def companion_fold_argv(
+    bands: str, k: int, steps: int, out: Path, extra: tuple[str, ...] = ()
+) -> list[str]:
     """The command that trains fold ``k``'s learned remover for ``--fold-companions``: the cGAN
     trainer on the band set's clear scenes and the hyperspectral corpus (``--corpus``), the
-    fold's scenes held out beside the band set's own test scenes."""
+    fold's scenes held out beside the band set's own test scenes; ``extra`` are further trainer
+    arguments (e.g. ``--cloudy-eolearn``)."""
     from export.train.config import DEFAULT_SPLITS
 
     split = DEFAULT_SPLITS.get(bands, {"val": [], "test": []})
@@ -133,19 +136,23 @@ def companion_fold_argv(bands: str, k: int, steps: int, out: Path) -> list[str]:
         sys.executable, "-m", "export.train", "generator", "--bands", bands, "--steps", str(steps),
         "--batch", "16", "--eval-every", "250", "--eval-tiles", "48", "--threads", "1",
         "--corpus", "--val", ",".join(split["val"]), "--test", ",".join(test), "--out", str(out),
+        *extra,
     ]  # fmt: skip
     return [*argv, "--resume"] if (out / "last.pt").exists() else argv
 
 
-def train_companion_folds(bands: str, steps: int, folder: Path, jobs: int) -> None:
-    """Train (or resume) the per-fold learned removers of ``folder`` not yet at ``steps``."""
+def train_companion_folds(
+    bands: str, steps: int, folder: Path, jobs: int, extra: tuple[str, ...] = ()
+) -> None:
+    """Train (or resume) the per-fold learned removers of ``folder`` not yet at ``steps``
+    (``extra``: further trainer arguments, :func:`companion_fold_argv`)."""
     todo = []
     for k in range(len(FOLDS)):
         out = folder / f"fold{k}"
         log = out / "log.jsonl"
         if log.exists() and f'"step": {steps},' in log.read_text():
             continue
-        todo.append((companion_fold_argv(bands, k, steps, out), folder / f"fold{k}.log"))
+        todo.append((companion_fold_argv(bands, k, steps, out, extra), folder / f"fold{k}.log"))
     run_jobs(todo, jobs)
 
 
@@ -361,6 +368,12 @@ def main(argv: list[str] | None = None) -> None:
         "(companion_fold_argv: the cGAN trainer with --corpus, --jobs at a time)",
     )
     ap.add_argument(
+        "--companion-args",
+        default="",
+        help="further `kumo-edge-train generator` arguments for the --companion-steps folds, "
+        "written with '=' when they start with a dash: --companion-args=--cloudy-eolearn",
+    )
+    ap.add_argument(
         "--out",
         type=Path,
         help="result file (default bench/results/removal_cv_<bands>.json, or for a variant "
@@ -375,7 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.companion_steps:
         if not a.fold_companions:
             ap.error("--companion-steps needs --fold-companions DIR")
-        train_companion_folds(a.bands, a.companion_steps, a.fold_companions, a.jobs)
+        extra = tuple(a.companion_args.split())
+        train_companion_folds(a.bands, a.companion_steps, a.fold_companions, a.jobs, extra)
     if not a.eval_only:
         train_folds(a.bands, a.steps, a.jobs, a.method, a.variant, tuple(a.train_args.split()))
     bs = band_set(a.bands)

@@ -581,7 +581,7 @@ def release(
                 bcard.update(
                     name=f"{c['bands']}/brightness",
                     file=companion,
-                    role=f"brightness companion of {c['bands']}/generator (kumo_edge.physics)",
+                    role=companion_role(c["bands"]),
                 )
                 (ship / "brightness.json").write_text(json.dumps(bcard, indent=2))
     fp32 = export(ckpt, art / "physics_fp32.onnx", metrics=metrics)  # the network alone
@@ -615,6 +615,16 @@ def release(
     }
     (ship / "generator.json").write_text(json.dumps(card, indent=2))
     return int8
+
+
+def companion_role(bands: str) -> str:
+    """What a brightness companion's card says it is: one wording for every path that ships one
+    (:func:`release`, :func:`companion`, ``export.release --companion``)."""
+    return (
+        f"brightness companion of {bands}/generator (kumo_edge.physics): each corrected pixel "
+        "keeps the physics correction's spectral direction and takes its length (the norm over "
+        "bands) from this network's output"
+    )
 
 
 def _card_fields(bs: BandSet, int8: Path, meta: dict) -> dict:
@@ -691,8 +701,7 @@ def companion(
     card = {
         "name": f"{c['bands']}/brightness",
         "kind": "generator",
-        "role": f"brightness companion of {c['bands']}/generator (kumo_edge.physics): each "
-        "corrected pixel takes its length from this network's output",
+        "role": companion_role(c["bands"]),
         "method": "residual: the cGAN's U-Net, L1 + SAM, trained on the physics remover's corpus",
         "band_set": c["bands"],
         "network": {"widths": c["widths"], "params": meta["params"], "macs_256": meta["macs_256"]},

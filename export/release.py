@@ -212,7 +212,9 @@ def _release_generator(
     card = _card("generator", bands, src_ck, q, lineage, metrics, splits, recipe_name)
     if role != "generator":
         card["name"] = f"{bands}/{role}"
-        card["role"] = f"{role} companion of {bands}/generator (kumo_edge.physics)"
+        from export.physics import companion_role
+
+        card["role"] = companion_role(bands)
     (ship / f"{role}.json").write_text(json.dumps(card, indent=2))
     print(
         role,

@@ -90,10 +90,12 @@ def test_each_fold_companion_is_trained_with_its_folds_scenes_held_out(tmp_path)
         argv = companion_fold_argv("rgbn", k, 1500, tmp_path / f"fold{k}")
         cfg, resume = parse(argv[argv.index("generator") :])
         assert set(held) | set(DEFAULT_SPLITS["rgbn"]["test"]) <= set(cfg.test)
-        assert cfg.corpus and cfg.steps == 1500 and not resume
+        assert cfg.corpus and cfg.steps == 1500 and not resume and not cfg.cloudy_eolearn
         others = {n for j, h in enumerate(FOLDS) if j != k for n in h}
         own_test = set(DEFAULT_SPLITS["rgbn"]["test"])  # rosis_beach: held out everywhere
         assert not (others - own_test) & set(cfg.test)  # the other folds' scenes train it
+    argv = companion_fold_argv("rgbn", 0, 1500, tmp_path / "fold0", ("--cloudy-eolearn",))
+    assert parse(argv[argv.index("generator") :])[0].cloudy_eolearn  # further trainer arguments
     (tmp_path / "fold0").mkdir()
     (tmp_path / "fold0" / "last.pt").write_bytes(b"")
     assert companion_fold_argv("rgbn", 0, 1500, tmp_path / "fold0")[-1] == "--resume"
