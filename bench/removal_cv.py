@@ -103,9 +103,12 @@ def train_folds(
     method: str = "physics",
     variant: str = "",
     extra: tuple[str, ...] = (),
+    holdout: tuple[str, ...] = (),
 ) -> None:
-    """Train the folds not yet trained to ``steps``; ``variant`` names their folder suffix and
-    ``extra`` are further ``export.physics train`` arguments (e.g. ``--clear-fraction 0.3``)."""
+    """Train the folds not yet trained to ``steps``; ``variant`` names their folder suffix,
+    ``extra`` are further ``export.physics train`` arguments (e.g. ``--clear-fraction 0.3``) and
+    ``holdout`` scenes left out of every fold's training besides the fold's own (e.g. a
+    multispectral scene to test on outside the cross-validation)."""
     todo = []
     for k, held in enumerate(FOLDS):
         out = fold_dir(bands, k, method, variant)
@@ -114,7 +117,8 @@ def train_folds(
             continue
         argv = [
             sys.executable, "-m", "export.physics", "train", "--bands", bands, "--steps", str(steps),
-            "--out", str(out), "--holdout", ",".join(held), "--threads", "1", "--method", method,
+            "--out", str(out), "--holdout", ",".join((*held, *holdout)), "--threads", "1",
+            "--method", method,
             *extra,
         ]  # fmt: skip
         todo.append((argv, out.parent / f"fold{k}.log"))
@@ -342,6 +346,12 @@ def main(argv: list[str] | None = None) -> None:
         help="further `export.physics train` arguments for the folds, e.g. '--clear-fraction 0.3'",
     )
     ap.add_argument(
+        "--holdout-also",
+        default="",
+        help="comma-separated scenes left out of every fold's training besides the fold's own "
+        "(e.g. ben_57_38, the snow scene, to test the folds on it outside the CV)",
+    )
+    ap.add_argument(
         "--clouds",
         default="alien",
         choices=["alien", "alien-flat"],
@@ -391,7 +401,15 @@ def main(argv: list[str] | None = None) -> None:
         extra = tuple(a.companion_args.split())
         train_companion_folds(a.bands, a.companion_steps, a.fold_companions, a.jobs, extra)
     if not a.eval_only:
-        train_folds(a.bands, a.steps, a.jobs, a.method, a.variant, tuple(a.train_args.split()))
+        train_folds(
+            a.bands,
+            a.steps,
+            a.jobs,
+            a.method,
+            a.variant,
+            tuple(a.train_args.split()),
+            tuple(n for n in a.holdout_also.split(",") if n),
+        )
     bs = band_set(a.bands)
     scenes = {s.name: s for s in corpus(bs)}
     shipped = shipped_models()[a.bands]

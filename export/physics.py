@@ -105,6 +105,10 @@ class PhysicsConfig:
     multispectral: bool | None = None
     #: share of training tiles with no cloud at all (TRAIN_RANGES' own share by default)
     clear_fraction: float = TRAIN_RANGES.clear_fraction
+    #: share of training tiles with snow painted on the ground under the clouds
+    #: (:func:`export.data.add_snow`; labelled ground, so the network learns that bright, white
+    #: ground is not haze); 0 draws what older recipes drew
+    snow_fraction: float = 0.0
     #: fit one cloud albedo per tile in closed form (as the runtime then does, contract
     #: ``kumo.fit_albedo``) instead of using the network's albedo map: the depth map is trained
     #: to pair with a fitted albedo, which extrapolates where the network's cannot
@@ -273,7 +277,8 @@ def losses(
 
 
 def train(cfg: PhysicsConfig, out: Path) -> Path:
-    """Train on every corpus scene not in ``cfg.holdout``; checkpoints ``last.pt``/``best.pt``
+    """Train on every corpus scene (and, but for hsi32, the clear multispectral scenes) not in
+    ``cfg.holdout``; checkpoints ``last.pt``/``best.pt``
     (best: lowest L1 on a fixed validation draw of the training scenes' tiles, since no
     held-out scene may steer model choice), ``log.jsonl``."""
     from export.train import band_set  # the shipped band-set names
@@ -295,10 +300,12 @@ def train(cfg: PhysicsConfig, out: Path) -> Path:
         extra = [
             s
             for s in usable(shared_scenes(), bs)
-            if s.name != "landsat7_nc" and s.name not in hyper
+            if s.name != "landsat7_nc" and s.name not in hyper and s.name not in cfg.holdout
         ]
         scenes += extra
-    ranges = replace(TRAIN_RANGES, clear_fraction=cfg.clear_fraction)
+    ranges = replace(
+        TRAIN_RANGES, clear_fraction=cfg.clear_fraction, snow_fraction=cfg.snow_fraction
+    )
     ds = CloudyTiles(scenes, cfg.tile, length=cfg.steps * cfg.batch, seed=cfg.seed, ranges=ranges)
     val = CloudyTiles(scenes, cfg.tile, length=128, seed=cfg.seed + 1000, ranges=ranges)
     rng = np.random.default_rng(cfg.seed)
@@ -654,6 +661,7 @@ def _training_card(meta: dict, command: str) -> dict:
         "cloud_ranges": {
             **asdict(TRAIN_RANGES),
             "clear_fraction": c.get("clear_fraction", TRAIN_RANGES.clear_fraction),
+            "snow_fraction": c.get("snow_fraction", 0.0),
         },
         "scenes": card_rows(hyperspectral_corpus(names=meta["train_scenes"])),  # native bands
         "multispectral_scenes": meta.get("extra_scenes", []),
@@ -803,6 +811,13 @@ def main(argv: list[str] | None = None) -> None:
         help="share of training tiles with no cloud at all",
     )
     t.add_argument(
+        "--snow-fraction",
+        type=share,
+        default=PhysicsConfig.snow_fraction,
+        help="share of training tiles with snow painted on the ground under the clouds "
+        "(export.data.add_snow): bright, white ground that is not haze",
+    )
+    t.add_argument(
         "--fit-albedo",
         action="store_true",
         help="fit one cloud albedo per tile in closed form, in training and (through the "
@@ -859,6 +874,7 @@ def main(argv: list[str] | None = None) -> None:
             illum_weight=a.illum_weight,
             shadow_bias=a.shadow_bias,
             clear_fraction=a.clear_fraction,
+            snow_fraction=a.snow_fraction,
             fit_albedo=a.fit_albedo,
         )
         print(train(cfg, a.out))

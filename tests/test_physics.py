@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1096,3 +1097,31 @@ def test_companion_release_ships_a_residual_network_beside_the_untouched_remover
     # the shipped remover loads it as its companion
     rem = as_remover(load_model(ship / "generator.onnx", threads=1))
     assert rem.brightness is not None and rem.brightness.path == out
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[2] / "shared" / "data" / "hyperspectral").is_dir(),
+    reason="../shared/data not present",
+)
+def test_training_holds_out_multispectral_scenes_too_and_records_its_snow(tmp_path) -> None:  # noqa: ANN001
+    """``holdout`` leaves out a clear multispectral scene as well as a corpus place (so a fold can
+    be tested on it outside the cross-validation), and the painted-snow share is recorded."""
+    import json
+
+    from export.physics import PhysicsConfig, train
+
+    cfg = PhysicsConfig(
+        bands="rgbn",
+        widths=(8, 8),
+        steps=2,
+        batch=2,
+        eval_every=1,
+        holdout=("aviris_urban_1", "ben_57_38"),
+        snow_fraction=0.5,
+    )
+    train(cfg, tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    extra = [e["scene"] for e in meta["extra_scenes"]]
+    assert "ben_57_38" not in extra and "ben_69_24" in extra
+    assert "aviris_urban_1" not in meta["train_scenes"] and "aviris_urban_2" in meta["train_scenes"]
+    assert meta["config"]["snow_fraction"] == 0.5
