@@ -106,8 +106,9 @@ class PhysicsConfig:
     #: share of training tiles with no cloud at all (TRAIN_RANGES' own share by default)
     clear_fraction: float = TRAIN_RANGES.clear_fraction
     #: share of training tiles with snow painted on the ground under the clouds
-    #: (:func:`export.data.add_snow`; labelled ground, so the network learns that bright, white
-    #: ground is not haze); 0 draws what older recipes drew
+    #: (:func:`export.data.add_snow`, labelled ground); 0 draws what older recipes drew. Tried
+    #: for rgbn at 0.2 (2026-12-06, README Limits): the network read MORE haze on a real clear
+    #: snow scene, and the removal CV fell by 1.2 dB; no shipped recipe uses it
     snow_fraction: float = 0.0
     #: fit one cloud albedo per tile in closed form (as the runtime then does, contract
     #: ``kumo.fit_albedo``) instead of using the network's albedo map: the depth map is trained
