@@ -99,3 +99,34 @@ def test_each_fold_companion_is_trained_with_its_folds_scenes_held_out(tmp_path)
     (tmp_path / "fold0").mkdir()
     (tmp_path / "fold0" / "last.pt").write_bytes(b"")
     assert companion_fold_argv("rgbn", 0, 1500, tmp_path / "fold0")[-1] == "--resume"
+
+
+def test_clear_scenes_table_lists_every_remover_and_marks_training_scenes() -> None:
+    """The README's clear-scene table (bench.removal_real section 3): one row per scene and band
+    set, every remover's cloud-free change and gain in order, training scenes starred."""
+    from bench.tables import clear_scenes_table
+
+    def rem(change: float, gain: float) -> dict:
+        return {"cloud_free_change": change, "gain_db": gain, "sam_deg": 3.1, "tiles_kept": 0}
+
+    doc = {
+        "rgbn": {
+            "ben_57_38": {
+                "in_remover_training": True,
+                "pixels": 100,
+                "input": {"sam_deg": 3.0},
+                "shipped (physics)": rem(0.0273, -1.92),
+                "hot": rem(0.0408, -2.34),
+            },
+            "landsat7_nc": {
+                "in_remover_training": False,
+                "pixels": 100,
+                "input": {"sam_deg": 4.6},
+                "shipped (physics)": rem(0.0, 4.18),
+                "hot": rem(0.0001, 2.0),
+            },
+        }
+    }
+    rows = [r for r in clear_scenes_table(doc).splitlines() if r.startswith("| rgbn")]
+    assert rows[0].startswith("| rgbn | ben_57_38* | 0.0273 / 0.0408 | -1.92 / -2.34 | 3.00 -> 3.10")
+    assert rows[1].startswith("| rgbn | landsat7_nc | 0.0000 / 0.0001 | +4.18 / +2.00 | 4.60 -> 3.10")
