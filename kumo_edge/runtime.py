@@ -409,6 +409,29 @@ SNOW_NDSI = 0.4
 WHITENESS_MAX = 0.7
 
 
+#: The snow test's least green reflectance (Fmask's snow test: green above 0.1).
+SNOW_GREEN_MIN = 0.1
+
+
+def tests_snow(bands: BandSet) -> bool:
+    """Whether :func:`snow_test` can run on ``bands`` (a visible, a green and a SWIR-1 band)."""
+    return _ambiguous_bands(bands)[1] >= 0
+
+
+def snow_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.bool_] | None:
+    """Snow and ice by the input's own bands (Fmask's snow test with the stricter index of
+    :data:`SNOW_NDSI`): NDSI (green - SWIR-1) / (green + SWIR-1) >= SNOW_NDSI and green >=
+    :data:`SNOW_GREEN_MIN`, on ``cube`` ``(..., C, H, W)``; ``None`` where ``bands`` has no
+    green or no SWIR-1 band. Ice clouds pass it too (they are as snow-like in every band we
+    have: :data:`SNOW_NDSI`); what it is for, sparing snow from the cloud removal
+    (:func:`kumo_edge.stream.process_tiles`), keeps their input as well, which does no harm."""
+    _, green, swir = _ambiguous_bands(bands)
+    if green < 0:
+        return None
+    g, s1 = cube[..., green, :, :], cube[..., swir, :, :]
+    return ((g - s1) >= np.float32(SNOW_NDSI) * (g + s1)) & (g >= np.float32(SNOW_GREEN_MIN))
+
+
 def spectral_cloud_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.bool_]:
     """The bright-and-white cloud test (as Fmask's whiteness test) on ``cube`` ``(..., C, H, W)``:
     cloud where the mean visible reflectance exceeds :data:`BRIGHT_REFLECTANCE` and the visible

@@ -59,6 +59,8 @@ from .runtime import (
     shadow_over_clear,
     shadow_reference_band,
     shadow_rules,
+    snow_test,
+    tests_snow,
 )
 from .tiling import (
     GridBlender,
@@ -312,6 +314,14 @@ class StreamProcessor:
         self.buf = np.zeros((nb, self.T, self.wp), np.uint16)  # counts of RING_STEP
         self._ones = np.ones(self.T, np.float32)  # row scale of plain input lines
         self.vbuf = np.zeros((self.T, self.wp), bool)
+        # where the INPUT's own bands tell snow (a green and a SWIR-1 band, which the models'
+        # band set may not have), snow keeps its input through the removal: the ring of those
+        # pixels beside the valid one (process_tiles, ``spare``)
+        self.sbuf = (
+            np.zeros((self.T, self.wp), bool)
+            if self.generator is not None and tests_snow(bands)
+            else None
+        )
         if self.s < 1:
             raise ConfigError(f"halo {self.h} leaves no stride in a {self.T} px tile")
         # Output of the current tile row: finished rows are blended straight into the dead input
@@ -346,6 +356,7 @@ class StreamProcessor:
         if valid is None:
             valid = np.ones((n, self.width), bool)
         t0 = time.perf_counter()
+        spare = snow_test(lines, self.in_bands) if self.sbuf is not None else None
         if self.matrix is not None:
             lines = resample(lines, self.matrix)
         if not valid.all():
@@ -355,7 +366,7 @@ class StreamProcessor:
         def fill(i: int, k: int, ring: npt.NDArray[np.uint16]) -> None:
             _tk.quantize(lines[:, i : i + k], self._ones[:k], RING_PER_UNIT, ring)
 
-        return self._fill(n, valid, fill, sink)
+        return self._fill(n, valid, fill, sink, spare)
 
     def push_counts(
         self, counts: Counts, sink: Callable[[Lines], None] | None = None
@@ -368,7 +379,7 @@ class StreamProcessor:
             raise ShapeError("the pass was flushed; start a new StreamProcessor")
         raw = counts.raw
         self._check_layout(raw.shape)
-        if self.matrix is not None:  # resampled in float32 anyway
+        if self.matrix is not None or self.sbuf is not None:  # resampled in float32 anyway
             return self.push(counts.reflectance(), counts.valid, sink)
         counts.check()
 
@@ -386,9 +397,11 @@ class StreamProcessor:
         valid: npt.NDArray[np.bool_],
         fill: Callable[[int, int, npt.NDArray[np.uint16]], None],
         sink: Callable[[Lines], None] | None,
+        spare: npt.NDArray[np.bool_] | None = None,
     ) -> list[Lines]:
         """Put ``n`` lines into the ring, ``fill(i, k, ring)`` writing lines ``i .. i + k - 1``
-        into the ``ring`` rows given, and run every tile row they complete."""
+        into the ``ring`` rows given, and run every tile row they complete; ``spare``: the
+        lines' snow pixels, where the ring keeps them (``sbuf``)."""
         out: list[Lines] = []
         i = 0
         while i < n:
@@ -396,6 +409,8 @@ class StreamProcessor:
             f = self.filled
             fill(i, k, self.buf[:, f : f + k, : self.width])
             self.vbuf[f : f + k, : self.width] = valid[i : i + k]
+            if self.sbuf is not None and spare is not None:
+                self.sbuf[f : f + k, : self.width] = spare[i : i + k]
             if self.wp > self.width:  # narrow swath: repeat the last column
                 self.buf[:, f : f + k, self.width :] = self.buf[
                     :, f : f + k, self.width - 1 : self.width
@@ -421,6 +436,8 @@ class StreamProcessor:
                 # the whole broadcast source (~30 MB at 32 bands x 4000 px)
                 self.buf[:, self.filled :] = self.buf[:, last : last + 1].copy()
                 self.vbuf[self.filled :] = False
+                if self.sbuf is not None:
+                    self.sbuf[self.filled :] = False
             self._tile_row(min(self.s, self.received - self.y0), sink or out.append)
             self.filled = max(self.filled, 0)
         self.report.lines = self.received
@@ -477,7 +494,8 @@ class StreamProcessor:
             origins = np.stack([np.zeros_like(xs), xs], axis=1)
             tiles = extract_tiles(self.buf, origins, T, step=RING_STEP)
             valid_tiles = np.stack([self.vbuf[:, x : x + T] for x in xs])
-            out_tiles, prob_tiles = self._process(tiles, valid_tiles, origins)
+            spare = None if self.sbuf is None else np.stack([self.sbuf[:, x : x + T] for x in xs])
+            out_tiles, prob_tiles = self._process(tiles, valid_tiles, origins, spare)
             t0 = time.perf_counter()
             x0, x_end = int(xs[0]), int(xs[-1]) + T
             x_next = int(starts[j + b]) if j + b < len(starts) else self.wp
@@ -502,7 +520,7 @@ class StreamProcessor:
             pending = nxt if nxt.shape[2] else None
             # freed now, not when the next batch rebinds the names: else two batches' tiles are
             # alive while the next one runs through the models (~17 MB at 32 bands)
-            del tiles, valid_tiles, out_tiles, prob_tiles
+            del tiles, valid_tiles, out_tiles, prob_tiles, spare
             t_blend += time.perf_counter() - t0
         for r in range(0, emit, EMIT_LINES):
             t0 = time.perf_counter()
@@ -527,6 +545,8 @@ class StreamProcessor:
         self.wacc[T - s :] = 0.0
         _shift_rows(self.buf, s)
         self.vbuf[: T - s] = self.vbuf[s:]
+        if self.sbuf is not None:
+            self.sbuf[: T - s] = self.sbuf[s:]
         self.filled -= s
         self.y0 += s
         self.report.seconds["blend"] += t_blend + time.perf_counter() - t0
@@ -536,6 +556,7 @@ class StreamProcessor:
         tiles: npt.NDArray[np.float32],
         valid: npt.NDArray[np.bool_],
         origins: npt.NDArray[np.int64],
+        spare: npt.NDArray[np.bool_] | None = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         return process_tiles(
             tiles,
@@ -545,6 +566,7 @@ class StreamProcessor:
             self.cfg,
             self.report,
             origins + [self.y0, 0],
+            spare,
         )
 
 
@@ -666,8 +688,16 @@ def process_tiles(
     cfg: StreamConfig,
     report: Report | None = None,
     origins: npt.NDArray[np.int64] | None = None,
+    spare: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Detector on every tile, generator where thin cloud or shadow is found.
+
+    ``spare`` ``(N, T, T)``: pixels that keep their input through the removal whatever the
+    models say, the snow the input's own SWIR band found (:func:`kumo_edge.runtime.snow_test`,
+    where the models' band set has none): without SWIR the detector calls snow cloud and the
+    remover reads it as haze (a clear snowy Sentinel-2 scene came out changed by 0.027 in rgbn),
+    and a thin cloud over snow hardly changes it. The mask and the report's classes are the
+    detector's; each tile's spared share is reported (``snow_spared``).
 
     Returns ``(outputs, probabilities)``: ``(N, C, T, T)`` reflectance (thick-cloud pixels and
     clear tiles keep their input values) and ``(N, 4, T, T)`` class probabilities. ``tiles`` is
@@ -707,6 +737,11 @@ def process_tiles(
         else np.zeros(0, int)
     )
     t0 = time.perf_counter()
+    spared = None
+    if spare is not None and len(todo):
+        spare = spare & valid
+        if spare.any():  # the input of those pixels, put back after the removal
+            spared = tiles.transpose(0, 2, 3, 1)[spare]
     kept: dict[int, str] = {}
     fields: dict[int, dict[str, float]] = {}
     rcls = None  # the classes a learned remover acts on
@@ -729,6 +764,8 @@ def process_tiles(
             part = tiles[sel]
             blend_removed(part, generated, probs[sel], rcls[sel])
             tiles[sel] = part
+    if spared is not None:
+        tiles.transpose(0, 2, 3, 1)[spare] = spared
     rep.seconds["generate"] += time.perf_counter() - t0
     out = tiles
     removed = set(todo.tolist()) - set(kept)
@@ -767,6 +804,8 @@ def process_tiles(
         }
         if i in kept:
             rec["kept_reason"] = kept[i]
+        if spared is not None and spare[i].any():
+            rec["snow_spared"] = round(float(spare[i].sum() / n_valid[i]), 4)
         # the cloud's spectrum as this tile's data fitted it, the direction check's weight
         rec.update(fields.get(i, {}))
         if origins is not None:
@@ -852,6 +891,7 @@ def process_image(
     h_img, w_img = cube.shape[1:]
     if valid is None:
         valid = np.ones((h_img, w_img), bool)
+    spare = snow_test(cube, bands) if proc.sbuf is not None else None
     if proc.matrix is not None:
         cube = resample(cube, proc.matrix)
     cube = ring_round(np.where(valid[None], cube, 0.0))  # as the stream's line ring holds it
@@ -865,8 +905,12 @@ def process_image(
     origins = blender.origins
     tiles = extract_tiles(padded, origins, t)
     vt = np.stack([pvalid[y : y + t, x : x + t] for y, x in origins])
+    st = None
+    if spare is not None:
+        pspare = np.pad(spare, ((0, rows - h_img), (0, proc.wp - w_img)), mode="constant")
+        st = np.stack([pspare[y : y + t, x : x + t] for y, x in origins])
     out, probs = process_tiles(
-        tiles, vt, proc.detector, proc.generator, proc.cfg, proc.report, origins
+        tiles, vt, proc.detector, proc.generator, proc.cfg, proc.report, origins, st
     )
     data = ring_round(blender.blend(out)[:, :h_img, :w_img])
     p = blender.blend(probs)[:, :h_img, :w_img]

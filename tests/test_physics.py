@@ -1165,3 +1165,58 @@ def test_shipped_remover_leaves_a_real_clear_snow_scene_as_it_is(band_set: str) 
     y, _, _ = process_image(x.copy(), bands, det, rem, StreamConfig(), None)
     change = float(np.abs(y - x).mean())
     assert change < 0.005, f"mean change {change:.4f}"
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[2] / "shared" / "data" / "sentinel2").is_dir(),
+    reason="../shared/data not present",
+)
+@pytest.mark.parametrize("band_set", ["rgbn", "rgb"])
+def test_snow_the_inputs_own_swir_finds_keeps_its_input(band_set: str) -> None:
+    """The same real snow scene given with its SWIR bands (as a Sentinel-2 or Landsat file has
+    them): the snow test on the input's own bands spares the snow from the removal, so the
+    scene comes out as it went in, in the stream as in the whole image."""
+    from export.data import shared_scenes
+    from kumo_edge.bands import resample, resampling_matrix
+    from kumo_edge.runtime import load_models, read_contract, shipped_models
+    from kumo_edge.stream import StreamConfig, StreamProcessor, process_image
+
+    scene = {s.name: s for s in shared_scenes()}["ben_57_38"]  # blue ... SWIR 2.2 um
+    x = np.ascontiguousarray(scene.cube, dtype=np.float32)
+    bands = read_contract(shipped_models()[band_set]["detector"]).bands
+    det, rem, _ = load_models(band_set, bands)
+    y, _, rep = process_image(x.copy(), scene.bands, det, rem, StreamConfig(), scene.valid)
+    before = resample(x, resampling_matrix(scene.bands, bands))
+    assert float(np.abs(y - before).mean()) < 0.005
+    assert max(t.get("snow_spared", 0.0) for t in rep.tiles) > 0.9
+    proc = StreamProcessor(x.shape[2], scene.bands, det, rem, StreamConfig())
+    lines = [
+        *(
+            ln
+            for r in range(0, x.shape[1], 37)
+            for ln in proc.push(x[:, r : r + 37].copy(), scene.valid[r : r + 37].copy())
+        ),
+        *proc.flush(),
+    ]
+    np.testing.assert_array_equal(np.concatenate([ln.data for ln in lines], 1), y)
+
+
+def test_spared_pixels_keep_their_input_and_the_others_are_as_without() -> None:
+    """``process_tiles(..., spare=)``: the spared pixels come out exactly as they went in, every
+    other pixel exactly as without the option."""
+    from kumo_edge.runtime import load_models, read_contract, shipped_models
+    from kumo_edge.stream import StreamConfig, process_tiles
+
+    bands = read_contract(shipped_models()["rgbn"]["detector"]).bands
+    det, rem, _ = load_models("rgbn", bands)
+    rng = np.random.default_rng(7)
+    x = _surfaces(bands)["mixed_land"][:, :64, :64]
+    haze = np.linspace(0.0, 0.5, 64, dtype=np.float32)[None, None, :]  # thin cloud, left to right
+    tiles = np.stack([x * (1 - haze) + 0.8 * haze, x]).astype(np.float32)
+    valid = np.ones((2, 64, 64), bool)
+    spare = rng.random((2, 64, 64)) < 0.3
+    cfg = StreamConfig(tile=64, halo=0, batch=2)
+    plain, _ = process_tiles(tiles.copy(), valid, det, rem, cfg)
+    spared, _ = process_tiles(tiles.copy(), valid, det, rem, cfg, spare=spare)
+    assert np.abs(plain - tiles).max() > 0.01  # the removal did change something
+    np.testing.assert_array_equal(spared, np.where(spare[:, None], tiles, plain))
