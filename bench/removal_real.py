@@ -12,7 +12,9 @@ detector, remover, blend and do-no-harm gate).
 3. **Clear multispectral scenes** (every clear scene of ``../shared`` the band set can be fed
    from: Landsat-7, Landsat-8, Sentinel-2 eo-learn and BigEarthNet, one of them snowy): how much
    the cloud-free scene is changed (as the L8 clear pixels, target < 0.005; two of them are
-   hyperspectral crops of the cross-validation, hydice_urban and rosis_beach), and the PSNR gain
+   hyperspectral crops of the cross-validation, hydice_urban and rosis_beach), given in the
+   models' bands and, for the shipped remover, with all the scene's own bands as a user's file
+   brings them (where they include SWIR, the snow test spares snow), and the PSNR gain
    and spectral angle under synthetic clouds from the removal cross-validation's out-of-range
    cloud model (its 64-px tiles and draws), for every remover; each scene marked if it was
    among the shipped remover's training scenes (its card).
@@ -126,15 +128,31 @@ def clear_scenes(models: str, tiles: int = 48) -> dict:
     from export.physics import AlienRanges
 
     det, rems = removers(models)
+    ship = next(iter(rems))  # the shipped remover
     card = json.loads(Path(shipped_models()[models]["generator"]).with_suffix(".json").read_text())[
         "training"
     ]
     trained = {r["scene"] for r in [*card.get("scenes", []), *card.get("multispectral_scenes", [])]}
     out: dict = {}
+    native = {s.name: s for s in shared_scenes()}
     for scene in usable(shared_scenes(), det.bands):
         x = np.ascontiguousarray(scene.cube, dtype=np.float32)
         ok = scene.valid
         rec: dict = {"in_remover_training": scene.name in trained, "pixels": int(ok.sum())}
+        # as a user's file brings it, with all its bands (the snow test where it has SWIR)
+        raw = native[scene.name]
+        y, _, _ = process_image(
+            np.ascontiguousarray(raw.cube, dtype=np.float32),
+            raw.bands,
+            det,
+            rems[ship],
+            StreamConfig(),
+            raw.valid,
+        )
+        rec["shipped_native_bands"] = {
+            "bands": len(raw.bands),
+            "cloud_free_change": float(np.abs(y - x).mean(0)[ok].mean()),
+        }
         clear, clouds = _tiles(scene, tiles, 64, zlib.crc32(scene.name.encode()), AlienRanges())
         cloudy = np.stack([c["cloudy"] for c in clouds])
         t550 = np.stack([c["t550"] for c in clouds])
@@ -189,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     for b, scenes in doc["clear_scenes"].items():
         for name, rec in scenes.items():
-            m = next(k for k in rec if k.startswith("shipped"))
+            m = next(k for k in rec if k.startswith("shipped ("))
             print(
                 f"{b} {name:16s} cloud-free change {rec[m]['cloud_free_change']:.4f}, under clouds "
                 f"{rec[m]['gain_db']:+.2f} dB, SAM {rec[m]['sam_deg']:.2f} (input {rec['input']['sam_deg']:.2f})"

@@ -84,6 +84,8 @@ class RunOptions:
         strip_lines: Lines converted (or received) per strip.
         batch: Tiles per inference call.
         drop_fraction: Tiles more cloudy than this are reported ``drop``.
+        spare_snow: Snow the input's own SWIR band finds keeps its input (see
+            :class:`kumo_edge.stream.StreamConfig`).
         output_bands: ``model`` or ``input`` (see :class:`kumo_edge.stream.StreamConfig`).
         output_dtype: ``auto`` (uint16 for integer input, else float32), ``uint16``, ``float32``.
         compress: Compression of the cleaned output: ``zstd``, ``deflate`` or ``none``.
@@ -103,6 +105,7 @@ class RunOptions:
     strip_lines: int = STREAM_STRIP_LINES
     batch: int = DEFAULT_BATCH
     drop_fraction: float = 0.7
+    spare_snow: bool = True
     output_bands: str = "model"
     output_dtype: str = "auto"
     compress: str = "zstd"
@@ -193,7 +196,11 @@ def process(
     if not o.remove:
         paths["OUTPUT"] = None
     cfg = StreamConfig(
-        batch=o.batch, drop_fraction=o.drop_fraction, remove=o.remove, output_bands=o.output_bands
+        batch=o.batch,
+        drop_fraction=o.drop_fraction,
+        remove=o.remove,
+        output_bands=o.output_bands,
+        spare_snow=o.spare_snow,
     )
     # every output checked (writable, distinct, not the input) before any work
     check_outputs(paths, [str(input_path)], o.overwrite)

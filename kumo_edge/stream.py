@@ -124,6 +124,9 @@ class StreamConfig:
             (``1 - P(clear)``, as for every remover) or ``"full"`` (all of it: the physics
             correction is the identity where it estimates no cloud). Thick pixels and tiles the
             do-no-harm gate keeps take none either way.
+        spare_snow: Where the input has a green and a SWIR-1 band, pixels its own bands call
+            snow (:func:`kumo_edge.runtime.snow_test`) keep their input through the removal
+            (:func:`process_tiles`, ``spare``).
     """
 
     tile: int | None = None
@@ -134,6 +137,7 @@ class StreamConfig:
     remove: bool = True
     output_bands: str = "model"
     blend: str = "detector"
+    spare_snow: bool = True
 
     def __post_init__(self) -> None:
         if self.blend not in ("detector", "full"):
@@ -319,7 +323,7 @@ class StreamProcessor:
         # pixels beside the valid one (process_tiles, ``spare``)
         self.sbuf = (
             np.zeros((self.T, self.wp), bool)
-            if self.generator is not None and tests_snow(bands)
+            if self.generator is not None and cfg.spare_snow and tests_snow(bands)
             else None
         )
         if self.s < 1:

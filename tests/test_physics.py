@@ -1188,7 +1188,7 @@ def test_snow_the_inputs_own_swir_finds_keeps_its_input(band_set: str) -> None:
     y, _, rep = process_image(x.copy(), scene.bands, det, rem, StreamConfig(), scene.valid)
     before = resample(x, resampling_matrix(scene.bands, bands))
     assert float(np.abs(y - before).mean()) < 0.005
-    assert max(t.get("snow_spared", 0.0) for t in rep.tiles) > 0.9
+    assert max(t.get("snow_spared", 0.0) for t in rep.tiles) > 0.5
     proc = StreamProcessor(x.shape[2], scene.bands, det, rem, StreamConfig())
     lines = [
         *(
@@ -1199,6 +1199,11 @@ def test_snow_the_inputs_own_swir_finds_keeps_its_input(band_set: str) -> None:
         *proc.flush(),
     ]
     np.testing.assert_array_equal(np.concatenate([ln.data for ln in lines], 1), y)
+    # switched off (``--no-spare-snow``), the snow is read as haze again
+    off, _, _ = process_image(
+        x.copy(), scene.bands, det, rem, StreamConfig(spare_snow=False), scene.valid
+    )
+    assert float(np.abs(off - before).mean()) > 0.01
 
 
 def test_spared_pixels_keep_their_input_and_the_others_are_as_without() -> None:

@@ -117,6 +117,7 @@ def test_clear_scenes_table_lists_every_remover_and_marks_training_scenes() -> N
                 "input": {"sam_deg": 3.0},
                 "shipped (physics)": rem(0.0273, -1.92),
                 "hot": rem(0.0408, -2.34),
+                "shipped_native_bands": {"bands": 6, "cloud_free_change": 0.0},
             },
             "landsat7_nc": {
                 "in_remover_training": False,
@@ -128,5 +129,7 @@ def test_clear_scenes_table_lists_every_remover_and_marks_training_scenes() -> N
         }
     }
     rows = [r for r in clear_scenes_table(doc).splitlines() if r.startswith("| rgbn")]
-    assert rows[0].startswith("| rgbn | ben_57_38* | 0.0273 / 0.0408 | -1.92 / -2.34 | 3.00 -> 3.10")
-    assert rows[1].startswith("| rgbn | landsat7_nc | 0.0000 / 0.0001 | +4.18 / +2.00 | 4.60 -> 3.10")
+    assert rows[0].startswith(
+        "| rgbn | ben_57_38* | 0.0273 / 0.0408 | 0.0000 (6) | -1.92 / -2.34 | 3.00 -> 3.10"
+    )
+    assert rows[1].startswith("| rgbn | landsat7_nc | 0.0000 / 0.0001 | - | +4.18 / +2.00 | 4.60")

@@ -225,6 +225,14 @@ def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options of the cleaned output (``run`` and ``batch``)."""
     opts = [
         click.option(
+            "--spare-snow/--no-spare-snow",
+            default=True,
+            show_default=True,
+            help="Where the input has a green and a SWIR-1 band (Sentinel-2, Landsat), pixels "
+            "it calls snow (NDSI >= 0.7) keep their input through the removal: without SWIR the "
+            "rgbn/rgb models read snow as haze. The mask is the detector's either way.",
+        ),
+        click.option(
             "--output-bands",
             type=click.Choice(["model", "input"]),
             default="model",
@@ -313,6 +321,7 @@ def _options(remove: bool, p: dict[str, Any]) -> RunOptions:
         strip_lines=p["strip_lines"],
         batch=p["batch"],
         drop_fraction=p["drop_fraction"],
+        spare_snow=p.get("spare_snow", True),
         output_bands=p.get("output_bands", "model"),
         output_dtype=p.get("output_dtype", "auto"),
         compress=p.get("compress", "zstd"),
