@@ -146,7 +146,7 @@ def clear_scenes(models: str, tiles: int = 48) -> dict:
             raw.bands,
             det,
             rems[ship],
-            StreamConfig(),
+            StreamConfig(spare_snow=True),
             raw.valid,
         )
         rec["shipped_native_bands"] = {

@@ -396,11 +396,13 @@ def clear_scenes_table(scenes: dict) -> str:
         "Clear scenes of `../shared` (cloud-free: the whole scene's mean change, target < 0.005; "
         "under clouds: 48 64-px tiles with the cross-validation's out-of-range synthetic clouds, "
         "PSNR gain over the cloudy input). * the scene was among the shipped remover's training "
-        "scenes (its card). The scene given with all its own bands, as a user's file brings them: "
-        "where they include a SWIR-1 band, the snow test spares snow from the removal.",
+        "scenes (its card). The scene given with all its own bands, as a user's file brings them, "
+        "with `--spare-snow` (off by default): where they include a SWIR-1 band, the snow test "
+        "spares snow from the removal.",
         "",
         f"| band set | scene | cloud-free change: {names} | the shipped remover given all the "
-        f"scene's bands (count) | gain under clouds, dB: {names} | SAM input -> shipped |",
+        f"scene's bands (count), with --spare-snow | gain under clouds, dB: {names} | "
+        "SAM input -> shipped |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for b, recs in scenes.items():

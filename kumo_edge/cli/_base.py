@@ -226,11 +226,13 @@ def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option(
             "--spare-snow/--no-spare-snow",
-            default=True,
+            default=False,
             show_default=True,
-            help="Where the input has a green and a SWIR-1 band (Sentinel-2, Landsat), pixels "
-            "it calls snow (NDSI >= 0.7) keep their input through the removal: without SWIR the "
-            "rgbn/rgb models read snow as haze. The mask is the detector's either way.",
+            help="For snow-covered scenes: where the input has a green and a SWIR-1 band "
+            "(Sentinel-2, Landsat, hyperspectral), pixels it calls snow (NDSI >= 0.7) keep their "
+            "input through the removal (the rgbn/rgb models read snow as haze). Off by default: "
+            "haze that grows transparent towards the infrared can pass the test too and then "
+            "stays. The mask is the detector's either way.",
         ),
         click.option(
             "--output-bands",
@@ -321,7 +323,7 @@ def _options(remove: bool, p: dict[str, Any]) -> RunOptions:
         strip_lines=p["strip_lines"],
         batch=p["batch"],
         drop_fraction=p["drop_fraction"],
-        spare_snow=p.get("spare_snow", True),
+        spare_snow=p.get("spare_snow", False),
         output_bands=p.get("output_bands", "model"),
         output_dtype=p.get("output_dtype", "auto"),
         compress=p.get("compress", "zstd"),
