@@ -379,8 +379,8 @@ class StreamProcessor:
     ) -> list[Lines]:
         """Add lines given as stored integer values (:class:`kumo_edge.counts.Counts`): the same
         as ``push(counts.reflectance(), counts.valid, sink)``, bitwise, but converted straight
-        into the line ring, without a float32 strip (where the models' band set is the input's;
-        else through that strip)."""
+        into the line ring, without a float32 strip (where the models' band set is the input's
+        and no snow is spared; else through that strip)."""
         if self._done:
             raise ShapeError("the pass was flushed; start a new StreamProcessor")
         raw = counts.raw
