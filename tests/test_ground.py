@@ -335,6 +335,10 @@ def test_batch_refuses_bad_setups_before_any_work(scenes: Path, tmp_path: Path) 
         run_batch([tmp_path / "nope"], out, OPTS, BatchOptions(progress=False))
     r = CliRunner().invoke(cli, ["batch", str(scenes), "--out", str(out), "--bil-width", "9"])
     assert r.exit_code == 2 and "apply to `run -`" in r.output
+    # removal options given with --detect-only are refused, not ignored
+    argv = ["batch", str(scenes), "--out", str(out), "--detect-only", "--spare-snow"]
+    r = CliRunner().invoke(cli, [*argv, "--method", "hot"])
+    assert r.exit_code == 2 and "--spare-snow, --method: removal options, unused" in r.output
     assert sorted(p.name for p in out.iterdir()) == ["scene_0.tif"]  # nothing written
 
 

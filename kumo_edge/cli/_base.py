@@ -280,6 +280,23 @@ def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+#: The parameters of :func:`removal_options` (``batch --detect-only`` refuses them).
+REMOVAL_PARAMS = ("spare_snow", "output_bands", "method", "output_dtype", "compress", "allow_8bit")
+
+
+def refuse_unused(names: tuple[str, ...], why: str) -> None:
+    """An option given on the command line but unused is an error, not silence: refuse any of
+    the parameters ``names`` the user gave, saying ``why``."""
+    ctx = click.get_current_context()
+    given = [
+        f"--{n.replace('_', '-')}"
+        for n in names
+        if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: {why}")
+
+
 def _source(
     wavelengths: str | None,
     fwhm: str | None,

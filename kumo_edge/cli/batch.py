@@ -9,11 +9,13 @@ import click
 
 from ..errors import KumoError
 from ._base import (
+    REMOVAL_PARAMS,
     _options,
     cli,
     handle_errors,
     model_options,
     raster_options,
+    refuse_unused,
     removal_options,
 )
 
@@ -94,6 +96,8 @@ def batch(
         raise KumoError(
             "kumo-edge batch needs the ground extra: pip install 'kumo-edge[ground]'"
         ) from None
+    if detect_only:
+        refuse_unused(REMOVAL_PARAMS, "removal options, unused with --detect-only")
     options = _options(not detect_only, {**opts, "overwrite": False})
     summary = run_batch(
         inputs,
