@@ -325,3 +325,40 @@ def test_benchmark_pass_reports_its_cpu_time_as_cores_per_sensor_second() -> Non
     assert 0.0 < r["cpu_s"] <= r["wall_s"] * (os.cpu_count() or 1) * 1.05 + 0.05
     sensor_s = 300 / r["sensor_lines_per_s"]
     assert abs(r["cpu_per_sensor_s"] - r["cpu_s"] / sensor_s) < 1e-9
+
+
+def test_run_spare_snow_keeps_snow_the_files_swir_finds(tmp_path: Path) -> None:
+    """``kumo-edge run --spare-snow`` on a six-band file (blue ... SWIR 2.2 um, as Landsat and
+    Sentinel-2 carry) with the rgbn models, snow beside hazy vegetation: the tile goes to the
+    remover, the pixels the file's own SWIR calls snow come out as they went in, and the report
+    gives the tile's spared share."""
+    from kumo_edge.bands import resample, resampling_matrix
+    from kumo_edge.config import sensor_profile
+    from kumo_edge.runtime import read_contract, shipped_models
+
+    six = sensor_profile("rgbn-swir").bands
+    rng = np.random.default_rng(5)
+    snow = np.array([0.90, 0.90, 0.88, 0.80, 0.06, 0.04], np.float32)
+    veg = np.array([0.03, 0.07, 0.04, 0.35, 0.18, 0.09], np.float32)
+    is_snow = np.zeros((96, 96), bool)
+    is_snow[:, :48] = True
+    haze = 0.3 * np.linspace(0, 1, 96, dtype=np.float32)[None, :, None]  # thin cloud, top down
+    hazy_veg = veg[:, None, None] * (1 - haze) + 0.8 * haze
+    x = np.where(is_snow[None], snow[:, None, None], hazy_veg)
+    x = (x * (1 + 0.05 * rng.standard_normal((1, 96, 96)))).clip(0, 1).astype(np.float32)
+    src = make_raster(tmp_path / "six.tif", x)
+    wl = ",".join(f"{c:g}" for c in six.centers_nm)
+    out = tmp_path / "out.tif"
+    r = CliRunner().invoke(
+        cli,
+        ["run", str(src), str(out), "--models", "rgbn", "--wavelengths", wl,
+         "--report", str(tmp_path / "r.json"), "--spare-snow"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    with rasterio.open(out) as d:
+        y = d.read().astype(np.float32)
+    bands = read_contract(shipped_models()["rgbn"]["detector"]).bands
+    before = resample(x, resampling_matrix(six, bands))
+    assert np.abs(y - before)[:, is_snow].max() < 2e-4  # the ring's precision
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert max(t.get("snow_spared", 0) for t in rep["per_tile"]) > 0.4
