@@ -134,8 +134,9 @@ def clear_scenes(models: str, tiles: int = 48) -> dict:
     ]
     trained = {r["scene"] for r in [*card.get("scenes", []), *card.get("multispectral_scenes", [])]}
     out: dict = {}
-    native = {s.name: s for s in shared_scenes()}
-    for scene in usable(shared_scenes(), det.bands):
+    scenes = shared_scenes()
+    native = {s.name: s for s in scenes}
+    for scene in usable(scenes, det.bands):
         x = np.ascontiguousarray(scene.cube, dtype=np.float32)
         ok = scene.valid
         rec: dict = {"in_remover_training": scene.name in trained, "pixels": int(ok.sum())}

@@ -405,9 +405,9 @@ def clear_scenes_table(scenes: dict) -> str:
         "SAM input -> shipped |",
         "|---|---|---:|---:|---:|---:|",
     ]
+    ship = next(m for m in methods if m.startswith("shipped"))
     for b, recs in scenes.items():
         for name, r in recs.items():
-            ship = next(m for m in methods if m.startswith("shipped"))
             change = " / ".join(f"{r[m]['cloud_free_change']:.4f}" for m in methods)
             gain = " / ".join(f"{r[m]['gain_db']:+.2f}" for m in methods)
             star = "*" if r["in_remover_training"] else ""

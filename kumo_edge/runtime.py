@@ -437,7 +437,12 @@ def snow_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.b
     if green < 0:
         return None
     g, s1 = cube[..., green, :, :], cube[..., swir, :, :]
-    return ((g - s1) >= np.float32(SNOW_SPARE_NDSI) * (g + s1)) & (g >= np.float32(SNOW_GREEN_MIN))
+    return _snow_like(g, s1, SNOW_SPARE_NDSI) & (g >= np.float32(SNOW_GREEN_MIN))
+
+
+def _snow_like(green: npt.NDArray, swir: npt.NDArray, ndsi: float) -> npt.NDArray[np.bool_]:
+    """NDSI (green - SWIR-1) / (green + SWIR-1) >= ``ndsi``, without the division."""
+    return (green - swir) >= np.float32(ndsi) * (green + swir)
 
 
 def spectral_cloud_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.bool_]:
@@ -560,7 +565,7 @@ def ambiguous_mask(
     out = (p >= AMBIGUOUS_P[0]) & (p <= AMBIGUOUS_P[1])
     if green >= 0:  # a cloud call on a snow-like pixel
         g, s1 = cube[green], cube[swir]
-        snowy = (g - s1) >= np.float32(SNOW_NDSI) * (g + s1)
+        snowy = _snow_like(g, s1, SNOW_NDSI)
         out |= (p > AMBIGUOUS_P[1]) & snowy & (g + s1 > 0)
     if not vis or not out.any():  # the spectral test only where the bands leave a doubt
         return np.zeros(cube.shape[1:], bool)

@@ -21,6 +21,8 @@ from kumo_edge.physics import (
     spectral_terms,
 )
 
+from conftest import SHARED
+
 BANDS = BandSet.uniform(450, 850, 8, 50)
 
 
@@ -1100,7 +1102,7 @@ def test_companion_release_ships_a_residual_network_beside_the_untouched_remover
 
 
 @pytest.mark.skipif(
-    not (Path(__file__).resolve().parents[2] / "shared" / "data" / "hyperspectral").is_dir(),
+    not (SHARED / "hyperspectral").is_dir(),
     reason="../shared/data not present",
 )
 def test_training_holds_out_multispectral_scenes_too_and_records_its_snow(tmp_path) -> None:  # noqa: ANN001
@@ -1134,7 +1136,7 @@ _SNOW_CHANGES: set[str] = {"rgbn", "rgb"}
 
 
 @pytest.mark.skipif(
-    not (Path(__file__).resolve().parents[2] / "shared" / "data" / "sentinel2").is_dir(),
+    not (SHARED / "sentinel2").is_dir(),
     reason="../shared/data not present",
 )
 @pytest.mark.parametrize(
@@ -1168,7 +1170,7 @@ def test_shipped_remover_leaves_a_real_clear_snow_scene_as_it_is(band_set: str) 
 
 
 @pytest.mark.skipif(
-    not (Path(__file__).resolve().parents[2] / "shared" / "data" / "sentinel2").is_dir(),
+    not (SHARED / "sentinel2").is_dir(),
     reason="../shared/data not present",
 )
 @pytest.mark.parametrize("band_set", ["rgbn", "rgb"])
