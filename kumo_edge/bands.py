@@ -233,3 +233,19 @@ def resample(
     else:
         out = matrix @ flat
     return out.reshape((matrix.shape[0],) + cube.shape[1:]).astype(np.float32, copy=False)
+
+
+def band_indices(sub: BandSet, of: BandSet, tol_nm: float = 0.5) -> list[int] | None:
+    """Where each band of ``sub`` is in ``of`` (same centre and FWHM within ``tol_nm``), or
+    None where one is missing: ``sub`` read out of ``of`` by selection, no resampling."""
+    out = []
+    for c, w in zip(sub.centers_nm, sub.fwhm_nm, strict=True):
+        hit = [
+            i
+            for i, (c2, w2) in enumerate(zip(of.centers_nm, of.fwhm_nm, strict=True))
+            if abs(c2 - c) <= tol_nm and abs(w2 - w) <= tol_nm
+        ]
+        if not hit:
+            return None
+        out.append(hit[0])
+    return out

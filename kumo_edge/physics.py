@@ -118,6 +118,7 @@ tile that fails keeps its input unchanged and is reported ``kept`` with the reas
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -128,8 +129,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _runtime_kernels as _rk
-from .bands import BandSet
-from .errors import ConfigError, ModelContractError, ShapeError
+from .bands import BandSet, band_indices
+from .errors import BandMappingError, ConfigError, ModelContractError, ShapeError
 from .tiling import batch_index
 
 if TYPE_CHECKING:
@@ -902,6 +903,8 @@ class PhysicsRemover:
     direction_stride = DIRECTION_STRIDE
     #: The detector's P(shadow) from which a pixel is no evidence for the direction check.
     direction_shade = DIRECTION_SHADE
+    #: Indices of the networks' bands among :attr:`bands` (None: the same bands; :meth:`widen`).
+    view: npt.NDArray[np.int64] | None = None
 
     def __init__(
         self,
@@ -974,10 +977,35 @@ class PhysicsRemover:
         fitted = self.last_fit[:, 2] > 0
         return fitted, np.where(fitted, self.last_fit[:, 0], 0.0).astype(np.float32)
 
+    def widen(self, bands: BandSet) -> PhysicsRemover:
+        """This remover for data in ``bands``, a band set holding every one of the networks'
+        bands (same centres and widths) and more: the networks read the cloud from their own
+        bands, and the model is inverted, and the tile's cloud spectrum fitted, in every band
+        of ``bands`` (the parameters are the cloud's, whatever the bands). So a file with two
+        SWIR bands keeps them, corrected, through a four-band remover, and the detector that
+        reads SWIR can drive it. The brightness companion's length is taken over the networks'
+        bands and applied to every band (the direction stays the physics correction's).
+        Raises :class:`~kumo_edge.errors.BandMappingError` where a band is missing."""
+        view = band_indices(self.model.bands, bands)
+        if view is None:
+            raise BandMappingError(
+                f"{self.path.name}: its bands ({', '.join(f'{c:.0f}' for c in self.model.bands.centers_nm)} nm) "
+                f"are not all among the {len(bands)} bands it was asked to correct"
+            )
+        out = copy.copy(self)
+        out.bands = bands
+        out.view = np.asarray(view, np.int64)
+        return out
+
+    def _own(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``(N, C, H, W)`` tiles in :attr:`bands` -> the networks' bands."""
+        return x if self.view is None else np.ascontiguousarray(x[:, self.view])
+
     def params(self, tiles: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """``(N, 6, H, W)`` parameters at full resolution, the network run tile by tile, as the
         stream has run it since it corrects one tile at a time (a batch of two was not faster
         on the 2-core host, and changes a few output pixels by one line-ring step)."""
+        tiles = self._own(tiles)
         if len(tiles) == 1:
             return self.model.run(tiles)
         return np.concatenate([self.model.run(tiles[i : i + 1]) for i in range(len(tiles))])
@@ -1120,19 +1148,24 @@ class PhysicsRemover:
             return
         sel = batch_index(todo)
         xs, ys = x[sel], y[sel]
-        g = self.brightness.run(np.ascontiguousarray(xs))
+        xo = self._own(xs)
+        g = self.brightness.run(xo)
         w = np.ones(thick[sel].shape, np.float32) if p_clear is None else 1.0 - p_clear[sel]
         w[thick[sel]] = 0.0
-        g -= xs
+        g -= xo
         g *= w[:, None]
-        g += xs  # the learned correction, blended as the physics one
+        g += xo  # the learned correction, blended as the physics one
+        yo = self._own(ys)  # lengths over the companion's bands, applied to every band
         scale = np.sqrt(np.einsum("nchw,nchw->nhw", g, g))
-        scale /= np.maximum(np.sqrt(np.einsum("nchw,nchw->nhw", ys, ys)), np.float32(1e-6))
+        scale /= np.maximum(np.sqrt(np.einsum("nchw,nchw->nhw", yo, yo)), np.float32(1e-6))
         scale -= 1.0
         scale *= np.minimum(k[sel] / np.float32(BRIGHTNESS_DEPTH), np.float32(1.0))
         scale += 1.0
         scale[w == 0] = 1.0
-        ys *= scale[:, None]
+        if self.view is None:
+            ys *= scale[:, None]
+        else:  # the companion's length is its bands'; the others keep the physics correction
+            ys[:, self.view] *= scale[:, None]
         moved = (w > 0)[:, None] & (ys > 1.0)
         ys[moved] = 1.0  # clipped like every correction (thick pixels keep their input)
         if not isinstance(sel, slice):  # a slice gave a view of y, already written

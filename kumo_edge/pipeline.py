@@ -301,9 +301,12 @@ def model_files(detector: Model, remover: Remover | None) -> dict[str, dict[str,
         if path is not None:
             st = Path(path).stat()
             out[role] = {
-                "file": Path(path).name,
+                # the folder too: swir6 runs with rgbn's remover (runtime.remover_source)
+                "file": f"{Path(path).parent.name}/{Path(path).name}",
                 "sha256": file_sha256(Path(path), st.st_size, st.st_mtime_ns),
             }
+            if getattr(m, "view", None) is not None:
+                out[role]["bands_read"] = [int(i) for i in m.view]  # of the detector's bands
     return out
 
 

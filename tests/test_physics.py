@@ -398,13 +398,55 @@ def _surfaces(bands: BandSet) -> dict[str, np.ndarray]:
 
 
 def _shipped_physics() -> list[str]:
-    from kumo_edge.runtime import read_contract, shipped_models
+    """The shipped sets that remove with a physics remover, their own or one widened to their
+    bands (swir6: rgbn's)."""
+    from kumo_edge.errors import ConfigError
+    from kumo_edge.runtime import read_contract, remover_source, shipped_models
 
-    return [
-        b
-        for b, f in shipped_models().items()
-        if "generator" in f and read_contract(f["generator"]).output == "cloud_params_half"
-    ]
+    ship = shipped_models()
+    out = []
+    for b in ship:
+        try:
+            src = remover_source(b, ship)
+        except ConfigError:
+            continue
+        if read_contract(ship[src]["generator"]).output == "cloud_params_half":
+            out.append(b)
+    return out
+
+
+def test_a_widened_remover_corrects_the_bands_its_network_never_read():
+    """``run --models swir6``: rgbn's physics remover widened to the six bands. Its network
+    reads blue to NIR; the cloud model is inverted in all six, so under a thin cloud the two
+    SWIR bands come out nearer the surface than they went in (passed through, they would stay
+    as cloudy) and the clear pixels keep their input in every band."""
+    from kumo_edge.clouds import CloudField, CloudParams
+    from kumo_edge.errors import BandMappingError
+    from kumo_edge.runtime import load_models, read_contract, remover_source, shipped_models
+    from kumo_edge.stream import StreamConfig, process_image
+
+    ship = shipped_models()
+    assert "generator" not in ship["swir6"] and remover_source("swir6") == "rgbn"
+    b6 = read_contract(ship["swir6"]["detector"]).bands
+    det, rem, name = load_models("swir6", b6)
+    assert name == "swir6" and det.bands == rem.bands == b6 and rem.view.tolist() == [0, 1, 2, 3]
+    with pytest.raises(BandMappingError, match="not all among"):
+        rem.widen(read_contract(ship["rgb"]["detector"]).bands)  # no NIR band
+    land = _surfaces(b6)["mixed_land"]
+    field = CloudField(
+        CloudParams(cover=0.5, thickness=0.6, angstrom=1.0, shadows=False), 96, 96, 2
+    )
+    sim = field.apply(land.copy(), b6)
+    x = np.clip(sim.cloudy, 0, 1).astype(np.float32)
+    y, _, rep = process_image(x.copy(), b6, det, rem, StreamConfig())
+    assert rep.to_dict()["tiles_removed"] >= 1
+    thin = (sim.tau550 > 0.1) & ~sim.thick
+    swir = [4, 5]
+    err_in = np.abs(x[swir] - land[swir])[:, thin].mean()
+    err_out = np.abs(y[swir] - land[swir])[:, thin].mean()
+    assert err_out < 0.9 * err_in, (err_in, err_out)  # passed through: 1.0; scaled as VNIR: 1.7
+    free = sim.tau550 == 0
+    assert np.abs(y - x)[:, free].mean() < 0.005
 
 
 #: Known shortfalls (strict: the day one passes, it fails). Empty since 2026-12-05: the clear
