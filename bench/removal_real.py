@@ -147,7 +147,7 @@ def clear_scenes(models: str, tiles: int = 48) -> dict:
             raw.bands,
             det,
             rems[ship],
-            StreamConfig(spare_snow=True),
+            StreamConfig(),  # the snow test on (the default)
             raw.valid,
         )
         rec["shipped_native_bands"] = {

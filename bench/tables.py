@@ -308,7 +308,32 @@ def swir6_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def snow_spare_table(doc: dict) -> str:
+    """bench/snow_spare.py: the snow test with each NIR share, what it saves and what it costs."""
+    lines = [
+        "| NIR share | snow scene change, rgbn / rgb (spared) | new-sensor files: gain off -> on, "
+        "dB (cloudy pixels spared, most) | shared scenes under clouds: gain change, dB (worst) "
+        "| real cloud / clear pixels taken for snow |",
+        "|---|---|---|---|---|",
+    ]
+    for r, run in doc["runs"].items():
+        ns = run["new_sensors"]
+        worst = min(ns, key=lambda v: v["gain_db_on"] - v["gain_db_off"])
+        sh = [v["gain_db_on"] - v["gain_db_off"] for v in run["shared"].values()]
+        mark = " (shipped)" if float(r) == doc["shipped_nir_ratio"] else ""
+        lines.append(
+            f"| {r}{mark} | {run['snow_scene']['rgbn']:.4f} / {run['snow_scene']['rgb']:.4f} "
+            f"({run['snow_scene']['spared']:.0%}) | worst {worst['file'].split(',')[0]} seed "
+            f"{worst['seed']}: {worst['gain_db_off']:+.2f} -> {worst['gain_db_on']:+.2f} "
+            f"({max(v['cloudy_spared'] for v in ns):.1%}) | {min(sh):+.2f} over {len(sh)} scenes "
+            f"| {run['real_patches']['cloud_taken_for_snow']:.1%} / "
+            f"{run['real_patches']['clear_taken_for_snow']:.1%} |"
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
+    "snow-spare": ("snow_spare.json", snow_spare_table),
     "tiling": ("tiling.json", tiling_table),
     "quality": ("quality.json", quality_table),
     "new-sensors": ("new_sensors.json", new_sensors_table),
@@ -431,11 +456,11 @@ def clear_scenes_table(scenes: dict) -> str:
         "under clouds: 48 64-px tiles with the cross-validation's out-of-range synthetic clouds, "
         "PSNR gain over the cloudy input). * the scene was among the shipped remover's training "
         "scenes (its card). The scene given with all its own bands, as a user's file brings them, "
-        "with `--spare-snow` (off by default): where they include a SWIR-1 band, the snow test "
+        "with the snow test (`--spare-snow`, on by default): where they include a SWIR-1 band, it "
         "spares snow from the removal.",
         "",
         f"| band set | scene | cloud-free change: {names} | the shipped remover given all the "
-        f"scene's bands (count), with --spare-snow | gain under clouds, dB: {names} | "
+        f"scene's bands (count) | gain under clouds, dB: {names} | "
         "SAM input -> shipped |",
         "|---|---|---:|---:|---:|---:|",
     ]

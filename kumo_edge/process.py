@@ -105,7 +105,7 @@ class RunOptions:
     strip_lines: int = STREAM_STRIP_LINES
     batch: int = DEFAULT_BATCH
     drop_fraction: float = 0.7
-    spare_snow: bool = False
+    spare_snow: bool = True
     output_bands: str = "model"
     output_dtype: str = "auto"
     compress: str = "zstd"

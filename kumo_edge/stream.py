@@ -124,11 +124,12 @@ class StreamConfig:
             (``1 - P(clear)``, as for every remover) or ``"full"`` (all of it: the physics
             correction is the identity where it estimates no cloud). Thick pixels and tiles the
             do-no-harm gate keeps take none either way.
-        spare_snow: Where the input has a green and a SWIR-1 band, pixels its own bands call
-            snow (:func:`kumo_edge.runtime.snow_test`) keep their input through the removal
-            (:func:`process_tiles`, ``spare``). Off by default: synthetic clouds that grow
-            transparent towards the infrared pass the test too, and the new-sensor benchmark
-            lost 3.2-4.8 dB on two of its three seeds with it on (README Limits).
+        spare_snow: Where the input has a green, a NIR and a SWIR-1 band, pixels its own
+            bands call snow (:func:`kumo_edge.runtime.snow_test`) keep their input through the
+            removal (:func:`process_tiles`, ``spare``). On by default since the test asks the
+            NIR to be as bright as snow's (2026-12-06; before, synthetic clouds that grow
+            transparent towards the infrared passed it, and the new-sensor benchmark lost
+            3.2-4.8 dB on two of its three seeds with it on; README Limits).
     """
 
     tile: int | None = None
@@ -139,7 +140,7 @@ class StreamConfig:
     remove: bool = True
     output_bands: str = "model"
     blend: str = "detector"
-    spare_snow: bool = False
+    spare_snow: bool = True
 
     def __post_init__(self) -> None:
         if self.blend not in ("detector", "full"):

@@ -1218,9 +1218,9 @@ def test_shipped_remover_leaves_a_real_clear_snow_scene_as_it_is(band_set: str) 
 @pytest.mark.parametrize("band_set", ["rgbn", "rgb"])
 def test_snow_the_inputs_own_swir_finds_keeps_its_input(band_set: str) -> None:
     """The same real snow scene given with its SWIR bands (as a Sentinel-2 or Landsat file has
-    them) and ``spare_snow`` (``--spare-snow``): the snow test on the input's own bands spares
-    the snow from the removal, so the scene comes out as it went in, in the stream as in the
-    whole image; by default (off) the snow is read as haze, as with four bands."""
+    them): the snow test on the input's own bands (``spare_snow``, on by default) spares the
+    snow from the removal, so the scene comes out as it went in, in the stream as in the whole
+    image; with it off (``--no-spare-snow``) the snow is read as haze, as with four bands."""
     from export.data import shared_scenes
     from kumo_edge.bands import resample, resampling_matrix
     from kumo_edge.runtime import load_models, read_contract, shipped_models
@@ -1230,7 +1230,8 @@ def test_snow_the_inputs_own_swir_finds_keeps_its_input(band_set: str) -> None:
     x = np.ascontiguousarray(scene.cube, dtype=np.float32)
     bands = read_contract(shipped_models()[band_set]["detector"]).bands
     det, rem, _ = load_models(band_set, bands)
-    on = StreamConfig(spare_snow=True)
+    on = StreamConfig()
+    assert on.spare_snow
     y, _, rep = process_image(x.copy(), scene.bands, det, rem, on, scene.valid)
     before = resample(x, resampling_matrix(scene.bands, bands))
     assert float(np.abs(y - before).mean()) < 0.005
@@ -1245,8 +1246,34 @@ def test_snow_the_inputs_own_swir_finds_keeps_its_input(band_set: str) -> None:
         *proc.flush(),
     ]
     np.testing.assert_array_equal(np.concatenate([ln.data for ln in lines], 1), y)
-    off, _, _ = process_image(x.copy(), scene.bands, det, rem, StreamConfig(), scene.valid)
-    assert float(np.abs(off - before).mean()) > 0.01
+    off = StreamConfig(spare_snow=False)
+    y_off, _, _ = process_image(x.copy(), scene.bands, det, rem, off, scene.valid)
+    assert float(np.abs(y_off - before).mean()) > 0.01
+
+
+@pytest.mark.parametrize("angstrom", [1.0, 2.0, 2.6])
+def test_haze_over_dark_water_is_not_snow(angstrom: float) -> None:
+    """Haze that grows transparent towards the infrared raises the NDSI of the ground below
+    it: over dark water it passes the NDSI and green parts of the snow test (this is why the
+    test was off by default until 2026-12-06); snow is as bright in the NIR as in the green,
+    haze is bluer, so the NIR part refuses it. Snow itself, hazy or not, passes."""
+    from kumo_edge.config import sensor_profile
+    from kumo_edge.runtime import SNOW_GREEN_MIN, SNOW_SPARE_NDSI, snow_test
+
+    six = sensor_profile("rgbn-swir").bands
+    lam = np.array(six.centers_nm, np.float32)
+    water = np.array([0.06, 0.05, 0.02, 0.01, 0.005, 0.003], np.float32)
+    snow = np.array([0.90, 0.88, 0.85, 0.78, 0.08, 0.05], np.float32)
+    k = np.linspace(0.05, 1.5, 64, dtype=np.float32)  # two-way optical depth at 550 nm
+    t = np.exp(-k[None, :] * (lam[:, None] / 550.0) ** -angstrom)  # (bands, depths)
+    hazy_water = water[:, None] * t + 0.85 * (1 - t)
+    g, s1 = hazy_water[1], hazy_water[4]
+    ndsi_green = ((g - s1) >= SNOW_SPARE_NDSI * (g + s1)) & (g >= SNOW_GREEN_MIN)
+    if angstrom >= 2.0:
+        assert ndsi_green.any()  # the old test took some of this haze for snow
+    assert not snow_test(hazy_water[:, None, :], six).any()
+    hazy_snow = snow[:, None] * t + 0.85 * (1 - t)
+    assert snow_test(hazy_snow[:, None, :8], six).all()  # thin haze over snow: still snow
 
 
 def test_spared_pixels_keep_their_input_and_the_others_are_as_without() -> None:

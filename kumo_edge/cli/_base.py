@@ -226,13 +226,12 @@ def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option(
             "--spare-snow/--no-spare-snow",
-            default=False,
+            default=True,
             show_default=True,
-            help="For snow-covered scenes: where the input has a green and a SWIR-1 band "
-            "(Sentinel-2, Landsat, hyperspectral), pixels it calls snow (NDSI >= 0.7) keep their "
-            "input through the removal (the rgbn/rgb models read snow as haze). Off by default: "
-            "haze that grows transparent towards the infrared can pass the test too and then "
-            "stays. The mask is the detector's either way.",
+            help="Where the input has a green, a NIR and a SWIR-1 band (Sentinel-2, Landsat, "
+            "hyperspectral), pixels it calls snow (NDSI >= 0.7, NIR >= 0.7 x green) keep their "
+            "input through the removal (the rgbn/rgb models read snow as haze). Ice clouds pass "
+            "the test too and keep their input. The mask is the detector's either way.",
         ),
         click.option(
             "--output-bands",
@@ -340,7 +339,7 @@ def _options(remove: bool, p: dict[str, Any]) -> RunOptions:
         strip_lines=p["strip_lines"],
         batch=p["batch"],
         drop_fraction=p["drop_fraction"],
-        spare_snow=p.get("spare_snow", False),
+        spare_snow=p.get("spare_snow", True),
         output_bands=p.get("output_bands", "model"),
         output_dtype=p.get("output_dtype", "auto"),
         compress=p.get("compress", "zstd"),
