@@ -332,7 +332,34 @@ def snow_spare_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def other_clouds_table(doc: dict) -> str:
+    """bench/other_clouds.py: held-out scenes under cloud models that are not ours."""
+    lines = [
+        "| band set | cloud model | shipped recipe: mean / worst gain, dB (scenes worse) | "
+        "physics alone | HOT | SAM below the input's (shipped) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b, res in doc["band_sets"].items():
+        rows = res["scenes"].values()
+        for kind in ("alpha", "haze"):
+            cells = []
+            for m in ("shipped recipe", "physics alone", "hot"):
+                g = np.array([r[kind][m]["gain_db"] for r in rows])
+                cells.append(f"{g.mean():+.2f} / {g.min():+.2f} ({int((g < 0).sum())})")
+            sam = sum(r[kind]["shipped recipe"]["sam_deg"] < r[kind]["input_sam_deg"] for r in rows)
+            lines.append(f"| {b} | {kind} | {' | '.join(cells)} | {sam}/{len(rows)} |")
+    worse = [
+        f"{b} {n} ({r['haze']['shipped recipe']['gain_db']:+.2f})"
+        for b, res in doc["band_sets"].items()
+        for n, r in res["scenes"].items()
+        if r["haze"]["shipped recipe"]["gain_db"] < 0
+    ]
+    lines += ["", "Scenes left worse by the shipped recipe: " + (", ".join(worse) or "none") + "."]
+    return "\n".join(lines)
+
+
 TABLES = {
+    "other-clouds": ("other_clouds.json", other_clouds_table),
     "snow-spare": ("snow_spare.json", snow_spare_table),
     "tiling": ("tiling.json", tiling_table),
     "quality": ("quality.json", quality_table),
