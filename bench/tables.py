@@ -305,6 +305,24 @@ def swir6_table(doc: dict) -> str:
         f"({d.min():+.2f} to {d.max():+.2f}); VNIR angle higher than rgbn's on {worse} of "
         f"{len(rows)}. Host: {doc['environment'].get('cpu', '?')}.",
     ]
+    real = doc.get("real_patches")
+    if real:
+        parts = []
+        for m in ("rgbn", "swir6"):
+            ch = [r[m]["clear_change"] for r in real.values() if r[m]["clear_change"] is not None]
+            th = [r[m]["thin_change"] for r in real.values() if r[m]["thin_change"] is not None]
+            worst = max(
+                (r for r in real.items() if r[1][m]["clear_change"] is not None),
+                key=lambda r: r[1][m]["clear_change"],
+            )
+            parts.append(
+                f"{m} {np.mean(ch):.4f} (worst {worst[0]} {worst[1][m]['clear_change']:.4f}), "
+                f"thin-cloud pixels {np.mean(th):.4f}"
+            )
+        lines[-1] += (
+            f" Real clouds, the {len(real)} labelled patches with the six bands (L8 Biome): "
+            "clear pixels changed by " + "; ".join(parts) + " (target < 0.005)."
+        )
     return "\n".join(lines)
 
 
