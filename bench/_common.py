@@ -27,6 +27,14 @@ def write_json(doc: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def clear_changes(per_patch: dict, name: str) -> list[float]:
+    """From a per-patch result (``{patch: {remover: {"clear_change": ...}}}``): the clear-pixel
+    changes of remover ``name`` over the patches that have clear pixels."""
+    return [
+        v[name]["clear_change"] for v in per_patch.values() if v[name]["clear_change"] is not None
+    ]
+
+
 def pyplot():  # noqa: ANN201
     """matplotlib.pyplot on the Agg backend, or None when matplotlib is not installed (plots are
     optional; the JSON is the result)."""

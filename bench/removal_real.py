@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, environment, write_json
+from bench._common import RESULTS, clear_changes, environment, write_json
 from export.data import patch_cube, real_cloud_patches, rice2_pairs
 from kumo_edge import metrics
 from kumo_edge.baselines import remover
@@ -62,22 +62,28 @@ def run(cube: np.ndarray, bands, det, rem) -> tuple[np.ndarray, np.ndarray, dict
     return data, mask, rep.to_dict()
 
 
+def patch_change(x: np.ndarray, y: np.ndarray, classes: np.ndarray) -> dict:
+    """How much ``y`` changed a labelled patch ``x``: mean absolute change of the pixels the
+    truth calls clear and of the thin-cloud ones (None where it has none)."""
+    ok = classes >= 0
+    d = np.abs(y - x).mean(0)
+    clear, thin = (classes == 0) & ok, (classes == 1) & ok
+    return {
+        "clear_change": float(d[clear].mean()) if clear.any() else None,
+        "thin_change": float(d[thin].mean()) if thin.any() else None,
+    }
+
+
 def l8(models: str) -> dict:
     det, rems = removers(models)
     out: dict = {}
     for p in real_cloud_patches():
         x = np.ascontiguousarray(patch_cube(p, det.bands))
         ok = p["classes"] >= 0
-        clear, thin = (p["classes"] == 0) & ok, (p["classes"] == 1) & ok
-        rec = {"land": p["land"], "clear_fraction": float(clear.mean())}
+        rec = {"land": p["land"], "clear_fraction": float(((p["classes"] == 0) & ok).mean())}
         for name, rem in rems.items():
             y, _, rep = run(x, det.bands, det, rem)
-            d = np.abs(y - x).mean(0)
-            rec[name] = {
-                "clear_change": float(d[clear].mean()) if clear.any() else None,
-                "thin_change": float(d[thin].mean()) if thin.any() else None,
-                "tiles_kept": rep["tiles_kept"],
-            }
+            rec[name] = {**patch_change(x, y, p["classes"]), "tiles_kept": rep["tiles_kept"]}
         out[p["name"]] = rec
     return out
 
@@ -194,11 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in next(iter(doc["l8biome"].values())):
         if name in ("land", "clear_fraction"):
             continue
-        ch = [
-            v[name]["clear_change"]
-            for v in doc["l8biome"].values()
-            if v[name]["clear_change"] is not None
-        ]
+        ch = clear_changes(doc["l8biome"], name)
         print(
             f"L8 {name:16s} clear-pixel change: mean {np.mean(ch):.4f}, max {np.max(ch):.4f}, patches >= 0.005: {sum(c >= 0.005 for c in ch)}"
         )

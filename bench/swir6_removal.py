@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, ROOT, environment, write_json
+from bench._common import RESULTS, ROOT, clear_changes, environment, write_json
 
 VNIR = [0, 1, 2, 3]
 
@@ -170,6 +170,7 @@ def procedural(seeds: int) -> list[dict]:
 
 def real_patches() -> dict:
     """Section 4 of the module docstring: the labelled real patches with SWIR."""
+    from bench.removal_real import patch_change
     from export.data import patch_cube, real_cloud_patches
     from kumo_edge.errors import BandMappingError
     from kumo_edge.stream import StreamConfig, process_image
@@ -182,19 +183,13 @@ def real_patches() -> dict:
         except BandMappingError:
             continue
         x4 = np.ascontiguousarray(x6[VNIR])
-        cls = p["classes"]
-        ok = cls >= 0
-        clear, thin = (cls == 0) & ok, (cls == 1) & ok
         y4, _, _ = process_image(x4.copy(), det4.bands, det4, gen4, StreamConfig())
         y6, _, _ = process_image(x6.copy(), det6.bands, det6, gen6, StreamConfig())
-        rec = {"clear_fraction": float(clear.mean())}
-        for name, y in (("rgbn", y4), ("swir6", y6[VNIR])):
-            d = np.abs(y - x4).mean(0)
-            rec[name] = {
-                "clear_change": float(d[clear].mean()) if clear.any() else None,
-                "thin_change": float(d[thin].mean()) if thin.any() else None,
-            }
-        out[p["name"]] = rec
+        out[p["name"]] = {
+            "clear_fraction": float((p["classes"] == 0).mean()),
+            "rgbn": patch_change(x4, y4, p["classes"]),
+            "swir6": patch_change(x4, y6[VNIR], p["classes"]),
+        }
     return out
 
 
@@ -227,11 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         f"procedural Sentinel-2, {len(d)} seeds: swir6 - rgbn VNIR gain mean {np.mean(d):+.2f} dB"
     )
     for m in ("rgbn", "swir6"):
-        ch = [
-            r[m]["clear_change"]
-            for r in doc["real_patches"].values()
-            if r[m]["clear_change"] is not None
-        ]
+        ch = clear_changes(doc["real_patches"], m)
         print(
             f"real patches ({len(ch)}), {m}: clear pixels changed {np.mean(ch):.4f} (max {max(ch):.4f})"
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, bootstrap, fmt_ci
+from bench._common import RESULTS, bootstrap, clear_changes, fmt_ci
 from kumo_edge.config import DEFAULT_BATCH
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -309,7 +309,7 @@ def swir6_table(doc: dict) -> str:
     if real:
         parts = []
         for m in ("rgbn", "swir6"):
-            ch = [r[m]["clear_change"] for r in real.values() if r[m]["clear_change"] is not None]
+            ch = clear_changes(real, m)
             th = [r[m]["thin_change"] for r in real.values() if r[m]["thin_change"] is not None]
             worst = max(
                 (r for r in real.items() if r[1][m]["clear_change"] is not None),
@@ -472,7 +472,7 @@ def removal_real_table(doc: dict) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for m in methods:
-        ch = [v[m]["clear_change"] for v in l8.values() if v[m]["clear_change"] is not None]
+        ch = clear_changes(l8, m)
         r = doc["rice2"]["summary"].get(m)
         rice = (
             f"{r['mean_gain_db']:+.2f} ({r['median_gain_db']:+.2f}) | {r['pairs_worse']}/{r['pairs']}"
