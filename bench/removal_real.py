@@ -64,14 +64,14 @@ def run(cube: np.ndarray, bands, det, rem) -> tuple[np.ndarray, np.ndarray, dict
 
 def patch_change(x: np.ndarray, y: np.ndarray, classes: np.ndarray) -> dict:
     """How much ``y`` changed a labelled patch ``x``: mean absolute change of the pixels the
-    truth calls clear and of the thin-cloud ones (None where it has none)."""
-    ok = classes >= 0
+    truth calls clear, thin cloud and thick cloud (None where it has none; thick cloud is to be
+    kept as it is, never invented)."""
     d = np.abs(y - x).mean(0)
-    clear, thin = (classes == 0) & ok, (classes == 1) & ok
-    return {
-        "clear_change": float(d[clear].mean()) if clear.any() else None,
-        "thin_change": float(d[thin].mean()) if thin.any() else None,
-    }
+    out = {}
+    for name, c in (("clear_change", 0), ("thin_change", 1), ("thick_change", 2)):
+        m = classes == c
+        out[name] = float(d[m].mean()) if m.any() else None
+    return out
 
 
 def l8(models: str) -> dict:

@@ -354,6 +354,43 @@ def test_stream_records_each_tiles_fitted_cloud_spectrum():
     )
 
 
+def test_pixels_the_detector_is_sure_are_thick_keep_their_input():
+    """A bright, flat thick cloud that the network reads as thin (optical depth 0.7, albedo 1):
+    without the detector it is "removed"; where the detector's P(thick) reaches THICK_VETO the
+    pixel keeps its input exactly and is returned thick, and the stream's mask flags it thick;
+    below the veto the correction is as without it."""
+    from kumo_edge.physics import THICK_VETO
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
+
+    x = np.full((1, 8, 16, 16), 0.65, np.float32)
+    x += np.random.default_rng(1).normal(0, 0.01, x.shape).astype(np.float32)
+    rem = _FixedParams(k=0.7, albedo=1.0)
+    free, _, thick_free, _ = rem.correct(x.copy())
+    assert not thick_free.any() and np.abs(free - x).mean() > 0.05  # read as thin: "removed"
+    p_thick = np.zeros((1, 16, 16), np.float32)
+    p_thick[:, :, :8] = THICK_VETO  # sure on the left half, unsure on the right
+    p_thick[:, :, 8:] = THICK_VETO - 0.05
+    y, _, thick, verdicts = rem.correct(x.copy(), p_thick=p_thick)
+    assert verdicts == [None]
+    np.testing.assert_array_equal(y[..., :8], x[..., :8])
+    assert thick[..., :8].all() and not thick[..., 8:].any()
+    np.testing.assert_allclose(y[..., 8:], free[..., 8:], atol=1e-6)
+
+    class _Sure(_ThinDetector):  # P(thick) 0.8 on the left half, thin elsewhere
+        def run(self, t):
+            p = super().run(t)
+            p[:, 1, :, :8], p[:, 2, :, :8] = 0.2, 0.8
+            return p
+
+    rep = Report()
+    out, probs = process_tiles(
+        x.copy(), np.ones((1, 16, 16), bool), _Sure(), rem,
+        StreamConfig(tile=16, halo=0, batch=1, blend="full"), rep,
+    )  # fmt: skip
+    np.testing.assert_array_equal(out[0][..., :8], x[0][..., :8])
+    assert (probs[0, 2, :, :8] == 1.0).all()  # all its cloud probability moved to thick
+
+
 def test_stream_reports_kept_tiles_and_leaves_them_untouched(monkeypatch):
     from kumo_edge.stream import Report, StreamConfig, process_tiles
 

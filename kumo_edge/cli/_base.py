@@ -150,7 +150,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--models",
             metavar="hsi32|swir6|rgbn|rgb|DIR",
-            help="Model set: a shipped band set or a folder with detector.onnx and generator.onnx [default: the first shipped set the input can be resampled to; for `run`, the first with a remover of its own: hsi32, rgbn, rgb]. swir6 (Landsat / Sentinel-2 blue to SWIR-2) has a detector only; `run --models swir6` (experimental: on real Landsat-8 patches it corrupted a thick cloud over snow that its detector calls thin; README) removes with rgbn's physics remover widened to the six bands (the SWIR bands corrected and kept).",
+            help="Model set: a shipped band set or a folder with detector.onnx and generator.onnx [default: the first shipped set the input can be resampled to; for `run`, the first with a remover of its own: hsi32, rgbn, rgb]. swir6 (Landsat / Sentinel-2 blue to SWIR-2) has a detector only; `run --models swir6` (experimental: on real Landsat-8 patches it corrupted a thick cloud over snow that its detector calls thin, and it gains less than rgbn on most scenes; README) removes with rgbn's physics remover widened to the six bands (the SWIR bands corrected and kept).",
         ),
         click.option(
             "--threads",
