@@ -484,6 +484,19 @@ def removal_real_table(doc: dict) -> str:
         lines.append(
             f"| {m} | {sum(ch) / len(ch):.4f} ({max(ch):.4f}) | {sum(c >= 0.005 for c in ch)} | {thick} | {rice} |"
         )
+    other = doc.get("other_sensors")
+    if other:
+        ch = [v["not_cloud_change"] for v in other.values() if v["not_cloud_change"] is not None]
+        worst = max(other.items(), key=lambda kv: kv[1]["not_cloud_change"] or 0.0)
+        lines += [
+            "",
+            f"Other sensors' real clouds ({len(other)} labelled patches: "
+            + ", ".join(sorted({v["sensor"] for v in other.values()}))
+            + "; each in its own bands, default model choice): pixels labelled not cloud changed "
+            f"by {np.mean(ch):.4f} on average, at most {worst[1]['not_cloud_change']:.4f} "
+            f"({worst[0]}; target < 0.005); the cloud-labelled ones by "
+            f"{np.mean([v['cloud_change'] for v in other.values() if v['cloud_change'] is not None]):.3f}.",
+        ]
     if doc.get("clear_scenes"):
         lines += ["", clear_scenes_table(doc["clear_scenes"])]
     return "\n".join(lines)
