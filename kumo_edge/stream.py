@@ -659,8 +659,11 @@ def _physics_batch(
     # the batch's parameters and spectral fits at once (the fit runs one tile per thread)
     sel = batch_index(idx)
     params, fits = remover.estimate(tiles[sel], valid[sel])
+    veto = getattr(remover, "thick_veto", None)
     for j, n in enumerate(int(i) for i in idx):
         sel = slice(n, n + 1)
+        # the detector's sure thick calls, read before the probabilities are moved below
+        sure = None if veto is None else (probs[n, 2] >= veto) & valid[n]
         _, _, thick, verdicts = remover.correct(
             tiles[sel],
             probs[sel, 0],
@@ -678,6 +681,8 @@ def _physics_batch(
             rec["optical_depth_gain"] = round(float(fits[j, 1]), 3)
         if direction is not None and direction[0] < 1:
             rec["direction_weight"] = round(float(direction[0]), 3)
+        if sure is not None and sure.any():  # kept as input as the detector is sure of thick
+            rec["thick_by_detector"] = round(float(sure.sum() / max(int(valid[n].sum()), 1)), 4)
         if rec:
             fields[n] = rec
         if verdicts[0] is not None:

@@ -389,6 +389,7 @@ def test_pixels_the_detector_is_sure_are_thick_keep_their_input():
     )  # fmt: skip
     np.testing.assert_array_equal(out[0][..., :8], x[0][..., :8])
     assert (probs[0, 2, :, :8] == 1.0).all()  # all its cloud probability moved to thick
+    assert rep.tiles[0]["thick_by_detector"] == 0.5  # the report says why
 
 
 def test_stream_reports_kept_tiles_and_leaves_them_untouched(monkeypatch):
