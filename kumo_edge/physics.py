@@ -63,9 +63,10 @@ stream), whatever the transmittance: on real clouds the network, trained on synt
 reads a bright, flat thick cloud as a thin cloud of albedo 1 over dark ground (optical depth
 0.6-0.8) and "removes" it into a spectrum no ground has (a real Landsat-8 patch of thick cloud
 over barren land: 0.69 0.63 0.66 0.69 -> 0.99 0.59 0.47 0.26), where the detector said thick
-with P 0.73. Measured 2026-12-06: on the 19 real L8 Biome patches with thick cloud the mean
-change of the pixels the truth calls thick falls from 0.036 to 0.021 (rgbn), and the removal
-cross-validation loses 0.05-0.2 dB (README, "Thick cloud the detector is sure of").
+with P 0.73. Measured 2026-12-06 (``bench.removal_real``): on the 20 real L8 Biome patches
+with thick cloud the mean change of the pixels the truth calls thick falls from 0.034 to 0.020
+(rgbn), and the removal cross-validation loses 0.05-0.22 dB (README, "Thick cloud the detector
+is sure of").
 
 **Brightness from a learned remover (optional).** Where the network under-reads the optical
 depth (measured with four bands: a tenth of the true depth on clouds finer than it was trained

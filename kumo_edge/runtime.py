@@ -430,16 +430,18 @@ SNOW_SPARE_NDSI = 0.7
 SNOW_NIR_RATIO = 0.7
 
 
-def _nir_band(bands: BandSet) -> int:
-    """The NIR band of :func:`snow_test` (760-900 nm, the middle one), or -1."""
+def _snow_bands(bands: BandSet) -> tuple[int, int, int] | None:
+    """The green, SWIR-1 and NIR band (760-900 nm, the middle one) of :func:`snow_test`, or
+    None where ``bands`` lacks one (or a visible band, as :func:`ambiguous_mask`)."""
+    _, green, swir = _ambiguous_bands(bands)
     nir = [i for i, c in enumerate(bands.centers_nm) if 760.0 <= c <= 900.0]
-    return nir[len(nir) // 2] if nir else -1
+    return (green, swir, nir[len(nir) // 2]) if green >= 0 and nir else None
 
 
 def tests_snow(bands: BandSet) -> bool:
     """Whether :func:`snow_test` can run on ``bands`` (a visible, a green, a NIR and a SWIR-1
     band)."""
-    return _ambiguous_bands(bands)[1] >= 0 and _nir_band(bands) >= 0
+    return _snow_bands(bands) is not None
 
 
 def snow_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.bool_] | None:
@@ -450,10 +452,10 @@ def snow_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.b
     it too (they are as snow-like in every band we have: :data:`SNOW_NDSI`); what it is for,
     sparing snow from the cloud removal (:func:`kumo_edge.stream.process_tiles`), keeps their
     input as well, which does no harm."""
-    if not tests_snow(bands):
+    idx = _snow_bands(bands)
+    if idx is None:
         return None
-    _, green, swir = _ambiguous_bands(bands)
-    g, s1, n = (cube[..., i, :, :] for i in (green, swir, _nir_band(bands)))
+    g, s1, n = (cube[..., i, :, :] for i in idx)
     return (
         _snow_like(g, s1, SNOW_SPARE_NDSI)
         & (g >= np.float32(SNOW_GREEN_MIN))
@@ -877,9 +879,9 @@ def _load_models(
             if name not in shipped:
                 continue
             if need_generator and "generator" not in shipped[name]:
-                # a detector-only set (swir6) serves `detect`; `run` takes it when named, with
-                # another set's remover widened to its bands (remover_source): on synthetic
-                # land that cost 0.2 dB on average against rgbn's own pair (README, Models)
+                # a detector-only set (swir6) serves `detect`; `run` takes it only when named,
+                # with another set's remover widened to its bands (remover_source): measured
+                # worse than rgbn's own pair on real and synthetic clouds (README, Models)
                 continue
             det = load_model(shipped[name]["detector"], providers, threads)
             try:

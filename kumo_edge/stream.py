@@ -321,8 +321,8 @@ class StreamProcessor:
         self.buf = np.zeros((nb, self.T, self.wp), np.uint16)  # counts of RING_STEP
         self._ones = np.ones(self.T, np.float32)  # row scale of plain input lines
         self.vbuf = np.zeros((self.T, self.wp), bool)
-        # where the INPUT's own bands tell snow (a green and a SWIR-1 band, which the models'
-        # band set may not have), snow keeps its input through the removal: the ring of those
+        # where the INPUT's own bands tell snow (a green, a NIR and a SWIR-1 band; the models'
+        # band set may lack SWIR), snow keeps its input through the removal: the ring of those
         # pixels beside the valid one (process_tiles, ``spare``)
         self.sbuf = (
             np.zeros((self.T, self.wp), bool)
