@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import RESULTS, ROOT, environment, time_it, write_json
+from export import trees as export_trees
 from export.detector import (
     CANON,
     VIEWS,
@@ -48,12 +49,26 @@ from kumo_edge.runtime import (
     shadow_rules,
     spectral_cloud_test,
 )
+from kumo_edge.trees import TreeOpinion, load_trees
 
 #: ukis-csmask's band names for the canonical bands.
 UKIS_BANDS = ["blue", "green", "red", "nir", "swir16", "swir22"]
 TEMPERATURES = np.exp(np.linspace(np.log(0.4), np.log(4.0), 41))
 #: Cloud thresholds of the trade-off curve (:func:`cloud_threshold_curve`).
 CURVE_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(12))
+
+
+#: Views whose shipped detector carries a tree ensemble (:mod:`kumo_edge.trees`).
+TREE_VIEWS = ("rgbn",)
+
+
+def fold_trees(train: list[dict], view: str, folder: Path) -> TreeOpinion:
+    """The trees of a fold (fitted on its training patches), cached in ``folder``."""
+    path = folder / f"{view}.trees.npz"
+    if not path.exists():
+        booster, _ = export_trees.train_view(train, view)
+        export_trees.save(booster, path, view, {"trained_on": sorted(p["name"] for p in train)})
+    return load_trees(path)
 
 
 def _ukis(cube: np.ndarray, view: str, level: str) -> np.ndarray:
@@ -289,11 +304,17 @@ def main() -> None:
     for k, test in enumerate(folds):
         run = ROOT / a.runs.format(k=k)
         net = load(run / "last.pt")
+        # the fold's second opinion: trees fitted on the same training patches (seconds)
+        ops = {
+            v: fold_trees([by_name[n] for n in by_name if n not in test], v, run / "onnx")
+            for v in TREE_VIEWS
+        }
         for view in VIEWS:
             path = run / "onnx" / f"{view}_int8.onnx"
             if not path.exists():
                 export_band_set(net, view, run / "onnx")
             m = load_model(path, threads=2)
+            m.use_trees(None)
             cloud_thr[(view, k)] = m.contract.cloud_threshold
             for name in test:
                 fold_of[name] = k
@@ -302,6 +323,11 @@ def main() -> None:
                     continue
                 pr = m.detect(x[None].astype(np.float32))[0]
                 pred[("ours", view)][name] = m.classify(pr[None])[0]
+                if ops.get(view) is not None:  # the network with the fold's trees
+                    m.use_trees(ops[view])
+                    both = m.detect(x[None].astype(np.float32))
+                    m.use_trees(None)
+                    pred[("ours_trees", view)][name] = m.classify(both)[0]
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
                 fullp[view][name] = pr.astype(np.float16)
         print(f"fold {k}: {len(test)} patches scored", flush=True)
@@ -461,10 +487,16 @@ def main() -> None:
     tile = np.random.default_rng(0).random((1, 4, 256, 256), dtype=np.float32) * 0.5
     prev = ROOT / "export" / "artifacts" / "rgbn" / "detector_previous_int8.onnx"
     new = ROOT / a.runs.format(k=0) / "onnx" / "rgbn_int8.onnx"
-    for label, path in (("previous rgbn detector", prev), ("band-agnostic rgbn detector", new)):
+    fold0_trees = load_trees(new.parent / "rgbn.trees.npz") if new.exists() else None
+    for label, path, op in (
+        ("previous rgbn detector", prev, None),
+        ("band-agnostic rgbn detector", new, None),
+        ("band-agnostic rgbn detector + trees", new, fold0_trees),
+    ):
         if path.exists():
             m = Model(path, threads=2)
-            ms = time_it(lambda m=m: m.run(tile), 20, warmup=1)["median_s"] * 1e3
+            m.use_trees(op)
+            ms = time_it(lambda m=m: m.detect(tile), 20, warmup=1)["median_s"] * 1e3
             speed[label] = {"ms_per_256_tile": ms, "mpx_per_s": 65536 / ms / 1e3}
     if peer:
         big = np.clip(by_name["ukis_sentinel2"]["cube"][:4], 0, 1)
@@ -495,6 +527,8 @@ def main() -> None:
         "speed": speed,
         "notes": [
             "ours: the fold's model, INT8, through kumo_edge.runtime at the contract's threshold",
+            "ours_trees: the same with the fold's tree ensemble (fitted on the fold's training "
+            "patches) as second opinion: P(cloud) the geometric mean of the two (kumo_edge.trees)",
             "ukis-csmask: 4-band model for rgbn, 6-band for swir6; l2a models on On-Cloud-N (L2A), l1c elsewhere",
             "ukis_* patches are the peer's own test files",
             "ours_shadow_op: the same models with a shadow operating point fitted cross-fold "

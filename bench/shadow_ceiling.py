@@ -47,7 +47,7 @@ def main() -> None:
             shadow = (illum < 0.9)[:, None]
             oracle = np.where(shadow, clear, out)
             probs = np.concatenate(
-                [det.detect(cloudy[i : i + 8]) for i in range(0, len(cloudy), 8)]
+                [det.removal_probabilities(cloudy[i : i + 8]) for i in range(0, len(cloudy), 8)]
             )
             cls = removal_classify(det, probs)
             crude = out.copy()

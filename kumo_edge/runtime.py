@@ -44,6 +44,7 @@ from .errors import (
 )
 from .physics import PhysicsRemover, as_remover
 from .remover import Remover
+from .trees import TreeOpinion, combine, load_trees, trees_path, try_bands
 
 logger = logging.getLogger(__name__)
 
@@ -727,6 +728,12 @@ class Model:
                 "wavelengths; the file is inconsistent (re-export it)"
             )
         self.providers = self.session.get_providers()
+        # a detector's second opinion, where a tree ensemble lies beside it (kumo_edge.trees)
+        self.trees: TreeOpinion | None = None
+        self._trees_matrix: npt.NDArray[np.float32] | None = None
+        tp = trees_path(self.path)
+        if self.contract.kind == "detector" and tp.is_file():
+            self.use_trees(load_trees(tp))
 
     #: Whether :meth:`run` needs the detector's classes (no: the classical removers of
     #: :mod:`kumo_edge.baselines` do, and share this interface).
@@ -761,8 +768,48 @@ class Model:
         """A detector's class probabilities ``(N, 4, H, W)`` as the runtime uses them: the
         network's (:meth:`run`), then :func:`force_spectral_clouds` where the band set allows."""
         probs = self.run(batch)
+        self.second_opinion(batch, probs)
         force_spectral_clouds(batch, probs, self.bands)
         return probs
+
+    def removal_probabilities(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The class probabilities the removal is weighted by: :meth:`detect` without the
+        trees' second opinion (the stream does the same; see :mod:`kumo_edge.trees`)."""
+        probs = self.run(batch)
+        force_spectral_clouds(batch, probs, self.bands)
+        return probs
+
+    def use_trees(self, trees: TreeOpinion | None) -> None:
+        """Give this detector a tree ensemble as its second opinion (None: the network alone)."""
+        self.trees = trees
+        self._trees_matrix = None if trees is None else try_bands(trees, self.contract.bands)
+        if _ambiguous_bands(self.contract.bands)[1] >= 0:
+            # a band set with green and SWIR-1: the spectral cloud test has the last word
+            # (force_spectral_clouds), which a combined probability would undo
+            self._trees_matrix = None
+
+    def second_opinion(
+        self, batch: npt.NDArray[np.float32], probs: npt.NDArray[np.float32]
+    ) -> bool:
+        """Where a tree ensemble lies beside this detector and its band set feeds it, the cloud
+        probability of ``probs`` ``(N, 4, H, W)`` becomes the geometric mean of the network's
+        and the trees' (:func:`kumo_edge.trees.combine`), in place. Returns whether it did."""
+        p = self.tree_probability(batch)
+        if p is None:
+            return False
+        combine(probs, p)
+        return True
+
+    def tree_probability(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
+        """The trees' P(cloud) ``(N, H, W)`` for ``batch`` (None without usable trees)."""
+        if self.trees is None or self._trees_matrix is None:
+            return None
+        d = self.trees.down
+        if batch.shape[2] % d or batch.shape[3] % d:
+            raise ShapeError(
+                f"tile sides must be multiples of {d}, got {batch.shape[2]} x {batch.shape[3]}"
+            )
+        return self.trees.predict(batch, self._trees_matrix)
 
     def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Run on ``(N, C, H, W)`` float32 reflectance; returns the model's output."""

@@ -71,6 +71,7 @@ from .tiling import (
     extract_tiles,
     taper,
 )
+from .trees import combine
 
 #: Class codes of the output mask.
 NODATA, CLEAR, THIN, THICK, SHADOW = 0, 1, 2, 3, 4
@@ -730,16 +731,21 @@ def process_tiles(
         [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]
     )
     force_spectral_clouds(tiles, probs, detector.bands)  # as Model.detect
+    # the trees' second opinion (where the detector has one) shapes the mask and the report,
+    # not the removal: the removal's weights and tiles stay the network's (measured: weighted
+    # by the combined probability, the rgbn removal cross-validation fell 4.09 -> 3.89 dB)
+    p_trees = detector.tree_probability(tiles) if hasattr(detector, "tree_probability") else None
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
     # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud)
-    amb_px = ambiguous_masks(tiles, probs, detector.bands)
+    mask_probs = probs
+    if p_trees is not None:
+        mask_probs = probs.copy()
+        combine(mask_probs, p_trees)
+    amb_px = ambiguous_masks(tiles, mask_probs, detector.bands)
     counts = tile_counts(detector, probs, cls, valid, amb_px)
     frac, rshadow = _fractions(counts)
     n_valid = np.maximum(counts[:, _rk.N_VALID], 1)
-    amb = counts[:, _rk.N_AMBIGUOUS] / n_valid
-    # the physics remover may move cloud between thin and thick, never in or out of cloud
-    drop = _drop(counts[:, _rk.N_CLOUD_NOT_AMBIGUOUS], counts[:, _rk.N_VALID], cfg.drop_fraction)
     contract = getattr(detector, "contract", None)
     darker = getattr(contract, "shadow_darker", 0.0)
     # the darkness rule compares the input, which the removal below overwrites
@@ -782,11 +788,17 @@ def process_tiles(
     rep.seconds["generate"] += time.perf_counter() - t0
     out = tiles
     removed = set(todo.tolist()) - set(kept)
-    if getattr(generator, "physics", False) and len(todo):
-        # the physics remover moved thin/thick by transmittance: count again
+    if p_trees is not None:  # the mask's probabilities from here on
+        combine(probs, p_trees)
+    if p_trees is not None or (getattr(generator, "physics", False) and len(todo)):
+        # the physics remover moved thin/thick by transmittance, the trees cloud or not
+        # cloud: count again
         cls = detector.classify(probs, axis=1)
         counts = tile_counts(detector, probs, cls, valid, amb_px)
         frac, rshadow = _fractions(counts)
+    amb = counts[:, _rk.N_AMBIGUOUS] / n_valid
+    # the physics remover may move cloud between thin and thick, never in or out of cloud
+    drop = _drop(counts[:, _rk.N_CLOUD_NOT_AMBIGUOUS], counts[:, _rk.N_VALID], cfg.drop_fraction)
     gone = np.zeros(len(tiles), np.int64)
     if shadow_rules(probs, ref, valid, darker, classes=cls, withdrawn_valid=gone):
         # shadow calls without cloud in the tile, or on ground as bright as the tile's clear

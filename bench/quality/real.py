@@ -102,7 +102,7 @@ def l8_removal(bands: str = "rgbn") -> tuple[dict, list]:
         h2, w2 = h - h % 32, w - w % 32
         x = np.ascontiguousarray(x[:, :, :h2, :w2])
         truth = p["classes"][:h2, :w2]
-        probs = det.detect(x)
+        probs = det.removal_probabilities(x)
         cls = removal_classify(det, probs)
         y = {
             "HOT": _as_runtime(x, HazeOptimizedTransform(det.bands).run(x, cls), probs, cls)[0],

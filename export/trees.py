@@ -1,0 +1,202 @@
+"""Train the detector's second opinion: gradient-boosted trees on the real labelled patches.
+
+    python -m export.trees train --view rgbn --out kumo_edge/models/rgbn/detector.trees.npz
+    python -m export.trees cv --view rgbn            # out-of-fold score, the trees alone
+
+The runtime side (features, the flattened trees, how the opinion is combined with the
+network's) is :mod:`kumo_edge.trees`; this module builds the training table from the real
+patches through the runtime's own feature function (each patch cut into the 256-px tiles the
+stream cuts, so features see what they will see in flight), fits LightGBM (``pip install
+lightgbm``, ground side only) and flattens its trees into the ``.npz`` the runtime reads.
+
+Target per coarse pixel: the share of cloud (thin or thick) among its labelled pixels (a block
+at least half labelled; cross-entropy on that share). Each training patch gives the same number
+of coarse pixels (so the 512-px patches do not outweigh the 256-px ones), drawn at random.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from kumo_edge.trees import CANONICAL, FORMAT, TreeOpinion, coarse_canonical, features, load_trees
+
+log = logging.getLogger(__name__)
+
+#: Settings of the shipped ensembles (chosen on one seed of the detector's cross-validation:
+#: README, "A second opinion from trees").
+DOWN = 4
+WINDOWS = (3, 9, 31)
+EXTREME = 5
+TREES = 100
+LEAVES = 16
+DEPTH = 4  # complete trees of this depth: the runtime walks them without branches
+TILE = 256
+PER_PATCH = 1875  # coarse pixels per training patch (30,000 full-resolution pixels' worth)
+VIEW_BANDS = {"rgbn": 4, "rgb": 3}
+
+
+def patch_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(P, F)`` and cloud shares ``(P,)`` (NaN: too little labelled) of one real
+    patch (:func:`export.detector.real_patches`) in its 256-px tiles, over ``k`` canonical bands."""
+    from kumo_edge.bands import resampling_matrix
+
+    m = resampling_matrix(p["bands"], CANONICAL.subset(range(k)), tolerance_nm=60.0)
+    cube = np.clip(p["cube"], 0, None).astype(np.float32)
+    lab = p["labels"]
+    cloud = np.where(np.isin(lab, (1, 2, 4)), 1.0, np.where(np.isin(lab, (0, 3, 5)), 0.0, np.nan))
+    xs, ys = [], []
+    h, w = lab.shape
+    t, d = TILE, DOWN
+    for i in range(0, h - t + 1, t):
+        for j in range(0, w - t + 1, t):
+            c = coarse_canonical(cube[None, :, i : i + t, j : j + t], m.astype(np.float32), d)
+            f = features(c, WINDOWS, EXTREME)[0]
+            xs.append(f.reshape(f.shape[0], -1).T)
+            y = cloud[i : i + t, j : j + t].reshape(t // d, d, t // d, d)
+            n = np.isfinite(y).sum((1, 3))
+            share = np.nansum(y, (1, 3)) / np.maximum(n, 1)
+            ys.append(np.where(n >= d * d / 2, share, np.nan).reshape(-1))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def fit(tables: list[tuple[np.ndarray, np.ndarray]], seed: int = 0):
+    """A LightGBM booster on ``PER_PATCH`` coarse pixels drawn from each patch's table."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for x, y in tables:
+        ok = np.flatnonzero(np.isfinite(y))
+        s = rng.choice(ok, min(PER_PATCH, ok.size), replace=False)
+        xs.append(x[s])
+        ys.append(y[s])
+    model = lgb.LGBMRegressor(
+        objective="cross_entropy",
+        n_estimators=TREES,
+        learning_rate=0.15,
+        num_leaves=LEAVES,
+        max_depth=DEPTH,
+        min_child_samples=20,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        n_jobs=2,
+        random_state=seed,
+        verbose=-1,
+    )
+    model.fit(np.concatenate(xs), np.concatenate(ys))
+    return model.booster_
+
+
+def flatten(booster, depth: int = DEPTH) -> dict[str, np.ndarray]:
+    """LightGBM trees as the runtime's complete binary trees of ``depth`` (``feat``, ``thr``
+    per internal node in breadth-first order, ``leaf`` values left to right): a leaf LightGBM
+    placed higher up is pushed down through splits that always go left (threshold +inf), its
+    value copied to every leaf below. Thresholds become the largest float32 not above
+    LightGBM's double, so a float32 feature goes the same way as in LightGBM."""
+    trees = booster.dump_model()["tree_info"]
+    n_int, n_leaf = 2**depth - 1, 2**depth
+    feat = np.zeros((len(trees), n_int), np.int32)
+    thr = np.full((len(trees), n_int), np.inf, np.float32)
+    leaf = np.zeros((len(trees), n_leaf), np.float64)
+
+    def place(t: int, node: dict, k: int, level: int) -> None:
+        if "leaf_value" in node:  # fill the subtree below k with this value
+            lo, hi = k, k
+            while lo < n_int:
+                lo, hi = 2 * lo + 1, 2 * hi + 2
+            leaf[t, lo - n_int : hi - n_int + 1] = node["leaf_value"]
+            return
+        if level >= depth:
+            raise ValueError(f"tree {t} is deeper than {depth}")
+        if node["decision_type"] != "<=":
+            raise ValueError(f"unsupported split {node['decision_type']!r}")
+        th = np.float32(node["threshold"])
+        if float(th) > node["threshold"]:
+            th = np.nextafter(th, np.float32(-np.inf))
+        feat[t, k], thr[t, k] = node["split_feature"], th
+        place(t, node["left_child"], 2 * k + 1, level + 1)
+        place(t, node["right_child"], 2 * k + 2, level + 1)
+
+    for t, info in enumerate(trees):
+        place(t, info["tree_structure"], 0, 0)
+    return {"feat": feat, "thr": thr, "leaf": leaf}
+
+
+def save(booster, path: Path, view: str, meta: dict) -> TreeOpinion:
+    """Write the runtime's ``.npz`` and check it reproduces the booster's raw scores."""
+    arrays = flatten(booster)
+    info = {
+        "format": FORMAT,
+        "down": DOWN,
+        "depth": DEPTH,
+        "windows": list(WINDOWS),
+        "extreme": EXTREME,
+        "canonical_bands": VIEW_BANDS[view],
+        "view": view,
+        **meta,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(tmp, meta=np.array(json.dumps(info)), **arrays)
+    tmp.replace(path)
+    op = load_trees(path)
+    return op
+
+
+def train_view(patches: list[dict], view: str, seed: int = 0):
+    k = VIEW_BANDS[view]
+    tables = [patch_table(p, k) for p in patches]
+    return fit(tables, seed), tables
+
+
+def main(argv: list[str] | None = None) -> None:
+    from export.detector import cv_folds, real_patches
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="fit on every real patch and write the runtime's .npz")
+    t.add_argument("--view", choices=sorted(VIEW_BANDS), default="rgbn")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("cv", help="out-of-fold accuracy of the trees alone (4 folds by patch)")
+    c.add_argument("--view", choices=sorted(VIEW_BANDS), default="rgbn")
+    c.add_argument("--folds", type=int, default=4)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    patches = real_patches()
+    if a.cmd == "train":
+        booster, _ = train_view(patches, a.view, a.seed)
+        save(
+            booster,
+            a.out,
+            a.view,
+            {
+                "trained_on": sorted(p["name"] for p in patches),
+                "command": f"python -m export.trees train --view {a.view} --out {a.out} --seed {a.seed}",
+            },
+        )
+        log.info("wrote %s", a.out)
+        return
+    by = {p["name"]: p for p in patches}
+    k = VIEW_BANDS[a.view]
+    tables = {n: patch_table(p, k) for n, p in by.items()}
+    right = total = 0
+    for held in cv_folds(patches, a.folds):
+        booster = fit([tables[n] for n in by if n not in held])
+        for n in held:
+            x, y = tables[n]
+            ok = np.isfinite(y)
+            p = booster.predict(x[ok])
+            right += float(((p >= 0.5) == (y[ok] >= 0.5)).sum())
+            total += int(ok.sum())
+    log.info("%s: coarse-pixel accuracy out of fold %.3f over %d", a.view, right / total, total)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The detector's second opinion (kumo_edge.trees): features, the flattened trees, the file,
+how the opinion combines with the network's, and that it shapes the mask, never the removal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kumo_edge.errors import BandMappingError, ModelContractError
+from kumo_edge.runtime import load_model, shipped_models
+from kumo_edge.trees import (
+    CANONICAL,
+    FORMAT,
+    _box,
+    _extreme,
+    coarse_canonical,
+    combine,
+    features,
+    load_trees,
+    trees_path,
+)
+
+RGBN = shipped_models()["rgbn"]["detector"]
+
+
+def test_box_and_extreme_filters_match_brute_force():
+    a = np.random.default_rng(0).random((2, 11, 13)).astype(np.float32)
+    w = 5
+    r = w // 2
+    pr = np.pad(a, ((0, 0), (r, r), (r, r)), mode="reflect")
+    pe = np.pad(a, ((0, 0), (r, r), (r, r)), mode="edge")
+    want_mean = np.empty_like(a)
+    want_min = np.empty_like(a)
+    for i in range(11):
+        for j in range(13):
+            want_mean[:, i, j] = pr[:, i : i + w, j : j + w].mean((1, 2))
+            want_min[:, i, j] = pe[:, i : i + w, j : j + w].min((1, 2))
+    np.testing.assert_allclose(_box(a, w), want_mean, atol=1e-6)
+    np.testing.assert_array_equal(_extreme(a, w, np.minimum), want_min)
+
+
+def test_coarse_canonical_is_block_mean_then_band_map_then_clip():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-0.1, 1.2, (2, 3, 8, 12)).astype(np.float32)
+    m = rng.uniform(0, 1, (4, 3)).astype(np.float32)
+    got = coarse_canonical(x, m, 4)
+    block = x.reshape(2, 3, 2, 4, 3, 4).mean((3, 5))
+    want = np.clip(np.einsum("kc,nchw->nkhw", m, block), 0, 1)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_combine_is_the_geometric_mean_and_keeps_the_networks_splits():
+    rng = np.random.default_rng(2)
+    p = rng.dirichlet(np.ones(4), (3, 5, 5)).transpose(0, 3, 1, 2).astype(np.float32)
+    pt = rng.random((3, 5, 5)).astype(np.float32)
+    q = p.copy()
+    combine(q, pt)
+    np.testing.assert_allclose(q.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(q[:, 1] + q[:, 2], np.sqrt((p[:, 1] + p[:, 2]) * pt), atol=1e-6)
+    np.testing.assert_allclose(q[:, 1] / q[:, 2], p[:, 1] / p[:, 2], rtol=1e-4)
+    np.testing.assert_allclose(q[:, 0] / q[:, 3], p[:, 0] / p[:, 3], rtol=1e-4)
+
+
+def test_shipped_trees_load_and_reproduce_lightgbm():
+    """The shipped file walks to the same raw scores as the booster it was flattened from, on
+    features of random tiles (export.trees writes both; skipped without lightgbm)."""
+    lgb = pytest.importorskip("lightgbm")
+    from export import trees as et
+
+    op = load_trees(trees_path(RGBN))
+    assert op.meta["format"] == FORMAT and op.meta["view"] == "rgbn"
+    rng = np.random.default_rng(3)
+    x = rng.random((300, op.n_features)).astype(np.float32)
+    y = (x[:, 3] + 0.3 * rng.random(300) > 0.6).astype(float)
+    booster = lgb.train(
+        {"objective": "cross_entropy", "num_leaves": 16, "max_depth": 4, "verbose": -1,
+         "min_data_in_leaf": 5},
+        lgb.Dataset(x, y),
+        num_boost_round=20,
+    )  # fmt: skip
+    flat = et.flatten(booster)
+    from kumo_edge.trees import _predict
+
+    raw = np.empty(len(x))
+    _predict(np.ascontiguousarray(x.T), flat["feat"], flat["thr"], flat["leaf"], raw)
+    np.testing.assert_allclose(raw, booster.predict(x, raw_score=True), atol=1e-9)
+
+
+def _copy_detector(tmp_path: Path) -> Path:
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(RGBN, d / "detector.onnx")
+    return d / "detector.onnx"
+
+
+def test_corrupt_or_inconsistent_tree_file_is_refused_in_one_line(tmp_path):
+    det = _copy_detector(tmp_path)
+    trees_path(det).write_bytes(b"not a zip")
+    with pytest.raises(ModelContractError, match="not a readable tree ensemble"):
+        load_model(det)
+    with np.load(trees_path(RGBN)) as z:
+        d = {k: z[k] for k in z.files}
+    d["leaf"] = d["leaf"][:, :-1]  # not 2**D leaves
+    np.savez(trees_path(det), **d)
+    with pytest.raises(ModelContractError, match="inconsistent tree arrays"):
+        load_model(det)
+    meta = json.loads(str(d["meta"]))
+    meta["format"] = FORMAT + 1
+    with np.load(trees_path(RGBN)) as z:
+        d = {k: z[k] for k in z.files}
+    d["meta"] = np.array(json.dumps(meta))
+    np.savez(trees_path(det), **d)
+    with pytest.raises(ModelContractError, match="format"):
+        load_model(det)
+
+
+def test_trees_beside_a_detector_shape_its_mask_not_its_removal(tmp_path):
+    det = _copy_detector(tmp_path)
+    plain = load_model(det, threads=1)
+    assert plain.trees is None
+    shutil.copy(trees_path(RGBN), trees_path(det))
+    m = load_model(det, threads=1)
+    assert m.trees is not None and len(m.trees.bands) == 4
+    x = np.random.default_rng(4).uniform(0.02, 0.6, (1, 4, 64, 64)).astype(np.float32)
+    x[..., 20:44, 20:44] = 0.55  # a bright flat patch: the two opinions differ there
+    net = plain.detect(x)
+    both = m.detect(x)
+    np.testing.assert_array_equal(m.removal_probabilities(x), net)
+    pt = m.tree_probability(x)
+    want = net.copy()
+    combine(want, pt)
+    np.testing.assert_allclose(both, want, atol=1e-6)
+    assert np.abs((both[:, 1] + both[:, 2]) - (net[:, 1] + net[:, 2])).max() > 0.05
+
+
+def test_stream_output_is_the_networks_and_the_mask_the_combined(tmp_path):
+    """Same tiles through the stream's tile step with and without the trees: the removed
+    output is identical (the removal is weighted by the network), the probabilities returned
+    for the mask are the combined ones."""
+    from kumo_edge.runtime import load_models
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
+
+    det_path = _copy_detector(tmp_path)
+    plain = load_model(det_path, threads=1)
+    shutil.copy(trees_path(RGBN), trees_path(det_path))
+    with_trees = load_model(det_path, threads=1)
+    _, gen, _ = load_models("rgbn", plain.bands, threads=1)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.02, 0.3, (2, 4, 256, 256)).astype(np.float32)
+    x[:, :, 60:180, 40:200] = x[:, :, 60:180, 40:200] * 0.6 + 0.35  # a thin cloud
+    valid = np.ones((2, 256, 256), bool)
+    cfg = StreamConfig()
+    out0, p0 = process_tiles(x.copy(), valid, plain, gen, cfg, Report())
+    out1, p1 = process_tiles(x.copy(), valid, with_trees, gen, cfg, Report())
+    assert np.abs(out0 - x).max() > 0.05  # the removal acted
+    np.testing.assert_array_equal(out1, out0)
+    assert not np.allclose(p1, p0)
+    pt = with_trees.tree_probability(x)
+    cloud0, cloud1 = p0[:, 1] + p0[:, 2], p1[:, 1] + p1[:, 2]
+    np.testing.assert_allclose(cloud1, np.sqrt(np.clip(cloud0, 0, 1) * pt), atol=1e-5)
+
+
+def test_the_trees_read_the_canonical_vnir_bands():
+    assert len(CANONICAL) == 4
+    op = load_trees(trees_path(RGBN))
+    with pytest.raises(BandMappingError):
+        op.matrix(CANONICAL.subset(range(3)))  # no NIR band: the rgbn trees cannot be fed
+    x = np.zeros((1, 4, 16, 16), np.float32)
+    assert (
+        features(coarse_canonical(x, op.matrix(CANONICAL), 4), op.windows, op.extreme).shape[1]
+        == op.n_features
+    )
