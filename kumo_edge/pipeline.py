@@ -307,6 +307,13 @@ def model_files(detector: Model, remover: Remover | None) -> dict[str, dict[str,
             }
             if getattr(m, "view", None) is not None:
                 out[role]["bands_read"] = [int(i) for i in m.view]  # of the detector's bands
+    if getattr(detector, "uses_trees", False):
+        trees = detector.trees
+        st = trees.path.stat()  # the mask's second opinion (kumo_edge.trees)
+        out["detector_trees"] = {
+            "file": f"{trees.path.parent.name}/{trees.path.name}",
+            "sha256": file_sha256(trees.path, st.st_size, st.st_mtime_ns),
+        }
     return out
 
 

@@ -90,6 +90,9 @@ class RunOptions:
         output_dtype: ``auto`` (uint16 for integer input, else float32), ``uint16``, ``float32``.
         compress: Compression of the cleaned output: ``zstd``, ``deflate`` or ``none``.
         allow_8bit: Let model removers run on 8-bit input (refused by default).
+        trees: The detector's tree ensemble, where one ships beside it (rgbn), gives its second
+            opinion on cloud for the mask and the report (:mod:`kumo_edge.trees`); False: the
+            network alone. The removal is the network's either way.
         shadow_threshold: Overrides the detector's shadow operating point (contract
             ``shadow_threshold``): shadow where P(shadow) / (P(shadow) + P(clear)) exceeds it;
             0.5 is "the larger of the two" (fewer, surer shadow pixels).
@@ -111,6 +114,7 @@ class RunOptions:
     compress: str = "zstd"
     allow_8bit: bool = False
     shadow_threshold: float | None = None
+    trees: bool = True
     overwrite: bool = False
     source: Source = field(default_factory=Source)
 
@@ -307,6 +311,8 @@ def _models(
         o.models, bands, list(o.providers), o.threads, need_generator=o.remove, method=o.method
     )
     meta["models"], meta["method"] = name, o.method if o.remove else None
+    if not o.trees:
+        det.use_trees(None)
     meta["model_files"] = model_files(det, gen)
     meta["shadow_threshold"] = _shadow_point(det, o)
     meta["output_dtype"] = output_dtype(o.output_dtype, input_dtype)

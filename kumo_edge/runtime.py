@@ -779,6 +779,11 @@ class Model:
         force_spectral_clouds(batch, probs, self.bands)
         return probs
 
+    @property
+    def uses_trees(self) -> bool:
+        """Whether :meth:`detect` and the stream's mask take a tree ensemble's second opinion."""
+        return self.trees is not None and self._trees_matrix is not None
+
     def use_trees(self, trees: TreeOpinion | None) -> None:
         """Give this detector a tree ensemble as its second opinion (None: the network alone)."""
         self.trees = trees
@@ -802,7 +807,7 @@ class Model:
 
     def tree_probability(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         """The trees' P(cloud) ``(N, H, W)`` for ``batch`` (None without usable trees)."""
-        if self.trees is None or self._trees_matrix is None:
+        if not self.uses_trees:
             return None
         d = self.trees.down
         if batch.shape[2] % d or batch.shape[3] % d:

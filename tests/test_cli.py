@@ -294,6 +294,25 @@ def test_shadow_threshold_option(tmp_path: Path, sample_path: Path) -> None:
     assert e.exit_code == 2
 
 
+def test_trees_option_and_report(tmp_path: Path, sample_path: Path) -> None:
+    """rgbn's mask takes its trees' second opinion by default (the report names the file);
+    --no-trees gives the network's mask; the cleaned output is the same either way."""
+    cloudy = tmp_path / "cloudy.tif"
+    run("synth", sample_path, cloudy, "--cover", "0.5", "--seed", "3")
+    masks, outs = {}, {}
+    for flag in ("--trees", "--no-trees"):
+        m, r, o = tmp_path / f"m{flag}.tif", tmp_path / f"r{flag}.json", tmp_path / f"o{flag}.tif"
+        run("run", cloudy, o, "--mask", m, "--report", r, "--models", "rgbn", flag)
+        rep = json.loads(r.read_text())
+        assert ("detector_trees" in rep["model_files"]) == (flag == "--trees")
+        with rasterio.open(m) as ds:
+            masks[flag] = ds.read(1)
+        with rasterio.open(o) as ds:
+            outs[flag] = ds.read()
+    np.testing.assert_array_equal(outs["--trees"], outs["--no-trees"])
+    assert (masks["--trees"] != masks["--no-trees"]).mean() > 0.001
+
+
 def test_benchmark_records_the_interpreter_and_its_optional_packages(tmp_path: Path) -> None:
     """The file-path benchmark says which interpreter ran its passes and what it can import
     beyond the runtime (a flight install imports none of these; SciPy slows numba's start)."""
