@@ -49,7 +49,7 @@ from kumo_edge.runtime import (
     shadow_rules,
     spectral_cloud_test,
 )
-from kumo_edge.trees import TreeOpinion, load_trees
+from kumo_edge.trees import TreeOpinion, combine, load_trees
 
 #: ukis-csmask's band names for the canonical bands.
 UKIS_BANDS = ["blue", "green", "red", "nir", "swir16", "swir22"]
@@ -69,6 +69,19 @@ def fold_trees(train: list[dict], view: str, folder: Path) -> TreeOpinion:
         booster, _ = export_trees.train_view(train, view)
         export_trees.save(booster, path, view, {"trained_on": sorted(p["name"] for p in train)})
     return load_trees(path)
+
+
+def tiled_tree_probability(op: TreeOpinion, cube: np.ndarray, bands) -> np.ndarray:  # noqa: ANN001
+    """The trees' P(cloud) ``(1, H, W)`` of a patch ``(C, H, W)`` taken in the 256-px tiles the
+    stream cuts (as the trees were fitted), not the whole patch at once."""
+    m = op.matrix(bands)
+    h, w = cube.shape[1:]
+    out = np.empty((1, h, w), np.float32)
+    for i in range(0, h, 256):
+        for j in range(0, w, 256):
+            t = np.ascontiguousarray(cube[None, :, i : i + 256, j : j + 256], np.float32)
+            out[:, i : i + 256, j : j + 256] = op.predict(t, m)
+    return out
 
 
 def _ukis(cube: np.ndarray, view: str, level: str) -> np.ndarray:
@@ -324,9 +337,8 @@ def main() -> None:
                 pr = m.detect(x[None].astype(np.float32))[0]
                 pred[("ours", view)][name] = m.classify(pr[None])[0]
                 if ops.get(view) is not None:  # the network with the fold's trees
-                    m.use_trees(ops[view])
-                    both = m.detect(x[None].astype(np.float32))
-                    m.use_trees(None)
+                    both = pr[None].copy()
+                    combine(both, tiled_tree_probability(ops[view], x, CANON.subset(VIEWS[view])))
                     pred[("ours_trees", view)][name] = m.classify(both)[0]
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
                 fullp[view][name] = pr.astype(np.float16)

@@ -542,6 +542,7 @@ def clear_scenes_table(scenes: dict) -> str:
 METHOD_NAMES = {
     "ours": "ours (shadow at 0.5)",
     "ours_shadow_op": "ours, shipped shadow point",
+    "ours_trees": "ours + trees, as shipped since 2026-12-06 evening (shadow at 0.5)",
     "shipped": "ours, the recipe shipped for this band set (shadow at 0.5)",
     "shipped_shadow_op": "ours, the recipe shipped for this band set, shipped shadow point",
 }
@@ -616,6 +617,7 @@ def detector_real_table(doc: dict) -> str:
         for method in (
             "ours",
             "ours_shadow_op",
+            "ours_trees",
             "shipped",
             "shipped_shadow_op",
             "ukis_csmask",
@@ -636,10 +638,11 @@ def detector_real_table(doc: dict) -> str:
                 f"{w['accuracy']:.1%} / {w['false_positive_rate']:.1%} | {snow} | {shadow} |"
             )
     # ours (and the recipe shipped for the band set) against the peer, on the same patches
+    suffix = {"shipped": " (the recipe shipped for this band set)", "ours_trees": " + trees"}
     pairs = [
-        (view + (" (the recipe shipped for this band set)" if method == "shipped" else ""), m, p)
+        (view + suffix.get(method, ""), m, p)
         for view in ("rgbn", "swir6")
-        for method in ("ours", "shipped")
+        for method in ("ours", "ours_trees", "shipped")
         if (m := res.get(f"{method}/{view}", {})).get("per_patch")
         and (p := res.get(f"ukis_csmask/{view}", {})).get("per_patch")
     ]

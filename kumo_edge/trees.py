@@ -43,61 +43,31 @@ from .errors import BandMappingError, ModelContractError
 CANONICAL = sensor_profile("rgbn-swir").bands.subset(range(4))
 #: File format version of ``*.trees.npz``.
 FORMAT = 1
-_EPS = np.float32(1e-4)
 
 
-def _box(a: npt.NDArray[np.float32], w: int) -> npt.NDArray[np.float32]:
-    """Mean over a ``w`` x ``w`` window (reflected at the edges) of each plane of ``a`` (N, h, w)."""
-    r = w // 2
-    p = np.pad(a, ((0, 0), (r, r), (r, r)), mode="reflect").astype(np.float64)
-    c = np.zeros((p.shape[0], p.shape[1] + 1, p.shape[2] + 1))
-    np.cumsum(np.cumsum(p, 1), 2, out=c[:, 1:, 1:])
-    h, wd = a.shape[1:]
-    s = c[:, w : w + h, w : w + wd] - c[:, :h, w : w + wd] - c[:, w : w + h, :wd] + c[:, :h, :wd]
-    return (s / (w * w)).astype(np.float32)
-
-
-def _extreme(a: npt.NDArray[np.float32], w: int, op: np.ufunc) -> npt.NDArray[np.float32]:
-    """Minimum or maximum (``op``) over a ``w`` x ``w`` window (edges repeated), per plane."""
-    r = w // 2
-    h, wd = a.shape[1:]
-    p = np.pad(a, ((0, 0), (r, r), (r, r)), mode="edge")
-    rows = p[:, :, 0:wd].copy()
-    for d in range(1, w):
-        op(rows, p[:, :, d : d + wd], out=rows)
-    out = rows[:, 0:h].copy()
-    for d in range(1, w):
-        op(out, rows[:, d : d + h], out=out)
-    return out
+def n_features(k: int, n_windows: int) -> int:
+    """Features per pixel over ``k`` canonical bands (3 or 4) and ``n_windows`` windows."""
+    return 7 + (3 if k > 3 else 0) + (2 if k > 3 else 1) * (3 * n_windows + 3)
 
 
 def features(
     canon: npt.NDArray[np.float32], windows: tuple[int, ...], extreme: int
 ) -> npt.NDArray[np.float32]:
     """Per-pixel features ``(N, F, h, w)`` of coarse canonical tiles ``canon`` ``(N, K, h, w)``
-    (K = 3: blue, green, red; 4: and NIR), reflectance in [0, 1]."""
-    b, g, r = canon[:, 0], canon[:, 1], canon[:, 2]
-    n = canon[:, 3] if canon.shape[1] > 3 else None
-    vis = (b + g + r) / np.float32(3)
-    f = [
-        b,
-        g,
-        r,
-        vis,
-        (np.abs(b - vis) + np.abs(g - vis) + np.abs(r - vis)) / (vis + _EPS),
-        (b - r) / (b + r + _EPS),
-        b - np.float32(0.5) * r,
-    ]
-    if n is not None:
-        f += [n, (n - r) / (n + r + _EPS), n / (g + _EPS)]
-    for base in [vis] if n is None else [vis, n]:
-        for w in windows:
-            m = _box(base, w)
-            s = np.sqrt(np.maximum(_box(base * base, w) - m * m, 0))
-            f += [m, s, base - m]
-        f += [_extreme(base, extreme, np.minimum), _extreme(base, extreme, np.maximum)]
-        f += [np.abs(base - _box(base, 3))]
-    return np.stack(f, 1).astype(np.float32, copy=False)
+    (K = 3: blue, green, red; 4: and NIR), reflectance in [0, 1], in this order: blue, green,
+    red, visible mean v, whiteness (sum of |band - v| / v), (blue - red) / (blue + red),
+    blue - red / 2; with NIR: NIR, NDVI, NIR / green; then for v (and the NIR): per window
+    the local mean, standard deviation and the pixel minus the mean, the local minimum and
+    maximum over ``extreme`` x ``extreme`` (edges repeated), |pixel - its 3 x 3 mean|. Windows
+    are reflected at the tile's edges."""
+    n, k, h, w = canon.shape
+    if k not in (3, 4) or min(h, w) < 2:
+        raise ValueError(f"features of (N, 3 or 4, h >= 2, w >= 2) tiles, got {canon.shape}")
+    out = np.empty((n, n_features(k, len(windows)), h, w), np.float32)
+    _features(
+        np.ascontiguousarray(canon, np.float32), np.asarray(windows, np.int64), int(extreme), out
+    )
+    return out
 
 
 def coarse_canonical(
@@ -137,6 +107,125 @@ def _coarse(tiles, matrix, down, out):  # pragma: no cover - numba
                     v += matrix[q, b] * acc[b, x]
                 v *= inv
                 out[t, q, y, x] = min(max(v, np.float32(0)), np.float32(1))
+
+
+@nb.njit(inline="always")
+def _refl(i, n):  # pragma: no cover - numba
+    """Index ``i`` reflected into ``[0, n)`` about the edge pixels (numpy's ``reflect``)."""
+    while i < 0 or i >= n:
+        if i < 0:
+            i = -i
+        if i >= n:
+            i = 2 * n - 2 - i
+    return i
+
+
+@nb.njit(inline="always")
+def _clamp(i, n):  # pragma: no cover - numba
+    return 0 if i < 0 else (n - 1 if i >= n else i)
+
+
+@nb.njit(cache=True)
+def _box_into(a, w, tmp, out):  # pragma: no cover - numba
+    """``out`` = mean of ``a`` over a ``w`` x ``w`` window, edges reflected (numpy's
+    ``reflect``): running sums along rows, then along columns, in float64."""
+    h, wd = a.shape
+    r = w // 2
+    for y in range(h):
+        s = 0.0
+        for d in range(-r, r + 1):
+            s += a[y, _refl(d, wd)]
+        tmp[y, 0] = s
+        for x in range(1, wd):
+            s += a[y, _refl(x + r, wd)] - a[y, _refl(x - r - 1, wd)]
+            tmp[y, x] = s
+    inv = 1.0 / (w * w)
+    for x in range(wd):
+        s = 0.0
+        for d in range(-r, r + 1):
+            s += tmp[_refl(d, h), x]
+        out[0, x] = s * inv
+        for y in range(1, h):
+            s += tmp[_refl(y + r, h), x] - tmp[_refl(y - r - 1, h), x]
+            out[y, x] = s * inv
+
+
+@nb.njit(parallel=True, cache=True)
+def _features(canon, windows, extreme, out):  # pragma: no cover - numba
+    """:func:`features` into ``out``, one tile per thread."""
+    n, k, h, w = canon.shape
+    eps = np.float32(1e-4)
+    for t in nb.prange(n):
+        b, g, r = canon[t, 0], canon[t, 1], canon[t, 2]
+        o = out[t]
+        vis = np.empty((h, w), np.float64)
+        for y in range(h):
+            for x in range(w):
+                bb, gg, rr = b[y, x], g[y, x], r[y, x]
+                v = (bb + gg + rr) / np.float32(3)
+                vis[y, x] = v
+                o[0, y, x] = bb
+                o[1, y, x] = gg
+                o[2, y, x] = rr
+                o[3, y, x] = v
+                o[4, y, x] = (abs(bb - v) + abs(gg - v) + abs(rr - v)) / (v + eps)
+                o[5, y, x] = (bb - rr) / (bb + rr + eps)
+                o[6, y, x] = bb - np.float32(0.5) * rr
+        f = 7
+        if k > 3:
+            nn = canon[t, 3]
+            for y in range(h):
+                for x in range(w):
+                    o[7, y, x] = nn[y, x]
+                    o[8, y, x] = (nn[y, x] - r[y, x]) / (nn[y, x] + r[y, x] + eps)
+                    o[9, y, x] = nn[y, x] / (g[y, x] + eps)
+            f = 10
+        n_bases = 2 if k > 3 else 1
+        tmp = np.empty((h, w), np.float64)
+        m = np.empty((h, w), np.float64)
+        m2 = np.empty((h, w), np.float64)
+        sq = np.empty((h, w), np.float64)
+        for bi in range(n_bases):
+            base = vis if bi == 0 else canon[t, 3].astype(np.float64)
+            for y in range(h):
+                for x in range(w):
+                    sq[y, x] = base[y, x] * base[y, x]
+            for wi in range(len(windows)):
+                ww = windows[wi]
+                _box_into(base, ww, tmp, m)
+                _box_into(sq, ww, tmp, m2)
+                for y in range(h):
+                    for x in range(w):
+                        o[f, y, x] = m[y, x]
+                        o[f + 1, y, x] = np.sqrt(max(m2[y, x] - m[y, x] * m[y, x], 0.0))
+                        o[f + 2, y, x] = base[y, x] - m[y, x]
+                f += 3
+            er = extreme // 2
+            for y in range(h):
+                for x in range(w):
+                    lo = base[y, _clamp(x - er, w)]
+                    hi = lo
+                    for d in range(-er, er + 1):
+                        v = base[y, _clamp(x + d, w)]
+                        lo = min(lo, v)
+                        hi = max(hi, v)
+                    tmp[y, x] = lo
+                    m[y, x] = hi
+            for y in range(h):
+                for x in range(w):
+                    lo = tmp[_clamp(y - er, h), x]
+                    hi = m[_clamp(y - er, h), x]
+                    for d in range(-er, er + 1):
+                        lo = min(lo, tmp[_clamp(y + d, h), x])
+                        hi = max(hi, m[_clamp(y + d, h), x])
+                    o[f, y, x] = lo
+                    o[f + 1, y, x] = hi
+            f += 2
+            _box_into(base, 3, tmp, m)
+            for y in range(h):
+                for x in range(w):
+                    o[f, y, x] = abs(base[y, x] - m[y, x])
+            f += 1
 
 
 #: Pixels per parallel chunk of :func:`_predict`.

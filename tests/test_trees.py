@@ -15,32 +15,57 @@ from kumo_edge.runtime import load_model, shipped_models
 from kumo_edge.trees import (
     CANONICAL,
     FORMAT,
-    _box,
-    _extreme,
     coarse_canonical,
     combine,
     features,
     load_trees,
+    n_features,
     trees_path,
 )
 
 RGBN = shipped_models()["rgbn"]["detector"]
 
 
-def test_box_and_extreme_filters_match_brute_force():
-    a = np.random.default_rng(0).random((2, 11, 13)).astype(np.float32)
-    w = 5
-    r = w // 2
-    pr = np.pad(a, ((0, 0), (r, r), (r, r)), mode="reflect")
-    pe = np.pad(a, ((0, 0), (r, r), (r, r)), mode="edge")
-    want_mean = np.empty_like(a)
-    want_min = np.empty_like(a)
-    for i in range(11):
-        for j in range(13):
-            want_mean[:, i, j] = pr[:, i : i + w, j : j + w].mean((1, 2))
-            want_min[:, i, j] = pe[:, i : i + w, j : j + w].min((1, 2))
-    np.testing.assert_allclose(_box(a, w), want_mean, atol=1e-6)
-    np.testing.assert_array_equal(_extreme(a, w, np.minimum), want_min)
+def _reference_features(canon, windows, extreme):  # noqa: ANN001, ANN202
+    """The features in plain numpy, window by window (numpy's reflect and edge padding)."""
+
+    def box(a, w):  # noqa: ANN001, ANN202
+        r = w // 2
+        p = np.pad(a, ((0, 0), (r, r), (r, r)), mode="reflect").astype(np.float64)
+        h, wd = a.shape[1:]
+        return np.stack(
+            [[p[:, i : i + w, j : j + w].mean((1, 2)) for j in range(wd)] for i in range(h)]
+        ).transpose(2, 0, 1)
+
+    def ext(a, w, fn):  # noqa: ANN001, ANN202
+        r = w // 2
+        p = np.pad(a, ((0, 0), (r, r), (r, r)), mode="edge")
+        h, wd = a.shape[1:]
+        return np.stack(
+            [[fn(p[:, i : i + w, j : j + w], (1, 2)) for j in range(wd)] for i in range(h)]
+        ).transpose(2, 0, 1)
+
+    eps = np.float32(1e-4)
+    b, g, r, n = canon[:, 0], canon[:, 1], canon[:, 2], canon[:, 3]
+    vis = (b + g + r) / np.float32(3)
+    f = [b, g, r, vis, (np.abs(b - vis) + np.abs(g - vis) + np.abs(r - vis)) / (vis + eps),
+         (b - r) / (b + r + eps), b - np.float32(0.5) * r, n, (n - r) / (n + r + eps), n / (g + eps)]  # fmt: skip
+    for base in (vis, n):
+        for w in windows:
+            m = box(base, w)
+            f += [m, np.sqrt(np.maximum(box(base.astype(np.float64) ** 2, w) - m * m, 0)), base - m]
+        f += [ext(base, extreme, np.min), ext(base, extreme, np.max), np.abs(base - box(base, 3))]
+    return np.stack(f, 1).astype(np.float32)
+
+
+def test_features_match_a_window_by_window_reference():
+    """The numba kernel (running sums, reflected indices) against plain numpy, on a tile
+    smaller than the largest window (indices reflected more than once)."""
+    c = np.random.default_rng(0).random((2, 4, 12, 9)).astype(np.float32)
+    got = features(c, (3, 9, 31), 5)
+    np.testing.assert_allclose(got, _reference_features(c, (3, 9, 31), 5), atol=2e-6)
+    assert got.shape[1] == n_features(4, 3)
+    assert features(c[:, :3], (3,), 3).shape[1] == n_features(3, 1)
 
 
 def test_coarse_canonical_is_block_mean_then_band_map_then_clip():
