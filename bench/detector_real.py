@@ -72,15 +72,15 @@ def fold_trees(train: list[dict], view: str, folder: Path) -> TreeOpinion:
 
 
 def tiled_tree_probability(op: TreeOpinion, cube: np.ndarray, bands) -> np.ndarray:  # noqa: ANN001
-    """The trees' P(cloud) ``(1, H, W)`` of a patch ``(C, H, W)`` taken in the 256-px tiles the
+    """The trees' P(cloud) ``(1, H / down, W / down)`` of a patch ``(C, H, W)`` taken in the 256-px tiles the
     stream cuts (as the trees were fitted), not the whole patch at once."""
-    m = op.matrix(bands)
+    m, d = op.matrix(bands), op.down
     h, w = cube.shape[1:]
-    out = np.empty((1, h, w), np.float32)
+    out = np.empty((1, h // d, w // d), np.float32)
     for i in range(0, h, 256):
         for j in range(0, w, 256):
             t = np.ascontiguousarray(cube[None, :, i : i + 256, j : j + 256], np.float32)
-            out[:, i : i + 256, j : j + 256] = op.predict(t, m)
+            out[:, i // d : (i + 256) // d, j // d : (j + 256) // d] = op.predict(t, m)
     return out
 
 

@@ -731,7 +731,7 @@ def detector_real_table(doc: dict) -> str:
     if cal:
         lines += [
             "",
-            "| band set | ECE of P(cloud) | after the cross-fold temperature | shipped temperature |",
+            "| band set | ECE of P(cloud) | after the cross-fold temperature | temperature fitted on all folds (a released file carries the one of the cross-validation it was released from) |",
             "|---|---:|---:|---:|",
         ]
         for view, c in cal.items():

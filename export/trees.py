@@ -23,7 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kumo_edge.trees import CANONICAL, FORMAT, TreeOpinion, coarse_canonical, features, load_trees
+from kumo_edge.trees import (
+    CANONICAL,
+    DEPTH,
+    FORMAT,
+    TreeOpinion,
+    coarse_canonical,
+    features,
+    load_trees,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +42,7 @@ WINDOWS = (3, 9, 31)
 EXTREME = 5
 TREES = 50
 LEAVES = 16
-DEPTH = 4  # complete trees of this depth: the runtime walks them without branches
+
 TILE = 256
 PER_PATCH = 1875  # coarse pixels per training patch (30,000 full-resolution pixels' worth)
 VIEW_BANDS = {"rgbn": 4, "rgb": 3}
@@ -185,7 +193,7 @@ def record(card: Path, trees: Path, view: str, results: Path, seed: int) -> None
         "seed": seed,
         "cross_validation": {"results": str(results), **cv},
     }
-    card.write_text(json.dumps(doc, indent=1) + "\n")
+    card.write_text(json.dumps(doc, indent=2))
     log.info("recorded in %s", card)
 
 
@@ -223,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
             a.view,
             {
                 "trained_on": sorted(p["name"] for p in patches),
-                "command": f"python -m export.trees train --view {a.view} --out {a.out} --seed {a.seed}",
+                "command": f"python -m export.trees train --view {a.view} --out {a.out} --seed {a.seed}"
+                + (f" --card {a.card}" if a.card else ""),
             },
         )
         log.info("wrote %s", a.out)

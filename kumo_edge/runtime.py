@@ -806,7 +806,9 @@ class Model:
         return True
 
     def tree_probability(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
-        """The trees' P(cloud) ``(N, H, W)`` for ``batch`` (None without usable trees)."""
+        """The trees' P(cloud) for ``batch``, one value per block of ``trees.down`` pixels
+        (``(N, H / down, W / down)``; :func:`kumo_edge.trees.combine` takes it), or None
+        without usable trees."""
         if not self.uses_trees:
             return None
         d = self.trees.down

@@ -229,35 +229,68 @@ def _features(canon, windows, extreme, out):  # pragma: no cover - numba
 
 
 #: Pixels per parallel chunk of :func:`_predict`.
-_CHUNK = 256
+_CHUNK = 512
+#: The depth of every tree (complete trees: 15 splits, 16 leaves).
+DEPTH = 4
 
 
 @nb.njit(parallel=True, cache=True)
 def _predict(x, feat, thr, leaf, out):  # pragma: no cover - numba
     """Summed leaf values of every tree for each column of ``x`` ``(F, P)``. The trees are
-    complete (``feat``/``thr`` ``(T, 2**D - 1)`` in breadth-first order, ``leaf`` ``(T, 2**D)``):
-    D steps without branches per tree, taken level by level over a chunk of pixels (the
-    pixels' independent steps overlap; 30 % faster than walking each pixel to its leaf)."""
-    n_trees, n_int = feat.shape
-    depth = 0
-    while (1 << depth) - 1 < n_int:
-        depth += 1
+    complete, of depth 4 (``feat``/``thr`` ``(T, 15)`` in breadth-first order, ``leaf``
+    ``(T, 16)``): all 15 comparisons of a tree are made for every pixel, then the path and
+    its leaf are picked by selects, so the loop over pixels has no branches and no loads
+    that depend on the data and vectorises (4x faster than walking each pixel down its path,
+    measured on the shipped trees)."""
+    n_trees = feat.shape[0]
     p = x.shape[1]
     for c in nb.prange((p + _CHUNK - 1) // _CHUNK):
         lo = c * _CHUNK
-        m = min(p, lo + _CHUNK) - lo
-        k = np.zeros(m, np.int32)
-        acc = np.zeros(m, np.float64)
+        hi = min(p, lo + _CHUNK)
+        acc = np.zeros(hi - lo, np.float64)
         for t in range(n_trees):
-            ft, th, lv = feat[t], thr[t], leaf[t]
-            k[:] = 0
-            for _ in range(depth):
-                for i in range(m):
-                    kk = k[i]
-                    k[i] = 2 * kk + 1 + (x[ft[kk], lo + i] > th[kk])
-            for i in range(m):
-                acc[i] += lv[k[i] - n_int]
-        out[lo : lo + m] = acc
+            f, th, v = feat[t], thr[t], leaf[t]
+            x0, x1, x2 = x[f[0], lo:hi], x[f[1], lo:hi], x[f[2], lo:hi]
+            x3, x4, x5, x6 = x[f[3], lo:hi], x[f[4], lo:hi], x[f[5], lo:hi], x[f[6], lo:hi]
+            x7, x8, x9, x10 = x[f[7], lo:hi], x[f[8], lo:hi], x[f[9], lo:hi], x[f[10], lo:hi]
+            x11, x12, x13, x14 = x[f[11], lo:hi], x[f[12], lo:hi], x[f[13], lo:hi], x[f[14], lo:hi]
+            t0, t1, t2, t3, t4, t5, t6, t7 = th[0], th[1], th[2], th[3], th[4], th[5], th[6], th[7]
+            t8, t9, t10, t11, t12, t13, t14 = th[8], th[9], th[10], th[11], th[12], th[13], th[14]
+            v0, v1, v2, v3, v4, v5, v6, v7 = v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+            v8, v9, v10, v11, v12, v13, v14, v15 = (
+                v[8],
+                v[9],
+                v[10],
+                v[11],
+                v[12],
+                v[13],
+                v[14],
+                v[15],
+            )
+            for i in range(hi - lo):
+                c0, c1, c2 = x0[i] > t0, x1[i] > t1, x2[i] > t2
+                c3, c4, c5, c6 = x3[i] > t3, x4[i] > t4, x5[i] > t5, x6[i] > t6
+                c7, c8, c9, c10 = x7[i] > t7, x8[i] > t8, x9[i] > t9, x10[i] > t10
+                c11, c12, c13, c14 = x11[i] > t11, x12[i] > t12, x13[i] > t13, x14[i] > t14
+                # right at the root (c0), then at node 1 + c0 (b1), node 3 + 2 c0 + b1 (b2),
+                # node 7 + 4 c0 + 2 b1 + b2 (b3); the leaf is 8 c0 + 4 b1 + 2 b2 + b3
+                b1 = c2 if c0 else c1
+                b2 = (c6 if b1 else c5) if c0 else (c4 if b1 else c3)
+                q0 = (c10 if b2 else c9) if b1 else (c8 if b2 else c7)
+                q1 = (c14 if b2 else c13) if b1 else (c12 if b2 else c11)
+                b3 = q1 if c0 else q0
+                w0 = (
+                    ((v3 if b3 else v2) if b2 else (v1 if b3 else v0))
+                    if not b1
+                    else ((v7 if b3 else v6) if b2 else (v5 if b3 else v4))
+                )
+                w1 = (
+                    ((v11 if b3 else v10) if b2 else (v9 if b3 else v8))
+                    if not b1
+                    else ((v15 if b3 else v14) if b2 else (v13 if b3 else v12))
+                )
+                acc[i] += w1 if c0 else w0
+        out[lo:hi] = acc
 
 
 @dataclass
@@ -290,15 +323,15 @@ class TreeOpinion:
     def predict(
         self, tiles: npt.NDArray[np.float32], matrix: npt.NDArray[np.float32]
     ) -> npt.NDArray[np.float32]:
-        """P(cloud) ``(N, H, W)`` for tiles ``(N, C, H, W)`` (sides multiples of ``down``)."""
+        """P(cloud) ``(N, H / down, W / down)``, one value per ``down`` x ``down`` block, for
+        tiles ``(N, C, H, W)`` (sides multiples of ``down``); :func:`combine` spreads it."""
         n, _, h, w = tiles.shape
         d = self.down
         f = features(coarse_canonical(tiles, matrix, d), self.windows, self.extreme)
         x = np.ascontiguousarray(f.transpose(1, 0, 2, 3).reshape(f.shape[1], -1))
         raw = np.empty(x.shape[1], np.float64)
         _predict(x, self.feat, self.thr, self.leaf, raw)
-        p = (1.0 / (1.0 + np.exp(-raw))).astype(np.float32).reshape(n, h // d, w // d)
-        return np.repeat(np.repeat(p, d, 1), d, 2)
+        return (1.0 / (1.0 + np.exp(-raw))).astype(np.float32).reshape(n, h // d, w // d)
 
 
 def load_trees(path: str | os.PathLike[str]) -> TreeOpinion:
@@ -328,7 +361,7 @@ def load_trees(path: str | os.PathLike[str]) -> TreeOpinion:
         op.feat.ndim != 2
         or op.thr.shape != op.feat.shape
         or op.leaf.shape != (op.feat.shape[0], n_int + 1)
-        or (n_int + 1) & n_int  # 2**D - 1 internal nodes
+        or n_int != 2**DEPTH - 1  # complete trees of depth DEPTH
         or op.feat.min(initial=0) < 0
         or op.feat.max(initial=0) >= op.n_features
         or not np.isfinite(op.leaf).all()
@@ -345,18 +378,49 @@ def trees_path(detector: str | os.PathLike[str]) -> Path:
 
 def combine(probs: npt.NDArray[np.float32], p_trees: npt.NDArray[np.float32]) -> None:
     """Cloud probability of ``probs`` ``(N, 4, H, W)`` (clear, thin, thick, shadow) replaced,
-    in place, by the geometric mean of the network's and the trees' ``p_trees`` ``(N, H, W)``;
-    thin:thick and clear:shadow keep the network's ratios."""
-    pc = probs[:, 1] + probs[:, 2]
-    new = np.sqrt(np.clip(pc, 0, 1) * np.clip(p_trees, 0, 1))
-    up = np.where(pc > 1e-6, new / np.maximum(pc, 1e-6), 0).astype(np.float32)
-    rest = 1 - pc
-    down = np.where(rest > 1e-6, (1 - new) / np.maximum(rest, 1e-6), 0).astype(np.float32)
-    # where the network gave all to one side, the trees' share goes to thick / clear
-    probs[:, 1] *= up
-    probs[:, 2] = np.where(pc > 1e-6, probs[:, 2] * up, new)
-    probs[:, 3] *= down
-    probs[:, 0] = np.where(rest > 1e-6, probs[:, 0] * down, 1 - new)
+    in place, by the geometric mean of the network's and the trees' ``p_trees`` (``(N, H / d,
+    W / d)``: one value per d x d block, as :meth:`TreeOpinion.predict` gives it, or
+    ``(N, H, W)``); thin:thick and clear:shadow keep the network's ratios (where the network
+    gave one side nothing, the trees' share goes to thick, or to clear)."""
+    n, _, h, w = probs.shape
+    d = h // p_trees.shape[1]
+    if p_trees.shape != (n, h // d, w // d) or h % d or w % d:
+        raise ValueError(f"trees' probabilities {p_trees.shape} do not fit {probs.shape}")
+    _combine(probs, np.ascontiguousarray(p_trees, np.float32), d)
+
+
+@nb.njit(parallel=True, cache=True)
+def _combine(probs, pt, d):  # pragma: no cover - numba
+    n, _, h, w = probs.shape
+    tiny = np.float32(1e-6)
+    for j in nb.prange(n * h):
+        t, y = j // h, j % h
+        row_t = pt[t, y // d]
+        for x in range(w):
+            p0, p1, p2, p3 = (
+                probs[t, 0, y, x],
+                probs[t, 1, y, x],
+                probs[t, 2, y, x],
+                probs[t, 3, y, x],
+            )
+            pc = min(max(p1 + p2, np.float32(0)), np.float32(1))
+            q = min(max(row_t[x // d], np.float32(0)), np.float32(1))
+            new = np.sqrt(pc * q)
+            if pc > tiny:
+                up = new / pc
+                probs[t, 1, y, x] = p1 * up
+                probs[t, 2, y, x] = p2 * up
+            else:
+                probs[t, 1, y, x] = p1 * 0
+                probs[t, 2, y, x] = new
+            rest = np.float32(1) - pc
+            if rest > tiny:
+                dn = (np.float32(1) - new) / rest
+                probs[t, 0, y, x] = p0 * dn
+                probs[t, 3, y, x] = p3 * dn
+            else:
+                probs[t, 0, y, x] = np.float32(1) - new
+                probs[t, 3, y, x] = p3 * 0
 
 
 def try_bands(op: TreeOpinion, bands: BandSet) -> npt.NDArray[np.float32] | None:

@@ -78,6 +78,18 @@ def test_coarse_canonical_is_block_mean_then_band_map_then_clip():
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+def test_combine_spreads_block_values_over_their_pixels():
+    rng = np.random.default_rng(7)
+    p = rng.dirichlet(np.ones(4), (2, 8, 12)).transpose(0, 3, 1, 2).astype(np.float32)
+    coarse = rng.random((2, 2, 3)).astype(np.float32)
+    a, b = p.copy(), p.copy()
+    combine(a, coarse)
+    combine(b, np.repeat(np.repeat(coarse, 4, 1), 4, 2))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="do not fit"):
+        combine(p.copy(), coarse[:, :, :2])
+
+
 def test_combine_is_the_geometric_mean_and_keeps_the_networks_splits():
     rng = np.random.default_rng(2)
     p = rng.dirichlet(np.ones(4), (3, 5, 5)).transpose(0, 3, 1, 2).astype(np.float32)
@@ -184,7 +196,7 @@ def test_stream_output_is_the_networks_and_the_mask_the_combined(tmp_path):
     assert np.abs(out0 - x).max() > 0.05  # the removal acted
     np.testing.assert_array_equal(out1, out0)
     assert not np.allclose(p1, p0)
-    pt = with_trees.tree_probability(x)
+    pt = np.repeat(np.repeat(with_trees.tree_probability(x), 4, 1), 4, 2)
     cloud0, cloud1 = p0[:, 1] + p0[:, 2], p1[:, 1] + p1[:, 2]
     np.testing.assert_allclose(cloud1, np.sqrt(np.clip(cloud0, 0, 1) * pt), atol=1e-5)
 
