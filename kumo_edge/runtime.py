@@ -765,8 +765,10 @@ class Model:
             )
 
     def detect(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """A detector's class probabilities ``(N, 4, H, W)`` as the runtime uses them: the
-        network's (:meth:`run`), then :func:`force_spectral_clouds` where the band set allows."""
+        """A detector's class probabilities ``(N, 4, H, W)`` as the runtime's mask uses them:
+        the network's (:meth:`run`), combined with its trees' second opinion where it has one
+        (:meth:`second_opinion`), then :func:`force_spectral_clouds` where the band set allows.
+        The removal is weighted without the trees (:meth:`removal_probabilities`)."""
         probs = self.run(batch)
         self.second_opinion(batch, probs)
         force_spectral_clouds(batch, probs, self.bands)

@@ -6,7 +6,8 @@ featureless ice clouds and calls clear textured ice cloud in some training runs;
 brightness, colour and local statistics at three scales get those right and miss the hazy
 overcast the network finds. The runtime combines the two: the cloud probability becomes the
 geometric mean of the network's and the trees' (:func:`combine`), and the network's split of
-cloud into thin/thick and of the rest into clear/shadow is kept.
+cloud into thin/thick and of the rest into clear/shadow is kept. It shapes the mask and the
+report only: the removal stays weighted by the network (``kumo_edge.stream.process_tiles``).
 
 What the trees see (:func:`features`): each tile is block-averaged by ``down`` (4: a 256-px
 tile becomes 64 x 64), mapped onto canonical bands (blue 490, green 560, red 665 and, where
@@ -14,13 +15,14 @@ present, NIR 842 nm) by the band set's resampling matrix, clipped to [0, 1], and
 coarse pixel by its bands, visible mean, whiteness, two colour ratios, a haze index, NDVI and
 NIR/green, and for the visible mean and the NIR: the local mean, standard deviation and
 contrast over three windows, the local minimum and maximum, and a fine-texture term. The
-trees' probabilities are resized bilinearly from the block centres to the pixels. The cost per 256-px tile is a few
-milliseconds on two cores (``python -m bench.detector_real`` measures it beside the network).
+trees' probabilities are resized bilinearly from the block centres to the pixels. The cost
+is 1.5-2 ms per 256-px tile on two cores (``python -m bench.detector_real`` measures it
+beside the network).
 
 The ensemble is a plain ``.npz`` beside the detector (``<detector>.trees.npz``): complete
-binary trees of one depth (split feature and threshold per internal node, breadth first; leaf
-values left to right), walked without branches, and the feature settings; ``export.trees`` writes it from LightGBM, which the runtime
-never imports.
+binary trees of depth :data:`DEPTH` (split feature and threshold per internal node, breadth
+first; leaf values left to right), walked without branches, and the feature settings;
+``export.trees`` writes it from LightGBM, which the runtime never imports.
 """
 
 from __future__ import annotations
