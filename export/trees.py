@@ -137,7 +137,8 @@ def flatten(booster, depth: int = DEPTH) -> dict[str, np.ndarray]:
 
 
 def save(booster, path: Path, view: str, meta: dict) -> TreeOpinion:
-    """Write the runtime's ``.npz`` and check it reproduces the booster's raw scores."""
+    """Write the runtime's ``.npz`` (through a temporary file) and load it back as the runtime
+    will (the flattening's exactness is tested in ``tests/test_trees.py``)."""
     arrays = flatten(booster)
     info = {
         "format": FORMAT,
@@ -158,6 +159,7 @@ def save(booster, path: Path, view: str, meta: dict) -> TreeOpinion:
 
 
 def train_view(patches: list[dict], view: str, seed: int = 0):
+    """A booster fitted on ``patches`` through the canonical bands of ``view``, and the tables."""
     k = VIEW_BANDS[view]
     tables = [patch_table(p, k) for p in patches]
     return fit(tables, seed), tables
