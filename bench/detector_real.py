@@ -66,7 +66,7 @@ def fold_trees(train: list[dict], view: str, folder: Path) -> TreeOpinion:
     """The trees of a fold (fitted on its training patches), cached in ``folder``."""
     path = folder / f"{view}.trees.npz"
     if not path.exists():
-        booster, _ = export_trees.train_view(train, view)
+        booster = export_trees.train_view(train, view)
         export_trees.save(booster, path, view, {"trained_on": sorted(p["name"] for p in train)})
     return load_trees(path)
 

@@ -159,10 +159,9 @@ def save(booster, path: Path, view: str, meta: dict) -> TreeOpinion:
 
 
 def train_view(patches: list[dict], view: str, seed: int = 0):
-    """A booster fitted on ``patches`` through the canonical bands of ``view``, and the tables."""
+    """A booster fitted on ``patches`` through the canonical bands of ``view``."""
     k = VIEW_BANDS[view]
-    tables = [patch_table(p, k) for p in patches]
-    return fit(tables, seed), tables
+    return fit([patch_table(p, k) for p in patches], seed)
 
 
 def record(card: Path, trees: Path, view: str, results: Path, seed: int) -> None:
@@ -226,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     patches = real_patches()
     if a.cmd == "train":
-        booster, _ = train_view(patches, a.view, a.seed)
+        booster = train_view(patches, a.view, a.seed)
         save(
             booster,
             a.out,

@@ -797,15 +797,13 @@ class Model:
 
     def second_opinion(
         self, batch: npt.NDArray[np.float32], probs: npt.NDArray[np.float32]
-    ) -> bool:
+    ) -> None:
         """Where a tree ensemble lies beside this detector and its band set feeds it, the cloud
         probability of ``probs`` ``(N, 4, H, W)`` becomes the geometric mean of the network's
-        and the trees' (:func:`kumo_edge.trees.combine`), in place. Returns whether it did."""
+        and the trees' (:func:`kumo_edge.trees.combine`), in place."""
         p = self.tree_probability(batch)
-        if p is None:
-            return False
-        combine(probs, p)
-        return True
+        if p is not None:
+            combine(probs, p)
 
     def tree_probability(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         """The trees' P(cloud) for ``batch``, one value per block of ``trees.down`` pixels
