@@ -44,6 +44,7 @@ from kumo_edge.runtime import (
     ambiguous_bright,
     ambiguous_mask,
     classify,
+    force_spectral_clouds,
     load_model,
     shadow_reference_band,
     shadow_rules,
@@ -58,8 +59,10 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.4), np.log(4.0), 41))
 CURVE_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(12))
 
 
-#: Views whose shipped detector carries a tree ensemble (:mod:`kumo_edge.trees`).
-TREE_VIEWS = ("rgbn",)
+#: Views scored with a tree ensemble's second opinion (:mod:`kumo_edge.trees`), and the view
+#: whose trees they take (the trees read blue, green, red and NIR only, so the six-band view
+#: takes the four-band view's trees).
+TREE_VIEWS = {"rgbn": "rgbn", "swir6": "rgbn"}
 
 
 def fold_trees(train: list[dict], view: str, folder: Path) -> TreeOpinion:
@@ -318,10 +321,9 @@ def main() -> None:
         run = ROOT / a.runs.format(k=k)
         net = load(run / "last.pt")
         # the fold's second opinion: trees fitted on the same training patches (seconds)
-        ops = {
-            v: fold_trees([by_name[n] for n in by_name if n not in test], v, run / "onnx")
-            for v in TREE_VIEWS
-        }
+        train = [by_name[n] for n in by_name if n not in test]
+        fitted = {v: fold_trees(train, v, run / "onnx") for v in set(TREE_VIEWS.values())}
+        ops = {v: fitted[t] for v, t in TREE_VIEWS.items()}
         for view in VIEWS:
             path = run / "onnx" / f"{view}_int8.onnx"
             if not path.exists():
@@ -338,7 +340,9 @@ def main() -> None:
                 pred[("ours", view)][name] = m.classify(pr[None])[0]
                 if ops.get(view) is not None:  # the network with the fold's trees
                     both = pr[None].copy()
-                    combine(both, tiled_tree_probability(ops[view], x, CANON.subset(VIEWS[view])))
+                    bands = CANON.subset(VIEWS[view])
+                    combine(both, tiled_tree_probability(ops[view], x, bands))
+                    force_spectral_clouds(x[None], both, bands)  # the test's last word, as detect
                     pred[("ours_trees", view)][name] = m.classify(both)[0]
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
                 fullp[view][name] = pr.astype(np.float16)

@@ -489,12 +489,18 @@ def spectral_cloud_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.ND
 
 
 def force_spectral_clouds(
-    cube: npt.NDArray[np.float32], probs: npt.NDArray[np.float32], bands: BandSet
-) -> int:
+    cube: npt.NDArray[np.float32],
+    probs: npt.NDArray[np.float32],
+    bands: BandSet,
+    sure: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.bool_] | None:
     """Where the band set has a green and a SWIR-1 band (so the snow test can spare snow and
     ice), pixels that pass :func:`spectral_cloud_test` are cloud whatever the detector says:
     their clear and shadow probability moves to thick cloud, in place. ``cube`` ``(N, C, H, W)``
-    in ``bands``, ``probs`` ``(N, 4, H, W)``. Returns the number of pixels the test claimed.
+    in ``bands``, ``probs`` ``(N, 4, H, W)``. Returns the pixels the test claimed (``(N, H,
+    W)``), or None where the band set has no such test; pass them back as ``sure`` to apply
+    the test again to changed probabilities (the stream does after the trees' second opinion,
+    when ``cube`` has been overwritten by the removal).
 
     Why: a detector trained on 36 labelled patches misses featureless cloud it has no example
     of, such as the hazy overcast of one L8 Biome patch (0.4-60 % found across training runs),
@@ -503,15 +509,15 @@ def force_spectral_clouds(
     runs of the six-band view: +0.2 to +2.4 points of accuracy, clear pixels called cloud
     +0.01 points at most. Without a SWIR band bright snow and ice pass the test, so it is not
     applied there."""
-    _, green, _ = _ambiguous_bands(bands)
-    if green < 0:
-        return 0
-    sure = spectral_cloud_test(cube, bands)
+    if sure is None:
+        if _ambiguous_bands(bands)[1] < 0:
+            return None
+        sure = spectral_cloud_test(cube, bands)
     clear, thick, shadow = probs[:, 0], probs[:, 2], probs[:, 3]  # views: written in place
     thick[sure] += clear[sure] + shadow[sure]
     clear[sure] = 0
     shadow[sure] = 0
-    return int(sure.sum())
+    return sure
 
 
 def ambiguous_bright(
@@ -790,10 +796,6 @@ class Model:
         """Give this detector a tree ensemble as its second opinion (None: the network alone)."""
         self.trees = trees
         self._trees_matrix = None if trees is None else try_bands(trees, self.contract.bands)
-        if _ambiguous_bands(self.contract.bands)[1] >= 0:
-            # a band set with green and SWIR-1: the spectral cloud test has the last word
-            # (force_spectral_clouds), which a combined probability would undo
-            self._trees_matrix = None
 
     def second_opinion(
         self, batch: npt.NDArray[np.float32], probs: npt.NDArray[np.float32]

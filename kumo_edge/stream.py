@@ -730,7 +730,7 @@ def process_tiles(
     probs = np.concatenate(
         [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]
     )
-    force_spectral_clouds(tiles, probs, detector.bands)  # as Model.detect
+    sure = force_spectral_clouds(tiles, probs, detector.bands)  # as Model.detect
     # the trees' second opinion (where the detector has one) shapes the mask and the report,
     # not the removal: the removal's weights and tiles stay the network's (measured: weighted
     # by the combined probability, the rgbn removal cross-validation fell 4.09 -> 3.89 dB)
@@ -742,6 +742,8 @@ def process_tiles(
     if p_trees is not None:
         mask_probs = probs.copy()
         combine(mask_probs, p_trees)
+        if sure is not None:  # the spectral test has the last word, as in Model.detect
+            force_spectral_clouds(tiles, mask_probs, detector.bands, sure)
     amb_px = ambiguous_masks(tiles, mask_probs, detector.bands)
     counts = tile_counts(detector, probs, cls, valid, amb_px)
     frac, rshadow = _fractions(counts)
@@ -790,6 +792,8 @@ def process_tiles(
     removed = set(todo.tolist()) - set(kept)
     if p_trees is not None:  # the mask's probabilities from here on
         combine(probs, p_trees)
+        if sure is not None:  # (the tiles are the removal's output now: the test's own pixels)
+            force_spectral_clouds(tiles, probs, detector.bands, sure)
     if p_trees is not None or (getattr(generator, "physics", False) and len(todo)):
         # the physics remover moved thin/thick by transmittance, the trees cloud or not
         # cloud: count again

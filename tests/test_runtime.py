@@ -229,13 +229,17 @@ def test_the_spectral_cloud_test_calls_cloud_only_where_a_swir_band_spares_snow(
     probs[:, 0] = 0.7  # the detector: clear, some shadow
     probs[:, 3] = 0.3
     before = probs.copy()
-    n = force_spectral_clouds(x, probs, six)
-    assert n == 64  # the cloud patch only
+    sure = force_spectral_clouds(x, probs, six)
+    assert sure.sum() == 64 and sure[0, :8, :8].all()  # the cloud patch only
     assert (probs[0, 2, :8, :8] == 1).all() and (probs[0, [0, 1, 3], :8, :8] == 0).all()
     assert np.array_equal(probs[0, :, 8:], before[0, :, 8:])  # snow, sand, ground
     assert np.allclose(probs.sum(1), 1)
+    # the claimed pixels, given back, force changed probabilities again (the cube unread)
+    again = before.copy()
+    force_spectral_clouds(np.zeros_like(x), again, six, sure=sure)
+    assert np.array_equal(again, probs)
     rgbn = before.copy()
-    assert force_spectral_clouds(x[:, :4], rgbn, sensor_profile("rgbn").bands) == 0
+    assert force_spectral_clouds(x[:, :4], rgbn, sensor_profile("rgbn").bands) is None
     assert np.array_equal(rgbn, before)
 
 
@@ -246,7 +250,7 @@ def test_detect_is_the_network_then_the_spectral_test(models: dict) -> None:  # 
     det = load_model(shipped_models()["swir6"]["detector"])
     x = _six_band_tile()
     want = det.run(x)
-    assert force_spectral_clouds(x, want, det.bands) == 64
+    assert force_spectral_clouds(x, want, det.bands).sum() == 64
     got = det.detect(x)
     assert np.array_equal(got, want)
     assert (np.isin(det.classify(got)[0, :8, :8], (1, 2))).all()

@@ -231,3 +231,39 @@ def test_the_trees_read_the_canonical_vnir_bands():
         features(coarse_canonical(x, op.matrix(CANONICAL), 4), op.windows, op.extreme).shape[1]
         == op.n_features
     )
+
+
+def test_beside_a_swir_detector_the_spectral_test_keeps_the_last_word(tmp_path):
+    """Trees beside the six-band detector: its mask takes their opinion, but the pixels the
+    spectral cloud test claims stay cloud (P = 1) in ``detect`` and in the stream's mask, and
+    the stream's cleaned output is the same as without the trees."""
+    from kumo_edge.runtime import load_models, spectral_cloud_test
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
+
+    d = tmp_path / "six"
+    d.mkdir()
+    det_path = d / "detector.onnx"
+    shutil.copy(shipped_models()["swir6"]["detector"], det_path)
+    plain = load_model(det_path, threads=1)
+    shutil.copy(trees_path(RGBN), trees_path(det_path))
+    m = load_model(det_path, threads=1)
+    assert m.uses_trees
+    rng = np.random.default_rng(6)
+    x = np.empty((1, 6, 256, 256), np.float32)
+    x[:] = np.array([0.05, 0.07, 0.05, 0.3, 0.15, 0.08], np.float32)[:, None, None]
+    x *= rng.uniform(0.8, 1.2, (1, 1, 256, 256)).astype(np.float32)
+    # bright, white, bright in the SWIR: the spectral test's cloud
+    x[0, :, 96:160, 96:160] = np.array([0.45, 0.42, 0.43, 0.45, 0.35, 0.25])[:, None, None]
+    sure = spectral_cloud_test(x, m.bands)
+    assert sure[0, 96:160, 96:160].all() and sure.sum() == 64 * 64
+    net, both = plain.detect(x), m.detect(x)
+    assert (both[:, 1] + both[:, 2])[sure].min() == pytest.approx(1.0)
+    outside = ~sure
+    assert np.abs((both[:, 1] + both[:, 2]) - (net[:, 1] + net[:, 2]))[outside].max() > 0.01
+    _, gen, _ = load_models("swir6", plain.bands, threads=1)
+    valid = np.ones((1, 256, 256), bool)
+    out0, _ = process_tiles(x.copy(), valid, plain, gen, StreamConfig(), Report())
+    out1, p1 = process_tiles(x.copy(), valid, m, gen, StreamConfig(), Report())
+    np.testing.assert_array_equal(out1, out0)
+    assert (p1[:, 1] + p1[:, 2])[sure].min() == pytest.approx(1.0)
+    assert np.abs((p1[:, 1] + p1[:, 2]) - (both[:, 1] + both[:, 2]))[outside].max() < 1e-5
