@@ -152,9 +152,10 @@ def shadow_operating_points(
     cloud_thr: dict[tuple[str, int], float],
     folds: int,
     pred: dict,
+    method: str = "ours_shadow_op",
 ) -> dict:
     """Per view: the shadow operating point of each fold, fitted on the OTHER folds'
-    out-of-fold probabilities, applied to the fold's own patches as method ``ours_shadow_op``;
+    out-of-fold probabilities, applied to the fold's own patches as ``method``;
     and the point fitted on all folds (what a release ships). A point is a threshold on
     :data:`SHADOW_GRID` and a darkness factor on :data:`DARKER_GRID`: for each factor the largest
     threshold whose shadow recall reaches :data:`SHADOW_RECALL_AIM`, and of those the pair with
@@ -202,9 +203,7 @@ def shadow_operating_points(
                 cube = view_cube(by_name[n], view)
                 assert cube is not None  # fullp holds the patches the view can feed
                 ok = by_name[n]["labels"] >= 0
-                pred[("ours_shadow_op", view)][n] = _runtime_classes(
-                    d[n], cube[band], ok, thr[n], tau, q
-                )
+                pred[(method, view)][n] = _runtime_classes(d[n], cube[band], ok, thr[n], tau, q)
         tau_all, q_all = fit(labelled)
         out[view] = {
             "aim_recall_on_other_folds": SHADOW_RECALL_AIM,
@@ -316,6 +315,7 @@ def main() -> None:
     probs: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # view -> name -> (4, h, w) sub
     fold_of: dict[str, int] = {}
     fullp: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # view -> name -> (4, h, w)
+    fullp_trees: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # the same with trees
     cloud_thr: dict[tuple[str, int], float] = {}
     for k, test in enumerate(folds):
         run = ROOT / a.runs.format(k=k)
@@ -344,6 +344,7 @@ def main() -> None:
                     combine(both, tiled_tree_probability(ops[view], x, bands))
                     force_spectral_clouds(x[None], both, bands)  # the test's last word, as detect
                     pred[("ours_trees", view)][name] = m.classify(both)[0]
+                    fullp_trees[view][name] = both[0].astype(np.float16)
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
                 fullp[view][name] = pr.astype(np.float16)
         print(f"fold {k}: {len(test)} patches scored", flush=True)
@@ -397,6 +398,12 @@ def main() -> None:
         }
 
     shadow_op = shadow_operating_points(fullp, by_name, fold_of, cloud_thr, a.folds, pred)
+    # the mask with the trees' second opinion: its shadow probabilities are rescaled too
+    shadow_op_trees = shadow_operating_points(
+        fullp_trees, by_name, fold_of, cloud_thr, a.folds, pred, "ours_trees_shadow_op"
+    )
+    for view, point in shadow_op_trees.items():
+        shadow_op[view]["with_trees"] = point
     names = [p["name"] for p in patches]
     groups = {
         "land": defaultdict(list),
@@ -550,6 +557,8 @@ def main() -> None:
             "ours_shadow_op: the same models with a shadow operating point fitted cross-fold "
             f"(the largest P(shadow) / (P(shadow) + P(clear)) threshold reaching {SHADOW_RECALL_AIM:.0%} "
             "shadow recall on the other folds); cloud decisions are unchanged by it",
+            "ours_trees_shadow_op: the same for ours_trees (the trees rescale P(shadow) with "
+            "P(clear)); its points under shadow_operating_point.<view>.with_trees",
         ],
         "environment": environment(),
     }
