@@ -511,15 +511,20 @@ def main() -> None:
     prev = ROOT / "export" / "artifacts" / "rgbn" / "detector_previous_int8.onnx"
     new = ROOT / a.runs.format(k=0) / "onnx" / "rgbn_int8.onnx"
     fold0_trees = load_trees(new.parent / "rgbn.trees.npz") if new.exists() else None
+    six = ROOT / a.runs.format(k=0) / "onnx" / "swir6_int8.onnx"
+    tile6 = np.random.default_rng(0).random((1, 6, 256, 256), dtype=np.float32) * 0.5
     for label, path, op in (
         ("previous rgbn detector", prev, None),
         ("band-agnostic rgbn detector", new, None),
         ("band-agnostic rgbn detector + trees", new, fold0_trees),
+        ("band-agnostic swir6 detector", six, None),
+        ("band-agnostic swir6 detector + trees", six, fold0_trees),
     ):
         if path.exists():
             m = Model(path, threads=2)
             m.use_trees(op)
-            ms = time_it(lambda m=m: m.detect(tile), 20, warmup=1)["median_s"] * 1e3
+            x = tile6 if "swir6" in label else tile
+            ms = time_it(lambda m=m, x=x: m.detect(x), 20, warmup=1)["median_s"] * 1e3
             speed[label] = {"ms_per_256_tile": ms, "mpx_per_s": 65536 / ms / 1e3}
     if peer:
         big = np.clip(by_name["ukis_sentinel2"]["cube"][:4], 0, 1)
