@@ -542,10 +542,8 @@ def clear_scenes_table(scenes: dict) -> str:
 METHOD_NAMES = {
     "ours": "ours (shadow at 0.5)",
     "ours_shadow_op": "ours, shipped shadow point",
-    "ours_trees": "ours + trees, as shipped since 2026-12-06 evening (shadow at 0.5)",
+    "ours_trees": "ours + trees (shadow at 0.5; shipped for rgbn since 2026-12-06 evening)",
     "ours_trees_shadow_op": "ours + trees, shipped shadow point",
-    "shipped_trees": "ours, the recipe shipped for this band set, + trees (shadow at 0.5)",
-    "shipped_trees_shadow_op": "ours, the recipe shipped for this band set, + trees, shipped shadow point",
     "shipped": "ours, the recipe shipped for this band set (shadow at 0.5)",
     "shipped_shadow_op": "ours, the recipe shipped for this band set, shipped shadow point",
 }
@@ -566,7 +564,7 @@ def with_shipped_recipes(doc: dict, results: Path = RESULTS) -> dict:
         if not f.exists():
             continue
         other = json.loads(f.read_text())["results"]
-        for method in ("ours", "ours_shadow_op", "ours_trees", "ours_trees_shadow_op"):
+        for method in ("ours", "ours_shadow_op"):
             if f"{method}/{view}" in other:
                 res[f"{method.replace('ours', 'shipped')}/{view}"] = other[f"{method}/{view}"]
     return {**doc, "results": res}
@@ -624,8 +622,6 @@ def detector_real_table(doc: dict) -> str:
             "ours_trees_shadow_op",
             "shipped",
             "shipped_shadow_op",
-            "shipped_trees",
-            "shipped_trees_shadow_op",
             "ukis_csmask",
             "threshold_test",
         ):
@@ -644,15 +640,11 @@ def detector_real_table(doc: dict) -> str:
                 f"{w['accuracy']:.1%} / {w['false_positive_rate']:.1%} | {snow} | {shadow} |"
             )
     # ours (and the recipe shipped for the band set) against the peer, on the same patches
-    suffix = {
-        "shipped": " (the recipe shipped for this band set)",
-        "ours_trees": " + trees",
-        "shipped_trees": " (the recipe shipped for this band set) + trees",
-    }
+    suffix = {"shipped": " (the recipe shipped for this band set)", "ours_trees": " + trees"}
     pairs = [
         (view + suffix.get(method, ""), m, p)
         for view in ("rgbn", "swir6")
-        for method in ("ours", "ours_trees", "shipped", "shipped_trees")
+        for method in ("ours", "ours_trees", "shipped")
         if (m := res.get(f"{method}/{view}", {})).get("per_patch")
         and (p := res.get(f"ukis_csmask/{view}", {})).get("per_patch")
     ]
