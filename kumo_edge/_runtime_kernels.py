@@ -147,6 +147,69 @@ def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, sc
             o[x] = o[x] and mean[x] >= bright and dev[x] / max(mean[x], tiny) < white
 
 
+@nb.njit(parallel=True, cache=True)
+def spectral_test(cube, vis, green, swir, bright, white, ndsi, scratch, out):
+    """out[i, r, x]: :func:`kumo_edge.runtime.spectral_cloud_test` of every tile in one pass,
+    row by row (band by band along the row, so the loops read contiguous memory): visible mean
+    above ``bright``, whiteness below ``white`` and, with a green and a SWIR-1 band, NDSI at
+    most ``ndsi``.
+
+    cube (N, C, H, W) float32; vis (K,) int64 (K > 0); green, swir band indices (-1: none);
+    thresholds float32; scratch (N * H, 2, W) float32. Sums run band by band in float32 and
+    the NDSI is divided as numpy does, so the results are numpy's."""
+    n, _, h, w = cube.shape
+    k = vis.shape[0]
+    snow = green >= 0 and swir >= 0
+    kk = np.float32(k)
+    tiny = np.float32(1e-6)
+    zero = np.float32(0.0)
+    for job in nb.prange(n * h):
+        i = job // h
+        r = job % h
+        o = out[i, r]
+        mean = scratch[job, 0]
+        dev = scratch[job, 1]
+        mean[:] = zero
+        dev[:] = zero
+        for j in range(k):
+            v = cube[i, vis[j], r]
+            for x in range(w):
+                mean[x] += v[x]
+        for x in range(w):
+            mean[x] /= kk
+        for j in range(k):
+            v = cube[i, vis[j], r]
+            for x in range(w):
+                dev[x] += abs(v[x] - mean[x])
+        for x in range(w):
+            c = mean[x] > bright and dev[x] / max(mean[x], tiny) < white
+            if c and snow:
+                g = cube[i, green, r, x]
+                s1 = cube[i, swir, r, x]
+                c = (g - s1) / max(g + s1, tiny) <= ndsi
+            o[x] = c
+
+
+@nb.njit(parallel=True, cache=True)
+def force_clouds(probs, sure):
+    """Where ``sure`` (N, H, W): the clear and shadow probability of ``probs`` (N, 4, H, W)
+    moved to thick cloud, in place (:func:`kumo_edge.runtime.force_spectral_clouds`)."""
+    n, _, h, w = probs.shape
+    zero = probs.dtype.type(0)
+    for job in nb.prange(n * h):
+        i = job // h
+        r = job % h
+        s = sure[i, r]
+        p0 = probs[i, 0, r]
+        p2 = probs[i, 2, r]
+        p3 = probs[i, 3, r]
+        for x in range(w):
+            if s[x]:
+                p2[x] += p0[x] + p3[x]
+                p0[x] = zero
+                p3[x] = zero
+
+
 @nb.njit(cache=True)  # serial: as a parallel kernel, calling it raised the stream's peak 21 MB
 def fill_invalid(tiles, valid):
     """In place: each invalid pixel of ``tiles`` (N, C, H, W) takes the values of its row

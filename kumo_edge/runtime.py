@@ -478,6 +478,22 @@ def spectral_cloud_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.ND
     vis, green, swir = _ambiguous_bands(bands)
     if not vis:
         return np.zeros(cube.shape[:-3] + cube.shape[-2:], bool)
+    if cube.dtype == np.float32 and cube.ndim >= 3:  # the runtime's tiles: one numba pass
+        c = np.ascontiguousarray(cube.reshape((-1,) + cube.shape[-3:]))
+        n, _, h, w = c.shape
+        out = np.empty((n, h, w), bool)
+        _rk.spectral_test(
+            c,
+            np.asarray(vis, np.int64),
+            green,
+            swir,
+            np.float32(BRIGHT_REFLECTANCE),
+            np.float32(WHITENESS_MAX),
+            np.float32(SNOW_NDSI),
+            np.empty((n * h, 2, w), np.float32),
+            out,
+        )
+        return out.reshape(cube.shape[:-3] + cube.shape[-2:])
     v = cube[..., vis, :, :]
     mean = v.mean(-3)
     whiteness = np.abs(v - mean[..., None, :, :]).sum(-3) / np.maximum(mean, 1e-6)
@@ -513,6 +529,9 @@ def force_spectral_clouds(
         if _ambiguous_bands(bands)[1] < 0:
             return None
         sure = spectral_cloud_test(cube, bands)
+    if probs.dtype == np.float32 and probs.flags.c_contiguous:
+        _rk.force_clouds(probs, np.ascontiguousarray(sure))
+        return sure
     clear, thick, shadow = probs[:, 0], probs[:, 2], probs[:, 3]  # views: written in place
     thick[sure] += clear[sure] + shadow[sure]
     clear[sure] = 0

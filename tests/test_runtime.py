@@ -243,6 +243,37 @@ def test_the_spectral_cloud_test_calls_cloud_only_where_a_swir_band_spares_snow(
     assert np.array_equal(rgbn, before)
 
 
+def test_the_spectral_test_kernel_is_numpys_float32_arithmetic() -> None:
+    """The numba pass over float32 tiles (the runtime's) gives numpy's float32 answer pixel
+    for pixel, near every threshold (bright, white, NDSI), and the forced probabilities too."""
+    from kumo_edge import runtime as rt
+
+    six = sensor_profile("rgbn-swir").bands
+    rng = np.random.default_rng(11)
+    x = rng.random((2, 6, 64, 64), dtype=np.float32) * 0.6
+    # visible bands near white (whiteness around its limit), SWIR around the NDSI limit
+    x[:, :3] = x[:, :1] * rng.uniform(0.75, 1.25, (2, 3, 64, 64)).astype(np.float32)
+    vis, g, s1 = rt._ambiguous_bands(six)
+    v = x[:, vis]
+    mean = v.mean(1)
+    white = np.abs(v - mean[:, None]).sum(1) / np.maximum(mean, 1e-6)
+    ndsi = (x[:, g] - x[:, s1]) / np.maximum(x[:, g] + x[:, s1], 1e-6)
+    want = (mean > rt.BRIGHT_REFLECTANCE) & (white < rt.WHITENESS_MAX) & (ndsi <= rt.SNOW_NDSI)
+    assert 0.05 < want.mean() < 0.5  # both answers well represented
+    got = rt.spectral_cloud_test(x, six)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(rt.spectral_cloud_test(x[0], six), want[0])  # (C, H, W)
+    p = rng.random((2, 4, 64, 64), dtype=np.float32)
+    p /= p.sum(1, keepdims=True)
+    fast, slow = p.copy(), p.copy()
+    rt.force_spectral_clouds(x, fast, six)
+    clear, thick, shadow = slow[:, 0], slow[:, 2], slow[:, 3]
+    thick[want] += clear[want] + shadow[want]
+    clear[want] = 0
+    shadow[want] = 0
+    np.testing.assert_array_equal(fast, slow)
+
+
 def test_detect_is_the_network_then_the_spectral_test(models: dict) -> None:  # noqa: ANN001
     """A detector's ``detect`` is ``run`` with the spectral test applied on its band set."""
     from kumo_edge.runtime import force_spectral_clouds, shipped_models
