@@ -94,6 +94,28 @@ def upsample2(src, out):
                 orow[col] = a * e1[col] + q * e2[col]
 
 
+@nb.njit(inline="always")
+def _visible_row(cube, i, r, vis, mean, dev):
+    """Row ``r`` of tile ``i``: the mean of the visible bands ``vis`` into ``mean`` and the sum
+    of their absolute deviations from it into ``dev`` (both (W,) float32), band by band in
+    float32 as numpy's reductions over bands run."""
+    w = mean.shape[0]
+    zero = np.float32(0.0)
+    mean[:] = zero
+    dev[:] = zero
+    for j in range(vis.shape[0]):
+        v = cube[i, vis[j], r]
+        for x in range(w):
+            mean[x] += v[x]
+    kk = np.float32(vis.shape[0])
+    for x in range(w):
+        mean[x] /= kk
+    for j in range(vis.shape[0]):
+        v = cube[i, vis[j], r]
+        for x in range(w):
+            dev[x] += abs(v[x] - mean[x])
+
+
 @nb.njit(parallel=True, cache=True)
 def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, scratch, out):
     """out[i, r, x]: :func:`kumo_edge.runtime.ambiguous_mask` of every tile in one pass, row by
@@ -106,9 +128,7 @@ def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, sc
     Sums run band by band in float32, as numpy's reductions over bands do, so the results are
     the same."""
     n, _, h, w = cube.shape
-    k = vis.shape[0]
     snow = green >= 0 and swir >= 0
-    kk = np.float32(k)
     tiny = np.float32(1e-6)
     zero = np.float32(0.0)
     for job in nb.prange(n * h):
@@ -131,18 +151,7 @@ def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, sc
             continue
         mean = scratch[job, 0]
         dev = scratch[job, 1]
-        mean[:] = zero
-        dev[:] = zero
-        for j in range(k):
-            v = cube[i, vis[j], r]
-            for x in range(w):
-                mean[x] += v[x]
-        for x in range(w):
-            mean[x] /= kk
-        for j in range(k):
-            v = cube[i, vis[j], r]
-            for x in range(w):
-                dev[x] += abs(v[x] - mean[x])
+        _visible_row(cube, i, r, vis, mean, dev)
         for x in range(w):
             o[x] = o[x] and mean[x] >= bright and dev[x] / max(mean[x], tiny) < white
 
@@ -158,29 +167,15 @@ def spectral_test(cube, vis, green, swir, bright, white, ndsi, scratch, out):
     thresholds float32; scratch (N * H, 2, W) float32. Sums run band by band in float32 and
     the NDSI is divided as numpy does, so the results are numpy's."""
     n, _, h, w = cube.shape
-    k = vis.shape[0]
     snow = green >= 0 and swir >= 0
-    kk = np.float32(k)
     tiny = np.float32(1e-6)
-    zero = np.float32(0.0)
     for job in nb.prange(n * h):
         i = job // h
         r = job % h
         o = out[i, r]
         mean = scratch[job, 0]
         dev = scratch[job, 1]
-        mean[:] = zero
-        dev[:] = zero
-        for j in range(k):
-            v = cube[i, vis[j], r]
-            for x in range(w):
-                mean[x] += v[x]
-        for x in range(w):
-            mean[x] /= kk
-        for j in range(k):
-            v = cube[i, vis[j], r]
-            for x in range(w):
-                dev[x] += abs(v[x] - mean[x])
+        _visible_row(cube, i, r, vis, mean, dev)
         for x in range(w):
             c = mean[x] > bright and dev[x] / max(mean[x], tiny) < white
             if c and snow:
