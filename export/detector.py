@@ -299,6 +299,13 @@ class RealSampler:
         return np.stack(xs), np.stack(ps), np.stack(ys)
 
 
+#: The clouds of a hazy synthetic sample (``DetectorRun.haze``): thin, widespread and
+#: haze-like in colour (optical depth falling steeply with wavelength: a bluish veil over
+#: ground that stays visible, as the hazy overcast of the L8 Biome's Forest_07), drawn only for
+#: views without SWIR, where such a veil vanishes and would teach that cloud can be as dark
+#: there as snow.
+HAZE_RANGES = dict(angstrom=(0.7, 2.0), thickness=(0.1, 1.0), cover=(0.5, 1.0))
+
 #: Optical depths of synthetic cloud edges too faint to see: training gives them no answer
 #: (label -1), and the synthetic scores say how much of the error is there.
 INVISIBLE_TAU = (0.02, 0.08)
@@ -326,8 +333,12 @@ class SynthSampler:
         overcast: float = 0.0,
         snow_views: str = "all",
         edges: str = "ignore",
+        haze: float = 0.0,
     ) -> None:
         self.saturate = saturate
+        #: share of the samples seen through a view without SWIR whose clouds are drawn from
+        #: :data:`HAZE_RANGES` (a bluish veil over visible ground)
+        self.haze = haze
         if snow_views not in SNOW_VIEWS:
             raise KumoError(f"snow_views must be one of {SNOW_VIEWS}, got {snow_views!r}")
         if edges not in EDGE_LABELS:
@@ -381,21 +392,30 @@ class SynthSampler:
                 bare = CloudyTiles(
                     g, tile, 1 << 30, seed=seed + i, ranges=replace(ranges, snow_fraction=0.0)
                 )
-            self.groups.append((np.array(idx), ds, bare))
-        self.names = sorted(s.name for _, ds, _ in self.groups for s in ds.scenes)
-        w = np.array([len(ds.scenes) for _, ds, _ in self.groups], float)
+            hazy = None
+            if haze:  # its own random stream too
+                hazy = CloudyTiles(
+                    g, tile, 1 << 30, seed=seed + i + 7919, ranges=replace(ranges, **HAZE_RANGES)
+                )
+            self.groups.append((np.array(idx), ds, bare, hazy))
+        self.names = sorted(s.name for _, ds, _, _ in self.groups for s in ds.scenes)
+        w = np.array([len(ds.scenes) for _, ds, _, _ in self.groups], float)
         self.p = w / w.sum()
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
         xs, ps, ys = [], [], []
         for _ in range(n):
-            idx, ds, bare = self.groups[int(rng.choice(len(self.groups), p=self.p))]
+            idx, ds, bare, hazy = self.groups[int(rng.choice(len(self.groups), p=self.p))]
             present = np.zeros(len(CANON), np.float32)
             present[idx] = 1.0
-            if bare is not None:  # snow only under views with SWIR: the view decides the draw
+            if bare is not None or hazy is not None:  # the view decides the draw
                 view = str(rng.choice(views_for(present)))
                 k = int(rng.integers(1 << 30))
-                it = (ds if view_of(present, view)[SWIR_CANON].any() else bare)[k]
+                swir = bool(view_of(present, view)[SWIR_CANON].any())
+                if hazy is not None and not swir and rng.random() < self.haze:
+                    it = hazy[k]  # haze only where no SWIR band could tell it from snow
+                else:  # snow only under views with SWIR where ``bare`` is given
+                    it = (ds if swir or bare is None else bare)[k]
             else:
                 view = ""
                 it = ds[int(rng.integers(1 << 30))]
@@ -460,6 +480,8 @@ class DetectorRun:
     real_mix: float = 0.0
     #: what the synthetic clouds' invisible edges are labelled (:data:`EDGE_LABELS`)
     edges: str = "ignore"
+    #: share of the synthetic samples seen without SWIR drawn as haze (:data:`HAZE_RANGES`)
+    haze: float = 0.0
     #: decay of an exponential moving average of the weights (0: none); the average is what
     #: :func:`load` returns
     ema: float = 0.0
@@ -497,6 +519,7 @@ def train(run: DetectorRun) -> Path:
         overcast=run.overcast,
         snow_views=run.snow_views,
         edges=run.edges,
+        haze=run.haze,
     )
     net = SpectralDetector(len(CANON), run.widths, run.stem, run.context)
     opt = torch.optim.AdamW(net.parameters(), lr=run.lr, weight_decay=run.weight_decay)
@@ -953,7 +976,7 @@ def screen(
 #: ``train``): the :class:`DetectorRun` fields they set, the valued ones and the flags.
 RECIPE_VALUES = (
     "batch", "tile", "shadow_weight", "band_jitter", "ema", "saturate", "overcast",
-    "snow_views", "real_mix", "edges", "real_fraction", "seed",
+    "snow_views", "real_mix", "edges", "haze", "real_fraction", "seed",
 )  # fmt: skip
 RECIPE_FLAGS = ("context", "saturate_real_only")
 
@@ -1002,6 +1025,12 @@ def _recipe_options(p: argparse.ArgumentParser) -> None:
         default=DetectorRun.edges,
         help="label of the synthetic clouds' invisible edges (optical depth 0.02-0.08): none "
         "(ignore) or thin cloud (cloud)",
+    )
+    p.add_argument(
+        "--haze",
+        type=share,
+        default=DetectorRun.haze,
+        help="share of synthetic samples seen without SWIR whose clouds are a thin bluish haze",
     )
     p.add_argument("--real-fraction", type=share, default=DetectorRun.real_fraction)
     p.add_argument("--seed", type=int, default=0, help="training seed (cv: of every fold)")

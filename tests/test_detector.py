@@ -270,6 +270,38 @@ def test_snow_is_painted_only_under_views_with_swir_when_asked(
         assert marked[~swir].any()
 
 
+def test_haze_is_drawn_only_under_views_without_swir_and_is_bluer(monkeypatch) -> None:
+    """``haze``: that share of the samples seen without SWIR take their clouds from
+    ``HAZE_RANGES``, samples with SWIR never; the default haze is bluer than the other clouds
+    over the same grey ground. Routing checked by haze ranges that draw no cloud at all."""
+    import export.detector as det
+    from export.data import Scene
+
+    six = sensor_profile("rgbn-swir").bands
+    scene = Scene("six", np.full((6, 80, 80), 0.1, np.float32), six, np.ones((80, 80), bool))
+
+    def draw(haze: float) -> tuple[np.ndarray, ...]:
+        s = det.SynthSampler([scene], 32, seed=3, snow_views="all", haze=haze)
+        return s.sample(np.random.default_rng(1), 200)
+
+    def blue_over_red(x: np.ndarray, y: np.ndarray) -> float:
+        cloud = np.isin(y, (1, 2))
+        return float(x[:, 0][cloud].mean() / x[:, 2][cloud].mean())
+
+    x0, p0, y0 = draw(0.0)
+    x1, p1, y1 = draw(1.0)
+    dry0, dry1 = ~p0[:, det.SWIR_CANON].any(axis=1), ~p1[:, det.SWIR_CANON].any(axis=1)
+    assert dry0.any() and dry1.any() and not dry1.all()
+    assert blue_over_red(x1[dry1], y1[dry1]) > blue_over_red(x0[dry0], y0[dry0]) + 0.05
+    monkeypatch.setattr(det, "HAZE_RANGES", {"clear_fraction": 1.0})
+    x, p, y = draw(1.0)
+    dry = ~p[:, det.SWIR_CANON].any(axis=1)
+    assert not np.isin(y[dry], (1, 2)).any()  # every view without SWIR drew the "haze"
+    assert np.isin(y[~dry], (1, 2)).any()  # the views with SWIR their usual clouds
+    x, p, y = draw(0.0)
+    assert np.isin(y[~p[:, det.SWIR_CANON].any(axis=1)], (1, 2)).any()
+
+
 def test_fold_commands_train_only_the_folds_asked_for(tmp_path: Path, monkeypatch) -> None:
     """``cv --only-folds 0,1`` (a screen on two folds): only those folds' jobs, each holding out
     its own patches; without it, every fold."""
