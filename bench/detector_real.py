@@ -41,11 +41,15 @@ from export.evaluate import detection_scores
 from kumo_edge import metrics
 from kumo_edge.benchmark import alternating
 from kumo_edge.runtime import (
+    INPUT_CLOUD,
+    INPUT_SNOWY,
     Model,
     ambiguous_bright,
     ambiguous_mask,
     classify,
     force_spectral_clouds,
+    input_flags,
+    input_test_matrix,
     load_model,
     shadow_reference_band,
     shadow_rules,
@@ -222,11 +226,15 @@ def drop_rule(
     fold_of: dict[str, int],
     cloud_thr: dict[tuple[str, int], float],
     tile: int = 256,
+    seen: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> dict:
     """The downlink ``drop`` rule on the real patches cut into ``tile``-px tiles, out of fold:
     with every cloud call counted (``before``) and without the calls on ambiguous bright pixels
-    (``now``, :mod:`kumo_edge.stream`). A tile is truly cloudy when its labelled cloud fraction
-    exceeds the drop fraction; the mostly clear tiles a rule drops are named."""
+    (``now``, :mod:`kumo_edge.stream`), and, for views without SWIR where ``seen`` gives the
+    input's own SWIR tests (cloud, snow-like), with those (``with_input_swir``: the runtime's
+    default where the input has SWIR; patches without SWIR as ``now``). A tile is truly cloudy
+    when its labelled cloud fraction exceeds the drop fraction; the mostly clear tiles a rule
+    drops are named."""
     from kumo_edge.stream import StreamConfig, drop_flags
 
     limit = StreamConfig().drop_fraction
@@ -247,16 +255,29 @@ def drop_rule(
                     amb = ambiguous_mask(x[(slice(None), *win)], p, bands)
                     every = np.ones((1, *called.shape), bool)
                     truth = float(np.isin(lab[win][ok], (1, 2, 4)).mean())
+                    now = bool(drop_flags(called[None], amb[None], every, limit)[0])  # runtime
+                    with_input = now
+                    if seen is not None and n in seen.get(view, {}):
+                        sure, snowy = (a[win] for a in seen[view][n])
+                        q = p[None].copy()
+                        force_spectral_clouds(x[None], q, bands, sure[None])
+                        c2 = np.isin(classify(q[0], cloud_thr[(view, fold_of[n])], 0), (1, 2))
+                        a2 = ambiguous_mask(x[(slice(None), *win)], q[0], bands, snowy)
+                        with_input = bool(drop_flags(c2[None], a2[None], every, limit)[0])
                     rows.append(
                         (
                             n,
                             bool(drop_flags(called[None], ~every, every, limit)[0]),  # all calls
-                            bool(drop_flags(called[None], amb[None], every, limit)[0]),  # runtime
+                            now,
                             truth > limit,
+                            with_input,
                         )
                     )
         res = {"tiles": len(rows), "drop_fraction": limit}
-        for key, col in (("before", 1), ("now", 2)):
+        cols = [("before", 1), ("now", 2)]
+        if seen is not None and seen.get(view):
+            cols.append(("with_input_swir", 4))
+        for key, col in cols:
             dropped = [r for r in rows if r[col]]
             res[key] = {
                 "dropped": len(dropped),
@@ -318,6 +339,15 @@ def main() -> None:
     fullp: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # view -> name -> (4, h, w)
     fullp_trees: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # the same with trees
     cloud_thr: dict[tuple[str, int], float] = {}
+    # the input's own SWIR tests, where the view has no SWIR but the patch has (the runtime's
+    # StreamConfig.input_swir): view -> name -> (cloud, snow-like) (H, W) masks
+    seen: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    for p in patches:
+        for view in VIEWS:
+            tm = input_test_matrix(p["bands"], CANON.subset(VIEWS[view]))
+            f = None if tm is None else input_flags(p["cube"], p["bands"], False, tm)
+            if f is not None:
+                seen[view][p["name"]] = ((f & INPUT_CLOUD) > 0, (f & INPUT_SNOWY) > 0)
     for k, test in enumerate(folds):
         run = ROOT / a.runs.format(k=k)
         net = load(run / "last.pt")
@@ -331,6 +361,7 @@ def main() -> None:
                 export_band_set(net, view, run / "onnx")
             m = load_model(path, threads=2)
             m.use_trees(None)
+            bands = CANON.subset(VIEWS[view])
             cloud_thr[(view, k)] = m.contract.cloud_threshold
             for name in test:
                 fold_of[name] = k
@@ -341,11 +372,15 @@ def main() -> None:
                 pred[("ours", view)][name] = m.classify(pr[None])[0]
                 if ops.get(view) is not None:  # the network with the fold's trees
                     both = pr[None].copy()
-                    bands = CANON.subset(VIEWS[view])
                     combine(both, tiled_tree_probability(ops[view], x, bands))
                     force_spectral_clouds(x[None], both, bands)  # the test's last word, as detect
                     pred[("ours_trees", view)][name] = m.classify(both)[0]
                     fullp_trees[view][name] = both[0].astype(np.float16)
+                if view in ("rgbn", "rgb"):  # the mask as shipped, with the input's SWIR tests
+                    mine = (both if ops.get(view) is not None else pr[None]).copy()
+                    if name in seen[view]:
+                        force_spectral_clouds(x[None], mine, bands, seen[view][name][0][None])
+                    pred[("ours_input_swir", view)][name] = m.classify(mine)[0]
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
                 fullp[view][name] = pr.astype(np.float16)
         print(f"fold {k}: {len(test)} patches scored", flush=True)
@@ -504,7 +539,7 @@ def main() -> None:
             },
         }
 
-    drop = drop_rule(fullp, by_name, fold_of, cloud_thr)
+    drop = drop_rule(fullp, by_name, fold_of, cloud_thr, seen=seen)
 
     # speed, side by side in one run: rounds alternate between the detectors, so that a slow
     # phase of the host hits them alike (one detector after the other, single runs' ratios
@@ -570,6 +605,11 @@ def main() -> None:
             "shadow recall on the other folds); cloud decisions are unchanged by it",
             "ours_trees_shadow_op: the same for ours_trees (the trees rescale P(shadow) with "
             "P(clear)); its points under shadow_operating_point.<view>.with_trees",
+            "ours_input_swir: the views without SWIR as they ship (rgbn with its trees, rgb the "
+            "network) with the input's own SWIR tests (kumo_edge.runtime.input_flags, the "
+            "runtime's default where a file has SWIR): the spectral cloud test on the patch's "
+            "own bands has the last word; patches without SWIR (On-Cloud-N) as without; "
+            "drop_rule.<view>.with_input_swir likewise, snow-like calls ambiguous",
         ],
         "environment": environment(),
     }

@@ -544,6 +544,8 @@ METHOD_NAMES = {
     "ours_shadow_op": "ours, shipped shadow point",
     "ours_trees": "ours + trees (shadow at 0.5; shipped for rgbn since 2026-12-06 evening)",
     "ours_trees_shadow_op": "ours + trees, shipped shadow point",
+    "ours_input_swir": "ours as shipped (rgbn: + trees) with the input's own SWIR tests (the "
+    "runtime's default for a file with SWIR; shadow at 0.5)",
     "shipped": "ours, the recipe shipped for this band set (shadow at 0.5)",
     "shipped_shadow_op": "ours, the recipe shipped for this band set, shipped shadow point",
 }
@@ -620,6 +622,7 @@ def detector_real_table(doc: dict) -> str:
             "ours_shadow_op",
             "ours_trees",
             "ours_trees_shadow_op",
+            "ours_input_swir",
             "shipped",
             "shipped_shadow_op",
             "ukis_csmask",
@@ -640,11 +643,15 @@ def detector_real_table(doc: dict) -> str:
                 f"{w['accuracy']:.1%} / {w['false_positive_rate']:.1%} | {snow} | {shadow} |"
             )
     # ours (and the recipe shipped for the band set) against the peer, on the same patches
-    suffix = {"shipped": " (the recipe shipped for this band set)", "ours_trees": " + trees"}
+    suffix = {
+        "shipped": " (the recipe shipped for this band set)",
+        "ours_trees": " + trees",
+        "ours_input_swir": " as shipped with the input's SWIR tests",
+    }
     pairs = [
         (view + suffix.get(method, ""), m, p)
         for view in ("rgbn", "swir6")
-        for method in ("ours", "ours_trees", "shipped")
+        for method in ("ours", "ours_trees", "ours_input_swir", "shipped")
         if (m := res.get(f"{method}/{view}", {})).get("per_patch")
         and (p := res.get(f"ukis_csmask/{view}", {})).get("per_patch")
     ]
@@ -766,18 +773,23 @@ def detector_real_table(doc: dict) -> str:
         lines += [
             "",
             f"The downlink `drop` rule (cloud fraction above {lim:g}) on the patches cut into 256-px tiles, out of fold: "
-            "every cloud call counted (before) and without the calls on `ambiguous_bright` pixels (now, the runtime's rule):",
+            "every cloud call counted (before) and without the calls on `ambiguous_bright` pixels (now, the runtime's rule); "
+            "rows 'input's SWIR': the band sets without SWIR where the input has it, the input's own spectral cloud test deciding and its snow-like cloud calls ambiguous (the runtime's default; patches without SWIR as now):",
             "",
             "| band set | tiles | dropped before / now | mostly clear tiles dropped before | ... now | cloudy tiles kept before / now |",
             "|---|---:|---:|---|---|---:|",
         ]
         for view, r in drop.items():
-            b, n = r["before"], r["now"]
-            lines.append(
-                f"| {view} | {r['tiles']} | {b['dropped']} / {n['dropped']} | "
-                f"{', '.join(b['mostly_clear_dropped']) or 'none'} | {', '.join(n['mostly_clear_dropped']) or 'none'} | "
-                f"{b['cloudy_kept']} / {n['cloudy_kept']} |"
-            )
+            b = r["before"]
+            for label, key in ((view, "now"), (f"{view}, input's SWIR", "with_input_swir")):
+                if key not in r:
+                    continue
+                n = r[key]
+                lines.append(
+                    f"| {label} | {r['tiles']} | {b['dropped']} / {n['dropped']} | "
+                    f"{', '.join(b['mostly_clear_dropped']) or 'none'} | {', '.join(n['mostly_clear_dropped']) or 'none'} | "
+                    f"{b['cloudy_kept']} / {n['cloudy_kept']} |"
+                )
     sp = doc.get("speed", {})
     if sp:
         lines += ["", "Speed, one run, " + doc["environment"].get("cpu", "") + ":", ""]

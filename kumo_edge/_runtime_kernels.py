@@ -117,18 +117,20 @@ def _visible_row(cube, i, r, vis, mean, dev):
 
 
 @nb.njit(parallel=True, cache=True)
-def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, scratch, out):
+def ambiguous(cube, probs, vis, green, swir, snowy, p_lo, p_hi, ndsi, bright, white, scratch, out):
     """out[i, r, x]: :func:`kumo_edge.runtime.ambiguous_mask` of every tile in one pass, row by
     row: the detector's doubt first, the visible mean and whiteness only on rows that have a
     doubtful pixel (band by band along the row, so the loops read contiguous memory).
 
     cube (N, C, H, W) and probs (N, 4, H, W) float32; vis (K,) int64 the visible bands (K > 0);
-    green, swir band indices (-1: none); the thresholds as float32, as numpy compares float32
+    green, swir band indices (-1: none); snowy (N, H, W) bool, the input's snow-like pixels, or
+    (0, 0, 0) for none; the thresholds as float32, as numpy compares float32
     arrays with Python floats; scratch (N * H, 2, W) float32 (no allocation in the threads).
     Sums run band by band in float32, as numpy's reductions over bands do, so the results are
     the same."""
     n, _, h, w = cube.shape
     snow = green >= 0 and swir >= 0
+    given = snowy.shape[0] > 0
     tiny = np.float32(1e-6)
     zero = np.float32(0.0)
     for job in nb.prange(n * h):
@@ -145,6 +147,8 @@ def ambiguous(cube, probs, vis, green, swir, p_lo, p_hi, ndsi, bright, white, sc
                 g = cube[i, green, r, x]
                 s1 = cube[i, swir, r, x]
                 amb = amb or ((g - s1) >= ndsi * (g + s1) and g + s1 > zero)
+            if given and p > p_hi:
+                amb = amb or snowy[i, r, x]
             o[x] = amb
             doubt |= amb
         if not doubt:

@@ -86,6 +86,8 @@ class RunOptions:
         drop_fraction: Tiles more cloudy than this are reported ``drop``.
         spare_snow: Snow the input's own SWIR band finds keeps its input (see
             :class:`kumo_edge.stream.StreamConfig`).
+        input_swir: The input's own SWIR-1 band tests the mask where the models' bands have
+            none (see :class:`kumo_edge.stream.StreamConfig`).
         output_bands: ``model`` or ``input`` (see :class:`kumo_edge.stream.StreamConfig`).
         output_dtype: ``auto`` (uint16 for integer input, else float32), ``uint16``, ``float32``.
         compress: Compression of the cleaned output: ``zstd``, ``deflate`` or ``none``.
@@ -109,6 +111,7 @@ class RunOptions:
     batch: int = DEFAULT_BATCH
     drop_fraction: float = 0.7
     spare_snow: bool = True
+    input_swir: bool = True
     output_bands: str = "model"
     output_dtype: str = "auto"
     compress: str = "zstd"
@@ -205,6 +208,7 @@ def process(
         remove=o.remove,
         output_bands=o.output_bands,
         spare_snow=o.spare_snow,
+        input_swir=o.input_swir,
     )
     # every output checked (writable, distinct, not the input) before any work
     check_outputs(paths, [str(input_path)], o.overwrite)

@@ -52,14 +52,18 @@ from .errors import (
 from .physics import PhysicsRemover
 from .remover import Remover
 from .runtime import (
+    INPUT_CLOUD,
+    INPUT_SNOWY,
+    SPARE,
     Model,
     ambiguous_masks,
     classify,
     force_spectral_clouds,
+    input_flags,
+    input_test_matrix,
     shadow_over_clear,
     shadow_reference_band,
     shadow_rules,
-    snow_test,
     tests_snow,
 )
 from .tiling import (
@@ -131,6 +135,13 @@ class StreamConfig:
             NIR to be as bright as snow's (2026-12-06; before, synthetic clouds that grow
             transparent towards the infrared passed it, and the new-sensor benchmark lost
             3.2-4.8 dB on two of its three seeds with it on; README Limits).
+        input_swir: Where the models' band set has no SWIR-1 band but the input has a blue,
+            a green, a red and a SWIR-1 band (Landsat, Sentinel-2 and most hyperspectral files
+            through the four-band or hyperspectral models), the input's own bands decide two
+            things for the mask and the report (:func:`kumo_edge.runtime.input_flags`): the
+            spectral cloud test has the last word on cloud, as in the ``swir6`` detector, and
+            cloud calls on pixels as snow-like as ice are ``ambiguous_bright`` (not counted by
+            the ``drop`` rule). The removal is the detector's either way.
     """
 
     tile: int | None = None
@@ -142,6 +153,7 @@ class StreamConfig:
     output_bands: str = "model"
     blend: str = "detector"
     spare_snow: bool = True
+    input_swir: bool = True
 
     def __post_init__(self) -> None:
         if self.blend not in ("detector", "full"):
@@ -322,12 +334,15 @@ class StreamProcessor:
         self.buf = np.zeros((nb, self.T, self.wp), np.uint16)  # counts of RING_STEP
         self._ones = np.ones(self.T, np.float32)  # row scale of plain input lines
         self.vbuf = np.zeros((self.T, self.wp), bool)
-        # where the INPUT's own bands tell snow (a green, a NIR and a SWIR-1 band; the models'
-        # band set may lack SWIR), snow keeps its input through the removal: the ring of those
-        # pixels beside the valid one (process_tiles, ``spare``)
+        # what the INPUT's own bands tell where the models' band set may lack SWIR: snow that
+        # keeps its input through the removal (a green, a NIR and a SWIR-1 band), and the
+        # spectral cloud and snow tests of the mask (runtime.input_flags): the ring of those
+        # bits beside the valid one (process_tiles, ``flags``)
+        self.spare = self.generator is not None and cfg.spare_snow and tests_snow(bands)
+        self.test_matrix = input_test_matrix(bands, c.bands) if cfg.input_swir else None
         self.sbuf = (
-            np.zeros((self.T, self.wp), bool)
-            if self.generator is not None and cfg.spare_snow and tests_snow(bands)
+            np.zeros((self.T, self.wp), np.uint8)
+            if self.spare or self.test_matrix is not None
             else None
         )
         if self.s < 1:
@@ -364,7 +379,11 @@ class StreamProcessor:
         if valid is None:
             valid = np.ones((n, self.width), bool)
         t0 = time.perf_counter()
-        spare = snow_test(lines, self.in_bands) if self.sbuf is not None else None
+        flags = (
+            input_flags(lines, self.in_bands, self.spare, self.test_matrix)
+            if self.sbuf is not None
+            else None
+        )
         if self.matrix is not None:
             lines = resample(lines, self.matrix)
         if not valid.all():
@@ -374,7 +393,7 @@ class StreamProcessor:
         def fill(i: int, k: int, ring: npt.NDArray[np.uint16]) -> None:
             _tk.quantize(lines[:, i : i + k], self._ones[:k], RING_PER_UNIT, ring)
 
-        return self._fill(n, valid, fill, sink, spare)
+        return self._fill(n, valid, fill, sink, flags)
 
     def push_counts(
         self, counts: Counts, sink: Callable[[Lines], None] | None = None
@@ -382,7 +401,8 @@ class StreamProcessor:
         """Add lines given as stored integer values (:class:`kumo_edge.counts.Counts`): the same
         as ``push(counts.reflectance(), counts.valid, sink)``, bitwise, but converted straight
         into the line ring, without a float32 strip (where the models' band set is the input's
-        and no snow is spared; else through that strip)."""
+        and nothing is read of the input's own bands (``input_flags``); else through that
+        strip)."""
         if self._done:
             raise ShapeError("the pass was flushed; start a new StreamProcessor")
         raw = counts.raw
@@ -405,11 +425,12 @@ class StreamProcessor:
         valid: npt.NDArray[np.bool_],
         fill: Callable[[int, int, npt.NDArray[np.uint16]], None],
         sink: Callable[[Lines], None] | None,
-        spare: npt.NDArray[np.bool_] | None = None,
+        flags: npt.NDArray[np.uint8] | None = None,
     ) -> list[Lines]:
         """Put ``n`` lines into the ring, ``fill(i, k, ring)`` writing lines ``i .. i + k - 1``
-        into the ``ring`` rows given, and run every tile row they complete; ``spare``: the
-        lines' snow pixels, where the ring keeps them (``sbuf``)."""
+        into the ``ring`` rows given, and run every tile row they complete; ``flags``: what the
+        lines' own bands tell (:func:`kumo_edge.runtime.input_flags`), where the ring keeps it
+        (``sbuf``)."""
         out: list[Lines] = []
         i = 0
         while i < n:
@@ -417,8 +438,8 @@ class StreamProcessor:
             f = self.filled
             fill(i, k, self.buf[:, f : f + k, : self.width])
             self.vbuf[f : f + k, : self.width] = valid[i : i + k]
-            if self.sbuf is not None and spare is not None:
-                self.sbuf[f : f + k, : self.width] = spare[i : i + k]
+            if self.sbuf is not None and flags is not None:
+                self.sbuf[f : f + k, : self.width] = flags[i : i + k]
             if self.wp > self.width:  # narrow swath: repeat the last column
                 self.buf[:, f : f + k, self.width :] = self.buf[
                     :, f : f + k, self.width - 1 : self.width
@@ -502,8 +523,8 @@ class StreamProcessor:
             origins = np.stack([np.zeros_like(xs), xs], axis=1)
             tiles = extract_tiles(self.buf, origins, T, step=RING_STEP)
             valid_tiles = np.stack([self.vbuf[:, x : x + T] for x in xs])
-            spare = None if self.sbuf is None else np.stack([self.sbuf[:, x : x + T] for x in xs])
-            out_tiles, prob_tiles = self._process(tiles, valid_tiles, origins, spare)
+            flags = None if self.sbuf is None else np.stack([self.sbuf[:, x : x + T] for x in xs])
+            out_tiles, prob_tiles = self._process(tiles, valid_tiles, origins, flags)
             t0 = time.perf_counter()
             x0, x_end = int(xs[0]), int(xs[-1]) + T
             x_next = int(starts[j + b]) if j + b < len(starts) else self.wp
@@ -528,7 +549,7 @@ class StreamProcessor:
             pending = nxt if nxt.shape[2] else None
             # freed now, not when the next batch rebinds the names: else two batches' tiles are
             # alive while the next one runs through the models (~17 MB at 32 bands)
-            del tiles, valid_tiles, out_tiles, prob_tiles, spare
+            del tiles, valid_tiles, out_tiles, prob_tiles, flags
             t_blend += time.perf_counter() - t0
         for r in range(0, emit, EMIT_LINES):
             t0 = time.perf_counter()
@@ -564,7 +585,7 @@ class StreamProcessor:
         tiles: npt.NDArray[np.float32],
         valid: npt.NDArray[np.bool_],
         origins: npt.NDArray[np.int64],
-        spare: npt.NDArray[np.bool_] | None = None,
+        flags: npt.NDArray[np.uint8] | None = None,
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         return process_tiles(
             tiles,
@@ -574,7 +595,7 @@ class StreamProcessor:
             self.cfg,
             self.report,
             origins + [self.y0, 0],
-            spare,
+            flags,
         )
 
 
@@ -702,16 +723,19 @@ def process_tiles(
     cfg: StreamConfig,
     report: Report | None = None,
     origins: npt.NDArray[np.int64] | None = None,
-    spare: npt.NDArray[np.bool_] | None = None,
+    flags: npt.NDArray[np.uint8] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Detector on every tile, generator where thin cloud or shadow is found.
 
-    ``spare`` ``(N, T, T)``: pixels that keep their input through the removal whatever the
-    models say, the snow the input's own SWIR band found (:func:`kumo_edge.runtime.snow_test`,
-    where the models' band set has none): without SWIR the detector calls snow cloud and the
-    remover reads it as haze (a clear snowy Sentinel-2 scene came out changed by 0.027 in rgbn),
-    and a thin cloud over snow hardly changes it. The mask and the report's classes are the
-    detector's; each tile's spared share is reported (``snow_spared``).
+    ``flags`` ``(N, T, T)`` uint8: what the input's own bands tell, where the models' band set
+    has no SWIR (:func:`kumo_edge.runtime.input_flags`). Pixels with the ``SPARE`` bit keep
+    their input through the removal whatever the models say, the snow the input's own SWIR band
+    found (:func:`kumo_edge.runtime.snow_test`): without SWIR the detector calls snow cloud and
+    the remover reads it as haze (a clear snowy Sentinel-2 scene came out changed by 0.027 in
+    rgbn), and a thin cloud over snow hardly changes it; each tile's spared share is reported
+    (``snow_spared``). ``INPUT_CLOUD`` pixels are cloud in the mask and the report (the spectral
+    test's last word, as where the models' bands have SWIR), and cloud calls on ``INPUT_SNOWY``
+    pixels are ``ambiguous_bright``; the removal is the detector's.
 
     Returns ``(outputs, probabilities)``: ``(N, C, T, T)`` reflectance (thick-cloud pixels and
     clear tiles keep their input values) and ``(N, 4, T, T)`` class probabilities. ``tiles`` is
@@ -731,6 +755,14 @@ def process_tiles(
         [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]
     )
     sure = force_spectral_clouds(tiles, probs, detector.bands)  # as Model.detect
+    spare = in_sure = snowy = None
+    if flags is not None:
+        spare = (flags & SPARE).astype(bool)
+        if sure is None:  # the input's own SWIR tests, for the mask only
+            in_sure = (flags & INPUT_CLOUD).astype(bool)
+            snowy = (flags & INPUT_SNOWY).astype(bool)
+            in_sure = in_sure if in_sure.any() else None
+            snowy = snowy if snowy.any() else None
     # the trees' second opinion (where the detector has one) shapes the mask and the report,
     # not the removal: the removal's weights and tiles stay the network's (measured: weighted
     # by the combined probability, the rgbn removal cross-validation fell 4.09 -> 3.89 dB)
@@ -739,12 +771,15 @@ def process_tiles(
     cls = detector.classify(probs, axis=1)
     # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud)
     mask_probs = probs
-    if p_trees is not None:
+    if p_trees is not None or in_sure is not None:
         mask_probs = probs.copy()
+    if p_trees is not None:
         combine(mask_probs, p_trees)
         if sure is not None:  # the spectral test has the last word, as in Model.detect
             force_spectral_clouds(tiles, mask_probs, detector.bands, sure)
-    amb_px = ambiguous_masks(tiles, mask_probs, detector.bands)
+    if in_sure is not None:  # so has the input's own, where the models' bands lack SWIR
+        force_spectral_clouds(tiles, mask_probs, detector.bands, in_sure)
+    amb_px = ambiguous_masks(tiles, mask_probs, detector.bands, snowy)
     counts = tile_counts(detector, probs, cls, valid, amb_px)
     frac, rshadow = _fractions(counts)
     n_valid = np.maximum(counts[:, _rk.N_VALID], 1)
@@ -794,7 +829,10 @@ def process_tiles(
         combine(probs, p_trees)
         if sure is not None:  # (the tiles are the removal's output now: the test's own pixels)
             force_spectral_clouds(tiles, probs, detector.bands, sure)
-    if p_trees is not None or (getattr(generator, "physics", False) and len(todo)):
+    if in_sure is not None:
+        force_spectral_clouds(tiles, probs, detector.bands, in_sure)
+    recount = p_trees is not None or in_sure is not None
+    if recount or (getattr(generator, "physics", False) and len(todo)):
         # the physics remover moved thin/thick by transmittance, the trees cloud or not
         # cloud: count again
         cls = detector.classify(probs, axis=1)
@@ -920,7 +958,9 @@ def process_image(
     h_img, w_img = cube.shape[1:]
     if valid is None:
         valid = np.ones((h_img, w_img), bool)
-    spare = snow_test(cube, bands) if proc.sbuf is not None else None
+    flags = (
+        input_flags(cube, bands, proc.spare, proc.test_matrix) if proc.sbuf is not None else None
+    )
     if proc.matrix is not None:
         cube = resample(cube, proc.matrix)
     cube = ring_round(np.where(valid[None], cube, 0.0))  # as the stream's line ring holds it
@@ -935,9 +975,9 @@ def process_image(
     tiles = extract_tiles(padded, origins, t)
     vt = np.stack([pvalid[y : y + t, x : x + t] for y, x in origins])
     st = None
-    if spare is not None:
-        pspare = np.pad(spare, ((0, rows - h_img), (0, proc.wp - w_img)), mode="constant")
-        st = np.stack([pspare[y : y + t, x : x + t] for y, x in origins])
+    if flags is not None:
+        pflags = np.pad(flags, ((0, rows - h_img), (0, proc.wp - w_img)), mode="constant")
+        st = np.stack([pflags[y : y + t, x : x + t] for y, x in origins])
     out, probs = process_tiles(
         tiles, vt, proc.detector, proc.generator, proc.cfg, proc.report, origins, st
     )

@@ -1315,9 +1315,9 @@ def test_haze_over_dark_water_is_not_snow(angstrom: float) -> None:
 
 
 def test_spared_pixels_keep_their_input_and_the_others_are_as_without() -> None:
-    """``process_tiles(..., spare=)``: the spared pixels come out exactly as they went in, every
-    other pixel exactly as without the option."""
-    from kumo_edge.runtime import load_models, read_contract, shipped_models
+    """``process_tiles(..., flags=)`` with the ``SPARE`` bit: the spared pixels come out exactly
+    as they went in, every other pixel exactly as without the option."""
+    from kumo_edge.runtime import SPARE, load_models, read_contract, shipped_models
     from kumo_edge.stream import StreamConfig, process_tiles
 
     bands = read_contract(shipped_models()["rgbn"]["detector"]).bands
@@ -1330,6 +1330,7 @@ def test_spared_pixels_keep_their_input_and_the_others_are_as_without() -> None:
     spare = rng.random((2, 64, 64)) < 0.3
     cfg = StreamConfig(tile=64, halo=0, batch=2)
     plain, _ = process_tiles(tiles.copy(), valid, det, rem, cfg)
-    spared, _ = process_tiles(tiles.copy(), valid, det, rem, cfg, spare=spare)
+    flags = spare.astype(np.uint8) * np.uint8(SPARE)
+    spared, _ = process_tiles(tiles.copy(), valid, det, rem, cfg, flags=flags)
     assert np.abs(plain - tiles).max() > 0.01  # the removal did change something
     np.testing.assert_array_equal(spared, np.where(spare[:, None], tiles, plain))

@@ -66,6 +66,13 @@ def test_one_pass_ambiguous_masks_equal_the_per_tile_rule(profile: str) -> None:
     ref = np.stack([ambiguous_mask(x, q, bands) for x, q in zip(cube, p, strict=True)])
     assert ref.any() and not ref.all()
     assert np.array_equal(ambiguous_masks(cube, p, bands), ref)
+    # the input's own snow-like pixels (where the models' bands have no SWIR): more doubt
+    snowy = rng.random((n, 48, 48)) < 0.5
+    ref_s = np.stack([ambiguous_mask(*a) for a in zip(cube, p, [bands] * n, snowy, strict=True)])
+    assert (ref_s >= ref).all()
+    if c <= 6:  # (32 randomly tinted bands leave no pixel white)
+        assert (ref_s & ~ref).any()
+    assert np.array_equal(ambiguous_masks(cube, p, bands, snowy), ref_s)
 
 
 def test_shadow_operating_point() -> None:

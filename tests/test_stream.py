@@ -614,3 +614,92 @@ def test_tile_counts_are_the_numpy_reductions_they_replace(point: float) -> None
         np.testing.assert_array_equal(drop_flags(cloud, amb, valid, limit), frac > limit)
         stream_drop = _drop(got[:, _rk.N_CLOUD_NOT_AMBIGUOUS], got[:, _rk.N_VALID], limit)
         np.testing.assert_array_equal(stream_drop, frac > limit)
+
+
+class _FourBandDetector:
+    """Four bands, no SWIR; tile 0 called clear (P = 0.9), every other tile thick cloud
+    (P = 0.95)."""
+
+    bands = RGBN
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        p = np.zeros((batch.shape[0], 4, *batch.shape[2:]), np.float32)
+        p[:, 2], p[:, 0] = 0.95, 0.05
+        p[0, 2], p[0, 0] = 0.1, 0.9
+        return p
+
+    def classify(self, probs: np.ndarray, axis: int = 1) -> np.ndarray:
+        from kumo_edge.runtime import classify
+
+        return classify(probs, 0.5, axis)
+
+
+def test_the_inputs_own_swir_tests_a_four_band_detectors_mask() -> None:
+    """``flags`` (the input's own SWIR, where the detector has none): pixels its spectral test
+    calls cloud are cloud in the probabilities and the report however sure the detector is of
+    clear; cloud calls on its snow-like pixels are ambiguous and do not count for ``drop``.
+    Without the flags: the detector's calls."""
+    from kumo_edge.runtime import INPUT_CLOUD, INPUT_SNOWY
+    from kumo_edge.stream import Report, process_tiles
+
+    tiles = np.full((2, 4, 16, 16), 0.7, np.float32)  # bright and white in the visible
+    valid = np.ones((2, 16, 16), bool)
+    flags = np.zeros((2, 16, 16), np.uint8)
+    flags[0, :8] = INPUT_CLOUD  # half the clear-called tile: cloud by the input's test
+    flags[1] = INPUT_SNOWY  # the cloud-called tile: as snow-like as ice in the input's SWIR
+    seen = {}
+    for name, f in (("with", flags), ("without", None)):
+        rep = Report()
+        _, probs = process_tiles(
+            tiles.copy(), valid, _FourBandDetector(), None, StreamConfig(), rep, flags=f
+        )
+        seen[name] = (probs, rep.tiles)
+    probs, recs = seen["with"]
+    np.testing.assert_allclose(probs[0, 1:3, :8].sum(0), 1.0)
+    np.testing.assert_allclose(probs[0, 0, 8:], 0.9)
+    assert [t["cloud_fraction"] for t in recs] == [0.5, 1.0]
+    assert [t["ambiguous_bright"] for t in recs] == [0.0, 1.0]
+    assert [t["drop"] for t in recs] == [False, False]
+    probs, recs = seen["without"]
+    assert [t["cloud_fraction"] for t in recs] == [0.0, 1.0]
+    assert [t["drop"] for t in recs] == [False, True]
+
+
+@pytest.mark.parametrize("chunk", [9, 128])
+def test_a_six_band_input_through_four_band_models_streams_its_swir_tests(chunk: int) -> None:
+    """A six-band input through the shipped rgbn pair: the stream carries the input's own
+    SWIR tests beside its line ring and equals the whole image; with them the snow field's cloud
+    calls are all ambiguous; the cleaned output is the same with or without them (the removal
+    is the detector's). The tests run only where the input has a SWIR-1 band and the models'
+    bands do not."""
+    from kumo_edge.runtime import load_models
+
+    six = sensor_profile("rgbn-swir").bands
+    det, rem, _ = load_models("rgbn", six)
+    rng = np.random.default_rng(2)
+    veg = np.array([0.04, 0.08, 0.05, 0.35, 0.18, 0.09], np.float32)
+    grey = np.array([0.34, 0.33, 0.33, 0.34, 0.30, 0.25], np.float32)  # flat, SWIR-bright
+    snow = np.array([0.85, 0.85, 0.83, 0.78, 0.06, 0.04], np.float32)
+    x = np.empty((6, 128, 128), np.float32)
+    x[:] = veg[:, None, None]
+    x[:, 20:70, 20:70] = grey[:, None, None]
+    x[:, 80:120, 60:120] = snow[:, None, None]
+    x *= (1 + 0.03 * rng.standard_normal((1, 128, 128))).astype(np.float32)
+    on, off = StreamConfig(input_swir=True), StreamConfig(input_swir=False)
+    d_on, m_on, r_on = process_image(x, six, det, rem, on)
+    d_off, m_off, _ = process_image(x, six, det, rem, off)
+    np.testing.assert_array_equal(d_on, d_off)
+    snow_px = 40 * 60 / 128**2
+    assert np.isin(m_on[80:120, 60:120], (2, 3)).mean() > 0.9  # the network calls snow cloud
+    assert r_on.tiles[0]["ambiguous_bright"] == pytest.approx(snow_px, abs=2e-3)
+    assert not r_on.tiles[0]["drop"]
+    proc = StreamProcessor(128, six, det, rem, on)
+    assert proc.test_matrix is not None
+    d_s, m_s = _run(proc, x, chunk)
+    np.testing.assert_array_equal(m_s, m_on)
+    np.testing.assert_array_equal(d_s, d_on)
+    assert proc.report.tiles == r_on.tiles
+    assert StreamProcessor(128, six, det, rem, off).test_matrix is None
+    det6, _, _ = load_models("swir6", six)  # its own SWIR: the tests ride on its tiles
+    assert StreamProcessor(128, six, det6, None, on).test_matrix is None
+    assert StreamProcessor(128, RGBN, det, rem, on).test_matrix is None  # no SWIR to read
