@@ -161,17 +161,18 @@ def ambiguous(cube, probs, vis, green, swir, snowy, p_lo, p_hi, ndsi, bright, wh
 
 
 @nb.njit(parallel=True, cache=True)
-def spectral_test(cube, vis, green, swir, bright, white, ndsi, scratch, out):
+def spectral_test(cube, vis, green, swir, nir, bright, white, ndsi, nir_swir, scratch, out):
     """out[i, r, x]: :func:`kumo_edge.runtime.spectral_cloud_test` of every tile in one pass,
     row by row (band by band along the row, so the loops read contiguous memory): visible mean
     above ``bright``, whiteness below ``white`` and, with a green and a SWIR-1 band, NDSI at
-    most ``ndsi``.
+    most ``ndsi`` and, with a NIR band too, NIR above ``nir_swir`` x SWIR-1.
 
-    cube (N, C, H, W) float32; vis (K,) int64 (K > 0); green, swir band indices (-1: none);
-    thresholds float32; scratch (N * H, 2, W) float32. Sums run band by band in float32 and
-    the NDSI is divided as numpy does, so the results are numpy's."""
+    cube (N, C, H, W) float32; vis (K,) int64 (K > 0); green, swir, nir band indices (-1:
+    none); thresholds float32; scratch (N * H, 2, W) float32. Sums run band by band in float32
+    and the NDSI is divided as numpy does, so the results are numpy's."""
     n, _, h, w = cube.shape
     snow = green >= 0 and swir >= 0
+    rock = snow and nir >= 0
     tiny = np.float32(1e-6)
     for job in nb.prange(n * h):
         i = job // h
@@ -186,6 +187,8 @@ def spectral_test(cube, vis, green, swir, bright, white, ndsi, scratch, out):
                 g = cube[i, green, r, x]
                 s1 = cube[i, swir, r, x]
                 c = (g - s1) / max(g + s1, tiny) <= ndsi
+                if c and rock:
+                    c = cube[i, nir, r, x] > nir_swir * s1
             o[x] = c
 
 

@@ -245,7 +245,8 @@ def test_the_spectral_cloud_test_calls_cloud_only_where_a_swir_band_spares_snow(
 
 def test_the_spectral_test_kernel_is_numpys_float32_arithmetic() -> None:
     """The numba pass over float32 tiles (the runtime's) gives numpy's float32 answer pixel
-    for pixel, near every threshold (bright, white, NDSI), and the forced probabilities too."""
+    for pixel, near every threshold (bright, white, NDSI, NIR / SWIR-1), and the forced
+    probabilities too."""
     from kumo_edge import runtime as rt
 
     six = sensor_profile("rgbn-swir").bands
@@ -259,6 +260,9 @@ def test_the_spectral_test_kernel_is_numpys_float32_arithmetic() -> None:
     white = np.abs(v - mean[:, None]).sum(1) / np.maximum(mean, 1e-6)
     ndsi = (x[:, g] - x[:, s1]) / np.maximum(x[:, g] + x[:, s1], 1e-6)
     want = (mean > rt.BRIGHT_REFLECTANCE) & (white < rt.WHITENESS_MAX) & (ndsi <= rt.SNOW_NDSI)
+    rock = ~(x[:, 3] > np.float32(rt.NIR_SWIR_MIN) * x[:, s1])  # NIR darker than the SWIR-1
+    assert (want & rock).mean() > 0.02  # the NIR / SWIR-1 rule removes some
+    want &= ~rock
     assert 0.05 < want.mean() < 0.5  # both answers well represented
     got = rt.spectral_cloud_test(x, six)
     np.testing.assert_array_equal(got, want)
