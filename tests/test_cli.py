@@ -428,3 +428,33 @@ def test_run_models_swir6_keeps_and_corrects_a_six_band_file(tmp_path: Path) -> 
     # passed through, the SWIR bands would keep their error (1.0); where the detector is sure of
     # thick cloud (its densest rows) they keep their input by design
     assert err_out < 0.95 * err_in, (err_in, err_out)
+
+
+def test_detect_reads_the_files_own_swir_unless_told_not_to(tmp_path: Path) -> None:
+    """``kumo-edge detect --models rgbn`` on a six-band file with a snow field: the rgbn
+    detector calls the snow cloud; by default the file's own SWIR marks those calls ambiguous
+    (not counted for ``drop``), ``--no-input-swir`` only the calls the detector is unsure of. The
+    mask's cloud calls are the same either way here (the spectral test finds no cloud in snow)."""
+    from kumo_edge.config import sensor_profile
+
+    six = sensor_profile("rgbn-swir").bands
+    snow = np.array([0.85, 0.85, 0.83, 0.78, 0.06, 0.04], np.float32)
+    rng = np.random.default_rng(3)
+    x = np.broadcast_to(snow[:, None, None], (6, 96, 96)).copy()
+    x = (x * (1 + 0.02 * rng.standard_normal((1, 96, 96)))).astype(np.float32)
+    src = make_raster(tmp_path / "snow6.tif", x)
+    wl = ",".join(f"{c:g}" for c in six.centers_nm)
+    reps = {}
+    for flag in ("--input-swir", "--no-input-swir"):
+        rep = tmp_path / f"{flag}.json"
+        r = CliRunner().invoke(
+            cli,
+            ["detect", str(src), "--mask", str(tmp_path / f"{flag}.tif"), "--models", "rgbn",
+             "--wavelengths", wl, "--report", str(rep), flag],
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        reps[flag] = json.loads(rep.read_text())["per_tile"][0]
+    on, off = reps["--input-swir"], reps["--no-input-swir"]
+    assert on["cloud_fraction"] == off["cloud_fraction"] > 0.9
+    assert on["ambiguous_bright"] > 0.99 and not on["drop"]
+    assert off["ambiguous_bright"] < on["ambiguous_bright"] - 0.3  # only the unsure calls
