@@ -252,7 +252,7 @@ def removal_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Where the input has a green, a NIR and a SWIR-1 band (Sentinel-2, Landsat, "
             "hyperspectral), pixels it calls snow (NDSI >= 0.7, NIR >= 0.7 x green) keep their "
             "input through the removal (the rgbn/rgb models read snow as haze). Ice clouds pass "
-            "the test too and keep their input. The mask is the detector's either way.",
+            "the test too and keep their input. The mask is not spared (see --input-swir).",
         ),
         click.option(
             "--output-bands",
