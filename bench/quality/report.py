@@ -283,7 +283,8 @@ def results_md(doc: dict) -> str:
         "Cloud (thin + thick) vs not cloud. Real: held-out L8 Biome patches (one per land type: "
         + ", ".join(REAL_TEST)
         + "). Threshold test: mean visible reflectance > 0.3 and whiteness < 0.7 (with SWIR "
-        "bands, also NDSI <= 0.4, Fmask's snow rule). Detectors trained on every real patch (the "
+        "bands, also NDSI <= 0.4, Fmask's snow rule, and NIR / SWIR-1 > 0.75, its rock rule). "
+        "Detectors trained on every real patch (the "
         "band-agnostic detector) have no real row here: their real-cloud figures are the "
         "cross-validation over the 36 patches (README, `python -m bench.detector_real`).",
         "",
