@@ -529,7 +529,8 @@ def input_flags(
             t[k] += np.float32(test_matrix[k, b]) * cube[b]
         out |= spectral_cloud_test(t, INPUT_TEST_BANDS).view(np.uint8) * np.uint8(INPUT_CLOUD)
         g, s1 = t[1], t[4]
-        snowy = _snow_like(g, s1, SNOW_NDSI) & (g + s1 > 0)
+        # a SWIR-1 of 0 is a band without data (as zero-filled absorption bands), not snow
+        snowy = _snow_like(g, s1, SNOW_NDSI) & (s1 > 0)
         out |= snowy.view(np.uint8) * np.uint8(INPUT_SNOWY)
     return out
 

@@ -299,3 +299,34 @@ def test_shadow_rules_refuse_arrays_that_do_not_match() -> None:
         shadow_rules(p.astype(np.float64), None, ok, 0.0)
     with pytest.raises(ShapeError, match="C-contiguous"):
         shadow_rules(p.transpose(0, 1, 3, 2), None, ok, 0.0)
+
+
+def test_input_flags_read_the_inputs_own_swir() -> None:
+    """:func:`input_flags` on a six-band input for four-band models: a bright white pixel
+    bright in the SWIR is cloud, a snow pixel is snow-like (and spared where asked), dark
+    vegetation is neither; a SWIR band without data (zeros) tells nothing; no tests where the
+    models have SWIR of their own or the input has none."""
+    from kumo_edge.runtime import (
+        INPUT_CLOUD,
+        INPUT_SNOWY,
+        SPARE,
+        input_flags,
+        input_test_matrix,
+    )
+
+    six, rgbn = sensor_profile("rgbn-swir").bands, sensor_profile("rgbn").bands
+    cloud = [0.60, 0.60, 0.60, 0.62, 0.50, 0.40]
+    snow = [0.85, 0.85, 0.83, 0.78, 0.06, 0.04]
+    veg = [0.04, 0.08, 0.05, 0.35, 0.18, 0.09]
+    x = np.array([cloud, snow, veg], np.float32).T[:, None, :]  # (6, 1, 3)
+    tm = input_test_matrix(six, rgbn)
+    assert tm is not None
+    f = input_flags(x, six, True, tm)[0]
+    assert f.tolist() == [INPUT_CLOUD, INPUT_SNOWY | SPARE, 0]
+    assert input_flags(x, six, False, tm)[0].tolist() == [INPUT_CLOUD, INPUT_SNOWY, 0]
+    dead = x.copy()
+    dead[4:] = 0.0  # SWIR without data
+    assert input_flags(dead, six, False, tm)[0].tolist() == [0, 0, 0]
+    assert input_test_matrix(six, six) is None  # the models test their own SWIR
+    assert input_test_matrix(rgbn, rgbn) is None  # nothing to read
+    assert input_flags(x[:4], rgbn, True, None) is None
