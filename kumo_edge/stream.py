@@ -769,16 +769,22 @@ def process_tiles(
     p_trees = detector.tree_probability(tiles) if hasattr(detector, "tree_probability") else None
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
+    # the mask's probabilities differ from the removal's where the trees or the input's own
+    # tests have a say; the spectral test (the detector's, else the input's) has the last word
+    own_mask = p_trees is not None or in_sure is not None
+    last = sure if sure is not None else in_sure
+
+    def mask_opinions(p: npt.NDArray[np.float32]) -> None:
+        if p_trees is not None:
+            combine(p, p_trees)
+        if last is not None:  # (after the removal, the tiles no longer are the test's input)
+            force_spectral_clouds(tiles, p, detector.bands, last)
+
     # on the input, before removal: bright pixels the bands cannot call (snow, ice or cloud)
     mask_probs = probs
-    if p_trees is not None or in_sure is not None:
+    if own_mask:
         mask_probs = probs.copy()
-    if p_trees is not None:
-        combine(mask_probs, p_trees)
-        if sure is not None:  # the spectral test has the last word, as in Model.detect
-            force_spectral_clouds(tiles, mask_probs, detector.bands, sure)
-    if in_sure is not None:  # so has the input's own, where the models' bands lack SWIR
-        force_spectral_clouds(tiles, mask_probs, detector.bands, in_sure)
+        mask_opinions(mask_probs)
     amb_px = ambiguous_masks(tiles, mask_probs, detector.bands, snowy)
     counts = tile_counts(detector, probs, cls, valid, amb_px)
     frac, rshadow = _fractions(counts)
@@ -825,14 +831,9 @@ def process_tiles(
     rep.seconds["generate"] += time.perf_counter() - t0
     out = tiles
     removed = set(todo.tolist()) - set(kept)
-    if p_trees is not None:  # the mask's probabilities from here on
-        combine(probs, p_trees)
-        if sure is not None:  # (the tiles are the removal's output now: the test's own pixels)
-            force_spectral_clouds(tiles, probs, detector.bands, sure)
-    if in_sure is not None:
-        force_spectral_clouds(tiles, probs, detector.bands, in_sure)
-    recount = p_trees is not None or in_sure is not None
-    if recount or (getattr(generator, "physics", False) and len(todo)):
+    if own_mask:  # the mask's probabilities from here on
+        mask_opinions(probs)
+    if own_mask or (getattr(generator, "physics", False) and len(todo)):
         # the physics remover moved thin/thick by transmittance, the trees cloud or not
         # cloud: count again
         cls = detector.classify(probs, axis=1)
