@@ -31,7 +31,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from . import _runtime_kernels as _rk
-from .bands import BandSet, band_indices, resampling_matrix
+from .bands import BandSet, band_indices, resample, resampling_matrix
 from .baselines import METHODS, MODEL_METHODS, remover
 from .config import sensor_profile
 from .errors import (
@@ -522,11 +522,7 @@ def input_flags(
     if snow is not None:
         out[snow] = SPARE
     if test_matrix is not None:
-        # the few input bands each test band takes (a BLAS product here cost the stream 20 %:
-        # its threads contend with the models')
-        t = np.zeros((len(test_matrix), *cube.shape[1:]), np.float32)
-        for k, b in zip(*np.nonzero(test_matrix), strict=True):
-            t[k] += np.float32(test_matrix[k, b]) * cube[b]
+        t = resample(cube, test_matrix)
         out |= spectral_cloud_test(t, INPUT_TEST_BANDS).view(np.uint8) * np.uint8(INPUT_CLOUD)
         g, s1 = t[1], t[4]
         # a SWIR-1 of 0 is a band without data (as zero-filled absorption bands), not snow

@@ -97,3 +97,24 @@ def test_sparse_source_matching_a_centre_is_not_integrated() -> None:
     for a, b in ((l7, rgbn), (rgbn, l7)):
         m = resampling_matrix(a, b)
         assert set(np.unique(m)) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (5000,), (0, 7)])
+def test_resample_reads_only_the_weighted_bands_and_sums_them_exactly(shape) -> None:  # noqa: ANN001
+    # any real-valued matrix, zero rows and negative weights included, over any pixel layout
+    # (one chunk, several, none): the float64 product to float32 rounding
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(6, 40)).astype(np.float32)
+    m[rng.random(m.shape) < 0.8] = 0.0
+    m[2] = 0.0
+    cube = rng.random((40, *shape), dtype=np.float32)
+    out = resample(cube, m)
+    ref = np.tensordot(m.astype(np.float64), cube.astype(np.float64), axes=1)
+    assert out.dtype == np.float32 and out.shape == (6, *shape)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
+    assert not out[2].any()
+    # a band no weight reads may hold anything: it is never read
+    unread = np.flatnonzero(~m.any(0))
+    poisoned = cube.copy()
+    poisoned[unread] = np.nan
+    np.testing.assert_array_equal(resample(poisoned, m), out)
