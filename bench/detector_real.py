@@ -41,12 +41,14 @@ from export.evaluate import detection_scores
 from kumo_edge import metrics
 from kumo_edge.benchmark import alternating
 from kumo_edge.runtime import (
+    INPUT_CLEAR,
     INPUT_CLOUD,
     INPUT_SNOWY,
     Model,
     ambiguous_bright,
     ambiguous_mask,
     classify,
+    clear_cloud_calls,
     force_spectral_clouds,
     input_flags,
     input_test_matrix,
@@ -75,7 +77,8 @@ def fold_trees(train: list[dict], view: str, folder: Path) -> TreeOpinion:
     path = folder / f"{view}.trees.npz"
     if not path.exists():
         booster = export_trees.train_view(train, view)
-        export_trees.save(booster, path, view, {"trained_on": sorted(p["name"] for p in train)})
+        names = sorted(p["name"] for p in train if export_trees.feeds(p, view))
+        export_trees.save(booster, path, view, {"trained_on": names})
     return load_trees(path)
 
 
@@ -226,12 +229,12 @@ def drop_rule(
     fold_of: dict[str, int],
     cloud_thr: dict[tuple[str, int], float],
     tile: int = 256,
-    seen: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] | None = None,
+    seen: dict[str, dict[str, tuple[np.ndarray, ...]]] | None = None,
 ) -> dict:
     """The downlink ``drop`` rule on the real patches cut into ``tile``-px tiles, out of fold:
     with every cloud call counted (``before``) and without the calls on ambiguous bright pixels
     (``now``, :mod:`kumo_edge.stream`), and, for views without SWIR where ``seen`` gives the
-    input's own SWIR tests (cloud, snow-like), with those (``with_input_swir``: the runtime's
+    input's own SWIR tests (cloud, snow-like, sure clear), with those (``with_input_swir``: the runtime's
     default where the input has SWIR; patches without SWIR as ``now``). A tile is truly cloudy
     when its labelled cloud fraction exceeds the drop fraction; the mostly clear tiles a rule
     drops are named."""
@@ -258,8 +261,9 @@ def drop_rule(
                     now = bool(drop_flags(called[None], amb[None], every, limit)[0])  # runtime
                     with_input = now
                     if seen is not None and n in seen.get(view, {}):
-                        sure, snowy = (a[win] for a in seen[view][n])
+                        sure, snowy, clear = (a[win] for a in seen[view][n])
                         q = p[None].copy()
+                        clear_cloud_calls(q, clear[None])
                         force_spectral_clouds(x[None], q, bands, sure[None])
                         c2 = np.isin(classify(q[0], cloud_thr[(view, fold_of[n])], 0), (1, 2))
                         a2 = ambiguous_mask(x[(slice(None), *win)], q[0], bands, snowy)
@@ -340,14 +344,8 @@ def main() -> None:
     fullp_trees: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # the same with trees
     cloud_thr: dict[tuple[str, int], float] = {}
     # the input's own SWIR tests, where the view has no SWIR but the patch has (the runtime's
-    # StreamConfig.input_swir): view -> name -> (cloud, snow-like) (H, W) masks
-    seen: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
-    for p in patches:
-        for view in VIEWS:
-            tm = input_test_matrix(p["bands"], CANON.subset(VIEWS[view]))
-            f = None if tm is None else input_flags(p["cube"], p["bands"], False, tm)
-            if f is not None:
-                seen[view][p["name"]] = ((f & INPUT_CLOUD) > 0, (f & INPUT_SNOWY) > 0)
+    # StreamConfig.input_swir): view -> name -> (cloud, snow-like, sure clear) (H, W) masks
+    seen: dict[str, dict[str, tuple[np.ndarray, ...]]] = defaultdict(dict)
     for k, test in enumerate(folds):
         run = ROOT / a.runs.format(k=k)
         net = load(run / "last.pt")
@@ -355,6 +353,17 @@ def main() -> None:
         train = [by_name[n] for n in by_name if n not in test]
         fitted = {v: fold_trees(train, v, run / "onnx") for v in set(TREE_VIEWS.values())}
         ops = {v: fitted[t] for v, t in TREE_VIEWS.items()}
+        # ... and the input's pixel trees, fitted on the training patches with SWIR
+        in_trees = fold_trees(train, "input", run / "onnx")
+        for name in test:
+            p = by_name[name]
+            for view in VIEWS:
+                tm = input_test_matrix(p["bands"], CANON.subset(VIEWS[view]))
+                if tm is not None:
+                    f = input_flags(p["cube"], p["bands"], False, tm, in_trees)
+                    seen[view][name] = tuple(
+                        (f & b) > 0 for b in (INPUT_CLOUD, INPUT_SNOWY, INPUT_CLEAR)
+                    )
         for view in VIEWS:
             path = run / "onnx" / f"{view}_int8.onnx"
             if not path.exists():
@@ -379,7 +388,9 @@ def main() -> None:
                 if view in ("rgbn", "rgb"):  # the mask as shipped, with the input's SWIR tests
                     mine = (both if ops.get(view) is not None else pr[None]).copy()
                     if name in seen[view]:
-                        force_spectral_clouds(x[None], mine, bands, seen[view][name][0][None])
+                        sure, _, clear = seen[view][name]
+                        clear_cloud_calls(mine, clear[None])
+                        force_spectral_clouds(x[None], mine, bands, sure[None])
                     pred[("ours_input_swir", view)][name] = m.classify(mine)[0]
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
                 fullp[view][name] = pr.astype(np.float16)
@@ -577,6 +588,7 @@ def main() -> None:
 
     doc = {
         "benchmark": "detector_real",
+        "runs": a.runs,
         "folds": folds,
         "patches": {
             p["name"]: {
@@ -607,8 +619,10 @@ def main() -> None:
             "P(clear)); its points under shadow_operating_point.<view>.with_trees",
             "ours_input_swir: the views without SWIR as they ship (rgbn with its trees, rgb the "
             "network) with the input's own SWIR tests (kumo_edge.runtime.input_flags, the "
-            "runtime's default where a file has SWIR): the spectral cloud test on the patch's "
-            "own bands has the last word; patches without SWIR (On-Cloud-N) as without; "
+            "runtime's default where a file has SWIR): cloud calls where the input's pixel "
+            "trees (fitted on the fold's training patches with SWIR, export.trees view input) "
+            "give P(cloud) < 0.1 are clear, and the spectral cloud test on the patch's own "
+            "bands has the last word; patches without SWIR (On-Cloud-N) as without; "
             "drop_rule.<view>.with_input_swir likewise, snow-like calls ambiguous",
         ],
         "environment": environment(),

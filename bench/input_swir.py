@@ -7,8 +7,9 @@ uint16, scale 1e-4, with its SWIR bands) goes file to file through ``kumo_edge.p
 (what ``kumo-edge run`` calls: read, resample, models, write cleaned output, mask and report)
 with the default models (rgbn, which has no SWIR band of its own), the input's tests on and off
 in alternating rounds (``kumo_edge.benchmark.alternating``: a slow phase of the host hits both
-alike). Also: ``kumo_edge.runtime.input_flags`` alone on 256 lines of the file, and whether the
-cleaned outputs are the same (the tests shape the mask, never the removal).
+alike). Also: ``kumo_edge.runtime.input_flags`` alone (with the input's pixel trees, as the
+stream calls it) on 256 lines of the file, and whether the cleaned outputs are the same (the
+tests shape the mask, never the removal).
 
 Writes ``bench/results/input_swir.json``.
 """
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     from kumo_edge.benchmark import alternating
     from kumo_edge.io import Raster
     from kumo_edge.process import RunOptions, process
-    from kumo_edge.runtime import input_flags, input_test_matrix, load_models
+    from kumo_edge.runtime import input_flags, input_test_matrix, input_trees, load_models
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1024)
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     t = []
     for _ in range(20):
         t0 = time.perf_counter()
-        input_flags(lines, bands, True, tm)
+        input_flags(lines, bands, True, tm, input_trees())
         t.append(time.perf_counter() - t0)
     on, off = (float(np.median(times[k])) for k in ("on", "off"))
     doc = {

@@ -883,7 +883,13 @@ def render() -> dict[str, str]:
         p = RESULTS / fname
         if p.exists():
             out[name] = fn(json.loads(p.read_text()))
-    cards = [json.loads(p.read_text()) for p in sorted(MODELS_DIR.glob("*/*.json"))]
+    # the networks' cards (the input's pixel trees, models/input/trees.json, have no metrics of
+    # their own: their figures are the detector table's ours_input_swir rows)
+    cards = [
+        json.loads(p.read_text())
+        for p in sorted(MODELS_DIR.glob("*/*.json"))
+        if p.stem in ("detector", "generator", "brightness")
+    ]
     if cards:
         out["models"] = models_table(cards)
         out["compression"] = compression_table(cards)

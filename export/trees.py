@@ -1,6 +1,7 @@
 """Train the detector's second opinion: gradient-boosted trees on the real labelled patches.
 
     python -m export.trees train --view rgbn --out kumo_edge/models/rgbn/detector.trees.npz
+    python -m export.trees train --view input --out kumo_edge/models/input/trees.npz
     python -m export.trees cv --view rgbn            # out-of-fold score, the trees alone
 
 The runtime side (features, the flattened trees, how the opinion is combined with the
@@ -45,7 +46,12 @@ LEAVES = 16
 
 TILE = 256
 PER_PATCH = 1875  # coarse pixels per training patch (30,000 full-resolution pixels' worth)
-VIEW_BANDS = {"rgbn": 4, "rgb": 3}
+#: Canonical bands per view: the detectors' trees read the VNIR ones; ``input`` is the pixel
+#: trees of the input's own SWIR tests (kumo_edge.runtime.input_flags): blue, green, red, NIR
+#: and SWIR-1 of single pixels, fitted on the patches that have those bands.
+VIEW_BANDS = {"rgbn": 4, "rgb": 3, "input": 5}
+PIXEL_VIEWS = ("input",)
+PIXELS_PER_PATCH = 30_000  # full-resolution pixels per training patch (pixel trees)
 
 
 def patch_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,15 +78,53 @@ def patch_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def fit(tables: list[tuple[np.ndarray, np.ndarray]], seed: int = 0):
-    """A LightGBM booster on ``PER_PATCH`` coarse pixels drawn from each patch's table."""
+def pixel_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Reflectance ``(P, k)`` in the first ``k`` canonical bands, clipped to [0, 1] as the
+    runtime clips it, and cloud (1) / not (0) / NaN (no label) ``(P,)`` of every pixel of one
+    real patch; None where the patch cannot feed those bands (no SWIR)."""
+    from kumo_edge.bands import resample, resampling_matrix
+    from kumo_edge.errors import BandMappingError
+    from kumo_edge.trees import CANON6
+
+    try:
+        m = resampling_matrix(p["bands"], CANON6.subset(range(k)), tolerance_nm=60.0)
+    except BandMappingError:
+        return None
+    x = np.clip(resample(p["cube"].astype(np.float32), m), 0.0, 1.0)
+    lab = p["labels"]
+    y = np.where(np.isin(lab, (1, 2, 4)), 1.0, np.where(np.isin(lab, (0, 3, 5)), 0.0, np.nan))
+    return x.reshape(k, -1).T, y.reshape(-1)
+
+
+def feeds(p: dict, view: str) -> bool:
+    """Whether patch ``p`` has the bands ``view``'s trees read."""
+    from kumo_edge.bands import resampling_matrix
+    from kumo_edge.errors import BandMappingError
+    from kumo_edge.trees import CANON6
+
+    try:
+        resampling_matrix(p["bands"], CANON6.subset(range(VIEW_BANDS[view])), tolerance_nm=60.0)
+    except BandMappingError:
+        return False
+    return True
+
+
+def view_tables(patches: list[dict], view: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The training tables of ``view`` (patches that cannot feed its bands left out)."""
+    k = VIEW_BANDS[view]
+    tables = [pixel_table(p, k) if view in PIXEL_VIEWS else patch_table(p, k) for p in patches]
+    return [t for t in tables if t is not None]
+
+
+def fit(tables: list[tuple[np.ndarray, np.ndarray]], seed: int = 0, per_patch: int = PER_PATCH):
+    """A LightGBM booster on ``per_patch`` (coarse) pixels drawn from each patch's table."""
     import lightgbm as lgb
 
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for x, y in tables:
         ok = np.flatnonzero(np.isfinite(y))
-        s = rng.choice(ok, min(PER_PATCH, ok.size), replace=False)
+        s = rng.choice(ok, min(per_patch, ok.size), replace=False)
         xs.append(x[s])
         ys.append(y[s])
     model = lgb.LGBMRegressor(
@@ -140,12 +184,14 @@ def save(booster, path: Path, view: str, meta: dict) -> TreeOpinion:
     """Write the runtime's ``.npz`` (through a temporary file) and load it back as the runtime
     will (the flattening's exactness is tested in ``tests/test_trees.py``)."""
     arrays = flatten(booster)
+    pixels = view in PIXEL_VIEWS
     info = {
         "format": FORMAT,
-        "down": DOWN,
+        "features": "pixels" if pixels else "context",
+        "down": 1 if pixels else DOWN,
         "depth": DEPTH,
-        "windows": list(WINDOWS),
-        "extreme": EXTREME,
+        "windows": [] if pixels else list(WINDOWS),
+        "extreme": 0 if pixels else EXTREME,
         "canonical_bands": VIEW_BANDS[view],
         "view": view,
         **meta,
@@ -160,8 +206,8 @@ def save(booster, path: Path, view: str, meta: dict) -> TreeOpinion:
 
 def train_view(patches: list[dict], view: str, seed: int = 0):
     """A booster fitted on ``patches`` through the canonical bands of ``view``."""
-    k = VIEW_BANDS[view]
-    return fit([patch_table(p, k) for p in patches], seed)
+    per_patch = PIXELS_PER_PATCH if view in PIXEL_VIEWS else PER_PATCH
+    return fit(view_tables(patches, view), seed, per_patch)
 
 
 def record(card: Path, trees: Path, view: str, results: Path, seed: int) -> None:
@@ -198,6 +244,43 @@ def record(card: Path, trees: Path, view: str, results: Path, seed: int) -> None
     log.info("recorded in %s", card)
 
 
+def input_card(trees: Path, results: Path, seed: int) -> Path:
+    """The model card of the input's pixel trees (``<trees>.json`` beside the file): what they
+    are, the data, the command and the cross-validated figures of the masks they shape
+    (``ours_input_swir`` rows of ``results``, where present)."""
+    from kumo_edge.runtime import INPUT_CLEAR_P
+
+    op = load_trees(trees)
+    cv = {}
+    if results.exists():
+        r = json.loads(results.read_text())
+        for key, val in r["results"].items():
+            if key.startswith("ours_input_swir/"):
+                cv[key] = {k: val["all"][k] for k in ("accuracy", "false_positive_rate")}
+        cv["runs"] = r.get("runs")
+    doc = {
+        "name": "the input's pixel trees",
+        "file": trees.name,
+        "size_bytes": trees.stat().st_size,
+        "what": "gradient-boosted trees (LightGBM, flattened) on single pixels' blue, green, "
+        "red, NIR and SWIR-1 reflectance, read from the INPUT's own bands where the models' "
+        "band set has no SWIR (kumo_edge.runtime.input_flags): cloud calls where they give "
+        f"P(cloud) < {INPUT_CLEAR_P} are clear in the mask and the report (never the removal)",
+        "trees": int(op.feat.shape[0]),
+        "depth": int(np.log2(op.leaf.shape[1])),
+        "canonical_bands_nm": list(op.bands.centers_nm),
+        "trained_on": op.meta.get("trained_on"),
+        "pixels_per_patch": PIXELS_PER_PATCH,
+        "seed": seed,
+        "command": op.meta.get("command"),
+        "cross_validation": {"results": str(results), **cv},
+    }
+    card = trees.with_suffix(".json")
+    card.write_text(json.dumps(doc, indent=2) + "\n")
+    log.info("card %s", card)
+    return card
+
+
 def main(argv: list[str] | None = None) -> None:
     from export.detector import cv_folds, real_patches
 
@@ -231,28 +314,33 @@ def main(argv: list[str] | None = None) -> None:
             a.out,
             a.view,
             {
-                "trained_on": sorted(p["name"] for p in patches),
+                "trained_on": sorted(p["name"] for p in patches if feeds(p, a.view)),
                 "command": f"python -m export.trees train --view {a.view} --out {a.out} --seed {a.seed}"
                 + (f" --card {a.card}" if a.card else ""),
             },
         )
         log.info("wrote %s", a.out)
-        if a.card:
+        if a.view in PIXEL_VIEWS:
+            input_card(a.out, a.results, a.seed)
+        elif a.card:
             record(a.card, a.out, a.view, a.results, a.seed)
         return
     by = {p["name"]: p for p in patches}
-    k = VIEW_BANDS[a.view]
-    tables = {n: patch_table(p, k) for n, p in by.items()}
+    tables = {n: t for n, p in by.items() for t in view_tables([p], a.view)}
+    per_patch = PIXELS_PER_PATCH if a.view in PIXEL_VIEWS else PER_PATCH
     right = total = 0
     for held in cv_folds(patches, a.folds):
-        booster = fit([tables[n] for n in by if n not in held])
+        booster = fit([tables[n] for n in tables if n not in held], per_patch=per_patch)
         for n in held:
+            if n not in tables:
+                continue
             x, y = tables[n]
             ok = np.isfinite(y)
             p = booster.predict(x[ok])
             right += float(((p >= 0.5) == (y[ok] >= 0.5)).sum())
             total += int(ok.sum())
-    log.info("%s: coarse-pixel accuracy out of fold %.3f over %d", a.view, right / total, total)
+    unit = "pixel" if a.view in PIXEL_VIEWS else "coarse-pixel"
+    log.info("%s: %s accuracy out of fold %.3f over %d", a.view, unit, right / total, total)
 
 
 if __name__ == "__main__":

@@ -52,15 +52,18 @@ from .errors import (
 from .physics import PhysicsRemover
 from .remover import Remover
 from .runtime import (
+    INPUT_CLEAR,
     INPUT_CLOUD,
     INPUT_SNOWY,
     SPARE,
     Model,
     ambiguous_masks,
     classify,
+    clear_cloud_calls,
     force_spectral_clouds,
     input_flags,
     input_test_matrix,
+    input_trees,
     shadow_over_clear,
     shadow_reference_band,
     shadow_rules,
@@ -139,9 +142,11 @@ class StreamConfig:
             a green, a red and a SWIR-1 band (Landsat, Sentinel-2 and most hyperspectral files
             through the four-band or hyperspectral models), the input's own bands decide two
             things for the mask and the report (:func:`kumo_edge.runtime.input_flags`): the
-            spectral cloud test has the last word on cloud, as in the ``swir6`` detector, and
+            spectral cloud test has the last word on cloud, as in the ``swir6`` detector,
             cloud calls on pixels as snow-like as ice are ``ambiguous_bright`` (not counted by
-            the ``drop`` rule). The removal is the detector's either way.
+            the ``drop`` rule), and cloud calls the input's pixel trees are sure are not cloud
+            are clear (:func:`kumo_edge.runtime.input_trees`). The removal is the detector's
+            either way.
     """
 
     tile: int | None = None
@@ -340,6 +345,7 @@ class StreamProcessor:
         # bits beside the valid one (process_tiles, ``flags``)
         self.spare = self.generator is not None and cfg.spare_snow and tests_snow(bands)
         self.test_matrix = input_test_matrix(bands, c.bands) if cfg.input_swir else None
+        self.input_trees = input_trees() if self.test_matrix is not None else None
         self.sbuf = (
             np.zeros((self.T, self.wp), np.uint8)
             if self.spare or self.test_matrix is not None
@@ -379,11 +385,7 @@ class StreamProcessor:
         if valid is None:
             valid = np.ones((n, self.width), bool)
         t0 = time.perf_counter()
-        flags = (
-            input_flags(lines, self.in_bands, self.spare, self.test_matrix)
-            if self.sbuf is not None
-            else None
-        )
+        flags = self.input_flags(lines)
         if self.matrix is not None:
             lines = resample(lines, self.matrix)
         if not valid.all():
@@ -418,6 +420,14 @@ class StreamProcessor:
             )
 
         return self._fill(raw.shape[1], counts.valid, fill, sink)
+
+    def input_flags(self, cube: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8] | None:
+        """What the input's own bands tell of ``cube`` ``(C, H, W)`` (in the input's bands)
+        before the models resample it (:func:`kumo_edge.runtime.input_flags`), where this pass
+        keeps it; else None."""
+        if self.sbuf is None:
+            return None
+        return input_flags(cube, self.in_bands, self.spare, self.test_matrix, self.input_trees)
 
     def _fill(
         self,
@@ -733,9 +743,10 @@ def process_tiles(
     found (:func:`kumo_edge.runtime.snow_test`): without SWIR the detector calls snow cloud and
     the remover reads it as haze (a clear snowy Sentinel-2 scene came out changed by 0.027 in
     rgbn), and a thin cloud over snow hardly changes it; each tile's spared share is reported
-    (``snow_spared``). ``INPUT_CLOUD`` pixels are cloud in the mask and the report (the spectral
-    test's last word, as where the models' bands have SWIR), and cloud calls on ``INPUT_SNOWY``
-    pixels are ``ambiguous_bright``; the removal is the detector's.
+    (``snow_spared``). ``INPUT_CLEAR`` pixels are not cloud in the mask and the report (the
+    input's pixel trees are sure), ``INPUT_CLOUD`` pixels are cloud there (the spectral test's
+    last word, as where the models' bands have SWIR), and cloud calls on ``INPUT_SNOWY`` pixels
+    are ``ambiguous_bright``; the removal is the detector's.
 
     Returns ``(outputs, probabilities)``: ``(N, C, T, T)`` reflectance (thick-cloud pixels and
     clear tiles keep their input values) and ``(N, 4, T, T)`` class probabilities. ``tiles`` is
@@ -755,14 +766,14 @@ def process_tiles(
         [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]
     )
     sure = force_spectral_clouds(tiles, probs, detector.bands)  # as Model.detect
-    spare = in_sure = snowy = None
+    spare = in_sure = snowy = in_clear = None
     if flags is not None:
         spare = (flags & SPARE).astype(bool)
         if sure is None:  # the input's own SWIR tests, for the mask only
-            in_sure = (flags & INPUT_CLOUD).astype(bool)
-            snowy = (flags & INPUT_SNOWY).astype(bool)
-            in_sure = in_sure if in_sure.any() else None
-            snowy = snowy if snowy.any() else None
+            in_sure, snowy, in_clear = (
+                m if m.any() else None
+                for m in ((flags & b).astype(bool) for b in (INPUT_CLOUD, INPUT_SNOWY, INPUT_CLEAR))
+            )
     # the trees' second opinion (where the detector has one) shapes the mask and the report,
     # not the removal: the removal's weights and tiles stay the network's (measured: weighted
     # by the combined probability, the rgbn removal cross-validation fell 4.09 -> 3.89 dB)
@@ -770,13 +781,16 @@ def process_tiles(
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
     # the mask's probabilities differ from the removal's where the trees or the input's own
-    # tests have a say; the spectral test (the detector's, else the input's) has the last word
-    own_mask = p_trees is not None or in_sure is not None
+    # tests have a say: the input's pixel trees clear what they are sure is clear, and the
+    # spectral test (the detector's, else the input's) has the last word
+    own_mask = p_trees is not None or in_sure is not None or in_clear is not None
     last = sure if sure is not None else in_sure
 
     def mask_opinions(p: npt.NDArray[np.float32]) -> None:
         if p_trees is not None:
             combine(p, p_trees)
+        if in_clear is not None:
+            clear_cloud_calls(p, in_clear)
         if last is not None:  # (after the removal, the tiles no longer are the test's input)
             force_spectral_clouds(tiles, p, detector.bands, last)
 
@@ -959,9 +973,7 @@ def process_image(
     h_img, w_img = cube.shape[1:]
     if valid is None:
         valid = np.ones((h_img, w_img), bool)
-    flags = (
-        input_flags(cube, bands, proc.spare, proc.test_matrix) if proc.sbuf is not None else None
-    )
+    flags = proc.input_flags(cube)
     if proc.matrix is not None:
         cube = resample(cube, proc.matrix)
     cube = ring_round(np.where(valid[None], cube, 0.0))  # as the stream's line ring holds it

@@ -23,6 +23,11 @@ The ensemble is a plain ``.npz`` beside the detector (``<detector>.trees.npz``):
 binary trees of depth :data:`DEPTH` (split feature and threshold per internal node, breadth
 first; leaf values left to right), walked without branches, and the feature settings;
 ``export.trees`` writes it from LightGBM, which the runtime never imports.
+
+Pixel trees (file ``features: "pixels"``, :meth:`TreeOpinion.predict_pixels`) read the
+canonical bands of single pixels and nothing else: the runtime ships one such ensemble for the
+input's own SWIR tests (``kumo_edge/models/input/trees.npz``, five bands: blue, green, red,
+NIR, SWIR-1; :func:`kumo_edge.runtime.input_flags`).
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ from .bands import BandSet, resampling_matrix
 from .config import sensor_profile
 from .errors import BandMappingError, ModelContractError
 
-#: The canonical bands the trees read: the first four of the detector's canonical six (the
-#: ``rgbn-swir`` profile: blue, green, red, NIR).
-CANONICAL = sensor_profile("rgbn-swir").bands.subset(range(4))
+#: The detector's canonical six bands (the ``rgbn-swir`` profile: blue, green, red, NIR,
+#: SWIR-1, SWIR-2); a tree file reads the first ``canonical_bands`` of them.
+CANON6 = sensor_profile("rgbn-swir").bands
+#: The canonical bands the detectors' trees read: blue, green, red, NIR.
+CANONICAL = CANON6.subset(range(4))
 #: File format version of ``*.trees.npz``.
 FORMAT = 1
 
@@ -308,14 +315,15 @@ class TreeOpinion:
     extreme: int
     bands: BandSet  # the canonical bands it reads
     meta: dict
+    #: Trees of single pixels (file ``features: "pixels"``): their features are the canonical
+    #: bands themselves, no blocks, no neighbourhood (:meth:`predict_pixels`).
+    pixels: bool = False
 
     @property
     def n_features(self) -> int:
-        return (
-            7
-            + (3 if len(self.bands) > 3 else 0)
-            + (2 if len(self.bands) > 3 else 1) * (3 * len(self.windows) + 3)
-        )
+        if self.pixels:
+            return len(self.bands)
+        return n_features(len(self.bands), len(self.windows))
 
     def matrix(self, bands: BandSet) -> npt.NDArray[np.float32]:
         """The map from ``bands`` onto the trees' canonical bands (raises
@@ -331,9 +339,26 @@ class TreeOpinion:
         d = self.down
         f = features(coarse_canonical(tiles, matrix, d), self.windows, self.extreme)
         x = np.ascontiguousarray(f.transpose(1, 0, 2, 3).reshape(f.shape[1], -1))
-        raw = np.empty(x.shape[1], np.float64)
-        _predict(x, self.feat, self.thr, self.leaf, raw)
-        return (1.0 / (1.0 + np.exp(-raw))).astype(np.float32).reshape(n, h // d, w // d)
+        return _probability(self, x).reshape(n, h // d, w // d)
+
+    def predict_pixels(self, canon: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """P(cloud) of every pixel of ``canon`` ``(K, ...)``, reflectance in the trees' K
+        canonical bands (clipped to [0, 1] first, as they were trained), for pixel trees."""
+        if not self.pixels or canon.shape[0] != len(self.bands):
+            raise ValueError(
+                f"{self.path.name}: pixel trees of {len(self.bands)} bands, got "
+                f"{'context trees' if not self.pixels else canon.shape}"
+            )
+        x = np.clip(canon.reshape(canon.shape[0], -1), 0.0, 1.0).astype(np.float32)
+        return _probability(self, np.ascontiguousarray(x)).reshape(canon.shape[1:])
+
+
+def _probability(op: TreeOpinion, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The trees' P(cloud) of each column of ``x`` ``(F, P)``."""
+    raw = np.empty(x.shape[1], np.float64)
+    _predict(x, op.feat, op.thr, op.leaf, raw)
+    # (a logit beyond +-50 is 0 or 1 in float32 anyway; clipped, exp cannot overflow)
+    return (1.0 / (1.0 + np.exp(-np.clip(raw, -50.0, 50.0)))).astype(np.float32)
 
 
 def load_trees(path: str | os.PathLike[str]) -> TreeOpinion:
@@ -351,9 +376,12 @@ def load_trees(path: str | os.PathLike[str]) -> TreeOpinion:
             down=int(meta["down"]),
             windows=tuple(int(w) for w in meta["windows"]),
             extreme=int(meta["extreme"]),
-            bands=CANONICAL.subset(range(int(meta["canonical_bands"]))),
+            bands=CANON6.subset(range(int(meta["canonical_bands"]))),
             meta=meta,
+            pixels=meta.get("features", "context") == "pixels",
         )
+        if not 3 <= len(op.bands) <= (len(CANON6) if op.pixels else 4):
+            raise ValueError(f"{len(op.bands)} canonical bands")
     except Exception as exc:  # noqa: BLE001 - zip, key, JSON and value errors alike, one line
         raise ModelContractError(f"{path}: not a readable tree ensemble ({exc})") from None
     if int(meta.get("format", 0)) != FORMAT:

@@ -330,3 +330,45 @@ def test_input_flags_read_the_inputs_own_swir() -> None:
     assert input_test_matrix(six, six) is None  # the models test their own SWIR
     assert input_test_matrix(rgbn, rgbn) is None  # nothing to read
     assert input_flags(x[:4], rgbn, True, None) is None
+
+
+def test_the_inputs_pixel_trees_clear_what_they_are_sure_of() -> None:
+    """With the shipped input trees, :func:`input_flags` marks ``INPUT_CLEAR`` exactly where
+    they give P(cloud) < ``INPUT_CLEAR_P`` (read on blocks of ``INPUT_TREES_BLOCK`` pixels
+    along each line) and SWIR-1 has data: snow under forest (bright in
+    the visible, dark in SWIR-1: what the four-band detector called cloud on a real Landsat-8
+    patch) is clear, a water cloud bright in the SWIR is not, and a SWIR band without data
+    (zeros) tells nothing."""
+    from kumo_edge.runtime import (
+        INPUT_CLEAR,
+        INPUT_CLEAR_P,
+        INPUT_TEST_BANDS,
+        INPUT_TREES_BLOCK,
+        input_flags,
+        input_test_matrix,
+        input_trees,
+    )
+
+    op = input_trees()
+    assert op is not None and op.pixels and op.bands == INPUT_TEST_BANDS
+    six, rgbn = sensor_profile("rgbn-swir").bands, sensor_profile("rgbn").bands
+    forest_snow = [0.32, 0.29, 0.31, 0.35, 0.07, 0.06]
+    cloud = [0.60, 0.60, 0.60, 0.62, 0.50, 0.40]
+    x = np.array([forest_snow, cloud], np.float32).T[:, None, :].repeat(INPUT_TREES_BLOCK, 2)
+    tm = input_test_matrix(six, rgbn)
+    f = input_flags(x, six, False, tm, op)[0]
+    assert (f & INPUT_CLEAR).tolist() == [INPUT_CLEAR] * INPUT_TREES_BLOCK + [0] * INPUT_TREES_BLOCK
+    assert not (input_flags(x, six, False, tm)[0] & INPUT_CLEAR).any()  # no trees
+    rng = np.random.default_rng(0)
+    many = rng.uniform(0, 0.9, (6, 40, 50)).astype(np.float32)
+    many[4:, :5] = 0.0  # SWIR without data in a few rows
+    # the trees read the means of blocks of INPUT_TREES_BLOCK pixels along each line
+    canon = np.einsum("kc,chw->khw", tm, many)
+    b = INPUT_TREES_BLOCK
+    padded = np.concatenate([canon, np.repeat(canon[:, :, -1:], -50 % b, axis=2)], axis=2)
+    blocks = padded.reshape(5, 40, -1, b).mean(3)
+    p = np.repeat(op.predict_pixels(blocks), b, axis=1)[:, :50]
+    want = (p < INPUT_CLEAR_P) & (many[4] > 0)
+    assert 0 < want.sum() < want.size
+    got = (input_flags(many, six, False, tm, op) & INPUT_CLEAR) > 0
+    np.testing.assert_array_equal(got, want)

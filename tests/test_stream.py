@@ -617,14 +617,17 @@ def test_tile_counts_are_the_numpy_reductions_they_replace(point: float) -> None
 
 
 class _FourBandDetector:
-    """Four bands, no SWIR; tile 0 called clear (P = 0.9), every other tile thick cloud
-    (P = 0.95)."""
+    """Four bands, no SWIR; tile 0 of each call called clear (P = 0.9), every other tile thick
+    cloud (P = ``cloud``, 0.95 by default)."""
 
     bands = RGBN
 
+    def __init__(self, cloud: float = 0.95) -> None:
+        self.cloud = cloud
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         p = np.zeros((batch.shape[0], 4, *batch.shape[2:]), np.float32)
-        p[:, 2], p[:, 0] = 0.95, 0.05
+        p[:, 2], p[:, 0] = self.cloud, 1 - self.cloud
         p[0, 2], p[0, 0] = 0.1, 0.9
         return p
 
@@ -637,32 +640,42 @@ class _FourBandDetector:
 def test_the_inputs_own_swir_tests_a_four_band_detectors_mask() -> None:
     """``flags`` (the input's own SWIR, where the detector has none): pixels its spectral test
     calls cloud are cloud in the probabilities and the report however sure the detector is of
-    clear; cloud calls on its snow-like pixels are ambiguous and do not count for ``drop``.
-    Without the flags: the detector's calls."""
-    from kumo_edge.runtime import INPUT_CLOUD, INPUT_SNOWY
+    clear; cloud calls on its snow-like pixels are ambiguous and do not count for ``drop``;
+    cloud calls its pixel trees are sure of clear are clear where the mask is not sure of
+    cloud (P < 0.9), unless the spectral test calls them cloud (its last word). Without the
+    flags: the detector's calls."""
+    from kumo_edge.runtime import INPUT_CLEAR, INPUT_CLOUD, INPUT_SNOWY
     from kumo_edge.stream import Report, process_tiles
 
-    tiles = np.full((2, 4, 16, 16), 0.7, np.float32)  # bright and white in the visible
-    valid = np.ones((2, 16, 16), bool)
-    flags = np.zeros((2, 16, 16), np.uint8)
+    tiles = np.full((3, 4, 16, 16), 0.7, np.float32)  # bright and white in the visible
+    valid = np.ones((3, 16, 16), bool)
+    flags = np.zeros((3, 16, 16), np.uint8)
     flags[0, :8] = INPUT_CLOUD  # half the clear-called tile: cloud by the input's test
-    flags[1] = INPUT_SNOWY  # the cloud-called tile: as snow-like as ice in the input's SWIR
+    flags[1] = INPUT_SNOWY  # a cloud-called tile: as snow-like as ice in the input's SWIR
+    flags[2, :8] = INPUT_CLEAR  # a cloud-called tile: half of it sure clear by the trees ...
+    flags[2, :4] |= INPUT_CLOUD  # ... a quarter of it cloud by the spectral test as well
     seen = {}
-    for name, f in (("with", flags), ("without", None)):
+    cfg = StreamConfig(batch=8)  # one detector call: tile 0 clear, the others cloud
+    for name, f, sure in (("with", flags, 0.95), ("unsure", flags, 0.8), ("without", None, 0.95)):
         rep = Report()
-        _, probs = process_tiles(
-            tiles.copy(), valid, _FourBandDetector(), None, StreamConfig(), rep, flags=f
-        )
+        det = _FourBandDetector(sure)
+        _, probs = process_tiles(tiles.copy(), valid, det, None, cfg, rep, flags=f)
         seen[name] = (probs, rep.tiles)
     probs, recs = seen["with"]
     np.testing.assert_allclose(probs[0, 1:3, :8].sum(0), 1.0)
     np.testing.assert_allclose(probs[0, 0, 8:], 0.9)
-    assert [t["cloud_fraction"] for t in recs] == [0.5, 1.0]
-    assert [t["ambiguous_bright"] for t in recs] == [0.0, 1.0]
-    assert [t["drop"] for t in recs] == [False, False]
+    np.testing.assert_allclose(probs[2, 2, 4:], 0.95)  # the mask is sure of that cloud: kept
+    assert [t["cloud_fraction"] for t in recs] == [0.5, 1.0, 1.0]
+    assert [t["ambiguous_bright"] for t in recs] == [0.0, 1.0, 0.0]
+    assert [t["drop"] for t in recs] == [False, False, True]
+    probs, recs = seen["unsure"]
+    np.testing.assert_allclose(probs[2, 0, 4:8], 1.0)  # the thick 0.8 moved to clear
+    np.testing.assert_allclose(probs[2, 2, :4], 1.0)  # the spectral test's last word
+    np.testing.assert_allclose(probs[2, 2, 8:], 0.8)
+    assert [t["cloud_fraction"] for t in recs] == [0.5, 1.0, 0.75]
     probs, recs = seen["without"]
-    assert [t["cloud_fraction"] for t in recs] == [0.0, 1.0]
-    assert [t["drop"] for t in recs] == [False, True]
+    assert [t["cloud_fraction"] for t in recs] == [0.0, 1.0, 1.0]
+    assert [t["drop"] for t in recs] == [False, True, True]
 
 
 @pytest.mark.parametrize("chunk", [9, 128])

@@ -267,3 +267,38 @@ def test_beside_a_swir_detector_the_spectral_test_keeps_the_last_word(tmp_path):
     np.testing.assert_array_equal(out1, out0)
     assert (p1[:, 1] + p1[:, 2])[sure].min() == pytest.approx(1.0)
     assert np.abs((p1[:, 1] + p1[:, 2]) - (both[:, 1] + both[:, 2]))[outside].max() < 1e-5
+
+
+def test_pixel_trees_round_trip_and_read_only_their_bands(tmp_path):
+    """Pixel trees (export.trees view ``input``): written and loaded back, they give LightGBM's
+    probabilities on reflectance clipped to [0, 1], keep the input's shape, refuse other band
+    counts and context tiles, and a file claiming more canonical bands than there are is refused
+    in one line (skipped without lightgbm)."""
+    pytest.importorskip("lightgbm")
+    from export import trees as et
+    from kumo_edge.runtime import INPUT_TEST_BANDS
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (4000, 5)).astype(np.float32)
+    y = ((x[:, 4] > 0.3) & (x[:, 0] > 0.4)).astype(float)  # "cloud": bright and SWIR-bright
+    booster = et.fit([(x, y)], per_patch=4000)
+    op = et.save(booster, tmp_path / "t.npz", "input", {})
+    assert op.pixels and op.bands == INPUT_TEST_BANDS and op.down == 1
+    cube = rng.uniform(-0.2, 1.3, (5, 7, 9)).astype(np.float32)
+    p = op.predict_pixels(cube)
+    assert p.shape == (7, 9)
+    want = booster.predict(np.clip(cube.reshape(5, -1).T, 0, 1)).reshape(7, 9)
+    np.testing.assert_allclose(p, want, atol=1e-6)
+    assert p[(cube[4] > 0.35) & (cube[0] > 0.45)].min() > 0.5  # learned what it was shown
+    with pytest.raises(ValueError, match="pixel trees of 5 bands"):
+        op.predict_pixels(cube[:4])
+    with pytest.raises(ValueError, match="context trees"):
+        load_trees(trees_path(RGBN)).predict_pixels(cube[:4])
+    with np.load(tmp_path / "t.npz") as z:
+        d = {k: z[k] for k in z.files}
+    meta = json.loads(str(d["meta"]))
+    meta["canonical_bands"] = 7
+    d["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **d)
+    with pytest.raises(ModelContractError, match="not a readable tree ensemble"):
+        load_trees(tmp_path / "bad.npz")

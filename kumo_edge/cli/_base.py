@@ -214,9 +214,12 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Where the models' band set has no SWIR band (rgbn, rgb, hsi32) but the input "
             "has one (Landsat, Sentinel-2, most hyperspectral files), the input's own bands "
             "test the mask: bright, white pixels that are not snow-like in the SWIR are cloud, "
-            "and cloud calls on snow-like pixels count as ambiguous_bright, not for --drop-"
-            "fraction (out of fold on 31 real patches: +1.0-1.4 points of accuracy, no more "
-            "clear pixels called cloud; README). The removal is the detector's either way.",
+            "cloud calls on snow-like pixels count as ambiguous_bright, not for --drop-"
+            "fraction, and cloud calls that small trees on the pixel's blue, green, red, NIR "
+            "and SWIR-1 are sure are not cloud (water, wetland, bright soil, snow under trees) "
+            "are clear (out of fold on the 36 real patches, three seeds of rgbn: 88.4 -> 89.7 "
+            "% accuracy, 8.9 -> 7.6 % of clear pixels called cloud; README). The removal is "
+            "the detector's either way.",
         ),
         click.option(
             "--bil-width",
