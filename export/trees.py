@@ -127,22 +127,23 @@ def fit(tables: list[tuple[np.ndarray, np.ndarray]], seed: int = 0, per_patch: i
         s = rng.choice(ok, min(per_patch, ok.size), replace=False)
         xs.append(x[s])
         ys.append(y[s])
-    model = lgb.LGBMRegressor(
-        objective="cross_entropy",
-        n_estimators=TREES,
-        learning_rate=15.0 / TREES,
-        num_leaves=LEAVES,
-        max_depth=DEPTH,
-        min_child_samples=20,
-        subsample=0.8,
-        subsample_freq=1,
-        colsample_bytree=0.8,
-        n_jobs=2,
-        random_state=seed,
-        verbose=-1,
-    )
-    model.fit(np.concatenate(xs), np.concatenate(ys))
-    return model.booster_
+    # LightGBM's own training API: its scikit-learn wrapper needs scikit-learn, which the
+    # ``train`` extra does not install (the same parameters, the same trees)
+    params = {
+        "objective": "cross_entropy",
+        "learning_rate": 15.0 / TREES,
+        "num_leaves": LEAVES,
+        "max_depth": DEPTH,
+        "min_child_samples": 20,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "n_jobs": 2,
+        "random_state": seed,
+        "verbose": -1,
+    }
+    data = lgb.Dataset(np.concatenate(xs), np.concatenate(ys), params={"verbose": -1})
+    return lgb.train(params, data, num_boost_round=TREES)
 
 
 def flatten(booster, depth: int = DEPTH) -> dict[str, np.ndarray]:

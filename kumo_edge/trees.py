@@ -344,10 +344,13 @@ class TreeOpinion:
     def predict_pixels(self, canon: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """P(cloud) of every pixel of ``canon`` ``(K, ...)``, reflectance in the trees' K
         canonical bands (clipped to [0, 1] first, as they were trained), for pixel trees."""
-        if not self.pixels or canon.shape[0] != len(self.bands):
+        if not self.pixels:
             raise ValueError(
-                f"{self.path.name}: pixel trees of {len(self.bands)} bands, got "
-                f"{'context trees' if not self.pixels else canon.shape}"
+                f"{self.path.name}: context trees (features of tiles), not pixel trees"
+            )
+        if canon.shape[0] != len(self.bands):
+            raise ValueError(
+                f"{self.path.name}: pixel trees of {len(self.bands)} bands, got {canon.shape}"
             )
         x = np.clip(canon.reshape(canon.shape[0], -1), 0.0, 1.0).astype(np.float32)
         return _probability(self, np.ascontiguousarray(x)).reshape(canon.shape[1:])
