@@ -370,6 +370,7 @@ def main() -> None:
                 export_band_set(net, view, run / "onnx")
             m = load_model(path, threads=2)
             m.use_trees(None)
+            m.use_pixel_trees(in_trees)  # where the view has SWIR: the fold's, not the shipped
             bands = CANON.subset(VIEWS[view])
             cloud_thr[(view, k)] = m.contract.cloud_threshold
             for name in test:

@@ -249,14 +249,14 @@ def input_card(trees: Path, results: Path, seed: int) -> Path:
     """The model card of the input's pixel trees (``<trees>.json`` beside the file): what they
     are, the data, the command and the cross-validated figures of the masks they shape
     (``ours_input_swir`` rows of ``results``, where present)."""
-    from kumo_edge.runtime import INPUT_CLEAR_P
+    from kumo_edge.runtime import INPUT_CLEAR_P, INPUT_SURE_CLOUD
 
     op = load_trees(trees)
     cv = {}
     if results.exists():
         r = json.loads(results.read_text())
         for key, val in r["results"].items():
-            if key.startswith("ours_input_swir/"):
+            if key.startswith("ours_input_swir/") or key == "ours/swir6":
                 cv[key] = {k: val["all"][k] for k in ("accuracy", "false_positive_rate")}
         cv["runs"] = r.get("runs")
     doc = {
@@ -265,8 +265,10 @@ def input_card(trees: Path, results: Path, seed: int) -> Path:
         "size_bytes": trees.stat().st_size,
         "what": "gradient-boosted trees (LightGBM, flattened) on single pixels' blue, green, "
         "red, NIR and SWIR-1 reflectance, read from the INPUT's own bands where the models' "
-        "band set has no SWIR (kumo_edge.runtime.input_flags): cloud calls where they give "
-        f"P(cloud) < {INPUT_CLEAR_P} are clear in the mask and the report (never the removal)",
+        "band set has no SWIR (kumo_edge.runtime.input_flags), and from the tiles of a "
+        "detector that has SWIR (swir6; Model.pixel_clear): cloud calls where they give "
+        f"P(cloud) < {INPUT_CLEAR_P} and the mask P(cloud) < {INPUT_SURE_CLOUD} are clear in "
+        "the mask and the report (never the removal)",
         "trees": int(op.feat.shape[0]),
         "depth": int(np.log2(op.leaf.shape[1])),
         "canonical_bands_nm": list(op.bands.centers_nm),

@@ -526,10 +526,32 @@ def input_test_matrix(in_bands: BandSet, model_bands: BandSet) -> npt.NDArray[np
     carry the tests: :func:`force_spectral_clouds`); else None."""
     if _ambiguous_bands(model_bands)[1] >= 0:
         return None
+    return swir_test_matrix(in_bands)
+
+
+def swir_test_matrix(bands: BandSet) -> npt.NDArray[np.float32] | None:
+    """The resampling of ``bands`` onto :data:`INPUT_TEST_BANDS` (blue, green, red, NIR,
+    SWIR-1, each within 60 nm), or None where they cannot feed them."""
     try:
-        return resampling_matrix(in_bands, INPUT_TEST_BANDS, tolerance_nm=60.0)
+        return resampling_matrix(bands, INPUT_TEST_BANDS, tolerance_nm=60.0)
     except BandMappingError:
         return None
+
+
+def pixel_trees_clear(
+    cube: npt.NDArray[np.float32], matrix: npt.NDArray[np.float32], trees: TreeOpinion
+) -> npt.NDArray[np.bool_]:
+    """Where the pixel ``trees`` are sure ``cube`` ``(C, H, W)`` is not cloud: P(cloud) below
+    :data:`INPUT_CLEAR_P`, read on blocks of :data:`INPUT_TREES_BLOCK` pixels along each line
+    of the cube resampled by ``matrix`` (:func:`swir_test_matrix`), where SWIR-1 has data."""
+    t = resample(cube, matrix)
+    return _sure_clear(trees, t)
+
+
+def _sure_clear(trees: TreeOpinion, t: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    # the trees read SWIR-1 most; where it is 0 (no data) they have no say
+    p = _along_blocks(trees, t, INPUT_TREES_BLOCK)
+    return (p < np.float32(INPUT_CLEAR_P)) & (t[4] > 0)
 
 
 def input_flags(
@@ -567,10 +589,7 @@ def input_flags(
         snowy = _snow_like(g, s1, SNOW_NDSI) & (s1 > 0)
         out |= snowy.view(np.uint8) * np.uint8(INPUT_SNOWY)
         if trees is not None:
-            # the trees read SWIR-1 most; where it is 0 (no data) they have no say
-            p = _along_blocks(trees, t, INPUT_TREES_BLOCK)
-            clear = (p < np.float32(INPUT_CLEAR_P)) & (s1 > 0)
-            out |= clear.view(np.uint8) * np.uint8(INPUT_CLEAR)
+            out |= _sure_clear(trees, t).view(np.uint8) * np.uint8(INPUT_CLEAR)
     return out
 
 
@@ -922,6 +941,12 @@ class Model:
         tp = trees_path(self.path)
         if self.contract.kind == "detector" and tp.is_file():
             self.use_trees(load_trees(tp))
+        # ... and where its band set has SWIR of its own, the input's pixel trees read its
+        # tiles (the same veto as where the input brings the SWIR: input_flags)
+        self.pixel_trees: TreeOpinion | None = None
+        self._pixel_matrix: npt.NDArray[np.float32] | None = None
+        if self.contract.kind == "detector" and _ambiguous_bands(self.bands)[1] >= 0:
+            self.use_pixel_trees(input_trees())
 
     #: Whether :meth:`run` needs the detector's classes (no: the classical removers of
     #: :mod:`kumo_edge.baselines` do, and share this interface).
@@ -955,12 +980,31 @@ class Model:
     def detect(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """A detector's class probabilities ``(N, 4, H, W)`` as the runtime's mask uses them:
         the network's (:meth:`run`), combined with its trees' second opinion where it has one
-        (:meth:`second_opinion`), then :func:`force_spectral_clouds` where the band set allows.
+        (:meth:`second_opinion`), the cloud calls its pixel trees are sure are not cloud
+        cleared where its band set has SWIR (:meth:`pixel_clear`), then
+        :func:`force_spectral_clouds` where the band set allows.
         The removal is weighted without the trees (:meth:`removal_probabilities`)."""
         probs = self.run(batch)
         self.second_opinion(batch, probs)
+        clear = self.pixel_clear(batch)
+        if clear is not None:
+            clear_cloud_calls(probs, clear)
         force_spectral_clouds(batch, probs, self.bands)
         return probs
+
+    def use_pixel_trees(self, trees: TreeOpinion | None) -> None:
+        """Pixel trees (:func:`input_trees`, or a cross-validation fold's) that clear the mask's
+        unsure cloud calls on this detector's own tiles, where its band set has SWIR-1; None:
+        none."""
+        self._pixel_matrix = None if trees is None else swir_test_matrix(self.bands)
+        self.pixel_trees = trees if self._pixel_matrix is not None else None
+
+    def pixel_clear(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_] | None:
+        """``(N, H, W)``: where :attr:`pixel_trees` are sure the tiles ``batch`` ``(N, C, H, W)``
+        are not cloud (:func:`pixel_trees_clear`), or None without them."""
+        if self.pixel_trees is None or self._pixel_matrix is None:
+            return None
+        return np.stack([pixel_trees_clear(x, self._pixel_matrix, self.pixel_trees) for x in batch])
 
     def removal_probabilities(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """The class probabilities the removal is weighted by: :meth:`detect` without the

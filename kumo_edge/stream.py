@@ -778,11 +778,14 @@ def process_tiles(
     # not the removal: the removal's weights and tiles stay the network's (measured: weighted
     # by the combined probability, the rgbn removal cross-validation fell 4.09 -> 3.89 dB)
     p_trees = detector.tree_probability(tiles) if hasattr(detector, "tree_probability") else None
+    # the pixel trees read the tiles where the models' bands have SWIR (else the input's bands)
+    if sure is not None and hasattr(detector, "pixel_clear"):
+        in_clear = detector.pixel_clear(tiles)
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
     # the mask's probabilities differ from the removal's where the trees or the input's own
-    # tests have a say: the input's pixel trees clear what they are sure is clear, and the
-    # spectral test (the detector's, else the input's) has the last word
+    # tests have a say: the pixel trees clear the unsure cloud calls they are sure are clear,
+    # and the spectral test (the detector's, else the input's) has the last word
     own_mask = p_trees is not None or in_sure is not None or in_clear is not None
     last = sure if sure is not None else in_sure
 

@@ -279,15 +279,35 @@ def test_the_spectral_test_kernel_is_numpys_float32_arithmetic() -> None:
 
 
 def test_detect_is_the_network_then_the_spectral_test(models: dict) -> None:  # noqa: ANN001
-    """A detector's ``detect`` is ``run`` with the spectral test applied on its band set."""
-    from kumo_edge.runtime import force_spectral_clouds, shipped_models
+    """A detector's ``detect`` is ``run``, with the cloud calls its pixel trees are sure are
+    clear cleared, then the spectral test applied on its band set (the swir6 detector has
+    SWIR of its own, so the input's pixel trees read its tiles; rgbn has none)."""
+    from kumo_edge.runtime import clear_cloud_calls, force_spectral_clouds, shipped_models
 
     det = load_model(shipped_models()["swir6"]["detector"])
+    assert det.pixel_trees is not None
+    assert load_model(shipped_models()["rgbn"]["detector"]).pixel_trees is None
     x = _six_band_tile()
     want = det.run(x)
+    clear = det.pixel_clear(x)
+    assert clear is not None and clear.shape == (1, *x.shape[2:])
+    clear_cloud_calls(want, clear)
     assert force_spectral_clouds(x, want, det.bands).sum() == 64
     got = det.detect(x)
     assert np.array_equal(got, want)
+    # snow under trees (bright in the visible, dark in SWIR-1): the trees are sure it is clear
+    snow = np.empty((1, 6, 32, 32), np.float32)
+    snow[0] = np.array([0.32, 0.29, 0.31, 0.35, 0.07, 0.06], np.float32)[:, None, None]
+    assert det.pixel_clear(snow).all()
+    p_net = det.run(snow)
+    unsure = (p_net[:, 1] + p_net[:, 2]) < 0.9
+    p_mask = det.detect(snow)
+    assert (p_mask[:, 1:3].sum(1)[unsure] == 0).all()
+    det.use_pixel_trees(None)  # without them: the network, then the spectral test
+    assert det.pixel_clear(snow) is None
+    plain = det.run(x)
+    force_spectral_clouds(x, plain, det.bands)
+    assert np.array_equal(det.detect(x), plain)
     assert (np.isin(det.classify(got)[0, :8, :8], (1, 2))).all()
     # the stream's tile step goes through it too: a flat hazy grey-white tile, most of which
     # the network alone calls cloud, all of it with the test
