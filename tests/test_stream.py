@@ -716,3 +716,49 @@ def test_a_six_band_input_through_four_band_models_streams_its_swir_tests(chunk:
     det6, _, _ = load_models("swir6", six)  # its own SWIR: the tests ride on its tiles
     assert StreamProcessor(128, six, det6, None, on).test_matrix is None
     assert StreamProcessor(128, RGBN, det, rem, on).test_matrix is None  # no SWIR to read
+
+
+@pytest.mark.parametrize("chunk", [5, 64])
+def test_the_input_pixel_trees_stream_as_the_whole_image_at_any_width(chunk: int) -> None:
+    """A six-band input of a width no multiple of the trees' 8-px blocks, through the shipped
+    rgbn pair: the stream's mask equals the whole image's (the blocks are cut from the first
+    column in both), the trees clear part of what the network calls cloud on SWIR-dark
+    ground, and with the input's tests off the cleaned output is the same (mask only)."""
+    from kumo_edge.runtime import (
+        INPUT_CLEAR,
+        input_flags,
+        input_test_matrix,
+        input_trees,
+        load_models,
+    )
+
+    six = sensor_profile("rgbn-swir").bands
+    det, rem, _ = load_models("rgbn", six)
+    rng = np.random.default_rng(4)
+    veg = np.array([0.04, 0.08, 0.05, 0.35, 0.18, 0.09], np.float32)
+    turbid = np.array([0.16, 0.17, 0.15, 0.09, 0.02, 0.01], np.float32)  # SWIR-dark water
+    snow = np.array([0.32, 0.29, 0.31, 0.35, 0.07, 0.06], np.float32)  # under trees
+    x = np.empty((6, 96, 101), np.float32)
+    x[:] = veg[:, None, None]
+    x[:, 10:50, 7:60] = turbid[:, None, None]
+    x[:, 55:90, 40:97] = snow[:, None, None]
+    x *= (1 + 0.03 * rng.standard_normal((1, 96, 101))).astype(np.float32)
+    f = input_flags(x, six, False, input_test_matrix(six, det.bands), input_trees())
+    assert (f & INPUT_CLEAR).any()
+    on = StreamConfig(input_swir=True)
+    d_on, m_on, r_on = process_image(x, six, det, rem, on)
+    proc = StreamProcessor(101, six, det, rem, on)
+    d_s, m_s = _run(proc, x, chunk)
+    np.testing.assert_array_equal(m_s, m_on)
+    # the cleaned values: one ring step apart at most, rarely (test_stream_equals_whole_image)
+    from kumo_edge.stream import RING_STEP
+
+    diff = np.abs(d_s - d_on)
+    assert diff.max() <= RING_STEP * 1.01 and (diff > 0).mean() < 0.001
+    assert len(proc.report.tiles) == len(r_on.tiles)
+    for a, b in zip(proc.report.tiles, r_on.tiles, strict=True):
+        assert a["cloud_fraction"] == b["cloud_fraction"] and a["drop"] == b["drop"]
+    d_off, m_off, _ = process_image(x, six, det, rem, StreamConfig(input_swir=False))
+    np.testing.assert_array_equal(d_on, d_off)
+    called = np.isin(m_off, (2, 3)) & ((f & INPUT_CLEAR) > 0)
+    assert called.any() and (np.isin(m_on, (2, 3)) & called).sum() < called.sum()
