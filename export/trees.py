@@ -78,17 +78,27 @@ def patch_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def pixel_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Reflectance ``(P, k)`` in the first ``k`` canonical bands, clipped to [0, 1] as the
-    runtime clips it, and cloud (1) / not (0) / NaN (no label) ``(P,)`` of every pixel of one
-    real patch; None where the patch cannot feed those bands (no SWIR)."""
-    from kumo_edge.bands import resample, resampling_matrix
+def view_matrix(bands, k: int) -> np.ndarray | None:  # noqa: ANN001
+    """The map of ``bands`` onto the first ``k`` canonical bands (each within 60 nm, as the
+    runtime's trees read them), or None where ``bands`` cannot feed them."""
+    from kumo_edge.bands import resampling_matrix
     from kumo_edge.errors import BandMappingError
     from kumo_edge.trees import CANON6
 
     try:
-        m = resampling_matrix(p["bands"], CANON6.subset(range(k)), tolerance_nm=60.0)
+        return resampling_matrix(bands, CANON6.subset(range(k)), tolerance_nm=60.0)
     except BandMappingError:
+        return None
+
+
+def pixel_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Reflectance ``(P, k)`` in the first ``k`` canonical bands, clipped to [0, 1] as the
+    runtime clips it, and cloud (1) / not (0) / NaN (no label) ``(P,)`` of every pixel of one
+    real patch; None where the patch cannot feed those bands (no SWIR)."""
+    from kumo_edge.bands import resample
+
+    m = view_matrix(p["bands"], k)
+    if m is None:
         return None
     x = np.clip(resample(p["cube"].astype(np.float32), m), 0.0, 1.0)
     lab = p["labels"]
@@ -98,15 +108,7 @@ def pixel_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 def feeds(p: dict, view: str) -> bool:
     """Whether patch ``p`` has the bands ``view``'s trees read."""
-    from kumo_edge.bands import resampling_matrix
-    from kumo_edge.errors import BandMappingError
-    from kumo_edge.trees import CANON6
-
-    try:
-        resampling_matrix(p["bands"], CANON6.subset(range(VIEW_BANDS[view])), tolerance_nm=60.0)
-    except BandMappingError:
-        return False
-    return True
+    return view_matrix(p["bands"], VIEW_BANDS[view]) is not None
 
 
 def view_tables(patches: list[dict], view: str) -> list[tuple[np.ndarray, np.ndarray]]:
