@@ -781,6 +781,7 @@ def process_tiles(
     # the pixel trees read the tiles where the models' bands have SWIR (else the input's bands)
     if sure is not None and hasattr(detector, "pixel_clear"):
         in_clear = detector.pixel_clear(tiles)
+        in_clear = in_clear if in_clear is not None and in_clear.any() else None  # as the flags
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
     # the mask's probabilities differ from the removal's where the trees or the input's own
