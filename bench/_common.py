@@ -5,6 +5,7 @@ measure and describe a run the same way."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -86,6 +87,20 @@ def fmt_ci(ci: dict[str, Any] | None, digits: int = 2) -> str:
     if not ci or not ci.get("n"):
         return "n/a"
     return f"{ci['mean']:.{digits}f} [{ci['lo']:.{digits}f}, {ci['hi']:.{digits}f}]"
+
+
+def file_bench_args(
+    doc: str | None, lines: int, width: int, rounds: int, json: Path
+) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that times rounds on a generated file: its size, the
+    rounds and the result file, with these defaults; ``doc`` (the module docstring) gives the
+    description."""
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    ap.add_argument("--lines", type=int, default=lines, help="lines of the generated file")
+    ap.add_argument("--width", type=int, default=width, help="pixels per line")
+    ap.add_argument("--rounds", type=int, default=rounds, help="timed rounds per case")
+    ap.add_argument("--json", type=Path, default=json, help="result file")
+    return ap
 
 
 def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int) -> None:

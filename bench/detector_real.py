@@ -43,12 +43,13 @@ from kumo_edge.benchmark import alternating
 from kumo_edge.runtime import (
     INPUT_CLEAR,
     INPUT_CLOUD,
+    INPUT_DIM_SNOW,
     INPUT_SNOWY,
     Model,
     ambiguous_bright,
     ambiguous_mask,
     classify,
-    clear_cloud_calls,
+    clear_mask_calls,
     force_spectral_clouds,
     input_flags,
     input_test_matrix,
@@ -261,9 +262,9 @@ def drop_rule(
                     now = bool(drop_flags(called[None], amb[None], every, limit)[0])  # runtime
                     with_input = now
                     if seen is not None and n in seen.get(view, {}):
-                        sure, snowy, clear = (a[win] for a in seen[view][n])
+                        sure, snowy, clear, dim = (a[win] for a in seen[view][n])
                         q = p[None].copy()
-                        clear_cloud_calls(q, clear[None])
+                        clear_mask_calls(q, clear[None], dim[None])
                         force_spectral_clouds(x[None], q, bands, sure[None])
                         c2 = np.isin(classify(q[0], cloud_thr[(view, fold_of[n])], 0), (1, 2))
                         a2 = ambiguous_mask(x[(slice(None), *win)], q[0], bands, snowy)
@@ -362,7 +363,7 @@ def main() -> None:
                 if tm is not None:
                     f = input_flags(p["cube"], p["bands"], False, tm, in_trees)
                     seen[view][name] = tuple(
-                        (f & b) > 0 for b in (INPUT_CLOUD, INPUT_SNOWY, INPUT_CLEAR)
+                        (f & b) > 0 for b in (INPUT_CLOUD, INPUT_SNOWY, INPUT_CLEAR, INPUT_DIM_SNOW)
                     )
         for view in VIEWS:
             path = run / "onnx" / f"{view}_int8.onnx"
@@ -389,8 +390,8 @@ def main() -> None:
                 if view in ("rgbn", "rgb"):  # the mask as shipped, with the input's SWIR tests
                     mine = (both if ops.get(view) is not None else pr[None]).copy()
                     if name in seen[view]:
-                        sure, _, clear = seen[view][name]
-                        clear_cloud_calls(mine, clear[None])
+                        sure, _, clear, dim = seen[view][name]
+                        clear_mask_calls(mine, clear[None], dim[None])
                         force_spectral_clouds(x[None], mine, bands, sure[None])
                     pred[("ours_input_swir", view)][name] = m.classify(mine)[0]
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)

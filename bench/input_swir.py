@@ -16,14 +16,13 @@ Writes ``bench/results/input_swir.json``.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, environment, write_json
+from bench._common import RESULTS, environment, file_bench_args, write_json
 from bench.new_sensors import SENSORS, land, write_scene
 
 
@@ -35,12 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     from kumo_edge.process import RunOptions, process
     from kumo_edge.runtime import input_flags, input_test_matrix, input_trees, load_models
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lines", type=int, default=1024)
-    ap.add_argument("--width", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--json", type=Path, default=RESULTS / "input_swir.json")
-    a = ap.parse_args(argv)
+    a = file_bench_args(__doc__, 1024, 2000, 6, RESULTS / "input_swir.json").parse_args(argv)
     name = "Sentinel-2 13, uint16"
     centers, fwhm, dtype, scale, nodata = SENSORS[name]
     bands = BandSet(tuple(float(c) for c in centers), tuple(float(f) for f in fwhm))

@@ -17,7 +17,6 @@ Writes ``bench/results/resample.json``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import RESULTS, environment, write_json
+from bench._common import RESULTS, environment, file_bench_args, write_json
 from bench.new_sensors import SENSORS, land, write_scene
 
 FILES = ("EnMAP-like 224, int16", "PRISMA-like 239, uint16")
@@ -123,12 +122,7 @@ def one_file(name: str, lines: int, width: int, rounds: int, folder: Path) -> di
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lines", type=int, default=512)
-    ap.add_argument("--width", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--json", type=Path, default=RESULTS / "resample.json")
-    a = ap.parse_args(argv)
+    a = file_bench_args(__doc__, 512, 1000, 8, RESULTS / "resample.json").parse_args(argv)
     out = []
     for name in FILES:
         with tempfile.TemporaryDirectory() as tmp:

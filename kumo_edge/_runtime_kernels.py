@@ -212,6 +212,33 @@ def force_clouds(probs, sure):
                 p3[x] = zero
 
 
+@nb.njit(parallel=True, cache=True)
+def clear_calls(probs, clear, unless):
+    """Where ``clear`` (N, H, W) and P(thin) + P(thick) of ``probs`` (N, 4, H, W) is below
+    ``unless``: that probability moved to clear and shadow in the ratio of the two (to clear
+    where both are 0), in place (:func:`kumo_edge.runtime.clear_cloud_calls`)."""
+    n, _, h, w = probs.shape
+    zero = probs.dtype.type(0)
+    for job in nb.prange(n * h):
+        i = job // h
+        r = job % h
+        c = clear[i, r]
+        p0, p1, p2, p3 = probs[i, 0, r], probs[i, 1, r], probs[i, 2, r], probs[i, 3, r]
+        for x in range(w):
+            cloud = p1[x] + p2[x]
+            if not c[x] or cloud >= unless:
+                continue
+            rest = p0[x] + p3[x]
+            if rest > zero:
+                to_clear = p0[x] / rest
+                p0[x] += cloud * to_clear
+                p3[x] += cloud * (1 - to_clear)
+            else:
+                p0[x] += cloud
+            p1[x] = zero
+            p2[x] = zero
+
+
 @nb.njit(cache=True)  # serial: as a parallel kernel, calling it raised the stream's peak 21 MB
 def fill_invalid(tiles, valid):
     """In place: each invalid pixel of ``tiles`` (N, C, H, W) takes the values of its row

@@ -54,12 +54,14 @@ from .remover import Remover
 from .runtime import (
     INPUT_CLEAR,
     INPUT_CLOUD,
+    INPUT_DIM_SNOW,
     INPUT_SNOWY,
     SPARE,
     Model,
     ambiguous_masks,
     classify,
-    clear_cloud_calls,
+    clear_mask_calls,
+    dim_snow,
     force_spectral_clouds,
     input_flags,
     input_test_matrix,
@@ -744,7 +746,9 @@ def process_tiles(
     the remover reads it as haze (a clear snowy Sentinel-2 scene came out changed by 0.027 in
     rgbn), and a thin cloud over snow hardly changes it; each tile's spared share is reported
     (``snow_spared``). ``INPUT_CLEAR`` pixels are not cloud in the mask and the report (the
-    input's pixel trees are sure), ``INPUT_CLOUD`` pixels are cloud there (the spectral test's
+    input's pixel trees are sure) unless the mask is sure of cloud, ``INPUT_DIM_SNOW`` pixels
+    are not cloud there at all (snow too dark to be cloud: :func:`kumo_edge.runtime.dim_snow`,
+    which the mask also applies to the tiles of models whose bands have SWIR), ``INPUT_CLOUD`` pixels are cloud there (the spectral test's
     last word, as where the models' bands have SWIR), and cloud calls on ``INPUT_SNOWY`` pixels
     are ``ambiguous_bright``; the removal is the detector's.
 
@@ -766,35 +770,42 @@ def process_tiles(
         [detector.run(tiles[i : i + cfg.batch]) for i in range(0, len(tiles), cfg.batch)]
     )
     sure = force_spectral_clouds(tiles, probs, detector.bands)  # as Model.detect
-    spare = in_sure = snowy = in_clear = None
+    spare = in_sure = snowy = in_clear = in_dim = None
     if flags is not None:
         spare = (flags & SPARE).astype(bool)
         if sure is None:  # the input's own SWIR tests, for the mask only
-            in_sure, snowy, in_clear = (
+            in_sure, snowy, in_clear, in_dim = (
                 m if m.any() else None
-                for m in ((flags & b).astype(bool) for b in (INPUT_CLOUD, INPUT_SNOWY, INPUT_CLEAR))
+                for m in (
+                    (flags & b).astype(bool)
+                    for b in (INPUT_CLOUD, INPUT_SNOWY, INPUT_CLEAR, INPUT_DIM_SNOW)
+                )
             )
     # the trees' second opinion (where the detector has one) shapes the mask and the report,
     # not the removal: the removal's weights and tiles stay the network's (measured: weighted
     # by the combined probability, the rgbn removal cross-validation fell 4.09 -> 3.89 dB)
     p_trees = detector.tree_probability(tiles) if hasattr(detector, "tree_probability") else None
     # the pixel trees read the tiles where the models' bands have SWIR (else the input's bands)
-    if sure is not None and hasattr(detector, "pixel_clear"):
-        in_clear = detector.pixel_clear(tiles)
-        in_clear = in_clear if in_clear is not None and in_clear.any() else None  # as the flags
+    if sure is not None:
+        if hasattr(detector, "pixel_clear"):
+            in_clear = detector.pixel_clear(tiles)
+            in_clear = in_clear if in_clear is not None and in_clear.any() else None  # as flags
+        in_dim = dim_snow(tiles, detector.bands)
+        in_dim = in_dim if in_dim is not None and in_dim.any() else None
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
     # the mask's probabilities differ from the removal's where the trees or the input's own
     # tests have a say: the pixel trees clear the unsure cloud calls they are sure are clear,
-    # and the spectral test (the detector's, else the input's) has the last word
-    own_mask = p_trees is not None or in_sure is not None or in_clear is not None
+    # snow too dark to be cloud is not cloud, and the spectral test (the detector's, else the input's) has the last word
+    own_mask = (
+        p_trees is not None or in_sure is not None or in_clear is not None or in_dim is not None
+    )
     last = sure if sure is not None else in_sure
 
     def mask_opinions(p: npt.NDArray[np.float32]) -> None:
         if p_trees is not None:
             combine(p, p_trees)
-        if in_clear is not None:
-            clear_cloud_calls(p, in_clear)
+        clear_mask_calls(p, in_clear, in_dim)
         if last is not None:  # (after the removal, the tiles no longer are the test's input)
             force_spectral_clouds(tiles, p, detector.bands, last)
 

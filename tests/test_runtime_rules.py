@@ -372,3 +372,67 @@ def test_the_inputs_pixel_trees_clear_what_they_are_sure_of() -> None:
     assert 0 < want.sum() < want.size
     got = (input_flags(many, six, False, tm, op) & INPUT_CLEAR) > 0
     np.testing.assert_array_equal(got, want)
+
+
+def test_snow_too_dark_to_be_cloud() -> None:
+    """:func:`dim_snow`: snow in the shade of trees (the spectrum of the L8 Biome forest the
+    rgbn mask called cloud) is found; bright snow, an ice cloud, haze over water (not snow-like
+    in the NIR), vegetation and a SWIR band without data are not, nor the same forest snow made
+    bright; each threshold is the runtime's. :func:`input_flags` marks ``INPUT_DIM_SNOW``
+    exactly there on the input's test bands; without a NIR or SWIR band there is no test.
+    :func:`clear_mask_calls` clears every cloud call on it, however sure."""
+    from kumo_edge.runtime import (
+        BRIGHT_REFLECTANCE,
+        INPUT_DIM_SNOW,
+        clear_mask_calls,
+        dim_snow,
+        input_flags,
+        input_test_matrix,
+    )
+
+    six, rgbn = sensor_profile("rgbn-swir").bands, sensor_profile("rgbn").bands
+    shade_snow = [0.28, 0.25, 0.26, 0.31, 0.078, 0.063]
+    rows = [
+        shade_snow,
+        [0.85, 0.85, 0.83, 0.78, 0.06, 0.04],  # bright snow
+        [0.95, 0.89, 0.92, 0.93, 0.14, 0.17],  # ice cloud
+        [0.16, 0.17, 0.15, 0.09, 0.02, 0.01],  # haze over water
+        [0.04, 0.08, 0.05, 0.35, 0.18, 0.09],  # vegetation
+        shade_snow[:4] + [0.0, 0.0],  # SWIR without data
+        [v * 1.2 for v in shade_snow],  # the same snow, bright
+    ]
+    x = np.array(rows, np.float32).T[:, None, :]
+    assert np.mean(x[:3, 0, 6]) > BRIGHT_REFLECTANCE > np.mean(x[:3, 0, 0])
+    assert dim_snow(x, six)[0].tolist() == [True] + [False] * 6
+    assert dim_snow(x[:4], rgbn) is None
+    f = input_flags(x, six, False, input_test_matrix(six, rgbn))
+    assert ((f[0] & INPUT_DIM_SNOW) > 0).tolist() == [True] + [False] * 6
+    probs = np.zeros((1, 4, 1, 7), np.float32)
+    probs[:, 2], probs[:, 0] = 0.99, 0.01
+    clear_mask_calls(probs, None, dim_snow(x, six)[None])
+    np.testing.assert_allclose(probs[0, 0, 0], [1.0] + [0.01] * 6)
+
+
+def test_clearing_cloud_calls_in_one_pass_is_the_numpy_rule() -> None:
+    """:func:`clear_cloud_calls` on the runtime's float32 probabilities (a numba pass) moves the
+    same probability as its numpy form (float64): only where ``clear`` and P(cloud) is below
+    ``unless``, to clear and shadow in their ratio, to clear where both are 0."""
+    from kumo_edge.runtime import clear_cloud_calls
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet([1, 1, 1, 1], size=(3, 40, 50)).transpose(0, 3, 1, 2).astype(np.float32)
+    p = np.ascontiguousarray(p)
+    p[0, 1, :5] += p[0, 0, :5] + p[0, 3, :5]  # no clear or shadow probability to share with
+    p[0, 0, :5] = p[0, 3, :5] = 0
+    clear = rng.random((3, 40, 50)) < 0.5
+    for unless in (0.5, np.inf):
+        a, b = p.copy(), p.astype(np.float64)
+        clear_cloud_calls(a, clear, unless)
+        clear_cloud_calls(b, clear, unless)
+        np.testing.assert_allclose(a, b, atol=1e-6)
+        np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
+        moved = clear & (p[:, 1] + p[:, 2] < unless)
+        assert moved.any() and (~moved).any()
+        np.testing.assert_array_equal(a[:, 1][moved], 0.0)
+        np.testing.assert_array_equal(a[:, 1][~moved], p[:, 1][~moved])
+        np.testing.assert_allclose(a[0, 0, :5][moved[0, :5]], 1.0, atol=1e-6)

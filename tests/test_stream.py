@@ -678,6 +678,29 @@ def test_the_inputs_own_swir_tests_a_four_band_detectors_mask() -> None:
     assert [t["drop"] for t in recs] == [False, True, True]
 
 
+def test_snow_too_dark_for_cloud_is_not_cloud_in_the_mask_however_sure_the_detector_is() -> None:
+    """``INPUT_DIM_SNOW`` pixels (the input's SWIR finds snow too dark to be cloud) are clear in
+    the mask's probabilities and the report even where the detector is sure of cloud (P 0.95),
+    where the pixel trees' ``INPUT_CLEAR`` is not; the cloud probability moves to clear (the
+    network gave shadow nothing). A six-band detector clears them from its own tiles."""
+    from kumo_edge.runtime import INPUT_CLEAR, INPUT_DIM_SNOW
+    from kumo_edge.stream import Report, process_tiles
+
+    tiles = np.full((2, 4, 16, 16), 0.25, np.float32)  # dim: no spectral cloud test
+    valid = np.ones((2, 16, 16), bool)
+    flags = np.zeros((2, 16, 16), np.uint8)
+    flags[1, :4] = INPUT_DIM_SNOW
+    flags[1, 4:8] = INPUT_CLEAR  # the mask is sure (0.95): the trees' clear does not count
+    rep = Report()
+    _, probs = process_tiles(
+        tiles, valid, _FourBandDetector(), None, StreamConfig(batch=8), rep, flags=flags
+    )
+    np.testing.assert_allclose(probs[1, 0, :4], 1.0)
+    np.testing.assert_allclose(probs[1, 2, :4], 0.0)
+    np.testing.assert_allclose(probs[1, 2, 4:], 0.95)
+    assert [t["cloud_fraction"] for t in rep.tiles] == [0.0, 0.75]
+
+
 @pytest.mark.parametrize("chunk", [9, 128])
 def test_a_six_band_input_through_four_band_models_streams_its_swir_tests(chunk: int) -> None:
     """A six-band input through the shipped rgbn pair: the stream carries the input's own
