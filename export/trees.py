@@ -270,7 +270,9 @@ def input_card(trees: Path, results: Path, seed: int) -> Path:
         "band set has no SWIR (kumo_edge.runtime.input_flags), and from the tiles of a "
         "detector that has SWIR (swir6; Model.pixel_clear): cloud calls where they give "
         f"P(cloud) < {INPUT_CLEAR_P} and the mask P(cloud) < {INPUT_SURE_CLOUD} are clear in "
-        "the mask and the report (never the removal)",
+        "the mask and the report (never the removal). The cross-validated figures below are "
+        "of the masks as shipped, which also clear cloud calls on snow too dark to be cloud "
+        "(kumo_edge.runtime.dim_snow, no trees)",
         "trees": int(op.feat.shape[0]),
         "depth": int(np.log2(op.leaf.shape[1])),
         "canonical_bands_nm": list(op.bands.centers_nm),
