@@ -288,20 +288,26 @@ def check_free_space(
         except OSError:
             continue
         low = raw / (BEST_COMPRESSION if compress != "none" else 1.0)
-        mb = 2**20
         if free < low:
             raise KumoError(
-                f"{folder}: {free / mb:.0f} MB free, the outputs need at least {low / mb:.0f} MB "
-                f"({raw / mb:.0f} MB uncompressed); free space or choose another folder"
+                f"{folder}: {_size(free)} free, the outputs need at least {_size(low)} "
+                f"({_size(raw)} uncompressed); free space or choose another folder"
             )
         if free < raw:
             logger.warning(
-                "%s: %.0f MB free; the outputs take %.0f MB uncompressed and fit only if they "
-                "compress well",
+                "%s: %s free; the outputs take %s uncompressed and fit only if they compress well",
                 folder,
-                free / mb,
-                raw / mb,
+                _size(free),
+                _size(raw),
             )
+
+
+def _size(n: float) -> str:
+    """A byte count for a message: MB, with a decimal below 10 MB, kB below 1 MB."""
+    mb = n / 2**20
+    if mb < 1:
+        return f"{n / 1024:.0f} kB"
+    return f"{mb:.1f} MB" if mb < 10 else f"{mb:.0f} MB"
 
 
 def _models(
