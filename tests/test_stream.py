@@ -699,6 +699,17 @@ def test_snow_too_dark_for_cloud_is_not_cloud_in_the_mask_however_sure_the_detec
     np.testing.assert_allclose(probs[1, 2, :4], 0.0)
     np.testing.assert_allclose(probs[1, 2, 4:], 0.95)
     assert [t["cloud_fraction"] for t in rep.tiles] == [0.0, 0.75]
+    # a detector with SWIR of its own: the same test on its tiles, without flags
+    six = _FourBandDetector()
+    six.bands = sensor_profile("rgbn-swir").bands
+    tiles6 = np.empty((2, 6, 16, 16), np.float32)
+    tiles6[:] = np.array([0.60, 0.60, 0.60, 0.62, 0.50, 0.40], np.float32)[:, None, None]
+    tiles6[1, :, :4] = np.array([0.28, 0.25, 0.26, 0.31, 0.078, 0.063], np.float32)[:, None, None]
+    rep = Report()
+    _, probs = process_tiles(tiles6, valid, six, None, StreamConfig(batch=8), rep)
+    np.testing.assert_allclose(probs[1, 0, :4], 1.0)  # snow in the shade of trees
+    np.testing.assert_allclose(probs[1, 2, 4:], 1.0)  # bright cloud: the spectral test's
+    assert [t["cloud_fraction"] for t in rep.tiles] == [1.0, 0.75]
 
 
 @pytest.mark.parametrize("chunk", [9, 128])
