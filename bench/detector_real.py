@@ -623,8 +623,11 @@ def main() -> None:
             "network) with the input's own SWIR tests (kumo_edge.runtime.input_flags, the "
             "runtime's default where a file has SWIR): cloud calls where the input's pixel "
             "trees (fitted on the fold's training patches with SWIR, export.trees view input) "
-            "give P(cloud) < 0.1 are clear, and the spectral cloud test on the patch's own "
-            "bands has the last word; patches without SWIR (On-Cloud-N) as without; "
+            "give P(cloud) < 0.1 are clear where the mask's P(cloud) < 0.9, cloud calls on "
+            "snow too dark to be cloud (kumo_edge.runtime.dim_snow) are clear, and the "
+            "spectral cloud test on the patch's own bands has the last word; the swir6 view "
+            "(ours) takes the pixel trees and the dim-snow rule from its own bands; patches "
+            "without SWIR (On-Cloud-N) as without; "
             "drop_rule.<view>.with_input_swir likewise, snow-like calls ambiguous",
         ],
         "environment": environment(),
