@@ -193,40 +193,29 @@ def spectral_test(cube, vis, green, swir, nir, bright, white, ndsi, nir_swir, sc
 
 
 @nb.njit(parallel=True, cache=True)
-def force_clouds(probs, sure):
-    """Where ``sure`` (N, H, W): the clear and shadow probability of ``probs`` (N, 4, H, W)
-    moved to thick cloud, in place (:func:`kumo_edge.runtime.force_spectral_clouds`)."""
+def move_calls(probs, where, to_cloud, unless):
+    """In place on ``probs`` (N, 4, H, W), where ``where`` (N, H, W): with ``to_cloud``, the
+    clear and shadow probability moved to thick cloud (:func:`kumo_edge.runtime.
+    force_spectral_clouds`); else, where P(thin) + P(thick) is below ``unless``, that
+    probability moved to clear and shadow in the ratio of the two, to clear where both are 0
+    (:func:`kumo_edge.runtime.clear_cloud_calls`)."""
     n, _, h, w = probs.shape
     zero = probs.dtype.type(0)
     for job in nb.prange(n * h):
         i = job // h
         r = job % h
-        s = sure[i, r]
-        p0 = probs[i, 0, r]
-        p2 = probs[i, 2, r]
-        p3 = probs[i, 3, r]
+        m = where[i, r]
+        p0, p1, p2, p3 = probs[i, 0, r], probs[i, 1, r], probs[i, 2, r], probs[i, 3, r]
         for x in range(w):
-            if s[x]:
+            if not m[x]:
+                continue
+            if to_cloud:
                 p2[x] += p0[x] + p3[x]
                 p0[x] = zero
                 p3[x] = zero
-
-
-@nb.njit(parallel=True, cache=True)
-def clear_calls(probs, clear, unless):
-    """Where ``clear`` (N, H, W) and P(thin) + P(thick) of ``probs`` (N, 4, H, W) is below
-    ``unless``: that probability moved to clear and shadow in the ratio of the two (to clear
-    where both are 0), in place (:func:`kumo_edge.runtime.clear_cloud_calls`)."""
-    n, _, h, w = probs.shape
-    zero = probs.dtype.type(0)
-    for job in nb.prange(n * h):
-        i = job // h
-        r = job % h
-        c = clear[i, r]
-        p0, p1, p2, p3 = probs[i, 0, r], probs[i, 1, r], probs[i, 2, r], probs[i, 3, r]
-        for x in range(w):
+                continue
             cloud = p1[x] + p2[x]
-            if not c[x] or cloud >= unless:
+            if cloud >= unless:
                 continue
             rest = p0[x] + p3[x]
             if rest > zero:

@@ -723,7 +723,7 @@ def force_spectral_clouds(
             return None
         sure = spectral_cloud_test(cube, bands)
     if probs.dtype == np.float32 and probs.flags.c_contiguous:
-        _rk.force_clouds(probs, np.ascontiguousarray(sure))
+        _rk.move_calls(probs, np.ascontiguousarray(sure), True, np.float32(0))
         return sure
     clear, thick, shadow = probs[:, 0], probs[:, 2], probs[:, 3]  # views: written in place
     thick[sure] += clear[sure] + shadow[sure]
@@ -741,7 +741,7 @@ def clear_cloud_calls(
     shadow stays a shadow (moved to clear alone, it cost the rgbn mask 6 points of shadow
     recall)."""
     if probs.dtype == np.float32 and probs.flags.c_contiguous:  # the runtime's: one numba pass
-        _rk.clear_calls(probs, np.ascontiguousarray(clear), np.float32(unless))
+        _rk.move_calls(probs, np.ascontiguousarray(clear), False, np.float32(unless))
         return
     c, thin, thick, shadow = (probs[:, i] for i in range(4))  # views: written in place
     clear = clear & (thin + thick < np.float32(unless))
