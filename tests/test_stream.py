@@ -757,9 +757,11 @@ def test_the_input_pixel_trees_stream_as_the_whole_image_at_any_width(chunk: int
     """A six-band input of a width no multiple of the trees' 8-px blocks, through the shipped
     rgbn pair: the stream's mask equals the whole image's (the blocks are cut from the first
     column in both), the trees clear part of what the network calls cloud on SWIR-dark
-    ground, and with the input's tests off the cleaned output is the same (mask only)."""
+    ground, no cloud stands on snow too dark to be cloud, and with the input's tests off the
+    cleaned output is the same (mask only)."""
     from kumo_edge.runtime import (
         INPUT_CLEAR,
+        INPUT_DIM_SNOW,
         input_flags,
         input_test_matrix,
         input_trees,
@@ -776,9 +778,10 @@ def test_the_input_pixel_trees_stream_as_the_whole_image_at_any_width(chunk: int
     x[:] = veg[:, None, None]
     x[:, 10:50, 7:60] = turbid[:, None, None]
     x[:, 55:90, 40:97] = snow[:, None, None]
+    x[:, 60:80, 70:97] *= 0.8  # in the shade: too dark to be cloud (INPUT_DIM_SNOW)
     x *= (1 + 0.03 * rng.standard_normal((1, 96, 101))).astype(np.float32)
     f = input_flags(x, six, False, input_test_matrix(six, det.bands), input_trees())
-    assert (f & INPUT_CLEAR).any()
+    assert (f & INPUT_CLEAR).any() and (f & INPUT_DIM_SNOW).any()
     on = StreamConfig(input_swir=True)
     d_on, m_on, r_on = process_image(x, six, det, rem, on)
     proc = StreamProcessor(101, six, det, rem, on)
@@ -796,3 +799,5 @@ def test_the_input_pixel_trees_stream_as_the_whole_image_at_any_width(chunk: int
     np.testing.assert_array_equal(d_on, d_off)
     called = np.isin(m_off, (2, 3)) & ((f & INPUT_CLEAR) > 0)
     assert called.any() and (np.isin(m_on, (2, 3)) & called).sum() < called.sum()
+    dim = (f & INPUT_DIM_SNOW) > 0
+    assert np.isin(m_off, (2, 3))[dim].all() and not np.isin(m_on, (2, 3))[dim].any()
