@@ -228,6 +228,10 @@ def saturate(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum(x, level[: len(x), None, None])
 
 
+#: How :class:`RealSampler` draws its patches (``DetectorRun.real_weight``).
+REAL_WEIGHTS = ("patch", "pixels")
+
+
 class RealSampler:
     """Random crops of real patches in canonical bands, through a random view.
 
@@ -244,7 +248,10 @@ class RealSampler:
         band_jitter: float = 0.0,
         saturate: float = 0.0,
         mix: float = 0.0,
+        weight: str = "patch",
     ) -> None:
+        if weight not in REAL_WEIGHTS:
+            raise KumoError(f"weight must be one of {REAL_WEIGHTS}, got {weight!r}")
         self.band_jitter = band_jitter
         self.saturate = saturate
         self.mix = mix
@@ -253,12 +260,23 @@ class RealSampler:
             c, present = to_canonical(p["cube"], p["bands"])
             self.items.append((c, present, p["labels"]))
         self.tile = tile
+        #: "patch": every patch as likely (the draws of recipes before the option); "pixels":
+        #: each patch in proportion to its labelled pixels, as the pooled scores weigh it
+        self.p = None
+        if weight == "pixels":
+            n = np.array([float((lab >= 0).sum()) for _, _, lab in self.items])
+            self.p = n / n.sum()
 
     def _crop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One patch's crop, rotated, flipped, gained (and clipped as a saturating sensor
         would, at the set rate): ``(bands, labels, present)``."""
         t = self.tile
-        c, present, lab = self.items[int(rng.integers(len(self.items)))]
+        k = (
+            rng.integers(len(self.items))
+            if self.p is None
+            else rng.choice(len(self.items), p=self.p)
+        )
+        c, present, lab = self.items[int(k)]
         y0 = int(rng.integers(0, c.shape[1] - t + 1))
         x0 = int(rng.integers(0, c.shape[2] - t + 1))
         cc, ll = c[:, y0 : y0 + t, x0 : x0 + t], lab[y0 : y0 + t, x0 : x0 + t]
@@ -478,6 +496,8 @@ class DetectorRun:
     snow_views: str = "all"
     #: share of real samples with a box of another patch pasted in (:class:`RealSampler`)
     real_mix: float = 0.0
+    #: how the real patches are drawn: each as likely, or by their pixels (:data:`REAL_WEIGHTS`)
+    real_weight: str = "patch"
     #: what the synthetic clouds' invisible edges are labelled (:data:`EDGE_LABELS`)
     edges: str = "ignore"
     #: share of the synthetic samples seen without SWIR drawn as haze (:data:`HAZE_RANGES`)
@@ -509,7 +529,9 @@ def train(run: DetectorRun) -> Path:
     if unknown:
         raise KumoError(f"unknown real patches {unknown}")
     train_p = [p for p in patches if p["name"] not in run.test_patches]
-    real = RealSampler(train_p, run.tile, run.band_jitter, run.saturate, run.real_mix)
+    real = RealSampler(
+        train_p, run.tile, run.band_jitter, run.saturate, run.real_mix, run.real_weight
+    )
     synth = SynthSampler(
         [s for s in corpus_scenes() if s.name not in SYNTH_TEST],
         min(run.tile, SYNTH_TILE),
@@ -976,7 +998,7 @@ def screen(
 #: ``train``): the :class:`DetectorRun` fields they set, the valued ones and the flags.
 RECIPE_VALUES = (
     "batch", "tile", "shadow_weight", "band_jitter", "ema", "saturate", "overcast",
-    "snow_views", "real_mix", "edges", "haze", "real_fraction", "seed",
+    "snow_views", "real_mix", "edges", "haze", "real_fraction", "seed", "real_weight",
 )  # fmt: skip
 RECIPE_FLAGS = ("context", "saturate_real_only")
 
@@ -1033,6 +1055,14 @@ def _recipe_options(p: argparse.ArgumentParser) -> None:
         help="share of synthetic samples seen without SWIR whose clouds are a thin bluish haze",
     )
     p.add_argument("--real-fraction", type=share, default=DetectorRun.real_fraction)
+    p.add_argument(
+        "--real-weight",
+        choices=REAL_WEIGHTS,
+        default=DetectorRun.real_weight,
+        help="draw the real patches each as likely (patch) or in proportion to their labelled "
+        "pixels (pixels: the 512-px Sentinel-2 and ukis-csmask patches four times as often as "
+        "a 256-px Landsat-8 one, as the pooled cross-validation scores weigh them)",
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed (cv: of every fold)")
 
 

@@ -415,3 +415,29 @@ def test_invisible_edges_are_labelled_thin_cloud_when_asked() -> None:
     edge = yi == -1
     assert edge.any() and (yc >= 0).all()
     assert (yc[edge] == 1).all() and np.array_equal(yc[~edge], yi[~edge])
+
+
+def test_real_patches_drawn_by_their_pixels_when_asked() -> None:
+    """``RealSampler(weight="pixels")`` draws each patch in proportion to its labelled pixels
+    (a patch four times the size four times as often); the default draws every patch alike."""
+    from export.detector import RealSampler
+
+    six = sensor_profile("rgbn-swir").bands
+    rng = np.random.default_rng(0)
+
+    def patch(name: str, side: int) -> dict:
+        cube = rng.uniform(0, 0.5, (6, side, side)).astype(np.float32)
+        cube[0] = {"small": 0.1, "big": 0.9}[name]  # which patch a crop came from
+        return {
+            "name": name,
+            "cube": cube,
+            "bands": six,
+            "labels": np.zeros((side, side), np.int64),
+        }
+
+    patches = [patch("small", 32), patch("big", 64)]
+    for weight, want in (("patch", 0.5), ("pixels", 0.8)):
+        x, _, _ = RealSampler(patches, 16, weight=weight).sample(np.random.default_rng(1), 2000)
+        big = (x[:, 0] > 0.5).mean((1, 2)) > 0.5  # blue 0.9 (or 0 where the view drops it)
+        seen = x[:, 0].max((1, 2)) > 0  # crops seen with their blue band
+        assert abs(big[seen].mean() - want) < 0.04, (weight, big[seen].mean())
