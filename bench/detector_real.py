@@ -39,6 +39,7 @@ from export.detector import (
 )
 from export.evaluate import detection_scores
 from kumo_edge import metrics
+from kumo_edge.bands import BandSet
 from kumo_edge.benchmark import alternating
 from kumo_edge.runtime import (
     INPUT_CLEAR,
@@ -224,6 +225,18 @@ def shadow_operating_points(
     return out
 
 
+def input_tests(
+    probs: np.ndarray, x: np.ndarray, bands: BandSet, masks: tuple[np.ndarray, ...]
+) -> None:
+    """The input's own SWIR tests on one patch's mask probabilities ``probs`` ``(1, 4, H, W)``
+    of ``x`` ``(1, C, H, W)``, in place, in the stream's order: ``masks`` (cloud, snow-like, sure
+    clear, dim snow; ``(H, W)``, as ``seen`` holds them) clear what the pixel trees and the
+    dim-snow rule clear, then the spectral test has the last word."""
+    sure, _, clear, dim = masks
+    clear_mask_calls(probs, clear[None], dim[None])
+    force_spectral_clouds(x, probs, bands, sure[None])
+
+
 def drop_rule(
     fullp: dict[str, dict[str, np.ndarray]],
     by_name: dict,
@@ -262,12 +275,11 @@ def drop_rule(
                     now = bool(drop_flags(called[None], amb[None], every, limit)[0])  # runtime
                     with_input = now
                     if seen is not None and n in seen.get(view, {}):
-                        sure, snowy, clear, dim = (a[win] for a in seen[view][n])
+                        masks = tuple(a[win] for a in seen[view][n])
                         q = p[None].copy()
-                        clear_mask_calls(q, clear[None], dim[None])
-                        force_spectral_clouds(x[None], q, bands, sure[None])
+                        input_tests(q, x[(slice(None), *win)][None], bands, masks)
                         c2 = np.isin(classify(q[0], cloud_thr[(view, fold_of[n])], 0), (1, 2))
-                        a2 = ambiguous_mask(x[(slice(None), *win)], q[0], bands, snowy)
+                        a2 = ambiguous_mask(x[(slice(None), *win)], q[0], bands, masks[1])
                         with_input = bool(drop_flags(c2[None], a2[None], every, limit)[0])
                     rows.append(
                         (
@@ -390,9 +402,7 @@ def main() -> None:
                 if view in ("rgbn", "rgb"):  # the mask as shipped, with the input's SWIR tests
                     mine = (both if ops.get(view) is not None else pr[None]).copy()
                     if name in seen[view]:
-                        sure, _, clear, dim = seen[view][name]
-                        clear_mask_calls(mine, clear[None], dim[None])
-                        force_spectral_clouds(x[None], mine, bands, sure[None])
+                        input_tests(mine, x[None], bands, seen[view][name])
                     pred[("ours_input_swir", view)][name] = m.classify(mine)[0]
                 probs[view][name] = pr[:, ::4, ::4].astype(np.float32)
                 fullp[view][name] = pr.astype(np.float16)

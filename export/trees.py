@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from kumo_edge.trees import (
-    CANONICAL,
     DEPTH,
     FORMAT,
     TreeOpinion,
@@ -54,15 +53,22 @@ PIXEL_VIEWS = ("input",)
 PIXELS_PER_PATCH = 30_000  # full-resolution pixels per training patch (pixel trees)
 
 
-def patch_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``(P, F)`` and cloud shares ``(P,)`` (NaN: too little labelled) of one real
-    patch (:func:`export.detector.real_patches`) in its 256-px tiles, over ``k`` canonical bands."""
-    from kumo_edge.bands import resampling_matrix
+def cloud_truth(lab: np.ndarray) -> np.ndarray:
+    """A real patch's labels as cloud (1.0: thin, thick, cloud), not cloud (0.0: clear, shadow,
+    the ukis-csmask patches' water, snow and land) or NaN (no label)."""
+    return np.where(np.isin(lab, (1, 2, 4)), 1.0, np.where(np.isin(lab, (0, 3, 5)), 0.0, np.nan))
 
-    m = resampling_matrix(p["bands"], CANONICAL.subset(range(k)), tolerance_nm=60.0)
+
+def patch_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Features ``(P, F)`` and cloud shares ``(P,)`` (NaN: too little labelled) of one real
+    patch (:func:`export.detector.real_patches`) in its 256-px tiles, over ``k`` canonical bands;
+    None where the patch cannot feed them."""
+    m = view_matrix(p["bands"], k)
+    if m is None:
+        return None
     cube = np.clip(p["cube"], 0, None).astype(np.float32)
     lab = p["labels"]
-    cloud = np.where(np.isin(lab, (1, 2, 4)), 1.0, np.where(np.isin(lab, (0, 3, 5)), 0.0, np.nan))
+    cloud = cloud_truth(lab)
     xs, ys = [], []
     h, w = lab.shape
     t, d = TILE, DOWN
@@ -101,9 +107,7 @@ def pixel_table(p: dict, k: int) -> tuple[np.ndarray, np.ndarray] | None:
     if m is None:
         return None
     x = np.clip(resample(p["cube"].astype(np.float32), m), 0.0, 1.0)
-    lab = p["labels"]
-    y = np.where(np.isin(lab, (1, 2, 4)), 1.0, np.where(np.isin(lab, (0, 3, 5)), 0.0, np.nan))
-    return x.reshape(k, -1).T, y.reshape(-1)
+    return x.reshape(k, -1).T, cloud_truth(p["labels"]).reshape(-1)
 
 
 def feeds(p: dict, view: str) -> bool:
@@ -207,10 +211,14 @@ def save(booster, path: Path, view: str, meta: dict) -> TreeOpinion:
     return op
 
 
+def fit_size(view: str) -> int:
+    """How many (coarse) pixels of each patch ``view``'s trees are fitted on."""
+    return PIXELS_PER_PATCH if view in PIXEL_VIEWS else PER_PATCH
+
+
 def train_view(patches: list[dict], view: str, seed: int = 0):
     """A booster fitted on ``patches`` through the canonical bands of ``view``."""
-    per_patch = PIXELS_PER_PATCH if view in PIXEL_VIEWS else PER_PATCH
-    return fit(view_tables(patches, view), seed, per_patch)
+    return fit(view_tables(patches, view), seed, fit_size(view))
 
 
 def record(card: Path, trees: Path, view: str, results: Path, seed: int) -> None:
@@ -334,10 +342,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     by = {p["name"]: p for p in patches}
     tables = {n: t for n, p in by.items() for t in view_tables([p], a.view)}
-    per_patch = PIXELS_PER_PATCH if a.view in PIXEL_VIEWS else PER_PATCH
     right = total = 0
     for held in cv_folds(patches, a.folds):
-        booster = fit([tables[n] for n in tables if n not in held], per_patch=per_patch)
+        booster = fit([tables[n] for n in tables if n not in held], per_patch=fit_size(a.view))
         for n in held:
             if n not in tables:
                 continue

@@ -471,13 +471,18 @@ def snow_test(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.b
     )
 
 
-def dim_snow(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.bool_] | None:
+def dim_snow(
+    cube: npt.NDArray[np.float32],
+    bands: BandSet,
+    snowy: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.bool_] | None:
     """Snow too dark in the visible to be cloud, by ``bands``' own bands: as snow-like as snow
     cover (NDSI >= :data:`SNOW_NDSI`), snow's green and NIR (:data:`SNOW_GREEN_MIN`,
     :data:`SNOW_NIR_RATIO`: as :func:`snow_test`), and not bright (mean visible reflectance
     below :data:`BRIGHT_REFLECTANCE`, the spectral cloud test's bright). ``cube`` ``(..., C, H,
     W)``; returns ``(..., H, W)``, or None where ``bands`` lacks a visible, green, NIR or
-    SWIR-1 band. Such pixels are not cloud in the mask, however sure the detector is
+    SWIR-1 band; ``snowy``: its NDSI part (NDSI >= :data:`SNOW_NDSI` where SWIR-1 > 0), where
+    already computed. Such pixels are not cloud in the mask, however sure the detector is
     (:func:`clear_mask_calls`).
 
     Why: thick cloud is bright, and a cloud as snow-like as snow is an ice cloud, brighter
@@ -498,9 +503,10 @@ def dim_snow(cube: npt.NDArray[np.float32], bands: BandSet) -> npt.NDArray[np.bo
     v = cube[..., vis[0], :, :].copy()
     for i in vis[1:]:
         v += cube[..., i, :, :]
+    if snowy is None:  # a SWIR-1 of 0 is a band without data, not snow
+        snowy = _snow_like(g, s1, SNOW_NDSI) & (s1 > 0)
     return (
-        _snow_like(g, s1, SNOW_NDSI)
-        & (s1 > 0)  # a SWIR-1 of 0 is a band without data, not snow
+        snowy
         & (g >= np.float32(SNOW_GREEN_MIN))
         & (n >= np.float32(SNOW_NIR_RATIO) * g)
         & (v < np.float32(BRIGHT_REFLECTANCE * len(vis)))
@@ -626,7 +632,7 @@ def input_flags(
         # a SWIR-1 of 0 is a band without data (as zero-filled absorption bands), not snow
         snowy = _snow_like(g, s1, SNOW_NDSI) & (s1 > 0)
         out |= snowy.view(np.uint8) * np.uint8(INPUT_SNOWY)
-        dim = dim_snow(t, INPUT_TEST_BANDS)
+        dim = dim_snow(t, INPUT_TEST_BANDS, snowy)
         assert dim is not None  # the test bands have all it reads
         out |= dim.view(np.uint8) * np.uint8(INPUT_DIM_SNOW)
         if trees is not None:

@@ -727,6 +727,11 @@ def _physics_batch(
         probs[n, 1] = cloud - probs[n, 2]
 
 
+def _some(m: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
+    """``m`` where it marks any pixel, else None (an opinion with nothing to say is skipped)."""
+    return m if m is not None and m.any() else None
+
+
 def process_tiles(
     tiles: npt.NDArray[np.float32],
     valid: npt.NDArray[np.bool_],
@@ -748,9 +753,10 @@ def process_tiles(
     (``snow_spared``). ``INPUT_CLEAR`` pixels are not cloud in the mask and the report (the
     input's pixel trees are sure) unless the mask is sure of cloud, ``INPUT_DIM_SNOW`` pixels
     are not cloud there at all (snow too dark to be cloud: :func:`kumo_edge.runtime.dim_snow`,
-    which the mask also applies to the tiles of models whose bands have SWIR), ``INPUT_CLOUD`` pixels are cloud there (the spectral test's
-    last word, as where the models' bands have SWIR), and cloud calls on ``INPUT_SNOWY`` pixels
-    are ``ambiguous_bright``; the removal is the detector's.
+    which the mask also applies to the tiles of models whose bands have SWIR),
+    ``INPUT_CLOUD`` pixels are cloud there (the spectral test's last word, as where the models'
+    bands have SWIR), and cloud calls on ``INPUT_SNOWY`` pixels are ``ambiguous_bright``; the
+    removal is the detector's.
 
     Returns ``(outputs, probabilities)``: ``(N, C, T, T)`` reflectance (thick-cloud pixels and
     clear tiles keep their input values) and ``(N, 4, T, T)`` class probabilities. ``tiles`` is
@@ -775,11 +781,8 @@ def process_tiles(
         spare = (flags & SPARE).astype(bool)
         if sure is None:  # the input's own SWIR tests, for the mask only
             in_sure, snowy, in_clear, in_dim = (
-                m if m.any() else None
-                for m in (
-                    (flags & b).astype(bool)
-                    for b in (INPUT_CLOUD, INPUT_SNOWY, INPUT_CLEAR, INPUT_DIM_SNOW)
-                )
+                _some((flags & b).astype(bool))
+                for b in (INPUT_CLOUD, INPUT_SNOWY, INPUT_CLEAR, INPUT_DIM_SNOW)
             )
     # the trees' second opinion (where the detector has one) shapes the mask and the report,
     # not the removal: the removal's weights and tiles stay the network's (measured: weighted
@@ -788,15 +791,14 @@ def process_tiles(
     # the pixel trees read the tiles where the models' bands have SWIR (else the input's bands)
     if sure is not None:
         if hasattr(detector, "pixel_clear"):
-            in_clear = detector.pixel_clear(tiles)
-            in_clear = in_clear if in_clear is not None and in_clear.any() else None  # as flags
-        in_dim = dim_snow(tiles, detector.bands)
-        in_dim = in_dim if in_dim is not None and in_dim.any() else None
+            in_clear = _some(detector.pixel_clear(tiles))
+        in_dim = _some(dim_snow(tiles, detector.bands))
     rep.seconds["detect"] += time.perf_counter() - t0
     cls = detector.classify(probs, axis=1)
     # the mask's probabilities differ from the removal's where the trees or the input's own
     # tests have a say: the pixel trees clear the unsure cloud calls they are sure are clear,
-    # snow too dark to be cloud is not cloud, and the spectral test (the detector's, else the input's) has the last word
+    # snow too dark to be cloud is not cloud, and the spectral test (the detector's, else the
+    # input's) has the last word
     own_mask = (
         p_trees is not None or in_sure is not None or in_clear is not None or in_dim is not None
     )
