@@ -67,10 +67,17 @@ NODIR_BRIGHT_ROW = f"{BRIGHT_ROW}, no direction check"
 #: Rows of the depth-knee study (``--knees``): one per knee, and each fold's choice.
 KNEE_ROW = "physics INT8+detector, knee"
 NESTED_ROW = "physics INT8+detector, knee nested"
-#: The direction check's shadow point (kumo_edge.physics.DIRECTION_SHADE), one row per point
-#: evaluated (--direction-shades) and the point each fold chose on the other folds' scenes.
-SHADE_ROW = "physics INT8+detector, shade"
-SHADE_NESTED_ROW = f"{SHADE_ROW} nested"
+#: The direction-check settings swept by options (--direction-shades: the shadow point,
+#: kumo_edge.physics.DIRECTION_SHADE; --direction-darks: the darkness point, DIRECTION_DARK;
+#: --sure-depths: the depth from which the detector no longer holds a correction back):
+#: option attribute, PhysicsRemover keyword, row word. One row per value evaluated
+#: ("physics INT8+detector, <word> <value>", and with the brightness companion), and the value
+#: each fold chose on the other folds' scenes ("..., <word> nested").
+SWEEPS = (
+    ("direction_shades", "direction_shade", "shade"),
+    ("direction_darks", "direction_dark", "dark"),
+    ("sure_depths", "sure_depth", "sure"),
+)
 #: An analysis row, not a method: the shipped physics row with every truly cloud-free pixel
 #: (two-way transmittance >= 0.98) put back to its input, i.e. what the remover would score if
 #: it never touched clear ground.
@@ -336,6 +343,20 @@ def main(argv: list[str] | None = None) -> None:
         "each fold chooses on the OTHER folds' scenes ('shade nested')",
     )
     ap.add_argument(
+        "--direction-darks",
+        default="",
+        help="comma-separated fractions of the clear pixels' median brightness below which the "
+        "direction check takes no evidence (kumo_edge.physics.DIRECTION_DARK; 0: off), evaluated "
+        "as --direction-shades is ('dark nested')",
+    )
+    ap.add_argument(
+        "--sure-depths",
+        default="",
+        help="comma-separated optical depths from which the physics correction is blended in "
+        "whole whatever the detector's P(clear), in proportion below (PhysicsRemover "
+        "sure_depth; 0: off), evaluated as --direction-shades is ('sure nested')",
+    )
+    ap.add_argument(
         "--variant",
         default="",
         help="folder suffix of the physics folds to train and evaluate (runs/removal_cv/<bands>-<variant>)",
@@ -458,9 +479,15 @@ def main(argv: list[str] | None = None) -> None:
         for v in strides
     }
     methods += [r for pair in stride_rows.values() for r in pair]
-    shades = [float(v) for v in a.direction_shades.split(",") if v]
-    shade_rows = {v: (f"{SHADE_ROW} {v:g}", f"{BRIGHT_ROW}, shade {v:g}") for v in shades}
-    methods += [r for pair in shade_rows.values() for r in pair]
+    # per swept setting: value -> (row without, row with the brightness companion)
+    sweeps = {
+        (kw, word): {
+            v: (f"physics INT8+detector, {word} {v:g}", f"{BRIGHT_ROW}, {word} {v:g}")
+            for v in (float(x) for x in getattr(a, opt).split(",") if x)
+        }
+        for opt, kw, word in SWEEPS
+    }
+    methods += [r for rows in sweeps.values() for pair in rows.values() for r in pair]
     per_scene: dict = {}
     raws: dict = {}  # per scene and method: the per-tile sums (score)
     rng = np.random.default_rng(0)
@@ -495,11 +522,12 @@ def main(argv: list[str] | None = None) -> None:
             run[bright] = _stream(
                 det, PhysicsRemover(rem8.model, brightness=bright_model, direction_stride=v)
             )
-        for v, (plain, bright) in shade_rows.items():
-            run[plain] = _stream(det, PhysicsRemover(rem8.model, direction_shade=v))
-            run[bright] = _stream(
-                det, PhysicsRemover(rem8.model, brightness=bright_model, direction_shade=v)
-            )
+        for (kw, _), rows in sweeps.items():
+            for v, (plain, bright) in rows.items():
+                run[plain] = _stream(det, PhysicsRemover(rem8.model, **{kw: v}))
+                run[bright] = _stream(
+                    det, PhysicsRemover(rem8.model, brightness=bright_model, **{kw: v})
+                )
         if a.fold_companions:
             cck = a.fold_companions / f"fold{k}" / "best.pt"
             held_by = torch.load(cck, map_location="cpu", weights_only=True)["splits"]
@@ -569,18 +597,21 @@ def main(argv: list[str] | None = None) -> None:
         _add_nested(
             per_scene, raws, chosen, {NESTED_ROW: dict(zip(knees, grid, strict=True))}, "knee"
         )
-    if shade_rows:
-        chosen = _nested(per_scene, shades, [plain for plain, _ in shade_rows.values()])
-        methods += [SHADE_NESTED_ROW, f"{BRIGHT_ROW}, shade nested"]
+    for (_, word), rows in sweeps.items():
+        if not rows:
+            continue
+        chosen = _nested(per_scene, list(rows), [plain for plain, _ in rows.values()])
+        nested = (f"physics INT8+detector, {word} nested", f"{BRIGHT_ROW}, {word} nested")
+        methods += list(nested)
         _add_nested(
             per_scene,
             raws,
             chosen,
             {
-                SHADE_NESTED_ROW: {v: plain for v, (plain, _) in shade_rows.items()},
-                f"{BRIGHT_ROW}, shade nested": {v: bright for v, (_, bright) in shade_rows.items()},
+                nested[0]: {v: plain for v, (plain, _) in rows.items()},
+                nested[1]: {v: bright for v, (_, bright) in rows.items()},
             },
-            "shade",
+            word,
         )
     pooled: dict = {m: {} for m in methods}
     for raw in raws.values():
@@ -666,6 +697,8 @@ def main(argv: list[str] | None = None) -> None:
             "analysis" * a.analysis,
             "dirstride" * bool(a.direction_strides),
             "shade" * bool(a.direction_shades),
+            "dark" * bool(a.direction_darks),
+            "sure" * bool(a.sure_depths),
             "foldcompanion" * bool(a.fold_companions),
         )
         if t
