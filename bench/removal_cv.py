@@ -67,17 +67,12 @@ NODIR_BRIGHT_ROW = f"{BRIGHT_ROW}, no direction check"
 #: Rows of the depth-knee study (``--knees``): one per knee, and each fold's choice.
 KNEE_ROW = "physics INT8+detector, knee"
 NESTED_ROW = "physics INT8+detector, knee nested"
-#: The direction-check settings swept by options (--direction-shades: the shadow point,
-#: kumo_edge.physics.DIRECTION_SHADE; --direction-darks: the darkness point, DIRECTION_DARK;
-#: --sure-depths: the depth from which the detector no longer holds a correction back):
-#: option attribute, PhysicsRemover keyword, row word. One row per value evaluated
+#: The remover's settings swept by options (--direction-shades: the direction check's shadow
+#: point, kumo_edge.physics.DIRECTION_SHADE; measured and removed 2026-12-07: --direction-darks
+#: and --sure-depths, see README): option attribute, PhysicsRemover keyword, row word. One row per value evaluated
 #: ("physics INT8+detector, <word> <value>", and with the brightness companion), and the value
 #: each fold chose on the other folds' scenes ("..., <word> nested").
-SWEEPS = (
-    ("direction_shades", "direction_shade", "shade"),
-    ("direction_darks", "direction_dark", "dark"),
-    ("sure_depths", "sure_depth", "sure"),
-)
+SWEEPS = (("direction_shades", "direction_shade", "shade"),)
 #: An analysis row, not a method: the shipped physics row with every truly cloud-free pixel
 #: (two-way transmittance >= 0.98) put back to its input, i.e. what the remover would score if
 #: it never touched clear ground.
@@ -341,20 +336,6 @@ def main(argv: list[str] | None = None) -> None:
         "(kumo_edge.physics.DIRECTION_SHADE; 1 leaves only certain shadow out) to evaluate beside "
         "the shipped one: one row each, with and without the brightness companion, and the point "
         "each fold chooses on the OTHER folds' scenes ('shade nested')",
-    )
-    ap.add_argument(
-        "--direction-darks",
-        default="",
-        help="comma-separated fractions of the clear pixels' median brightness below which the "
-        "direction check takes no evidence (kumo_edge.physics.DIRECTION_DARK; 0: off), evaluated "
-        "as --direction-shades is ('dark nested')",
-    )
-    ap.add_argument(
-        "--sure-depths",
-        default="",
-        help="comma-separated optical depths from which the physics correction is blended in "
-        "whole whatever the detector's P(clear), in proportion below (PhysicsRemover "
-        "sure_depth; 0: off), evaluated as --direction-shades is ('sure nested')",
     )
     ap.add_argument(
         "--variant",
@@ -697,8 +678,6 @@ def main(argv: list[str] | None = None) -> None:
             "analysis" * a.analysis,
             "dirstride" * bool(a.direction_strides),
             "shade" * bool(a.direction_shades),
-            "dark" * bool(a.direction_darks),
-            "sure" * bool(a.sure_depths),
             "foldcompanion" * bool(a.fold_companions),
         )
         if t

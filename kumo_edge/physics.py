@@ -189,10 +189,6 @@ DIRECTION_STRIDE = 2
 #: Pixels the detector gives at least this P(shadow) are no evidence for the direction check
 #: (the removal's own shadow point, kumo_edge.stream.REMOVAL_SHADOW_THRESHOLD).
 DIRECTION_SHADE = 0.5
-#: Pixels darker (mean over bands) than this fraction of the median of the tile's pixels the
-#: detector calls clear are no evidence for the direction check either (0: off): undetected
-#: shadow, lit by the bluer sky light alone (:func:`dark_pixels`).
-DIRECTION_DARK = 0.0
 #: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
 #: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
 DEPTH_KNEE = 0.15
@@ -273,7 +269,6 @@ def _correct(
     shade,
     veto,
     weigh,
-    sure_k,
     one_alpha,
     alpha,
     y,
@@ -337,8 +332,6 @@ def _correct(
                 dmax[col] = zero
                 dsum[col] = zero
                 wgt[col] = one - pclear[i, r, col] if weigh else one
-                if weigh and sure_k > zero:  # the physics remover sure of cloud
-                    wgt[col] = max(wgt[col], min(k[col] / sure_k, one))
                 if t550[i, r, col] < thick_t or veto[i, r, col]:  # thick: the input is kept
                     wgt[col] = zero
             for b in range(c):
@@ -863,27 +856,6 @@ def _direction_apply(x, y, s, out):  # pragma: no cover - numba
                 out[b, r, q] = min(xx[q] * x[b, r, q] + yy[q] * y[b, r, q], cap[q])
 
 
-def dark_pixels(
-    x: npt.NDArray[np.float32],
-    p_clear: npt.NDArray[np.float32] | None,
-    use: npt.NDArray[np.bool_],
-    fraction: float,
-) -> npt.NDArray[np.bool_]:
-    """``(N, H, W)``: the pixels of ``(N, C, H, W)`` tiles darker (mean over bands) than
-    ``fraction`` of the median of the tile's ``use`` pixels that the detector calls clear
-    (``p_clear >= 0.5``; all ``use`` pixels without ``p_clear``); none in a tile with fewer
-    than :data:`DIRECTION_MIN_PIXELS` such pixels. A cloud's shadow is lit by the sky alone:
-    where the detector misses it, it is still darker than the sunlit ground around it."""
-    level = x.mean(axis=1, dtype=np.float32)
-    ref = use if p_clear is None else use & (p_clear >= 0.5)
-    out = np.zeros(level.shape, bool)
-    for i in range(x.shape[0]):
-        vals = level[i][ref[i]]
-        if vals.size >= DIRECTION_MIN_PIXELS:
-            out[i] = level[i] < fraction * float(np.median(vals))
-    return out
-
-
 def check_direction(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
@@ -958,12 +930,6 @@ class PhysicsRemover:
     direction_stride = DIRECTION_STRIDE
     #: The detector's P(shadow) from which a pixel is no evidence for the direction check.
     direction_shade = DIRECTION_SHADE
-    #: The optical depth from which the correction is blended in whole whatever the detector's
-    #: P(clear), in proportion below (0: off; :data:`SURE_DEPTH`).
-    sure_depth = 0.0
-    #: The fraction of the clear pixels' median brightness below which a pixel is no evidence
-    #: for the direction check (:func:`dark_pixels`; 0: off).
-    direction_dark = DIRECTION_DARK
     #: The detector's P(thick) from which a pixel keeps its input whatever its estimated
     #: transmittance (``correct(p_thick=)``; module docstring).
     thick_veto = THICK_VETO
@@ -979,8 +945,6 @@ class PhysicsRemover:
         direction: bool = True,
         direction_stride: int = DIRECTION_STRIDE,
         direction_shade: float = DIRECTION_SHADE,
-        direction_dark: float = DIRECTION_DARK,
-        sure_depth: float = 0.0,
     ) -> None:
         if model.contract.output != "cloud_params_half":
             raise ModelContractError(
@@ -997,12 +961,6 @@ class PhysicsRemover:
         if not 0.0 < direction_shade <= 1.0:
             raise ConfigError(f"direction_shade must lie in (0, 1], got {direction_shade}")
         self.direction_shade = float(direction_shade)
-        if not 0.0 <= direction_dark < 1.0:
-            raise ConfigError(f"direction_dark must lie in [0, 1), got {direction_dark}")
-        self.direction_dark = float(direction_dark)
-        if not 0.0 <= sure_depth:
-            raise ConfigError(f"sure_depth must be >= 0, got {sure_depth}")
-        self.sure_depth = float(sure_depth)
         if not 0.0 <= depth_knee < 1.0:
             raise ConfigError(f"depth_knee must lie in [0, 1), got {depth_knee}")
         self.depth_knee = float(depth_knee)
@@ -1148,10 +1106,6 @@ class PhysicsRemover:
             if p_shadow is None
             else np.ascontiguousarray(p_shadow >= self.direction_shade)
         )
-        if self.direction_dark > 0:
-            shaded |= dark_pixels(
-                x, None if p_clear is None else pc, ok & ~shaded, self.direction_dark
-            )
         vetoed = (
             np.zeros((n, h, w), bool)
             if p_thick is None
@@ -1175,7 +1129,6 @@ class PhysicsRemover:
             shaded,
             vetoed,
             bool(weigh),
-            np.float32(self.sure_depth),
             *self._tile_alpha(p),
             y,
             t550,
@@ -1237,8 +1190,6 @@ class PhysicsRemover:
         xo = self._own(xs)
         g = self.brightness.run(xo)
         w = np.ones(thick[sel].shape, np.float32) if p_clear is None else 1.0 - p_clear[sel]
-        if p_clear is not None and self.sure_depth > 0:  # as in the physics correction
-            np.maximum(w, np.minimum(k[sel] / np.float32(self.sure_depth), 1.0), out=w)
         w[thick[sel]] = 0.0
         g -= xo
         g *= w[:, None]

@@ -1334,36 +1334,3 @@ def test_spared_pixels_keep_their_input_and_the_others_are_as_without() -> None:
     spared, _ = process_tiles(tiles.copy(), valid, det, rem, cfg, flags=flags)
     assert np.abs(plain - tiles).max() > 0.01  # the removal did change something
     np.testing.assert_array_equal(spared, np.where(spare[:, None], tiles, plain))
-
-
-def test_direction_check_takes_no_evidence_from_ground_too_dark_for_sunlit_clear():
-    """The same shadowed stripes without the detector's shadow calls: with ``direction_dark``
-    the pixels darker than that fraction of the clear pixels' median brightness are left out
-    of the evidence, and the right correction is kept whole; off (0), the shadow misleads the
-    check as before. ``dark_pixels`` finds the shadow and needs enough clear pixels."""
-    from kumo_edge.errors import ConfigError
-    from kumo_edge.physics import DIRECTION_MIN_PIXELS, dark_pixels
-    from kumo_edge.runtime import load_model, shipped_models
-
-    surface, x, cloudy, p, p_shadow = _shadowed_stripes()
-    shadowed = p_shadow[0] > 0
-    rem = _MapParams(p)
-    rem.fit, rem.direction = False, True
-    p_clear = np.where(cloudy, 0.0, 1.0).astype(np.float32)[None]
-    rem.correct(x[None].copy(), p_clear=p_clear)
-    assert rem.last_direction[0] < 1.0  # misled by the shadowed reference
-    rem.direction_dark = 0.7
-    seen = rem.correct(x[None].copy(), p_clear=p_clear)[0][0]
-    assert rem.last_direction[0] == 1.0
-    np.testing.assert_allclose(seen[:, cloudy], surface[:, cloudy], atol=1e-4)
-
-    use = np.ones((1, 64, 64), bool)
-    dark = dark_pixels(x[None], p_clear, use, 0.7)[0]
-    assert dark[shadowed & ~cloudy].all() and not dark[~shadowed].any()
-    few = np.zeros_like(use)
-    few[0, 0, : DIRECTION_MIN_PIXELS - 1] = True
-    assert not dark_pixels(x[None], None, few, 0.7).any()
-    model = load_model(shipped_models()["hsi32"]["generator"], threads=1)
-    for bad in (-0.1, 1.0):
-        with pytest.raises(ConfigError, match="direction_dark"):
-            PhysicsRemover(model, direction_dark=bad)
