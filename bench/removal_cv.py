@@ -68,10 +68,11 @@ NODIR_BRIGHT_ROW = f"{BRIGHT_ROW}, no direction check"
 KNEE_ROW = "physics INT8+detector, knee"
 NESTED_ROW = "physics INT8+detector, knee nested"
 #: The remover's settings swept by options (--direction-shades: the direction check's shadow
-#: point, kumo_edge.physics.DIRECTION_SHADE; measured and removed 2026-12-07: --direction-darks
-#: and --sure-depths, see README): option attribute, PhysicsRemover keyword, row word. One row per value evaluated
-#: ("physics INT8+detector, <word> <value>", and with the brightness companion), and the value
-#: each fold chose on the other folds' scenes ("..., <word> nested").
+#: point, kumo_edge.physics.DIRECTION_SHADE; --direction-darks and --sure-depths were measured
+#: and removed on 2026-12-07, see README): option attribute, PhysicsRemover keyword, row word.
+#: One row per value evaluated ("physics INT8+detector, <word> <value>", and with the
+#: brightness companion), and the value each fold chose on the other folds' scenes
+#: ("..., <word> nested").
 SWEEPS = (("direction_shades", "direction_shade", "shade"),)
 #: An analysis row, not a method: the shipped physics row with every truly cloud-free pixel
 #: (two-way transmittance >= 0.98) put back to its input, i.e. what the remover would score if
