@@ -787,7 +787,13 @@ def fold_commands(
 def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -> None:
     """Fold the final weights for every band set of :data:`RELEASE`, at the temperature the
     cross-validation fitted (``bench/results/detector_real.json``), quantise, score, and write
-    ``kumo_edge/models/<set>/detector.onnx`` with its card."""
+    ``kumo_edge/models/<set>/detector.onnx`` with its card.
+
+    The removal is weighted by the detector's P(clear): before committing a release for a band
+    set that drives a remover, re-run ``python -m bench.removal_cv --bands <set> --eval-only``
+    with the released file in place. A detector more accurate on the real patches (drawn by
+    their pixels, 2026-12-07) was surer of clear on thin cloud and cost the removal 0.3-0.4
+    dB, rgbn's below its +4 dB target (README: "Measured, and NOT shipped")."""
     from bench._common import ROOT
     from export.release import _set_metrics
 
