@@ -792,8 +792,9 @@ def release(ckpt: Path, results: Path, sets: tuple[str, ...] = tuple(RELEASE)) -
     The removal is weighted by the detector's P(clear): before committing a release for a band
     set that drives a remover, re-run ``python -m bench.removal_cv --bands <set> --eval-only``
     with the released file in place. A detector more accurate on the real patches (drawn by
-    their pixels, 2026-12-07) was surer of clear on thin cloud and cost the removal 0.3-0.4
-    dB, rgbn's below its +4 dB target (README: "Measured, and NOT shipped")."""
+    their pixels with 70 % real samples, 2026-12-07) was surer of clear on thin cloud and cost
+    the removal 0.3-0.4 dB, rgbn's below its +4 dB target (README: "Shipped 2026-12-07 (third
+    session)", which also gives the removal with the released file at other temperatures)."""
     from bench._common import ROOT
     from export.release import _set_metrics
 
