@@ -16,7 +16,8 @@ Across the track, tiles start as :func:`~kumo_edge.tiling.axis_origins` places t
 one aligned to the far edge; swaths narrower than a tile are padded). Tile outputs are blended
 with separable tapers (:mod:`kumo_edge.tiling`), so no seam shows and the result does not depend
 on how the lines were chunked: :func:`process_image` (the whole scene as one strip) gives the
-same output.
+same output (up to one step of the line ring's rounding, on the rare pixel whose blend sum lies
+at float rounding from a step boundary: the two normalise the tapers in a different order).
 
 For every tile the detector runs; the generator runs only where the detector finds thin cloud
 or shadow (``StreamConfig.min_fraction``); clear tiles pass through; pixels the detector calls

@@ -1262,7 +1262,7 @@ def test_snow_the_inputs_own_swir_finds_keeps_its_input(band_set: str) -> None:
     from export.data import shared_scenes
     from kumo_edge.bands import resample, resampling_matrix
     from kumo_edge.runtime import load_models, read_contract, shipped_models
-    from kumo_edge.stream import StreamConfig, StreamProcessor, process_image
+    from kumo_edge.stream import RING_STEP, StreamConfig, StreamProcessor, process_image
 
     scene = {s.name: s for s in shared_scenes()}["ben_57_38"]  # blue ... SWIR 2.2 um
     x = np.ascontiguousarray(scene.cube, dtype=np.float32)
@@ -1283,7 +1283,11 @@ def test_snow_the_inputs_own_swir_finds_keeps_its_input(band_set: str) -> None:
         ),
         *proc.flush(),
     ]
-    np.testing.assert_array_equal(np.concatenate([ln.data for ln in lines], 1), y)
+    # as in tests/test_stream.py: the two paths normalise the tile tapers in a different order,
+    # so a pixel whose blend sum lies at float rounding from a ring step boundary may land one
+    # step (1/32768) apart
+    diff = np.abs(np.concatenate([ln.data for ln in lines], 1) - y)
+    assert diff.max() <= RING_STEP * 1.01 and (diff > 0).mean() < 0.001
     off = StreamConfig(spare_snow=False)
     y_off, _, _ = process_image(x.copy(), scene.bands, det, rem, off, scene.valid)
     assert float(np.abs(y_off - before).mean()) > 0.01
