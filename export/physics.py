@@ -659,6 +659,10 @@ def _training_card(meta: dict, command: str) -> dict:
         "seed": c["seed"],
         "wavelength_jitter_nm": list(JITTER_NM),
         "noise_sigma_max": c["noise"],
+        # the loss's weight on the ground illumination (None: the parameter weight) and where
+        # the shadow head starts (d = sigmoid(bias)); they decide whether it reads shadow
+        "illum_weight": c.get("illum_weight"),
+        "shadow_bias": c.get("shadow_bias", PhysicsConfig.shadow_bias),
         "cloud_ranges": {
             **asdict(TRAIN_RANGES),
             "clear_fraction": c.get("clear_fraction", TRAIN_RANGES.clear_fraction),
@@ -732,6 +736,8 @@ def cv_metrics(path: Path) -> dict:
             "benchmark": str(path.name),
             "folds": doc["folds"],
             "steps_per_fold": doc["steps"],
+            # the fold removers' own training options (e.g. the shadow term's weight)
+            "fold_train_args": doc.get("train_args", ""),
             "clouds": doc["clouds"],
             "scored_pixels": doc["scored_pixels"],
             "summary": doc["summary"],

@@ -1008,6 +1008,7 @@ def test_card_refresh_replaces_the_cv_metrics_and_refuses_another_band_set(tmp_p
         "bands": "rgbn",
         "folds": [["a"], ["b"]],
         "steps": [1500],
+        "train_args": "--illum-weight 1.0",
         "clouds": "alien",
         "scored_pixels": "t >= 0.2",
         "summary": summary,
@@ -1021,6 +1022,8 @@ def test_card_refresh_replaces_the_cv_metrics_and_refuses_another_band_set(tmp_p
     assert got["metrics"]["cross_validation"]["summary"] == summary
     assert got["metrics"]["cross_validation"]["per_scene_gain_db"]["b"] == {"physics": 4.4}
     assert got["metrics"]["cross_validation"]["host"] == "AMD EPYC"
+    # the folds' own training options travel with their figures
+    assert got["metrics"]["cross_validation"]["fold_train_args"] == "--illum-weight 1.0"
     # the model file carries the same metrics (what kumo-edge info prints), nothing else changed
     props = {p.key: p.value for p in onnx.load(str(ship / "generator.onnx")).metadata_props}
     assert json.loads(props["kumo.metrics"]) == got["metrics"]
