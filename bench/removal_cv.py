@@ -64,6 +64,8 @@ FOLD_BRIGHT_ROW = "physics INT8+fold companion brightness+detector"
 #: docstring, "The direction check"): what the check changes.
 NODIR_ROW = "physics INT8+detector, no direction check"
 NODIR_BRIGHT_ROW = f"{BRIGHT_ROW}, no direction check"
+#: The shipped pair without the shadow gate (kumo_edge.physics.gate_shadow): what it changes.
+NOGATE_BRIGHT_ROW = f"{BRIGHT_ROW}, no shadow gate"
 #: Rows of the depth-knee study (``--knees``): one per knee, and each fold's choice.
 KNEE_ROW = "physics INT8+detector, knee"
 NESTED_ROW = "physics INT8+detector, knee nested"
@@ -436,6 +438,7 @@ def main(argv: list[str] | None = None) -> None:
         ORACLE_ROW,
         NODIR_ROW,
         NODIR_BRIGHT_ROW,
+        NOGATE_BRIGHT_ROW,
     ]
     residual = all(
         (fold_dir(a.bands, k, "residual") / "best.pt").exists() for k in range(len(FOLDS))
@@ -495,6 +498,9 @@ def main(argv: list[str] | None = None) -> None:
             NODIR_ROW: _stream(det, PhysicsRemover(rem8.model, direction=False)),
             NODIR_BRIGHT_ROW: _stream(
                 det, PhysicsRemover(rem8.model, brightness=bright_model, direction=False)
+            ),
+            NOGATE_BRIGHT_ROW: _stream(
+                det, PhysicsRemover(rem8.model, brightness=bright_model, shadow_gate=False)
             ),
         }
         for v, m in zip(knees, grid, strict=True):

@@ -110,6 +110,18 @@ Measured on the removal cross-validation (``bench.removal_cv``, the ``no directi
 rows): the angle below the input's on 13/15 held-out scenes for rgb (8/15 without), and the
 mean ratio of output to input angle lower in every band set, for PSNR changes within 0.01 dB.
 
+**The shadow gate.** A network trained to read cloud shadow (``export.physics train
+--illum-weight``; the rgbn remover since 2026-12-07) also reads some sunlit ground beside a
+cloud as shadowed and brightens it, and the detector's blend alone (``1 - P(clear)``) lets a
+part of that through wherever the detector is unsure. So, where the correction is blended by
+the detector, its shadow part is taken in proportion to the detector's share of shadow in
+what it sees as not cloud (:func:`gate_shadow`: ``d -> 1 - (1 - d) P(shadow) / (P(shadow) +
+P(clear))``; under cloud, where that sum is below :data:`SHADOW_GATE_MIN`, ``d`` stands: a
+shadow there is cast on cloudy ground, which the detector calls cloud). Measured on the rgbn
+removal cross-validation (``bench.removal_cv``, the ``no shadow gate`` row) and on the real
+L8 Biome patches (``bench.removal_real``): README, "The shadow gate". Removers whose network
+reads no shadow (``d`` = 1) are unchanged by it.
+
 **Do no harm.** Every tile's correction is checked before it is used (:func:`check_tile`); a
 tile that fails keeps its input unchanged and is reported ``kept`` with the reason:
 
@@ -192,6 +204,9 @@ DIRECTION_SHADE = 0.5
 #: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
 #: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
 DEPTH_KNEE = 0.15
+#: The shadow gate (:func:`gate_shadow`): where the detector's P(shadow) + P(clear) is below
+#: this, it sees cloud there, and the network's shadow estimate stands as it is.
+SHADOW_GATE_MIN = 0.2
 
 
 def spectral_terms(bands: BandSet) -> npt.NDArray[np.float32]:
@@ -592,6 +607,25 @@ def fit_spectrum(
     return out
 
 
+def gate_shadow(
+    params: npt.NDArray[np.float32],
+    p_clear: npt.NDArray[np.float32],
+    p_shadow: npt.NDArray[np.float32],
+) -> None:
+    """In place: the shadow part of the correction in proportion to the detector's share of
+    shadow in what it sees as not cloud (module docstring, "The shadow gate"): the direct-sun
+    transmittance ``d = params[:, 3]`` becomes ``1 - (1 - d) * g`` with ``g = P(shadow) /
+    (P(shadow) + P(clear))``, where that sum reaches :data:`SHADOW_GATE_MIN`; elsewhere (the
+    detector sees cloud) ``d`` stands. ``p_clear``, ``p_shadow``: ``(N, H, W)``."""
+    d = params[:, 3]
+    den = p_shadow + p_clear
+    g = np.divide(p_shadow, den, out=np.ones_like(den), where=den >= SHADOW_GATE_MIN)
+    np.clip(d, 0.0, 1.0, out=d)
+    d -= 1.0
+    d *= g
+    d += 1.0
+
+
 def soften_depth(params: npt.NDArray[np.float32], knee: float = DEPTH_KNEE) -> None:
     """In place: the optical depth ``params[:, 0]`` below ``knee`` becomes ``k**2 / knee``
     (module docstring); negative depths become 0. ``knee`` 0 leaves the depths as they are.
@@ -919,6 +953,8 @@ class PhysicsRemover:
     fit = True
     #: Optical depths below this are softened (:func:`soften_depth`; 0: off).
     depth_knee = DEPTH_KNEE
+    #: Gate the shadow part of a blended correction by the detector (:func:`gate_shadow`).
+    shadow_gate = True
     #: ``(lo, hi)``: fit one cloud albedo per tile (contract ``kumo.fit_albedo``), or None.
     fit_albedo: tuple[float, float] | None = None
     #: The companion learned remover whose output length each pixel takes (module
@@ -945,6 +981,7 @@ class PhysicsRemover:
         direction: bool = True,
         direction_stride: int = DIRECTION_STRIDE,
         direction_shade: float = DIRECTION_SHADE,
+        shadow_gate: bool = True,
     ) -> None:
         if model.contract.output != "cloud_params_half":
             raise ModelContractError(
@@ -953,6 +990,7 @@ class PhysicsRemover:
         self.model = model
         self.fit = fit
         self.direction = direction
+        self.shadow_gate = bool(shadow_gate)
         if not 1 <= direction_stride <= DIRECTION_BLOCK:
             raise ConfigError(
                 f"direction_stride must lie in [1, {DIRECTION_BLOCK}], got {direction_stride}"
@@ -1113,6 +1151,8 @@ class PhysicsRemover:
         )
         # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
         p, self.last_fit = self.estimate(x, ok) if estimate is None else estimate
+        if weigh and self.shadow_gate and p_clear is not None and p_shadow is not None:
+            gate_shadow(p, pc, np.asarray(p_shadow, np.float32))
         # the direction check's evidence gathered in the same pass, unless the brightness
         # companion changes the output after it
         ev = _evidence(

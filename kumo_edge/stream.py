@@ -706,7 +706,9 @@ def _physics_batch(
             weigh=blend != "full",
             estimate=(params[j : j + 1], None if fits is None else fits[j : j + 1]),
             out=tiles[sel],
-            p_shadow=probs[sel, 3],  # shadow calls are no clear ground for the direction check
+            # shadow calls are no clear ground for the direction check, and gate the shadow
+            # part of the correction (kumo_edge.physics.gate_shadow)
+            p_shadow=probs[sel, 3],
             p_thick=probs[sel, 2],  # sure thick calls keep their input (THICK_VETO)
         )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
         direction = getattr(remover, "last_direction", None)

@@ -16,6 +16,7 @@ from kumo_edge.physics import (
     check_direction,
     check_tile,
     fit_spectrum,
+    gate_shadow,
     invert,
     soften_depth,
     spectral_terms,
@@ -225,6 +226,42 @@ def test_depth_knee_spares_cloud_free_ground_and_leaves_clouds_as_they_were():
     y = cloud.correct(x.copy())[0]
     cloud.depth_knee = 0.0
     np.testing.assert_array_equal(y, cloud.correct(x.copy())[0])
+
+
+def test_shadow_gate_takes_the_shadow_part_by_the_detectors_shadow_share():
+    p = _params((1, 8, 1, 5), k=0.3, d=0.4)
+    p_clear = np.array([[[1.0, 0.0, 0.5, 0.05, 0.3]]], np.float32)
+    p_shadow = np.array([[[0.0, 1.0, 0.5, 0.05, 0.1]]], np.float32)  # last two: mostly cloud
+    gate_shadow(p, p_clear, p_shadow)
+    # sure clear: no shadow correction; sure shadow: all of it; half: half the dimming;
+    # P(shadow) + P(clear) 0.1 < SHADOW_GATE_MIN: the detector sees cloud, d stands; 0.4: 1/4
+    np.testing.assert_allclose(p[0, 3, 0], [1.0, 0.4, 0.7, 0.4, 1 - 0.6 * 0.25], rtol=1e-6)
+    assert np.all(p[0, [0, 1, 2, 4, 5]] == _params((1, 8, 1, 5), k=0.3, d=0.4)[0, [0, 1, 2, 4, 5]])
+
+
+def test_shadow_gate_acts_on_blended_corrections_only():
+    """A network that reads shadow (d < 1) over ground the detector calls half clear, half
+    thin cloud: gated, the correction keeps its haze part and drops the shadow brightening;
+    ungated, or taken whole (no detector blend), the shadow part stays."""
+    rng = np.random.default_rng(9)
+    x = rng.uniform(0.15, 0.4, (1, 8, 16, 16)).astype(np.float32)
+    p_clear = np.full((1, 16, 16), 0.5, np.float32)
+    p_shadow = np.zeros((1, 16, 16), np.float32)
+    gated = _FixedParams(k=0.2, albedo=0.5, d=0.5)
+    assert gated.shadow_gate
+    y_g = gated.correct(x.copy(), p_clear, weigh=True, p_shadow=p_shadow)[0]
+    plain = _FixedParams(k=0.2, albedo=0.5, d=0.5)
+    plain.shadow_gate = False
+    y_p = plain.correct(x.copy(), p_clear, weigh=True, p_shadow=p_shadow)[0]
+    no_shadow = _FixedParams(k=0.2, albedo=0.5, d=1.0)
+    y_n = no_shadow.correct(x.copy(), p_clear, weigh=True, p_shadow=p_shadow)[0]
+    np.testing.assert_allclose(y_g, y_n, atol=1e-6)  # the shadow part gone, the haze part kept
+    assert np.abs(y_n - x).mean() > 0.005  # and there was a haze part
+    assert (y_p - y_g).mean() > 0.01  # ungated, the shadow brightening stays
+    whole = [
+        m.correct(x.copy(), p_clear, weigh=False, p_shadow=p_shadow)[0] for m in (gated, plain)
+    ]
+    np.testing.assert_array_equal(whole[0], whole[1])
 
 
 class _Brightness:
