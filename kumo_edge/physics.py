@@ -1120,7 +1120,8 @@ class PhysicsRemover:
         """``(corrected, t550, thick, verdicts)`` for ``(N, C, H, W)`` tiles (class docstring);
         with ``weigh`` each pixel takes ``1 - p_clear`` of its correction (the stream's
         detector blend), computed in the same pass. ``estimate``: these tiles'
-        :meth:`estimate`, where already made. ``out``: where the corrected tiles go (it may be
+        :meth:`estimate`, where already made (with ``weigh``, its shadow parameter is gated in
+        place, :func:`gate_shadow`: pass each estimate once). ``out``: where the corrected tiles go (it may be
         ``tiles`` itself: the stream corrects its batch in place, without a copy back), and
         what is returned as ``corrected``; default a new array. ``p_shadow`` ``(N, H, W)``: the
         detector's P(shadow); pixels at :attr:`direction_shade` or above are never evidence
