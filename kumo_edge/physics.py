@@ -254,6 +254,18 @@ def _surface(x, k, a, alb, d, f, q, lb, t_min):  # pragma: no cover - numba
     return _surface_e(x, k, _exp(-a * lb), alb, d, f, q, lb, t_min)
 
 
+@nb.njit(inline="always")
+def _gated_sun(d, ps, pc):  # pragma: no cover - numba
+    """One pixel's direct-sun transmittance ``d`` (clipped to [0, 1]) through the shadow gate
+    (:func:`gate_shadow`), given the detector's P(shadow) ``ps`` and P(clear) ``pc``."""
+    one = np.float32(1.0)
+    d = min(max(d, np.float32(0.0)), one)
+    den = ps + pc
+    if den >= np.float32(SHADOW_GATE_MIN):
+        d = one - (one - d) * (ps / den)
+    return d
+
+
 @nb.njit(parallel=True, cache=True)
 def _invert(x, p, lnr, t_min, y, t550):  # pragma: no cover - numba
     n, c, h, w = x.shape
@@ -280,6 +292,8 @@ def _correct(
     t_min,
     thick_t,
     pclear,
+    pshadow,
+    gate,
     valid,
     shade,
     veto,
@@ -292,7 +306,9 @@ def _correct(
     ev,
 ):  # pragma: no cover - numba
     """The runtime's whole correction in one pass: inversion, clip to [0, 1], input kept where
-    the estimated cloud is thick, blended in by ``1 - pclear`` when ``weigh`` (else taken whole),
+    the estimated cloud is thick, blended in by ``1 - pclear`` when ``weigh`` (else taken whole;
+    where ``gate``, each pixel's direct-sun transmittance first through the shadow gate,
+    :func:`_gated_sun`, with ``pshadow``),
     and per tile row the counts the gate needs (``stats[i, r]``: thin changed pixels, those
     below OUT_OF_RANGE_VALUE, sure-clear pixels, their summed mean absolute change, all of the
     unblended correction). Loops run along columns, so they vectorise. Where ``one_alpha[i]``,
@@ -339,7 +355,11 @@ def _correct(
                 k[col] = max(p[i, 0, r, col], zero)
                 a[col] = p[i, 1, r, col]
                 alb[col] = p[i, 2, r, col]
-                dd[col] = min(max(p[i, 3, r, col], zero), one)
+                dd[col] = (
+                    _gated_sun(p[i, 3, r, col], pshadow[i, r, col], pclear[i, r, col])
+                    if gate
+                    else min(max(p[i, 3, r, col], zero), one)
+                )
                 ff[col] = p[i, 4, r, col]
                 qq[col] = p[i, 5, r, col]
                 t550[i, r, col] = np.exp(-k[col])
@@ -616,14 +636,19 @@ def gate_shadow(
     shadow in what it sees as not cloud (module docstring, "The shadow gate"): the direct-sun
     transmittance ``d = params[:, 3]`` becomes ``1 - (1 - d) * g`` with ``g = P(shadow) /
     (P(shadow) + P(clear))``, where that sum reaches :data:`SHADOW_GATE_MIN`; elsewhere (the
-    detector sees cloud) ``d`` stands. ``p_clear``, ``p_shadow``: ``(N, H, W)``."""
-    d = params[:, 3]
-    den = p_shadow + p_clear
-    g = np.divide(p_shadow, den, out=np.ones_like(den), where=den >= SHADOW_GATE_MIN)
-    np.clip(d, 0.0, 1.0, out=d)
-    d -= 1.0
-    d *= g
-    d += 1.0
+    detector sees cloud) ``d`` stands. ``p_clear``, ``p_shadow``: ``(N, H, W)``. The runtime
+    does not call this: :meth:`PhysicsRemover.correct` gates each pixel inside its correction
+    pass (:func:`_gated_sun`, the same arithmetic), leaving the estimate as it was."""
+    _gate_params(params, np.asarray(p_clear, np.float32), np.asarray(p_shadow, np.float32))
+
+
+@nb.njit(cache=True)
+def _gate_params(p, pc, ps):  # pragma: no cover - numba
+    n, _, h, w = p.shape
+    for i in range(n):
+        for r in range(h):
+            for col in range(w):
+                p[i, 3, r, col] = _gated_sun(p[i, 3, r, col], ps[i, r, col], pc[i, r, col])
 
 
 def soften_depth(params: npt.NDArray[np.float32], knee: float = DEPTH_KNEE) -> None:
@@ -1120,8 +1145,8 @@ class PhysicsRemover:
         """``(corrected, t550, thick, verdicts)`` for ``(N, C, H, W)`` tiles (class docstring);
         with ``weigh`` each pixel takes ``1 - p_clear`` of its correction (the stream's
         detector blend), computed in the same pass. ``estimate``: these tiles'
-        :meth:`estimate`, where already made (with ``weigh``, its shadow parameter is gated in
-        place, :func:`gate_shadow`: pass each estimate once). ``out``: where the corrected tiles go (it may be
+        :meth:`estimate`, where already made (left as it is: with ``weigh`` and ``p_shadow``,
+        the shadow gate, :func:`gate_shadow`, acts inside the correction pass). ``out``: where the corrected tiles go (it may be
         ``tiles`` itself: the stream corrects its batch in place, without a copy back), and
         what is returned as ``corrected``; default a new array. ``p_shadow`` ``(N, H, W)``: the
         detector's P(shadow); pixels at :attr:`direction_shade` or above are never evidence
@@ -1152,8 +1177,8 @@ class PhysicsRemover:
         )
         # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
         p, self.last_fit = self.estimate(x, ok) if estimate is None else estimate
-        if weigh and self.shadow_gate and p_clear is not None and p_shadow is not None:
-            gate_shadow(p, pc, np.asarray(p_shadow, np.float32))
+        gate = bool(weigh and self.shadow_gate and p_clear is not None and p_shadow is not None)
+        ps = np.ascontiguousarray(p_shadow, np.float32) if gate else pc
         # the direction check's evidence gathered in the same pass, unless the brightness
         # companion changes the output after it
         ev = _evidence(
@@ -1166,6 +1191,8 @@ class PhysicsRemover:
             np.float32(T_MIN),
             np.float32(self.thick_transmittance),
             pc,
+            ps,
+            gate,
             ok,
             shaded,
             vetoed,

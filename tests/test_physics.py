@@ -264,6 +264,29 @@ def test_shadow_gate_acts_on_blended_corrections_only():
     np.testing.assert_array_equal(whole[0], whole[1])
 
 
+def test_shadow_gate_in_the_correction_pass_leaves_a_given_estimate_as_it_was():
+    """The runtime gates each pixel inside its correction pass: the same output as the
+    estimate gated beforehand by gate_shadow (the reference) and corrected ungated, to float
+    rounding, on per-pixel probabilities that cover every branch; the estimate handed in is
+    not changed (the stream hands each tile its slice of a batch's estimate)."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.15, 0.4, (2, 8, 16, 16)).astype(np.float32)
+    probs = rng.dirichlet((1.0, 1.0, 1.0), (2, 16, 16)).astype(np.float32)
+    p_clear, p_shadow = probs[..., 0], probs[..., 1]  # the rest: cloud (some below the min)
+    remover = _FixedParams(k=0.2, albedo=0.5, d=0.5)
+    p = remover.params(x)
+    p[:, 3] = rng.uniform(-0.1, 1.1, p[:, 3].shape)  # some outside [0, 1]: clipped first
+    given = p.copy()
+    y = remover.correct(x, p_clear, weigh=True, estimate=(given, None), p_shadow=p_shadow)[0]
+    np.testing.assert_array_equal(given, p)
+    ref = p.copy()
+    gate_shadow(ref, p_clear, p_shadow)
+    assert np.abs(ref[:, 3] - np.clip(p[:, 3], 0, 1)).max() > 0.1  # the gate did something
+    remover.shadow_gate = False
+    y_ref = remover.correct(x, p_clear, weigh=True, estimate=(ref, None), p_shadow=p_shadow)[0]
+    np.testing.assert_allclose(y, y_ref, atol=2e-6)
+
+
 class _Brightness:
     """A stand-in learned remover: darkens every pixel by a fixed factor."""
 
