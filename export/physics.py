@@ -69,7 +69,6 @@ TRAIN_RANGES = CloudRanges(
     persistence=(0.4, 0.6),
     sky_exponent=(1.0, 2.6),
 )
-CLEAR_T550 = 0.98
 #: Wavelength shifts (nm) of the extra copies of every training scene.
 JITTER_NM = (-4.0, -2.0, 2.0, 4.0)
 
@@ -92,9 +91,6 @@ class PhysicsConfig:
     illum_weight: float | None = None
     #: initial bias of the shadow head (``d = sigmoid(bias)``: 4 starts at "no shadow")
     shadow_bias: float = 4.0
-    #: weight of the cloud-free pixels (true transmittance >= CLEAR_T550) in the L1 term,
-    #: relative to the cloudy ones
-    clear_weight: float = 1.0
     range_weight: float = 1.0
     alpha_weight: float = 0.0
     #: ``physics`` (the six-parameter network) or ``residual`` (the cGAN's residual U-Net, same
@@ -251,11 +247,9 @@ def losses(
         half = net(b["cloudy"])
         y, t550, illum = invert(b["cloudy"], half, lnr, cfg.fit_albedo)
     rec = (b["t550"] >= THICK_TRANSMITTANCE).float()[:, None]
-    free = (b["t550"] >= CLEAR_T550).float()[:, None]
-    rec_l1 = rec * (1.0 + (cfg.clear_weight - 1.0) * free)
     n = rec.sum().clamp(min=1.0)
     yc = y.clamp(-0.1, 1.1)
-    l1 = ((yc - b["clear"]).abs() * rec_l1).sum() / (rec_l1.sum().clamp(min=1.0) * y.shape[1])
+    l1 = ((yc - b["clear"]).abs() * rec).sum() / (n * y.shape[1])
     cos = F.cosine_similarity(yc.clamp(min=1e-4), b["clear"].clamp(min=1e-4), dim=1, eps=1e-6)
     sam = (torch.acos(cos.clamp(-0.9999, 0.9999)) * rec[:, 0]).sum() / n
     if t550 is None:
@@ -817,7 +811,6 @@ def main(argv: list[str] | None = None) -> None:
         default=PhysicsConfig.shadow_bias,
         help="initial bias of the shadow head, d = sigmoid(bias) (4: starts at no shadow)",
     )
-    t.add_argument("--clear-weight", type=float, default=PhysicsConfig.clear_weight)
     t.add_argument(
         "--clear-fraction",
         type=share,
@@ -887,7 +880,6 @@ def main(argv: list[str] | None = None) -> None:
             alpha_weight=a.alpha_weight,
             illum_weight=a.illum_weight,
             shadow_bias=a.shadow_bias,
-            clear_weight=a.clear_weight,
             clear_fraction=a.clear_fraction,
             snow_fraction=a.snow_fraction,
             fit_albedo=a.fit_albedo,
