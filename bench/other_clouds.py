@@ -66,7 +66,9 @@ def _cubes(x: np.ndarray) -> np.ndarray:
     return x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1, x.shape[3])
 
 
-def evaluate(bands: str, tiles: int) -> dict:
+def evaluate(bands: str, tiles: int, variant: str | None = None) -> dict:
+    """One band set's scenes under every cloud kind; the fold networks of ``variant`` (default:
+    the one the band set's committed ``removal_cv`` result names)."""
     from bench.removal_cv import FOLDS, _stream, fold_dir
     from export.data import clean_origins
     from export.physics import corpus
@@ -83,9 +85,10 @@ def evaluate(bands: str, tiles: int) -> dict:
     det = load_model(ship["detector"])
     bright = getattr(as_remover(load_model(ship["generator"])), "brightness", None)
     hot = _stream(det, remover("hot", bs))
-    out: dict = {"variant": cv["variant"], "scenes": {}}
+    variant = cv["variant"] if variant is None else variant
+    out: dict = {"variant": variant, "scenes": {}}
     for k, held in enumerate(FOLDS):
-        f = fold_dir(bands, k, variant=cv["variant"]) / "physics_int8.onnx"
+        f = fold_dir(bands, k, variant=variant) / "physics_int8.onnx"
         if not f.exists():
             continue
         net = load_model(f)
@@ -137,13 +140,24 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bands", default="hsi32,rgbn,rgb")
     ap.add_argument("--tiles", type=int, default=24, help="64-px tiles per scene and cloud model")
-    ap.add_argument("--json", type=Path, default=RESULTS / "other_clouds.json")
+    ap.add_argument(
+        "--variant",
+        help="fold networks runs/removal_cv/<bands>-<variant> (default: each band set's in its "
+        "committed removal_cv result); writes to variants/ unless --json is given",
+    )
+    ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    if a.json is None:
+        a.json = (
+            RESULTS / "variants" / f"other_clouds_{a.variant}.json"
+            if a.variant
+            else RESULTS / "other_clouds.json"
+        )
     doc = {
         "benchmark": "other_clouds",
         "environment": environment(),
         "tiles_per_scene": a.tiles,
-        "band_sets": {b: evaluate(b, a.tiles) for b in a.bands.split(",") if b},
+        "band_sets": {b: evaluate(b, a.tiles, a.variant) for b in a.bands.split(",") if b},
     }
     print("->", write_json(doc, a.json))
 
