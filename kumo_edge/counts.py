@@ -39,6 +39,12 @@ def judge_reflectance(vmin: float, vmax: float, negative: int, values: int, what
     if vmin < lo or vmax > hi:
         raise InvalidDataError(
             f"{what}: values {vmin:.4g}..{vmax:.4g} are not reflectance; check --scale/--offset"
+            + (
+                " (at-sensor radiance, as in an L1B product, needs atmospheric correction to "
+                "surface reflectance first)"
+                if hi < vmax <= 1000.0 and vmin >= lo  # radiance units; 10,000s are scaled counts
+                else ""
+            )
         )
     share = negative / values
     if share > NEGATIVE_SHARE:

@@ -100,8 +100,14 @@ STREAM_ROWS = 8
 FLOAT_NODATA = -9999.0
 
 
-def _unit_to_nm(unit: str | None, values: Sequence[float]) -> list[float]:
-    """Convert wavelengths to nm from a unit name, or guess the unit from the magnitude."""
+def _unit_to_nm(
+    unit: str | None, values: Sequence[float], like: Sequence[float] | None = None
+) -> list[float]:
+    """Convert wavelengths (or band widths) to nm from a unit name, or, where the unit is not
+    given, guess it from the magnitude of the wavelengths ``like`` (default: ``values``
+    themselves). Widths must pass their wavelengths as ``like``: an AVIRIS-NG header lists
+    centres in nm and widths of 5-6 nm with no unit, and widths below 30 alone would read as
+    micrometres."""
     u = (unit or "").strip().lower()
     if u in ("nanometers", "nanometer", "nm"):
         factor = 1.0
@@ -109,8 +115,8 @@ def _unit_to_nm(unit: str | None, values: Sequence[float]) -> list[float]:
         factor = 1000.0
     elif u in ("millimeters", "mm"):
         factor = 1e6
-    else:  # unknown: below 30 can only be micrometres
-        factor = 1000.0 if max(values) < 30 else 1.0
+    else:  # unknown: wavelengths below 30 can only be micrometres
+        factor = 1000.0 if max(values if like is None else like) < 30 else 1.0
     return [float(v) * factor for v in values]
 
 
@@ -353,8 +359,13 @@ class Raster:
         # 2. ENVI header
         if "wavelength" in self._envi:
             unit = self._envi.get("wavelength units")
-            wl = _unit_to_nm(unit, _envi_list(self._envi["wavelength"]))
-            fw = _unit_to_nm(unit, _envi_list(self._envi["fwhm"])) if "fwhm" in self._envi else None
+            raw = _envi_list(self._envi["wavelength"])
+            wl = _unit_to_nm(unit, raw)
+            fw = (
+                _unit_to_nm(unit, _envi_list(self._envi["fwhm"]), like=raw)
+                if "fwhm" in self._envi
+                else None
+            )
             if len(wl) == n and (fw is None or len(fw) == n):
                 return BandSet(tuple(wl), tuple(fw or estimate_fwhm(wl)), names), "ENVI header"
             logger.warning(
@@ -380,7 +391,11 @@ class Raster:
                 ]
                 fw = (
                     [
-                        _unit_to_nm(t.get("wavelength_units", "nm"), [float(t["fwhm"])])[0]
+                        _unit_to_nm(
+                            t.get("wavelength_units", "nm"),
+                            [float(t["fwhm"])],
+                            like=[float(t["wavelength"])],
+                        )[0]
                         for t in tags
                     ]
                     if all("fwhm" in t for t in tags)

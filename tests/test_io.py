@@ -130,6 +130,18 @@ def test_wrong_scale_is_detected(tagged_file: Path) -> None:
             r.read_strip(0, 10)
 
 
+def test_radiance_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """Float values in radiance units (an L1B product) are refused, naming radiance; float
+    reflectance x 10,000 is refused without that guess."""
+    rad = make_raster(tmp_path / "rad.tif", np.full((2, 8, 8), 7.5, np.float32))
+    with Raster(rad) as r, pytest.raises(InvalidDataError, match="radiance"):
+        r.read_strip(0, 8)
+    counts = make_raster(tmp_path / "x1e4.tif", np.full((2, 8, 8), 2500.0, np.float32))
+    with Raster(counts) as r, pytest.raises(InvalidDataError, match="not reflectance") as e:
+        r.read_strip(0, 8)
+    assert "radiance" not in str(e.value)
+
+
 def test_nan_is_an_error_unless_declared(tmp_path: Path) -> None:
     data = np.full((2, 20, 20), 0.3, np.float32)
     data[1, 12, 3] = np.nan
@@ -459,3 +471,31 @@ def test_a_zombie_process_does_not_hold_its_partial_files(tmp_path) -> None:  # 
         live.kill()
         live.wait()
         dead.wait()
+
+
+def test_envi_widths_without_a_unit_take_the_unit_of_their_wavelengths(
+    tmp_path: Path, refl4: np.ndarray
+) -> None:
+    """An AVIRIS-NG header lists centres in nm and widths of 5-6 nm with no unit: the widths
+    are nm too (read alone, values below 30 would be micrometres, a 5,600 nm wide band that no
+    model set could use)."""
+    p = tmp_path / "ng.img"
+    with rasterio.open(p, "w", driver="ENVI", width=110, height=90, count=4, dtype="float32") as d:
+        d.write(refl4)
+    hdr = p.with_suffix(".hdr")
+    hdr.write_text(
+        hdr.read_text() + "wavelength = {490.0, 560.0, 665.0, 842.0}\nfwhm = {5.6, 5.7, 5.8, 5.9}\n"
+    )
+    with Raster(p) as r:
+        assert r.wavelength_source == "ENVI header"
+        np.testing.assert_allclose(r.bands.centers_nm, (490.0, 560.0, 665.0, 842.0))
+        np.testing.assert_allclose(r.bands.fwhm_nm, (5.6, 5.7, 5.8, 5.9))
+    # and a header in micrometres without a unit still reads as micrometres
+    hdr.write_text(
+        hdr.read_text()
+        .replace("{490.0, 560.0, 665.0, 842.0}", "{0.49, 0.56, 0.665, 0.842}")
+        .replace("{5.6, 5.7, 5.8, 5.9}", "{0.0056, 0.0057, 0.0058, 0.0059}")
+    )
+    with Raster(p) as r:
+        np.testing.assert_allclose(r.bands.centers_nm, (490.0, 560.0, 665.0, 842.0))
+        np.testing.assert_allclose(r.bands.fwhm_nm, (5.6, 5.7, 5.8, 5.9))
