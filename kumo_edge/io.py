@@ -248,6 +248,27 @@ def values_valid(
     return valid
 
 
+def _good_bands(bbl: str, count: int, path: Path) -> tuple[int, ...] | None:
+    """1-based indexes of the bands an ENVI ``bbl`` (bad band list: 1 good, 0 bad) keeps, or
+    None where it keeps every band; a list of the wrong length, or one that keeps none, is
+    ignored with a warning."""
+    try:
+        flags = [float(v) for v in _envi_list(bbl)]
+    except ValueError:
+        logger.warning("%s: unparseable ENVI `bbl`; every band read", path)
+        return None
+    if len(flags) != count:
+        logger.warning(
+            "%s: ENVI `bbl` lists %d bands for %d; every band read", path, len(flags), count
+        )
+        return None
+    keep = tuple(i + 1 for i, f in enumerate(flags) if f != 0)
+    if not keep:
+        logger.warning("%s: ENVI `bbl` marks every band bad; every band read", path)
+        return None
+    return None if len(keep) == count else keep
+
+
 def _find_envi_header(path: Path) -> Path | None:
     for cand in (path.with_suffix(".hdr"), Path(str(path) + ".hdr")):
         if cand.is_file():
@@ -312,6 +333,11 @@ class Raster:
         self.width: int = ds.width
         self.height: int = ds.height
         self.count: int = ds.count
+        #: 1-based indexes of the file's bands this raster reads (None: all): an ENVI header's
+        #: bad band list (``bbl``, 0 = bad: water-vapour bands, detector edges) leaves its bad
+        #: bands out, so their fill values neither mark pixels as no data nor fail the
+        #: reflectance checks, and no model resamples from them
+        self.band_indexes: tuple[int, ...] | None = None
         self.crs = ds.crs
         self.transform = ds.transform
         self.dtype = np.dtype(ds.dtypes[0])
@@ -326,6 +352,12 @@ class Raster:
         self.descriptions: tuple[str, ...] = tuple(d or "" for d in ds.descriptions)
         hdr = _find_envi_header(self.path) if ds.driver == "ENVI" else None
         self._envi = _parse_envi_header(hdr) if hdr else {}
+        self._file_count = ds.count
+        if "bbl" in self._envi:
+            self.band_indexes = _good_bands(self._envi["bbl"], ds.count, self.path)
+            if self.band_indexes is not None:
+                self.count = len(self.band_indexes)
+                self.descriptions = tuple(self.descriptions[i - 1] for i in self.band_indexes)
 
         self.band_set: BandSet | None
         self.wavelength_source: str
@@ -366,6 +398,10 @@ class Raster:
                 if "fwhm" in self._envi
                 else None
             )
+            if self.band_indexes is not None and len(wl) == self._file_count:
+                wl = [wl[i - 1] for i in self.band_indexes]
+                if fw is not None and len(fw) == self._file_count:
+                    fw = [fw[i - 1] for i in self.band_indexes]
             if len(wl) == n and (fw is None or len(fw) == n):
                 return BandSet(tuple(wl), tuple(fw or estimate_fwhm(wl)), names), "ENVI header"
             logger.warning(
@@ -373,7 +409,7 @@ class Raster:
             )
         # 3. GDAL IMAGERY domain
         ds = self._ds
-        imag = [ds.tags(b, ns="IMAGERY") for b in range(1, n + 1)]
+        imag = [ds.tags(b, ns="IMAGERY") for b in self._indexes]
         if all("CENTRAL_WAVELENGTH_UM" in t for t in imag):
             wl = [float(t["CENTRAL_WAVELENGTH_UM"]) * 1000.0 for t in imag]
             if all("FWHM_UM" in t for t in imag):
@@ -382,7 +418,7 @@ class Raster:
                 fw = list(estimate_fwhm(wl))
             return BandSet(tuple(wl), tuple(fw), names), "GDAL IMAGERY metadata"
         # 4. per-band wavelength tags
-        tags = [ds.tags(b) for b in range(1, n + 1)]
+        tags = [ds.tags(b) for b in self._indexes]
         if all("wavelength" in t for t in tags):
             try:
                 wl = [
@@ -433,8 +469,10 @@ class Raster:
                 "caller",
             )
         ds = self._ds
-        if any(s != 1.0 for s in ds.scales) or any(o != 0.0 for o in ds.offsets):
-            return per_band(ds.scales, "scale"), per_band(ds.offsets, "offset"), "GDAL scale/offset"
+        scales = [ds.scales[i - 1] for i in self._indexes]
+        offsets = [ds.offsets[i - 1] for i in self._indexes]
+        if any(s != 1.0 for s in scales) or any(o != 0.0 for o in offsets):
+            return per_band(scales, "scale"), per_band(offsets, "offset"), "GDAL scale/offset"
         if "reflectance scale factor" in self._envi:
             f = float(self._envi["reflectance scale factor"])
             return (
@@ -449,6 +487,11 @@ class Raster:
                 "none (float, taken as reflectance)",
             )
         return None, None, "none"
+
+    @property
+    def _indexes(self) -> range | tuple[int, ...]:
+        """1-based indexes of the bands read (:attr:`band_indexes`, or all)."""
+        return range(1, self._file_count + 1) if self.band_indexes is None else self.band_indexes
 
     # -- public -----------------------------------------------------------------------------
     @property
@@ -519,7 +562,10 @@ class Raster:
                 f"{self.path.name} ({self.height} x {self.width})"
             )
         try:
-            return self._ds.read(window=Window(col, row, ncols, nrows))
+            return self._ds.read(
+                indexes=None if self.band_indexes is None else list(self.band_indexes),
+                window=Window(col, row, ncols, nrows),
+            )
         except (RasterioError, OSError) as exc:
             raise RasterReadError(
                 f"{self.path}: reading rows {row}-{row + nrows - 1} failed, the file may be truncated or corrupt ({_short(exc)})"
@@ -599,7 +645,9 @@ class Raster:
     def tile_rows(self) -> TileRows | None:
         """A reader of this file's rows a few at a time per tile (:mod:`kumo_edge.tiff_rows`),
         where its layout allows one (a tiled GeoTIFF of integers, uncompressed or deflate), else
-        None."""
+        None (nor where only some bands are read, :attr:`band_indexes`)."""
+        if self.band_indexes is not None:
+            return None
         try:
             return TileRows.open(self._ds)
         except (RasterioError, OSError, ValueError):

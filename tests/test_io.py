@@ -499,3 +499,37 @@ def test_envi_widths_without_a_unit_take_the_unit_of_their_wavelengths(
     with Raster(p) as r:
         np.testing.assert_allclose(r.bands.centers_nm, (490.0, 560.0, 665.0, 842.0))
         np.testing.assert_allclose(r.bands.fwhm_nm, (5.6, 5.7, 5.8, 5.9))
+
+
+def test_envi_bad_band_list_leaves_the_bad_bands_out(tmp_path: Path, refl4: np.ndarray) -> None:
+    """An ENVI header's ``bbl`` (0 = bad band) keeps its bad bands out of everything: their
+    fill value (here the header's no-data value) marks no pixel as no data and fails no
+    reflectance check, and they are not in the band set (read as a whole, every pixel of this
+    file would be no data)."""
+    p = tmp_path / "rfl.img"
+    data = np.full((6, 90, 110), -9999.0, np.float32)
+    data[[0, 1, 3, 4]] = refl4  # bands 3 and 6 are water-vapour fill
+    with rasterio.open(
+        p, "w", driver="ENVI", width=110, height=90, count=6, dtype="float32", nodata=-9999
+    ) as d:
+        d.write(data)
+    hdr = p.with_suffix(".hdr")
+    head = hdr.read_text()
+    hdr.write_text(
+        head + "wavelength units = Nanometers\n"
+        "wavelength = {490.0, 560.0, 1400.0, 665.0, 842.0, 1900.0}\n"
+        "bbl = {1, 1, 0, 1, 1, 0}\n"
+    )
+    with Raster(p) as r:
+        assert r.count == 4 and r.band_indexes == (1, 2, 4, 5)
+        assert r.bands.centers_nm == (490.0, 560.0, 665.0, 842.0)
+        s = r.read_strip(0, 90)
+        assert s.valid.all()
+        np.testing.assert_array_equal(s.data, refl4)
+    # a list of the wrong length is ignored: every band read, and the fill is no data again
+    hdr.write_text(
+        head + "wavelength = {490.0, 560.0, 1400.0, 665.0, 842.0, 1900.0}\nbbl = {1, 0}\n"
+    )
+    with Raster(p) as r:
+        assert r.count == 6 and r.band_indexes is None
+        assert not r.read_strip(0, 90).valid.any()
