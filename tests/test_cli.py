@@ -460,3 +460,19 @@ def test_detect_reads_the_files_own_swir_unless_told_not_to(tmp_path: Path) -> N
     assert on["cloud_fraction"] == off["cloud_fraction"] > 0.9
     assert on["ambiguous_bright"] > 0.99 and not on["drop"]
     assert off["ambiguous_bright"] < on["ambiguous_bright"] - 0.3  # only the unsure calls
+
+
+def test_a_file_with_no_valid_pixel_says_so(tmp_path: Path, tagged_file: Path) -> None:
+    """A pass where every pixel is no data (here a band of fill holding the no-data value)
+    succeeds with an all-no-data output, and says why on stderr instead of passing silently."""
+    filled = tmp_path / "filled.tif"
+    shutil.copy(tagged_file, filled)
+    with rasterio.open(filled, "r+") as dst:
+        assert dst.nodata == 0
+        dst.write(np.zeros((dst.height, dst.width), dst.dtypes[0]), 3)  # one band all fill
+    r = run("detect", filled, "--mask", tmp_path / "m.tif")
+    assert "every pixel is no data" in r.stderr
+    with rasterio.open(tmp_path / "m.tif") as m:
+        assert not m.read(1).any()
+    ok = run("detect", tagged_file, "--mask", tmp_path / "m2.tif")
+    assert "no data" not in ok.stderr

@@ -408,6 +408,20 @@ def _summary(rep: dict[str, Any]) -> str:
     )
 
 
+def _echo_summary(rep: dict[str, Any]) -> None:
+    """The pass's one-line summary on stdout; on stderr, a warning where no pixel held data (a
+    file whose output is all no data is worth a word, not a silent success)."""
+    click.echo(_summary(rep))
+    px = rep.get("class_pixels", {})
+    if rep.get("lines") and px and px.get("nodata") == rep["lines"] * rep["width"]:
+        click.echo(
+            "Warning: every pixel is no data (each holds the no-data value in some band, or 0 "
+            "in every band); if a band is all fill (a water-vapour band, say), leave it out, or "
+            "list it in the ENVI header's bad band list `bbl`; or check --nodata",
+            err=True,
+        )
+
+
 def sample_scene_path() -> Path:
     """Path of the bundled sample scene (Landsat-7 ETM+, 6 bands; see kumo_edge/data/SAMPLE.md)."""
     from importlib import resources

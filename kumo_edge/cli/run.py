@@ -8,9 +8,9 @@ from typing import Any
 import click
 
 from ._base import (
+    _echo_summary,
     _options,
     _run,
-    _summary,
     cli,
     handle_errors,
     model_options,
@@ -52,7 +52,7 @@ def run(input_path: str, output: str, mask: str | None, report: str | None, **op
         Path(report) if report else None,
         _options(True, opts),  # the model, output and raster options, as click parsed them
     )
-    click.echo(_summary(rep))
+    _echo_summary(rep)
 
 
 @cli.command()
@@ -73,4 +73,4 @@ def detect(input_path: str, mask: str, report: str | None, **opts: Any) -> None:
     rep = _run(
         input_path, None, Path(mask), Path(report) if report else None, _options(False, opts)
     )
-    click.echo(_summary(rep))
+    _echo_summary(rep)
