@@ -249,8 +249,9 @@ def values_valid(
 
 
 def _good_bands(bbl: str, count: int, path: Path) -> tuple[int, ...] | None:
-    """1-based indexes of the bands an ENVI ``bbl`` (bad band list: 1 good, 0 bad) keeps, or
-    None where it keeps every band; a list of the wrong length, or one that keeps none, is
+    """1-based indexes of the bands a bad band list keeps (``bbl``: 1 good, 0 bad, comma-
+    separated: an ENVI header's, or the per-band ``bbl`` metadata items of a GeoTIFF joined),
+    or None where it keeps every band; a list of the wrong length, or one that keeps none, is
     ignored with a warning."""
     try:
         flags = [float(v) for v in _envi_list(bbl)]
@@ -333,8 +334,9 @@ class Raster:
         self.width: int = ds.width
         self.height: int = ds.height
         self.count: int = ds.count
-        #: 1-based indexes of the file's bands this raster reads (None: all): an ENVI header's
-        #: bad band list (``bbl``, 0 = bad: water-vapour bands, detector edges) leaves its bad
+        #: 1-based indexes of the file's bands this raster reads (None: all): a bad band list
+        #: (``bbl``, 0 = bad: water-vapour bands, detector edges; an ENVI header's, or per-band
+        #: metadata items, as the EnMAP-Box writes them) leaves its bad
         #: bands out, so their fill values neither mark pixels as no data nor fail the
         #: reflectance checks, and no model resamples from them
         self.band_indexes: tuple[int, ...] | None = None
@@ -353,8 +355,12 @@ class Raster:
         hdr = _find_envi_header(self.path) if ds.driver == "ENVI" else None
         self._envi = _parse_envi_header(hdr) if hdr else {}
         self._file_count = ds.count
-        if "bbl" in self._envi:
-            self.band_indexes = _good_bands(self._envi["bbl"], ds.count, self.path)
+        bbl = self._envi.get("bbl")
+        band_bbl = [ds.tags(b).get("bbl") for b in range(1, ds.count + 1)]
+        if bbl is None and ds.count and all(v is not None for v in band_bbl):
+            bbl = ",".join(str(v) for v in band_bbl)  # per-band items, as the EnMAP-Box writes
+        if bbl is not None:
+            self.band_indexes = _good_bands(bbl, ds.count, self.path)
             if self.band_indexes is not None:
                 self.count = len(self.band_indexes)
                 self.descriptions = tuple(self.descriptions[i - 1] for i in self.band_indexes)
@@ -376,6 +382,10 @@ class Raster:
         names = tuple(d.split()[0] if d else "" for d in self.descriptions)
         if wavelengths is not None:
             wl = [float(w) for w in wavelengths]
+            if self.band_indexes is not None and len(wl) == self._file_count:
+                wl = [wl[i - 1] for i in self.band_indexes]  # given for every band of the file
+                if fwhm is not None and len(fwhm) == self._file_count:
+                    fwhm = [fwhm[i - 1] for i in self.band_indexes]
             if len(wl) != n:
                 raise BandCountError(
                     f"`wavelengths` has {len(wl)} values but {self.path.name} has {n} bands"

@@ -533,3 +533,24 @@ def test_envi_bad_band_list_leaves_the_bad_bands_out(tmp_path: Path, refl4: np.n
     with Raster(p) as r:
         assert r.count == 6 and r.band_indexes is None
         assert not r.read_strip(0, 90).valid.any()
+
+
+def test_per_band_bad_band_items_of_a_geotiff_leave_those_bands_out(
+    tmp_path: Path, refl4: np.ndarray
+) -> None:
+    """Per-band ``bbl`` metadata items (0 = bad), as the EnMAP-Box writes them into GeoTIFFs:
+    the bad band, filled with the no-data value, is not read; wavelengths given for every band
+    of the file are matched to the bands read."""
+    data = np.full((5, 90, 110), -9999.0, np.float32)
+    data[[0, 1, 3, 4]] = refl4
+    p = make_raster(tmp_path / "enmap_like.tif", data, nodata=-9999)
+    with rasterio.open(p, "r+") as d:
+        for b in range(1, 6):
+            d.update_tags(b, bbl="0" if b == 3 else "1")
+    wl = [490.0, 560.0, 1400.0, 665.0, 842.0]
+    with Raster(p, wavelengths=wl) as r:
+        assert r.band_indexes == (1, 2, 4, 5)
+        assert r.bands.centers_nm == (490.0, 560.0, 665.0, 842.0)
+        s = r.read_strip(0, 90)
+        assert s.valid.all()
+        np.testing.assert_array_equal(s.data, refl4)
