@@ -248,6 +248,22 @@ def values_valid(
     return valid
 
 
+def _ranges(numbers: npt.NDArray[np.integer]) -> str:
+    """Sorted band numbers as runs: ``1-5, 9, 12-14``."""
+    runs: list[list[int]] = []
+    for v in (int(x) for x in numbers):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
+#: Files with at least this many bands (hyperspectral) and a no-data value are checked for
+#: bands of fill when they carry no bad band list (:meth:`Raster._fill_bands_left_out`).
+FILL_BAND_MIN_COUNT = 20
+
+
 def _good_bands(bbl: str, count: int, path: Path) -> tuple[int, ...] | None:
     """1-based indexes of the bands a bad band list keeps (``bbl``: 1 good, 0 bad, comma-
     separated: an ENVI header's, or the per-band ``bbl`` metadata items of a GeoTIFF joined),
@@ -359,11 +375,14 @@ class Raster:
         band_bbl = [ds.tags(b).get("bbl") for b in range(1, ds.count + 1)]
         if bbl is None and ds.count and all(v is not None for v in band_bbl):
             bbl = ",".join(str(v) for v in band_bbl)  # per-band items, as the EnMAP-Box writes
+        self.nodata, self.zero_fill = nodata_rule(nodata, ds.nodata)
         if bbl is not None:
             self.band_indexes = _good_bands(bbl, ds.count, self.path)
-            if self.band_indexes is not None:
-                self.count = len(self.band_indexes)
-                self.descriptions = tuple(self.descriptions[i - 1] for i in self.band_indexes)
+        elif ds.count >= FILL_BAND_MIN_COUNT and self.nodata is not None:
+            self.band_indexes = self._fill_bands_left_out()
+        if self.band_indexes is not None:
+            self.count = len(self.band_indexes)
+            self.descriptions = tuple(self.descriptions[i - 1] for i in self.band_indexes)
 
         self.band_set: BandSet | None
         self.wavelength_source: str
@@ -371,11 +390,41 @@ class Raster:
 
         self.scale, self.offset, self.scale_source = self._find_scale(scale, offset)
 
-        self.nodata, self.zero_fill = nodata_rule(nodata, ds.nodata)
         flags = ds.mask_flag_enums[0] if ds.count else []
         self._mask_band = any(
             f in (MaskFlags.per_dataset, MaskFlags.alpha) for f in flags
         ) and not any(f == MaskFlags.nodata for f in flags)
+
+    def _fill_bands_left_out(self) -> tuple[int, ...] | None:
+        """Without a bad band list: the bands to read, where some hold nothing but the no-data
+        value across the middle row of the file while the others hold data there (a product's
+        water-vapour bands filled with no data, its ``bbl`` lost in a conversion: read as data,
+        they would make every pixel no data); None where there are none. Logged."""
+        nd = self.nodata
+        assert nd is not None
+        try:
+            row = self._ds.read(window=Window(0, self.height // 2, self.width, 1))[:, 0, :]
+        except (RasterioError, OSError):
+            return None  # the reads that follow say what is wrong with the file
+        if math.isnan(nd):
+            is_nd = np.isnan(row)
+        elif _representable(nd, row.dtype):
+            is_nd = row == row.dtype.type(nd)
+        else:
+            return None
+        fill = is_nd.all(axis=1)
+        if not fill.any() or 2 * int(fill.sum()) >= len(fill) or is_nd[~fill].all():
+            return None
+        keep = tuple(int(i) + 1 for i in np.flatnonzero(~fill))
+        logger.warning(
+            "%s: bands %s hold only the no-data value (%g) across row %d while the others hold "
+            "data: read as bad bands (list them in a bad band list `bbl` to say so)",
+            self.path.name,
+            _ranges(np.flatnonzero(fill) + 1),
+            nd,
+            self.height // 2,
+        )
+        return keep
 
     def _find_bands(self, wavelengths, fwhm) -> tuple[BandSet | None, str]:  # noqa: ANN001
         n = self.count

@@ -554,3 +554,34 @@ def test_per_band_bad_band_items_of_a_geotiff_leave_those_bands_out(
         s = r.read_strip(0, 90)
         assert s.valid.all()
         np.testing.assert_array_equal(s.data, refl4)
+
+
+def test_bands_of_fill_without_a_bad_band_list_are_left_out(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    """A hyperspectral file whose bad bands hold only the no-data value but carry no bad band
+    list (lost in a conversion to GeoTIFF): they are found on the middle row and not read,
+    with a warning, instead of making every pixel no data. Without data in that row, or with
+    fewer than FILL_BAND_MIN_COUNT bands, nothing is guessed."""
+    from kumo_edge.io import FILL_BAND_MIN_COUNT
+
+    rng = np.random.default_rng(3)
+    n = FILL_BAND_MIN_COUNT + 4
+    data = rng.uniform(0.05, 0.4, (n, 40, 30)).astype(np.float32)
+    data[[0, 1, 12]] = -9999.0  # fill bands
+    data[:, :, :5] = -9999.0  # a footprint edge: no data in every band
+    p = make_raster(tmp_path / "fill.tif", data, nodata=-9999)
+    wl = list(np.linspace(400.0, 2400.0, n))
+    with caplog.at_level("WARNING"), Raster(p, wavelengths=wl) as r:
+        assert r.band_indexes == tuple(b for b in range(1, n + 1) if b not in (1, 2, 13))
+        assert "bands 1-2, 13 hold only the no-data value" in caplog.text
+        s = r.read_strip(0, 40)
+        assert s.valid[:, 5:].all() and not s.valid[:, :5].any()
+        np.testing.assert_array_equal(
+            s.data[:, :, 5:], np.delete(data, [0, 1, 12], axis=0)[:, :, 5:]
+        )
+    data[:, 20] = -9999.0  # the middle row all no data: no evidence, every band read
+    q = make_raster(tmp_path / "blank_row.tif", data, nodata=-9999)
+    with Raster(q, wavelengths=wl) as r:
+        assert r.band_indexes is None
+    few = make_raster(tmp_path / "few.tif", data[:4], nodata=-9999)
+    with Raster(few, wavelengths=wl[:4]) as r:
+        assert r.band_indexes is None
