@@ -286,6 +286,12 @@ def _good_bands(bbl: str, count: int, path: Path) -> tuple[int, ...] | None:
     return None if len(keep) == count else keep
 
 
+def _gdal_name(name: str) -> bool:
+    """Whether ``name`` is a GDAL dataset name rather than a file path: a subdataset
+    (``HDF5:"scene.he5"://...``, ``NETCDF:...``, ``GPKG:...``) or a virtual file (``/vsizip/...``)."""
+    return name.startswith("/vsi") or re.match(r"[A-Z][A-Z0-9_]+:", name) is not None
+
+
 def _find_envi_header(path: Path) -> Path | None:
     for cand in (path.with_suffix(".hdr"), Path(str(path) + ".hdr")):
         if cand.is_file():
@@ -321,8 +327,9 @@ class Raster:
         offset: float | Sequence[float] | None = None,
         nodata: NodataSpec = "auto",
     ) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
+        spec = os.fspath(path)
+        self.path = Path(spec)
+        if not self.path.exists() and not _gdal_name(spec):
             raise RasterReadError(f"{self.path}: no such file")
         try:
             # GDAL decompresses the blocks of one read on every core (the stream reads a whole
@@ -333,7 +340,9 @@ class Raster:
             # threads would swallow write errors (a full disk would go unnoticed).
             threads = os.environ.get("GDAL_NUM_THREADS") or str(max(1, os.cpu_count() or 1))
             with rasterio.Env(GDAL_NUM_THREADS=threads), _georeferencing_optional():
-                self._ds = rasterio.open(self.path)
+                # the name as given: a GDAL subdataset name is no path (Path() would fold the
+                # '//' of an HDF5 one)
+                self._ds = rasterio.open(spec)
         except (RasterioError, OSError) as exc:
             raise RasterReadError(
                 f"{self.path}: cannot be read as a raster ({_short(exc)})"
@@ -347,6 +356,18 @@ class Raster:
     # -- set-up -----------------------------------------------------------------------------
     def _setup(self, wavelengths, fwhm, scale, offset, nodata) -> None:  # noqa: ANN001
         ds = self._ds
+        if ds.count == 0:  # a container (HDF5, NetCDF, a SAFE folder, a GeoPackage)
+            subs = list(ds.subdatasets)
+            raise RasterReadError(
+                f"{self.path}: holds no raster bands of its own"
+                + (
+                    f" but {len(subs)} subdatasets; give one of them as the input, e.g. "
+                    + ", ".join(repr(v) for v in subs[:3])
+                    + (", ..." if len(subs) > 3 else "")
+                    if subs
+                    else ""
+                )
+            )
         self.width: int = ds.width
         self.height: int = ds.height
         self.count: int = ds.count

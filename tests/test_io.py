@@ -585,3 +585,27 @@ def test_bands_of_fill_without_a_bad_band_list_are_left_out(tmp_path: Path, capl
     few = make_raster(tmp_path / "few.tif", data[:4], nodata=-9999)
     with Raster(few, wavelengths=wl[:4]) as r:
         assert r.band_indexes is None
+
+
+def test_a_container_names_its_subdatasets_and_one_can_be_read(tmp_path: Path) -> None:
+    """A file with no bands of its own but subdatasets (HDF5, NetCDF, a GeoPackage) is refused
+    with a one-line error naming them, not a traceback; a subdataset's GDAL name (no path on
+    disk) opens."""
+    from rasterio.transform import from_origin
+
+    p = tmp_path / "multi.gpkg"
+    for i, table in enumerate(("a", "b")):
+        extra = {"APPEND_SUBDATASET": "YES"} if i else {}
+        with rasterio.open(
+            p, "w", driver="GPKG", width=32, height=32, count=3, dtype="uint8",
+            crs="EPSG:3857", transform=from_origin(0, 0, 10, 10), RASTER_TABLE=table, **extra,
+        ) as d:  # fmt: skip
+            d.write(np.full((3, 32, 32), 40 + i, np.uint8))
+    with pytest.raises(RasterReadError, match="no raster bands of its own but 2 subdatasets") as e:
+        Raster(p)
+    assert f"'GPKG:{p}:b'" in str(e.value)
+    with Raster(f"GPKG:{p}:b", scale=0.01) as r:  # (GDAL adds an alpha band: not read here)
+        assert r.count >= 3 and r.width == 32
+        np.testing.assert_array_equal(r.read_raw(0, 32)[:3], 41)
+    with pytest.raises(RasterReadError, match="cannot be read"):
+        Raster(f"GPKG:{tmp_path / 'none.gpkg'}:a")
