@@ -286,6 +286,23 @@ def _good_bands(bbl: str, count: int, path: Path) -> tuple[int, ...] | None:
     return None if len(keep) == count else keep
 
 
+def _tag_band(tags: dict[str, str]) -> tuple[float, float | None]:
+    """A band's centre and width in nm from its metadata items (keys lower-cased): ``wavelength``
+    with ``wavelength_units`` (or ``wavelength_unit``; nm where neither is given), and ``fwhm``
+    in the same unit, or ``bandwidth`` with ``bandwidth_unit``. Raises ValueError where a value
+    is not a number."""
+    unit = tags.get("wavelength_units", tags.get("wavelength_unit", "nm"))
+    raw = float(tags["wavelength"])
+    wl = _unit_to_nm(unit, [raw])[0]
+    if "fwhm" in tags:
+        return wl, _unit_to_nm(unit, [float(tags["fwhm"])], like=[raw])[0]
+    if "bandwidth" in tags:
+        return wl, _unit_to_nm(
+            tags.get("bandwidth_unit", unit), [float(tags["bandwidth"])], like=[raw]
+        )[0]
+    return wl, None
+
+
 def _gdal_name(name: str) -> bool:
     """Whether ``name`` is a GDAL dataset name rather than a file path: a subdataset
     (``HDF5:"scene.he5"://...``, ``NETCDF:...``, ``GPKG:...``) or a virtual file (``/vsizip/...``)."""
@@ -497,26 +514,15 @@ class Raster:
             else:
                 fw = list(estimate_fwhm(wl))
             return BandSet(tuple(wl), tuple(fw), names), "GDAL IMAGERY metadata"
-        # 4. per-band wavelength tags
-        tags = [ds.tags(b) for b in self._indexes]
+        # 4. per-band wavelength tags (any case: GDAL's Sentinel-2 driver writes WAVELENGTH,
+        # WAVELENGTH_UNIT and BANDWIDTH)
+        tags = [{k.lower(): v for k, v in ds.tags(b).items()} for b in self._indexes]
         if all("wavelength" in t for t in tags):
             try:
-                wl = [
-                    _unit_to_nm(t.get("wavelength_units", "nm"), [float(t["wavelength"])])[0]
-                    for t in tags
-                ]
-                fw = (
-                    [
-                        _unit_to_nm(
-                            t.get("wavelength_units", "nm"),
-                            [float(t["fwhm"])],
-                            like=[float(t["wavelength"])],
-                        )[0]
-                        for t in tags
-                    ]
-                    if all("fwhm" in t for t in tags)
-                    else list(estimate_fwhm(wl))
-                )
+                pairs = [_tag_band(t) for t in tags]
+                wl = [w for w, _ in pairs]
+                widths = [f for _, f in pairs if f is not None]
+                fw = widths if len(widths) == len(wl) else list(estimate_fwhm(wl))
                 return BandSet(tuple(wl), tuple(fw), names), "band wavelength tags"
             except ValueError:
                 logger.warning("%s: unparseable `wavelength` band tags; ignored", self.path)

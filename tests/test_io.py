@@ -609,3 +609,27 @@ def test_a_container_names_its_subdatasets_and_one_can_be_read(tmp_path: Path) -
         np.testing.assert_array_equal(r.read_raw(0, 32)[:3], 41)
     with pytest.raises(RasterReadError, match="cannot be read"):
         Raster(f"GPKG:{tmp_path / 'none.gpkg'}:a")
+
+
+def test_band_wavelength_items_in_any_case_with_a_bandwidth(tmp_path: Path) -> None:
+    """Per-band metadata as GDAL's Sentinel-2 driver writes it (WAVELENGTH, WAVELENGTH_UNIT,
+    BANDWIDTH, BANDWIDTH_UNIT), and the EnMAP-Box's lower-case items with widths in
+    micrometres like their wavelengths."""
+    p = make_raster(tmp_path / "s2.tif", np.full((2, 8, 8), 0.2, np.float32))
+    with rasterio.open(p, "r+") as d:
+        d.update_tags(
+            1, WAVELENGTH="490", WAVELENGTH_UNIT="nm", BANDWIDTH="65", BANDWIDTH_UNIT="nm"
+        )
+        d.update_tags(
+            2, WAVELENGTH="560", WAVELENGTH_UNIT="nm", BANDWIDTH="35", BANDWIDTH_UNIT="nm"
+        )
+    with Raster(p) as r:
+        assert r.wavelength_source == "band wavelength tags"
+        assert r.bands.centers_nm == (490.0, 560.0) and r.bands.fwhm_nm == (65.0, 35.0)
+    q = make_raster(tmp_path / "um.tif", np.full((2, 8, 8), 0.2, np.float32))
+    with rasterio.open(q, "r+") as d:
+        d.update_tags(1, wavelength="0.49", wavelength_units="Micrometers", fwhm="0.065")
+        d.update_tags(2, wavelength="0.56", wavelength_units="Micrometers", fwhm="0.035")
+    with Raster(q) as r:
+        np.testing.assert_allclose(r.bands.centers_nm, (490.0, 560.0))
+        np.testing.assert_allclose(r.bands.fwhm_nm, (65.0, 35.0))
