@@ -85,7 +85,13 @@ NATURAL_SPAN_MAX = 1024
 #: speed, 2026-12-05).
 STREAM_STRIP_LINES = 8
 
-_NM_IN_TEXT = re.compile(r"(\d{3,5}(?:\.\d+)?)\s*nm\b", re.IGNORECASE)
+#: A wavelength named in a band description: "482nm", "482 nm", "376.86 Nanometers" (as GDAL
+#: names ENVI bands), or in micrometres, "0.4825 um", "1.61 Micrometers".
+_NM_IN_TEXT = re.compile(
+    r"(\d{3,5}(?:\.\d+)?)\s*(?:nm|nanometers?)\b"
+    r"|(\d(?:\.\d+)?)\s*(?:um|\u00b5m|micrometers?|microns?)\b",
+    re.IGNORECASE,
+)
 _ACCEPTED_KINDS = "biuf"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -529,7 +535,9 @@ class Raster:
         # 5. band descriptions
         found = [_NM_IN_TEXT.search(d) for d in self.descriptions]
         if n and all(found):
-            wl = [float(m.group(1)) for m in found if m]
+            wl = [
+                float(m.group(1)) if m.group(1) else 1000.0 * float(m.group(2)) for m in found if m
+            ]
             return BandSet(tuple(wl), estimate_fwhm(wl), names), "band descriptions"
         return None, "none"
 

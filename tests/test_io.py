@@ -92,6 +92,11 @@ def test_wavelengths_from_descriptions(tmp_path: Path) -> None:
         assert r.wavelength_source == "band descriptions"
         assert r.bands.centers_nm == (482.0, 561.0)
         assert r.bands.names == ("B2", "B3")
+    with rasterio.open(p, "r+") as d:  # as GDAL names ENVI bands, and in micrometres
+        d.set_band_description(1, "376.86 Nanometers")
+        d.set_band_description(2, "Band 2 (1.61 Micrometers)")
+    with Raster(p) as r:
+        np.testing.assert_allclose(r.bands.centers_nm, (376.86, 1610.0))
 
 
 def test_explicit_wavelengths_override(tagged_file: Path) -> None:
