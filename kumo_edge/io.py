@@ -309,6 +309,24 @@ def _tag_band(tags: dict[str, str]) -> tuple[float, float | None]:
     return wl, None
 
 
+def shift_gcps(points: Sequence[Any], rows: int) -> list[Any]:
+    """Ground control points of a raster for the raster that starts ``rows`` lines lower (a
+    piece of a pass: :func:`kumo_edge.pipeline.run_stream`)."""
+    from rasterio.control import GroundControlPoint
+
+    return [
+        GroundControlPoint(row=p.row - rows, col=p.col, x=p.x, y=p.y, z=p.z, id=p.id, info=p.info)
+        for p in points
+    ]
+
+
+def shift_rpcs(rpcs: Any, rows: int) -> Any:  # noqa: ANN401 - rasterio's RPC
+    """Rational polynomial coefficients for the raster that starts ``rows`` lines lower."""
+    from rasterio.rpc import RPC
+
+    return RPC(**{**rpcs.to_dict(), "line_off": rpcs.line_off - rows})
+
+
 def _gdal_name(name: str) -> bool:
     """Whether ``name`` is a GDAL dataset name rather than a file path: a subdataset
     (``HDF5:"scene.he5"://...``, ``NETCDF:...``, ``GPKG:...``) or a virtual file (``/vsizip/...``)."""
@@ -581,6 +599,17 @@ class Raster:
                 "none (float, taken as reflectance)",
             )
         return None, None, "none"
+
+    @property
+    def gcps(self) -> tuple[list[Any], Any] | None:
+        """Ground control points and their CRS, where the file has them (else None)."""
+        points, crs = self._ds.gcps
+        return (points, crs) if points else None
+
+    @property
+    def rpcs(self) -> Any:  # noqa: ANN401 - rasterio's RPC, or None
+        """Rational polynomial coefficients, where the file has them."""
+        return self._ds.rpcs
 
     @property
     def _indexes(self) -> range | tuple[int, ...]:
@@ -1026,6 +1055,9 @@ class GeoTiffWriter:
         width, height, count: Raster size and band count.
         dtype: Stored type (e.g. ``"float32"``, ``"uint8"``, ``"uint16"``).
         crs, transform: Georeferencing (``None`` for none).
+        gcps, rpcs: Ground control points ``(points, crs)`` and rational polynomial
+            coefficients of an input that is not rectified (rasterio's ``gcps`` and ``rpcs``),
+            carried over so that the output can be placed as the input can.
         nodata: Nodata value to declare, or ``None``.
         bands: Band set to record (``IMAGERY`` metadata + ``wavelength`` tags), or ``None``.
         descriptions: Band descriptions.
@@ -1053,6 +1085,8 @@ class GeoTiffWriter:
         dtype: str | np.dtype,
         crs: Any = None,
         transform: Any = None,
+        gcps: Any = None,
+        rpcs: Any = None,
         nodata: float | None = None,
         bands: BandSet | None = None,
         descriptions: Sequence[str] | None = None,
@@ -1095,7 +1129,8 @@ class GeoTiffWriter:
             count=count,
             dtype=self.dtype.name,
             crs=crs,
-            transform=transform,
+            # GCPs replace a geotransform (GDAL clears one with a warning)
+            transform=None if gcps is not None and gcps[0] else transform,
             nodata=nodata,
             BIGTIFF="IF_SAFER",
         )
@@ -1123,6 +1158,10 @@ class GeoTiffWriter:
         try:
             with _georeferencing_optional():  # a stream from stdin has none
                 self._ds = rasterio.open(self._tmp, "w", **kwargs)
+            if gcps is not None and gcps[0]:  # (points, crs): an unrectified input's
+                self._ds.gcps = gcps
+            if rpcs is not None:
+                self._ds.rpcs = rpcs
             if bands is not None:
                 for b, (c, f) in enumerate(
                     zip(bands.centers_nm, bands.fwhm_nm, strict=True), start=1

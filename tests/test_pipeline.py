@@ -300,3 +300,51 @@ def test_a_streams_all_zero_pixels_are_no_data_as_a_files_are(
     assert (masks["auto"][:, :9] == 0).all() and (masks["auto"][:, 9:] > 0).all()
     assert (masks["none"] > 0).all()
     assert masks["65535"][30, 40] == 0 and (masks["65535"][:, :9] > 0).all()
+
+
+def test_an_unrectified_inputs_gcps_and_rpcs_reach_the_outputs(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """An input placed by ground control points and RPCs (no geotransform: an L1 product) gives
+    outputs placed the same way; a line range's outputs have their points' rows and the RPC
+    line offset counted from the range's first line."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.rpc import RPC
+
+    from kumo_edge.process import RunOptions, process
+
+    h, w = 500, 96
+    data = np.random.default_rng(5).uniform(0.05, 0.3, (4, h, w)).astype(np.float32)
+    gcps = [
+        GroundControlPoint(row=r, col=c, x=10.0 + c * 1e-3, y=50.0 - r * 1e-3)
+        for r in (0, h - 1)
+        for c in (0, w - 1)
+    ]
+    coeff = [0.0] * 20
+    rpcs = RPC(
+        height_off=100.0, height_scale=500.0, lat_off=49.75, lat_scale=0.25,
+        line_den_coeff=[1.0] + coeff[1:], line_num_coeff=[0.0, 0.0, -1.0] + coeff[3:],
+        line_off=250.0, line_scale=250.0, long_off=10.05, long_scale=0.05,
+        samp_den_coeff=[1.0] + coeff[1:], samp_num_coeff=[0.0, 1.0] + coeff[2:],
+        samp_off=48.0, samp_scale=48.0,
+    )  # fmt: skip
+    src = tmp_path / "l1.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=w, height=h, count=4, dtype="float32") as d:
+        d.write(data)
+        d.gcps = (gcps, CRS.from_epsg(4326))
+        d.rpcs = rpcs
+        for b, nm in enumerate((490, 560, 665, 842), start=1):
+            d.update_tags(b, wavelength=str(nm))
+    opts = RunOptions(models=str(model_dir), threads=1)
+    process(src, tmp_path / "all.tif", tmp_path / "all_mask.tif", options=opts)
+    process(src, tmp_path / "part.tif", options=opts, rows=(192, 384))  # stride 48
+    for name, first in (("all.tif", 0), ("all_mask.tif", 0), ("part.tif", 192)):
+        with rasterio.open(tmp_path / name) as d:
+            points, crs = d.gcps
+            assert crs == CRS.from_epsg(4326) and len(points) == 4, name
+            assert [(p.row, p.col, p.x, p.y) for p in points] == [
+                (g.row - first, g.col, g.x, g.y) for g in gcps
+            ], name
+            assert d.rpcs is not None and d.rpcs.line_off == pytest.approx(250.0 - first), name
+            assert d.rpcs.samp_off == pytest.approx(48.0)
