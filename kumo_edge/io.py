@@ -278,16 +278,19 @@ def _good_bands(bbl: str, count: int, path: Path) -> tuple[int, ...] | None:
     try:
         flags = [float(v) for v in _envi_list(bbl)]
     except ValueError:
-        logger.warning("%s: unparseable ENVI `bbl`; every band read", path)
+        logger.warning("%s: unparseable bad band list `bbl`; every band read", path)
         return None
     if len(flags) != count:
         logger.warning(
-            "%s: ENVI `bbl` lists %d bands for %d; every band read", path, len(flags), count
+            "%s: bad band list `bbl` lists %d bands for %d; every band read",
+            path,
+            len(flags),
+            count,
         )
         return None
     keep = tuple(i + 1 for i, f in enumerate(flags) if f != 0)
     if not keep:
-        logger.warning("%s: ENVI `bbl` marks every band bad; every band read", path)
+        logger.warning("%s: bad band list `bbl` marks every band bad; every band read", path)
         return None
     return None if len(keep) == count else keep
 
@@ -599,6 +602,12 @@ class Raster:
                 "none (float, taken as reflectance)",
             )
         return None, None, "none"
+
+    @property
+    def georeferencing(self) -> dict[str, Any]:
+        """What places the file, as :class:`GeoTiffWriter` takes it: ``crs``, ``transform``,
+        ``gcps`` and ``rpcs`` (the last two None where absent)."""
+        return {"crs": self.crs, "transform": self.transform, "gcps": self.gcps, "rpcs": self.rpcs}
 
     @property
     def gcps(self) -> tuple[list[Any], Any] | None:

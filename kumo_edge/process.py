@@ -242,7 +242,7 @@ def process(
         out_bands = len(r.bands) if o.output_bands == "input" else len(det.contract.bands)
         lines = r.height if rows is None else rows[1] - rows[0]
         check_free_space(paths, r.width, lines, out_bands, meta["output_dtype"], o.compress)
-        geo = {"crs": r.crs, "transform": r.transform, "gcps": r.gcps, "rpcs": r.rpcs}
+        geo = r.georeferencing
         window = None
         if rows is not None:
             from .stream import input_window

@@ -264,7 +264,7 @@ def stitch_task(
     final = scene_paths(out, scene.id, remove=options.remove)
     try:
         with options.source.open(scene.href) as src:
-            geo = {"crs": src.crs, "transform": src.transform}
+            geo = src.georeferencing
             height, width = src.height, src.width
         bands = None
         if options.remove:
