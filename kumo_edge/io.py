@@ -443,7 +443,9 @@ class Raster:
         self.nodata, self.zero_fill = nodata_rule(nodata, ds.nodata)
         if bbl is not None:
             self.band_indexes = _good_bands(bbl, ds.count, self.path)
-        elif ds.count >= FILL_BAND_MIN_COUNT and self.nodata is not None:
+        elif ds.count >= FILL_BAND_MIN_COUNT and (
+            self.nodata is not None or np.dtype(ds.dtypes[0]).kind == "f"
+        ):
             self.band_indexes = self._fill_bands_left_out()
         if self.band_indexes is not None:
             self.count = len(self.band_indexes)
@@ -464,9 +466,9 @@ class Raster:
         """Without a bad band list: the bands to read, where some hold nothing but the no-data
         value across the middle row of the file while the others hold data there (a product's
         water-vapour bands filled with no data, its ``bbl`` lost in a conversion: read as data,
-        they would make every pixel no data); None where there are none. Logged."""
-        nd = self.nodata
-        assert nd is not None
+        they would make every pixel no data, or, as NaN in a float file that declares no
+        no-data value, fail it); None where there are none. Logged."""
+        nd = float("nan") if self.nodata is None else self.nodata
         try:
             row = self._ds.read(window=Window(0, self.height // 2, self.width, 1))[:, 0, :]
         except (RasterioError, OSError):

@@ -638,3 +638,24 @@ def test_band_wavelength_items_in_any_case_with_a_bandwidth(tmp_path: Path) -> N
     with Raster(q) as r:
         np.testing.assert_allclose(r.bands.centers_nm, (490.0, 560.0))
         np.testing.assert_allclose(r.bands.fwhm_nm, (65.0, 35.0))
+
+
+def test_nan_bands_of_a_float_file_without_no_data_are_left_out(tmp_path: Path) -> None:
+    """A float hyperspectral file declaring no no-data value whose bad bands are NaN (as some
+    L2 reflectance products store them): those bands are left out rather than failing every
+    strip as NaN in valid pixels; NaN in a band that also holds data is still an error."""
+    from kumo_edge.io import FILL_BAND_MIN_COUNT
+
+    n = FILL_BAND_MIN_COUNT + 2
+    data = np.random.default_rng(4).uniform(0.05, 0.4, (n, 30, 20)).astype(np.float32)
+    data[[5, 6]] = np.nan
+    p = make_raster(tmp_path / "nan_bands.tif", data)
+    wl = list(np.linspace(400.0, 2400.0, n))
+    with Raster(p, wavelengths=wl) as r:
+        assert r.count == n - 2 and 6 not in r.band_indexes and 7 not in r.band_indexes
+        np.testing.assert_array_equal(r.read_strip(0, 30).data, np.delete(data, [5, 6], axis=0))
+    data[5] = 0.2
+    data[5, 3, 4] = np.nan  # one NaN in a band of data: still refused
+    q = make_raster(tmp_path / "one_nan.tif", data)
+    with Raster(q, wavelengths=wl) as r, pytest.raises(InvalidDataError, match="NaN"):
+        r.read_strip(0, 30)
