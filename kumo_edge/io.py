@@ -330,6 +330,22 @@ def shift_rpcs(rpcs: Any, rows: int) -> Any:  # noqa: ANN401 - rasterio's RPC
     return RPC(**{**rpcs.to_dict(), "line_off": rpcs.line_off - rows})
 
 
+def _bare_wavelengths(descriptions: Sequence[str]) -> tuple[float, ...] | None:
+    """Band descriptions that are each a bare number, as wavelengths in nm: all within 300-3,000
+    (nm) or all within 0.3-3 and not all whole (micrometres); else None (band numbers 1, 2, 3
+    are no wavelengths)."""
+    try:
+        v = [float(d) for d in descriptions]
+    except ValueError:
+        return None
+    if v and all(300.0 <= x <= 3000.0 for x in v):
+        return tuple(v)
+    # micrometres: not all whole numbers (descriptions 1, 2, 3 number the bands)
+    if v and all(0.3 <= x <= 3.0 for x in v) and not all(x.is_integer() for x in v):
+        return tuple(1000.0 * x for x in v)
+    return None
+
+
 def _gdal_name(name: str) -> bool:
     """Whether ``name`` is a GDAL dataset name rather than a file path: a subdataset
     (``HDF5:"scene.he5"://...``, ``NETCDF:...``, ``GPKG:...``) or a virtual file (``/vsizip/...``)."""
@@ -562,6 +578,11 @@ class Raster:
                 float(m.group(1)) if m.group(1) else 1000.0 * float(m.group(2)) for m in found if m
             ]
             return BandSet(tuple(wl), estimate_fwhm(wl), names), "band descriptions"
+        # 6. band descriptions that are bare numbers, all of them wavelengths in nm (300-3,000)
+        # or all in micrometres (0.3-3): as arrays with a wavelength coordinate are often saved
+        bare = _bare_wavelengths(self.descriptions)
+        if n and bare is not None:
+            return BandSet(bare, estimate_fwhm(bare), ()), "band descriptions (numbers)"
         return None, "none"
 
     def _find_scale(self, scale, offset):  # noqa: ANN001, ANN202

@@ -97,6 +97,18 @@ def test_wavelengths_from_descriptions(tmp_path: Path) -> None:
         d.set_band_description(2, "Band 2 (1.61 Micrometers)")
     with Raster(p) as r:
         np.testing.assert_allclose(r.bands.centers_nm, (376.86, 1610.0))
+    for texts, want in ((("450.5", "842"), (450.5, 842.0)), (("0.49", "1.61"), (490.0, 1610.0))):
+        with rasterio.open(p, "r+") as d:  # bare numbers, as arrays with a wavelength axis
+            for b, t in enumerate(texts, start=1):
+                d.set_band_description(b, t)
+        with Raster(p) as r:
+            assert r.wavelength_source == "band descriptions (numbers)"
+            np.testing.assert_allclose(r.bands.centers_nm, want)
+    with rasterio.open(p, "r+") as d:  # band numbers are no wavelengths
+        d.set_band_description(1, "1")
+        d.set_band_description(2, "2")
+    with Raster(p) as r, pytest.raises(MissingWavelengthsError):
+        r.bands  # noqa: B018
 
 
 def test_explicit_wavelengths_override(tagged_file: Path) -> None:
