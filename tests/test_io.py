@@ -671,3 +671,26 @@ def test_nan_bands_of_a_float_file_without_no_data_are_left_out(tmp_path: Path) 
     q = make_raster(tmp_path / "one_nan.tif", data)
     with Raster(q, wavelengths=wl) as r, pytest.raises(InvalidDataError, match="NaN"):
         r.read_strip(0, 30)
+
+
+def test_bands_of_fill_are_found_in_a_tiled_file_through_the_tile_reader(tmp_path: Path) -> None:
+    """The same check on a tiled, deflated integer GeoTIFF, which the tile reader takes (so the
+    sample is one row, not whole tiles)."""
+    from kumo_edge.io import FILL_BAND_MIN_COUNT
+    from kumo_edge.tiff_rows import TileRows
+
+    n = FILL_BAND_MIN_COUNT + 1
+    data = np.random.default_rng(6).integers(300, 4000, (n, 64, 48)).astype(np.int16)
+    data[[1, 4]] = -32768
+    p = make_raster(
+        tmp_path / "tiled.tif", data, nodata=-32768, tiled=True, blockxsize=16, blockysize=16,
+        compress="deflate", interleave="pixel",
+    )  # fmt: skip
+    with rasterio.open(p) as ds:
+        assert TileRows.open(ds) is not None
+    with Raster(p, wavelengths=list(np.linspace(400.0, 2400.0, n)), scale=1e-4) as r:
+        assert r.band_indexes == tuple(b for b in range(1, n + 1) if b not in (2, 5))
+        assert r.tile_rows is None  # the bands read are not the file's: GDAL reads them
+        np.testing.assert_allclose(
+            r.read_strip(0, 64).data, np.delete(data, [1, 4], axis=0) * np.float32(1e-4), rtol=1e-6
+        )
