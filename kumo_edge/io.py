@@ -56,6 +56,7 @@ import numpy.typing as npt
 import rasterio
 from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from .bands import BandSet
@@ -244,14 +245,24 @@ def values_valid(
     """``(n, w)`` validity of ``(bands, n, w)`` stored values under :func:`nodata_rule`'s rule:
     a pixel holding ``nodata`` in any band, or (``zero_fill``) 0 in every band, is no data."""
     valid = np.ones(raw.shape[1:], dtype=bool)
-    if nodata is not None:
-        if math.isnan(nodata):
-            valid &= ~np.isnan(raw).any(axis=0)
-        elif _representable(nodata, raw.dtype):  # a value the type cannot hold marks nothing
-            valid &= ~(raw == raw.dtype.type(nodata)).any(axis=0)
+    held = holds_nodata(raw, nodata)
+    if held is not None:
+        valid &= ~held.any(axis=0)
     if zero_fill:
         valid &= (raw != 0).any(axis=0)
     return valid
+
+
+def holds_nodata(raw: npt.NDArray[Any], nodata: float | None) -> npt.NDArray[np.bool_] | None:
+    """Where stored values ``raw`` (any shape) hold ``nodata`` (NaN: where they are NaN);
+    None where nothing can: no no-data value, or one the type cannot hold."""
+    if nodata is None:
+        return None
+    if math.isnan(nodata):
+        return np.isnan(raw)
+    if _representable(nodata, raw.dtype):
+        return raw == raw.dtype.type(nodata)
+    return None
 
 
 def _ranges(numbers: npt.NDArray[np.integer]) -> str:
@@ -312,22 +323,31 @@ def _tag_band(tags: dict[str, str]) -> tuple[float, float | None]:
     return wl, None
 
 
-def shift_gcps(points: Sequence[Any], rows: int) -> list[Any]:
-    """Ground control points of a raster for the raster that starts ``rows`` lines lower (a
-    piece of a pass: :func:`kumo_edge.pipeline.run_stream`)."""
-    from rasterio.control import GroundControlPoint
+def shift_georeferencing(geo: dict[str, Any], rows: int) -> dict[str, Any]:
+    """:attr:`Raster.georeferencing` of a raster for the raster that starts ``rows`` lines
+    lower (a piece of a pass: :func:`kumo_edge.pipeline.run_stream`): its transform, its
+    ground control points' rows and its RPCs' line offset moved."""
+    out = dict(geo)
+    if geo.get("transform") is not None:
+        out["transform"] = geo["transform"] * Affine.translation(0, rows)
+    if geo.get("gcps"):
+        from rasterio.control import GroundControlPoint
 
-    return [
-        GroundControlPoint(row=p.row - rows, col=p.col, x=p.x, y=p.y, z=p.z, id=p.id, info=p.info)
-        for p in points
-    ]
+        points, crs = geo["gcps"]
+        out["gcps"] = (
+            [
+                GroundControlPoint(
+                    row=p.row - rows, col=p.col, x=p.x, y=p.y, z=p.z, id=p.id, info=p.info
+                )
+                for p in points
+            ],
+            crs,
+        )
+    if geo.get("rpcs") is not None:
+        from rasterio.rpc import RPC
 
-
-def shift_rpcs(rpcs: Any, rows: int) -> Any:  # noqa: ANN401 - rasterio's RPC
-    """Rational polynomial coefficients for the raster that starts ``rows`` lines lower."""
-    from rasterio.rpc import RPC
-
-    return RPC(**{**rpcs.to_dict(), "line_off": rpcs.line_off - rows})
+        out["rpcs"] = RPC(**{**geo["rpcs"].to_dict(), "line_off": geo["rpcs"].line_off - rows})
+    return out
 
 
 def _bare_wavelengths(descriptions: Sequence[str]) -> tuple[float, ...] | None:
@@ -505,11 +525,8 @@ class Raster:
                 row = self._ds.read(window=Window(c0, r0, min(bw, self.width - c0), 1))[:, 0, :]
         except (RasterioError, OSError, ValueError, zlib.error):
             return None  # the reads that follow say what is wrong with the file
-        if math.isnan(nd):
-            is_nd = np.isnan(row)
-        elif _representable(nd, row.dtype):
-            is_nd = row == row.dtype.type(nd)
-        else:
+        is_nd = holds_nodata(row, nd)
+        if is_nd is None:
             return None
         fill = is_nd.all(axis=1)
         if not fill.any() or 2 * int(fill.sum()) >= len(fill) or is_nd[~fill].all():

@@ -33,8 +33,7 @@ from .io import (
     nodata_rule,
     non_finite_message,
     set_block_cache,
-    shift_gcps,
-    shift_rpcs,
+    shift_georeferencing,
     space_hint,
     values_valid,
 )
@@ -366,14 +365,7 @@ def run_stream(
             raise KumoError("a line range needs a file of known height")
         first, _, keep_from, keep_to = window
         height = keep_to - keep_from
-        if geo.get("transform") is not None:
-            from rasterio.transform import Affine
-
-            geo = {**geo, "transform": geo["transform"] * Affine.translation(0, keep_from)}
-        if geo.get("gcps"):  # the points' rows counted from the piece's first line
-            geo = {**geo, "gcps": (shift_gcps(geo["gcps"][0], keep_from), geo["gcps"][1])}
-        if geo.get("rpcs") is not None:  # the same for the RPCs' line offset
-            geo = {**geo, "rpcs": shift_rpcs(geo["rpcs"], keep_from)}
+        geo = shift_georeferencing(geo, keep_from)
     class_pixels = np.zeros(len(MASK_CLASSES), np.int64)
 
     def open_writers(h: int) -> tuple[GeoTiffWriter | None, GeoTiffWriter | None]:
