@@ -93,8 +93,17 @@ the cloud should look like the clear ground beside it. Per block of
 pixels it corrected, the runtime compares the mean unit spectrum of the corrected pixels with
 that of the untouched ones, for each weight ``s`` in :data:`DIRECTION_WEIGHTS` on the
 correction's direction (``unit((1 - s) unit(x) + s unit(y))``; every pixel keeps the
-correction's length, so the brightness is unchanged), and keeps the weight with the smallest
-angle, summed over blocks by corrected pixels (ties: the larger weight). Tiles without such
+correction's length, so the brightness is unchanged), and keeps the weight of least cost,
+summed over blocks by corrected pixels (ties: the larger weight). A block's cost is ``1 - cos``
+of the angle between the two mean unit spectra plus the scatter the correction adds beyond the
+clear ground's: ``max(0, rho_clear - rho_corrected)``, where ``rho`` is the length of a mean
+unit spectrum (1 where every pixel has one colour, shorter the more the colours scatter). The
+angle of the means alone cannot see a correction that gets a block's mean colour right and
+bends each pixel its own way, as a depth and albedo read pixel by pixel from three bands do;
+measured on the removal cross-validation (README, "The direction check counts the colour
+noise"), the term lowers the mean ratio of output to input angle for rgb by 0.008-0.010 in
+every fold seed and cloud draw, for hsi32 by 0.002, leaves rgbn's within 0.001, and PSNR
+within 0.002 dB. Tiles without such
 blocks (all cloud, or no cloud the correction touched) keep ``s = 1``, and pixels the
 correction left alone are not touched. Pixels the detector calls cloud shadow (P(shadow) at
 :data:`DIRECTION_SHADE` or above, passed by the stream) are no evidence: a cloud's shadow is
@@ -820,8 +829,10 @@ def _evidence_row(
 def _evidence_cost(ref, cor, n_ref, n_cor, min_n):  # pragma: no cover - numba
     """The direction check's cost per weight from one tile's block sums (:class:`_Evidence`,
     ``ref`` ``(B, C)``, ``cor`` ``(B, W, C)``): the corrected count times ``1 - cos`` of the
-    angle between each weight's corrected sum and the reference sum, summed over the blocks
-    with at least ``min_n`` of each; and whether any block had that much."""
+    angle between each weight's corrected sum and the reference sum, plus the mean resultant
+    length (a sum's length over its count) by which the corrected pixels' falls short of the
+    reference's (the colour scatter the correction adds beyond the clear ground's), summed
+    over the blocks with at least ``min_n`` of each; and whether any block had that much."""
     nblk, nw, c = cor.shape
     cost = np.zeros(nw)
     any_good = False
@@ -832,13 +843,17 @@ def _evidence_cost(ref, cor, n_ref, n_cor, min_n):  # pragma: no cover - numba
         rr = 0.0
         for b in range(c):
             rr += ref[k, b] * ref[k, b]
+        rho_ref = np.sqrt(rr) / n_ref[k]
         for m in range(nw):
             cc = 0.0
             rc = 0.0
             for b in range(c):
                 cc += cor[k, m, b] * cor[k, m, b]
                 rc += cor[k, m, b] * ref[k, b]
-            cost[m] += n_cor[k] * (1.0 - rc / max(np.sqrt(rr * cc), 1e-12))
+            rho = np.sqrt(cc) / n_cor[k]
+            cost[m] += n_cor[k] * (
+                1.0 - rc / max(np.sqrt(rr * cc), 1e-12) + max(rho_ref - rho, 0.0)
+            )
     return cost, any_good
 
 
@@ -946,7 +961,8 @@ def _apply_direction(
         ev.ref[i], ev.cor[i], ev.n_ref[i], ev.n_cor[i], DIRECTION_MIN_PIXELS
     )
     weights = ev.weights
-    # the smallest angle between corrected and clear mean directions (ties: the larger weight)
+    # the least cost: the angle between corrected and clear mean directions and the scatter
+    # the correction adds (ties: the larger weight)
     best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))]) if any_good else 1.0
     if best < 1.0:
         _direction_apply(x, y, np.float32(best), y if out is None else out)

@@ -871,6 +871,25 @@ def test_direction_check_keeps_a_right_correction_and_needs_evidence():
     np.testing.assert_array_equal(y, before)
 
 
+def test_direction_check_counts_the_colour_noise_a_correction_adds():
+    """A correction whose mean colour is right but which scatters the pixels' colours far more
+    than the clear ground's (as a three-band depth and albedo read pixel by pixel do) is pulled
+    back towards the input: the angle of the means alone cannot see that scatter (it kept
+    the whole correction), and the pixels end up closer in angle to the truth."""
+    rng = np.random.default_rng(5)
+    surface, x, y, cloudy = _striped_cloud(albedo_used=0.7)  # the true cloud: y is the surface
+    noisy = np.where(cloudy, y * rng.uniform(0.6, 1.4, y.shape), y).astype(np.float32)
+    before = noisy.copy()
+    s = check_direction(x, noisy, np.ones((64, 64), bool))
+    assert s < 1.0
+    assert sam(noisy, surface, cloudy) < sam(before, surface, cloudy)
+    # the same scatter in the clear ground too: the correction's scatter is no longer excess
+    rough = np.where(cloudy, 1.0, rng.uniform(0.6, 1.4, y.shape)).astype(np.float32)
+    x2 = np.clip(x * rough, 0, 1).astype(np.float32)
+    y2 = np.where(cloudy, noisy, x2).astype(np.float32)
+    assert check_direction(x2, y2, np.ones((64, 64), bool)) == 1.0
+
+
 def test_direction_check_samples_every_stride_th_row_and_column():
     """The evidence is read on every ``stride``-th row and column: with usable pixels only on
     odd rows, the default stride 2 sees none and leaves the correction, stride 1 sees them
