@@ -359,3 +359,54 @@ def test_workers_of_our_own_cluster_log_only_when_asked() -> None:
     finally:
         client.close()
         cluster.close()
+
+
+def test_stac_footprint_of_outputs_placed_by_gcps_or_rpcs(tmp_path: Path) -> None:
+    """An output without a geotransform (an L1 product's: placed by ground control points, or
+    by RPCs) gets its outline through them as the Item's footprint, with no projection code;
+    one placed by nothing gets none. Before, both had no footprint and the identity transform
+    as ``proj:transform``."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.rpc import RPC
+
+    from kumo_edge.ground.stac import _geometry
+
+    h, w = 500, 96
+    zero = [0.0] * 20
+
+    def placed(name: str, gcps: bool, rpcs: bool) -> Path:
+        path = tmp_path / name
+        with rasterio.open(
+            path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8"
+        ) as d:
+            d.write(np.zeros((1, h, w), np.uint8))
+            if gcps:  # 1 mdeg per pixel in UTM-free lon/lat, north up
+                d.gcps = (
+                    [
+                        GroundControlPoint(row=r, col=c, x=10.0 + c * 1e-3, y=50.0 - r * 1e-3)
+                        for r in (0, h)
+                        for c in (0, w)
+                    ],
+                    CRS.from_epsg(4326),
+                )
+            if rpcs:  # lon 10.0-10.1 across, lat 50.0-49.5 down
+                d.rpcs = RPC(
+                    height_off=100.0, height_scale=500.0, lat_off=49.75, lat_scale=0.25,
+                    line_den_coeff=[1.0] + zero[1:], line_num_coeff=[0.0, 0.0, -1.0] + zero[3:],
+                    line_off=250.0, line_scale=250.0, long_off=10.05, long_scale=0.05,
+                    samp_den_coeff=[1.0] + zero[1:], samp_num_coeff=[0.0, 1.0] + zero[2:],
+                    samp_off=48.0, samp_scale=48.0,
+                )  # fmt: skip
+        return path
+
+    geom, bbox, proj = _geometry(placed("gcp.tif", gcps=True, rpcs=False))
+    ring = np.array(geom["coordinates"][0])
+    assert (ring[0] == ring[-1]).all() and len(ring) > 5
+    np.testing.assert_allclose(bbox, [10.0, 50.0 - h * 1e-3, 10.0 + w * 1e-3, 50.0], atol=1e-9)
+    for corner in ([10.0, 50.0], [10.0 + w * 1e-3, 50.0 - h * 1e-3]):
+        assert np.abs(ring - corner).sum(1).min() < 1e-9
+    assert proj == {"proj:shape": [h, w]}
+    geom, bbox, _ = _geometry(placed("rpc.tif", gcps=False, rpcs=True))
+    np.testing.assert_allclose(bbox, [10.0, 49.5, 10.1, 50.0], atol=1.1e-3)  # within a pixel
+    assert _geometry(placed("none.tif", gcps=False, rpcs=False))[:2] == (None, None)

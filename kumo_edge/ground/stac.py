@@ -87,15 +87,61 @@ def _eo_bands(bands: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: Points per image edge of the footprint of an output placed by GCPs or RPCs (its edges map
+#: to curves: a 4-corner ring would cut them short).
+EDGE_POINTS = 8
+
+
+def _edge_ring(height: int, width: int) -> tuple[list[float], list[float]]:
+    """Rows and columns of :data:`EDGE_POINTS` points along each image edge, clockwise from the
+    top-left corner (pixel corners, not centres), the ring closed."""
+    t = [i / EDGE_POINTS for i in range(EDGE_POINTS)]
+    rows = [0.0] * EDGE_POINTS + [height * f for f in t]
+    rows += [float(height)] * EDGE_POINTS + [height * (1 - f) for f in t]
+    cols = [width * f for f in t] + [float(width)] * EDGE_POINTS
+    cols += [width * (1 - f) for f in t] + [0.0] * EDGE_POINTS
+    return rows + rows[:1], cols + cols[:1]
+
+
+def _placed_ring(ds: Any) -> list[list[float]] | None:  # noqa: ANN401 - a rasterio dataset
+    """The image outline in WGS84 (lon, lat) of a raster placed by ground control points (their
+    polynomial, as GDAL warps it) or else by RPCs (at their height offset); None where it is
+    placed by neither."""
+    from rasterio.transform import GCPTransformer, RPCTransformer
+    from rasterio.warp import transform
+
+    rows, cols = _edge_ring(ds.height, ds.width)
+    points, crs = ds.gcps
+    if points and crs is not None:
+        with GCPTransformer(points) as t:
+            xs, ys = t.xy(rows, cols, offset="ul")
+        lon, lat = transform(crs, "EPSG:4326", list(xs), list(ys))
+    elif ds.rpcs is not None:
+        with RPCTransformer(ds.rpcs) as t:  # longitude and latitude already
+            lon, lat = t.xy(rows, cols, zs=ds.rpcs.height_off, offset="ul")
+    else:
+        return None
+    return [[float(x), float(y)] for x, y in zip(lon, lat, strict=True)]
+
+
 def _geometry(path: Path) -> tuple[dict[str, Any] | None, list[float] | None, dict[str, Any]]:
-    """GeoJSON footprint (WGS84 bbox polygon), bbox, projection fields of a raster."""
+    """GeoJSON footprint, bbox and projection fields of a raster: with a CRS and a geotransform,
+    its bounds in WGS84 as a polygon; placed by ground control points or RPCs (an L1 product's
+    outputs), its outline through them; else none."""
     import rasterio
     from rasterio.warp import transform_bounds
 
     with rasterio.open(path) as ds:
-        proj = {"proj:shape": [ds.height, ds.width], "proj:transform": list(ds.transform)[:6]}
+        proj: dict[str, Any] = {"proj:shape": [ds.height, ds.width]}
         if ds.crs is None:
-            return None, None, proj
+            # no geotransform either: the identity rasterio reports places nothing
+            ring = _placed_ring(ds)
+            if ring is None:
+                return None, None, proj
+            lon, lat = [p[0] for p in ring], [p[1] for p in ring]
+            bbox = [min(lon), min(lat), max(lon), max(lat)]
+            return {"type": "Polygon", "coordinates": [ring]}, bbox, proj
+        proj["proj:transform"] = list(ds.transform)[:6]
         epsg = ds.crs.to_epsg()
         if epsg:
             proj["proj:code"] = f"EPSG:{epsg}"
@@ -139,8 +185,10 @@ def write_item(
         eo.cloud_cover = round(100.0 * (px.get("thin", 0) + px.get("thick", 0)) / valid, 3)
         item.properties["kumo:shadow_cover"] = round(100.0 * px.get("shadow", 0) / valid, 3)
     pe = ProjectionExtension.ext(item, add_if_missing=True)
-    pe.shape, pe.transform = proj["proj:shape"], proj["proj:transform"]
-    if "proj:code" in proj:
+    pe.shape, pe.transform = proj["proj:shape"], proj.get("proj:transform")
+    if "proj:transform" not in proj:  # no CRS of its own (placed by GCPs/RPCs, or not at all)
+        item.properties["proj:code"] = None
+    elif "proj:code" in proj:
         item.properties["proj:code"] = proj["proj:code"]
     elif "proj:wkt2" in proj:
         pe.wkt2 = proj["proj:wkt2"]
