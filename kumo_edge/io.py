@@ -22,7 +22,8 @@ reflectance). Values are checked (no NaN/inf in valid pixels, within [-0.5, 2] a
 else the scale is wrong) and clipped to [0, 1].
 
 No-data: the declared nodata value (any band equal to it makes the pixel invalid), GDAL
-mask/alpha bands, and, when nothing is declared (``nodata="auto"``), pixels whose bands are
+mask bands, an alpha band (0 = no data; it is not read as a band of data, whatever the band
+count: GDAL itself applies an alpha band as a mask only to files of 2 or 4 bands), and, when nothing is declared (``nodata="auto"``), pixels whose bands are
 all exactly 0, the fill value of Landsat and most L1 products. ``nodata=None`` disables the
 fill rule; ``nodata=<number>`` or ``"nan"`` overrides the file.
 
@@ -54,7 +55,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import rasterio
-from rasterio.enums import MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
@@ -483,6 +484,15 @@ class Raster:
             self.nodata is not None or np.dtype(ds.dtypes[0]).kind == "f"
         ):
             self.band_indexes = self._fill_bands_left_out()
+        #: The file's alpha band (1-based; 0 = no data), as ``gdalwarp -dstalpha`` adds one:
+        #: a mask, not a band of data (None: none)
+        alphas = [b for b, ci in enumerate(ds.colorinterp, start=1) if ci == ColorInterp.alpha]
+        self._alpha_band: int | None = alphas[-1] if alphas else None
+        if alphas:
+            if len(alphas) == ds.count:
+                raise RasterReadError(f"{self.path}: holds only alpha bands, no data")
+            keep = self.band_indexes or range(1, ds.count + 1)
+            self.band_indexes = tuple(i for i in keep if i not in alphas)
         if self.band_indexes is not None:
             self.count = len(self.band_indexes)
             self.descriptions = tuple(self.descriptions[i - 1] for i in self.band_indexes)
@@ -494,9 +504,11 @@ class Raster:
         self.scale, self.offset, self.scale_source = self._find_scale(scale, offset)
 
         flags = ds.mask_flag_enums[0] if ds.count else []
-        self._mask_band = any(
-            f in (MaskFlags.per_dataset, MaskFlags.alpha) for f in flags
-        ) and not any(f == MaskFlags.nodata for f in flags)
+        self._mask_band = (
+            self._alpha_band is None  # read as itself (valid_of): the same, for any band count
+            and any(f in (MaskFlags.per_dataset, MaskFlags.alpha) for f in flags)
+            and not any(f == MaskFlags.nodata for f in flags)
+        )
 
     def _fill_bands_left_out(self) -> tuple[int, ...] | None:
         """Without a bad band list: the bands to read, where some hold nothing but the no-data
@@ -660,6 +672,14 @@ class Raster:
         return None, None, "none"
 
     @property
+    def mask_source(self) -> str | None:
+        """What marks no data besides the no-data value: ``"alpha band N"`` (the file's band
+        number), ``"GDAL mask band"``, or None."""
+        if self._alpha_band is not None:
+            return f"alpha band {self._alpha_band}"
+        return "GDAL mask band" if self._mask_band else None
+
+    @property
     def georeferencing(self) -> dict[str, Any]:
         """What places the file, as :class:`GeoTiffWriter` takes it: ``crs``, ``transform``,
         ``gcps`` and ``rpcs`` (the last two None where absent)."""
@@ -762,9 +782,13 @@ class Raster:
     def valid_of(self, raw: npt.NDArray[Any], row: int = 0, col: int = 0) -> npt.NDArray[np.bool_]:
         """``(n, w)`` bool validity of a raw window read at (row, col)."""
         valid = values_valid(raw, self.nodata, self.zero_fill)
-        if self._mask_band:
+        if self._mask_band or self._alpha_band is not None:
+            window = Window(col, row, raw.shape[2], raw.shape[1])
             try:
-                m = self._ds.read_masks(1, window=Window(col, row, raw.shape[2], raw.shape[1]))
+                if self._alpha_band is not None:
+                    m = self._ds.read(self._alpha_band, window=window)
+                else:
+                    m = self._ds.read_masks(1, window=window)
             except (RasterioError, OSError) as exc:
                 raise RasterReadError(
                     f"{self.path}: reading the mask band failed ({_short(exc)})"

@@ -694,3 +694,37 @@ def test_bands_of_fill_are_found_in_a_tiled_file_through_the_tile_reader(tmp_pat
         np.testing.assert_allclose(
             r.read_strip(0, 64).data, np.delete(data, [1, 4], axis=0) * np.float32(1e-4), rtol=1e-6
         )
+
+
+@pytest.mark.parametrize("n_data", [3, 4])
+def test_an_alpha_band_is_a_mask_not_a_band_of_data(tmp_path: Path, n_data: int) -> None:
+    """An alpha band (``gdalwarp -dstalpha``) marks no data where it is 0 and is not read as a
+    band: wavelengths are those of the other bands, whether GDAL applies it as a mask itself
+    (2 or 4 bands: RGB + alpha) or not (a four-band stack + alpha). Before, it was read as a
+    band of data (``wavelengths`` for the data bands refused, reflectance 6.5 refused)."""
+    from rasterio.enums import ColorInterp
+
+    rng = np.random.default_rng(3)
+    refl = rng.uniform(0.05, 0.4, (n_data, 40, 50)).astype(np.float32)
+    alpha = np.full((1, 40, 50), 65535, np.uint16)
+    alpha[0, :, :12] = 0  # outside the warped footprint, where the data are NOT 0
+    stored = np.concatenate([np.round(refl * 10000).astype(np.uint16), alpha])
+    p = tmp_path / "warped.tif"
+    with rasterio.open(
+        p, "w", driver="GTiff", width=50, height=40, count=n_data + 1, dtype="uint16",
+        crs=CRS, transform=TRANSFORM,
+    ) as d:  # fmt: skip
+        d.write(stored)
+        d.scales = [1e-4] * (n_data + 1)
+        for b, nm in enumerate(BANDS4.centers_nm[:n_data], start=1):
+            d.update_tags(b, wavelength=str(nm))
+    with rasterio.open(p, "r+") as d:
+        d.colorinterp = [ColorInterp.undefined] * n_data + [ColorInterp.alpha]
+    with Raster(p) as r:
+        assert r.count == n_data and r.bands.centers_nm == BANDS4.centers_nm[:n_data]
+        assert r.mask_source == f"alpha band {n_data + 1}"
+        s = r.read_strip(0, 40)
+        assert not s.valid[:, :12].any() and s.valid[:, 12:].all()
+        np.testing.assert_allclose(s.data[:, :, 12:], refl[:, :, 12:], atol=1e-4)
+    with Raster(p, wavelengths=BANDS4.centers_nm[:n_data]) as r:
+        assert r.count == n_data

@@ -58,13 +58,14 @@ def raster_info(r: Raster, lines: int = DEFAULT_STRIP_LINES) -> dict[str, Any]:
         if r.nodata is None
         else (str(r.nodata) if isinstance(r.nodata, float) and math.isnan(r.nodata) else r.nodata),
         "zero_fill_is_nodata": r.zero_fill,
+        "mask": r.mask_source,
         "scale_source": r.scale_source,
         "scale": None if r.scale is None else r.scale.tolist(),
         "offset": None if r.offset is None else r.offset.tolist(),
         "wavelength_source": r.wavelength_source,
         "band_list": [
             {
-                "index": i + 1,
+                "index": r.band_indexes[i] if r.band_indexes else i + 1,  # the file's number
                 "name": (bands.names[i] if bands else "") or None,
                 "description": r.descriptions[i] or None,
                 "wavelength_nm": bands.centers_nm[i] if bands else None,
@@ -111,6 +112,8 @@ def info(raster: str, wavelengths, fwhm, scale, offset, nodata, as_json: bool) -
     rule = f"{nd}" if nd is not None else "none declared"
     if d["zero_fill_is_nodata"]:
         rule += " (pixels with all bands 0 count as no data)"
+    if d["mask"]:
+        rule += f"; {d['mask']} (0 = no data)"
     click.echo(f"  nodata      {rule}")
     if d["scale"] is None:
         click.echo("  reflectance unknown scale (pass --scale/--offset to convert)")
