@@ -989,6 +989,24 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
     return p
 
 
+#: Name endings of raster and image formats other than GeoTIFF: an output named so would be a
+#: GeoTIFF under another format's name (written as such before, silently).
+OTHER_FORMATS = frozenset(
+    ".png .jpg .jpeg .jp2 .j2k .gif .bmp .webp .img .hdr .bil .bsq .bip .envi .nc .h5 .hdf "
+    ".he5 .vrt .asc .kea .zarr .ecw .sid".split()
+)
+
+
+def check_geotiff_name(path: str | os.PathLike[str]) -> None:
+    """Refuse an output name of another raster or image format (:data:`OTHER_FORMATS`): the
+    outputs are GeoTIFFs."""
+    suffix = Path(path).suffix.lower()
+    if suffix in OTHER_FORMATS:
+        raise RasterWriteError(
+            f"{path}: outputs are written as GeoTIFF, not {suffix[1:].upper()}; name it .tif"
+        )
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
@@ -1000,12 +1018,17 @@ def check_outputs(
     outputs: dict[str, str | os.PathLike[str] | None],
     inputs: Sequence[str | os.PathLike[str]],
     overwrite: bool,
+    geotiffs: Sequence[str] = ("OUTPUT", "--mask"),
 ) -> dict[str, Path]:
     """Check every output path before any work: each writable (:func:`check_output_path`),
     all different from each other and from every input (an input is never written, even with
     ``overwrite``); stale temporary files of killed runs beside them are removed
-    (:func:`remove_stale_partials`). ``outputs``: option name -> path (None: not asked for)."""
+    (:func:`remove_stale_partials`), and those named in ``geotiffs`` GeoTIFF names
+    (:func:`check_geotiff_name`). ``outputs``: option name -> path (None: not asked for)."""
     paths = {k: Path(v) for k, v in outputs.items() if v is not None}
+    for k in geotiffs:
+        if k in paths:
+            check_geotiff_name(paths[k])
     for k, p in paths.items():
         for i in inputs:
             if str(i) != "-" and _same(p, Path(i)):
@@ -1191,6 +1214,7 @@ class GeoTiffWriter:
         categories: Sequence[str] | None = None,
         layout: str = "tiled",
     ) -> None:
+        check_geotiff_name(path)
         self.path = check_output_path(path, overwrite)
         self.categories = list(categories) if categories else None
         if width < 1 or height < 1 or count < 1:
@@ -1443,6 +1467,7 @@ __all__ = [
     "Raster",
     "WriterGroup",
     "Strip",
+    "check_geotiff_name",
     "check_output_path",
     "open_raster",
     "write_geotiff",

@@ -326,6 +326,22 @@ def test_writer_refuses_existing_and_bad_strips(tmp_path: Path, refl4: np.ndarra
     assert out.read_bytes() == b"precious"
 
 
+def test_outputs_named_as_another_format_are_refused_before_any_work(tmp_path: Path) -> None:
+    """A GeoTIFF is never written under another format's name (out.png was a TIFF inside);
+    names without a known ending, and .tif/.tiff in any case, are fine."""
+    from kumo_edge.io import check_outputs
+
+    for name in ("out.png", "out.JPG", "x.jp2", "y.img", "z.nc"):
+        with pytest.raises(RasterWriteError, match="written as GeoTIFF"):
+            GeoTiffWriter(tmp_path / name, width=8, height=8, count=1, dtype="uint8")
+        with pytest.raises(RasterWriteError, match="name it .tif"):
+            check_outputs({"--mask": tmp_path / name}, [], False)
+    assert not list(tmp_path.iterdir())
+    check_outputs({"OUTPUT": tmp_path / "a.TIF", "--report": tmp_path / "r.json"}, [], False)
+    for name in ("b.tiff", "c", "d.v2"):
+        GeoTiffWriter(tmp_path / name, width=8, height=8, count=1, dtype="uint8").abort()
+
+
 def test_writer_unwritable_location(tmp_path: Path) -> None:
     with pytest.raises(RasterWriteError, match="does not exist"):
         GeoTiffWriter(tmp_path / "nope" / "o.tif", width=4, height=4, count=1, dtype="uint8")
