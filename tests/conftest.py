@@ -33,6 +33,25 @@ def rotated_footprint(
     return (np.abs(u) < cols * (0.5 - margin)) & (np.abs(v) < rows * (0.5 - margin))
 
 
+def linear_rpcs(rows: int, cols: int, bounds: tuple[float, float, float, float]):  # noqa: ANN201
+    """RPCs of an image of ``rows`` x ``cols`` pixels, north up, spanning ``bounds`` (west,
+    south, east, north in degrees): longitude grows with the column and latitude falls with
+    the row, first-order terms only."""
+    from rasterio.rpc import RPC
+
+    west, south, east, north = bounds
+    zero = [0.0] * 20
+    return RPC(
+        height_off=100.0, height_scale=500.0,
+        lat_off=(north + south) / 2, lat_scale=(north - south) / 2,
+        line_den_coeff=[1.0] + zero[1:], line_num_coeff=[0.0, 0.0, -1.0] + zero[3:],
+        line_off=rows / 2, line_scale=rows / 2,
+        long_off=(west + east) / 2, long_scale=(east - west) / 2,
+        samp_den_coeff=[1.0] + zero[1:], samp_num_coeff=[0.0, 1.0] + zero[2:],
+        samp_off=cols / 2, samp_scale=cols / 2,
+    )  # fmt: skip
+
+
 def make_raster(path: Path, data: np.ndarray, **kw) -> Path:
     """Write ``data`` (bands, rows, cols) with rasterio directly (not our writer)."""
     profile = dict(

@@ -26,6 +26,8 @@ from kumo_edge.ground.batch import is_complete, scene_paths  # noqa: E402
 from kumo_edge.process import RunOptions, process  # noqa: E402
 from kumo_edge.stream import input_window, split_rows  # noqa: E402
 
+from conftest import linear_rpcs  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = RunOptions(threads=1)
 
@@ -368,12 +370,10 @@ def test_stac_footprint_of_outputs_placed_by_gcps_or_rpcs(tmp_path: Path) -> Non
     as ``proj:transform``."""
     from rasterio.control import GroundControlPoint
     from rasterio.crs import CRS
-    from rasterio.rpc import RPC
 
     from kumo_edge.ground.stac import _geometry
 
     h, w = 500, 96
-    zero = [0.0] * 20
 
     def placed(name: str, gcps: bool, rpcs: bool) -> Path:
         path = tmp_path / name
@@ -391,13 +391,7 @@ def test_stac_footprint_of_outputs_placed_by_gcps_or_rpcs(tmp_path: Path) -> Non
                     CRS.from_epsg(4326),
                 )
             if rpcs:  # lon 10.0-10.1 across, lat 50.0-49.5 down
-                d.rpcs = RPC(
-                    height_off=100.0, height_scale=500.0, lat_off=49.75, lat_scale=0.25,
-                    line_den_coeff=[1.0] + zero[1:], line_num_coeff=[0.0, 0.0, -1.0] + zero[3:],
-                    line_off=250.0, line_scale=250.0, long_off=10.05, long_scale=0.05,
-                    samp_den_coeff=[1.0] + zero[1:], samp_num_coeff=[0.0, 1.0] + zero[2:],
-                    samp_off=48.0, samp_scale=48.0,
-                )  # fmt: skip
+                d.rpcs = linear_rpcs(h, w, (10.0, 49.5, 10.1, 50.0))
         return path
 
     geom, bbox, proj = _geometry(placed("gcp.tif", gcps=True, rpcs=False))

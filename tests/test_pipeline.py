@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from kumo_edge.cli import cli
 from kumo_edge.io import Raster
 
-from conftest import fixture_models
+from conftest import fixture_models, linear_rpcs
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +310,6 @@ def test_an_unrectified_inputs_gcps_and_rpcs_reach_the_outputs(
     line offset counted from the range's first line."""
     from rasterio.control import GroundControlPoint
     from rasterio.crs import CRS
-    from rasterio.rpc import RPC
 
     from kumo_edge.process import RunOptions, process
 
@@ -321,14 +320,7 @@ def test_an_unrectified_inputs_gcps_and_rpcs_reach_the_outputs(
         for r in (0, h - 1)
         for c in (0, w - 1)
     ]
-    coeff = [0.0] * 20
-    rpcs = RPC(
-        height_off=100.0, height_scale=500.0, lat_off=49.75, lat_scale=0.25,
-        line_den_coeff=[1.0] + coeff[1:], line_num_coeff=[0.0, 0.0, -1.0] + coeff[3:],
-        line_off=250.0, line_scale=250.0, long_off=10.05, long_scale=0.05,
-        samp_den_coeff=[1.0] + coeff[1:], samp_num_coeff=[0.0, 1.0] + coeff[2:],
-        samp_off=48.0, samp_scale=48.0,
-    )  # fmt: skip
+    rpcs = linear_rpcs(h, w, (10.0, 49.5, 10.1, 50.0))
     src = tmp_path / "l1.tif"
     with rasterio.open(src, "w", driver="GTiff", width=w, height=h, count=4, dtype="float32") as d:
         d.write(data)
