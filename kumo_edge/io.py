@@ -23,9 +23,10 @@ else the scale is wrong) and clipped to [0, 1].
 
 No-data: the declared nodata value (any band equal to it makes the pixel invalid), GDAL
 mask bands, an alpha band (0 = no data; it is not read as a band of data, whatever the band
-count: GDAL itself applies an alpha band as a mask only to files of 2 or 4 bands), and, when nothing is declared (``nodata="auto"``), pixels whose bands are
-all exactly 0, the fill value of Landsat and most L1 products. ``nodata=None`` disables the
-fill rule; ``nodata=<number>`` or ``"nan"`` overrides the file.
+count: GDAL itself applies an alpha band as a mask only to files of 2 or 4 bands), and, when
+nothing is declared (``nodata="auto"``), pixels whose bands are all exactly 0, the fill value
+of Landsat and most L1 products. ``nodata=None`` disables the fill rule; ``nodata=<number>``
+or ``"nan"`` overrides the file.
 
 Writing: :class:`GeoTiffWriter` writes tiled, compressed GeoTIFFs strip by strip under a
 temporary name and renames it only once every row has been written, keeping CRS, transform,

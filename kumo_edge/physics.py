@@ -100,10 +100,10 @@ clear ground's: ``max(0, rho_clear - rho_corrected)``, where ``rho`` is the leng
 unit spectrum (1 where every pixel has one colour, shorter the more the colours scatter). The
 angle of the means alone cannot see a correction that gets a block's mean colour right and
 bends each pixel its own way, as a depth and albedo read pixel by pixel from three bands do;
-measured on the removal cross-validation (README, "The direction check counts the colour
-noise"), the term lowers the mean ratio of output to input angle for rgb by 0.008-0.010 in
-every fold seed and cloud draw, for hsi32 by 0.002, leaves rgbn's within 0.001, and PSNR
-within 0.002 dB. Tiles without such
+measured on the removal cross-validation (README, "The direction check", since 2026-12-07,
+sixth session), the term lowers the mean ratio of output to input angle for rgb by
+0.007-0.010 in every fold seed and cloud draw, for hsi32 by 0.002, leaves rgbn's within
+0.001, and PSNR within 0.002 dB. Tiles without such
 blocks (all cloud, or no cloud the correction touched) keep ``s = 1``, and pixels the
 correction left alone are not touched. Pixels the detector calls cloud shadow (P(shadow) at
 :data:`DIRECTION_SHADE` or above, passed by the stream) are no evidence: a cloud's shadow is
