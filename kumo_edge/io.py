@@ -278,8 +278,9 @@ def _ranges(numbers: npt.NDArray[np.integer]) -> str:
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
-#: Files with at least this many bands (hyperspectral) and a no-data value are checked for
-#: bands of fill when they carry no bad band list (:meth:`Raster._fill_bands_left_out`).
+#: Files with at least this many bands (hyperspectral) and a no-data value (declared, or 0
+#: under the fill rule, or NaN in a float file) are checked for bands of fill when they carry
+#: no bad band list (:meth:`Raster._fill_bands_left_out`).
 FILL_BAND_MIN_COUNT = 20
 
 
@@ -482,7 +483,7 @@ class Raster:
         if bbl is not None:
             self.band_indexes = _good_bands(bbl, ds.count, self.path)
         elif ds.count >= FILL_BAND_MIN_COUNT and (
-            self.nodata is not None or np.dtype(ds.dtypes[0]).kind == "f"
+            self.nodata is not None or self.zero_fill or np.dtype(ds.dtypes[0]).kind == "f"
         ):
             self.band_indexes = self._fill_bands_left_out()
         #: The file's alpha band (1-based; 0 = no data), as ``gdalwarp -dstalpha`` adds one:
@@ -517,8 +518,17 @@ class Raster:
         the others hold data there (a product's
         water-vapour bands filled with no data, its ``bbl`` lost in a conversion: read as data,
         they would make every pixel no data, or, as NaN in a float file that declares no
-        no-data value, fail it); None where there are none. Logged."""
-        nd = float("nan") if self.nodata is None else self.nodata
+        no-data value, fail it; a dead detector band of zeros under the fill rule, read as
+        reflectance 0, would bend the bands resampled from it); None where there are none.
+        Logged."""
+        # the values that mark fill: the declared one; else 0 where the fill rule is on (a dead
+        # detector band, or bands a product zeroes: read as reflectance 0, one such band bent
+        # the hsi32 bands resampled from it by up to 0.2 reflectance, silently) and NaN in a
+        # float file
+        if self.nodata is not None:
+            fills = [self.nodata]
+        else:
+            fills = [0.0] * self.zero_fill + [float("nan")] * (self.dtype.kind == "f")
         # the first row of the block row holding the middle line, read as the stream reads
         # (a row of 224-band tiles decompressed whole is 117 MB at 1,000 px: read through GDAL
         # it raised a pass's peak memory by as much, and by 40 MB for one tile); where the file
@@ -538,19 +548,22 @@ class Raster:
                 row = self._ds.read(window=Window(c0, r0, min(bw, self.width - c0), 1))[:, 0, :]
         except (RasterioError, OSError, ValueError, zlib.error):
             return None  # the reads that follow say what is wrong with the file
-        is_nd = holds_nodata(row, nd)
-        if is_nd is None:
+        marks = [m for m in (holds_nodata(row, v) for v in fills) if m is not None]
+        if not marks:
             return None
+        is_nd = np.logical_or.reduce(marks)
         fill = is_nd.all(axis=1)
         if not fill.any() or 2 * int(fill.sum()) >= len(fill) or is_nd[~fill].all():
             return None
         keep = tuple(int(i) + 1 for i in np.flatnonzero(~fill))
+        one = int(fill.sum()) == 1
         logger.warning(
-            "%s: bands %s hold only the no-data value (%g) across row %d while the others hold "
+            "%s: %s %s only the no-data value (%s) across row %d while the others hold "
             "data: read as bad bands (list them in a bad band list `bbl` to say so)",
             self.path.name,
-            _ranges(np.flatnonzero(fill) + 1),
-            nd,
+            ("band " if one else "bands ") + _ranges(np.flatnonzero(fill) + 1),
+            "holds" if one else "hold",
+            " or ".join(f"{v:g}" for v in fills),
             r0,
         )
         return keep

@@ -620,6 +620,27 @@ def test_bands_of_fill_without_a_bad_band_list_are_left_out(tmp_path: Path, capl
         assert r.band_indexes is None
 
 
+def test_a_dead_band_of_zeros_is_left_out_under_the_fill_rule(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    """A hyperspectral file that declares no no-data value, one of its bands all 0 (a dead
+    detector band, or one a product zeroes): under the fill rule 0 is the fill value, so the
+    band is left out with a warning. Before, it was read as reflectance 0 and bent the hsi32
+    bands resampled from it by up to 0.2, silently. With the fill rule off, every band is read."""
+    from kumo_edge.io import FILL_BAND_MIN_COUNT
+
+    rng = np.random.default_rng(4)
+    n = FILL_BAND_MIN_COUNT + 4
+    data = np.round(rng.uniform(0.05, 0.4, (n, 40, 30)) * 10000).astype(np.uint16)
+    data[7] = 0
+    p = make_raster(tmp_path / "dead.tif", data)
+    wl = list(np.linspace(400.0, 1000.0, n))
+    with caplog.at_level("WARNING"), Raster(p, wavelengths=wl, scale=1e-4) as r:
+        assert r.zero_fill and r.band_indexes == tuple(b for b in range(1, n + 1) if b != 8)
+        assert "band 8 holds only the no-data value (0)" in caplog.text
+        assert r.read_strip(0, 40).valid.all()
+    with Raster(p, wavelengths=wl, scale=1e-4, nodata=None) as r:
+        assert r.band_indexes is None
+
+
 def test_a_container_names_its_subdatasets_and_one_can_be_read(tmp_path: Path) -> None:
     """A file with no bands of its own but subdatasets (HDF5, NetCDF, a GeoPackage) is refused
     with a one-line error naming them, not a traceback; a subdataset's GDAL name (no path on
