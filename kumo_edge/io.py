@@ -480,16 +480,15 @@ class Raster:
         if bbl is None and ds.count and all(v is not None for v in band_bbl):
             bbl = ",".join(str(v) for v in band_bbl)  # per-band items, as the EnMAP-Box writes
         self.nodata, self.zero_fill = nodata_rule(nodata, ds.nodata)
-        if bbl is not None:
-            self.band_indexes = _good_bands(bbl, ds.count, self.path)
-        elif ds.count >= FILL_BAND_MIN_COUNT and (
-            self.nodata is not None or self.zero_fill or np.dtype(ds.dtypes[0]).kind == "f"
-        ):
-            self.band_indexes = self._fill_bands_left_out()
         #: The file's alpha band (1-based; 0 = no data), as ``gdalwarp -dstalpha`` adds one:
         #: a mask, not a band of data (None: none)
         alphas = [b for b, ci in enumerate(ds.colorinterp, start=1) if ci == ColorInterp.alpha]
         self._alpha_band: int | None = alphas[-1] if alphas else None
+        if bbl is not None:
+            self.band_indexes = _good_bands(bbl, ds.count, self.path)
+        elif self.nodata is not None or self.zero_fill or self.dtype.kind == "f":
+            # multispectral files are only warned about: each of their bands matters
+            self.band_indexes = self._fill_bands_left_out(ds.count >= FILL_BAND_MIN_COUNT)
         if alphas:
             if len(alphas) == ds.count:
                 raise RasterReadError(f"{self.path}: holds only alpha bands, no data")
@@ -512,7 +511,7 @@ class Raster:
             and not any(f == MaskFlags.nodata for f in flags)
         )
 
-    def _fill_bands_left_out(self) -> tuple[int, ...] | None:
+    def _fill_bands_left_out(self, leave_out: bool = True) -> tuple[int, ...] | None:
         """Without a bad band list: the bands to read, where some hold nothing but the no-data
         value across a sample near the middle of the file (one stored block's first row) while
         the others hold data there (a product's
@@ -520,7 +519,8 @@ class Raster:
         they would make every pixel no data, or, as NaN in a float file that declares no
         no-data value, fail it; a dead detector band of zeros under the fill rule, read as
         reflectance 0, would bend the bands resampled from it); None where there are none.
-        Logged."""
+        Logged; without ``leave_out`` (files of fewer than :data:`FILL_BAND_MIN_COUNT` bands)
+        such bands are only named in a warning, and every band is read."""
         # the values that mark fill: the declared one; else 0 where the fill rule is on (a dead
         # detector band, or bands a product zeroes: read as reflectance 0, one such band bent
         # the hsi32 bands resampled from it by up to 0.2 reflectance, silently) and NaN in a
@@ -547,7 +547,13 @@ class Raster:
                 c0 = (self.width // 2) // bw * bw
                 row = self._ds.read(window=Window(c0, r0, min(bw, self.width - c0), 1))[:, 0, :]
         except (RasterioError, OSError, ValueError, zlib.error):
-            return None  # the reads that follow say what is wrong with the file
+            # the reads that follow say what is wrong with the file; GDAL's error of this one
+            # is cleared, or the next call into GDAL raises it (a truncated file's colour
+            # interpretation did)
+            lib = _gdal()
+            if lib is not None:
+                lib.CPLErrorReset()
+            return None
         marks = [m for m in (holds_nodata(row, v) for v in fills) if m is not None]
         if not marks:
             return None
@@ -558,15 +564,20 @@ class Raster:
         keep = tuple(int(i) + 1 for i in np.flatnonzero(~fill))
         one = int(fill.sum()) == 1
         logger.warning(
-            "%s: %s %s only the no-data value (%s) across row %d while the others hold "
-            "data: read as bad bands (list them in a bad band list `bbl` to say so)",
+            "%s: %s %s only the no-data value (%s) across row %d while the others hold data: "
+            + (
+                "read as bad bands (list them in a bad band list `bbl` to say so)"
+                if leave_out
+                else "a dead or empty band? Read as it is (bands of a multispectral file are "
+                "never left out; check the file)"
+            ),
             self.path.name,
             ("band " if one else "bands ") + _ranges(np.flatnonzero(fill) + 1),
             "holds" if one else "hold",
             " or ".join(f"{v:g}" for v in fills),
             r0,
         )
-        return keep
+        return keep if leave_out else None
 
     def _find_bands(self, wavelengths, fwhm) -> tuple[BandSet | None, str]:  # noqa: ANN001
         n = self.count

@@ -639,6 +639,19 @@ def test_a_dead_band_of_zeros_is_left_out_under_the_fill_rule(tmp_path: Path, ca
         assert r.read_strip(0, 40).valid.all()
     with Raster(p, wavelengths=wl, scale=1e-4, nodata=None) as r:
         assert r.band_indexes is None
+    # a multispectral file's dead band is named, not left out: each of its bands matters
+    caplog.clear()
+    four = make_raster(tmp_path / "dead4.tif", data[5:9])
+    with caplog.at_level("WARNING"), Raster(four, wavelengths=wl[5:9], scale=1e-4) as r:
+        assert r.band_indexes is None and r.count == 4
+        assert "band 3 holds only the no-data value (0)" in caplog.text
+        assert "never left out" in caplog.text
+    caplog.clear()
+    with (
+        caplog.at_level("WARNING"),
+        Raster(make_raster(tmp_path / "ok4.tif", data[:4]), wavelengths=wl[:4], scale=1e-4),
+    ):
+        assert not caplog.text
 
 
 def test_a_container_names_its_subdatasets_and_one_can_be_read(tmp_path: Path) -> None:
