@@ -267,6 +267,41 @@ def holds_nodata(raw: npt.NDArray[Any], nodata: float | None) -> npt.NDArray[np.
     return None
 
 
+def fill_values(nodata: float | None, zero_fill: bool, dtype: np.dtype) -> list[float]:
+    """The stored values that mark fill: the declared no-data value; else 0 where the fill rule
+    is on (a dead detector band, or bands a product zeroes: read as reflectance 0, one such band
+    bent the hsi32 bands resampled from it by up to 0.2 reflectance, silently) and NaN in a
+    float file."""
+    if nodata is not None:
+        return [nodata]
+    return [0.0] * zero_fill + [float("nan")] * (dtype.kind == "f")
+
+
+def bands_of_fill(raw: npt.NDArray[Any], fills: Sequence[float]) -> npt.NDArray[np.bool_] | None:
+    """Per band of stored values ``raw`` ``(bands, ...)``: whether it holds nothing but the
+    ``fills`` values there while the other bands hold data (some pixel of theirs is not fill);
+    None where no band does, or half of them or more do (a footprint edge, not bad bands)."""
+    marks = [m for m in (holds_nodata(raw, v) for v in fills) if m is not None]
+    if not marks:
+        return None
+    is_fill = np.logical_or.reduce(marks).reshape(raw.shape[0], -1)
+    fill = is_fill.all(axis=1)
+    if not fill.any() or 2 * int(fill.sum()) >= len(fill) or is_fill[~fill].all():
+        return None
+    return fill
+
+
+def fill_bands_message(where: str, fill: npt.NDArray[np.bool_], fills: Sequence[float]) -> str:
+    """``"<where>: band(s) N hold(s) only the no-data value (v) ... while the others hold data"``."""
+    one = int(fill.sum()) == 1
+    return (
+        f"{where}: {'band' if one else 'bands'} {_ranges(np.flatnonzero(fill) + 1)} "
+        f"{'holds' if one else 'hold'} only the no-data value ("
+        + " or ".join(f"{v:g}" for v in fills)
+        + ")"
+    )
+
+
 def _ranges(numbers: npt.NDArray[np.integer]) -> str:
     """Sorted band numbers as runs: ``1-5, 9, 12-14``."""
     runs: list[list[int]] = []
@@ -521,14 +556,7 @@ class Raster:
         reflectance 0, would bend the bands resampled from it); None where there are none.
         Logged; without ``leave_out`` (files of fewer than :data:`FILL_BAND_MIN_COUNT` bands)
         such bands are only named in a warning, and every band is read."""
-        # the values that mark fill: the declared one; else 0 where the fill rule is on (a dead
-        # detector band, or bands a product zeroes: read as reflectance 0, one such band bent
-        # the hsi32 bands resampled from it by up to 0.2 reflectance, silently) and NaN in a
-        # float file
-        if self.nodata is not None:
-            fills = [self.nodata]
-        else:
-            fills = [0.0] * self.zero_fill + [float("nan")] * (self.dtype.kind == "f")
+        fills = fill_values(self.nodata, self.zero_fill, self.dtype)
         # the first row of the block row holding the middle line, read as the stream reads
         # (a row of 224-band tiles decompressed whole is 117 MB at 1,000 px: read through GDAL
         # it raised a pass's peak memory by as much, and by 40 MB for one tile); where the file
@@ -554,30 +582,19 @@ class Raster:
             if lib is not None:
                 lib.CPLErrorReset()
             return None
-        marks = [m for m in (holds_nodata(row, v) for v in fills) if m is not None]
-        if not marks:
+        fill = bands_of_fill(row, fills)
+        if fill is None:
             return None
-        is_nd = np.logical_or.reduce(marks)
-        fill = is_nd.all(axis=1)
-        if not fill.any() or 2 * int(fill.sum()) >= len(fill) or is_nd[~fill].all():
-            return None
-        keep = tuple(int(i) + 1 for i in np.flatnonzero(~fill))
-        one = int(fill.sum()) == 1
         logger.warning(
-            "%s: %s %s only the no-data value (%s) across row %d while the others hold data: "
-            + (
-                "read as bad bands (list them in a bad band list `bbl` to say so)"
-                if leave_out
-                else "a dead or empty band? Read as it is (bands of a multispectral file are "
-                "never left out; check the file)"
-            ),
-            self.path.name,
-            ("band " if one else "bands ") + _ranges(np.flatnonzero(fill) + 1),
-            "holds" if one else "hold",
-            " or ".join(f"{v:g}" for v in fills),
+            "%s across row %d while the others hold data: %s",
+            fill_bands_message(self.path.name, fill, fills),
             r0,
+            "read as bad bands (list them in a bad band list `bbl` to say so)"
+            if leave_out
+            else "a dead or empty band? Read as it is (bands of a multispectral file are never "
+            "left out; check the file)",
         )
-        return keep if leave_out else None
+        return tuple(int(i) + 1 for i in np.flatnonzero(~fill)) if leave_out else None
 
     def _find_bands(self, wavelengths, fwhm) -> tuple[BandSet | None, str]:  # noqa: ANN001
         n = self.count
@@ -1492,8 +1509,11 @@ __all__ = [
     "Raster",
     "WriterGroup",
     "Strip",
+    "bands_of_fill",
     "check_geotiff_name",
     "check_output_path",
+    "fill_bands_message",
+    "fill_values",
     "open_raster",
     "write_geotiff",
 ]

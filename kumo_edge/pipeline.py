@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -29,7 +30,10 @@ from .io import (
     Raster,
     WriterGroup,
     _partial_prefix,
+    bands_of_fill,
     check_outputs,
+    fill_bands_message,
+    fill_values,
     nodata_rule,
     non_finite_message,
     set_block_cache,
@@ -41,6 +45,8 @@ from .overlap import Background, prefetch
 from .remover import Remover
 from .runtime import PREFERENCE, Model, load_models  # noqa: F401 - re-exported
 from .stream import Lines, StreamConfig, StreamProcessor
+
+logger = logging.getLogger(__name__)
 
 MASK_CLASSES = {str(int(c)): name for c, name in ACTIONS.items()}
 #: The mask's GDAL colour table.
@@ -104,6 +110,16 @@ def bil_chunks(
         # was 6-7 MB higher (389-391 against 383-386 MB at 1,000 and 5,000 lines, 32 bands x
         # 4000 px, 2026-12-05), whatever the layout of the strip handed on
         raw = np.frombuffer(blob, dtype=dt).reshape(n, bands, width).transpose(1, 0, 2)
+        if not got:  # a band of fill (a dead detector band) named once, from the first lines
+            fills = fill_values(*nodata_rule(nodata, None), dt)
+            fill = bands_of_fill(raw, fills)
+            if fill is not None:
+                logger.warning(
+                    "%s across lines 0-%d while the others hold data: a dead or empty band? "
+                    "Read as it is (a stream's bands are never left out)",
+                    fill_bands_message("input stream", fill, fills),
+                    n - 1,
+                )
         valid = _stream_valid(raw, nodata)
         arr = raw.astype(np.float32)
         del blob, raw

@@ -778,3 +778,30 @@ def test_an_alpha_band_is_a_mask_not_a_band_of_data(tmp_path: Path, n_data: int)
         np.testing.assert_allclose(s.data[:, :, 12:], refl[:, :, 12:], atol=1e-4)
     with Raster(p, wavelengths=BANDS4.centers_nm[:n_data]) as r:
         assert r.count == n_data
+
+
+def test_a_dead_band_in_a_bil_stream_is_named_once(caplog) -> None:  # noqa: ANN001
+    """A stream's band of fill (a dead detector band of zeros) is named in one warning from the
+    first lines and read as it is; an intact stream gives no warning. Before, nothing was
+    said: the band was read as reflectance 0."""
+    import io
+
+    from kumo_edge.pipeline import bil_chunks
+
+    rng = np.random.default_rng(8)
+    samples = (rng.random((40, 4, 30)) * 20000 + 2000).astype("<u2")  # line, band, pixel
+    for dead, want in ((None, 0), (2, 1)):
+        data = samples.copy()
+        if dead is not None:
+            data[:, dead] = 0
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            chunks = list(bil_chunks(io.BytesIO(data.tobytes()), 30, 4, "uint16", 16, 1 / 65535))
+        assert len(chunks) == 3 and all(valid is None for _, valid in chunks)
+        named = [r for r in caplog.records if "dead or empty band" in r.getMessage()]
+        assert len(named) == want
+        if dead is not None:
+            assert (
+                "band 3 holds only the no-data value (0) across lines 0-15" in named[0].getMessage()
+            )
+            assert all((arr[dead] == 0).all() for arr, _ in chunks)  # read as it is
