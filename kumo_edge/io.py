@@ -313,9 +313,9 @@ def _ranges(numbers: npt.NDArray[np.integer]) -> str:
     return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
-#: Files with at least this many bands (hyperspectral) and a no-data value (declared, or 0
-#: under the fill rule, or NaN in a float file) are checked for bands of fill when they carry
-#: no bad band list (:meth:`Raster._fill_bands_left_out`).
+#: Files that carry no bad band list and have a fill value (declared, or 0 under the fill rule,
+#: or NaN in a float file) are checked for bands of fill (:meth:`Raster._fill_bands_left_out`):
+#: with at least this many bands (hyperspectral) such bands are left out, with fewer only named.
 FILL_BAND_MIN_COUNT = 20
 
 
@@ -596,15 +596,24 @@ class Raster:
         )
         return tuple(int(i) + 1 for i in np.flatnonzero(~fill)) if leave_out else None
 
+    def _of_bands_read(
+        self, wl: list[float], fwhm: Sequence[float] | None
+    ) -> tuple[list[float], Sequence[float] | None]:
+        """Wavelengths (and widths) given for every band of the file, as those of the bands
+        read (:attr:`band_indexes`); the widths taken along only with the wavelengths and where
+        they too are given for every band; otherwise both as they are."""
+        if self.band_indexes is None or len(wl) != self._file_count:
+            return wl, fwhm
+        wl = [wl[i - 1] for i in self.band_indexes]
+        if fwhm is not None and len(fwhm) == self._file_count:
+            fwhm = [fwhm[i - 1] for i in self.band_indexes]
+        return wl, fwhm
+
     def _find_bands(self, wavelengths, fwhm) -> tuple[BandSet | None, str]:  # noqa: ANN001
         n = self.count
         names = tuple(d.split()[0] if d else "" for d in self.descriptions)
         if wavelengths is not None:
-            wl = [float(w) for w in wavelengths]
-            if self.band_indexes is not None and len(wl) == self._file_count:
-                wl = [wl[i - 1] for i in self.band_indexes]  # given for every band of the file
-                if fwhm is not None and len(fwhm) == self._file_count:
-                    fwhm = [fwhm[i - 1] for i in self.band_indexes]
+            wl, fwhm = self._of_bands_read([float(w) for w in wavelengths], fwhm)
             if len(wl) != n:
                 raise BandCountError(
                     f"`wavelengths` has {len(wl)} values but {self.path.name} has {n} bands"
@@ -627,10 +636,7 @@ class Raster:
                 if "fwhm" in self._envi
                 else None
             )
-            if self.band_indexes is not None and len(wl) == self._file_count:
-                wl = [wl[i - 1] for i in self.band_indexes]
-                if fw is not None and len(fw) == self._file_count:
-                    fw = [fw[i - 1] for i in self.band_indexes]
+            wl, fw = self._of_bands_read(wl, fw)
             if len(wl) == n and (fw is None or len(fw) == n):
                 return BandSet(tuple(wl), tuple(fw or estimate_fwhm(wl)), names), "ENVI header"
             logger.warning(

@@ -95,6 +95,7 @@ def bil_chunks(
     all 0, a swath edge's fill) or None (every pixel is data)."""
     dt = np.dtype(dtype)
     line_bytes = bands * width * dt.itemsize
+    rule = nodata_rule(nodata, None)  # a stream declares nothing of its own
     got = 0
     while True:
         blob = _read_exact(stream, line_bytes * lines)
@@ -111,7 +112,7 @@ def bil_chunks(
         # 4000 px, 2026-12-05), whatever the layout of the strip handed on
         raw = np.frombuffer(blob, dtype=dt).reshape(n, bands, width).transpose(1, 0, 2)
         if not got:  # a band of fill (a dead detector band) named once, from the first lines
-            fills = fill_values(*nodata_rule(nodata, None), dt)
+            fills = fill_values(*rule, dt)
             fill = bands_of_fill(raw, fills)
             if fill is not None:
                 logger.warning(
@@ -120,7 +121,7 @@ def bil_chunks(
                     fill_bands_message("input stream", fill, fills),
                     n - 1,
                 )
-        valid = _stream_valid(raw, nodata)
+        valid = _stream_valid(raw, rule)
         arr = raw.astype(np.float32)
         del blob, raw
         arr *= np.float32(scale)  # in place: no temporaries of the strip
@@ -140,11 +141,11 @@ def bil_chunks(
 
 
 def _stream_valid(
-    raw: npt.NDArray[Any], nodata: float | str | None
+    raw: npt.NDArray[Any], rule: tuple[float | None, bool]
 ) -> npt.NDArray[np.bool_] | None:
-    """``(n, width)`` validity of a stream's stored values (see :func:`bil_chunks`: a file's
-    rule, a stream declaring nothing); None where every pixel is data."""
-    valid = values_valid(raw, *nodata_rule(nodata, None))
+    """``(n, width)`` validity of a stream's stored values under :func:`nodata_rule`'s
+    ``rule`` (see :func:`bil_chunks`); None where every pixel is data."""
+    valid = values_valid(raw, *rule)
     return None if valid.all() else valid
 
 
