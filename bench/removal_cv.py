@@ -311,6 +311,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--jobs", type=int, default=2, help="folds trained at once (one core each)")
     ap.add_argument("--tiles", type=int, default=48, help="64-px tiles per held-out scene")
+    ap.add_argument(
+        "--draw",
+        type=int,
+        default=0,
+        help="which cloud draw: 0 (the tables') seeds each scene's tiles and clouds by its name, "
+        "K > 0 by '<name>/draw<K>', clouds no setting was chosen on",
+    )
     ap.add_argument("--eval-only", action="store_true", help="use the fold checkpoints as they are")
     ap.add_argument(
         "--knees",
@@ -534,7 +541,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in held:
             if name not in scenes:
                 continue
-            seed = zlib.crc32(name.encode())  # every scene its own cloud draws
+            # every scene its own cloud draws
+            seed = zlib.crc32((f"{name}/draw{a.draw}" if a.draw else name).encode())
             clear, clouds = _tiles(scenes[name], a.tiles, 64, seed, ranges)
             cloudy = np.stack([c["cloudy"] for c in clouds])
             t550 = np.stack([c["t550"] for c in clouds])
@@ -658,6 +666,7 @@ def main(argv: list[str] | None = None) -> None:
             {_trained_steps(fold_dir(a.bands, k, variant=a.variant)) for k in range(len(FOLDS))}
         ),
         "tiles_per_scene": a.tiles,
+        "cloud_draw": a.draw,
         "tile": 64,
         "clouds": "export.physics.alien_clouds (AlienRanges: outside TRAIN_RANGES, curved Angstrom law, tilted albedo, r^-3 sky light)"
         + (", with a flat albedo and a straight Angstrom law" if a.clouds == "alien-flat" else ""),

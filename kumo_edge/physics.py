@@ -108,7 +108,12 @@ blocks (all cloud, or no cloud the correction touched) keep ``s = 1``, and pixel
 correction left alone are not touched. Pixels the detector calls cloud shadow (P(shadow) at
 :data:`DIRECTION_SHADE` or above, passed by the stream) are no evidence: a cloud's shadow is
 lit by the sky alone, bluer than the sunlit ground the check compares the correction with, and
-as the reference it pulled right corrections towards blue. The correction pass gathers this
+as the reference it pulled right corrections towards blue. The detector finds only part of some
+shadows, so a block whose reference it gives a mean P(shadow) of :data:`DIRECTION_SUSPECT` or
+more AND which is darker on average than the block's corrected pixels is suspect: it is left
+out, and a tile whose only evidence is suspect keeps :data:`DIRECTION_UNSURE` (half) of the
+weight that evidence chooses, between trusting it and keeping the input's colour (measured:
+README, "The direction check", since 2026-12-07, seventh session). The correction pass gathers this
 evidence as it writes each sampled row (:func:`_correct`); where the brightness companion changes the output
 afterwards, it is read from the output instead (:func:`_direction_evidence`), with the same
 sums. The report gives each tile whose weight fell below 1 its ``direction_weight``. The
@@ -210,6 +215,13 @@ DIRECTION_STRIDE = 2
 #: Pixels the detector gives at least this P(shadow) are no evidence for the direction check
 #: (the removal's own shadow point, kumo_edge.stream.REMOVAL_SHADOW_THRESHOLD).
 DIRECTION_SHADE = 0.5
+#: A block whose reference pixels the detector gives a mean P(shadow) of at least this, and
+#: which are darker on average than the block's corrected pixels, may be lit by the sky alone
+#: (a shadow the detector half sees): its reference is suspect (:func:`_evidence_cost`). A
+#: tile whose only evidence is suspect takes DIRECTION_UNSURE of the weight that evidence
+#: chooses.
+DIRECTION_SUSPECT = 0.3
+DIRECTION_UNSURE = 0.5
 #: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
 #: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
 DEPTH_KNEE = 0.15
@@ -317,7 +329,7 @@ def _correct(
     """The runtime's whole correction in one pass: inversion, clip to [0, 1], input kept where
     the estimated cloud is thick, blended in by ``1 - pclear`` when ``weigh`` (else taken whole;
     where ``gate``, each pixel's direct-sun transmittance first through the shadow gate,
-    :func:`_gated_sun`, with ``pshadow``),
+    :func:`_gated_sun`, with ``pshadow``, the detector's P(shadow), zeros where it gave none),
     and per tile row the counts the gate needs (``stats[i, r]``: thin changed pixels, those
     below OUT_OF_RANGE_VALUE, sure-clear pixels, their summed mean absolute change, all of the
     unblended correction). Loops run along columns, so they vectorise. Where ``one_alpha[i]``,
@@ -327,8 +339,8 @@ def _correct(
     test may be compiled away. Each job is one band of rows of one tile, the height of a
     direction-check block (:class:`_Evidence` ``ev``): where ``ev.on``, the sampled rows'
     evidence is gathered while they are in cache (:func:`_evidence_row`), on the pixels that
-    are valid, not thick and not in ``shade`` (the detector's shadow calls), as
-    :func:`_direction_evidence` reads it from the output."""
+    are valid, not thick and not in ``shade`` (the detector's shadow calls), with their
+    P(shadow), as :func:`_direction_evidence` reads it from the output."""
     n, c, h, w = x.shape
     one = np.float32(1.0)
     zero = np.float32(0.0)
@@ -337,6 +349,7 @@ def _correct(
     on, st, bb = ev.on, ev.st, ev.bb
     ref_lim, moved_lim, weights = ev.ref_lim, ev.moved_lim, ev.weights
     ref, cor, n_ref, n_cor = ev.ref, ev.cor, ev.n_ref, ev.n_cor
+    shade_ref, len_ref, len_cor = ev.shade_ref, ev.len_ref, ev.len_cor
     band = bb * st  # rows per job: one row of direction-check blocks
     nbh = (h + band - 1) // band
     for job in nb.prange(n * nbh):
@@ -416,8 +429,9 @@ def _correct(
                     use = valid[i, r, col] and not shade[i, r, col] and not veto[i, r, col]
                     wgt[col] = one if use and t550[i, r, col] >= thick_t else zero
                 _evidence_row(
-                    x[i], y[i], r, wgt, st, bb, ref_lim, moved_lim, weights, ref[i], cor[i],
-                    n_ref[i], n_cor[i], br, px, py, fa, fb,
+                    x[i], y[i], r, wgt, pshadow[i, r], st, bb, ref_lim, moved_lim, weights,
+                    ref[i], cor[i], n_ref[i], n_cor[i], shade_ref[i], len_ref[i], len_cor[i],
+                    br, px, py, fa, fb,
                 )  # fmt: skip
 
 
@@ -718,7 +732,9 @@ class _Evidence(NamedTuple):
     it: ``on`` (gather at all), stride ``st``, block ``bb`` (samples), the reference and moved
     limits, the weights, and per tile and block the sums of the reference pixels' unit spectra
     ``ref`` ``(N, B, C)``, of each weight's blended corrected directions ``cor``
-    ``(N, B, W, C)``, and the counts ``n_ref``, ``n_cor`` ``(N, B)``."""
+    ``(N, B, W, C)``, the counts ``n_ref``, ``n_cor`` ``(N, B)``, and ``(N, B)`` sums of the
+    reference pixels' P(shadow) ``shade_ref`` and lengths (Euclidean norm over bands)
+    ``len_ref``, and of the corrected pixels' lengths ``len_cor``."""
 
     on: bool
     st: int
@@ -730,6 +746,9 @@ class _Evidence(NamedTuple):
     cor: npt.NDArray[np.float64]
     n_ref: npt.NDArray[np.int64]
     n_cor: npt.NDArray[np.int64]
+    shade_ref: npt.NDArray[np.float64]
+    len_ref: npt.NDArray[np.float64]
+    len_cor: npt.NDArray[np.float64]
 
 
 def _evidence(
@@ -752,6 +771,9 @@ def _evidence(
         np.zeros((n, nblk, nw, c)),
         np.zeros((n, nblk), np.int64),
         np.zeros((n, nblk), np.int64),
+        np.zeros((n, nblk)),
+        np.zeros((n, nblk)),
+        np.zeros((n, nblk)),
     )
 
 
@@ -759,9 +781,10 @@ def _evidence(
 def _evidence_pixel(u, v, ref_lim, moved_lim, weights, refk, cork, fa, fb):  # pragma: no cover
     """One sampled pixel's part of the direction check (:func:`check_direction`): ``u``/``v``
     its input and corrected spectra (float64). A pixel the correction moved by less than
-    ``ref_lim`` of its length adds its unit spectrum to ``refk`` and returns 1; one moved by
-    more than ``moved_lim`` adds, per weight ``s``, ``unit((1 - s) unit(u) + s unit(v))`` to
-    ``cork[m]`` and returns 2; else 0. ``fa``/``fb``: scratch, one per weight."""
+    ``ref_lim`` of its length adds its unit spectrum to ``refk`` and returns 1 and its length;
+    one moved by more than ``moved_lim`` adds, per weight ``s``, ``unit((1 - s) unit(u) + s
+    unit(v))`` to ``cork[m]`` and returns 2 and its corrected length; else 0 (and 0).
+    ``fa``/``fb``: scratch, one per weight."""
     c = u.shape[0]
     xx = 0.0
     yy = 0.0
@@ -776,9 +799,9 @@ def _evidence_pixel(u, v, ref_lim, moved_lim, weights, refk, cork, fa, fb):  # p
     if moved < ref_lim:
         for b in range(c):
             refk[b] += u[b] / nx
-        return 1
+        return 1, nx
     if moved <= moved_lim:
-        return 0
+        return 0, 0.0
     cos = xy / (nx * ny)
     nw = weights.shape[0]
     for m in range(nw):
@@ -792,16 +815,38 @@ def _evidence_pixel(u, v, ref_lim, moved_lim, weights, refk, cork, fa, fb):  # p
         b_ = fb[m]
         for b in range(c):
             acc[b] += a_ * u[b] + b_ * v[b]
-    return 2
+    return 2, ny
 
 
 @nb.njit(cache=True, fastmath=True)
 def _evidence_row(
-    x, y, r, use, st, bb, ref_lim, moved_lim, weights, ref, cor, n_ref, n_cor, br, px, py, fa, fb
+    x,
+    y,
+    r,
+    use,
+    shade,
+    st,
+    bb,
+    ref_lim,
+    moved_lim,
+    weights,
+    ref,
+    cor,
+    n_ref,
+    n_cor,
+    shade_ref,
+    len_ref,
+    len_cor,
+    br,
+    px,
+    py,
+    fa,
+    fb,
 ):  # pragma: no cover - numba
     """Row ``r`` of one tile's input ``x`` and output ``y`` ``(C, H, W)`` into that tile's
-    evidence (:class:`_Evidence`: ``ref``, ``cor``, ``n_ref``, ``n_cor`` of the tile), block
-    row ``br``: every ``st``-th pixel where ``use`` (> 0), copied pixel by pixel into
+    evidence (:class:`_Evidence`: ``ref``, ``cor``, ``n_ref``, ``n_cor``, ``shade_ref``,
+    ``len_ref``, ``len_cor`` of the tile), block row ``br``: every ``st``-th pixel where
+    ``use`` (> 0; ``shade``: the row's P(shadow)), copied pixel by pixel into
     ``px``/``py`` ``(>= W / st, C)`` first, so the band loops vectorise. One compiled function
     that both :func:`_correct` and :func:`_direction_evidence` call (inlined into each, it
     doubled their compile time)."""
@@ -818,28 +863,42 @@ def _evidence_row(
         if not use[j * st] > 0:
             continue
         k = br * bw + j // bb
-        got = _evidence_pixel(px[j], py[j], ref_lim, moved_lim, weights, ref[k], cor[k], fa, fb)
+        got, length = _evidence_pixel(
+            px[j], py[j], ref_lim, moved_lim, weights, ref[k], cor[k], fa, fb
+        )
         if got == 1:
             n_ref[k] += 1
+            shade_ref[k] += shade[j * st]
+            len_ref[k] += length
         elif got == 2:
             n_cor[k] += 1
+            len_cor[k] += length
 
 
 @nb.njit(cache=True)
-def _evidence_cost(ref, cor, n_ref, n_cor, min_n):  # pragma: no cover - numba
+def _evidence_cost(
+    ref, cor, n_ref, n_cor, shade_ref, len_ref, len_cor, min_n, suspect
+):  # pragma: no cover - numba
     """The direction check's cost per weight from one tile's block sums (:class:`_Evidence`,
     ``ref`` ``(B, C)``, ``cor`` ``(B, W, C)``): the corrected count times ``1 - cos`` of the
     angle between each weight's corrected sum and the reference sum, plus the mean resultant
     length (a sum's length over its count) by which the corrected pixels' falls short of the
     reference's (the colour scatter the correction adds beyond the clear ground's), summed
-    over the blocks with at least ``min_n`` of each; and whether any block had that much."""
+    over the blocks with at least ``min_n`` of each. Returned twice: over every such block, and
+    over those whose reference is not suspect (its mean P(shadow) at least ``suspect`` and its
+    mean length below the corrected pixels': ground a shadow may light by the sky alone), each
+    with whether any block counted."""
     nblk, nw, c = cor.shape
     cost = np.zeros(nw)
+    trusted = np.zeros(nw)
     any_good = False
+    any_trusted = False
     for k in range(nblk):
         if n_ref[k] < min_n or n_cor[k] < min_n:
             continue
         any_good = True
+        doubt = shade_ref[k] >= suspect * n_ref[k] and len_ref[k] * n_cor[k] < len_cor[k] * n_ref[k]
+        any_trusted = any_trusted or not doubt
         rr = 0.0
         for b in range(c):
             rr += ref[k, b] * ref[k, b]
@@ -851,23 +910,26 @@ def _evidence_cost(ref, cor, n_ref, n_cor, min_n):  # pragma: no cover - numba
                 cc += cor[k, m, b] * cor[k, m, b]
                 rc += cor[k, m, b] * ref[k, b]
             rho = np.sqrt(cc) / n_cor[k]
-            cost[m] += n_cor[k] * (
-                1.0 - rc / max(np.sqrt(rr * cc), 1e-12) + max(rho_ref - rho, 0.0)
-            )
-    return cost, any_good
+            part = n_cor[k] * (1.0 - rc / max(np.sqrt(rr * cc), 1e-12) + max(rho_ref - rho, 0.0))
+            cost[m] += part
+            if not doubt:
+                trusted[m] += part
+    return cost, any_good, trusted, any_trusted
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
-def _direction_evidence(x, y, use, ev):  # pragma: no cover - numba
+def _direction_evidence(x, y, use, shade, ev):  # pragma: no cover - numba
     """The direction check's evidence read from a corrected tile ``y`` of input ``x``
-    ``(C, H, W)`` into tile 0 of ``ev``, on the pixels ``use`` (what :func:`_correct` gathers
-    as it writes; used where the output changes after it: the brightness companion)."""
+    ``(C, H, W)`` into tile 0 of ``ev``, on the pixels ``use`` ``(H, W)`` (what :func:`_correct`
+    gathers as it writes; used where the output changes after it: the brightness companion);
+    ``shade`` ``(H, W)`` the detector's P(shadow)."""
     c, h, w = x.shape
     # taken out before the parallel loop: inside one, writes to arrays held in a tuple argument
     # are lost (numba 0.68; numba issues #7135, #10338, open)
     st, bb = ev.st, ev.bb
     ref_lim, moved_lim, weights = ev.ref_lim, ev.moved_lim, ev.weights
     ref, cor, n_ref, n_cor = ev.ref, ev.cor, ev.n_ref, ev.n_cor
+    shade_ref, len_ref, len_cor = ev.shade_ref, ev.len_ref, ev.len_cor
     nbh = (h + bb * st - 1) // (bb * st)
     ws = (w + st - 1) // st
     nw = weights.shape[0]
@@ -881,8 +943,8 @@ def _direction_evidence(x, y, use, ev):  # pragma: no cover - numba
             for col in range(w):
                 u[col] = 1.0 if use[r, col] else 0.0
             _evidence_row(
-                x, y, r, u, st, bb, ref_lim, moved_lim, weights, ref[0], cor[0], n_ref[0],
-                n_cor[0], br, px, py, fa, fb,
+                x, y, r, u, shade[r], st, bb, ref_lim, moved_lim, weights, ref[0], cor[0],
+                n_ref[0], n_cor[0], shade_ref[0], len_ref[0], len_cor[0], br, px, py, fa, fb,
             )  # fmt: skip
 
 
@@ -936,16 +998,23 @@ def check_direction(
     use: npt.NDArray[np.bool_],
     stride: int = DIRECTION_STRIDE,
     out: npt.NDArray[np.float32] | None = None,
+    p_shadow: npt.NDArray[np.float32] | None = None,
 ) -> float:
     """How much of the correction's spectral direction ``y`` keeps, on one tile (module
     docstring, "The direction check"). ``x``/``y`` ``(C, H, W)`` input and corrected tile,
-    ``use`` ``(H, W)`` the pixels that may serve as evidence (valid, not thick). Returns the
+    ``use`` ``(H, W)`` the pixels that may serve as evidence (valid, not thick), ``p_shadow``
+    ``(H, W)`` the detector's P(shadow) (None: 0, no reference is suspect). Returns the
     weight ``s`` applied: every pixel becomes ``|y| * unit((1 - s) unit(x) + s unit(y))``
     (at most 1); 1 leaves ``y`` as it was. The result is written to ``out`` (default: ``y``
     itself, in place; it may also be ``x``). ``stride``: every how many rows and columns the
     evidence is sampled."""
     ev = _evidence(1, *x.shape, on=True, stride=stride)
-    _direction_evidence(x, y, np.ascontiguousarray(use), ev)
+    shade = (
+        np.zeros(use.shape, np.float32)
+        if p_shadow is None
+        else np.ascontiguousarray(p_shadow, np.float32)
+    )
+    _direction_evidence(x, y, np.ascontiguousarray(use), shade, ev)
     return _apply_direction(x, y, ev, 0, out)
 
 
@@ -957,13 +1026,26 @@ def _apply_direction(
     out: npt.NDArray[np.float32] | None,
 ) -> float:
     """:func:`check_direction` given tile ``i``'s evidence: the weight chosen, applied."""
-    cost, any_good = _evidence_cost(
-        ev.ref[i], ev.cor[i], ev.n_ref[i], ev.n_cor[i], DIRECTION_MIN_PIXELS
+    cost, any_good, trusted, any_trusted = _evidence_cost(
+        ev.ref[i],
+        ev.cor[i],
+        ev.n_ref[i],
+        ev.n_cor[i],
+        ev.shade_ref[i],
+        ev.len_ref[i],
+        ev.len_cor[i],
+        DIRECTION_MIN_PIXELS,
+        DIRECTION_SUSPECT,
     )
     weights = ev.weights
     # the least cost: the angle between corrected and clear mean directions and the scatter
-    # the correction adds (ties: the larger weight)
-    best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))]) if any_good else 1.0
+    # the correction adds (ties: the larger weight), on the blocks whose reference is not
+    # suspect; where every block's is, DIRECTION_UNSURE of what they choose
+    best = 1.0
+    if any_trusted:
+        best = float(weights[len(trusted) - 1 - int(np.argmin(trusted[::-1]))])
+    elif any_good:
+        best = DIRECTION_UNSURE * float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))])
     if best < 1.0:
         _direction_apply(x, y, np.float32(best), y if out is None else out)
     elif out is not None and out is not y:
@@ -1194,7 +1276,11 @@ class PhysicsRemover:
         # per tile of the last call: fitted alpha, gain, whether fitted (see fit_spectrum)
         p, self.last_fit = self.estimate(x, ok) if estimate is None else estimate
         gate = bool(weigh and self.shadow_gate and p_clear is not None and p_shadow is not None)
-        ps = np.ascontiguousarray(p_shadow, np.float32) if gate else pc
+        ps = (
+            np.zeros((n, h, w), np.float32)
+            if p_shadow is None
+            else np.ascontiguousarray(p_shadow, np.float32)
+        )
         # the direction check's evidence gathered in the same pass, unless the brightness
         # companion changes the output after it
         ev = _evidence(
@@ -1247,7 +1333,7 @@ class PhysicsRemover:
                 self.last_direction[i] = (
                     _apply_direction(x[i], y[i], ev, i, dst)
                     if ev.on
-                    else check_direction(x[i], y[i], use[i], self.direction_stride, dst)
+                    else check_direction(x[i], y[i], use[i], self.direction_stride, dst, ps[i])
                 )
             elif out is not None:
                 out[i] = y[i]

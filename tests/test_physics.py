@@ -890,6 +890,38 @@ def test_direction_check_counts_the_colour_noise_a_correction_adds():
     assert check_direction(x2, y2, np.ones((64, 64), bool)) == 1.0
 
 
+def test_direction_check_halves_what_a_reference_in_half_seen_shadow_chooses():
+    """A clear reference the detector leans towards shadow (mean P(shadow) at DIRECTION_SUSPECT
+    or more, below its shadow point) and darker than the corrected pixels may be lit by the sky
+    alone: a tile with no other evidence keeps DIRECTION_UNSURE of the weight that reference
+    chooses. A reference as suspect by P(shadow) but brighter, or darker with a lower
+    P(shadow), is trusted as before; a trusted block elsewhere in the tile decides alone."""
+    from kumo_edge.physics import DIRECTION_SUSPECT, DIRECTION_UNSURE
+
+    _, x, y, cloudy = _striped_cloud(albedo_used=0.7)
+    bluer = np.linspace(1.15, 0.85, 8, dtype=np.float32)[:, None, None]
+    use = np.ones((64, 64), bool)
+
+    def weight(dim: float, p: float | None, xs=None, ys=None) -> float:
+        if xs is None:
+            xs = np.where(cloudy, x, x * dim * bluer).astype(np.float32)
+            ys = np.where(cloudy, y, xs).astype(np.float32)
+        ps = None if p is None else np.full((64, 64), p, np.float32)
+        return check_direction(xs, ys.copy(), use, p_shadow=ps)
+
+    trusting = weight(0.45, None)  # the sky-lit reference pulls the right correction back
+    assert 0.0 < trusting < 1.0
+    assert weight(0.45, DIRECTION_SUSPECT + 0.05) == DIRECTION_UNSURE * trusting
+    assert weight(0.45, DIRECTION_SUSPECT - 0.1) == trusting
+    assert weight(1.6, DIRECTION_SUSPECT + 0.05) == weight(1.6, None)  # brighter: no shadow
+    # the left block column's reference sunlit and trusted: it alone decides (the correction
+    # is right there, so the whole of it is kept)
+    xs = np.where(cloudy, x, x * 0.45 * bluer).astype(np.float32)
+    xs[:, :, :32] = x[:, :, :32]
+    ys = np.where(cloudy, y, xs).astype(np.float32)
+    assert weight(0, DIRECTION_SUSPECT + 0.05, xs, ys) == 1.0
+
+
 def test_direction_check_samples_every_stride_th_row_and_column():
     """The evidence is read on every ``stride``-th row and column: with usable pixels only on
     odd rows, the default stride 2 sees none and leaves the correction, stride 1 sees them
@@ -962,9 +994,10 @@ def test_correct_into_out_gives_the_same_tiles_also_in_place():
 
 def test_direction_evidence_gathered_in_the_correction_pass_is_the_separate_checks():
     """The correction pass gathers the direction check's evidence as it writes the output; it
-    is what :func:`check_direction` reads from that output afterwards: the same sums, weight
-    and tiles, with no-data and thick pixels left out of the evidence, at strides 1-3."""
-    from kumo_edge.physics import _direction_evidence, _evidence
+    is what :func:`check_direction` reads from that output afterwards: the same sums (the
+    reference's P(shadow) and lengths included), weight and tiles, with no-data, thick and
+    shadow-called pixels left out of the evidence, at strides 1-3."""
+    from kumo_edge.physics import DIRECTION_SHADE, _direction_evidence, _evidence
 
     surface, x, _, cloudy = _striped_cloud(albedo_used=0.8)
     tiles = np.stack([x, x[:, ::-1].copy()])
@@ -974,22 +1007,27 @@ def test_direction_evidence_gathered_in_the_correction_pass_is_the_separate_chec
     valid = np.ones((2, 64, 64), bool)
     valid[0, :, :9] = False  # no data along a swath edge
     p_clear = np.where(cloudy, 0.05, 0.97).astype(np.float32)[None].repeat(2, 0)
+    p_shadow = np.random.default_rng(5).uniform(0, 0.6, (2, 64, 64)).astype(np.float32)
     for stride in (1, 2, 3):
         fused = _MapParams(p)
         fused.fit, fused.direction, fused.direction_stride = False, True, stride
-        want = fused.correct(tiles.copy(), p_clear, valid, weigh=True)[0]
+        want = fused.correct(tiles.copy(), p_clear, valid, weigh=True, p_shadow=p_shadow)[0]
         apart = _MapParams(p)
         apart.fit, apart.direction = False, False
-        y, _, thick, verdicts = apart.correct(tiles.copy(), p_clear, valid, weigh=True)
+        y, _, thick, verdicts = apart.correct(
+            tiles.copy(), p_clear, valid, weigh=True, p_shadow=p_shadow
+        )
         assert verdicts == [None, None] and thick[1, 40:].all()
         got = fused.last_evidence
         assert got.on
         for i in range(2):
+            use = valid[i] & ~thick[i] & (p_shadow[i] < DIRECTION_SHADE)
             ev = _evidence(1, *tiles[i].shape, on=True, stride=stride)
-            _direction_evidence(tiles[i], y[i], valid[i] & ~thick[i], ev)
+            _direction_evidence(tiles[i], y[i], use, p_shadow[i], ev)
+            assert got.shade_ref[i].sum() > 0 and got.len_cor[i].sum() > 0
             for a, b in zip(ev[6:], got[6:], strict=True):  # the sums and counts
                 np.testing.assert_allclose(a[0], b[i], rtol=1e-12, atol=1e-12)
-            s = check_direction(tiles[i], y[i], valid[i] & ~thick[i], stride)
+            s = check_direction(tiles[i], y[i], use, stride, p_shadow=p_shadow[i])
             assert s == fused.last_direction[i]
         assert fused.last_direction.min() < 1.0
         np.testing.assert_array_equal(y, want)
