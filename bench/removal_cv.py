@@ -70,12 +70,16 @@ NOGATE_BRIGHT_ROW = f"{BRIGHT_ROW}, no shadow gate"
 KNEE_ROW = "physics INT8+detector, knee"
 NESTED_ROW = "physics INT8+detector, knee nested"
 #: The remover's settings swept by options (--direction-shades: the direction check's shadow
-#: point, kumo_edge.physics.DIRECTION_SHADE; --direction-darks and --sure-depths were measured
-#: and removed on 2026-12-07, see README): option attribute, PhysicsRemover keyword, row word.
-#: One row per value evaluated ("physics INT8+detector, <word> <value>", and with the
-#: brightness companion), and the value each fold chose on the other folds' scenes
-#: ("..., <word> nested").
-SWEEPS = (("direction_shades", "direction_shade", "shade"),)
+#: point, kumo_edge.physics.DIRECTION_SHADE; --direction-unsures: the share of its weight a
+#: tile keeps whose only evidence is suspect, kumo_edge.physics.DIRECTION_UNSURE, 1 = every
+#: block counts; --direction-darks and --sure-depths were measured and removed on 2026-12-07,
+#: see README): option attribute, PhysicsRemover keyword, row word. One row per value
+#: evaluated ("physics INT8+detector, <word> <value>", and with the brightness companion), and
+#: the value each fold chose on the other folds' scenes ("..., <word> nested").
+SWEEPS = (
+    ("direction_shades", "direction_shade", "shade"),
+    ("direction_unsures", "direction_unsure", "unsure"),
+)
 #: An analysis row, not a method: the shipped physics row with every truly cloud-free pixel
 #: (two-way transmittance >= 0.98) put back to its input, i.e. what the remover would score if
 #: it never touched clear ground.
@@ -346,6 +350,15 @@ def main(argv: list[str] | None = None) -> None:
         "(kumo_edge.physics.DIRECTION_SHADE; 1 leaves only certain shadow out) to evaluate beside "
         "the shipped one: one row each, with and without the brightness companion, and the point "
         "each fold chooses on the OTHER folds' scenes ('shade nested')",
+    )
+    ap.add_argument(
+        "--direction-unsures",
+        default="",
+        help="comma-separated shares of its weight a tile keeps whose only direction-check "
+        "evidence is suspect (kumo_edge.physics.DIRECTION_UNSURE, shipped for three-band removers; "
+        "1: every block counts, as removers of more bands do) to evaluate beside the shipped "
+        "setting: one row each, with and without the brightness companion, and each fold's "
+        "choice on the OTHER folds' scenes ('unsure nested')",
     )
     ap.add_argument(
         "--variant",
@@ -694,7 +707,9 @@ def main(argv: list[str] | None = None) -> None:
             "analysis" * a.analysis,
             "dirstride" * bool(a.direction_strides),
             "shade" * bool(a.direction_shades),
+            "unsure" * bool(a.direction_unsures),
             "foldcompanion" * bool(a.fold_companions),
+            f"draw{a.draw}" if a.draw else "",
         )
         if t
     )

@@ -110,10 +110,13 @@ correction left alone are not touched. Pixels the detector calls cloud shadow (P
 lit by the sky alone, bluer than the sunlit ground the check compares the correction with, and
 as the reference it pulled right corrections towards blue. The detector finds only part of some
 shadows, so a block whose reference it gives a mean P(shadow) of :data:`DIRECTION_SUSPECT` or
-more AND which is darker on average than the block's corrected pixels is suspect: it is left
-out, and a tile whose only evidence is suspect keeps :data:`DIRECTION_UNSURE` (half) of the
-weight that evidence chooses, between trusting it and keeping the input's colour (measured:
-README, "The direction check", since 2026-12-07, seventh session). The correction pass gathers this
+more AND which is darker on average than the block's corrected pixels is suspect. With three
+bands (:data:`DIRECTION_UNSURE_BANDS`), whose depth and albedo leave a correction's colour
+least constrained, a suspect block is left out, and a tile whose only evidence is suspect
+keeps :data:`DIRECTION_UNSURE` (half) of the weight that evidence chooses, between trusting it
+and keeping the input's colour; with more bands every block counts (measured: README, "The
+direction check", since 2026-12-07, seventh session: it helps rgb's worst scenes, and costs
+rgbn and hsi32 a little of their mean angle). The correction pass gathers this
 evidence as it writes each sampled row (:func:`_correct`); where the brightness companion changes the output
 afterwards, it is read from the output instead (:func:`_direction_evidence`), with the same
 sums. The report gives each tile whose weight fell below 1 its ``direction_weight``. The
@@ -217,11 +220,13 @@ DIRECTION_STRIDE = 2
 DIRECTION_SHADE = 0.5
 #: A block whose reference pixels the detector gives a mean P(shadow) of at least this, and
 #: which are darker on average than the block's corrected pixels, may be lit by the sky alone
-#: (a shadow the detector half sees): its reference is suspect (:func:`_evidence_cost`). A
-#: tile whose only evidence is suspect takes DIRECTION_UNSURE of the weight that evidence
-#: chooses.
+#: (a shadow the detector half sees): its reference is suspect (:func:`_evidence_cost`). For
+#: removers of at most DIRECTION_UNSURE_BANDS bands, suspect blocks are left out and a tile
+#: whose only evidence is suspect takes DIRECTION_UNSURE of the weight that evidence chooses;
+#: with more bands (a correction's colour better constrained) every block counts as before.
 DIRECTION_SUSPECT = 0.3
 DIRECTION_UNSURE = 0.5
+DIRECTION_UNSURE_BANDS = 3
 #: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
 #: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
 DEPTH_KNEE = 0.15
@@ -999,11 +1004,14 @@ def check_direction(
     stride: int = DIRECTION_STRIDE,
     out: npt.NDArray[np.float32] | None = None,
     p_shadow: npt.NDArray[np.float32] | None = None,
+    unsure: float = 1.0,
 ) -> float:
     """How much of the correction's spectral direction ``y`` keeps, on one tile (module
     docstring, "The direction check"). ``x``/``y`` ``(C, H, W)`` input and corrected tile,
     ``use`` ``(H, W)`` the pixels that may serve as evidence (valid, not thick), ``p_shadow``
-    ``(H, W)`` the detector's P(shadow) (None: 0, no reference is suspect). Returns the
+    ``(H, W)`` the detector's P(shadow) (None: 0, no reference is suspect); ``unsure`` below 1:
+    suspect blocks are left out and a tile with only those takes ``unsure`` of the weight they
+    choose (1: every block counts). Returns the
     weight ``s`` applied: every pixel becomes ``|y| * unit((1 - s) unit(x) + s unit(y))``
     (at most 1); 1 leaves ``y`` as it was. The result is written to ``out`` (default: ``y``
     itself, in place; it may also be ``x``). ``stride``: every how many rows and columns the
@@ -1015,7 +1023,7 @@ def check_direction(
         else np.ascontiguousarray(p_shadow, np.float32)
     )
     _direction_evidence(x, y, np.ascontiguousarray(use), shade, ev)
-    return _apply_direction(x, y, ev, 0, out)
+    return _apply_direction(x, y, ev, 0, out, unsure)
 
 
 def _apply_direction(
@@ -1024,6 +1032,7 @@ def _apply_direction(
     ev: _Evidence,
     i: int,
     out: npt.NDArray[np.float32] | None,
+    unsure: float = 1.0,
 ) -> float:
     """:func:`check_direction` given tile ``i``'s evidence: the weight chosen, applied."""
     cost, any_good, trusted, any_trusted = _evidence_cost(
@@ -1039,13 +1048,14 @@ def _apply_direction(
     )
     weights = ev.weights
     # the least cost: the angle between corrected and clear mean directions and the scatter
-    # the correction adds (ties: the larger weight), on the blocks whose reference is not
-    # suspect; where every block's is, DIRECTION_UNSURE of what they choose
+    # the correction adds (ties: the larger weight); where unsure, on the blocks whose
+    # reference is not suspect, or where every block's is, ``unsure`` of what they choose
     best = 1.0
-    if any_trusted:
+    if unsure < 1.0 and any_trusted:
         best = float(weights[len(trusted) - 1 - int(np.argmin(trusted[::-1]))])
     elif any_good:
-        best = DIRECTION_UNSURE * float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))])
+        best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))])
+        best *= unsure if unsure < 1.0 else 1.0
     if best < 1.0:
         _direction_apply(x, y, np.float32(best), y if out is None else out)
     elif out is not None and out is not y:
@@ -1089,6 +1099,9 @@ class PhysicsRemover:
     direction_stride = DIRECTION_STRIDE
     #: The detector's P(shadow) from which a pixel is no evidence for the direction check.
     direction_shade = DIRECTION_SHADE
+    #: Below 1, the share of its weight a tile keeps whose only evidence is suspect (module
+    #: docstring; DIRECTION_UNSURE for removers of at most DIRECTION_UNSURE_BANDS bands).
+    direction_unsure = 1.0
     #: The detector's P(thick) from which a pixel keeps its input whatever its estimated
     #: transmittance (``correct(p_thick=)``; module docstring).
     thick_veto = THICK_VETO
@@ -1105,6 +1118,7 @@ class PhysicsRemover:
         direction_stride: int = DIRECTION_STRIDE,
         direction_shade: float = DIRECTION_SHADE,
         shadow_gate: bool = True,
+        direction_unsure: float | None = None,
     ) -> None:
         if model.contract.output != "cloud_params_half":
             raise ModelContractError(
@@ -1122,6 +1136,12 @@ class PhysicsRemover:
         if not 0.0 < direction_shade <= 1.0:
             raise ConfigError(f"direction_shade must lie in (0, 1], got {direction_shade}")
         self.direction_shade = float(direction_shade)
+        if direction_unsure is None:  # module docstring, "The direction check"
+            few = len(model.bands) <= DIRECTION_UNSURE_BANDS
+            direction_unsure = DIRECTION_UNSURE if few else 1.0
+        if not 0.0 <= direction_unsure <= 1.0:
+            raise ConfigError(f"direction_unsure must lie in [0, 1], got {direction_unsure}")
+        self.direction_unsure = float(direction_unsure)
         if not 0.0 <= depth_knee < 1.0:
             raise ConfigError(f"depth_knee must lie in [0, 1), got {depth_knee}")
         self.depth_knee = float(depth_knee)
@@ -1331,9 +1351,11 @@ class PhysicsRemover:
             elif use is not None:
                 dst = None if out is None else out[i]
                 self.last_direction[i] = (
-                    _apply_direction(x[i], y[i], ev, i, dst)
+                    _apply_direction(x[i], y[i], ev, i, dst, self.direction_unsure)
                     if ev.on
-                    else check_direction(x[i], y[i], use[i], self.direction_stride, dst, ps[i])
+                    else check_direction(
+                        x[i], y[i], use[i], self.direction_stride, dst, ps[i], self.direction_unsure
+                    )
                 )
             elif out is not None:
                 out[i] = y[i]

@@ -893,25 +893,29 @@ def test_direction_check_counts_the_colour_noise_a_correction_adds():
 def test_direction_check_halves_what_a_reference_in_half_seen_shadow_chooses():
     """A clear reference the detector leans towards shadow (mean P(shadow) at DIRECTION_SUSPECT
     or more, below its shadow point) and darker than the corrected pixels may be lit by the sky
-    alone: a tile with no other evidence keeps DIRECTION_UNSURE of the weight that reference
-    chooses. A reference as suspect by P(shadow) but brighter, or darker with a lower
-    P(shadow), is trusted as before; a trusted block elsewhere in the tile decides alone."""
-    from kumo_edge.physics import DIRECTION_SUSPECT, DIRECTION_UNSURE
+    alone: where unsure (three-band removers), a tile with no other evidence keeps
+    DIRECTION_UNSURE of the weight that reference chooses. A reference as suspect by P(shadow)
+    but brighter, or darker with a lower P(shadow), is trusted as before; a trusted block
+    elsewhere in the tile decides alone; removers of more bands trust every block."""
+    from kumo_edge.physics import DIRECTION_SUSPECT, DIRECTION_UNSURE, as_remover
 
     _, x, y, cloudy = _striped_cloud(albedo_used=0.7)
     bluer = np.linspace(1.15, 0.85, 8, dtype=np.float32)[:, None, None]
     use = np.ones((64, 64), bool)
+    unsure = DIRECTION_UNSURE
+    assert 0.0 < unsure < 1.0
 
-    def weight(dim: float, p: float | None, xs=None, ys=None) -> float:
+    def weight(dim: float, p: float | None, xs=None, ys=None, unsure: float = unsure) -> float:
         if xs is None:
             xs = np.where(cloudy, x, x * dim * bluer).astype(np.float32)
             ys = np.where(cloudy, y, xs).astype(np.float32)
         ps = None if p is None else np.full((64, 64), p, np.float32)
-        return check_direction(xs, ys.copy(), use, p_shadow=ps)
+        return check_direction(xs, ys.copy(), use, p_shadow=ps, unsure=unsure)
 
     trusting = weight(0.45, None)  # the sky-lit reference pulls the right correction back
     assert 0.0 < trusting < 1.0
-    assert weight(0.45, DIRECTION_SUSPECT + 0.05) == DIRECTION_UNSURE * trusting
+    assert weight(0.45, DIRECTION_SUSPECT + 0.05) == unsure * trusting
+    assert weight(0.45, DIRECTION_SUSPECT + 0.05, unsure=1.0) == trusting  # every block counts
     assert weight(0.45, DIRECTION_SUSPECT - 0.1) == trusting
     assert weight(1.6, DIRECTION_SUSPECT + 0.05) == weight(1.6, None)  # brighter: no shadow
     # the left block column's reference sunlit and trusted: it alone decides (the correction
@@ -920,6 +924,12 @@ def test_direction_check_halves_what_a_reference_in_half_seen_shadow_chooses():
     xs[:, :, :32] = x[:, :, :32]
     ys = np.where(cloudy, y, xs).astype(np.float32)
     assert weight(0, DIRECTION_SUSPECT + 0.05, xs, ys) == 1.0
+    # the shipped removers: unsure with three bands only
+    from kumo_edge.runtime import load_model, shipped_models
+
+    for bands, want in (("rgb", unsure), ("rgbn", 1.0), ("hsi32", 1.0)):
+        rem = as_remover(load_model(shipped_models()[bands]["generator"], threads=1))
+        assert rem.direction_unsure == want, bands
 
 
 def test_direction_check_samples_every_stride_th_row_and_column():
