@@ -119,7 +119,8 @@ direction check", since 2026-12-07, seventh session: it helps rgb's worst scenes
 rgbn and hsi32 a little of their mean angle). The correction pass gathers this
 evidence as it writes each sampled row (:func:`_correct`); where the brightness companion changes the output
 afterwards, it is read from the output instead (:func:`_direction_evidence`), with the same
-sums. The report gives each tile whose weight fell below 1 its ``direction_weight``. The
+sums. The report gives each tile whose weight fell below 1 its ``direction_weight`` (and
+``direction_doubt`` where it was taken unsure). The
 check cannot make a pixel worse than both the input and the full correction: its direction
 lies on the arc between theirs, and for non-negative spectra the angle to any true spectrum
 along that arc is largest at one of its ends (up to the clipping of values above 1).
@@ -889,10 +890,10 @@ def _evidence_cost(
     angle between each weight's corrected sum and the reference sum, plus the mean resultant
     length (a sum's length over its count) by which the corrected pixels' falls short of the
     reference's (the colour scatter the correction adds beyond the clear ground's), summed
-    over the blocks with at least ``min_n`` of each. Returned twice: over every such block, and
-    over those whose reference is not suspect (its mean P(shadow) at least ``suspect`` and its
-    mean length below the corrected pixels': ground a shadow may light by the sky alone), each
-    with whether any block counted."""
+    over the blocks with at least ``min_n`` of each. Returned twice, each with whether any
+    block counted: over every such block, and over those whose reference is not suspect (a
+    suspect one has a mean P(shadow) of at least ``suspect`` and a mean length below the
+    corrected pixels': ground a shadow the detector half sees may light by the sky alone)."""
     nblk, nw, c = cor.shape
     cost = np.zeros(nw)
     trusted = np.zeros(nw)
@@ -1016,6 +1017,19 @@ def check_direction(
     (at most 1); 1 leaves ``y`` as it was. The result is written to ``out`` (default: ``y``
     itself, in place; it may also be ``x``). ``stride``: every how many rows and columns the
     evidence is sampled."""
+    return _check_direction(x, y, use, stride, out, p_shadow, unsure)[0]
+
+
+def _check_direction(
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.float32],
+    use: npt.NDArray[np.bool_],
+    stride: int,
+    out: npt.NDArray[np.float32] | None,
+    p_shadow: npt.NDArray[np.float32] | None,
+    unsure: float,
+) -> tuple[float, bool]:
+    """:func:`check_direction`, with whether its weight was taken ``unsure``."""
     ev = _evidence(1, *x.shape, on=True, stride=stride)
     shade = (
         np.zeros(use.shape, np.float32)
@@ -1033,8 +1047,9 @@ def _apply_direction(
     i: int,
     out: npt.NDArray[np.float32] | None,
     unsure: float = 1.0,
-) -> float:
-    """:func:`check_direction` given tile ``i``'s evidence: the weight chosen, applied."""
+) -> tuple[float, bool]:
+    """:func:`check_direction` given tile ``i``'s evidence: the weight chosen, applied, and
+    whether it was taken ``unsure`` (the tile's only evidence suspect)."""
     cost, any_good, trusted, any_trusted = _evidence_cost(
         ev.ref[i],
         ev.cor[i],
@@ -1051,16 +1066,18 @@ def _apply_direction(
     # the correction adds (ties: the larger weight); where unsure, on the blocks whose
     # reference is not suspect, or where every block's is, ``unsure`` of what they choose
     best = 1.0
+    doubt = False
     if unsure < 1.0 and any_trusted:
         best = float(weights[len(trusted) - 1 - int(np.argmin(trusted[::-1]))])
     elif any_good:
         best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))])
-        best *= unsure if unsure < 1.0 else 1.0
+        doubt = unsure < 1.0
+        best *= unsure if doubt else 1.0
     if best < 1.0:
         _direction_apply(x, y, np.float32(best), y if out is None else out)
     elif out is not None and out is not y:
         out[...] = y
-    return best
+    return best, doubt
 
 
 def _same_view(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> bool:
@@ -1342,6 +1359,8 @@ class PhysicsRemover:
         # per tile of the last call: the weight the direction check left on the correction,
         # and the evidence the correction pass gathered for it (``on`` False: none)
         self.last_direction = np.ones(n, np.float32)
+        # and whether that weight was taken unsure (the tile's only evidence suspect)
+        self.last_doubt = np.zeros(n, bool)
         self.last_evidence = ev
         use = ok & ~thick & ~shaded if self.direction else None
         for i, why in enumerate(verdicts):
@@ -1350,10 +1369,10 @@ class PhysicsRemover:
                     out[i] = x[i]
             elif use is not None:
                 dst = None if out is None else out[i]
-                self.last_direction[i] = (
+                self.last_direction[i], self.last_doubt[i] = (
                     _apply_direction(x[i], y[i], ev, i, dst, self.direction_unsure)
                     if ev.on
-                    else check_direction(
+                    else _check_direction(
                         x[i], y[i], use[i], self.direction_stride, dst, ps[i], self.direction_unsure
                     )
                 )

@@ -718,6 +718,8 @@ def _physics_batch(
             rec["optical_depth_gain"] = round(float(fits[j, 1]), 3)
         if direction is not None and direction[0] < 1:
             rec["direction_weight"] = round(float(direction[0]), 3)
+            if getattr(remover, "last_doubt", np.zeros(1, bool))[0]:
+                rec["direction_doubt"] = True  # its only clear reference maybe in shadow
         if sure is not None and sure.any():  # kept as input as the detector is sure of thick
             rec["thick_by_detector"] = round(float(sure.sum() / max(int(valid[n].sum()), 1)), 4)
         if rec:

@@ -976,6 +976,39 @@ def test_stream_reports_the_direction_check():
     assert sam(runs[True][0], surface, cloudy) < sam(runs[False][0], surface, cloudy)
 
 
+def test_stream_reports_a_direction_weight_taken_in_doubt():
+    """A tile whose only clear reference is darker than its corrected ground and which the
+    detector leans towards shadow (P(shadow) 0.35, below its shadow point) takes, where the
+    remover is unsure (three-band removers), half the weight; the report says so."""
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
+
+    class _HalfSeenShadow(_ThinDetector):
+        def run(self, x):  # noqa: ANN001, ANN202
+            p = super().run(x)
+            p[:, 3] = np.where(cloudy, 0.0, 0.35)
+            p[:, 1] -= p[:, 3]
+            return p
+
+    _, x, _, cloudy = _striped_cloud(albedo_used=0.8)
+    bluer = np.linspace(1.15, 0.85, 8, dtype=np.float32)[:, None, None]
+    xs = np.where(cloudy, x, x * 0.45 * bluer).astype(np.float32)  # the clear stripes sky-lit
+    p = _params((1, 8, 64, 64), alpha=0.0, albedo=0.8)
+    p[0, 0] = np.where(cloudy, -np.log(0.6), 0.0)
+    runs = {}
+    for unsure in (1.0, 0.5):
+        rem = _MapParams(p)
+        rem.fit, rem.direction, rem.direction_unsure = False, True, unsure
+        rep = Report()
+        process_tiles(
+            xs[None].copy(), np.ones((1, 64, 64), bool), _HalfSeenShadow(), rem,
+            StreamConfig(tile=64, halo=0, batch=1, blend="full"), rep,
+        )  # fmt: skip
+        runs[unsure] = rep.tiles[0]
+    assert 0.0 < runs[1.0]["direction_weight"] < 1.0 and "direction_doubt" not in runs[1.0]
+    assert runs[0.5]["direction_doubt"] is True
+    assert runs[0.5]["direction_weight"] == round(0.5 * runs[1.0]["direction_weight"], 3)
+
+
 def test_correct_into_out_gives_the_same_tiles_also_in_place():
     """``correct(out=...)`` writes what it returns without it, into a third array or into the
     input itself (the stream's batch): a tile the direction check pulls back, a kept tile, and
