@@ -45,6 +45,13 @@ def judge_reflectance(vmin: float, vmax: float, negative: int, values: int, what
                 if hi < vmax <= 1000.0 and vmin >= lo  # radiance units; 10,000s are scaled counts
                 else ""
             )
+            + (
+                # a fill value the file does not declare (-9999 of reflectance x 10,000, say)
+                f", or, if {vmin:.4g} marks pixels without data, give its stored value with "
+                "--nodata"
+                if vmin < lo
+                else ""
+            )
         )
     share = negative / values
     if share > NEGATIVE_SHARE:

@@ -159,6 +159,27 @@ def test_radiance_is_refused_with_the_reason(tmp_path: Path) -> None:
     assert "radiance" not in str(e.value)
 
 
+def test_an_undeclared_fill_value_is_refused_naming_nodata(tmp_path: Path) -> None:
+    """int16 reflectance x 10,000 whose rows without data hold -9999 and whose file declares no
+    no-data value: refused (read as reflectance -1) with the hint to give the fill value,
+    which then reads (those rows invalid, the rest reflectance); a scale that is merely too
+    large gets no such hint."""
+    data = np.full((2, 16, 8), 2500, np.int16)
+    data[:, :4] = -9999
+    p = make_raster(tmp_path / "fill.tif", data)
+    with Raster(p, scale=1e-4) as r, pytest.raises(InvalidDataError, match="--nodata") as e:
+        r.read_strip(0, 16)
+    assert "-0.9999" in str(e.value)
+    with Raster(p, scale=1e-4, nodata=-9999) as r:
+        s = r.read_strip(0, 16)
+        assert not s.valid[:4].any() and s.valid[4:].all()
+        np.testing.assert_allclose(s.data[:, 4:], 0.25, rtol=1e-5)
+    big = make_raster(tmp_path / "big.tif", np.full((2, 8, 8), 2500, np.int16))
+    with Raster(big, scale=1e-3) as r, pytest.raises(InvalidDataError) as e:
+        r.read_strip(0, 8)
+    assert "--nodata" not in str(e.value)
+
+
 def test_nan_is_an_error_unless_declared(tmp_path: Path) -> None:
     data = np.full((2, 20, 20), 0.3, np.float32)
     data[1, 12, 3] = np.nan
