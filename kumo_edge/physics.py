@@ -114,9 +114,12 @@ more AND which is darker on average than the block's corrected pixels is suspect
 bands (:data:`DIRECTION_UNSURE_BANDS`), whose depth and albedo leave a correction's colour
 least constrained, a suspect block is left out, and a tile whose only evidence is suspect
 keeps :data:`DIRECTION_UNSURE` (half) of the weight that evidence chooses, between trusting it
-and keeping the input's colour; with more bands every block counts (measured: README, "The
-direction check", since 2026-12-07, seventh session: it helps rgb's worst scenes, and costs
-rgbn and hsi32 a little of their mean angle). The correction pass gathers this
+and keeping the input's colour; and such a remover keeps the least weight whose cost lies
+within :data:`DIRECTION_MARGIN` of the way from the least cost to the input colour's, so it
+moves a colour only as far as the evidence clearly asks. With more bands every block counts
+and the least cost decides (measured: README, "The direction check", since 2026-12-07,
+seventh session: it puts rgb's worst scenes below the input's angle, at a small cost in the
+mean angle; on rgbn and hsi32 it would only cost). The correction pass gathers this
 evidence as it writes each sampled row (:func:`_correct`); where the brightness companion changes the output
 afterwards, it is read from the output instead (:func:`_direction_evidence`), with the same
 sums. The report gives each tile whose weight fell below 1 its ``direction_weight`` (and
@@ -228,6 +231,12 @@ DIRECTION_SHADE = 0.5
 DIRECTION_SUSPECT = 0.3
 DIRECTION_UNSURE = 0.5
 DIRECTION_UNSURE_BANDS = 3
+#: Where unsure (removers of at most DIRECTION_UNSURE_BANDS bands), the direction check keeps
+#: the least weight whose cost lies within this share of the way from the least cost to the
+#: input colour's cost: it moves a colour only as far as the evidence clearly asks (the
+#: smallest of 0.05, 0.1, ... that kept every rgb fold seed and cloud draw it was chosen on
+#: 0.005 deg below the input's angle; confirmed on a draw it was not chosen on, README).
+DIRECTION_MARGIN = 0.15
 #: Optical depths below this are softened (:func:`soften_depth`); chosen by nested
 #: cross-validation over the hyperspectral corpus (bench.removal_cv, ``--knees``).
 DEPTH_KNEE = 0.15
@@ -1040,6 +1049,17 @@ def _check_direction(
     return _apply_direction(x, y, ev, 0, out, unsure)
 
 
+def _least_weight(cost: npt.NDArray[np.float64], margin: float) -> int:
+    """The index of the direction check's weight to keep, given its ``cost`` per weight: the
+    least cost (ties: the larger weight) or, with a ``margin`` above 0, the least weight whose
+    cost lies within ``margin`` of the way from the least cost to the cost of weight 0 (the
+    input's colour)."""
+    if margin <= 0.0:
+        return len(cost) - 1 - int(np.argmin(cost[::-1]))
+    lo = float(cost.min())
+    return int(np.flatnonzero(cost <= lo + margin * (float(cost[0]) - lo))[0])
+
+
 def _apply_direction(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.float32],
@@ -1064,14 +1084,16 @@ def _apply_direction(
     weights = ev.weights
     # the least cost: the angle between corrected and clear mean directions and the scatter
     # the correction adds (ties: the larger weight); where unsure, on the blocks whose
-    # reference is not suspect, or where every block's is, ``unsure`` of what they choose
+    # reference is not suspect, or where every block's is, ``unsure`` of what they choose,
+    # and the least weight whose cost is within DIRECTION_MARGIN of the way from the least
+    # cost to the input's
     best = 1.0
     doubt = False
     if unsure < 1.0 and any_trusted:
-        best = float(weights[len(trusted) - 1 - int(np.argmin(trusted[::-1]))])
+        best = float(weights[_least_weight(trusted, DIRECTION_MARGIN)])
     elif any_good:
-        best = float(weights[len(cost) - 1 - int(np.argmin(cost[::-1]))])
         doubt = unsure < 1.0
+        best = float(weights[_least_weight(cost, DIRECTION_MARGIN if doubt else 0.0)])
         best *= unsure if doubt else 1.0
     if best < 1.0:
         _direction_apply(x, y, np.float32(best), y if out is None else out)
