@@ -1020,8 +1020,9 @@ def check_direction(
     docstring, "The direction check"). ``x``/``y`` ``(C, H, W)`` input and corrected tile,
     ``use`` ``(H, W)`` the pixels that may serve as evidence (valid, not thick), ``p_shadow``
     ``(H, W)`` the detector's P(shadow) (None: 0, no reference is suspect); ``unsure`` below 1:
-    suspect blocks are left out and a tile with only those takes ``unsure`` of the weight they
-    choose (1: every block counts). Returns the
+    suspect blocks are left out, a tile with only those takes ``unsure`` of the weight they
+    choose, and the weight is the least within :data:`DIRECTION_MARGIN` of the least cost
+    (1: every block counts and the least cost decides). Returns the
     weight ``s`` applied: every pixel becomes ``|y| * unit((1 - s) unit(x) + s unit(y))``
     (at most 1); 1 leaves ``y`` as it was. The result is written to ``out`` (default: ``y``
     itself, in place; it may also be ``x``). ``stride``: every how many rows and columns the
@@ -1138,7 +1139,8 @@ class PhysicsRemover:
     direction_stride = DIRECTION_STRIDE
     #: The detector's P(shadow) from which a pixel is no evidence for the direction check.
     direction_shade = DIRECTION_SHADE
-    #: Below 1, the share of its weight a tile keeps whose only evidence is suspect (module
+    #: Below 1, the share of its weight a tile keeps whose only evidence is suspect, and the
+    #: direction check keeps the least weight within DIRECTION_MARGIN of the least cost (module
     #: docstring; DIRECTION_UNSURE for removers of at most DIRECTION_UNSURE_BANDS bands).
     direction_unsure = 1.0
     #: The detector's P(thick) from which a pixel keeps its input whatever its estimated
