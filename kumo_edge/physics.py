@@ -1088,14 +1088,13 @@ def _apply_direction(
     # reference is not suspect, or where every block's is, ``unsure`` of what they choose,
     # and the least weight whose cost is within DIRECTION_MARGIN of the way from the least
     # cost to the input's
-    best = 1.0
-    doubt = False
+    best, doubt = 1.0, False
     if unsure < 1.0 and any_trusted:
         best = float(weights[_least_weight(trusted, DIRECTION_MARGIN)])
+    elif unsure < 1.0 and any_good:
+        best, doubt = unsure * float(weights[_least_weight(cost, DIRECTION_MARGIN)]), True
     elif any_good:
-        doubt = unsure < 1.0
-        best = float(weights[_least_weight(cost, DIRECTION_MARGIN if doubt else 0.0)])
-        best *= unsure if doubt else 1.0
+        best = float(weights[_least_weight(cost, 0.0)])
     if best < 1.0:
         _direction_apply(x, y, np.float32(best), y if out is None else out)
     elif out is not None and out is not y:

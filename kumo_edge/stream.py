@@ -712,14 +712,15 @@ def _physics_batch(
             p_thick=probs[sel, 2],  # sure thick calls keep their input (THICK_VETO)
         )  # blended in the kernel: x + w * (correction - x), w = 0 on thick pixels
         direction = getattr(remover, "last_direction", None)
+        doubt = getattr(remover, "last_doubt", None)
         rec: dict[str, float] = {}
         if fits is not None and fits[j, 2] > 0:
             rec["cloud_angstrom"] = round(float(fits[j, 0]), 3)
             rec["optical_depth_gain"] = round(float(fits[j, 1]), 3)
         if direction is not None and direction[0] < 1:
             rec["direction_weight"] = round(float(direction[0]), 3)
-            if getattr(remover, "last_doubt", np.zeros(1, bool))[0]:
-                rec["direction_doubt"] = True  # its only clear reference maybe in shadow
+            if doubt is not None and doubt[0]:  # its only clear reference maybe in shadow
+                rec["direction_doubt"] = True
         if sure is not None and sure.any():  # kept as input as the detector is sure of thick
             rec["thick_by_detector"] = round(float(sure.sum() / max(int(valid[n].sum()), 1)), 4)
         if rec:
