@@ -1,5 +1,12 @@
 """numba kernels behind :mod:`kumo_edge.tiling`. They take arrays and scalars only and check
-nothing: validate in the public front."""
+nothing: validate in the public front.
+
+Windows of a larger array (the stream's line ring and carry) are passed whole, with the offsets
+of the window, not as a view of it: numba types a view of some rows or columns as
+non-contiguous (layout ``A``), and the row loops of a kernel given one did not vectorise (the
+stream's 32-band x 4000-px ring, 2026-12-07: quantising a 64-line strip into it 6.2 ms through
+a view against 1.6-2.0 ms through the whole ring with offsets; the same values), whereas a row
+sliced inside the kernel from a contiguous array is contiguous."""
 
 from __future__ import annotations
 
@@ -139,22 +146,28 @@ def _q(v, per_unit):
 
 
 @nb.njit(parallel=True, cache=True)
-def quantize(src, row_scale, per_unit, dst):
-    """dst[b, r, x] = round(src[b, r, x] * row_scale[r] * per_unit) clipped to uint16; (C, R, W)
-    arrays of the same shape (views). ``row_scale`` normalises blended rows on the way (ones for
-    plain input lines).
+def quantize(src, row_scale, per_unit, dst, src_row=0, dst_row=0, dst_col=0):
+    """dst[b, dst_row + r, dst_col + x] = round(src[b, src_row + r, x] * row_scale[r] *
+    per_unit) clipped to uint16, for the ``R = len(row_scale)`` rows and the ``W`` columns of
+    ``src`` (C, >= R, W). ``row_scale`` normalises blended rows on the way (ones for plain input
+    lines). Windows are given as the whole array and their offsets (module docstring).
 
     One job per row and band; in float32 where ``per_unit`` is a power of two (the product is
     then exact in float32, and the rounding is done without adding 0.5, which float32 could
     round up: the same values as the float64 path; 32 bands x 64 rows x 4000 px 2.2 -> 0.6 ms,
     2026-12-05), else in float64."""
-    c, rows, _ = src.shape
+    c = src.shape[0]
+    rows = row_scale.shape[0]
+    w = src.shape[2]
     p32 = np.float32(per_unit)
     exact = _power_of_two(per_unit)
     for job in nb.prange(rows * c):
         r = job // c
         b = job % c
-        _quantize_row(src[b, r], row_scale[r], per_unit, p32, exact, dst[b, r])
+        _quantize_row(
+            src[b, src_row + r], row_scale[r], per_unit, p32, exact,
+            dst[b, dst_row + r, dst_col : dst_col + w],
+        )  # fmt: skip
 
 
 @nb.njit(inline="always")
@@ -174,15 +187,17 @@ def _quantize_row(src, s, per_unit, p32, exact, dst):
 
 
 @nb.njit(parallel=True, cache=True)
-def blend_batch(tiles, xs, wy, wx, pending, carry, inv, per_unit, ring, new_pending, s):
+def blend_batch(tiles, xs, wy, wx, pending, carry, inv, per_unit, ring, new_pending, s, col):
     """One batch of the stream's tile row, blended and routed in one pass per band (see
     ``kumo_edge.stream.StreamProcessor._tile_row``): the window of columns the batch covers is
     the columns the previous batch left ``pending`` (C, T, P), plus each tile of ``tiles``
     (M, C, T, T; starting at window columns ``xs``) weighted ``wy[r] * wx[m, x]`` in order,
-    plus, on its first ``T - s`` rows, ``carry`` (C, T - s, F) of the tile row above; its
-    first F columns are final: rows ``[0, s)`` go, times ``inv[r]``, quantised to ``ring``
-    (C, s, F; as :func:`quantize`), rows ``[s, T)`` replace ``carry``; the columns from F on
-    go to ``new_pending`` (C, T, window - F). The same float32 operations in the same order as
+    plus, on its first ``T - s`` rows, the columns ``[col, col + F)`` of ``carry`` (C, T - s,
+    >= col + F; whole, module docstring) of the tile row above; its first F columns (the
+    window, to the last tile's end, less ``new_pending``'s) are final: rows ``[0, s)`` go,
+    times ``inv[r]``, quantised to those columns of ``ring`` (C, >= s, >= col + F; whole; as
+    :func:`quantize`), rows ``[s, T)`` replace those of ``carry``; the columns from F on go to
+    ``new_pending`` (C, T, window - F). The same float32 operations in the same order as
     accumulating into a zeroed window (:func:`accumulate_row`), then adding the carry, so the
     same values, without the window (32 bands: 16 MB zeroed and read three times per batch).
     Bands run in parallel; within a band rows run in order, so the carry rows a band reads
@@ -190,8 +205,8 @@ def blend_batch(tiles, xs, wy, wx, pending, carry, inv, per_unit, ring, new_pend
     c = tiles.shape[1]
     t = tiles.shape[2]
     m_n = xs.shape[0]
-    f = carry.shape[2]
-    width = f + new_pending.shape[2]
+    width = xs[m_n - 1] + t  # the window: to the last tile's end
+    f = width - new_pending.shape[2]
     n_pend = pending.shape[2]
     p32 = np.float32(per_unit)
     exact = _power_of_two(per_unit)
@@ -214,13 +229,13 @@ def blend_batch(tiles, xs, wy, wx, pending, carry, inv, per_unit, ring, new_pend
                 for x in range(t):
                     v[x0 + x] += wrow[x] * src[x]
             if r < t - s:
-                cr = carry[b, r]
+                cr = carry[b, r, col : col + f]
                 for x in range(f):
                     v[x] += cr[x]
             if r < s:
-                _quantize_row(v[:f], inv[r], per_unit, p32, exact, ring[b, r])
+                _quantize_row(v[:f], inv[r], per_unit, p32, exact, ring[b, r, col : col + f])
             if r >= s:
-                cw = carry[b, r - s]
+                cw = carry[b, r - s, col : col + f]
                 for x in range(f):
                     cw[x] = v[x]
             npr = new_pending[b, r]
@@ -258,12 +273,15 @@ def counts_stats(raw, valid, scale, offset, noise, out):
 
 
 @nb.njit(parallel=True, cache=True)
-def quantize_counts(raw, valid, scale, offset, per_unit, dst):
-    """dst[b, r, x] = the ring counts (as :func:`quantize`) of the reflectance
-    ``clip(float32(raw) * scale[b] + offset[b], 0, 1)`` where ``valid``, else 0: stored integer
-    values straight into the line ring, the same values as a float32 strip made by
-    ``kumo_edge.io.Raster.to_reflectance`` and then quantised, without that strip."""
-    c, rows, w = raw.shape
+def quantize_counts(raw, valid, scale, offset, per_unit, dst, src_row=0, dst_row=0):
+    """dst[b, dst_row + r, x] = the ring counts (as :func:`quantize`) of the reflectance
+    ``clip(float32(raw[b, src_row + r, x]) * scale[b] + offset[b], 0, 1)`` where ``valid[r, x]``,
+    else 0, for the rows and columns of ``valid`` (R, W): stored integer values straight into
+    the line ring, the same values as a float32 strip made by
+    ``kumo_edge.io.Raster.to_reflectance`` and then quantised, without that strip. ``raw`` and
+    ``dst`` given whole (module docstring)."""
+    c = raw.shape[0]
+    rows, w = valid.shape
     p32 = np.float32(per_unit)
     exact = _power_of_two(per_unit)
     zero = np.float32(0.0)
@@ -273,13 +291,13 @@ def quantize_counts(raw, valid, scale, offset, per_unit, dst):
         b = job % c
         s = scale[b]
         o = offset[b]
-        src = raw[b, r]
+        src = raw[b, src_row + r]
         vr = valid[r]
         row = np.empty(w, np.float32)
         for x in range(w):
             v = np.float32(src[x]) * s + o
             row[x] = min(max(v, zero), one) if vr[x] else zero
-        _quantize_row(row, one, per_unit, p32, exact, dst[b, r])
+        _quantize_row(row, one, per_unit, p32, exact, dst[b, dst_row + r, :w])
 
 
 @nb.njit(parallel=True, cache=True)
@@ -304,16 +322,17 @@ def extract_dequantized(img, ys, xs, size, step, out):
 
 
 @nb.njit(parallel=True, cache=True)
-def dequantize(src, step, dst):
-    """dst (float32) = src (uint16) * step; (C, R, W) arrays of the same shape (views); in
+def dequantize(src, step, dst, src_row=0):
+    """dst[b, r, x] (float32) = src[b, src_row + r, x] (uint16) * step for every row and column
+    of ``dst`` (C, R, W); ``src`` (C, >= src_row + R, >= W) given whole (module docstring); in
     float32 where ``step`` is a power of two, as :func:`extract_dequantized`."""
-    c, rows, _ = src.shape
+    c, rows, w = dst.shape
     s32 = np.float32(step)
     exact = _power_of_two(step)
     for job in nb.prange(rows * c):
         r = job // c
         b = job % c
-        _dequantize_row(src[b, r], step, s32, exact, dst[b, r])
+        _dequantize_row(src[b, src_row + r, :w], step, s32, exact, dst[b, r])
 
 
 @nb.njit(inline="always")

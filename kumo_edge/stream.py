@@ -395,8 +395,8 @@ class StreamProcessor:
             lines = np.where(valid[None], lines, np.float32(0.0))
         self.report.seconds["resample"] += time.perf_counter() - t0
 
-        def fill(i: int, k: int, ring: npt.NDArray[np.uint16]) -> None:
-            _tk.quantize(lines[:, i : i + k], self._ones[:k], RING_PER_UNIT, ring)
+        def fill(i: int, k: int, row: int) -> None:
+            _tk.quantize(lines, self._ones[:k], RING_PER_UNIT, self.buf, i, row, 0)
 
         return self._fill(n, valid, fill, sink, flags)
 
@@ -416,11 +416,11 @@ class StreamProcessor:
             return self.push(counts.reflectance(), counts.valid, sink)
         counts.check()
 
-        def fill(i: int, k: int, ring: npt.NDArray[np.uint16]) -> None:
-            rows = slice(i, i + k)
+        def fill(i: int, k: int, row: int) -> None:
             _tk.quantize_counts(
-                raw[:, rows], counts.valid[rows], counts.scale, counts.offset, RING_PER_UNIT, ring
-            )
+                raw, counts.valid[i : i + k], counts.scale, counts.offset, RING_PER_UNIT,
+                self.buf, i, row,
+            )  # fmt: skip
 
         return self._fill(raw.shape[1], counts.valid, fill, sink)
 
@@ -436,20 +436,21 @@ class StreamProcessor:
         self,
         n: int,
         valid: npt.NDArray[np.bool_],
-        fill: Callable[[int, int, npt.NDArray[np.uint16]], None],
+        fill: Callable[[int, int, int], None],
         sink: Callable[[Lines], None] | None,
         flags: npt.NDArray[np.uint8] | None = None,
     ) -> list[Lines]:
-        """Put ``n`` lines into the ring, ``fill(i, k, ring)`` writing lines ``i .. i + k - 1``
-        into the ``ring`` rows given, and run every tile row they complete; ``flags``: what the
-        lines' own bands tell (:func:`kumo_edge.runtime.input_flags`), where the ring keeps it
-        (``sbuf``)."""
+        """Put ``n`` lines into the ring, ``fill(i, k, row)`` writing lines ``i .. i + k - 1``
+        into the ring's rows from ``row`` on (its first ``width`` columns; the kernels take the
+        ring whole, see :mod:`kumo_edge._tiling_kernels`), and run every tile row they complete;
+        ``flags``: what the lines' own bands tell (:func:`kumo_edge.runtime.input_flags`), where
+        the ring keeps it (``sbuf``)."""
         out: list[Lines] = []
         i = 0
         while i < n:
             k = min(n - i, self.T - self.filled)
             f = self.filled
-            fill(i, k, self.buf[:, f : f + k, : self.width])
+            fill(i, k, f)
             self.vbuf[f : f + k, : self.width] = valid[i : i + k]
             if self.sbuf is not None and flags is not None:
                 self.sbuf[f : f + k, : self.width] = flags[i : i + k]
@@ -552,12 +553,13 @@ class StreamProcessor:
                 self.wy,
                 np.ascontiguousarray(self.wx[j : j + b], dtype=np.float32),
                 np.empty((c, T, 0), np.float32) if pending is None else pending,
-                self.carry[:, :, x0:x_next],
+                self.carry,  # whole, with the window's first column (x0): see _tiling_kernels
                 inv,
                 RING_PER_UNIT,
-                self.buf[:, :s, x0:x_next],
+                self.buf,
                 nxt,
                 s,
+                x0,
             )
             pending = nxt if nxt.shape[2] else None
             # freed now, not when the next batch rebinds the names: else two batches' tiles are
@@ -572,7 +574,7 @@ class StreamProcessor:
             mask = self.detector.classify(probs, axis=0) + np.uint8(1)
             mask[~vmask] = NODATA
             data = np.empty((self.buf.shape[0], n, self.width), np.float32)
-            _tk.dequantize(self.buf[:, r : r + n, : self.width], RING_STEP, data)
+            _tk.dequantize(self.buf, RING_STEP, data, r)
             data[:, ~vmask] = 0.0
             if self.back is not None:
                 data = resample(data, self.back)
