@@ -223,6 +223,48 @@ def test_extract_and_dequantize_uint16_equal_the_float64_product(
     assert np.array_equal(out, (img * step).astype(np.float32))
 
 
+def test_ring_kernels_write_and_read_the_window_their_offsets_name(
+    rng: np.random.Generator,
+) -> None:
+    """The stream passes the line ring whole with a window's offsets (a view would be typed
+    non-contiguous by numba, and its row loops would not vectorise): with offsets, quantise,
+    quantise-from-counts and dequantise touch exactly that window, with the values they give
+    on the window as a view."""
+    from kumo_edge import _tiling_kernels as _tk
+
+    c, n, w = 3, 12, 40
+    ring = rng.integers(0, 65536, (c, 20, w + 7), dtype=np.uint16)
+    lines = rng.uniform(-0.1, 1.2, (c, n, w)).astype(np.float32)
+    scale = rng.uniform(0.5, 1.0, 5).astype(np.float32)  # lines 4..8 into ring rows 9..13
+    want = ring.copy()
+    _tk.quantize(np.ascontiguousarray(lines[:, 4:9]), scale, 32768.0, want[:, 9:14, :w])
+    got = ring.copy()
+    _tk.quantize(lines, scale, 32768.0, got, 4, 9, 0)
+    assert np.array_equal(got, want) and not np.array_equal(got, ring)
+    got = ring.copy()
+    _tk.quantize(lines, scale, 32768.0, got, 4, 9, 7)  # a column offset too
+    want = ring.copy()
+    _tk.quantize(np.ascontiguousarray(lines[:, 4:9]), scale, 32768.0, want[:, 9:14, 7:])
+    assert np.array_equal(got, want)
+
+    raw = rng.integers(0, 12000, (c, n, w), dtype=np.uint16)
+    valid = rng.random((n, w)) > 0.2
+    sc = np.full(c, 1e-4, np.float32)
+    off = np.zeros(c, np.float32)
+    want = ring.copy()
+    _tk.quantize_counts(
+        np.ascontiguousarray(raw[:, 2:7]), np.ascontiguousarray(valid[2:7]), sc, off, 32768.0,
+        want[:, 0:5, :w],
+    )  # fmt: skip
+    got = ring.copy()
+    _tk.quantize_counts(raw, np.ascontiguousarray(valid[2:7]), sc, off, 32768.0, got, 2, 0)
+    assert np.array_equal(got, want) and not np.array_equal(got, ring)
+
+    out = np.empty((c, 6, w), np.float32)
+    _tk.dequantize(ring, 1 / 32768, out, 11)
+    assert np.array_equal(out, (ring[:, 11:17, :w] / np.float32(32768)).astype(np.float32))
+
+
 @pytest.mark.parametrize("halo", [4, 10])  # stride 24 and 12 of a 32-px tile (carry rows < and > s)
 def test_blend_batch_matches_window_accumulation_bitwise(halo: int) -> None:
     """The stream's fused blend of one batch against what it replaced: a zeroed window, the
