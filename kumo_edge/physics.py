@@ -1385,19 +1385,20 @@ class PhysicsRemover:
         # and whether that weight was taken unsure (the tile's only evidence suspect)
         self.last_doubt = np.zeros(n, bool)
         self.last_evidence = ev
-        use = ok & ~thick & ~shaded if self.direction else None
+        # the evidence's pixels, where the pass could not gather it (it did, on the same ones)
+        use = ok & ~thick & ~shaded if self.direction and not ev.on else None
         for i, why in enumerate(verdicts):
             if why is not None:  # kept: the input, unless out is the input itself
                 if out is not None and not _same_view(out[i], x[i]):
                     out[i] = x[i]
-            elif use is not None:
+            elif self.direction:
                 dst = None if out is None else out[i]
                 self.last_direction[i], self.last_doubt[i] = (
-                    _apply_direction(x[i], y[i], ev, i, dst, self.direction_unsure)
-                    if ev.on
-                    else _check_direction(
+                    _check_direction(
                         x[i], y[i], use[i], self.direction_stride, dst, ps[i], self.direction_unsure
                     )
+                    if use is not None
+                    else _apply_direction(x[i], y[i], ev, i, dst, self.direction_unsure)
                 )
             elif out is not None:
                 out[i] = y[i]
