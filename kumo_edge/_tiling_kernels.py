@@ -155,7 +155,8 @@ def quantize(src, row_scale, per_unit, dst, src_row=0, dst_row=0, dst_col=0):
     One job per row and band; in float32 where ``per_unit`` is a power of two (the product is
     then exact in float32, and the rounding is done without adding 0.5, which float32 could
     round up: the same values as the float64 path; 32 bands x 64 rows x 4000 px 2.2 -> 0.6 ms,
-    2026-12-05), else in float64."""
+    2026-12-05, into a contiguous array; on 2026-12-07's host 1.6-2.0 ms, into the stream's
+    ring whole or a contiguous array alike), else in float64."""
     c = src.shape[0]
     rows = row_scale.shape[0]
     w = src.shape[2]
