@@ -24,6 +24,14 @@ binary trees of depth :data:`DEPTH` (split feature and threshold per internal no
 first; leaf values left to right), walked without branches, and the feature settings;
 ``export.trees`` writes it from LightGBM, which the runtime never imports.
 
+Spectral trees (file ``features: "spectral"``) read a hyperspectral band set of their own
+(the file lists its wavelengths and widths) instead of the canonical bands: each block of
+``down`` x ``down`` pixels gives its reflectance in every band, that spectrum divided by its
+mean (the shape of the spectrum, which a cloud flattens) and the mean itself
+(:func:`spectral_features`). The ``hsi32`` detector ships such an ensemble, fitted on synthetic
+clouds over the clear hyperspectral crops (``export.trees``, view ``hsi32``): the network sees
+its 32 bands only through the four canonical VNIR bands, the trees see the whole spectrum.
+
 Pixel trees (file ``features: "pixels"``, :meth:`TreeOpinion.predict_pixels`) read the
 canonical bands of single pixels and nothing else: the runtime ships one such ensemble for the
 input's own SWIR tests (``kumo_edge/models/input/trees.npz``, five bands: blue, green, red,
@@ -79,6 +87,43 @@ def features(
     return out
 
 
+def spectral_features(coarse: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Per-pixel features ``(N, 2K + 1, h, w)`` of spectral trees from ``coarse`` ``(N, K, h,
+    w)`` reflectance (block means in the trees' own K bands, clipped to [0, 1]): the K bands,
+    the K bands divided by their mean (at least :data:`SPECTRAL_FLOOR`), and the mean."""
+    n, k, h, w = coarse.shape
+    out = np.empty((n, 2 * k + 1, h, w), np.float32)
+    _spectral_features(np.ascontiguousarray(coarse, np.float32), out)
+    return out
+
+
+#: The smallest mean reflectance a spectrum is divided by (:func:`spectral_features`).
+SPECTRAL_FLOOR = 1e-3
+
+
+@nb.njit(parallel=True, cache=True)
+def _spectral_features(coarse, out):  # pragma: no cover - numba
+    n, k, h, w = coarse.shape
+    floor = np.float32(SPECTRAL_FLOOR)
+    for j in nb.prange(n * h):
+        t, y = j // h, j % h
+        mean = np.zeros(w, np.float32)
+        for b in range(k):
+            row = coarse[t, b, y]
+            o = out[t, b, y]
+            for x in range(w):
+                mean[x] += row[x]
+                o[x] = row[x]
+        for x in range(w):
+            mean[x] /= np.float32(k)
+            out[t, 2 * k, y, x] = mean[x]
+        for b in range(k):
+            row = coarse[t, b, y]
+            o = out[t, k + b, y]
+            for x in range(w):
+                o[x] = row[x] / max(mean[x], floor)
+
+
 def coarse_canonical(
     tiles: npt.NDArray[np.float32], matrix: npt.NDArray[np.float32], down: int
 ) -> npt.NDArray[np.float32]:
@@ -109,13 +154,17 @@ def _coarse(tiles, matrix, down, out):  # pragma: no cover - numba
                     for dx in range(down):
                         s += row[x * down + dx]
                     acc[b, x] += s
+        v = np.empty(ww, np.float32)
         for q in range(k):
+            v[:] = np.float32(0)
+            for b in range(c):
+                m = matrix[q, b]
+                if m == 0:  # resampling matrices are sparse (the identity for own bands)
+                    continue
+                for x in range(ww):
+                    v[x] += m * acc[b, x]
             for x in range(ww):
-                v = np.float32(0)
-                for b in range(c):
-                    v += matrix[q, b] * acc[b, x]
-                v *= inv
-                out[t, q, y, x] = min(max(v, np.float32(0)), np.float32(1))
+                out[t, q, y, x] = min(max(v[x] * inv, np.float32(0)), np.float32(1))
 
 
 @nb.njit(inline="always")
@@ -313,21 +362,34 @@ class TreeOpinion:
     down: int
     windows: tuple[int, ...]
     extreme: int
-    bands: BandSet  # the canonical bands it reads
+    bands: BandSet  # the bands it reads: canonical ones, or a spectral ensemble's own
     meta: dict
     #: Trees of single pixels (file ``features: "pixels"``): their features are the canonical
     #: bands themselves, no blocks, no neighbourhood (:meth:`predict_pixels`).
     pixels: bool = False
+    #: Trees of block spectra in a band set of their own (file ``features: "spectral"``,
+    #: :func:`spectral_features`); ``bands`` is that band set.
+    spectral: bool = False
 
     @property
     def n_features(self) -> int:
         if self.pixels:
             return len(self.bands)
+        if self.spectral:
+            return 2 * len(self.bands) + 1
         return n_features(len(self.bands), len(self.windows))
 
     def matrix(self, bands: BandSet) -> npt.NDArray[np.float32]:
-        """The map from ``bands`` onto the trees' canonical bands (raises
-        :class:`~kumo_edge.errors.BandMappingError` where ``bands`` cannot feed them)."""
+        """The map from ``bands`` onto the trees' bands (raises
+        :class:`~kumo_edge.errors.BandMappingError` where ``bands`` cannot feed them): the
+        canonical ones within 60 nm, or a spectral ensemble's own: as they are where ``bands``
+        are those, else by the project's resampling rule."""
+        if self.spectral:
+            if bands.centers_nm == self.bands.centers_nm and bands.fwhm_nm == self.bands.fwhm_nm:
+                # its own bands as they are (the resampling rule would blend neighbours that
+                # overlap), as the trees were fitted
+                return np.eye(len(bands), dtype=np.float32)
+            return resampling_matrix(bands, self.bands).astype(np.float32)
         return resampling_matrix(bands, self.bands, tolerance_nm=60.0).astype(np.float32)
 
     def predict(
@@ -337,7 +399,8 @@ class TreeOpinion:
         tiles ``(N, C, H, W)`` (sides multiples of ``down``); :func:`combine` spreads it."""
         n, _, h, w = tiles.shape
         d = self.down
-        f = features(coarse_canonical(tiles, matrix, d), self.windows, self.extreme)
+        c = coarse_canonical(tiles, matrix, d)
+        f = spectral_features(c) if self.spectral else features(c, self.windows, self.extreme)
         x = np.ascontiguousarray(f.transpose(1, 0, 2, 3).reshape(f.shape[1], -1))
         return _probability(self, x).reshape(n, h // d, w // d)
 
@@ -371,6 +434,11 @@ def load_trees(path: str | os.PathLike[str]) -> TreeOpinion:
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}
         meta = json.loads(str(d["meta"]))
+        kind = meta.get("features", "context")
+        if kind == "spectral":
+            bands = BandSet(tuple(meta["bands_nm"]), tuple(meta["fwhm_nm"]))
+        else:
+            bands = CANON6.subset(range(int(meta["canonical_bands"])))
         op = TreeOpinion(
             path=path,
             feat=np.ascontiguousarray(d["feat"], np.int32),
@@ -379,11 +447,16 @@ def load_trees(path: str | os.PathLike[str]) -> TreeOpinion:
             down=int(meta["down"]),
             windows=tuple(int(w) for w in meta["windows"]),
             extreme=int(meta["extreme"]),
-            bands=CANON6.subset(range(int(meta["canonical_bands"]))),
+            bands=bands,
             meta=meta,
-            pixels=meta.get("features", "context") == "pixels",
+            pixels=kind == "pixels",
+            spectral=kind == "spectral",
         )
-        if not 3 <= len(op.bands) <= (len(CANON6) if op.pixels else 4):
+        if kind not in ("context", "pixels", "spectral"):
+            raise ValueError(f"features {kind!r}")
+        if op.spectral and (len(op.bands) < 3 or op.down < 1):
+            raise ValueError(f"{len(op.bands)} bands in blocks of {op.down}")
+        if not op.spectral and not 3 <= len(op.bands) <= (len(CANON6) if op.pixels else 4):
             raise ValueError(f"{len(op.bands)} canonical bands")
     except Exception as exc:  # noqa: BLE001 - zip, key, JSON and value errors alike, one line
         raise ModelContractError(f"{path}: not a readable tree ensemble ({exc})") from None

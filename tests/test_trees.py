@@ -302,3 +302,83 @@ def test_pixel_trees_round_trip_and_read_only_their_bands(tmp_path):
     np.savez(tmp_path / "bad.npz", **d)
     with pytest.raises(ModelContractError, match="not a readable tree ensemble"):
         load_trees(tmp_path / "bad.npz")
+
+
+def _reference_spectral(coarse):  # noqa: ANN001, ANN202
+    mean = coarse.mean(1, keepdims=True)
+    return np.concatenate([coarse, coarse / np.maximum(mean, 1e-3), mean], 1)
+
+
+def test_spectral_features_are_the_bands_their_shape_and_their_mean():
+    from kumo_edge.trees import spectral_features
+
+    rng = np.random.default_rng(8)
+    c = rng.uniform(0, 0.8, (2, 9, 5, 6)).astype(np.float32)
+    c[0, :, 0, 0] = 0.0  # a black block: divided by the floor, not by zero
+    f = spectral_features(c)
+    assert f.shape == (2, 19, 5, 6) and np.isfinite(f).all()
+    np.testing.assert_allclose(f, _reference_spectral(c), rtol=1e-5, atol=1e-7)
+
+
+def test_spectral_trees_round_trip_and_read_their_own_bands(tmp_path):
+    """Spectral trees (export.trees view ``hsi32``): written and loaded back, they read the
+    hsi32 bands as they are (identity map), give LightGBM's probabilities on the block spectra
+    of tiles, one per 2 x 2 block, refuse a band set that cannot feed them, and a file that
+    lists too few bands is refused in one line (skipped without lightgbm)."""
+    pytest.importorskip("lightgbm")
+    from export import trees as et
+    from export.detector import release_bands
+
+    bands = release_bands("hsi32")
+    k = len(bands)
+    rng = np.random.default_rng(6)
+    # "cloud": a bright flat spectrum; "clear": a sloped one, as bright on average
+    n = 6000
+    level = rng.uniform(0.1, 0.7, (n, 1))
+    slope = np.where(rng.random((n, 1)) < 0.5, 0.0, rng.uniform(0.5, 1.5, (n, 1)))
+    spec = (level * (1 + slope * np.linspace(-0.5, 0.5, k)[None])).clip(0, 1).astype(np.float32)
+    y = (slope[:, 0] == 0).astype(float)
+    x = _reference_spectral(spec[:, :, None, None])[:, :, 0, 0]
+    booster = et.fit_spectral(x, y)
+    op = et.save(booster, tmp_path / "s.trees.npz", "hsi32", {})
+    assert op.spectral and not op.pixels and op.down == et.SPECTRAL_DOWN == 2
+    assert op.bands.centers_nm == bands.centers_nm and op.n_features == 2 * k + 1
+    m = op.matrix(bands)
+    np.testing.assert_array_equal(m, np.eye(k, dtype=np.float32))
+    tiles = np.repeat(np.repeat(spec[:32].T.reshape(k, 4, 8)[None], 2, 2), 2, 3)  # (1, k, 8, 16)
+    p = op.predict(tiles, m)
+    assert p.shape == (1, 4, 8)
+    want = booster.predict(x[:32]).reshape(4, 8)
+    np.testing.assert_allclose(p[0], want, atol=1e-5)
+    assert (p[0].reshape(-1) > 0.5).tolist() == (y[:32] == 1).tolist()  # learned the flatness
+    with pytest.raises(BandMappingError):
+        op.matrix(CANONICAL)
+    with np.load(tmp_path / "s.trees.npz") as z:
+        d = {key: z[key] for key in z.files}
+    meta = json.loads(str(d["meta"]))
+    meta["bands_nm"], meta["fwhm_nm"] = [500.0, 600.0], [10.0, 10.0]
+    d["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **d)
+    with pytest.raises(ModelContractError, match="not a readable tree ensemble"):
+        load_trees(tmp_path / "bad.npz")
+
+
+def test_the_hsi32_detector_takes_its_spectral_trees_for_its_mask_only():
+    """The shipped hsi32 detector loads the spectral trees beside it; they read its 32 bands
+    as they are, in 2 x 2 blocks, and its mask is the network's combined with them while the
+    removal's probabilities stay the network's."""
+    hsi = shipped_models()["hsi32"]["detector"]
+    m = load_model(hsi, threads=1)
+    assert m.uses_trees and m.trees.spectral and m.trees.down == 2
+    np.testing.assert_array_equal(m._trees_matrix, np.eye(32, dtype=np.float32))
+    rng = np.random.default_rng(9)
+    x = rng.uniform(0.02, 0.4, (1, 32, 64, 64)).astype(np.float32)
+    x[..., 16:48, 16:48] = np.linspace(0.9, 0.4, 32)[:, None, None]  # bright, blue-sloped
+    net = m.run(x)
+    pt = m.tree_probability(x)
+    assert pt.shape == (1, 32, 32)
+    want = net.copy()
+    combine(want, pt)
+    np.testing.assert_allclose(m.detect(x), want, atol=1e-6)
+    np.testing.assert_array_equal(m.removal_probabilities(x), net)
+    assert np.abs((want[:, 1] + want[:, 2]) - (net[:, 1] + net[:, 2])).max() > 0.05
