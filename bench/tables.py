@@ -376,8 +376,16 @@ def other_clouds_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def spectral_trees_table(doc: dict) -> str:
+    """bench/spectral_trees.py: the hsi32 mask with and without its spectral trees."""
+    from bench.spectral_trees import table
+
+    return table(doc)
+
+
 TABLES = {
     "other-clouds": ("other_clouds.json", other_clouds_table),
+    "spectral-trees": ("spectral_trees.json", spectral_trees_table),
     "snow-spare": ("snow_spare.json", snow_spare_table),
     "tiling": ("tiling.json", tiling_table),
     "quality": ("quality.json", quality_table),

@@ -178,8 +178,7 @@ def spectral_table(
     xs, ys = [], []
     for i in range(n):
         it = ds[i]
-        f = spectral_features(coarse_canonical(it["cloudy"][None], eye, down))[0]
-        xs.append(f.reshape(f.shape[0], -1).T)
+        xs.append(spectral_features(it["cloudy"][None], eye, down).T)
         t = SPECTRAL_TILE // down
         cloud = np.isin(it["classes"], (1, 2)).astype(np.float32).reshape(t, down, t, down)
         seen = (~invisible(it["tau"])).reshape(t, down, t, down).mean((1, 3))

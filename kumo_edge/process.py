@@ -92,7 +92,7 @@ class RunOptions:
         output_dtype: ``auto`` (uint16 for integer input, else float32), ``uint16``, ``float32``.
         compress: Compression of the cleaned output: ``zstd``, ``deflate`` or ``none``.
         allow_8bit: Let model removers run on 8-bit input (refused by default).
-        trees: The detector's tree ensemble, where one ships beside it (rgbn), gives its second
+        trees: The detector's tree ensemble, where one ships beside it (rgbn, hsi32), gives its second
             opinion on cloud for the mask and the report (:mod:`kumo_edge.trees`); False: the
             network alone. The removal is the network's either way.
         shadow_threshold: Overrides the detector's shadow operating point (contract

@@ -310,14 +310,24 @@ def _reference_spectral(coarse):  # noqa: ANN001, ANN202
 
 
 def test_spectral_features_are_the_bands_their_shape_and_their_mean():
+    """Block means of the tiles mapped onto the trees' bands and clipped, the spectrum over
+    its mean and the mean, one column per block, tile by tile, row by row."""
     from kumo_edge.trees import spectral_features
 
     rng = np.random.default_rng(8)
-    c = rng.uniform(0, 0.8, (2, 9, 5, 6)).astype(np.float32)
-    c[0, :, 0, 0] = 0.0  # a black block: divided by the floor, not by zero
-    f = spectral_features(c)
-    assert f.shape == (2, 19, 5, 6) and np.isfinite(f).all()
-    np.testing.assert_allclose(f, _reference_spectral(c), rtol=1e-5, atol=1e-7)
+    tiles = rng.uniform(0, 0.9, (2, 6, 8, 12)).astype(np.float32)
+    tiles[0, :, :2, :2] = 0.0  # a black block: divided by the floor, not by zero
+    tiles[1, :, 2:4, :2] = 1.5  # saturated: clipped before anything else
+    matrix = rng.uniform(0, 0.5, (5, 6)).astype(np.float32)
+    matrix[matrix < 0.2] = 0.0  # sparse, as resampling matrices are
+    f = spectral_features(tiles, matrix, 2)
+    assert f.shape == (11, 2 * 4 * 6) and np.isfinite(f).all()
+    blocks = tiles.reshape(2, 6, 4, 2, 6, 2).mean((3, 5))
+    coarse = np.clip(np.einsum("kc,nchw->nkhw", matrix, blocks), 0, 1)
+    want = _reference_spectral(coarse).transpose(1, 0, 2, 3).reshape(11, -1)
+    np.testing.assert_allclose(f, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="multiples of 2"):
+        spectral_features(tiles[..., :7], matrix, 2)
 
 
 def test_spectral_trees_round_trip_and_read_their_own_bands(tmp_path):
