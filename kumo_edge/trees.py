@@ -28,9 +28,10 @@ Spectral trees (file ``features: "spectral"``) read a hyperspectral band set of 
 (the file lists its wavelengths and widths) instead of the canonical bands: each block of
 ``down`` x ``down`` pixels gives its reflectance in every band, that spectrum divided by its
 mean (the shape of the spectrum, which a cloud flattens) and the mean itself
-(:func:`spectral_features`, one pass). The ``hsi32`` detector ships such an ensemble, fitted on synthetic
-clouds over the clear hyperspectral crops (``export.trees``, view ``hsi32``): the network sees
-its 32 bands only through the four canonical VNIR bands, the trees see the whole spectrum.
+(:func:`spectral_features`; at run time features and trees in one pass). The ``hsi32``
+detector ships such an ensemble, fitted on synthetic clouds over the clear hyperspectral crops
+(``export.trees``, view ``hsi32``): the network sees its 32 bands only through the four
+canonical VNIR bands, the trees see the whole spectrum.
 
 Pixel trees (file ``features: "pixels"``, :meth:`TreeOpinion.predict_pixels`) read the
 canonical bands of single pixels and nothing else: the runtime ships one such ensemble for the
@@ -119,8 +120,8 @@ SPECTRAL_FLOOR = 1e-3
 @nb.njit(parallel=True, cache=True)
 def _block_sums(tiles, down, out):  # pragma: no cover - numba
     """``out[t, b]`` = the sums of the ``down`` x ``down`` blocks of ``tiles[t, b]``, plane by
-    plane (each thread streams whole planes: 4-7x faster than gathering every band's row of a
-    block row at once, measured on 32-band 256-px tiles)."""
+    plane; blocks of 2 written out (the generic loop did not vectorise: 0.76 against 0.2-0.4 ms
+    for a 32-band 256-px tile, 2 threads)."""
     n, c, h, w = tiles.shape
     hh, ww = h // down, w // down
     for j in nb.prange(n * c):

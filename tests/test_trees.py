@@ -328,6 +328,11 @@ def test_spectral_features_are_the_bands_their_shape_and_their_mean():
     np.testing.assert_allclose(f, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="multiples of 2"):
         spectral_features(tiles[..., :7], matrix, 2)
+    f4 = spectral_features(tiles[..., :8], matrix, 4)  # the generic block loop
+    blocks4 = tiles[..., :8].reshape(2, 6, 2, 4, 2, 4).mean((3, 5))
+    coarse4 = np.clip(np.einsum("kc,nchw->nkhw", matrix, blocks4), 0, 1)
+    want4 = _reference_spectral(coarse4).transpose(1, 0, 2, 3).reshape(11, -1)
+    np.testing.assert_allclose(f4, want4, rtol=1e-5, atol=1e-6)
 
 
 def test_spectral_trees_round_trip_and_read_their_own_bands(tmp_path):
