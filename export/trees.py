@@ -347,7 +347,6 @@ def train_view(patches: list[dict], view: str, seed: int = 0):
 
 def record(card: Path, trees: Path, view: str, results: Path, seed: int) -> None:
     """Add the trees (file, settings, data, command, cross-validated figures) to a model card."""
-    doc = json.loads(card.read_text())
     op = load_trees(trees)
     cv = {}
     if results.exists():
@@ -359,21 +358,35 @@ def record(card: Path, trees: Path, view: str, results: Path, seed: int) -> None
                     "accuracy": a["accuracy"],
                     "false_positive_rate": a["false_positive_rate"],
                 }
+    _second_opinion(
+        card,
+        trees,
+        seed,
+        what="gradient-boosted trees (LightGBM, flattened) on coarse multi-scale features; "
+        "the mask's P(cloud) is the geometric mean of the network's and the trees' "
+        "(kumo_edge.trees); the removal stays weighted by the network",
+        windows=list(op.windows),
+        canonical_bands=list(op.bands.names),
+        cross_validation={"results": str(results), **cv},
+    )
+
+
+def _second_opinion(card: Path, trees: Path, seed: int, what: str, **more) -> None:  # noqa: ANN003
+    """Write the trees' entry (``second_opinion``: the file, its settings, the data it was
+    fitted on, the command, and ``more``) into a detector's model card."""
+    doc = json.loads(card.read_text())
+    op = load_trees(trees)
     doc["second_opinion"] = {
         "file": trees.name,
         "size_bytes": trees.stat().st_size,
-        "what": "gradient-boosted trees (LightGBM, flattened) on coarse multi-scale features; "
-        "the mask's P(cloud) is the geometric mean of the network's and the trees' "
-        "(kumo_edge.trees); the removal stays weighted by the network",
+        "what": what,
         "trees": int(op.feat.shape[0]),
         "depth": int(np.log2(op.leaf.shape[1])),
         "down": op.down,
-        "windows": list(op.windows),
-        "canonical_bands": list(op.bands.names),
         "trained_on": op.meta.get("trained_on", []),
         "command": op.meta.get("command", ""),
         "seed": seed,
-        "cross_validation": {"results": str(results), **cv},
+        **more,
     }
     card.write_text(json.dumps(doc, indent=2))
     log.info("recorded in %s", card)
@@ -382,31 +395,22 @@ def record(card: Path, trees: Path, view: str, results: Path, seed: int) -> None
 def spectral_record(card: Path, trees: Path, seed: int) -> None:
     """Add spectral trees (file, settings, data, command, the per-scene benchmark's figures
     where ``bench/results/spectral_trees.json`` holds them) to a detector's model card."""
-    doc = json.loads(card.read_text())
-    op = load_trees(trees)
     results = Path("bench/results/spectral_trees.json")
     summary = json.loads(results.read_text()).get("summary") if results.exists() else None
-    doc["second_opinion"] = {
-        "file": trees.name,
-        "size_bytes": trees.stat().st_size,
-        "what": "gradient-boosted trees (LightGBM, flattened) on the spectra of 2 x 2 pixel "
+    _second_opinion(
+        card,
+        trees,
+        seed,
+        what="gradient-boosted trees (LightGBM, flattened) on the spectra of 2 x 2 pixel "
         "blocks in the detector's own bands (each band, the spectrum over its mean, the mean; "
         "kumo_edge.trees.spectral_features); the mask's P(cloud) is the geometric mean of the "
         "network's and the trees' (kumo_edge.trees.combine); the removal stays weighted by the "
         "network",
-        "trees": int(op.feat.shape[0]),
-        "depth": int(np.log2(op.leaf.shape[1])),
-        "down": op.down,
-        "bands": len(op.bands),
-        "trained_on": op.meta.get("trained_on", []),
-        "data": f"{SPECTRAL_TILES} synthetic cloudy 64-px tiles over those clear crops "
+        bands=len(load_trees(trees).bands),
+        data=f"{SPECTRAL_TILES} synthetic cloudy 64-px tiles over those clear crops "
         "(export.trees.SPECTRAL_RANGES; never a SYNTH_TEST scene, no real cloud)",
-        "command": op.meta.get("command", ""),
-        "seed": seed,
-        "per_scene_benchmark": {"results": str(results), "summary": summary},
-    }
-    card.write_text(json.dumps(doc, indent=2))
-    log.info("recorded in %s", card)
+        per_scene_benchmark={"results": str(results), "summary": summary},
+    )
 
 
 def input_card(trees: Path, results: Path, seed: int) -> Path:

@@ -100,7 +100,14 @@ def spectral_features(
     n, _, h, w = tiles.shape
     k = matrix.shape[0]
     out = np.empty((2 * k + 1, n * (h // down) * (w // down)), np.float32)
-    _spectral_features(_sums(tiles, down), np.ascontiguousarray(matrix, np.float32), down, out)
+    n_int = 2**DEPTH - 1  # no trees: features only
+    no_trees = (
+        np.empty((0, n_int), np.int32),
+        np.empty((0, n_int), np.float32),
+        np.empty((0, n_int + 1), np.float64),
+    )
+    m = np.ascontiguousarray(matrix, np.float32)
+    _spectral_blocks(_sums(tiles, down), m, down, *no_trees, out, np.empty(0, np.float64))
     return out
 
 
@@ -147,14 +154,12 @@ def _block_sums(tiles, down, out):  # pragma: no cover - numba
 
 
 @nb.njit(inline="always")
-def _spectral_row(sums, matrix, inv, floor, t, y, buf, v):  # pragma: no cover - numba
-    """:func:`spectral_features` of block row ``y`` of tile ``t`` into ``buf`` ``(2K + 1,
-    w)`` from the block sums ``sums`` ``(N, C, h, w)``; ``v`` is scratch of ``w``."""
+def _map_row(sums, matrix, inv, t, y, rows, v):  # pragma: no cover - numba
+    """``rows[q]`` = block row ``y`` of tile ``t`` of the block sums ``sums`` ``(N, C, h, w)``
+    as mean reflectance mapped by ``matrix`` ``(K, C)`` and clipped to [0, 1], for each of the
+    K bands; ``v`` is scratch of ``w``."""
     c, ww = sums.shape[1], sums.shape[3]
-    k = matrix.shape[0]
-    mean = buf[2 * k]
-    mean[:] = np.float32(0)
-    for q in range(k):
+    for q in range(matrix.shape[0]):
         v[:] = np.float32(0)
         for b in range(c):
             m = matrix[q, b]
@@ -163,11 +168,24 @@ def _spectral_row(sums, matrix, inv, floor, t, y, buf, v):  # pragma: no cover -
             a = sums[t, b, y]
             for x in range(ww):
                 v[x] += m * a[x]
+        o = rows[q]
+        for x in range(ww):
+            o[x] = min(max(v[x] * inv, np.float32(0)), np.float32(1))
+
+
+@nb.njit(inline="always")
+def _spectral_row(sums, matrix, inv, floor, t, y, buf, v):  # pragma: no cover - numba
+    """:func:`spectral_features` of block row ``y`` of tile ``t`` into ``buf`` ``(2K + 1,
+    w)`` from the block sums ``sums`` ``(N, C, h, w)``; ``v`` is scratch of ``w``."""
+    ww = sums.shape[3]
+    k = matrix.shape[0]
+    _map_row(sums, matrix, inv, t, y, buf, v)
+    mean = buf[2 * k]
+    mean[:] = np.float32(0)
+    for q in range(k):
         o = buf[q]
         for x in range(ww):
-            r = min(max(v[x] * inv, np.float32(0)), np.float32(1))
-            o[x] = r
-            mean[x] += r
+            mean[x] += o[x]
     for x in range(ww):
         mean[x] /= np.float32(k)
         v[x] = max(mean[x], floor)
@@ -179,7 +197,11 @@ def _spectral_row(sums, matrix, inv, floor, t, y, buf, v):  # pragma: no cover -
 
 
 @nb.njit(parallel=True, cache=True)
-def _spectral_features(sums, matrix, down, out):  # pragma: no cover - numba
+def _spectral_blocks(sums, matrix, down, feat, thr, leaf, features_out, raw):  # pragma: no cover
+    """Each block row's :func:`spectral_features` into ``features_out`` ``(2K + 1, P)`` where
+    it has rows, and the trees' (``feat``, ``thr``, ``leaf``) summed leaf values of every block
+    into ``raw`` ``(P,)`` where there are trees (:func:`_sum_trees`), straight from the row's
+    features, which then never leave the thread's scratch."""
     n, _, hh, ww = sums.shape
     k = matrix.shape[0]
     inv = np.float32(1.0 / (down * down))
@@ -187,23 +209,12 @@ def _spectral_features(sums, matrix, down, out):  # pragma: no cover - numba
     for j in nb.prange(n * hh):
         buf = np.empty((2 * k + 1, ww), np.float32)
         _spectral_row(sums, matrix, inv, floor, j // hh, j % hh, buf, np.empty(ww, np.float32))
-        out[:, j * ww : (j + 1) * ww] = buf
-
-
-@nb.njit(parallel=True, cache=True)
-def _spectral_predict(sums, matrix, down, feat, thr, leaf, out):  # pragma: no cover - numba
-    """The trees' summed leaf values of every block (:func:`_sum_trees`) straight from each
-    block row's features, which never leave the thread's scratch."""
-    n, _, hh, ww = sums.shape
-    k = matrix.shape[0]
-    inv = np.float32(1.0 / (down * down))
-    floor = np.float32(SPECTRAL_FLOOR)
-    for j in nb.prange(n * hh):
-        buf = np.empty((2 * k + 1, ww), np.float32)
-        _spectral_row(sums, matrix, inv, floor, j // hh, j % hh, buf, np.empty(ww, np.float32))
-        acc = np.zeros(ww, np.float64)
-        _sum_trees(buf, 0, ww, feat, thr, leaf, acc)
-        out[j * ww : (j + 1) * ww] = acc
+        if features_out.shape[0]:
+            features_out[:, j * ww : (j + 1) * ww] = buf
+        if feat.shape[0]:
+            acc = np.zeros(ww, np.float64)
+            _sum_trees(buf, 0, ww, feat, thr, leaf, acc)
+            raw[j * ww : (j + 1) * ww] = acc
 
 
 def coarse_canonical(
@@ -213,40 +224,17 @@ def coarse_canonical(
     onto the canonical bands, clipped to [0, 1]: ``(N, K, H / down, W / down)``."""
     n, _, h, w = tiles.shape
     out = np.empty((n, matrix.shape[0], h // down, w // down), np.float32)
-    _coarse(
-        np.ascontiguousarray(tiles, np.float32), np.ascontiguousarray(matrix, np.float32), down, out
-    )
+    _coarse(_sums(tiles, down), np.ascontiguousarray(matrix, np.float32), down, out)
     return out
 
 
 @nb.njit(parallel=True, cache=True)
-def _coarse(tiles, matrix, down, out):  # pragma: no cover - numba
-    n, c, h, w = tiles.shape
-    k = matrix.shape[0]
-    hh, ww = h // down, w // down
+def _coarse(sums, matrix, down, out):  # pragma: no cover - numba
+    n, _, hh, ww = sums.shape
     inv = np.float32(1.0 / (down * down))
     for j in nb.prange(n * hh):
         t, y = j // hh, j % hh
-        acc = np.zeros((c, ww), np.float32)
-        for b in range(c):
-            for dy in range(down):
-                row = tiles[t, b, y * down + dy]
-                for x in range(ww):
-                    s = np.float32(0)
-                    for dx in range(down):
-                        s += row[x * down + dx]
-                    acc[b, x] += s
-        v = np.empty(ww, np.float32)
-        for q in range(k):
-            v[:] = np.float32(0)
-            for b in range(c):
-                m = matrix[q, b]
-                if m == 0:  # resampling matrices are sparse (the identity for own bands)
-                    continue
-                for x in range(ww):
-                    v[x] += m * acc[b, x]
-            for x in range(ww):
-                out[t, q, y, x] = min(max(v[x] * inv, np.float32(0)), np.float32(1))
+        _map_row(sums, matrix, inv, t, y, out[t, :, y], np.empty(ww, np.float32))
 
 
 @nb.njit(inline="always")
@@ -491,7 +479,10 @@ class TreeOpinion:
         if self.spectral:  # features and trees in one pass (the features stay in cache)
             raw = np.empty(n * (h // d) * (w // d), np.float64)
             m = np.ascontiguousarray(matrix, np.float32)
-            _spectral_predict(_sums(tiles, d), m, d, self.feat, self.thr, self.leaf, raw)
+            no_features = np.empty((0, 0), np.float32)
+            _spectral_blocks(
+                _sums(tiles, d), m, d, self.feat, self.thr, self.leaf, no_features, raw
+            )
             return _sigmoid(raw).reshape(n, h // d, w // d)
         f = features(coarse_canonical(tiles, matrix, d), self.windows, self.extreme)
         x = np.ascontiguousarray(f.transpose(1, 0, 2, 3).reshape(f.shape[1], -1))
