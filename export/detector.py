@@ -91,6 +91,22 @@ SYNTH_TEST = (
 )
 
 
+#: The synthetic clouds of the detector's training (:class:`SynthSampler`; its overcast share
+#: set per run). Cloud droplets and ice crystals are large against the wavelength: clouds stay
+#: bright into the SWIR (measured on the L8 Biome / ukis patches: SWIR-1 / red 0.4-1.2 over
+#: thick cloud), so the Angstrom exponent is small here, not the haze-like 0.3-2 of the
+#: remover's ranges (which made synthetic clouds vanish in the SWIR: in a first CV round the
+#: six-band view scored below the four-band one).
+DETECTOR_RANGES = CloudRanges(
+    angstrom=(0.0, 0.7),
+    snow_fraction=0.15,
+    diffuse_fraction=(0.1, 0.3),
+    gamma=(1.0, 2.5),
+    persistence=(0.4, 0.65),
+    view_zenith_deg=(0.0, 10.0),
+)
+
+
 #: The largest synthetic-cloud sample drawn from the clear scenes: every scene group holds fully
 #: valid tiles of this size (BigEarthNet patches are 120 px); larger training tiles mirror it out.
 SYNTH_TILE = 96
@@ -382,20 +398,7 @@ class SynthSampler:
             groups.setdefault(idx, []).append(
                 Scene(s.name, cube.astype(np.float32), sub, s.valid, s.gsd_m, s.source)
             )
-        # cloud droplets and ice crystals are large against the wavelength: clouds stay bright
-        # into the SWIR (measured on the L8 Biome / ukis patches: SWIR-1 / red 0.4-1.2 over thick
-        # cloud), so the Angstrom exponent is small here, not the haze-like 0.3-2 of the
-        # remover's ranges (which made synthetic clouds vanish in the SWIR: in a first CV round
-        # the six-band view scored below the four-band one)
-        ranges = CloudRanges(
-            angstrom=(0.0, 0.7),
-            snow_fraction=0.15,
-            diffuse_fraction=(0.1, 0.3),
-            gamma=(1.0, 2.5),
-            persistence=(0.4, 0.65),
-            view_zenith_deg=(0.0, 10.0),
-            overcast_fraction=overcast,
-        )
+        ranges = replace(DETECTOR_RANGES, overcast_fraction=overcast)
         self.groups = []
         for i, (idx, g) in enumerate(sorted(groups.items())):
             try:

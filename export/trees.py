@@ -29,11 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from export.data import CloudRanges
+from export.detector import DETECTOR_RANGES
 from kumo_edge.trees import (
     DEPTH,
     FORMAT,
@@ -78,19 +79,13 @@ SPECTRAL_SAMPLES = 300_000
 #: two of its three draws (50: +0.3 to +1): not kept (bench/results/variants/*_25trees.json).
 SPECTRAL_TREES = 50
 SPECTRAL_LEARNING_RATE = 0.1
-#: The detector's cloud ranges (export.detector) with the Angstrom exponent widened to the
-#: remover's (0-2: clouds from white to haze-blue) and no snow painted under them: trees that
-#: learned painted snow as clear lost flat white clouds of another law (alpha blending), and in
-#: the VNIR alone the spectrum cannot tell snow from cloud anyway. No gain or band jitter:
-#: with it the trees found 5-16 points less cloud under the other laws (ad hoc, on the two
-#: SYNTH_TEST scenes; README, "The hsi32 mask reads the whole spectrum").
-SPECTRAL_RANGES = CloudRanges(
-    angstrom=(0.0, 2.0),
-    diffuse_fraction=(0.1, 0.3),
-    gamma=(1.0, 2.5),
-    persistence=(0.4, 0.65),
-    view_zenith_deg=(0.0, 10.0),
-)
+#: The detector's cloud ranges (export.detector.DETECTOR_RANGES) with the Angstrom exponent
+#: widened to the remover's (0-2: clouds from white to haze-blue) and no snow painted under
+#: them: trees that learned painted snow as clear lost flat white clouds of another law (alpha
+#: blending), and in the VNIR alone the spectrum cannot tell snow from cloud anyway. No gain or
+#: band jitter: with it the trees found 5-16 points less cloud under the other laws (ad hoc, on
+#: the two SYNTH_TEST scenes; README, "The hsi32 mask reads the whole spectrum").
+SPECTRAL_RANGES = replace(DETECTOR_RANGES, angstrom=(0.0, 2.0), snow_fraction=0.0)
 SPECTRAL_TILE = 64
 
 
