@@ -395,7 +395,7 @@ def main() -> None:
                 pred[("ours", view)][name] = m.classify(pr[None])[0]
                 if ops.get(view) is not None:  # the network with the fold's trees
                     both = pr[None].copy()
-                    combine(both, tiled_tree_probability(ops[view], x, bands))
+                    combine(both, tiled_tree_probability(ops[view], x, bands), ops[view].pool)
                     force_spectral_clouds(x[None], both, bands)  # the test's last word, as detect
                     pred[("ours_trees", view)][name] = m.classify(both)[0]
                     fullp_trees[view][name] = both[0].astype(np.float16)

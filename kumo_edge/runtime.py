@@ -1091,11 +1091,12 @@ class Model:
         self, batch: npt.NDArray[np.float32], probs: npt.NDArray[np.float32]
     ) -> None:
         """Where a tree ensemble lies beside this detector and its band set feeds it, the cloud
-        probability of ``probs`` ``(N, 4, H, W)`` becomes the geometric mean of the network's
-        and the trees' (:func:`kumo_edge.trees.combine`), in place."""
+        probability of ``probs`` ``(N, 4, H, W)`` becomes the geometric mean (or the mean, as
+        the tree file asks) of the network's and the trees' (:func:`kumo_edge.trees.combine`),
+        in place."""
         p = self.tree_probability(batch)
         if p is not None:
-            combine(probs, p)
+            combine(probs, p, self.trees.pool)
 
     def tree_probability(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         """The trees' P(cloud) for ``batch``, one value per block of ``trees.down`` pixels

@@ -814,7 +814,7 @@ def process_tiles(
 
     def mask_opinions(p: npt.NDArray[np.float32]) -> None:
         if p_trees is not None:
-            combine(p, p_trees)
+            combine(p, p_trees, detector.trees.pool)
         clear_mask_calls(p, in_clear, in_dim)
         if last is not None:  # (after the removal, the tiles no longer are the test's input)
             force_spectral_clouds(tiles, p, detector.bands, last)

@@ -110,16 +110,21 @@ def test_combine_resizes_block_values_bilinearly():
         combine(p.copy(), coarse[:, :, :2])
 
 
-def test_combine_is_the_geometric_mean_and_keeps_the_networks_splits():
+@pytest.mark.parametrize("pool", ["geometric", "mean"])
+def test_combine_pools_the_cloud_probability_and_keeps_the_networks_splits(pool):
     rng = np.random.default_rng(2)
     p = rng.dirichlet(np.ones(4), (3, 5, 5)).transpose(0, 3, 1, 2).astype(np.float32)
     pt = rng.random((3, 5, 5)).astype(np.float32)
     q = p.copy()
-    combine(q, pt)
+    combine(q, pt, pool)
+    pc = p[:, 1] + p[:, 2]
+    want = np.sqrt(pc * pt) if pool == "geometric" else (pc + pt) / 2
     np.testing.assert_allclose(q.sum(1), 1, atol=1e-5)
-    np.testing.assert_allclose(q[:, 1] + q[:, 2], np.sqrt((p[:, 1] + p[:, 2]) * pt), atol=1e-6)
+    np.testing.assert_allclose(q[:, 1] + q[:, 2], want, atol=1e-6)
     np.testing.assert_allclose(q[:, 1] / q[:, 2], p[:, 1] / p[:, 2], rtol=1e-4)
     np.testing.assert_allclose(q[:, 0] / q[:, 3], p[:, 0] / p[:, 3], rtol=1e-4)
+    with pytest.raises(ValueError, match="pool must be one of"):
+        combine(p.copy(), pt, "max")
 
 
 def test_shipped_trees_load_and_reproduce_lightgbm():
@@ -173,6 +178,12 @@ def test_corrupt_or_inconsistent_tree_file_is_refused_in_one_line(tmp_path):
     np.savez(trees_path(det), **d)
     with pytest.raises(ModelContractError, match="format"):
         load_model(det)
+    meta["format"] = FORMAT
+    meta["pool"] = "harmonic"  # a pooling rule the runtime does not know
+    d["meta"] = np.array(json.dumps(meta))
+    np.savez(trees_path(det), **d)
+    with pytest.raises(ModelContractError, match="pool 'harmonic'"):
+        load_model(det)
 
 
 def test_trees_beside_a_detector_shape_its_mask_not_its_removal(tmp_path):
@@ -219,6 +230,20 @@ def test_stream_output_is_the_networks_and_the_mask_the_combined(tmp_path):
     pt = _bilinear(with_trees.tree_probability(x), 4)
     cloud0, cloud1 = p0[:, 1] + p0[:, 2], p1[:, 1] + p1[:, 2]
     np.testing.assert_allclose(cloud1, np.sqrt(np.clip(cloud0, 0, 1) * pt), atol=1e-5)
+
+
+def test_the_hsi32_stream_mask_pools_its_spectral_trees_by_the_mean():
+    """The stream's tile step takes the pooling rule from the tree file, as ``Model.detect``
+    does: the hsi32 mask's P(cloud) is the mean of the network's and the spectral trees'."""
+    from kumo_edge.stream import Report, StreamConfig, process_tiles
+
+    m = load_model(shipped_models()["hsi32"]["detector"], threads=1)
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0.02, 0.4, (1, 32, 64, 64)).astype(np.float32)
+    x[..., 16:48, 16:48] = np.linspace(0.9, 0.4, 32)[:, None, None]
+    want = m.detect(x.copy())
+    _, p = process_tiles(x.copy(), np.ones((1, 64, 64), bool), m, None, StreamConfig(), Report())
+    np.testing.assert_allclose(p[:, 1] + p[:, 2], want[:, 1] + want[:, 2], atol=1e-5)
 
 
 def test_the_trees_read_the_canonical_vnir_bands():
@@ -357,6 +382,7 @@ def test_spectral_trees_round_trip_and_read_their_own_bands(tmp_path):
     booster = et.fit_spectral(x, y)
     op = et.save(booster, tmp_path / "s.trees.npz", "hsi32", {})
     assert op.spectral and not op.pixels and op.down == et.SPECTRAL_DOWN == 2
+    assert op.pool == et.SPECTRAL_POOL == "mean"
     assert op.bands.centers_nm == bands.centers_nm and op.n_features == 2 * k + 1
     m = op.matrix(bands)
     np.testing.assert_array_equal(m, np.eye(k, dtype=np.float32))
@@ -380,11 +406,13 @@ def test_spectral_trees_round_trip_and_read_their_own_bands(tmp_path):
 
 def test_the_hsi32_detector_takes_its_spectral_trees_for_its_mask_only():
     """The shipped hsi32 detector loads the spectral trees beside it; they read its 32 bands
-    as they are, in 2 x 2 blocks, and its mask is the network's combined with them while the
-    removal's probabilities stay the network's."""
+    as they are, in 2 x 2 blocks, and its mask is the network's combined with them (the mean
+    of the two P(cloud), as the file asks) while the removal's probabilities stay the
+    network's; the rgbn detector's context trees keep the geometric mean."""
+    assert load_trees(trees_path(RGBN)).pool == "geometric"
     hsi = shipped_models()["hsi32"]["detector"]
     m = load_model(hsi, threads=1)
-    assert m.uses_trees and m.trees.spectral and m.trees.down == 2
+    assert m.uses_trees and m.trees.spectral and m.trees.down == 2 and m.trees.pool == "mean"
     np.testing.assert_array_equal(m._trees_matrix, np.eye(32, dtype=np.float32))
     rng = np.random.default_rng(9)
     x = rng.uniform(0.02, 0.4, (1, 32, 64, 64)).astype(np.float32)
@@ -393,7 +421,12 @@ def test_the_hsi32_detector_takes_its_spectral_trees_for_its_mask_only():
     pt = m.tree_probability(x)
     assert pt.shape == (1, 32, 32)
     want = net.copy()
-    combine(want, pt)
-    np.testing.assert_allclose(m.detect(x), want, atol=1e-6)
+    combine(want, pt, "mean")
+    got = m.detect(x)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    up = np.repeat(np.repeat(pt, 2, 1), 2, 2)  # inside the patch the blocks are alike
+    inner = (slice(None), slice(20, 44), slice(20, 44))
+    pc = (net[:, 1] + net[:, 2])[inner]
+    np.testing.assert_allclose((got[:, 1] + got[:, 2])[inner], (pc + up[inner]) / 2, atol=1e-4)
     np.testing.assert_array_equal(m.removal_probabilities(x), net)
     assert np.abs((want[:, 1] + want[:, 2]) - (net[:, 1] + net[:, 2])).max() > 0.05
