@@ -23,7 +23,7 @@ are not. Cloud laws:
 
 Scores: pixel accuracy, clear called cloud (false-positive rate) and cloud found (recall),
 pooled over the scene's tiles and over all scenes; with the trees as their file pools them
-(``with_trees``) and pooled by the geometric mean, as shipped until 2026-12-07, tenth session
+(``with_trees``) and pooled by the geometric mean, the rule until 2026-12-07, tenth session
 (``with_trees_geometric``). Writes ``bench/results/spectral_trees.json``.
 """
 

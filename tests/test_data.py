@@ -160,3 +160,23 @@ def test_the_gain_range_sets_the_training_brightness_and_reaches_the_trainer(sce
     assert cfg.gain == (0.5, 4.0)
     with pytest.raises(ValueError, match="gain"):
         TrainConfig(gain=(2.0, 1.0))
+
+
+def test_spectral_trees_ignore_the_faint_cloud_edges_unless_told_to_call_them_cloud(
+    scene,  # noqa: ANN001
+) -> None:
+    """export.trees.spectral_table: the same blocks either way; with ``edges="ignore"`` (the
+    default) the blocks that are mostly an invisible cloud edge carry no label (NaN), with
+    ``edges="cloud"`` they carry their cloud share, which counts the edges."""
+    from export.trees import SPECTRAL_EDGES, spectral_table
+
+    assert SPECTRAL_EDGES == "ignore"
+    xc, yc = spectral_table([scene], n=8, seed=4, edges="cloud")
+    xi, yi = spectral_table([scene], n=8, seed=4)
+    np.testing.assert_array_equal(xc, xi)
+    unlabelled = np.isnan(yi)
+    assert np.isfinite(yc).all() and unlabelled.any()
+    np.testing.assert_array_equal(yc[~unlabelled], yi[~unlabelled])
+    assert yc[unlabelled].mean() > 0.5  # mostly edge: counted as cloud
+    with pytest.raises(ValueError, match="edges must be"):
+        spectral_table([scene], n=1, edges="thin")
