@@ -205,8 +205,7 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "on 36 real labelled patches; hsi32: spectral trees on its 32 bands, scored scene by "
             "scene on synthetic clouds of four laws), the mask's and report's cloud "
             "probability pools the network's and the trees' (rgbn: their geometric mean; hsi32: "
-            "their mean) (more accurate, "
-            "with fewer clear pixels called cloud; README). --no-trees: the network alone, "
+            "their mean): more accurate, with fewer clear pixels called cloud (README). --no-trees: the network alone, "
             "1-2 ms faster per 256-px tile (hsi32: the stream about 14 % faster). The removal "
             "is the network's either way.",
         ),
