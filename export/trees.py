@@ -436,16 +436,18 @@ def spectral_record(card: Path, trees: Path, seed: int) -> None:
     where ``bench/results/spectral_trees.json`` holds them) to a detector's model card."""
     results = Path("bench/results/spectral_trees.json")
     summary = json.loads(results.read_text()).get("summary") if results.exists() else None
+    op = load_trees(trees)
     _second_opinion(
         card,
         trees,
         seed,
-        what="gradient-boosted trees (LightGBM, flattened) on the spectra of 2 x 2 pixel "
-        "blocks in the detector's own bands (each band, the spectrum over its mean, the mean; "
-        "kumo_edge.trees.spectral_features); the mask's P(cloud) is the mean of the "
-        "network's and the trees' (pool 'mean', kumo_edge.trees.combine); the removal stays "
+        what="gradient-boosted trees (LightGBM, flattened) on the spectra of "
+        f"{op.down} x {op.down} pixel blocks in the detector's own bands (each band, the "
+        "spectrum over its mean, the mean; kumo_edge.trees.spectral_features); the mask's "
+        f"P(cloud) is the {'' if op.pool == 'mean' else op.pool + ' '}mean of the network's "
+        f"and the trees' (pool '{op.pool}', kumo_edge.trees.combine); the removal stays "
         "weighted by the network",
-        bands=len(load_trees(trees).bands),
+        bands=len(op.bands),
         data=f"{SPECTRAL_TILES} synthetic cloudy 64-px tiles over those clear crops "
         "(export.trees.SPECTRAL_RANGES; never a SYNTH_TEST scene, no real cloud); the "
         f"faintest cloud edges (optical depth 0.02-0.08): {SPECTRAL_EDGES} "
